@@ -1,0 +1,159 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  rnn run                                  the article's table (built-in model and inputs)
+  rnn run model.safetensors --input x.npy --format json
+  rnn check tests/fixtures/tf1_article_seed0.safetensors
+  rnn inspect model.safetensors
+
+Exit codes:
+  0  success, or every compared tensor within tolerance
+  1  `rnn check`: a tensor outside the tolerance
+  2  an error: usage, file, format, shapes";
+
+/// Run basic (Elman) recurrent networks from safetensors weights exported by PyTorch,
+/// Keras or TensorFlow, and check them against reference outputs.
+#[derive(Debug, Parser)]
+#[command(name = "rnn", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a model on inputs and print (or save) its outputs.
+    Run(RunArgs),
+    /// Run a model on a fixture's inputs and compare with the fixture's expected outputs.
+    Check(CheckArgs),
+    /// Show a weights file's detected format, configuration and tensors.
+    Inspect(InspectArgs),
+    /// Write random weights (PyTorch's uniform(−1/√H, 1/√H)) in the canonical format.
+    Init(InitArgs),
+}
+
+/// How to build and feed the model: flags that a weights file may not carry.
+#[derive(Debug, Args)]
+pub struct ModelOptions {
+    /// Activation; overrides the weights file's metadata (default tanh).
+    #[arg(long, value_enum)]
+    pub nonlinearity: Option<Nonlinearity>,
+    /// Sequence inputs and outputs are [batch, seq, features] instead of [seq, batch, features].
+    #[arg(long)]
+    pub batch_first: bool,
+    /// Element type to compute in; weights and inputs are converted on load.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Weights (.safetensors). Without it, the article's model built into `rnn`.
+    pub model: Option<PathBuf>,
+    /// Inputs: .safetensors in step form (X0, X1, …) or sequence form (input, optional h0),
+    /// or a .npy array in sequence form. Without it, the inputs stored in the model file.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+    /// Also write the outputs to this .safetensors file (Y0, Y1, … or output and h_n).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// How to print the outputs.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub options: ModelOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Weights (.safetensors).
+    pub model: PathBuf,
+    /// Fixture with inputs and expected outputs; without it, MODEL's own file.
+    #[arg(long)]
+    pub fixture: Option<PathBuf>,
+    /// Absolute tolerance: |got − want| ≤ atol + rtol·|want|.
+    #[arg(long, default_value_t = 1e-5)]
+    pub atol: f64,
+    /// Relative tolerance.
+    #[arg(long, default_value_t = 1e-4)]
+    pub rtol: f64,
+    #[command(flatten)]
+    pub options: ModelOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Weights (.safetensors).
+    pub model: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Features per input step.
+    #[arg(long)]
+    pub input_size: usize,
+    /// Neurons per layer.
+    #[arg(long)]
+    pub hidden_size: usize,
+    /// Stacked layers.
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// Two directions per layer.
+    #[arg(long)]
+    pub bidirectional: bool,
+    /// No bias tensors.
+    #[arg(long)]
+    pub no_bias: bool,
+    /// Seed of the random generator; the same seed gives the same weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Activation recorded in the file's metadata.
+    #[arg(long, value_enum, default_value_t = Nonlinearity::Tanh)]
+    pub nonlinearity: Nonlinearity,
+    /// Where to write the weights (.safetensors).
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Nonlinearity {
+    Tanh,
+    Relu,
+}
+
+impl From<Nonlinearity> for rnn_core::Nonlinearity {
+    fn from(n: Nonlinearity) -> Self {
+        match n {
+            Nonlinearity::Tanh => rnn_core::Nonlinearity::Tanh,
+            Nonlinearity::Relu => rnn_core::Nonlinearity::Relu,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Dtype {
+    F32,
+    F64,
+}
+
+impl From<Dtype> for candle_core::DType {
+    fn from(d: Dtype) -> Self {
+        match d {
+            Dtype::F32 => candle_core::DType::F32,
+            Dtype::F64 => candle_core::DType::F64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tensors as numpy prints them, one per step.
+    Text,
+    /// One JSON object with "schema_version".
+    Json,
+}

@@ -1,0 +1,58 @@
+//! `rnn`: run, check and inspect basic (Elman) recurrent networks.
+//!
+//! This is the one place that prints, reads flags and picks exit codes: 0 success, 1 a
+//! comparison outside tolerance, 2 an error (printed once, as `error: ...` with its causes).
+
+mod cli;
+mod commands;
+mod print;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// The outcome of a command that did not fail.
+pub enum Outcome {
+    /// The command did what was asked.
+    Success,
+    /// `rnn check` found a tensor outside the tolerance.
+    Mismatch,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(args) => commands::run(args),
+        Command::Check(args) => commands::check(args),
+        Command::Inspect(args) => commands::inspect(args),
+        Command::Init(args) => commands::init(args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Mismatch) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A reader that closed our stdout early (`rnn run | head -1`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes results to stdout in one piece.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

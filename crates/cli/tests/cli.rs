@@ -1,0 +1,503 @@
+//! The `rnn` binary as a user runs it: exit codes, stdout and stderr.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+/// The table the article printed (float32, numpy's print): the reference `rnn run` must
+/// reproduce, taken from shared/seed/ARTICLE.md, not from this project's code.
+const ARTICLE_Y0: [[f64; 5]; 4] = [
+    [-0.2964572, 0.82874775, -0.34216955, -0.75720584, 0.19011548],
+    [-0.12842922, 0.99981797, 0.84704727, -0.99570125, 0.38665548],
+    [0.04731077, 0.99999976, 0.99330056, -0.999933, 0.55339795],
+    [0.70323634, 0.99309105, 0.99909431, -0.85363263, 0.7472108],
+];
+const ARTICLE_Y1: [[f64; 5]; 4] = [
+    [0.51955646, 1., 0.99999022, -0.99984968, -0.24616946],
+    [
+        -0.70553327,
+        -0.11918639,
+        0.48885304,
+        0.08917919,
+        -0.26579669,
+    ],
+    [-0.32477224, 0.99996376, 0.99933046, -0.99711186, 0.10981458],
+    [-0.43738723, 0.91517633, 0.97817528, -0.91763324, 0.11047263],
+];
+
+fn rnn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rnn"))
+        .args(args)
+        .output()
+        .expect("cannot start rnn")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("tests/fixtures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "expected the committed fixtures, found {files:?}"
+    );
+    files
+}
+
+/// Writes f32 tensors as a safetensors file.
+fn write_f32(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n.to_string(), s.clone(), b)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// Reads every tensor of a safetensors file as (shape, f32 values).
+fn read_f32(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            assert_eq!(v.dtype(), Dtype::F32, "{n}");
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (n, (v.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+fn json_tensors(out: &str) -> HashMap<String, Vec<f64>> {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let values = t["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap());
+            (t["name"].as_str().unwrap().to_string(), values.collect())
+        })
+        .collect()
+}
+
+#[test]
+fn run_without_arguments_reproduces_the_article_table() {
+    let out = rnn(&["run", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = json_tensors(&stdout(&out));
+    let mut worst: f64 = 0.0;
+    for (name, table) in [("Y0", ARTICLE_Y0), ("Y1", ARTICLE_Y1)] {
+        let values = &got[name];
+        assert_eq!(values.len(), 20, "{name}");
+        for (g, w) in values.iter().zip(table.iter().flatten()) {
+            worst = worst.max((g - w).abs());
+        }
+    }
+    assert!(
+        worst <= 1e-6,
+        "max |rnn − article| = {worst:e} over 40 values"
+    );
+}
+
+#[test]
+fn run_prints_the_table_as_numpy_does() {
+    let out = rnn(&["run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("Y0 (t = 0)\n[[-0.2964572 "), "{text}");
+    assert!(
+        text.contains("\n\nY1 (t = 1)\n[[ 0.51955646  1.    "),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 11, "{text}");
+}
+
+#[test]
+fn check_passes_on_every_committed_fixture() {
+    for fixture in fixtures() {
+        let out = rnn(&["check", fixture.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}{}",
+            fixture.display(),
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("within tolerance"));
+    }
+}
+
+#[test]
+fn check_holds_the_shipped_model_to_the_article_within_1e6() {
+    let model = repo("models/seed/article.safetensors");
+    let out = rnn(&[
+        "check",
+        model.to_str().unwrap(),
+        "--atol",
+        "1e-6",
+        "--rtol",
+        "0",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_exits_1_when_an_expected_value_moves_by_1e3() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = repo("tests/fixtures/tf1_article_seed0.safetensors");
+    let mut tensors = read_f32(&source);
+    tensors.get_mut("Y1").unwrap().1[7] += 1e-3;
+    let list: Vec<(&str, Vec<usize>, Vec<f32>)> = tensors
+        .iter()
+        .map(|(n, (s, v))| (n.as_str(), s.clone(), v.clone()))
+        .collect();
+    let moved = dir.path().join("moved.safetensors");
+    write_f32(&moved, &list);
+    let out = rnn(&["check", moved.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("MISMATCH Y1"), "{text}");
+    assert!(text.contains("worst at [1, 2]"), "{text}");
+    assert!(text.contains("ok       Y0"), "{text}");
+}
+
+#[test]
+fn check_exits_2_naming_a_truncated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(repo("tests/fixtures/tf1_article_seed1.safetensors")).unwrap();
+    for cut in [0, 5, 40, bytes.len() / 2, bytes.len() - 1] {
+        let truncated = dir.path().join(format!("cut{cut}.safetensors"));
+        std::fs::write(&truncated, &bytes[..cut]).unwrap();
+        let out = rnn(&["check", truncated.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "cut at {cut}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains(&format!("cut{cut}.safetensors")), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn check_with_a_separate_fixture_and_tight_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = read_f32(&repo("tests/fixtures/tf1_article_seed2.safetensors"));
+    let pick = |names: &[&'static str]| -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+        names
+            .iter()
+            .map(|n| (*n, source[*n].0.clone(), source[*n].1.clone()))
+            .collect()
+    };
+    let model = dir.path().join("model.safetensors");
+    let fixture = dir.path().join("fixture.safetensors");
+    write_f32(&model, &pick(&["Wx", "Wy", "b"]));
+    write_f32(&fixture, &pick(&["X0", "X1", "Y0", "Y1", "Wx"]));
+    let out = rnn(&[
+        "check",
+        model.to_str().unwrap(),
+        "--fixture",
+        fixture.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // The weights in the fixture are not used from there: listed and ignored.
+    assert!(stdout(&out).contains("ignored: Wx"), "{}", stdout(&out));
+    let strict = rnn(&[
+        "check",
+        model.to_str().unwrap(),
+        "--fixture",
+        fixture.to_str().unwrap(),
+        "--atol",
+        "0",
+        "--rtol",
+        "1e-12",
+    ]);
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+}
+
+#[test]
+fn run_writes_step_outputs_to_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("y.safetensors");
+    let out = rnn(&["run", "--output", out_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = read_f32(&out_path);
+    let mut names: Vec<&String> = written.keys().collect();
+    names.sort();
+    assert_eq!(names, ["Y0", "Y1"]);
+    assert_eq!(written["Y1"].0, [4, 5]);
+    let worst = written["Y1"]
+        .1
+        .iter()
+        .zip(ARTICLE_Y1.iter().flatten())
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max);
+    assert!(worst <= 1e-6, "{worst:e}");
+}
+
+/// A sequence-form input, batch-first, against the same data in step form: the same numbers.
+#[test]
+fn sequence_form_and_batch_first_match_step_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = read_f32(&repo("models/seed/article.safetensors"));
+    let (x0, x1) = (&steps["X0"].1, &steps["X1"].1);
+    // [B=4, T=2, I=3]: row b holds X0[b] then X1[b].
+    let mut batch_first = Vec::new();
+    for b in 0..4 {
+        batch_first.extend_from_slice(&x0[b * 3..b * 3 + 3]);
+        batch_first.extend_from_slice(&x1[b * 3..b * 3 + 3]);
+    }
+    let input = dir.path().join("seq.safetensors");
+    write_f32(&input, &[("input", vec![4, 2, 3], batch_first)]);
+    let out_path = dir.path().join("out.safetensors");
+    let out = rnn(&[
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--batch-first",
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seq = read_f32(&out_path);
+    assert_eq!(seq["output"].0, [4, 2, 5]);
+    assert_eq!(seq["h_n"].0, [1, 4, 5]);
+    let step = json_tensors(&stdout(&rnn(&["run", "--format", "json"])));
+    for b in 0..4 {
+        for h in 0..5 {
+            let y1 = step["Y1"][b * 5 + h] as f32;
+            assert_eq!(seq["output"].1[b * 10 + 5 + h], y1);
+            assert_eq!(seq["h_n"].1[b * 5 + h], y1);
+        }
+    }
+}
+
+#[test]
+fn npy_input_in_sequence_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1, 3), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let padded = format!("{header:<117}\n");
+    bytes.extend((padded.len() as u16).to_le_bytes());
+    bytes.extend(padded.as_bytes());
+    for v in [0f32, 1., 2., 9., 8., 7.] {
+        bytes.extend(v.to_le_bytes());
+    }
+    let npy = dir.path().join("x.npy");
+    std::fs::write(&npy, bytes).unwrap();
+    let out = rnn(&["run", "--input", npy.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = json_tensors(&stdout(&out));
+    // Instance 0 of the article, alone: its Y1 is the table's first row.
+    for (g, w) in got["output"][5..].iter().zip(ARTICLE_Y1[0]) {
+        assert!((g - w).abs() <= 1e-6, "{g} vs {w}");
+    }
+}
+
+#[test]
+fn inspect_shows_format_configuration_and_mapping() {
+    let out = rnn(&[
+        "inspect",
+        repo("models/seed/article.safetensors").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("format:        article"), "{text}");
+    assert!(text.contains("input size:    3"), "{text}");
+    assert!(text.contains("hidden size:   [5]"), "{text}");
+    assert!(text.contains("-> weight_ih_l0 (transposed)"), "{text}");
+    assert!(
+        text.contains("X0") && text.contains("not a weight"),
+        "{text}"
+    );
+}
+
+#[test]
+fn init_writes_canonical_weights_that_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let out = rnn(&[
+        "init",
+        "--input-size",
+        "3",
+        "--hidden-size",
+        "4",
+        "--seed",
+        "5",
+        "--nonlinearity",
+        "relu",
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&rnn(&["inspect", model.to_str().unwrap()]));
+    assert!(text.contains("format:        pytorch"), "{text}");
+    assert!(text.contains("nonlinearity:  relu"), "{text}");
+    let tensors = read_f32(&model);
+    assert_eq!(tensors["weight_ih_l0"].0, [4, 3]);
+    assert!(tensors["weight_hh_l0"].1.iter().all(|v| v.abs() <= 0.5));
+    // relu recorded in the metadata is applied: no negative output.
+    let x = dir.path().join("x.safetensors");
+    write_f32(
+        &x,
+        &[(
+            "input",
+            vec![3, 2, 3],
+            vec![
+                -1., 2., 0.5, 3., -4., 1., 0., 1., -2., 5., 5., -5., 1., 1., 1., -3., 0., 2.,
+            ],
+        )],
+    );
+    let run = rnn(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(json_tensors(&stdout(&run))["output"]
+        .iter()
+        .all(|v| *v >= 0.0));
+}
+
+#[test]
+fn missing_tensor_lists_what_the_file_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("half.safetensors");
+    write_f32(
+        &model,
+        &[
+            ("weight_ih_l0", vec![4, 3], vec![0.0; 12]),
+            ("junk", vec![1], vec![0.0]),
+        ],
+    );
+    let out = rnn(&["run", model.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("half.safetensors"), "{err}");
+    assert!(
+        err.contains("`weight_hh_l0` is missing; the file has: junk, weight_ih_l0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shape_mismatch_names_expected_and_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bad.safetensors");
+    write_f32(
+        &model,
+        &[
+            ("Wx", vec![3, 5], vec![0.0; 15]),
+            ("Wy", vec![5, 4], vec![0.0; 20]),
+        ],
+    );
+    let out = rnn(&["inspect", model.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tensor `Wy`: expected shape [5, 5] (hidden from Wx), found [5, 4]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn input_of_the_wrong_feature_size_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.safetensors");
+    write_f32(&x, &[("input", vec![2, 1, 4], vec![0.0; 8])]);
+    let out = rnn(&["run", "--input", x.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("x.safetensors") && err.contains("[2, 1, 3]") && err.contains("[2, 1, 4]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_file_and_usage_errors_exit_2() {
+    let out = rnn(&["check", "/nonexistent/model.safetensors"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent/model.safetensors"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(rnn(&["run", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(rnn(&["check"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rnn"))
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}

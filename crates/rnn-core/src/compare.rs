@@ -1,0 +1,142 @@
+//! Comparing a result with a reference, elementwise, as `numpy.allclose` does.
+
+use candle_core::{DType, Result, Tensor};
+
+use crate::shape::ensure;
+
+/// `|got − want| ≤ atol + rtol·|want|`, numpy.allclose's test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Relative tolerance, times `|want|`.
+    pub rtol: f64,
+}
+
+impl Default for Tolerance {
+    /// atol 1e-5, rtol 1e-4.
+    fn default() -> Self {
+        Self {
+            atol: 1e-5,
+            rtol: 1e-4,
+        }
+    }
+}
+
+/// The outcome of comparing two tensors of the same shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Number of elements compared.
+    pub elements: usize,
+    /// Elements outside the tolerance (NaN on either side counts as outside).
+    pub mismatches: usize,
+    /// Largest `|got − want|`.
+    pub max_abs: f64,
+    /// Largest `|got − want| / |want|` over elements with `want ≠ 0`.
+    pub max_rel: f64,
+    /// The element furthest outside (or least inside) the tolerance: its index, got and want.
+    pub worst: Option<(Vec<usize>, f64, f64)>,
+}
+
+impl Comparison {
+    /// Whether every element is within the tolerance.
+    pub fn passed(&self) -> bool {
+        self.mismatches == 0
+    }
+}
+
+/// Compares `got` with `want` elementwise; both are read as f64 on the CPU.
+///
+/// # Shapes
+/// `got` and `want` must have the same shape.
+pub fn compare(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<Comparison> {
+    ensure(got.dims() == want.dims(), || {
+        format!(
+            "expected shape {:?} (the reference), found {:?}",
+            want.dims(),
+            got.dims()
+        )
+    })?;
+    let as_f64 = |t: &Tensor| t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>();
+    let (g, w) = (as_f64(got)?, as_f64(want)?);
+    let mut result = Comparison {
+        elements: g.len(),
+        mismatches: 0,
+        max_abs: 0.0,
+        max_rel: 0.0,
+        worst: None,
+    };
+    let mut worst_ratio = f64::NEG_INFINITY;
+    let mut worst_at = None;
+    for (i, (&g, &w)) in g.iter().zip(&w).enumerate() {
+        // Equal infinities are close, as in numpy; NaN is never close.
+        let diff = if g == w { 0.0 } else { (g - w).abs() };
+        let allowed = tol.atol + tol.rtol * w.abs();
+        let ratio = match diff {
+            d if d.is_nan() => f64::INFINITY,
+            0.0 => 0.0,
+            d => d / allowed,
+        };
+        let close = diff <= allowed; // false for NaN
+        if !close {
+            result.mismatches += 1;
+        }
+        result.max_abs = result.max_abs.max(diff);
+        if w != 0.0 {
+            result.max_rel = result.max_rel.max(diff / w.abs());
+        }
+        if ratio > worst_ratio {
+            worst_ratio = ratio;
+            worst_at = Some((i, g, w));
+        }
+        if diff.is_nan() {
+            result.max_abs = f64::NAN;
+        }
+    }
+    result.worst = worst_at.map(|(i, g, w)| (unravel(i, want.dims()), g, w));
+    Ok(result)
+}
+
+/// The multi-dimensional index of flat index `i` in a row-major tensor of `dims`.
+fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; dims.len()];
+    for (slot, &d) in index.iter_mut().zip(dims).rev() {
+        *slot = i % d.max(1);
+        i /= d.max(1);
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn finds_the_worst_element_and_applies_numpy_rule() {
+        let want = Tensor::new(&[[1.0f64, 100.0], [0.0, -2.0]], &Device::Cpu).unwrap();
+        // Element [0,1] is off by 0.011: allowed 1e-5 + 1e-4·100 = 0.01001, so it fails.
+        let got = Tensor::new(&[[1.0f64, 100.011], [0.000005, -2.0]], &Device::Cpu).unwrap();
+        let c = compare(&got, &want, Tolerance::default()).unwrap();
+        assert_eq!(c.mismatches, 1);
+        assert_eq!(c.worst.as_ref().unwrap().0, vec![0, 1]);
+        assert!((c.max_abs - 0.011).abs() < 1e-9);
+        assert!(!c.passed());
+    }
+
+    #[test]
+    fn nan_is_never_close_and_equal_infinities_are() {
+        let want = Tensor::new(&[f64::INFINITY, 1.0], &Device::Cpu).unwrap();
+        let got = Tensor::new(&[f64::INFINITY, f64::NAN], &Device::Cpu).unwrap();
+        let c = compare(&got, &want, Tolerance::default()).unwrap();
+        assert_eq!(c.mismatches, 1);
+        assert_eq!(c.worst.unwrap().0, vec![1]);
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let a = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap();
+        assert!(compare(&a, &b, Tolerance::default()).is_err());
+    }
+}

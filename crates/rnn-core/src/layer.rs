@@ -1,0 +1,440 @@
+//! One recurrent layer in one direction: the Elman cell unrolled over time.
+
+use candle_core::{DType, Result, Tensor};
+
+use crate::shape::{check_dims, ensure};
+
+/// The activation applied to each new hidden state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Nonlinearity {
+    /// `tanh`, the default of PyTorch, Keras and TensorFlow.
+    #[default]
+    Tanh,
+    /// `max(0, x)`.
+    Relu,
+}
+
+impl Nonlinearity {
+    /// The name PyTorch uses for it (`"tanh"` or `"relu"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Nonlinearity::Tanh => "tanh",
+            Nonlinearity::Relu => "relu",
+        }
+    }
+
+    /// Parses PyTorch's and Keras's names for the activation.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "tanh" => Some(Nonlinearity::Tanh),
+            "relu" => Some(Nonlinearity::Relu),
+            _ => None,
+        }
+    }
+
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Nonlinearity::Tanh => x.tanh(),
+            Nonlinearity::Relu => x.relu(),
+        }
+    }
+}
+
+impl std::fmt::Display for Nonlinearity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The weights of one layer and direction in PyTorch's layout, as `torch.nn.RNN` names them
+/// (`weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`).
+///
+/// # Shapes
+/// - `w_ih`: `[hidden_size, input_size]`
+/// - `w_hh`: `[hidden_size, hidden_size]`
+/// - `b_ih`, `b_hh`: `[hidden_size]`, each optional (absent means zero)
+#[derive(Debug, Clone)]
+pub struct LayerWeights {
+    /// Input-to-hidden weights, `[hidden_size, input_size]`.
+    pub w_ih: Tensor,
+    /// Hidden-to-hidden weights, `[hidden_size, hidden_size]`.
+    pub w_hh: Tensor,
+    /// Input-side bias, `[hidden_size]`.
+    pub b_ih: Option<Tensor>,
+    /// Hidden-side bias, `[hidden_size]`.
+    pub b_hh: Option<Tensor>,
+}
+
+/// One Elman layer in one direction:
+/// `h_t = act(x_t·W_ihᵀ + b_ih + h_{t-1}·W_hhᵀ + b_hh)`.
+///
+/// The weights are transposed once, here, and the two biases summed once, so a step is one
+/// matmul, one add and one activation.
+///
+/// # Example
+///
+/// The article's cell over two steps, with `W_ih = I` and `W_hh = 0`, so each output is
+/// `tanh` of its input:
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use rnn_core::{LayerWeights, Nonlinearity, RnnLayer};
+///
+/// let dev = Device::Cpu;
+/// let weights = LayerWeights {
+///     w_ih: Tensor::eye(2, candle_core::DType::F32, &dev)?,
+///     w_hh: Tensor::zeros((2, 2), candle_core::DType::F32, &dev)?,
+///     b_ih: None,
+///     b_hh: None,
+/// };
+/// let layer = RnnLayer::new(&weights, Nonlinearity::Tanh)?;
+/// let input = Tensor::new(&[[[0.5f32, -1.0]], [[2.0, 0.0]]], &dev)?; // [T=2, B=1, I=2]
+/// let (output, h_n) = layer.forward(&input, None)?;
+/// assert_eq!(output.dims(), &[2, 1, 2]);
+/// let last: Vec<f32> = h_n.flatten_all()?.to_vec1()?;
+/// assert!((last[0] - 2f32.tanh()).abs() < 1e-6 && last[1] == 0.0);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RnnLayer {
+    /// `W_ihᵀ`, `[input_size, hidden_size]`.
+    w_ih_t: Tensor,
+    /// `W_hhᵀ`, `[hidden_size, hidden_size]`.
+    w_hh_t: Tensor,
+    /// `b_ih + b_hh`, `[hidden_size]`; `None` when the layer has no bias.
+    bias: Option<Tensor>,
+    nonlinearity: Nonlinearity,
+}
+
+impl RnnLayer {
+    /// Builds the layer from PyTorch-layout weights, checking every shape.
+    pub fn new(weights: &LayerWeights, nonlinearity: Nonlinearity) -> Result<Self> {
+        let (hidden_size, _input_size) = weights.w_ih.dims2().map_err(|_| {
+            candle_core::Error::Msg(format!(
+                "w_ih: expected rank 2 [hidden_size, input_size], found shape {:?}",
+                weights.w_ih.dims()
+            ))
+        })?;
+        check_dims("w_hh", &weights.w_hh, &[hidden_size, hidden_size])?;
+        let dtype = weights.w_ih.dtype();
+        ensure(weights.w_hh.dtype() == dtype, || {
+            format!(
+                "w_hh: expected dtype {dtype:?} like w_ih, found {:?}",
+                weights.w_hh.dtype()
+            )
+        })?;
+        let mut bias: Option<Tensor> = None;
+        for (name, b) in [("b_ih", &weights.b_ih), ("b_hh", &weights.b_hh)] {
+            if let Some(b) = b {
+                check_dims(name, b, &[hidden_size])?;
+                ensure(b.dtype() == dtype, || {
+                    format!("{name}: expected dtype {dtype:?}, found {:?}", b.dtype())
+                })?;
+                bias = Some(match bias {
+                    Some(sum) => (sum + b)?,
+                    None => b.clone(),
+                });
+            }
+        }
+        Ok(Self {
+            w_ih_t: weights.w_ih.t()?.contiguous()?,
+            w_hh_t: weights.w_hh.t()?.contiguous()?,
+            bias,
+            nonlinearity,
+        })
+    }
+
+    /// Features per input step.
+    pub fn input_size(&self) -> usize {
+        self.w_ih_t.dims()[0]
+    }
+
+    /// Neurons in the layer.
+    pub fn hidden_size(&self) -> usize {
+        self.w_hh_t.dims()[0]
+    }
+
+    /// The activation of the layer.
+    pub fn nonlinearity(&self) -> Nonlinearity {
+        self.nonlinearity
+    }
+
+    /// Whether the layer adds a bias.
+    pub fn has_bias(&self) -> bool {
+        self.bias.is_some()
+    }
+
+    /// The element type of the weights; inputs must have the same.
+    pub fn dtype(&self) -> DType {
+        self.w_ih_t.dtype()
+    }
+
+    /// The weights back in PyTorch's layout. The two biases were summed at construction, so
+    /// the sum comes back as `b_ih` and `b_hh` is `None`: the layer computes the same thing.
+    pub fn weights(&self) -> Result<LayerWeights> {
+        Ok(LayerWeights {
+            w_ih: self.w_ih_t.t()?.contiguous()?,
+            w_hh: self.w_hh_t.t()?.contiguous()?,
+            b_ih: self.bias.clone(),
+            b_hh: None,
+        })
+    }
+
+    /// One time step.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, input_size]`
+    /// - `h`: `[batch, hidden_size]`
+    /// - returns `h'`: `[batch, hidden_size]`
+    pub fn step(&self, x: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let batch = x.dims().first().copied().unwrap_or(0);
+        check_dims("x", x, &[batch, self.input_size()])?;
+        check_dims("h", h, &[batch, self.hidden_size()])?;
+        self.check_dtype("x", x)?;
+        self.check_dtype("h", h)?;
+        let projected = self.project(x)?;
+        self.recur(&projected, h)
+    }
+
+    /// Runs the layer over a whole sequence, time-major.
+    ///
+    /// The input projection of all steps is one matmul; only the recurrent product is in the
+    /// loop.
+    ///
+    /// # Shapes
+    /// - `input`: `[seq_len, batch, input_size]`
+    /// - `h0`: `[batch, hidden_size]`, zeros when `None`
+    /// - returns `(output [seq_len, batch, hidden_size], h_n [batch, hidden_size])`
+    pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        self.run(input, h0, false)
+    }
+
+    /// Like [`RnnLayer::forward`], with time running backwards: step `T-1` first. The output
+    /// is still indexed by time (`output[t]` is the state after reading `input[t]`), as in the
+    /// reverse half of a bidirectional PyTorch RNN.
+    pub fn forward_reversed(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        self.run(input, h0, true)
+    }
+
+    fn run(&self, input: &Tensor, h0: Option<&Tensor>, reverse: bool) -> Result<(Tensor, Tensor)> {
+        let dims = input.dims();
+        ensure(dims.len() == 3, || {
+            format!("input: expected rank 3 [seq_len, batch, input_size], found shape {dims:?}")
+        })?;
+        let (seq_len, batch) = (dims[0], dims[1]);
+        check_dims("input", input, &[seq_len, batch, self.input_size()])?;
+        self.check_dtype("input", input)?;
+        let hidden = self.hidden_size();
+        let mut h = match h0 {
+            Some(h0) => {
+                check_dims("h0", h0, &[batch, hidden])?;
+                self.check_dtype("h0", h0)?;
+                h0.clone()
+            }
+            None => Tensor::zeros((batch, hidden), self.dtype(), input.device())?,
+        };
+        if seq_len == 0 {
+            let output = Tensor::zeros((0, batch, hidden), self.dtype(), input.device())?;
+            return Ok((output, h));
+        }
+        let projected = self
+            .project(&input.reshape((seq_len * batch, self.input_size()))?)?
+            .reshape((seq_len, batch, hidden))?;
+        let mut outputs = Vec::with_capacity(seq_len);
+        for i in 0..seq_len {
+            let t = if reverse { seq_len - 1 - i } else { i };
+            h = self.recur(&projected.get(t)?, &h)?;
+            outputs.push(h.clone());
+        }
+        if reverse {
+            outputs.reverse();
+        }
+        Ok((Tensor::stack(&outputs, 0)?, h))
+    }
+
+    /// `x·W_ihᵀ + b` for any number of rows.
+    fn project(&self, x: &Tensor) -> Result<Tensor> {
+        let xw = x.matmul(&self.w_ih_t)?;
+        match &self.bias {
+            Some(b) => xw.broadcast_add(b),
+            None => Ok(xw),
+        }
+    }
+
+    /// `act(projected + h·W_hhᵀ)`.
+    fn recur(&self, projected: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let pre = (projected + h.matmul(&self.w_hh_t)?)?;
+        self.nonlinearity.apply(&pre)
+    }
+
+    fn check_dtype(&self, name: &str, t: &Tensor) -> Result<()> {
+        ensure(t.dtype() == self.dtype(), || {
+            format!(
+                "{name}: expected dtype {:?} like the weights, found {:?}",
+                self.dtype(),
+                t.dtype()
+            )
+        })
+    }
+}
+
+/// candle-nn's recurrent interface, batch-first as candle-nn's LSTM and GRU are. The state is
+/// the hidden state `[batch, hidden_size]`.
+impl candle_nn::rnn::RNN for RnnLayer {
+    type State = Tensor;
+
+    fn zero_state(&self, batch_dim: usize) -> Result<Tensor> {
+        let dev = self.w_ih_t.device();
+        Tensor::zeros((batch_dim, self.hidden_size()), self.dtype(), dev)
+    }
+
+    fn step(&self, input: &Tensor, state: &Tensor) -> Result<Tensor> {
+        RnnLayer::step(self, input, state)
+    }
+
+    fn seq_init(&self, input: &Tensor, init_state: &Tensor) -> Result<Vec<Tensor>> {
+        let time_major = input.transpose(0, 1)?.contiguous()?;
+        let (output, _) = self.forward(&time_major, Some(init_state))?;
+        let seq_len = output.dim(0)?;
+        (0..seq_len).map(|t| output.get(t)).collect()
+    }
+
+    fn states_to_tensor(&self, states: &[Tensor]) -> Result<Tensor> {
+        // Batch-first like the input: [batch, seq_len, hidden_size].
+        Tensor::stack(states, 1)
+    }
+}
+
+/// Builds one layer from a [`candle_nn::VarBuilder`] with PyTorch's names:
+/// `weight_ih_l{layer}{suffix}`, `weight_hh_l{layer}{suffix}`, and, when `bias` is true,
+/// `bias_ih_l{layer}{suffix}` and `bias_hh_l{layer}{suffix}`, where `suffix` is `""` or
+/// `"_reverse"`.
+pub fn rnn_layer(
+    input_size: usize,
+    hidden_size: usize,
+    layer: usize,
+    reverse: bool,
+    bias: bool,
+    nonlinearity: Nonlinearity,
+    vb: &candle_nn::VarBuilder,
+) -> Result<RnnLayer> {
+    let suffix = if reverse { "_reverse" } else { "" };
+    let bound = 1.0 / (hidden_size.max(1) as f64).sqrt();
+    let init = candle_nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    };
+    let w_ih = vb.get_with_hints(
+        (hidden_size, input_size),
+        &format!("weight_ih_l{layer}{suffix}"),
+        init,
+    )?;
+    let w_hh = vb.get_with_hints(
+        (hidden_size, hidden_size),
+        &format!("weight_hh_l{layer}{suffix}"),
+        init,
+    )?;
+    let (b_ih, b_hh) = if bias {
+        (
+            Some(vb.get_with_hints(hidden_size, &format!("bias_ih_l{layer}{suffix}"), init)?),
+            Some(vb.get_with_hints(hidden_size, &format!("bias_hh_l{layer}{suffix}"), init)?),
+        )
+    } else {
+        (None, None)
+    };
+    let weights = LayerWeights {
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+    };
+    RnnLayer::new(&weights, nonlinearity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn scalar_layer(w_ih: f64, w_hh: f64, b_ih: f64, b_hh: f64, act: Nonlinearity) -> RnnLayer {
+        let dev = Device::Cpu;
+        let t = |v: f64| Tensor::new(&[[v]], &dev).unwrap();
+        let weights = LayerWeights {
+            w_ih: t(w_ih),
+            w_hh: t(w_hh),
+            b_ih: Some(Tensor::new(&[b_ih], &dev).unwrap()),
+            b_hh: Some(Tensor::new(&[b_hh], &dev).unwrap()),
+        };
+        RnnLayer::new(&weights, act).unwrap()
+    }
+
+    /// One neuron, worked by hand: W_ih = 2, W_hh = 0.5, b_ih = 0.25, b_hh = -0.75, relu.
+    /// x = [1, -3, 4], h0 = 0:
+    /// h_0 = relu(2·1 + 0.25 - 0.75 + 0.5·0)   = relu(1.5)  = 1.5
+    /// h_1 = relu(2·-3 - 0.5 + 0.5·1.5)        = relu(-5.75) = 0
+    /// h_2 = relu(2·4 - 0.5 + 0.5·0)           = 7.5
+    #[test]
+    fn relu_by_hand() {
+        let layer = scalar_layer(2.0, 0.5, 0.25, -0.75, Nonlinearity::Relu);
+        let input = Tensor::new(&[[[1.0f64]], [[-3.0]], [[4.0]]], &Device::Cpu).unwrap();
+        let (out, h_n) = layer.forward(&input, None).unwrap();
+        assert_eq!(
+            out.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            [1.5, 0.0, 7.5]
+        );
+        assert_eq!(h_n.flatten_all().unwrap().to_vec1::<f64>().unwrap(), [7.5]);
+    }
+
+    /// Reversed, the same neuron reads x = [1, -3, 4] as 4, -3, 1:
+    /// h(t=2) = relu(8 - 0.5) = 7.5; h(t=1) = relu(-6.5 + 3.75) = 0; h(t=0) = relu(1.5) = 1.5.
+    #[test]
+    fn reversed_by_hand() {
+        let layer = scalar_layer(2.0, 0.5, 0.25, -0.75, Nonlinearity::Relu);
+        let input = Tensor::new(&[[[1.0f64]], [[-3.0]], [[4.0]]], &Device::Cpu).unwrap();
+        let (out, h_n) = layer.forward_reversed(&input, None).unwrap();
+        assert_eq!(
+            out.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            [1.5, 0.0, 7.5]
+        );
+        assert_eq!(h_n.flatten_all().unwrap().to_vec1::<f64>().unwrap(), [1.5]);
+    }
+
+    #[test]
+    fn zero_steps_returns_h0() {
+        let layer = scalar_layer(1.0, 1.0, 0.0, 0.0, Nonlinearity::Tanh);
+        let input = Tensor::zeros((0, 2, 1), DType::F64, &Device::Cpu).unwrap();
+        let h0 = Tensor::new(&[[0.5f64], [-0.5]], &Device::Cpu).unwrap();
+        let (out, h_n) = layer.forward(&input, Some(&h0)).unwrap();
+        assert_eq!(out.dims(), &[0, 2, 1]);
+        assert_eq!(h_n.to_vec2::<f64>().unwrap(), [[0.5], [-0.5]]);
+    }
+
+    #[test]
+    fn wrong_input_size_names_expected_and_found() {
+        let layer = scalar_layer(1.0, 1.0, 0.0, 0.0, Nonlinearity::Tanh);
+        let input = Tensor::zeros((2, 1, 3), DType::F64, &Device::Cpu).unwrap();
+        let err = layer.forward(&input, None).unwrap_err().to_string();
+        assert!(
+            err.contains("[2, 1, 1]") && err.contains("[2, 1, 3]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn step_matches_forward() {
+        let layer = scalar_layer(0.3, -0.7, 0.1, 0.2, Nonlinearity::Tanh);
+        let input = Tensor::new(&[[[1.0f64], [2.0]], [[-1.0], [0.5]]], &Device::Cpu).unwrap();
+        let (out, _) = layer.forward(&input, None).unwrap();
+        let h0 = Tensor::zeros((2, 1), DType::F64, &Device::Cpu).unwrap();
+        let h1 = layer.step(&input.get(0).unwrap(), &h0).unwrap();
+        let h2 = layer.step(&input.get(1).unwrap(), &h1).unwrap();
+        assert_eq!(
+            out.get(1).unwrap().to_vec2::<f64>().unwrap(),
+            h2.to_vec2::<f64>().unwrap()
+        );
+    }
+}

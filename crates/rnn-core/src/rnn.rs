@@ -1,0 +1,355 @@
+//! A stack of Elman layers, one or two directions each: what `torch.nn.RNN` computes.
+
+use candle_core::{DType, Result, Tensor};
+
+use crate::layer::{LayerWeights, Nonlinearity, RnnLayer};
+use crate::shape::{check_dims, ensure};
+
+/// A multi-layer, optionally bidirectional Elman RNN with PyTorch's semantics.
+///
+/// Layer `k > 0` reads the output of layer `k - 1`, both directions concatenated. Layers may
+/// differ in hidden size (Keras stacks often do); an `h0` tensor, and the stacked `h_n`, then
+/// need equal sizes, as in PyTorch.
+///
+/// # Example
+///
+/// One layer of two neurons with identity input weights and no recurrence:
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use rnn_core::{LayerWeights, Nonlinearity, Rnn};
+///
+/// let dev = Device::Cpu;
+/// let layer0 = LayerWeights {
+///     w_ih: Tensor::eye(2, DType::F64, &dev)?,
+///     w_hh: Tensor::zeros((2, 2), DType::F64, &dev)?,
+///     b_ih: None,
+///     b_hh: None,
+/// };
+/// let rnn = Rnn::from_weights(&[vec![layer0]], Nonlinearity::Relu)?;
+/// let input = Tensor::new(&[[[1.0f64, -1.0]], [[3.0, 2.0]]], &dev)?; // [T=2, B=1, I=2]
+/// let (output, h_n) = rnn.forward(&input, None)?;
+/// assert_eq!(output.to_vec3::<f64>()?, [[[1.0, 0.0]], [[3.0, 2.0]]]);
+/// assert_eq!(h_n.dims(), &[1, 1, 2]); // [num_layers · directions, batch, hidden]
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rnn {
+    /// `layers[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
+    layers: Vec<Vec<RnnLayer>>,
+    batch_first: bool,
+}
+
+impl Rnn {
+    /// Assembles a stack from built layers, checking that they fit together.
+    pub fn new(layers: Vec<Vec<RnnLayer>>) -> Result<Self> {
+        ensure(!layers.is_empty(), || {
+            "an RNN needs at least one layer".into()
+        })?;
+        let directions = layers[0].len();
+        let dtype = layers[0].first().map(RnnLayer::dtype);
+        for (k, layer) in layers.iter().enumerate() {
+            ensure(
+                layer.len() == directions && (1..=2).contains(&directions),
+                || {
+                    format!(
+                    "layer {k}: expected {directions} direction(s) like layer 0 (1 or 2), found {}",
+                    layer.len()
+                )
+                },
+            )?;
+            let hidden = layer[0].hidden_size();
+            for (d, cell) in layer.iter().enumerate() {
+                ensure(cell.hidden_size() == hidden, || {
+                    format!(
+                        "layer {k} direction {d}: expected hidden size {hidden} like direction 0, found {}",
+                        cell.hidden_size()
+                    )
+                })?;
+                ensure(Some(cell.dtype()) == dtype, || {
+                    format!(
+                        "layer {k} direction {d}: expected dtype {dtype:?} like layer 0, found {:?}",
+                        cell.dtype()
+                    )
+                })?;
+                if k > 0 {
+                    let expected = directions * layers[k - 1][0].hidden_size();
+                    ensure(cell.input_size() == expected, || {
+                        format!(
+                            "layer {k} direction {d}: expected input size {expected} (the output of layer {}), found {}",
+                            k - 1,
+                            cell.input_size()
+                        )
+                    })?;
+                }
+            }
+        }
+        Ok(Self {
+            layers,
+            batch_first: false,
+        })
+    }
+
+    /// Builds the stack from PyTorch-layout weights: `weights[k][d]` for layer `k`, direction
+    /// `d`.
+    pub fn from_weights(weights: &[Vec<LayerWeights>], nonlinearity: Nonlinearity) -> Result<Self> {
+        let layers = weights
+            .iter()
+            .map(|dirs| {
+                dirs.iter()
+                    .map(|w| RnnLayer::new(w, nonlinearity))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(layers)
+    }
+
+    /// Inputs and outputs `[batch, seq_len, ..]` instead of `[seq_len, batch, ..]` (PyTorch's
+    /// `batch_first`). `h0` and `h_n` are `[layers · directions, batch, hidden]` either way.
+    pub fn with_batch_first(mut self, batch_first: bool) -> Self {
+        self.batch_first = batch_first;
+        self
+    }
+
+    /// Whether inputs and outputs are batch-first.
+    pub fn batch_first(&self) -> bool {
+        self.batch_first
+    }
+
+    /// The layers: `layers()[k][d]` is layer `k`, direction `d` (0 forward, 1 reverse).
+    pub fn layers(&self) -> &[Vec<RnnLayer>] {
+        &self.layers
+    }
+
+    /// Number of stacked layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// 2 when bidirectional, else 1.
+    pub fn num_directions(&self) -> usize {
+        self.layers[0].len()
+    }
+
+    /// Features per input step.
+    pub fn input_size(&self) -> usize {
+        self.layers[0][0].input_size()
+    }
+
+    /// Hidden size of each layer.
+    pub fn hidden_sizes(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l[0].hidden_size()).collect()
+    }
+
+    /// Features per output step: directions × the last layer's hidden size.
+    pub fn output_size(&self) -> usize {
+        self.num_directions() * self.layers[self.layers.len() - 1][0].hidden_size()
+    }
+
+    /// The activation of the first layer (all layers built by `from_weights` share it).
+    pub fn nonlinearity(&self) -> Nonlinearity {
+        self.layers[0][0].nonlinearity()
+    }
+
+    /// Whether the layers add a bias.
+    pub fn has_bias(&self) -> bool {
+        self.layers[0][0].has_bias()
+    }
+
+    /// The element type of the weights; inputs must have the same.
+    pub fn dtype(&self) -> DType {
+        self.layers[0][0].dtype()
+    }
+
+    /// Runs the whole stack.
+    ///
+    /// # Shapes
+    /// - `input`: `[seq_len, batch, input_size]` (`[batch, seq_len, input_size]` when
+    ///   batch-first), or unbatched `[seq_len, input_size]`
+    /// - `h0`: `[layers · directions, batch, hidden]` (`[layers · directions, hidden]` when
+    ///   unbatched), zeros when `None`; needs equal hidden sizes
+    /// - returns `output`: like `input` with `directions · hidden` features, and
+    ///   `h_n`: like `h0`, ordered layer-major, then direction, as PyTorch orders it
+    pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let (output, states) = self.forward_states(input, h0)?;
+        let sizes = self.hidden_sizes();
+        ensure(sizes.iter().all(|&h| h == sizes[0]), || {
+            format!(
+                "h_n: the layers' hidden sizes {sizes:?} differ, so their final states cannot be stacked; use forward_states"
+            )
+        })?;
+        Ok((output, Tensor::stack(&states, 0)?))
+    }
+
+    /// Like [`Rnn::forward`], returning the final states as a list, one per layer and
+    /// direction (layer-major), which works when hidden sizes differ between layers.
+    pub fn forward_states(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let rank = input.rank();
+        ensure(rank == 2 || rank == 3, || {
+            format!(
+                "input: expected rank 3 [seq_len, batch, input_size] or 2 [seq_len, input_size], found shape {:?}",
+                input.dims()
+            )
+        })?;
+        let unbatched = rank == 2;
+        let time_major = if unbatched {
+            input.unsqueeze(1)?
+        } else if self.batch_first {
+            input.transpose(0, 1)?.contiguous()?
+        } else {
+            input.clone()
+        };
+        let batch = time_major.dims()[1];
+        let h0 = self.split_h0(h0, batch, unbatched)?;
+
+        let mut x = time_major;
+        let mut states = Vec::with_capacity(self.layers.len() * self.num_directions());
+        for (k, layer) in self.layers.iter().enumerate() {
+            let mut outputs = Vec::with_capacity(layer.len());
+            for (d, cell) in layer.iter().enumerate() {
+                let h0 = h0.as_ref().map(|h| &h[k * layer.len() + d]);
+                let (out, h_n) = if d == 0 {
+                    cell.forward(&x, h0)?
+                } else {
+                    cell.forward_reversed(&x, h0)?
+                };
+                outputs.push(out);
+                states.push(h_n);
+            }
+            x = if outputs.len() == 1 {
+                outputs.remove(0)
+            } else {
+                Tensor::cat(&outputs, 2)?
+            };
+        }
+
+        let output = if unbatched {
+            x.squeeze(1)?
+        } else if self.batch_first {
+            x.transpose(0, 1)?.contiguous()?
+        } else {
+            x
+        };
+        if unbatched {
+            states = states
+                .into_iter()
+                .map(|s| s.squeeze(0))
+                .collect::<Result<_>>()?;
+        }
+        Ok((output, states))
+    }
+
+    /// Splits `h0` `[layers · directions, batch, hidden]` into one `[batch, hidden]` per layer
+    /// and direction.
+    fn split_h0(
+        &self,
+        h0: Option<&Tensor>,
+        batch: usize,
+        unbatched: bool,
+    ) -> Result<Option<Vec<Tensor>>> {
+        let Some(h0) = h0 else { return Ok(None) };
+        let sizes = self.hidden_sizes();
+        ensure(sizes.iter().all(|&h| h == sizes[0]), || {
+            format!("h0: the layers' hidden sizes {sizes:?} differ, so one h0 tensor cannot hold their states")
+        })?;
+        let count = self.layers.len() * self.num_directions();
+        let h0 = if unbatched {
+            check_dims("h0", h0, &[count, sizes[0]])?;
+            h0.unsqueeze(1)?
+        } else {
+            check_dims("h0", h0, &[count, batch, sizes[0]])?;
+            h0.clone()
+        };
+        Ok(Some((0..count).map(|i| h0.get(i)).collect::<Result<_>>()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn scalar(v: f64) -> Tensor {
+        Tensor::new(&[[v]], &Device::Cpu).unwrap()
+    }
+
+    fn cell(w_ih: Tensor, w_hh: f64) -> LayerWeights {
+        LayerWeights {
+            w_ih,
+            w_hh: scalar(w_hh),
+            b_ih: None,
+            b_hh: None,
+        }
+    }
+
+    /// Two layers, bidirectional, one neuron per direction, relu, input x = [1, 2]:
+    /// layer 0 forward (w_ih 1, w_hh 1): 1, 3; reverse (w_ih 2, w_hh 0): 2, 4.
+    /// layer 1 reads [1, 2] then [3, 4] with w_ih [1, -1]:
+    /// forward (w_hh 0): relu(-1) = 0, relu(-1) = 0; reverse (w_hh 1): relu(-1 + 0) = 0 at
+    /// t = 1, relu(-1 + 0) = 0 at t = 0. h_n = [3, 2, 0, 0] (layer-major, then direction).
+    #[test]
+    fn bidirectional_two_layers_by_hand() {
+        let dev = Device::Cpu;
+        let w1 = Tensor::new(&[[1.0f64, -1.0]], &dev).unwrap();
+        let weights = vec![
+            vec![cell(scalar(1.0), 1.0), cell(scalar(2.0), 0.0)],
+            vec![cell(w1.clone(), 0.0), cell(w1, 1.0)],
+        ];
+        let rnn = Rnn::from_weights(&weights, Nonlinearity::Relu).unwrap();
+        let input = Tensor::new(&[[[1.0f64]], [[2.0]]], &dev).unwrap();
+        let (out, h_n) = rnn.forward(&input, None).unwrap();
+        assert_eq!(out.dims(), &[2, 1, 2]);
+        assert_eq!(
+            h_n.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            [3.0, 2.0, 0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn batch_first_and_unbatched_agree_with_time_major() {
+        let dev = Device::Cpu;
+        let w_ih = Tensor::new(&[[0.5f64, -0.25], [0.1, 0.3]], &dev).unwrap();
+        let w_hh = Tensor::new(&[[0.2f64, -0.4], [0.6, 0.1]], &dev).unwrap();
+        let weights = vec![vec![LayerWeights {
+            w_ih,
+            w_hh,
+            b_ih: Some(Tensor::new(&[0.1f64, -0.2], &dev).unwrap()),
+            b_hh: None,
+        }]];
+        let rnn = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
+        let seq = Tensor::new(&[[1.0f64, 2.0], [-1.0, 0.5], [0.0, 3.0]], &dev).unwrap(); // [T, I]
+        let (unbatched, _) = rnn.forward(&seq, None).unwrap();
+        let (time_major, _) = rnn.forward(&seq.unsqueeze(1).unwrap(), None).unwrap();
+        let bf = rnn.clone().with_batch_first(true);
+        let (batch_first, _) = bf.forward(&seq.unsqueeze(0).unwrap(), None).unwrap();
+        let want = unbatched.to_vec2::<f64>().unwrap();
+        assert_eq!(
+            time_major.squeeze(1).unwrap().to_vec2::<f64>().unwrap(),
+            want
+        );
+        assert_eq!(
+            batch_first.squeeze(0).unwrap().to_vec2::<f64>().unwrap(),
+            want
+        );
+    }
+
+    #[test]
+    fn mismatched_layer_sizes_are_rejected() {
+        let dev = Device::Cpu;
+        let weights = vec![
+            vec![cell(scalar(1.0), 1.0)],
+            vec![cell(Tensor::new(&[[1.0f64, 1.0]], &dev).unwrap(), 1.0)],
+        ];
+        let err = Rnn::from_weights(&weights, Nonlinearity::Tanh)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected input size 1") && err.contains("found 2"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Inputs and expected outputs in a tensor file, in the two forms `rnn` reads and writes:
+//! step form (`X0`, `X1`, … in, `Y0`, `Y1`, … out, one `[batch, features]` tensor per step, as
+//! the tutorial feeds them) and sequence form (`input`, optional `h0` in; `output`, `h_n` out).
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{Result, WeightsError};
+use crate::file::TensorFile;
+
+/// How the inputs of a file are laid out, and so how its outputs are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `X<t>` in, `Y<t>` out, each `[batch, features]`.
+    Steps,
+    /// `input` `[seq, batch, features]` (or batch-first) and `h0` in; `output` and `h_n` out.
+    Sequence,
+}
+
+/// The inputs found in a file.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Which form they were in.
+    pub form: Form,
+    /// Step form: the steps stacked time-major, `[seq, batch, features]`. Sequence form: the
+    /// `input` tensor as stored (time-major or batch-first, as the user says).
+    pub input: Tensor,
+    /// The initial state, `[layers · directions, batch, hidden]`, if the file has one.
+    pub h0: Option<Tensor>,
+    /// The names of the tensors used.
+    pub names: Vec<String>,
+}
+
+impl Inputs {
+    /// Finds the inputs in a file: `input` (sequence form) or `X0`, `X1`, … (step form).
+    /// `None` when the file has neither.
+    pub fn from_file(file: &TensorFile, dtype: DType) -> Result<Option<Self>> {
+        if file.contains("input") {
+            let input = file.float("input", dtype)?;
+            let h0 = file.float_opt("h0", dtype)?;
+            let mut names = vec!["input".to_string()];
+            if h0.is_some() {
+                names.push("h0".into());
+            }
+            return Ok(Some(Self {
+                form: Form::Sequence,
+                input,
+                h0,
+                names,
+            }));
+        }
+        let names = step_names(file, "X");
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let steps = names
+            .iter()
+            .map(|n| file.float(n, dtype))
+            .collect::<Result<Vec<_>>>()?;
+        for (name, step) in names.iter().zip(&steps) {
+            let first = steps[0].dims();
+            if step.rank() != 2 || step.dims() != first {
+                let expected = if first.len() == 2 {
+                    format!("{first:?} like X0 ([batch, features])")
+                } else {
+                    "[batch, features]".into()
+                };
+                return Err(file.shape_error(name, expected, step.dims()));
+            }
+        }
+        let input = Tensor::stack(&steps, 0).map_err(|e| file.tensor_error(e))?;
+        Ok(Some(Self {
+            form: Form::Steps,
+            input,
+            h0: None,
+            names,
+        }))
+    }
+
+    /// Like [`Inputs::from_file`], failing when the file has no inputs.
+    pub fn require(file: &TensorFile, dtype: DType) -> Result<Self> {
+        Self::from_file(file, dtype)?.ok_or_else(|| WeightsError::Unrecognised {
+            path: file.path().to_owned(),
+            what: "no inputs found: expected `input` [seq, batch, features] (sequence form) \
+                   or `X0`, `X1`, … [batch, features] (step form)"
+                .into(),
+            found: file.names(),
+        })
+    }
+}
+
+/// `prefix0`, `prefix1`, … for as long as they are present.
+fn step_names(file: &TensorFile, prefix: &str) -> Vec<String> {
+    (0..)
+        .map(|t| format!("{prefix}{t}"))
+        .take_while(|n| file.contains(n))
+        .collect()
+}
+
+/// The expected outputs a fixture holds for inputs of `form`: `Y<t>` for step form, `output`
+/// and `h_n` for sequence form, as far as they are present.
+pub fn expected_outputs(
+    file: &TensorFile,
+    form: Form,
+    dtype: DType,
+) -> Result<Vec<(String, Tensor)>> {
+    let names = match form {
+        Form::Steps => step_names(file, "Y"),
+        Form::Sequence => ["output", "h_n"]
+            .into_iter()
+            .filter(|n| file.contains(n))
+            .map(String::from)
+            .collect(),
+    };
+    names
+        .into_iter()
+        .map(|n| file.float(&n, dtype).map(|t| (n, t)))
+        .collect()
+}
+
+/// Names the results of a run as the matching form does: `Y<t>` = `output[t]` for step form
+/// (`output` time-major), `output` and `h_n` for sequence form.
+pub fn name_outputs(
+    form: Form,
+    output: &Tensor,
+    h_n: Option<&Tensor>,
+) -> candle_core::Result<Vec<(String, Tensor)>> {
+    match form {
+        Form::Steps => (0..output.dim(0)?)
+            .map(|t| Ok((format!("Y{t}"), output.get(t)?)))
+            .collect(),
+        Form::Sequence => {
+            let mut named = vec![("output".to_string(), output.clone())];
+            if let Some(h_n) = h_n {
+                named.push(("h_n".into(), h_n.clone()));
+            }
+            Ok(named)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The one error type of this crate: every variant names the file, and where it applies the
+//! tensor, what was expected and what was found.
+
+use std::path::PathBuf;
+
+/// What went wrong reading or writing a weights, input or fixture file.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file could not be read or written at all.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid safetensors file (truncated, bad header, bad offsets, ...).
+    #[error("{}: not a valid safetensors file: {reason}", path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What the safetensors parser said.
+        reason: String,
+    },
+    /// The bytes are not a valid .npy file.
+    #[error("{}: not a valid .npy file: {reason}", path.display())]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor the format needs is not in the file.
+    #[error("{}: tensor `{name}` is missing; the file has: {}", path.display(), list(available))]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor that was looked for.
+        name: String,
+        /// The tensors that are there.
+        available: Vec<String>,
+    },
+    /// A tensor has the wrong shape.
+    #[error("{}: tensor `{name}`: expected shape {expected}, found {found:?}", path.display())]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// The shape wanted, in words where it depends on other tensors (`[hidden, input]`).
+        expected: String,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor has an element type that cannot be used where it is.
+    #[error("{}: tensor `{name}`: expected {expected}, found dtype {found}", path.display())]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// The element types wanted.
+        expected: String,
+        /// The element type in the file.
+        found: String,
+    },
+    /// No known set of tensor names matches the file.
+    #[error("{}: {what}; the file has: {}", path.display(), list(found))]
+    Unrecognised {
+        /// The file.
+        path: PathBuf,
+        /// What was looked for and not found.
+        what: String,
+        /// The tensors that are there.
+        found: Vec<String>,
+    },
+    /// A value in `__metadata__` cannot be read.
+    #[error("{}: metadata `{key}`: expected {expected}, found {found:?}", path.display())]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+        /// What the value should be.
+        expected: String,
+        /// The value in the file.
+        found: String,
+    },
+    /// The tensors are individually fine but do not make a valid RNN together.
+    #[error("{}: {source}", path.display())]
+    Tensor {
+        /// The file.
+        path: PathBuf,
+        /// What candle or rnn-core said.
+        source: candle_core::Error,
+    },
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "no tensors".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// This crate's result type.
+pub type Result<T> = std::result::Result<T, WeightsError>;

@@ -1,0 +1,270 @@
+//! Tensor files on disk: safetensors and .npy in, safetensors out (atomically).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use safetensors::tensor::{Dtype as StDtype, SafeTensors};
+
+use crate::error::{Result, WeightsError};
+
+/// The tensors of one file, by name, with the file's `__metadata__`.
+#[derive(Debug, Clone)]
+pub struct TensorFile {
+    path: PathBuf,
+    tensors: BTreeMap<String, Tensor>,
+    /// Tensors whose element type candle cannot hold (bool, int8, ...): name and dtype.
+    unloadable: BTreeMap<String, String>,
+    metadata: HashMap<String, String>,
+}
+
+impl TensorFile {
+    /// Reads a `.safetensors` file, or a `.npy` file (whose one array is named `input`).
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        {
+            let tensor = crate::npy::parse(&bytes).map_err(|reason| WeightsError::Npy {
+                path: path.to_owned(),
+                reason,
+            })?;
+            let tensors = BTreeMap::from([("input".to_string(), tensor)]);
+            return Ok(Self::from_tensors(path, tensors, HashMap::new()));
+        }
+        Self::from_safetensors_bytes(path, &bytes)
+    }
+
+    /// Parses safetensors bytes; `path` is only for messages.
+    pub fn from_safetensors_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let invalid = |reason: String| WeightsError::Safetensors {
+            path: path.to_owned(),
+            reason,
+        };
+        if bytes.is_empty() {
+            return Err(invalid("the file is empty".into()));
+        }
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| invalid(e.to_string()))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let mut tensors = BTreeMap::new();
+        let mut unloadable = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            match candle_dtype(view.dtype()) {
+                Some(dtype) => {
+                    let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
+                        .map_err(|source| WeightsError::Tensor {
+                            path: path.to_owned(),
+                            source,
+                        })?;
+                    tensors.insert(name, t);
+                }
+                None => {
+                    unloadable.insert(name, format!("{:?}", view.dtype()));
+                }
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            tensors,
+            unloadable,
+            metadata,
+        })
+    }
+
+    /// Wraps tensors made in memory; `path` names them in messages.
+    pub fn from_tensors(
+        path: &Path,
+        tensors: BTreeMap<String, Tensor>,
+        metadata: HashMap<String, String>,
+    ) -> Self {
+        Self {
+            path: path.to_owned(),
+            tensors,
+            unloadable: BTreeMap::new(),
+            metadata,
+        }
+    }
+
+    /// The file this came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every tensor name in the file, sorted, including those candle cannot load.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tensors
+            .keys()
+            .chain(self.unloadable.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Whether the file has a tensor of that name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name) || self.unloadable.contains_key(name)
+    }
+
+    /// The tensor as stored, or `None` when there is no such tensor.
+    pub fn raw(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.get(name)
+    }
+
+    /// The element type as stored (`F32`, `BOOL`, ...).
+    pub fn dtype_name(&self, name: &str) -> Option<String> {
+        match self.tensors.get(name) {
+            Some(t) => Some(format!("{:?}", t.dtype()).to_uppercase()),
+            None => self.unloadable.get(name).cloned(),
+        }
+    }
+
+    /// The file's `__metadata__`.
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// A floating-point tensor converted to `dtype`; an error naming the file and tensor when it
+    /// is missing or not floating-point.
+    pub fn float(&self, name: &str, dtype: DType) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| match self.unloadable.get(name) {
+                Some(found) => self.dtype_error(name, found.clone()),
+                None => WeightsError::MissingTensor {
+                    path: self.path.clone(),
+                    name: name.to_string(),
+                    available: self.names(),
+                },
+            })?;
+        if !t.dtype().is_float() {
+            return Err(self.dtype_error(name, format!("{:?}", t.dtype()).to_uppercase()));
+        }
+        t.to_dtype(dtype).map_err(|source| WeightsError::Tensor {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Like [`TensorFile::float`], `None` when the tensor is absent.
+    pub fn float_opt(&self, name: &str, dtype: DType) -> Result<Option<Tensor>> {
+        if self.contains(name) {
+            self.float(name, dtype).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn dtype_error(&self, name: &str, found: String) -> WeightsError {
+        WeightsError::Dtype {
+            path: self.path.clone(),
+            name: name.to_string(),
+            expected: "a floating-point dtype (F16, BF16, F32, F64)".into(),
+            found,
+        }
+    }
+
+    /// A shape error for tensor `name` of this file.
+    pub(crate) fn shape_error(
+        &self,
+        name: &str,
+        expected: String,
+        found: &[usize],
+    ) -> WeightsError {
+        WeightsError::Shape {
+            path: self.path.clone(),
+            name: name.to_string(),
+            expected,
+            found: found.to_vec(),
+        }
+    }
+
+    /// Wraps a candle error with this file's path.
+    pub(crate) fn tensor_error(&self, source: candle_core::Error) -> WeightsError {
+        WeightsError::Tensor {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+fn candle_dtype(dtype: StDtype) -> Option<DType> {
+    Some(match dtype {
+        StDtype::F64 => DType::F64,
+        StDtype::F32 => DType::F32,
+        StDtype::F16 => DType::F16,
+        StDtype::BF16 => DType::BF16,
+        StDtype::I64 => DType::I64,
+        StDtype::I32 => DType::I32,
+        StDtype::I16 => DType::I16,
+        StDtype::U32 => DType::U32,
+        StDtype::U8 => DType::U8,
+        _ => return None,
+    })
+}
+
+/// Writes tensors as a safetensors file, atomically: the bytes go to a temporary file in the
+/// same directory, which is then renamed over `path`. A failure leaves no partial file and an
+/// existing `path` untouched.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let io = |source| WeightsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let contiguous = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.contiguous()?)))
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map_err(|source| WeightsError::Tensor {
+            path: path.to_owned(),
+            source,
+        })?;
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    let bytes =
+        safetensors::serialize(contiguous, metadata).map_err(|e| WeightsError::Safetensors {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    write_atomically(path, &bytes).map_err(io)
+}
+
+/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it into place.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Err(std::io::Error::other("is a directory"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        // The temporary file may not exist (create failed); nothing else to clean.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,25 @@
+//! Safetensors in and out for [`rnn_core`]: recognises RNN weights by their tensor names,
+//! converts every foreign naming and layout to the canonical one (PyTorch's `nn.RNN`), and
+//! reads the inputs and expected outputs that `rnn run` and `rnn check` use.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use candle_core::DType;
+//! use rnn_weights::Model;
+//!
+//! let model = Model::read("models/seed/article.safetensors".as_ref(), DType::F32)?;
+//! println!("{} input features, hidden sizes {:?}", model.input_size(), model.hidden_sizes());
+//! # Ok::<(), rnn_weights::WeightsError>(())
+//! ```
+
+mod data;
+mod error;
+mod file;
+mod model;
+mod npy;
+
+pub use data::{expected_outputs, name_outputs, Form, Inputs};
+pub use error::{Result, WeightsError};
+pub use file::{write_safetensors, TensorFile};
+pub use model::{save_canonical, Format, Model, TensorMapping, CANONICAL_LAYOUT};

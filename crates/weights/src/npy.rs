@@ -1,0 +1,149 @@
+//! numpy's `.npy` format (versions 1 to 3): little-endian float and integer arrays in C order.
+
+use candle_core::{DType, Device, Tensor};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Parses a whole `.npy` file; the error says what is wrong, in words.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
+    if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
+        return Err("missing the \\x93NUMPY magic at the start".into());
+    }
+    let major = bytes[6];
+    let (header_len, header_start) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 => {
+            let len = bytes.get(8..12).ok_or("truncated in the header length")?;
+            (
+                u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize,
+                12,
+            )
+        }
+        v => return Err(format!("unsupported format version {v}")),
+    };
+    let header_end = header_start
+        .checked_add(header_len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| {
+            format!(
+                "header length {header_len} runs past the end of the file ({} bytes)",
+                bytes.len()
+            )
+        })?;
+    let header = std::str::from_utf8(&bytes[header_start..header_end])
+        .map_err(|_| "the header is not UTF-8 text".to_string())?;
+    let descr = field(header, "descr").ok_or("the header has no 'descr'")?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let fortran = field(header, "fortran_order").ok_or("the header has no 'fortran_order'")?;
+    if fortran.trim() != "False" {
+        return Err("Fortran-order arrays are not supported; save with C order".into());
+    }
+    let shape = parse_shape(field(header, "shape").ok_or("the header has no 'shape'")?)?;
+    let (dtype, size) = match descr {
+        "<f4" => (DType::F32, 4),
+        "<f8" => (DType::F64, 8),
+        "<f2" => (DType::F16, 2),
+        "<i8" => (DType::I64, 8),
+        "<i4" => (DType::I32, 4),
+        "|u1" => (DType::U8, 1),
+        other => {
+            return Err(format!(
+                "unsupported dtype '{other}'; expected little-endian float or int ('<f4', '<f8', '<f2', '<i8', '<i4')"
+            ))
+        }
+    };
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|n| n.checked_mul(size))
+        .ok_or("the shape is too large")?;
+    let data = &bytes[header_end..];
+    if data.len() != count {
+        return Err(format!(
+            "shape {shape:?} of '{descr}' needs {count} data bytes, found {}",
+            data.len()
+        ));
+    }
+    Tensor::from_raw_buffer(data, dtype, &shape, &Device::Cpu).map_err(|e| e.to_string())
+}
+
+/// The text after `'key':` up to the next top-level comma or closing brace.
+fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let start = header.find(&format!("'{key}'"))? + key.len() + 2;
+    let rest = header[start..].trim_start().strip_prefix(':')?.trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')')? + 1
+    } else {
+        rest.find([',', '}']).unwrap_or(rest.len())
+    };
+    Some(rest[..end].trim())
+}
+
+fn parse_shape(text: &str) -> Result<Vec<usize>, String> {
+    let inner = text
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .ok_or_else(|| format!("'shape' is not a tuple: {text}"))?;
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("'shape' has a non-integer entry '{s}'"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend([1, 0]);
+        out.extend((header.len() as u16).to_le_bytes());
+        out.extend(header.as_bytes());
+        out.extend(data);
+        out
+    }
+
+    #[test]
+    fn reads_a_float32_matrix() {
+        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let bytes = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n",
+            &data,
+        );
+        let t = parse(&bytes).unwrap();
+        assert_eq!(
+            t.to_vec2::<f32>().unwrap(),
+            [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+        );
+    }
+
+    #[test]
+    fn rejects_fortran_order_objects_and_short_data() {
+        let f = npy(
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }",
+            &[0; 4],
+        );
+        assert!(parse(&f).unwrap_err().contains("Fortran"));
+        let o = npy(
+            "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+            &[0; 8],
+        );
+        assert!(parse(&o).unwrap_err().contains("unsupported dtype '|O'"));
+        let short = npy(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+            &[0; 8],
+        );
+        assert!(parse(&short)
+            .unwrap_err()
+            .contains("needs 16 data bytes, found 8"));
+        assert!(parse(b"PK\x03\x04 zip file").unwrap_err().contains("magic"));
+    }
+}
