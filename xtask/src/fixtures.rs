@@ -11,7 +11,12 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// Generator scripts, run in this order.
-const SCRIPTS: &[&str] = &["tf1_article.py"];
+const SCRIPTS: &[&str] = &[
+    "tf1_article.py",
+    "tf1_cells.py",
+    "torch_rnn.py",
+    "keras_simple_rnn.py",
+];
 
 pub fn run(root: &Path) -> Result<()> {
     let python = venv_python(root)?;

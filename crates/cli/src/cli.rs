@@ -35,17 +35,35 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Write random weights (PyTorch's uniform(−1/√H, 1/√H)) in the canonical format.
     Init(InitArgs),
+    /// Rewrite weights of any recognised format in the canonical layout (PyTorch's names),
+    /// with the configuration in the file's metadata.
+    Convert(ConvertArgs),
 }
 
-/// How to build and feed the model: flags that a weights file may not carry.
+/// How to read the weights: flags that a weights file may not carry.
 #[derive(Debug, Args)]
-pub struct ModelOptions {
+pub struct ReadOptions {
     /// Activation; overrides the weights file's metadata (default tanh).
     #[arg(long, value_enum)]
     pub nonlinearity: Option<Nonlinearity>,
-    /// Sequence inputs and outputs are [batch, seq, features] instead of [seq, batch, features].
-    #[arg(long)]
+    /// Sequence inputs and outputs are [batch, seq, features] (the default for Keras and TF1
+    /// weights).
+    #[arg(long, conflicts_with = "time_major")]
     pub batch_first: bool,
+    /// Sequence inputs and outputs are [seq, batch, features] (the default for PyTorch
+    /// weights).
+    #[arg(long)]
+    pub time_major: bool,
+    /// Read the weights in this naming scheme when more than one fits.
+    #[arg(long, value_enum)]
+    pub weights_format: Option<WeightsFormat>,
+}
+
+/// How to build and feed the model.
+#[derive(Debug, Args)]
+pub struct ModelOptions {
+    #[command(flatten)]
+    pub read: ReadOptions,
     /// Element type to compute in; weights and inputs are converted on load.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
@@ -90,6 +108,20 @@ pub struct CheckArgs {
 pub struct InspectArgs {
     /// Weights (.safetensors).
     pub model: PathBuf,
+    /// Read the weights in this naming scheme when more than one fits.
+    #[arg(long, value_enum)]
+    pub weights_format: Option<WeightsFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Weights in any recognised format (.safetensors).
+    pub input: PathBuf,
+    /// Where to write the canonical weights (.safetensors).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub read: ReadOptions,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +163,29 @@ impl From<Nonlinearity> for rnn_core::Nonlinearity {
         match n {
             Nonlinearity::Tanh => rnn_core::Nonlinearity::Tanh,
             Nonlinearity::Relu => rnn_core::Nonlinearity::Relu,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WeightsFormat {
+    /// torch.nn.RNN state_dict (weight_ih_l0, …).
+    Pytorch,
+    /// Keras SimpleRNN (<layer>/simple_rnn_cell/kernel, …).
+    Keras,
+    /// TensorFlow 1 BasicRNNCell (rnn/basic_rnn_cell/kernel, bias).
+    Tf1,
+    /// The tutorial's Wx, Wy, b.
+    Article,
+}
+
+impl From<WeightsFormat> for rnn_weights::Format {
+    fn from(f: WeightsFormat) -> Self {
+        match f {
+            WeightsFormat::Pytorch => rnn_weights::Format::Pytorch,
+            WeightsFormat::Keras => rnn_weights::Format::Keras,
+            WeightsFormat::Tf1 => rnn_weights::Format::Tf1,
+            WeightsFormat::Article => rnn_weights::Format::Article,
         }
     }
 }

@@ -7,10 +7,14 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use rnn_core::{compare, InitConfig, Rnn, Tolerance};
-use rnn_weights::{expected_outputs, name_outputs, Form, Inputs, Model, TensorFile};
+use rnn_weights::{
+    expected_outputs, name_outputs, Expected, Form, Inputs, Model, TensorFile, F64_SUFFIX,
+};
 use serde::Serialize;
 
-use crate::cli::{CheckArgs, InitArgs, InspectArgs, ModelOptions, OutputFormat, RunArgs};
+use crate::cli::{
+    CheckArgs, ConvertArgs, InitArgs, InspectArgs, OutputFormat, ReadOptions, RunArgs,
+};
 use crate::print::{numpy_string, JsonTensor};
 use crate::{emit, Outcome};
 
@@ -31,33 +35,70 @@ fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
     }
 }
 
-/// Builds the network: flags override what the file's metadata says.
-fn build_rnn(model: &Model, options: &ModelOptions, form: Form) -> Result<Rnn> {
-    let nonlinearity = options
-        .nonlinearity
-        .map(Into::into)
-        .or(model.nonlinearity)
-        .unwrap_or_default();
-    // Step-form inputs are stacked time-major whatever the flag says.
-    let batch_first =
-        form == Form::Sequence && (options.batch_first || model.batch_first.unwrap_or(false));
-    let rnn = Rnn::from_weights(&model.weights, nonlinearity)
-        .context("the weights do not form a valid RNN")?;
-    Ok(rnn.with_batch_first(batch_first))
+/// Recognises the weights in a file, in the format the user chose if they chose one.
+fn load_model(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<Model> {
+    Ok(Model::from_file(
+        file,
+        dtype,
+        read.weights_format.map(Into::into),
+    )?)
 }
 
-/// Runs the network on the inputs and names the results as the inputs' form does.
-fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Vec<(String, Tensor)>> {
-    let (output, h_n) = rnn
-        .forward(&inputs.input, inputs.h0.as_ref())
-        .with_context(|| format!("cannot run the model on the inputs of {}", source.display()))?;
-    Ok(name_outputs(inputs.form, &output, Some(&h_n))?)
+/// The activation: the flag, else the file's metadata, else tanh.
+fn nonlinearity(model: &Model, read: &ReadOptions) -> rnn_core::Nonlinearity {
+    read.nonlinearity
+        .map(Into::into)
+        .or(model.nonlinearity)
+        .unwrap_or_default()
+}
+
+/// Whether sequence inputs are batch-first: the flags, else the file's metadata, else its
+/// framework's default. Step-form inputs are stacked time-major whatever the flags say.
+fn batch_first(model: &Model, read: &ReadOptions, form: Form) -> bool {
+    match form {
+        Form::Steps => false,
+        Form::Sequence if read.time_major => false,
+        Form::Sequence if read.batch_first => true,
+        Form::Sequence => model.batch_first_by_default(),
+    }
+}
+
+fn build_rnn(model: &Model, read: &ReadOptions, form: Form) -> Result<Rnn> {
+    let rnn = Rnn::from_weights(&model.weights, nonlinearity(model, read))
+        .context("the weights do not form a valid RNN")?;
+    Ok(rnn.with_batch_first(batch_first(model, read, form)))
+}
+
+/// The results of a run: the outputs named as the inputs' form names them, and the last
+/// layer's final states (Keras's `return_sequences=False` output).
+struct Results {
+    named: Vec<(String, Tensor)>,
+    last: Tensor,
+}
+
+/// Runs the network on the inputs. `h_n` is left out when the layers' hidden sizes differ,
+/// since their states cannot be stacked into one tensor.
+fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
+    let context = || format!("cannot run the model on the inputs of {}", source.display());
+    let (output, states) = rnn
+        .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
+        .with_context(context)?;
+    let sizes = rnn.hidden_sizes();
+    let h_n = if sizes.iter().all(|&h| h == sizes[0]) {
+        Some(Tensor::stack(&states, 0)?)
+    } else {
+        None
+    };
+    Ok(Results {
+        named: name_outputs(inputs.form, &output, h_n.as_ref())?,
+        last: rnn.last_output(&states).with_context(context)?,
+    })
 }
 
 pub fn run(args: &RunArgs) -> Result<Outcome> {
     let dtype: DType = args.options.dtype.into();
     let model_file = read_model_file(args.model.as_deref())?;
-    let model = Model::from_file(&model_file, dtype)?;
+    let model = load_model(&model_file, dtype, &args.options.read)?;
     let input_file = match &args.input {
         Some(path) => TensorFile::read(path).context("cannot read the input")?,
         None => model_file.clone(),
@@ -68,8 +109,8 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             input_file.path().display()
         )
     })?;
-    let rnn = build_rnn(&model, &args.options, inputs.form)?;
-    let outputs = forward(&rnn, &inputs, input_file.path())?;
+    let rnn = build_rnn(&model, &args.options.read, inputs.form)?;
+    let outputs = forward(&rnn, &inputs, input_file.path())?.named;
 
     if let Some(path) = &args.output {
         let meta = HashMap::from([("producer".to_string(), "rnn run".to_string())]);
@@ -118,7 +159,7 @@ fn text_outputs(outputs: &[(String, Tensor)]) -> Result<String> {
 pub fn check(args: &CheckArgs) -> Result<Outcome> {
     let dtype: DType = args.options.dtype.into();
     let model_file = read_model_file(Some(&args.model))?;
-    let model = Model::from_file(&model_file, dtype)?;
+    let model = load_model(&model_file, dtype, &args.options.read)?;
     let fixture = match &args.fixture {
         Some(path) => TensorFile::read(path).context("cannot read the fixture")?,
         None => model_file.clone(),
@@ -135,10 +176,9 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
             }
         );
     }
-    let rnn = build_rnn(&model, &args.options, inputs.form)?;
-    let got: HashMap<String, Tensor> = forward(&rnn, &inputs, fixture.path())?
-        .into_iter()
-        .collect();
+    let rnn = build_rnn(&model, &args.options.read, inputs.form)?;
+    let results = forward(&rnn, &inputs, fixture.path())?;
+    let got: HashMap<String, Tensor> = results.named.into_iter().collect();
     let tol = Tolerance {
         atol: args.atol,
         rtol: args.rtol,
@@ -155,20 +195,28 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         tol.rtol,
     );
     let mut failed = 0;
-    for (name, want) in &expected {
-        let got = got.get(name).with_context(|| {
-            format!(
-                "{}: expected output `{name}` has no counterpart: the inputs give {} steps",
+    for Expected {
+        name,
+        source,
+        tensor: want,
+    } in &expected
+    {
+        let got = match got.get(name) {
+            // Keras's return_sequences=False: only the last step's output was kept.
+            Some(full) if name == "output" && want.rank() + 1 == full.rank() => &results.last,
+            Some(full) => full,
+            None => bail!(
+                "{}: expected output `{name}` has no counterpart in this run (it gives {})",
                 fixture.path().display(),
-                inputs.input.dims()[0]
-            )
-        })?;
+                got.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        };
         let c = compare(got, want, tol)
-            .with_context(|| format!("{}: tensor `{name}`", fixture.path().display()))?;
+            .with_context(|| format!("{}: tensor `{source}`", fixture.path().display()))?;
         let verdict = if c.passed() { "ok" } else { "MISMATCH" };
         write!(
             report,
-            "{verdict:<8} {name:<8} {:?}  max abs {:.3e}  max rel {:.3e}",
+            "{verdict:<8} {source:<10} {:?}  max abs {:.3e}  max rel {:.3e}",
             want.dims(),
             c.max_abs,
             c.max_rel
@@ -186,10 +234,15 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         }
         report.push('\n');
     }
+    // Expected outputs are known in both precisions even when only one is compared.
+    let compared: Vec<String> = expected
+        .iter()
+        .flat_map(|e| [e.name.clone(), format!("{}{F64_SUFFIX}", e.name)])
+        .collect();
     let used: BTreeSet<&str> = inputs
         .names
         .iter()
-        .chain(expected.iter().map(|(n, _)| n))
+        .chain(&compared)
         .map(String::as_str)
         .chain(
             model
@@ -222,7 +275,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
 
 pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
     let file = read_model_file(Some(&args.model))?;
-    let model = Model::from_file(&file, DType::F64)?;
+    let model = Model::from_file(&file, DType::F64, args.weights_format.map(Into::into))?;
     let mut text = String::new();
     writeln!(text, "file:          {}", file.path().display())?;
     writeln!(text, "format:        {}", model.format.as_str())?;
@@ -243,10 +296,16 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
             .map(|t| format!("{:?}", t.dims()))
             .unwrap_or_default();
         let dtype = file.dtype_name(&name).unwrap_or_default();
-        let role = match model.mapping.iter().find(|m| m.source == name) {
-            Some(m) if m.source == m.target => "weight".to_string(),
-            Some(m) => format!("-> {} ({})", m.target, m.transform),
-            None => "not a weight".into(),
+        let targets: Vec<String> = model
+            .mapping
+            .iter()
+            .filter(|m| m.source == name)
+            .map(|m| format!("-> {} ({})", m.target, m.transform.describe()))
+            .collect();
+        let role = if targets.is_empty() {
+            "not a weight".to_string()
+        } else {
+            targets.join("; ")
         };
         writeln!(text, "  {name:<20} {shape:<12} {dtype:<5} {role}")?;
     }
@@ -269,5 +328,37 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
     rnn_weights::save_canonical(&args.output, &weights, args.nonlinearity.into(), None, &[])
         .context("cannot write the weights")?;
     eprintln!("wrote {}", args.output.display());
+    Ok(Outcome::Success)
+}
+
+pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
+    let file = TensorFile::read(&args.input).context("cannot read the weights")?;
+    let model = load_model(&file, DType::F32, &args.read)?;
+    // Keep the source's precision: read again in f64 only if the file holds f64 weights.
+    let wide = model
+        .mapping
+        .iter()
+        .any(|m| file.raw(&m.source).is_some_and(|t| t.dtype() == DType::F64));
+    let model = if wide {
+        load_model(&file, DType::F64, &args.read)?
+    } else {
+        model
+    };
+    rnn_core::Rnn::from_weights(&model.weights, nonlinearity(&model, &args.read))
+        .context("the weights do not form a valid RNN")?;
+    rnn_weights::save_canonical(
+        &args.output,
+        &model.weights,
+        nonlinearity(&model, &args.read),
+        Some(batch_first(&model, &args.read, Form::Sequence)),
+        &[],
+    )
+    .context("cannot write the weights")?;
+    eprintln!(
+        "wrote {} ({} weights, {} tensors, canonical layout)",
+        args.output.display(),
+        model.format.as_str(),
+        model.mapping.len()
+    );
     Ok(Outcome::Success)
 }

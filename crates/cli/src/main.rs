@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Init(args) => commands::init(args),
+        Command::Convert(args) => commands::convert(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -153,10 +153,28 @@ fn run_prints_the_table_as_numpy_does() {
     assert_eq!(text.lines().count(), 11, "{text}");
 }
 
+/// The `rnn check` flags a fixture needs because its weights file cannot carry them (a
+/// PyTorch state_dict has no nonlinearity or batch_first), from its metadata.
+fn check_args(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap_or_default();
+    let args = meta.get("check_args").cloned().unwrap_or_default();
+    args.split_whitespace().map(String::from).collect()
+}
+
+fn check(fixture: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["check".to_string(), fixture.to_str().unwrap().to_string()];
+    args.extend(check_args(fixture));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    rnn(&args)
+}
+
 #[test]
 fn check_passes_on_every_committed_fixture() {
     for fixture in fixtures() {
-        let out = rnn(&["check", fixture.to_str().unwrap()]);
+        let out = check(&fixture, &[]);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -167,6 +185,35 @@ fn check_passes_on_every_committed_fixture() {
         );
         assert!(stdout(&out).contains("within tolerance"));
     }
+}
+
+/// Every fixture that holds the framework's float64 results matches them within 1e-12 when
+/// run in f64 (weights and inputs widened on load, before the biases are summed).
+#[test]
+fn f64_runs_match_the_frameworks_float64_results_within_1e12() {
+    let mut checked = 0;
+    for fixture in fixtures() {
+        let out = check(
+            &fixture,
+            &["--dtype", "f64", "--atol", "1e-12", "--rtol", "0"],
+        );
+        let text = stdout(&out);
+        if !text.contains("_f64 ") {
+            continue; // f32 references only (the article's program)
+        }
+        checked += 1;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {text}{}",
+            fixture.display(),
+            stderr(&out)
+        );
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} fixtures have float64 references"
+    );
 }
 
 #[test]
@@ -456,7 +503,7 @@ fn shape_mismatch_names_expected_and_found() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("tensor `Wy`: expected shape [5, 5] (hidden from Wx), found [5, 4]"),
+        err.contains("tensor `Wy`: expected shape [5, 5] (hidden size from Wx), found [5, 4]"),
         "{err}"
     );
 }

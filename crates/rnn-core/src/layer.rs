@@ -46,6 +46,39 @@ impl std::fmt::Display for Nonlinearity {
     }
 }
 
+/// Which way a layer reads its sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Step 0 first.
+    Forward,
+    /// Step `T-1` first (the second direction of a bidirectional layer).
+    Reverse,
+}
+
+/// `[seq_len, batch, 1]` u8 mask: 1 where step `t` is within sequence `b`.
+fn valid_steps(
+    lengths: &[usize],
+    seq_len: usize,
+    batch: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    ensure(lengths.len() == batch, || {
+        format!(
+            "lengths: expected {batch} values (one per batch element), found {}",
+            lengths.len()
+        )
+    })?;
+    if let Some((b, &len)) = lengths.iter().enumerate().find(|(_, &l)| l > seq_len) {
+        return Err(candle_core::Error::Msg(format!(
+            "lengths[{b}]: expected at most {seq_len} (the number of time steps), found {len}"
+        )));
+    }
+    let mask: Vec<u8> = (0..seq_len)
+        .flat_map(|t| lengths.iter().map(move |&len| u8::from(t < len)))
+        .collect();
+    Tensor::from_vec(mask, (seq_len, batch, 1), device)
+}
+
 /// The weights of one layer and direction in PyTorch's layout, as `torch.nn.RNN` names them
 /// (`weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`).
 ///
@@ -206,7 +239,7 @@ impl RnnLayer {
     /// - `h0`: `[batch, hidden_size]`, zeros when `None`
     /// - returns `(output [seq_len, batch, hidden_size], h_n [batch, hidden_size])`
     pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        self.run(input, h0, false)
+        self.forward_with(input, h0, Direction::Forward, None)
     }
 
     /// Like [`RnnLayer::forward`], with time running backwards: step `T-1` first. The output
@@ -217,10 +250,26 @@ impl RnnLayer {
         input: &Tensor,
         h0: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        self.run(input, h0, true)
+        self.forward_with(input, h0, Direction::Reverse, None)
     }
 
-    fn run(&self, input: &Tensor, h0: Option<&Tensor>, reverse: bool) -> Result<(Tensor, Tensor)> {
+    /// Runs the layer in either direction over sequences of different lengths, as PyTorch's
+    /// packed sequences and TensorFlow's `sequence_length` do: sequence `b` is
+    /// `input[..lengths[b], b]`; its outputs past that are zero, its `h_n` is the state at its
+    /// last valid step, and in reverse it starts at its own end.
+    ///
+    /// # Shapes
+    /// - `input`: `[seq_len, batch, input_size]`
+    /// - `h0`: `[batch, hidden_size]`, zeros when `None`
+    /// - `lengths`: `batch` values, each at most `seq_len`; `None` means all `seq_len`
+    /// - returns `(output [seq_len, batch, hidden_size], h_n [batch, hidden_size])`
+    pub fn forward_with(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        direction: Direction,
+        lengths: Option<&[usize]>,
+    ) -> Result<(Tensor, Tensor)> {
         let dims = input.dims();
         ensure(dims.len() == 3, || {
             format!("input: expected rank 3 [seq_len, batch, input_size], found shape {dims:?}")
@@ -237,6 +286,10 @@ impl RnnLayer {
             }
             None => Tensor::zeros((batch, hidden), self.dtype(), input.device())?,
         };
+        let valid = match lengths {
+            Some(lengths) => Some(valid_steps(lengths, seq_len, batch, input.device())?),
+            None => None,
+        };
         if seq_len == 0 {
             let output = Tensor::zeros((0, batch, hidden), self.dtype(), input.device())?;
             return Ok((output, h));
@@ -244,13 +297,27 @@ impl RnnLayer {
         let projected = self
             .project(&input.reshape((seq_len * batch, self.input_size()))?)?
             .reshape((seq_len, batch, hidden))?;
+        let zeros = Tensor::zeros((batch, hidden), self.dtype(), input.device())?;
         let mut outputs = Vec::with_capacity(seq_len);
         for i in 0..seq_len {
-            let t = if reverse { seq_len - 1 - i } else { i };
-            h = self.recur(&projected.get(t)?, &h)?;
-            outputs.push(h.clone());
+            let t = match direction {
+                Direction::Forward => i,
+                Direction::Reverse => seq_len - 1 - i,
+            };
+            let next = self.recur(&projected.get(t)?, &h)?;
+            match &valid {
+                Some(valid) => {
+                    let mask = valid.get(t)?.broadcast_as((batch, hidden))?;
+                    outputs.push(mask.where_cond(&next, &zeros)?);
+                    h = mask.where_cond(&next, &h)?;
+                }
+                None => {
+                    outputs.push(next.clone());
+                    h = next;
+                }
+            }
         }
-        if reverse {
+        if direction == Direction::Reverse {
             outputs.reverse();
         }
         Ok((Tensor::stack(&outputs, 0)?, h))

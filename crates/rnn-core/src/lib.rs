@@ -42,5 +42,5 @@ mod shape;
 
 pub use compare::{compare, Comparison, Tolerance};
 pub use init::{uniform_weights, InitConfig};
-pub use layer::{rnn_layer, LayerWeights, Nonlinearity, RnnLayer};
+pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, RnnLayer};
 pub use rnn::Rnn;

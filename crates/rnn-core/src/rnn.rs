@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use crate::layer::{LayerWeights, Nonlinearity, RnnLayer};
+use crate::layer::{Direction, LayerWeights, Nonlinearity, RnnLayer};
 use crate::shape::{check_dims, ensure};
 
 /// A multi-layer, optionally bidirectional Elman RNN with PyTorch's semantics.
@@ -171,7 +171,7 @@ impl Rnn {
     /// - returns `output`: like `input` with `directions · hidden` features, and
     ///   `h_n`: like `h0`, ordered layer-major, then direction, as PyTorch orders it
     pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (output, states) = self.forward_states(input, h0)?;
+        let (output, states) = self.forward_states(input, h0, None)?;
         let sizes = self.hidden_sizes();
         ensure(sizes.iter().all(|&h| h == sizes[0]), || {
             format!(
@@ -181,12 +181,22 @@ impl Rnn {
         Ok((output, Tensor::stack(&states, 0)?))
     }
 
-    /// Like [`Rnn::forward`], returning the final states as a list, one per layer and
-    /// direction (layer-major), which works when hidden sizes differ between layers.
+    /// Like [`Rnn::forward`], for sequences of different lengths, returning the final states
+    /// as a list, one per layer and direction (layer-major), which also works when hidden sizes
+    /// differ between layers.
+    ///
+    /// With `lengths`, sequence `b` is its first `lengths[b]` steps, as with PyTorch's
+    /// `pack_padded_sequence` and TensorFlow's `sequence_length`: outputs past its end are
+    /// zero, its final state is the state at its last valid step, and the reverse direction
+    /// starts at its own end.
+    ///
+    /// # Shapes
+    /// As [`Rnn::forward`]; `lengths` has one value per batch element, each at most `seq_len`.
     pub fn forward_states(
         &self,
         input: &Tensor,
         h0: Option<&Tensor>,
+        lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let rank = input.rank();
         ensure(rank == 2 || rank == 3, || {
@@ -212,11 +222,12 @@ impl Rnn {
             let mut outputs = Vec::with_capacity(layer.len());
             for (d, cell) in layer.iter().enumerate() {
                 let h0 = h0.as_ref().map(|h| &h[k * layer.len() + d]);
-                let (out, h_n) = if d == 0 {
-                    cell.forward(&x, h0)?
+                let direction = if d == 0 {
+                    Direction::Forward
                 } else {
-                    cell.forward_reversed(&x, h0)?
+                    Direction::Reverse
                 };
+                let (out, h_n) = cell.forward_with(&x, h0, direction, lengths)?;
                 outputs.push(out);
                 states.push(h_n);
             }
@@ -241,6 +252,26 @@ impl Rnn {
                 .collect::<Result<_>>()?;
         }
         Ok((output, states))
+    }
+
+    /// The last layer's final states, directions concatenated: `[batch, directions · hidden]`.
+    /// This is Keras's output with `return_sequences=False`: for the forward direction the
+    /// output at the last (valid) step, for the reverse one the state after reading step 0.
+    ///
+    /// # Shapes
+    /// `states` as [`Rnn::forward_states`] returns them.
+    pub fn last_output(&self, states: &[Tensor]) -> Result<Tensor> {
+        let d = self.num_directions();
+        ensure(states.len() == self.layers.len() * d, || {
+            format!(
+                "states: expected {} (layers · directions), found {}",
+                self.layers.len() * d,
+                states.len()
+            )
+        })?;
+        let last = &states[states.len() - d..];
+        let rank = last[0].rank();
+        Tensor::cat(last, rank - 1)
     }
 
     /// Splits `h0` `[layers · directions, batch, hidden]` into one `[batch, hidden]` per layer

@@ -26,6 +26,8 @@ pub struct Inputs {
     pub input: Tensor,
     /// The initial state, `[layers · directions, batch, hidden]`, if the file has one.
     pub h0: Option<Tensor>,
+    /// Valid steps of each sequence (`lengths` [batch], int64), if the file has them.
+    pub lengths: Option<Vec<usize>>,
     /// The names of the tensors used.
     pub names: Vec<String>,
 }
@@ -37,14 +39,19 @@ impl Inputs {
         if file.contains("input") {
             let input = file.float("input", dtype)?;
             let h0 = file.float_opt("h0", dtype)?;
+            let lengths = read_lengths(file)?;
             let mut names = vec!["input".to_string()];
             if h0.is_some() {
                 names.push("h0".into());
+            }
+            if lengths.is_some() {
+                names.push("lengths".into());
             }
             return Ok(Some(Self {
                 form: Form::Sequence,
                 input,
                 h0,
+                lengths,
                 names,
             }));
         }
@@ -72,6 +79,7 @@ impl Inputs {
             form: Form::Steps,
             input,
             h0: None,
+            lengths: None,
             names,
         }))
     }
@@ -88,6 +96,44 @@ impl Inputs {
     }
 }
 
+/// The `lengths` tensor as counts: integers, rank 1, none negative.
+fn read_lengths(file: &TensorFile) -> Result<Option<Vec<usize>>> {
+    if !file.contains("lengths") {
+        return Ok(None);
+    }
+    let bad_dtype = |found: String| WeightsError::Dtype {
+        path: file.path().to_owned(),
+        name: "lengths".into(),
+        expected: "an integer dtype (I64, I32, U32, U8)".into(),
+        found,
+    };
+    let Some(t) = file.raw("lengths") else {
+        return Err(bad_dtype(file.dtype_name("lengths").unwrap_or_default()));
+    };
+    if t.dtype().is_float() {
+        return Err(bad_dtype(format!("{:?}", t.dtype()).to_uppercase()));
+    }
+    if t.rank() != 1 {
+        return Err(file.shape_error("lengths", "[batch]".into(), t.dims()));
+    }
+    let values = t
+        .to_dtype(DType::I64)
+        .and_then(|t| t.to_vec1::<i64>())
+        .map_err(|e| file.tensor_error(e))?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(b, &v)| {
+            usize::try_from(v).map_err(|_| WeightsError::Value {
+                path: file.path().to_owned(),
+                name: "lengths".into(),
+                reason: format!("element [{b}] is {v}; lengths cannot be negative"),
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
 /// `prefix0`, `prefix1`, … for as long as they are present.
 fn step_names(file: &TensorFile, prefix: &str) -> Vec<String> {
     (0..)
@@ -96,13 +142,24 @@ fn step_names(file: &TensorFile, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// One expected output of a fixture.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The output it is compared with (`Y0`, `output`, `h_n`).
+    pub name: String,
+    /// The tensor's name in the file: `name`, or `name_f64` for a float64 reference.
+    pub source: String,
+    /// The values, converted to the requested dtype.
+    pub tensor: Tensor,
+}
+
+/// Suffix of the float64 references stored beside float32 ones (`output_f64`).
+pub const F64_SUFFIX: &str = "_f64";
+
 /// The expected outputs a fixture holds for inputs of `form`: `Y<t>` for step form, `output`
-/// and `h_n` for sequence form, as far as they are present.
-pub fn expected_outputs(
-    file: &TensorFile,
-    form: Form,
-    dtype: DType,
-) -> Result<Vec<(String, Tensor)>> {
+/// and `h_n` for sequence form, as far as they are present. Computing in f64, a float64
+/// reference (`output_f64`) is preferred where the fixture has one.
+pub fn expected_outputs(file: &TensorFile, form: Form, dtype: DType) -> Result<Vec<Expected>> {
     let names = match form {
         Form::Steps => step_names(file, "Y"),
         Form::Sequence => ["output", "h_n"]
@@ -113,7 +170,20 @@ pub fn expected_outputs(
     };
     names
         .into_iter()
-        .map(|n| file.float(&n, dtype).map(|t| (n, t)))
+        .map(|name| {
+            let wide = format!("{name}{F64_SUFFIX}");
+            let source = if dtype == DType::F64 && file.contains(&wide) {
+                wide
+            } else {
+                name.clone()
+            };
+            let tensor = file.float(&source, dtype)?;
+            Ok(Expected {
+                name,
+                source,
+                tensor,
+            })
+        })
         .collect()
 }
 

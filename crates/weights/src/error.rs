@@ -64,6 +64,16 @@ pub enum WeightsError {
         /// The element type in the file.
         found: String,
     },
+    /// A tensor holds a value that makes no sense where it is used.
+    #[error("{}: tensor `{name}`: {reason}", path.display())]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// No known set of tensor names matches the file.
     #[error("{}: {what}; the file has: {}", path.display(), list(found))]
     Unrecognised {
@@ -73,6 +83,18 @@ pub enum WeightsError {
         what: String,
         /// The tensors that are there.
         found: Vec<String>,
+    },
+    /// More than one naming scheme fits the file.
+    #[error(
+        "{}: the tensors can be read in more than one way: {}; choose one with --format",
+        path.display(),
+        readings.join(", ")
+    )]
+    Ambiguous {
+        /// The file.
+        path: PathBuf,
+        /// Each possible reading.
+        readings: Vec<String>,
     },
     /// A value in `__metadata__` cannot be read.
     #[error("{}: metadata `{key}`: expected {expected}, found {found:?}", path.display())]

@@ -16,10 +16,12 @@
 mod data;
 mod error;
 mod file;
+mod formats;
 mod model;
 mod npy;
 
-pub use data::{expected_outputs, name_outputs, Form, Inputs};
+pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX};
 pub use error::{Result, WeightsError};
 pub use file::{write_safetensors, TensorFile};
-pub use model::{save_canonical, Format, Model, TensorMapping, CANONICAL_LAYOUT};
+pub use formats::{Format, Transform};
+pub use model::{save_canonical, Model, TensorMapping, CANONICAL_LAYOUT};

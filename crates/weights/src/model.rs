@@ -9,25 +9,7 @@ use rnn_core::{LayerWeights, Nonlinearity};
 
 use crate::error::{Result, WeightsError};
 use crate::file::{write_safetensors, TensorFile};
-
-/// The naming scheme a weights file was recognised by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `torch.nn.RNN`'s state_dict (`weight_ih_l0`, ...): the canonical layout.
-    Pytorch,
-    /// The tutorial's `Wx` `[input, hidden]`, `Wy` `[hidden, hidden]`, `b` `[1, hidden]`.
-    Article,
-}
-
-impl Format {
-    /// Its name in messages and metadata.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Pytorch => "pytorch",
-            Format::Article => "article",
-        }
-    }
-}
+use crate::formats::{self, Format, Names, Plan, Source, Transform};
 
 /// How one tensor of the file became part of the canonical weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +18,8 @@ pub struct TensorMapping {
     pub source: String,
     /// The canonical (PyTorch) name.
     pub target: String,
-    /// What was done to it: `"as is"`, `"transposed"`, `"reshaped to [H]"`.
-    pub transform: &'static str,
+    /// What was done to it.
+    pub transform: Transform,
 }
 
 /// RNN weights read from a file, in the canonical layout.
@@ -73,25 +55,42 @@ pub const CANONICAL_LAYOUT: &str = "rnn/pytorch-v1";
 impl Model {
     /// Reads a weights file and recognises its format by tensor names.
     pub fn read(path: &Path, dtype: DType) -> Result<Self> {
-        Self::from_file(&TensorFile::read(path)?, dtype)
+        Self::from_file(&TensorFile::read(path)?, dtype, None)
     }
 
-    /// Recognises the format of an already read file; weights are converted to `dtype`.
-    pub fn from_file(file: &TensorFile, dtype: DType) -> Result<Self> {
-        let mut model = if file.contains("weight_ih_l0") {
-            read_pytorch(file, dtype)?
-        } else if file.contains("Wx") || file.contains("Wy") {
-            read_article(file, dtype)?
-        } else {
-            return Err(WeightsError::Unrecognised {
-                path: file.path().to_owned(),
-                what: "no RNN weights recognised: expected PyTorch nn.RNN names \
-                       (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0) or the article's \
-                       (Wx, Wy, b)"
-                    .into(),
-                found: file.names(),
-            });
+    /// Recognises the format of an already read file (only `format`, when given) and loads the
+    /// weights converted to `dtype`. More than one possible reading is an error that lists
+    /// them.
+    pub fn from_file(file: &TensorFile, dtype: DType, format: Option<Format>) -> Result<Self> {
+        let names = Names::new(&file.names());
+        let plans = formats::detect(&names, format);
+        let plan = match plans.as_slice() {
+            [plan] => plan,
+            [] => {
+                let looked_for = match format {
+                    Some(f) => format!("no {} RNN weights found", f.as_str()),
+                    None => "no RNN weights recognised: expected PyTorch nn.RNN names \
+                             (weight_ih_l0, weight_hh_l0, …), Keras SimpleRNN \
+                             (<layer>/simple_rnn_cell/kernel, recurrent_kernel, bias), TF1 \
+                             BasicRNNCell (rnn/basic_rnn_cell/kernel, bias) or the article's \
+                             (Wx, Wy, b)"
+                        .into(),
+                };
+                return Err(WeightsError::Unrecognised {
+                    path: file.path().to_owned(),
+                    what: looked_for,
+                    found: file.names(),
+                });
+            }
+            several => {
+                let readings: Vec<String> = several.iter().map(Plan::describe).collect();
+                return Err(WeightsError::Ambiguous {
+                    path: file.path().to_owned(),
+                    readings,
+                });
+            }
         };
+        let mut model = materialise(file, plan, dtype)?;
         model.read_metadata(file)?;
         Ok(model)
     }
@@ -121,6 +120,13 @@ impl Model {
         self.weights[0][0].b_ih.is_some() || self.weights[0][0].b_hh.is_some()
     }
 
+    /// Whether sequence inputs are batch-first unless the user says otherwise: as the file's
+    /// metadata says, else as its framework does by default.
+    pub fn batch_first_by_default(&self) -> bool {
+        self.batch_first
+            .unwrap_or(self.format.batch_first_by_default())
+    }
+
     fn read_metadata(&mut self, file: &TensorFile) -> Result<()> {
         let meta = file.metadata();
         let bad = |key: &str, expected: &str, found: &str| WeightsError::Metadata {
@@ -144,53 +150,53 @@ impl Model {
     }
 }
 
-fn read_pytorch(file: &TensorFile, dtype: DType) -> Result<Model> {
-    let bidirectional = file.contains("weight_ih_l0_reverse");
-    let suffixes: &[&str] = if bidirectional {
-        &["", "_reverse"]
-    } else {
-        &[""]
-    };
-    let mut weights = Vec::new();
+/// Loads the tensors a plan names, transforms them to the canonical layout, and checks every
+/// shape against the layer before it.
+fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Model> {
     let mut mapping = Vec::new();
-    let mut input_size = None;
-    for k in 0.. {
-        if k > 0 && !file.contains(&format!("weight_ih_l{k}")) {
-            break;
-        }
+    let mut weights = Vec::new();
+    // Input features of the current layer: unknown for layer 0, then D · H of the previous.
+    let mut input_size: Option<usize> = None;
+    for (k, layer) in plan.layers.iter().enumerate() {
         let mut dirs = Vec::new();
-        for suffix in suffixes {
-            let name = |kind: &str| format!("{kind}_l{k}{suffix}");
-            let w_ih = file.float(&name("weight_ih"), dtype)?;
-            let hidden = match w_ih.dims() {
-                &[h, i] if input_size.is_none_or(|want| want == i) => h,
-                found => {
-                    let expected = match input_size {
-                        Some(i) => format!("[hidden, {i}] (the previous layer's output size)"),
-                        None => "[hidden, input]".into(),
-                    };
-                    return Err(file.shape_error(&name("weight_ih"), expected, found));
-                }
+        let suffixes = ["", "_reverse"];
+        for (d, cell) in layer.iter().enumerate() {
+            let target = |kind: &str| format!("{kind}_l{k}{}", suffixes[d.min(1)]);
+            let mut load = |source: &Source, kind: &str| -> Result<Tensor> {
+                let t = load_source(file, source, dtype, input_size)?;
+                mapping.push(TensorMapping {
+                    source: source.name.clone(),
+                    target: target(kind),
+                    transform: source.transform,
+                });
+                Ok(t)
             };
-            let w_hh = file.float(&name("weight_hh"), dtype)?;
-            if w_hh.dims() != [hidden, hidden] {
-                let expected = format!("[{hidden}, {hidden}] (hidden from weight_ih)");
-                return Err(file.shape_error(&name("weight_hh"), expected, w_hh.dims()));
+            let w_ih = load(&cell.w_ih, "weight_ih")?;
+            let &[hidden, inputs] = w_ih.dims() else {
+                return Err(shape_error(file, &cell.w_ih, "[hidden, input]".into()));
+            };
+            let w_hh = load(&cell.w_hh, "weight_hh")?;
+            if let Some(want) = input_size.filter(|&i| i != inputs) {
+                let expected = format!("{want} input features (the output of layer {})", k - 1);
+                return Err(shape_error(file, &cell.w_ih, expected));
             }
-            let mut bias = |kind: &str| -> Result<Option<Tensor>> {
-                let n = name(kind);
-                let b = file.float_opt(&n, dtype)?;
-                if let Some(b) = &b {
-                    if b.dims() != [hidden] {
-                        return Err(file.shape_error(&n, format!("[{hidden}]"), b.dims()));
-                    }
-                    mapping.push(as_is(&n));
+            if w_hh.dims() != [hidden, hidden] {
+                let expected =
+                    format!("[{hidden}, {hidden}] (hidden size from {})", cell.w_ih.name);
+                return Err(shape_error(file, &cell.w_hh, expected));
+            }
+            let mut bias = |source: &Option<Source>, kind: &str| -> Result<Option<Tensor>> {
+                let Some(source) = source else {
+                    return Ok(None);
+                };
+                let b = load(source, kind)?;
+                if b.dims() != [hidden] {
+                    return Err(shape_error(file, source, format!("[{hidden}]")));
                 }
-                Ok(b)
+                Ok(Some(b))
             };
-            let (b_ih, b_hh) = (bias("bias_ih")?, bias("bias_hh")?);
-            mapping.push(as_is(&name("weight_ih")));
-            mapping.push(as_is(&name("weight_hh")));
+            let b_ih = bias(&cell.b_ih, "bias_ih")?;
+            let b_hh = bias(&cell.b_hh, "bias_hh")?;
             dirs.push(LayerWeights {
                 w_ih,
                 w_hh,
@@ -198,12 +204,11 @@ fn read_pytorch(file: &TensorFile, dtype: DType) -> Result<Model> {
                 b_hh,
             });
         }
-        input_size = Some(dirs.len() * dirs[0].w_hh.dims()[0]);
+        input_size = Some(dirs.iter().map(|w| w.w_hh.dims()[0]).sum());
         weights.push(dirs);
     }
-    mapping.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(Model {
-        format: Format::Pytorch,
+        format: plan.format,
         weights,
         nonlinearity: None,
         batch_first: None,
@@ -211,66 +216,62 @@ fn read_pytorch(file: &TensorFile, dtype: DType) -> Result<Model> {
     })
 }
 
-fn as_is(name: &str) -> TensorMapping {
-    TensorMapping {
-        source: name.into(),
-        target: name.into(),
-        transform: "as is",
-    }
+/// A shape error about `source`, giving the shape as stored in the file. `expected` is worded
+/// so that it holds in the file's layout as well as the canonical one.
+fn shape_error(file: &TensorFile, source: &Source, expected: String) -> WeightsError {
+    let found = file
+        .raw(&source.name)
+        .map(|t| t.dims().to_vec())
+        .unwrap_or_default();
+    file.shape_error(&source.name, expected, &found)
 }
 
-fn read_article(file: &TensorFile, dtype: DType) -> Result<Model> {
-    let wx = file.float("Wx", dtype)?;
-    let hidden = match wx.dims() {
-        &[_, h] => h,
-        found => return Err(file.shape_error("Wx", "[input, hidden]".into(), found)),
-    };
-    let wy = file.float("Wy", dtype)?;
-    if wy.dims() != [hidden, hidden] {
-        let expected = format!("[{hidden}, {hidden}] (hidden from Wx)");
-        return Err(file.shape_error("Wy", expected, wy.dims()));
-    }
-    let mut mapping = vec![
-        TensorMapping {
-            source: "Wx".into(),
-            target: "weight_ih_l0".into(),
-            transform: "transposed",
-        },
-        TensorMapping {
-            source: "Wy".into(),
-            target: "weight_hh_l0".into(),
-            transform: "transposed",
-        },
-    ];
-    let b = match file.float_opt("b", dtype)? {
-        Some(b) if b.dims() == [1, hidden] || b.dims() == [hidden] => {
-            mapping.push(TensorMapping {
-                source: "b".into(),
-                target: "bias_ih_l0".into(),
-                transform: "reshaped to [hidden]",
-            });
-            Some(b.reshape(hidden).map_err(|e| file.tensor_error(e))?)
+/// One canonical tensor from the file: loaded, converted to `dtype`, transformed.
+fn load_source(
+    file: &TensorFile,
+    source: &Source,
+    dtype: DType,
+    input_size: Option<usize>,
+) -> Result<Tensor> {
+    let t = file.float(&source.name, dtype)?;
+    let err = |expected: &str| file.shape_error(&source.name, expected.into(), t.dims());
+    let transposed = |t: Tensor| t.t().and_then(|t| t.contiguous());
+    let result = match source.transform {
+        Transform::AsIs => Ok(t.clone()),
+        Transform::Transposed => {
+            if t.rank() != 2 {
+                return Err(err("rank 2"));
+            }
+            transposed(t.clone())
         }
-        Some(b) => {
-            let expected = format!("[1, {hidden}] or [{hidden}]");
-            return Err(file.shape_error("b", expected, b.dims()));
+        Transform::Flattened => match t.dims() {
+            &[1, h] | &[h] => t.reshape(h),
+            _ => return Err(err("[1, hidden] or [hidden]")),
+        },
+        Transform::InputRows | Transform::RecurrentRows => {
+            let &[rows, hidden] = t.dims() else {
+                return Err(err("[input + hidden, hidden]"));
+            };
+            if rows <= hidden || input_size.is_some_and(|i| i + hidden != rows) {
+                let expected = match input_size {
+                    Some(i) => format!(
+                        "[{}, {hidden}] (input {i} + hidden {hidden} rows)",
+                        i + hidden
+                    ),
+                    None => format!("[input + {hidden}, {hidden}] with at least one input row"),
+                };
+                return Err(file.shape_error(&source.name, expected, t.dims()));
+            }
+            let inputs = rows - hidden;
+            let part = if source.transform == Transform::InputRows {
+                t.narrow(0, 0, inputs)
+            } else {
+                t.narrow(0, inputs, hidden)
+            };
+            part.and_then(transposed)
         }
-        None => None,
     };
-    let transpose = |t: &Tensor| t.t().and_then(|t| t.contiguous());
-    let weights = LayerWeights {
-        w_ih: transpose(&wx).map_err(|e| file.tensor_error(e))?,
-        w_hh: transpose(&wy).map_err(|e| file.tensor_error(e))?,
-        b_ih: b,
-        b_hh: None,
-    };
-    Ok(Model {
-        format: Format::Article,
-        weights: vec![vec![weights]],
-        nonlinearity: None,
-        batch_first: None,
-        mapping,
-    })
+    result.map_err(|e| file.tensor_error(e))
 }
 
 /// Saves weights in the canonical layout (PyTorch's names) with the configuration in
