@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use rnn_core::{compare, InitConfig, Rnn, Tolerance};
 use rnn_weights::{
-    expected_outputs, name_outputs, Expected, Form, Inputs, Model, TensorFile, F64_SUFFIX,
+    expected_outputs, name_outputs, Expected, Form, Inputs, Model, TensorFile, WeightsError,
+    F64_SUFFIX,
 };
 use serde::Serialize;
 
@@ -37,11 +38,17 @@ fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
 
 /// Recognises the weights in a file, in the format the user chose if they chose one.
 fn load_model(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<Model> {
-    Ok(Model::from_file(
-        file,
-        dtype,
-        read.weights_format.map(Into::into),
-    )?)
+    Model::from_file(file, dtype, read.weights_format.map(Into::into)).map_err(with_format_hint)
+}
+
+/// Tells the user how to settle an ambiguous file.
+fn with_format_hint(e: WeightsError) -> anyhow::Error {
+    match e {
+        WeightsError::Ambiguous { .. } => {
+            anyhow::anyhow!("{e}; choose one with --weights-format pytorch|keras|tf1|article")
+        }
+        e => e.into(),
+    }
 }
 
 /// The activation: the flag, else the file's metadata, else tanh.
@@ -275,7 +282,8 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
 
 pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
     let file = read_model_file(Some(&args.model))?;
-    let model = Model::from_file(&file, DType::F64, args.weights_format.map(Into::into))?;
+    let model = Model::from_file(&file, DType::F64, args.weights_format.map(Into::into))
+        .map_err(with_format_hint)?;
     let mut text = String::new();
     writeln!(text, "file:          {}", file.path().display())?;
     writeln!(text, "format:        {}", model.format.as_str())?;

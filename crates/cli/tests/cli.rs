@@ -548,3 +548,127 @@ fn a_closed_stdout_is_not_an_error() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+#[test]
+fn two_readings_are_an_error_until_the_format_is_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("both.safetensors");
+    write_f32(
+        &both,
+        &[
+            ("weight_ih_l0", vec![2, 3], vec![0.1; 6]),
+            ("weight_hh_l0", vec![2, 2], vec![0.1; 4]),
+            ("Wx", vec![3, 5], vec![0.2; 15]),
+            ("Wy", vec![5, 5], vec![0.2; 25]),
+        ],
+    );
+    let out = rnn(&["inspect", both.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("more than one way: pytorch, article; choose one with --weights-format"),
+        "{err}"
+    );
+    let out = rnn(&[
+        "inspect",
+        both.to_str().unwrap(),
+        "--weights-format",
+        "article",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("hidden size:   [5]"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn inspect_shows_how_a_tf1_kernel_is_split() {
+    let out = rnn(&[
+        "inspect",
+        repo("tests/fixtures/tf1_multi_rnn_cell.safetensors")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("format:        tf1"), "{text}");
+    assert!(text.contains("layers:        2"), "{text}");
+    assert!(text.contains("-> weight_ih_l1 (input rows (first I of I + H), transposed); -> weight_hh_l1 (recurrent rows (last H of I + H), transposed)"), "{text}");
+}
+
+/// Keras weights imply batch-first inputs; --time-major reads the same tensor the other way.
+#[test]
+fn keras_weights_imply_batch_first_unless_told_otherwise() {
+    let fixture = repo("tests/fixtures/keras_simple_rnn_sequences.safetensors");
+    assert_eq!(check(&fixture, &[]).status.code(), Some(0));
+    // input is [4, 6, 3]: read time-major it is 4 steps of 6 sequences, and no longer matches.
+    let out = check(&fixture, &["--time-major"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn convert_writes_canonical_weights_that_give_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "keras_bidirectional",
+        "tf1_multi_rnn_cell",
+        "torch_l3_bidir_relu_batch_first_h0",
+    ] {
+        let fixture = repo(&format!("tests/fixtures/{name}.safetensors"));
+        let canonical = dir.path().join(format!("{name}.safetensors"));
+        let mut args = vec!["convert".to_string(), fixture.to_str().unwrap().into()];
+        args.extend(check_args(&fixture));
+        args.extend(["-o".to_string(), canonical.to_str().unwrap().into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = rnn(&args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let text = stdout(&rnn(&["inspect", canonical.to_str().unwrap()]));
+        assert!(text.contains("format:        pytorch"), "{name}: {text}");
+        // The configuration travels in the metadata: no flags needed any more.
+        let out = rnn(&[
+            "check",
+            canonical.to_str().unwrap(),
+            "--fixture",
+            fixture.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn lengths_out_of_range_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = repo("tests/fixtures/torch_bidir_lengths.safetensors");
+    let bytes = std::fs::read(&source).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let lengths: Vec<u8> = [9i64, 5, 10, 7]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let mut views: Vec<(String, TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "lengths")
+        .collect();
+    views.push((
+        "lengths".into(),
+        TensorView::new(Dtype::I64, vec![4], &lengths).unwrap(),
+    ));
+    let bad = dir.path().join("bad_lengths.safetensors");
+    std::fs::write(&bad, safetensors::serialize(views, None).unwrap()).unwrap();
+    let out = rnn(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad_lengths.safetensors") && err.contains("lengths[2]: expected at most 9"),
+        "{err}"
+    );
+}

@@ -86,7 +86,7 @@ pub enum WeightsError {
     },
     /// More than one naming scheme fits the file.
     #[error(
-        "{}: the tensors can be read in more than one way: {}; choose one with --format",
+        "{}: the tensors can be read in more than one way: {}",
         path.display(),
         readings.join(", ")
     )]
