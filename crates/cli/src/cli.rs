@@ -67,6 +67,10 @@ pub struct ModelOptions {
     /// Element type to compute in; weights and inputs are converted on load.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
+    /// NaN or Inf in the weights, the inputs or the outputs is an error (exit 2), not a
+    /// warning.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
-use rnn_core::{compare, InitConfig, Rnn, Tolerance};
+use rnn_core::{compare, non_finite, InitConfig, Rnn, Tolerance};
 use rnn_weights::{
     expected_outputs, name_outputs, Expected, Form, Inputs, Model, TensorFile, WeightsError,
     F64_SUFFIX,
@@ -76,6 +76,60 @@ fn build_rnn(model: &Model, read: &ReadOptions, form: Form) -> Result<Rnn> {
     Ok(rnn.with_batch_first(batch_first(model, read, form)))
 }
 
+/// Warns on stderr about NaN and infinite values in `tensors` (name, tensor), or, with
+/// `strict`, fails. `what` says where they are (`model.safetensors: weight`).
+fn screen<'a>(
+    what: &str,
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    strict: bool,
+) -> Result<()> {
+    for (name, t) in tensors {
+        if !t.dtype().is_float() {
+            continue;
+        }
+        if let Some(n) = non_finite(t)? {
+            let message = format!(
+                "{what} `{name}` has {} NaN/Inf value{} (first at {:?}: {})",
+                n.count,
+                if n.count == 1 { "" } else { "s" },
+                n.first_index,
+                n.first_value
+            );
+            if strict {
+                bail!("{message} (--strict)");
+            }
+            eprintln!("warning: {message}");
+        }
+    }
+    Ok(())
+}
+
+/// Screens the weights (as stored) and the inputs for NaN and Inf.
+fn screen_sources(
+    model_file: &TensorFile,
+    model: &Model,
+    input_file: &TensorFile,
+    inputs: &Inputs,
+    strict: bool,
+) -> Result<()> {
+    let mut weights: Vec<&str> = model.source_names();
+    weights.dedup();
+    let stored = weights
+        .into_iter()
+        .filter_map(|n| model_file.raw(n).map(|t| (n, t)));
+    let what = format!("{}: weight", model_file.path().display());
+    screen(&what, stored, strict)?;
+    let stored = inputs
+        .names
+        .iter()
+        .filter_map(|n| input_file.raw(n).map(|t| (n.as_str(), t)));
+    screen(
+        &format!("{}: input", input_file.path().display()),
+        stored,
+        strict,
+    )
+}
+
 /// The results of a run: the outputs named as the inputs' form names them, and the last
 /// layer's final states (Keras's `return_sequences=False` output).
 struct Results {
@@ -116,8 +170,17 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             input_file.path().display()
         )
     })?;
+    screen_sources(
+        &model_file,
+        &model,
+        &input_file,
+        &inputs,
+        args.options.strict,
+    )?;
     let rnn = build_rnn(&model, &args.options.read, inputs.form)?;
     let outputs = forward(&rnn, &inputs, input_file.path())?.named;
+    let named = outputs.iter().map(|(n, t)| (n.as_str(), t));
+    screen("computed output", named, args.options.strict)?;
 
     if let Some(path) = &args.output {
         let meta = HashMap::from([("producer".to_string(), "rnn run".to_string())]);
@@ -183,8 +246,11 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
             }
         );
     }
+    screen_sources(&model_file, &model, &fixture, &inputs, args.options.strict)?;
     let rnn = build_rnn(&model, &args.options.read, inputs.form)?;
     let results = forward(&rnn, &inputs, fixture.path())?;
+    let named = results.named.iter().map(|(n, t)| (n.as_str(), t));
+    screen("computed output", named, args.options.strict)?;
     let got: HashMap<String, Tensor> = results.named.into_iter().collect();
     let tol = Tolerance {
         atol: args.atol,
@@ -331,12 +397,33 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
         bidirectional: args.bidirectional,
         bias: !args.no_bias,
     };
+    // Drawing holds each tensor in f64 beside its f32 copy: 12 bytes per parameter at most.
+    let bytes = parameter_count(&config).and_then(|n| n.checked_mul(12));
+    crate::memory::ensure_fits("these weights", bytes)?;
     let weights =
         rnn_core::uniform_weights(&config, args.seed, DType::F32, &candle_core::Device::Cpu)?;
     rnn_weights::save_canonical(&args.output, &weights, args.nonlinearity.into(), None, &[])
         .context("cannot write the weights")?;
     eprintln!("wrote {}", args.output.display());
     Ok(Outcome::Success)
+}
+
+/// Parameters of a stack: per layer and direction `H·I + H·H (+ 2H)`; `None` on overflow.
+fn parameter_count(config: &InitConfig) -> Option<u128> {
+    let directions: u128 = if config.bidirectional { 2 } else { 1 };
+    let mut input = config.input_size as u128;
+    let mut total: u128 = 0;
+    for &h in &config.hidden_sizes {
+        let h = h as u128;
+        let bias = if config.bias { 2 * h } else { 0 };
+        let cell = h
+            .checked_mul(input)?
+            .checked_add(h.checked_mul(h)?)?
+            .checked_add(bias)?;
+        total = total.checked_add(cell.checked_mul(directions)?)?;
+        input = directions * h;
+    }
+    Some(total)
 }
 
 pub fn convert(args: &ConvertArgs) -> Result<Outcome> {

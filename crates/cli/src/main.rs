@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod memory;
 mod print;
 
 use std::io::Write;
@@ -24,13 +25,25 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
+    // A panic is a bug in rnn or below it; the user still gets one line and exit code 2, not a
+    // backtrace and 101. The hook keeps the default report away from stderr.
+    static PANIC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    std::panic::set_hook(Box::new(|info| {
+        let _ = PANIC.set(info.to_string().replace('\n', " "));
+    }));
+    let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Run(args) => commands::run(args),
         Command::Check(args) => commands::check(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Init(args) => commands::init(args),
         Command::Convert(args) => commands::convert(args),
-    };
+    })
+    .unwrap_or_else(|_| {
+        let what = PANIC.get().map_or("", String::as_str);
+        Err(anyhow::anyhow!(
+            "internal error (a bug in rnn; please report it with the command that caused it): {what}"
+        ))
+    });
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Mismatch) => ExitCode::from(1),

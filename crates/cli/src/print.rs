@@ -11,6 +11,9 @@ const PRECISION: usize = 8;
 /// shortest round-trip form, at most 8 fraction digits, aligned on the decimal point; nested
 /// brackets, a blank line between blocks of rank ≥ 3.
 pub fn numpy_string(t: &Tensor) -> Result<String> {
+    if t.elem_count() == 0 {
+        return Ok("[]".into());
+    }
     let elements = element_strings(t)?;
     let cells = align(&elements);
     let mut out = String::new();

@@ -134,9 +134,46 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_counts_and_locates() {
+        let t = Tensor::new(&[[1.0f32, f32::NAN], [f32::INFINITY, 2.0]], &Device::Cpu).unwrap();
+        let n = non_finite(&t).unwrap().unwrap();
+        assert_eq!((n.count, n.first_index.clone()), (2, vec![0, 1]));
+        assert!(n.first_value.is_nan());
+        assert_eq!(
+            non_finite(&Tensor::new(&[1.0f32], &Device::Cpu).unwrap()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
     fn shape_mismatch_is_an_error() {
         let a = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
         let b = Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap();
         assert!(compare(&a, &b, Tolerance::default()).is_err());
     }
+}
+
+/// NaN and infinite elements of a tensor: how many, and the first in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonFinite {
+    /// Number of NaN or ±Inf elements.
+    pub count: usize,
+    /// Index of the first of them.
+    pub first_index: Vec<usize>,
+    /// Its value (NaN, inf or -inf).
+    pub first_value: f64,
+}
+
+/// Counts the NaN and infinite elements of a floating-point tensor; `None` when all are finite.
+pub fn non_finite(t: &Tensor) -> Result<Option<NonFinite>> {
+    let values = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let mut bad = values.iter().enumerate().filter(|(_, v)| !v.is_finite());
+    let Some((first, &first_value)) = bad.next() else {
+        return Ok(None);
+    };
+    Ok(Some(NonFinite {
+        count: 1 + bad.count(),
+        first_index: unravel(first, t.dims()),
+        first_value,
+    }))
 }

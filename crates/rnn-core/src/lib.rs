@@ -40,7 +40,7 @@ mod layer;
 mod rnn;
 mod shape;
 
-pub use compare::{compare, Comparison, Tolerance};
+pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use init::{uniform_weights, InitConfig};
 pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, RnnLayer};
 pub use rnn::Rnn;

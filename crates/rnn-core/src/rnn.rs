@@ -214,6 +214,12 @@ impl Rnn {
             input.clone()
         };
         let batch = time_major.dims()[1];
+        ensure(batch > 0, || {
+            format!(
+                "input: the batch is empty (shape {:?}); nothing to run",
+                input.dims()
+            )
+        })?;
         let h0 = self.split_h0(h0, batch, unbatched)?;
 
         let mut x = time_major;

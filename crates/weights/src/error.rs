@@ -7,12 +7,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     /// The file could not be read or written at all.
-    #[error("{}: {source}", path.display())]
+    // The cause is part of the one-line message, not a separate `source` in the chain, so a
+    // report prints it once.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the operating system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes are not a valid safetensors file (truncated, bad header, bad offsets, ...).
     #[error("{}: not a valid safetensors file: {reason}", path.display())]
@@ -109,12 +111,12 @@ pub enum WeightsError {
         found: String,
     },
     /// The tensors are individually fine but do not make a valid RNN together.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Tensor {
         /// The file.
         path: PathBuf,
         /// What candle or rnn-core said.
-        source: candle_core::Error,
+        error: candle_core::Error,
     },
 }
 

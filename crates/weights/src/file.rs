@@ -22,9 +22,9 @@ pub struct TensorFile {
 impl TensorFile {
     /// Reads a `.safetensors` file, or a `.npy` file (whose one array is named `input`).
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+        let bytes = std::fs::read(path).map_err(|error| WeightsError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         if path
             .extension()
@@ -49,7 +49,30 @@ impl TensorFile {
         if bytes.is_empty() {
             return Err(invalid("the file is empty".into()));
         }
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| invalid(e.to_string()))?;
+        // The first 8 bytes give the header's length: check it against the file before the
+        // parser does, to say what is wrong in the file's terms.
+        let Some(len) = bytes.get(..8) else {
+            return Err(invalid(format!(
+                "{} bytes, shorter than the 8-byte header length that starts every safetensors file",
+                bytes.len()
+            )));
+        };
+        let header_len = u64::from_le_bytes([
+            len[0], len[1], len[2], len[3], len[4], len[5], len[6], len[7],
+        ]);
+        if header_len > (bytes.len() - 8) as u64 {
+            return Err(invalid(format!(
+                "its first 8 bytes give a header of {header_len} bytes, but only {} follow \
+                 (not a safetensors file, or truncated)",
+                bytes.len() - 8
+            )));
+        }
+        let (header_len, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| invalid(e.to_string()))?;
+        // read_metadata succeeded, so bytes[8..8 + header_len] is the header, valid JSON.
+        if let Some(name) = duplicate_key(&bytes[8..8 + header_len]) {
+            return Err(invalid(format!("the header names tensor `{name}` twice")));
+        }
         let st = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
         let metadata = header.metadata().clone().unwrap_or_default();
         let mut tensors = BTreeMap::new();
@@ -58,9 +81,9 @@ impl TensorFile {
             match candle_dtype(view.dtype()) {
                 Some(dtype) => {
                     let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
-                        .map_err(|source| WeightsError::Tensor {
+                        .map_err(|error| WeightsError::Tensor {
                             path: path.to_owned(),
-                            source,
+                            error,
                         })?;
                     tensors.insert(name, t);
                 }
@@ -75,6 +98,17 @@ impl TensorFile {
             unloadable,
             metadata,
         })
+    }
+
+    /// Parses the bytes of a `.npy` file (its one array is named `input`); `path` is only for
+    /// messages.
+    pub fn from_npy_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let tensor = crate::npy::parse(bytes).map_err(|reason| WeightsError::Npy {
+            path: path.to_owned(),
+            reason,
+        })?;
+        let tensors = BTreeMap::from([("input".to_string(), tensor)]);
+        Ok(Self::from_tensors(path, tensors, HashMap::new()))
     }
 
     /// Wraps tensors made in memory; `path` names them in messages.
@@ -148,9 +182,9 @@ impl TensorFile {
         if !t.dtype().is_float() {
             return Err(self.dtype_error(name, format!("{:?}", t.dtype()).to_uppercase()));
         }
-        t.to_dtype(dtype).map_err(|source| WeightsError::Tensor {
+        t.to_dtype(dtype).map_err(|error| WeightsError::Tensor {
             path: self.path.clone(),
-            source,
+            error,
         })
     }
 
@@ -188,12 +222,48 @@ impl TensorFile {
     }
 
     /// Wraps a candle error with this file's path.
-    pub(crate) fn tensor_error(&self, source: candle_core::Error) -> WeightsError {
+    pub(crate) fn tensor_error(&self, error: candle_core::Error) -> WeightsError {
         WeightsError::Tensor {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
+}
+
+/// The first key that a JSON object names twice. JSON parsers keep the last of duplicates
+/// silently; a file that names a tensor twice is ambiguous, so it is refused.
+fn duplicate_key(json: &[u8]) -> Option<String> {
+    struct FirstDuplicate(Option<String>);
+
+    impl<'de> serde::Deserialize<'de> for FirstDuplicate {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            d.deserialize_map(FirstDuplicate(None))
+        }
+    }
+
+    impl<'de> serde::de::Visitor<'de> for FirstDuplicate {
+        type Value = FirstDuplicate;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    return Ok(FirstDuplicate(Some(key)));
+                }
+            }
+            Ok(FirstDuplicate(None))
+        }
+    }
+
+    serde_json::from_slice::<FirstDuplicate>(json).ok()?.0
 }
 
 fn candle_dtype(dtype: StDtype) -> Option<DType> {
@@ -219,17 +289,17 @@ pub fn write_safetensors(
     tensors: &[(String, Tensor)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let io = |source| WeightsError::Io {
+    let io = |error| WeightsError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let contiguous = tensors
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.contiguous()?)))
         .collect::<candle_core::Result<Vec<_>>>()
-        .map_err(|source| WeightsError::Tensor {
+        .map_err(|error| WeightsError::Tensor {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     let metadata = (!metadata.is_empty()).then_some(metadata);
     let bytes =

@@ -91,6 +91,7 @@ impl Model {
             }
         };
         let mut model = materialise(file, plan, dtype)?;
+        check_leftovers(file, plan, &model)?;
         model.read_metadata(file)?;
         Ok(model)
     }
@@ -158,6 +159,16 @@ fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Model> {
     // Input features of the current layer: unknown for layer 0, then D · H of the previous.
     let mut input_size: Option<usize> = None;
     for (k, layer) in plan.layers.iter().enumerate() {
+        if layer.is_empty() {
+            return Err(WeightsError::Unrecognised {
+                path: file.path().to_owned(),
+                what: format!(
+                    "{} weights: layer {k} has no tensors, but a later layer does",
+                    plan.format.as_str()
+                ),
+                found: file.names(),
+            });
+        }
         let mut dirs = Vec::new();
         let suffixes = ["", "_reverse"];
         for (d, cell) in layer.iter().enumerate() {
@@ -177,7 +188,8 @@ fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Model> {
             };
             let w_hh = load(&cell.w_hh, "weight_hh")?;
             if let Some(want) = input_size.filter(|&i| i != inputs) {
-                let expected = format!("{want} input features (the output of layer {})", k - 1);
+                let why = format!("{want} input features, the output of layer {}", k - 1);
+                let expected = in_file_layout(&[hidden, want], cell.w_ih.transform, &why);
                 return Err(shape_error(file, &cell.w_ih, expected));
             }
             if w_hh.dims() != [hidden, hidden] {
@@ -216,8 +228,50 @@ fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Model> {
     })
 }
 
-/// A shape error about `source`, giving the shape as stored in the file. `expected` is worded
-/// so that it holds in the file's layout as well as the canonical one.
+/// PyTorch names are regular enough to spot one that the plan did not use (`weight_ih_l1_reverse`
+/// in a file whose layer 0 has no reverse direction): such a file is refused, not half read.
+fn check_leftovers(file: &TensorFile, plan: &Plan, model: &Model) -> Result<()> {
+    if plan.format != Format::Pytorch {
+        return Ok(());
+    }
+    let used = model.source_names();
+    let stray = file.names().into_iter().find(|n| {
+        n.strip_prefix(plan.prefix.as_str())
+            .is_some_and(|rest| rest.starts_with("weight_") || rest.starts_with("bias_"))
+            && !used.contains(&n.as_str())
+    });
+    match stray {
+        None => Ok(()),
+        Some(name) => Err(WeightsError::Unrecognised {
+            path: file.path().to_owned(),
+            what: format!(
+                "tensor `{name}` does not fit the {}-layer, {}-direction PyTorch RNN that \
+                 weight_ih_l0{} describe",
+                model.weights.len(),
+                model.num_directions(),
+                if model.num_directions() == 2 {
+                    " and weight_ih_l0_reverse"
+                } else {
+                    ""
+                }
+            ),
+            found: file.names(),
+        }),
+    }
+}
+
+/// A canonical shape as the file stores it (transposed back where the format transposes), with
+/// the reason: `[5, 2] (2 input features, the output of layer 0)`.
+fn in_file_layout(canonical: &[usize], transform: Transform, why: &str) -> String {
+    let mut dims = canonical.to_vec();
+    if transform == Transform::Transposed {
+        dims.reverse();
+    }
+    format!("{dims:?} ({why})")
+}
+
+/// A shape error about `source`, giving the shape as stored in the file. `expected` is in the
+/// file's layout too.
 fn shape_error(file: &TensorFile, source: &Source, expected: String) -> WeightsError {
     let found = file
         .raw(&source.name)
@@ -285,13 +339,11 @@ pub fn save_canonical(
     batch_first: Option<bool>,
     extra: &[(String, Tensor)],
 ) -> Result<()> {
-    let Some(first) = weights.first().and_then(|l| l.first()) else {
-        return Err(WeightsError::Unrecognised {
-            path: path.to_owned(),
-            what: "nothing to save: the model has no layers".into(),
-            found: Vec::new(),
-        });
-    };
+    rnn_core::Rnn::from_weights(weights, nonlinearity).map_err(|error| WeightsError::Tensor {
+        path: path.to_owned(),
+        error,
+    })?;
+    let first = &weights[0][0]; // a valid Rnn has at least one layer and direction
     let mut tensors = Vec::new();
     for (k, dirs) in weights.iter().enumerate() {
         for (d, w) in dirs.iter().enumerate() {

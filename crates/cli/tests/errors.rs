@@ -1,0 +1,292 @@
+//! Bad input, case by case, through the real binary: exit code 2 (or 0 where the case is
+//! defined), one line on stderr naming the file and what was wrong, never a panic.
+//!
+//! The cases and what `rnn` says to each are also the table in `docs/reliability.md`; this test
+//! fails when the two disagree. After changing a message, rewrite the table with
+//! `RNN_BLESS=1 cargo test -p rnn-cli --test errors`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A safetensors file with a hand-written header: `header` as given, then `data`.
+fn raw_safetensors(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+/// A well-formed safetensors file: (name, dtype, shape, bytes) in order.
+fn safetensors(tensors: &[(&str, &str, &[usize], Vec<u8>)]) -> Vec<u8> {
+    let mut header = Vec::new();
+    let mut data = Vec::new();
+    for (name, dtype, shape, bytes) in tensors {
+        let start = data.len();
+        data.extend(bytes);
+        header.push(format!(
+            "\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{start},{}]}}",
+            data.len()
+        ));
+    }
+    raw_safetensors(&format!("{{{}}}", header.join(",")), &data)
+}
+
+fn f32s(n: usize, value: f32) -> Vec<u8> {
+    (0..n).flat_map(|_| value.to_le_bytes()).collect()
+}
+
+fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+/// A valid PyTorch-named model: 3 inputs, hidden 2, one layer.
+fn torch_model() -> Vec<(&'static str, &'static str, &'static [usize], Vec<u8>)> {
+    vec![
+        ("weight_ih_l0", "F32", &[2, 3], f32s(6, 0.5)),
+        ("weight_hh_l0", "F32", &[2, 2], f32s(4, 0.25)),
+        ("bias_ih_l0", "F32", &[2], f32s(2, 0.1)),
+    ]
+}
+
+struct Case {
+    group: &'static str,
+    what: &'static str,
+    /// Files to create: (name, bytes).
+    files: Vec<(&'static str, Vec<u8>)>,
+    /// Arguments; `DIR` stands for the scratch directory.
+    args: &'static str,
+    exit: i32,
+    /// Where it is a file's fault, the file the message must name.
+    names: Option<&'static str>,
+}
+
+fn case(
+    group: &'static str,
+    what: &'static str,
+    files: Vec<(&'static str, Vec<u8>)>,
+    args: &'static str,
+    exit: i32,
+    names: Option<&'static str>,
+) -> Case {
+    Case {
+        group,
+        what,
+        files,
+        args,
+        exit,
+        names,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let article = std::fs::read(repo("models/seed/article.safetensors")).unwrap();
+    let good_input = safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0))]);
+    let input = |shape: &'static [usize]| {
+        let n = shape.iter().product();
+        safetensors(&[("input", "F32", shape, f32s(n, 1.0))])
+    };
+    let with = |extra: Vec<(&'static str, &'static str, &'static [usize], Vec<u8>)>| {
+        let mut t = torch_model();
+        t.extend(extra);
+        safetensors(&t)
+    };
+    let replace = |name: &str, new: (&'static str, &'static str, &'static [usize], Vec<u8>)| {
+        let t: Vec<_> = torch_model()
+            .into_iter()
+            .map(|old| if old.0 == name { new.clone() } else { old })
+            .collect();
+        safetensors(&t)
+    };
+    let lengths = |values: &[i64]| {
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    vec![
+        case("files", "missing file", vec![], "run DIR/missing.safetensors", 2, Some("missing.safetensors")),
+        case("files", "a directory", vec![], "run DIR", 2, Some("DIR")),
+        case("files", "unreadable (the read fails)", vec![], "run /proc/self/mem", 2, Some("/proc/self/mem")),
+        case("files", "empty file", vec![("m.safetensors", vec![])], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "not safetensors (text)", vec![("m.safetensors", b"hello, this is a text file\n".to_vec())], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "truncated in the data", vec![("m.safetensors", article[..article.len() - 7].to_vec())], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "truncated in the header", vec![("m.safetensors", article[..30].to_vec())], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "header length larger than the file", vec![("m.safetensors", [1000u64.to_le_bytes().as_slice(), b"{}"].concat())], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "header length absurd (8 bytes of 0xFF)", vec![("m.safetensors", vec![0xFF; 8])], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "header not JSON", vec![("m.safetensors", raw_safetensors("{not json", &[]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "header not UTF-8", vec![("m.safetensors", [5u64.to_le_bytes().as_slice(), b"{\"\xC3\"}"].concat())], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "header JSON of the wrong shape", vec![("m.safetensors", raw_safetensors("[1, 2, 3]", &[]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "data offsets out of range", vec![("m.safetensors", raw_safetensors(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "data offsets overlapping", vec![("m.safetensors", raw_safetensors(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, &[0; 12]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "duplicate tensor names", vec![("m.safetensors", raw_safetensors(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", "unknown dtype string", vec![("m.safetensors", raw_safetensors(r#"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("files", ".npy with a bad magic", vec![("x.npy", b"PK\x03\x04 a zip file".to_vec())], "run --input DIR/x.npy", 2, Some("x.npy")),
+        case("files", ".npy in Fortran order", vec![("x.npy", npy("{'descr': '<f4', 'fortran_order': True, 'shape': (1, 1, 3), }", &f32s(3, 1.0)))], "run --input DIR/x.npy", 2, Some("x.npy")),
+        case("files", ".npy object array", vec![("x.npy", npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", &[0; 8]))], "run --input DIR/x.npy", 2, Some("x.npy")),
+        case("tensors", "integer weights", vec![("m.safetensors", replace("weight_ih_l0", ("weight_ih_l0", "I64", &[2, 3], vec![0; 48])))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("tensors", "bool input", vec![("x.safetensors", safetensors(&[("input", "BOOL", &[1, 1, 3], vec![1; 3])]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("tensors", "weight of the wrong rank", vec![("m.safetensors", replace("weight_ih_l0", ("weight_ih_l0", "F32", &[6], f32s(6, 0.5))))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("tensors", "W_hh not square", vec![("m.safetensors", replace("weight_hh_l0", ("weight_hh_l0", "F32", &[2, 3], f32s(6, 0.5))))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("tensors", "layer sizes that do not chain", vec![("m.safetensors", with(vec![("weight_ih_l1", "F32", &[2, 5], f32s(10, 0.5)), ("weight_hh_l1", "F32", &[2, 2], f32s(4, 0.5))]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("tensors", "bias of the wrong length", vec![("m.safetensors", replace("bias_ih_l0", ("bias_ih_l0", "F32", &[3], f32s(3, 0.5))))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("tensors", "reverse direction partly missing", vec![("m.safetensors", with(vec![("weight_ih_l0_reverse", "F32", &[2, 3], f32s(6, 0.5))]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("tensors", "a stray tensor of the layout", vec![("m.safetensors", with(vec![("weight_ih_l1_reverse", "F32", &[2, 4], f32s(8, 0.5))]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("tensors", "no recognisable format", vec![("m.safetensors", safetensors(&[("encoder.weight", "F32", &[2, 3], f32s(6, 0.5))]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("inputs", "feature size unlike the model's", vec![("x.safetensors", input(&[2, 1, 4]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("inputs", "batch of 0", vec![("x.safetensors", input(&[2, 0, 3]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("inputs", "0 time steps (defined: empty output, h_n = h0)", vec![("x.safetensors", input(&[0, 2, 3]))], "run --input DIR/x.safetensors --format json", 0, None),
+        case("inputs", "lengths out of range", vec![("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0)), ("lengths", "I64", &[1], lengths(&[3]))]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("inputs", "lengths negative", vec![("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0)), ("lengths", "I64", &[1], lengths(&[-1]))]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("inputs", "lengths for another batch", vec![("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0)), ("lengths", "I64", &[2], lengths(&[1, 2]))]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("inputs", "h0 of the wrong shape", vec![("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0)), ("h0", "F32", &[1, 1, 4], f32s(4, 0.0))]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("numbers", "NaN in the inputs (a warning)", vec![("x.safetensors", safetensors(&[("input", "F32", &[1, 1, 3], [f32s(1, f32::NAN), f32s(2, 1.0)].concat())]))], "run --input DIR/x.safetensors --format json", 0, Some("x.safetensors")),
+        case("numbers", "Inf in the weights with --strict", vec![("m.safetensors", replace("weight_hh_l0", ("weight_hh_l0", "F32", &[2, 2], f32s(4, f32::INFINITY))))], "run DIR/m.safetensors --input DIR/x.safetensors --strict", 2, Some("m.safetensors")),
+        case("numbers", "relu overflowing to Inf (reported)", vec![("m.safetensors", replace("weight_hh_l0", ("weight_hh_l0", "F32", &[2, 2], f32s(4, 3e38))))], "run DIR/m.safetensors --input DIR/x.safetensors --nonlinearity relu --format json", 0, None),
+        case("sizes", "init larger than memory", vec![], "init --input-size 100000000 --hidden-size 100000000 -o DIR/w.safetensors", 2, None),
+        case("output", "--output into a missing directory", vec![], "run --output DIR/no/such/dir/y.safetensors", 2, Some("y.safetensors")),
+        case("output", "--output over a directory", vec![], "run --output DIR", 2, Some("DIR")),
+    ]
+    .into_iter()
+    .map(|mut c| {
+        // Cases that name a model and an input use this valid input unless they bring one.
+        if c.args.contains("DIR/x.safetensors") && !c.files.iter().any(|f| f.0 == "x.safetensors") {
+            c.files.push(("x.safetensors", good_input.clone()));
+        }
+        c
+    })
+    .collect()
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// Runs every case; returns the table rows.
+fn run_cases() -> Vec<String> {
+    let mut rows = Vec::new();
+    for c in cases() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in &c.files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let dir_str = dir.path().to_str().unwrap();
+        let args: Vec<String> = c
+            .args
+            .split_whitespace()
+            .map(|a| a.replace("DIR", dir_str))
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_rnn"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).replace(dir_str, "DIR");
+        let label = format!("{}: {}", c.group, c.what);
+        assert_eq!(out.status.code(), Some(c.exit), "{label}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("internal error"),
+            "{label}: {stderr}"
+        );
+        let lines: Vec<&str> = stderr.lines().collect();
+        if c.exit == 2 {
+            assert_eq!(lines.len(), 1, "{label}: one line expected: {stderr}");
+            assert!(lines[0].starts_with("error: "), "{label}: {stderr}");
+        }
+        if let Some(file) = c.names {
+            assert!(
+                stderr.contains(file),
+                "{label}: the message must name {file}: {stderr}"
+            );
+        }
+        if c.exit == 0 && c.group == "numbers" {
+            assert!(stderr.starts_with("warning: "), "{label}: {stderr}");
+        }
+        let message = stable(lines.first().copied().unwrap_or("(nothing)")).replace('|', "\\|");
+        rows.push(format!(
+            "| {} | {} | `rnn {}` | {} | {message} |",
+            c.group, c.what, c.args, c.exit
+        ));
+    }
+    rows
+}
+
+/// The message with what depends on the machine (memory available now) blanked out.
+fn stable(message: &str) -> String {
+    match message.split_once("available (") {
+        Some((head, tail)) => {
+            let rest = tail.split_once(')').map_or("", |(_, r)| r);
+            format!("{head}available (…){rest}")
+        }
+        None => message.to_string(),
+    }
+}
+
+const BEGIN: &str = "<!-- cases: generated by crates/cli/tests/errors.rs -->";
+const END: &str = "<!-- end of cases -->";
+
+#[test]
+fn every_bad_input_gets_a_clean_error_and_the_table_says_so() {
+    let rows = run_cases();
+    let table = format!(
+        "{BEGIN}\n| group | case | command | exit | what rnn says (first line of stderr) |\n|---|---|---|---|---|\n{}\n{END}",
+        rows.join("\n")
+    );
+    let doc_path = repo("docs/reliability.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    let current = match (doc.find(BEGIN), doc.find(END)) {
+        (Some(a), Some(b)) => &doc[a..b + END.len()],
+        _ => "",
+    };
+    if current != table {
+        if std::env::var_os("RNN_BLESS").is_some() {
+            let updated = if current.is_empty() {
+                format!("{doc}\n{table}\n")
+            } else {
+                doc.replace(current, &table)
+            };
+            std::fs::write(&doc_path, updated).unwrap();
+        } else {
+            panic!(
+                "docs/reliability.md is out of date with what rnn says; rerun with RNN_BLESS=1 \
+                 to rewrite its table. The table now:\n{table}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_run_leaves_an_existing_output_untouched_and_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("y.safetensors");
+    std::fs::write(&out, b"precious").unwrap();
+    let bad = dir.path().join("x.safetensors");
+    std::fs::write(
+        &bad,
+        safetensors(&[("input", "F32", &[2, 1, 4], f32s(8, 1.0))]),
+    )
+    .unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_rnn"))
+        .args([
+            "run",
+            "--input",
+            bad.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(2));
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}

@@ -1,0 +1,42 @@
+//! `rnn check`'s fixture reader: any bytes as a fixture holding the article's model, its inputs
+//! and expected outputs, run and compared.
+#![no_main]
+
+use std::path::Path;
+
+use candle_core::DType;
+use libfuzzer_sys::fuzz_target;
+use rnn_core::{compare, Rnn, Tolerance};
+use rnn_weights::{expected_outputs, name_outputs, Inputs, Model, TensorFile};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(file) = TensorFile::from_safetensors_bytes(Path::new("fuzz.safetensors"), data) else {
+        return;
+    };
+    let Ok(inputs) = Inputs::require(&file, DType::F32) else {
+        return;
+    };
+    let Ok(expected) = expected_outputs(&file, inputs.form, DType::F32) else {
+        return;
+    };
+    let Ok(model) = Model::from_file(&file, DType::F32, None) else {
+        return;
+    };
+    let Ok(rnn) = Rnn::from_weights(&model.weights, model.nonlinearity.unwrap_or_default()) else {
+        return;
+    };
+    let Ok((output, states)) =
+        rnn.forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
+    else {
+        return;
+    };
+    let h_n = candle_core::Tensor::stack(&states, 0).ok();
+    let Ok(got) = name_outputs(inputs.form, &output, h_n.as_ref()) else {
+        return;
+    };
+    for e in expected {
+        if let Some((_, g)) = got.iter().find(|(n, _)| *n == e.name) {
+            let _ = compare(g, &e.tensor, Tolerance::default());
+        }
+    }
+});
