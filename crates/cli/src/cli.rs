@@ -35,6 +35,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Write random weights (PyTorch's uniform(−1/√H, 1/√H)) in the canonical format.
     Init(InitArgs),
+    /// Time forwards of a random model on random inputs: median, min, max ms and GFLOP/s.
+    Bench(BenchArgs),
     /// Rewrite weights of any recognised format in the canonical layout (PyTorch's names),
     /// with the configuration in the file's metadata.
     Convert(ConvertArgs),
@@ -115,6 +117,54 @@ pub struct InspectArgs {
     /// Read the weights in this naming scheme when more than one fits.
     #[arg(long, value_enum)]
     pub weights_format: Option<WeightsFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Sequences per forward.
+    #[arg(long)]
+    pub batch: usize,
+    /// Time steps.
+    #[arg(long)]
+    pub seq: usize,
+    /// Features per input step.
+    #[arg(long)]
+    pub input_size: usize,
+    /// Neurons per layer.
+    #[arg(long)]
+    pub hidden_size: usize,
+    /// Stacked layers.
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// Two directions per layer.
+    #[arg(long)]
+    pub bidirectional: bool,
+    #[arg(long, value_enum, default_value_t = Nonlinearity::Tanh)]
+    pub nonlinearity: Nonlinearity,
+    /// Element type.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+    /// Threads for the matrix products (default: all cores; sets RAYON_NUM_THREADS).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed forwards.
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+    /// Untimed forwards first.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Time the plain candle-ops reference instead of the fused fast path.
+    #[arg(long)]
+    pub reference: bool,
+    /// Also write the weights (canonical), the input and the last output to this
+    /// .safetensors file, for comparing with other frameworks.
+    #[arg(long)]
+    pub save_case: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! This is the one place that prints, reads flags and picks exit codes: 0 success, 1 a
 //! comparison outside tolerance, 2 an error (printed once, as `error: ...` with its causes).
 
+mod bench;
 mod cli;
 mod commands;
 mod memory;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect(args),
         Command::Init(args) => commands::init(args),
         Command::Convert(args) => commands::convert(args),
+        Command::Bench(args) => bench::bench(args),
     })
     .unwrap_or_else(|_| {
         let what = PANIC.get().map_or("", String::as_str);

@@ -145,11 +145,10 @@ fn run_prints_the_table_as_numpy_does() {
     let out = rnn(&["run"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("Y0 (t = 0)\n[[-0.2964572 "), "{text}");
-    assert!(
-        text.contains("\n\nY1 (t = 1)\n[[ 0.51955646  1.    "),
-        "{text}"
-    );
+    // The layout; the values to 1e-6 are the JSON test's job.
+    assert!(text.starts_with("Y0 (t = 0)\n[[-0.296457"), "{text}");
+    assert!(text.contains("\n\nY1 (t = 1)\n[[ 0.51955"), "{text}");
+    assert!(text.contains(" 1.          0.99999"), "{text}");
     assert_eq!(text.lines().count(), 11, "{text}");
 }
 

@@ -290,3 +290,49 @@ fn a_failed_run_leaves_an_existing_output_untouched_and_no_temporary_file() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+/// Every input a fuzz target crashed on (`fuzz/regressions/<target>-<hash>`), through the
+/// binary: a clean error or a result, never a crash.
+#[test]
+fn fuzz_regressions_give_clean_errors() {
+    let dir = repo("fuzz/regressions");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let args: Vec<String> = if let Some(rest) = name.strip_prefix("inputs-") {
+            // The inputs target's first byte chooses the format: even .npy, odd safetensors.
+            let (choice, data) = bytes.split_first().unwrap();
+            let ext = if choice % 2 == 0 {
+                "npy"
+            } else {
+                "safetensors"
+            };
+            let file = scratch.path().join(format!("{rest}.{ext}"));
+            std::fs::write(&file, data).unwrap();
+            vec![
+                "run".into(),
+                "--input".into(),
+                file.to_str().unwrap().into(),
+            ]
+        } else if name.starts_with("weights-") {
+            vec!["inspect".into(), path.to_str().unwrap().into()]
+        } else {
+            vec!["check".into(), path.to_str().unwrap().into()]
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_rnn"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(matches!(out.status.code(), Some(0..=2)), "{name}: {stderr}");
+        assert!(
+            !stderr.contains("internal error") && !stderr.contains("panicked"),
+            "{name}: {stderr}"
+        );
+        count += 1;
+    }
+    assert!(count >= 1, "no regression inputs in {}", dir.display());
+}

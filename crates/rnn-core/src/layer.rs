@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Result, Tensor};
 
+use crate::cpu;
 use crate::shape::{check_dims, ensure};
 
 /// The activation applied to each new hidden state.
@@ -55,13 +56,8 @@ pub enum Direction {
     Reverse,
 }
 
-/// `[seq_len, batch, 1]` u8 mask: 1 where step `t` is within sequence `b`.
-fn valid_steps(
-    lengths: &[usize],
-    seq_len: usize,
-    batch: usize,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
+/// Fails unless there is one length per batch element, none above `seq_len`.
+fn check_lengths(lengths: &[usize], seq_len: usize, batch: usize) -> Result<()> {
     ensure(lengths.len() == batch, || {
         format!(
             "lengths: expected {batch} values (one per batch element), found {}",
@@ -73,6 +69,16 @@ fn valid_steps(
             "lengths[{b}]: expected at most {seq_len} (the number of time steps), found {len}"
         )));
     }
+    Ok(())
+}
+
+/// `[seq_len, batch, 1]` u8 mask: 1 where step `t` is within sequence `b`.
+fn valid_steps(
+    lengths: &[usize],
+    seq_len: usize,
+    batch: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
     let mask: Vec<u8> = (0..seq_len)
         .flat_map(|t| lengths.iter().map(move |&len| u8::from(t < len)))
         .collect();
@@ -270,6 +276,36 @@ impl RnnLayer {
         direction: Direction,
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
+        let (seq_len, batch) = self.check_sequence(input, h0, lengths)?;
+        if !cpu::supports(input.device(), self.dtype()) || seq_len == 0 {
+            return self.forward_reference(input, h0, direction, lengths);
+        }
+        let run = cpu::Run {
+            seq: seq_len,
+            batch,
+            input_size: self.input_size(),
+            hidden: self.hidden_size(),
+            reverse: direction == Direction::Reverse,
+            relu: self.nonlinearity == Nonlinearity::Relu,
+            lengths,
+        };
+        cpu::forward(
+            &run,
+            input,
+            &self.w_ih_t,
+            &self.w_hh_t,
+            self.bias.as_ref(),
+            h0,
+        )
+    }
+
+    /// Checks the shapes and dtypes of a sequence run; returns `(seq_len, batch)`.
+    fn check_sequence(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        lengths: Option<&[usize]>,
+    ) -> Result<(usize, usize)> {
         let dims = input.dims();
         ensure(dims.len() == 3, || {
             format!("input: expected rank 3 [seq_len, batch, input_size], found shape {dims:?}")
@@ -277,13 +313,30 @@ impl RnnLayer {
         let (seq_len, batch) = (dims[0], dims[1]);
         check_dims("input", input, &[seq_len, batch, self.input_size()])?;
         self.check_dtype("input", input)?;
+        if let Some(h0) = h0 {
+            check_dims("h0", h0, &[batch, self.hidden_size()])?;
+            self.check_dtype("h0", h0)?;
+        }
+        if let Some(lengths) = lengths {
+            check_lengths(lengths, seq_len, batch)?;
+        }
+        Ok((seq_len, batch))
+    }
+
+    /// [`RnnLayer::forward_with`] in plain candle ops, one matmul, add and activation per step:
+    /// the reference the fused fast paths are tested against, and the path for devices and
+    /// dtypes they do not cover.
+    pub fn forward_reference(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        direction: Direction,
+        lengths: Option<&[usize]>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (seq_len, batch) = self.check_sequence(input, h0, lengths)?;
         let hidden = self.hidden_size();
         let mut h = match h0 {
-            Some(h0) => {
-                check_dims("h0", h0, &[batch, hidden])?;
-                self.check_dtype("h0", h0)?;
-                h0.clone()
-            }
+            Some(h0) => h0.clone(),
             None => Tensor::zeros((batch, hidden), self.dtype(), input.device())?,
         };
         let valid = match lengths {

@@ -35,6 +35,7 @@
 //! ```
 
 mod compare;
+mod cpu;
 mod init;
 mod layer;
 mod rnn;

@@ -38,6 +38,7 @@ pub struct Rnn {
     /// `layers[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
     layers: Vec<Vec<RnnLayer>>,
     batch_first: bool,
+    fast_path: bool,
 }
 
 impl Rnn {
@@ -87,6 +88,7 @@ impl Rnn {
         Ok(Self {
             layers,
             batch_first: false,
+            fast_path: true,
         })
     }
 
@@ -108,6 +110,13 @@ impl Rnn {
     /// `batch_first`). `h0` and `h_n` are `[layers · directions, batch, hidden]` either way.
     pub fn with_batch_first(mut self, batch_first: bool) -> Self {
         self.batch_first = batch_first;
+        self
+    }
+
+    /// Whether to use the fused fast path where there is one (the default), or always the plain
+    /// candle-ops reference ([`RnnLayer::forward_reference`]): for comparisons and benchmarks.
+    pub fn with_fast_path(mut self, fast_path: bool) -> Self {
+        self.fast_path = fast_path;
         self
     }
 
@@ -233,7 +242,11 @@ impl Rnn {
                 } else {
                     Direction::Reverse
                 };
-                let (out, h_n) = cell.forward_with(&x, h0, direction, lengths)?;
+                let (out, h_n) = if self.fast_path {
+                    cell.forward_with(&x, h0, direction, lengths)?
+                } else {
+                    cell.forward_reference(&x, h0, direction, lengths)?
+                };
                 outputs.push(out);
                 states.push(h_n);
             }

@@ -78,6 +78,12 @@ impl TensorFile {
         let mut tensors = BTreeMap::new();
         let mut unloadable = BTreeMap::new();
         for (name, view) in st.tensors() {
+            if !strides_fit(view.shape()) {
+                return Err(invalid(format!(
+                    "tensor `{name}` has shape {:?}, whose strides overflow",
+                    view.shape()
+                )));
+            }
             match candle_dtype(view.dtype()) {
                 Some(dtype) => {
                     let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
@@ -228,6 +234,14 @@ impl TensorFile {
             error,
         }
     }
+}
+
+/// Whether a tensor of `dims` can be laid out: its strides (products of trailing dims) must fit
+/// in an `isize`, even when another dim is 0 and the tensor is empty.
+pub(crate) fn strides_fit(dims: &[usize]) -> bool {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+        .is_some_and(|n| n <= isize::MAX as usize / 16)
 }
 
 /// The first key that a JSON object names twice. JSON parsers keep the last of duplicates

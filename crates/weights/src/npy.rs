@@ -52,6 +52,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
             ))
         }
     };
+    if !crate::file::strides_fit(&shape) {
+        return Err(format!("shape {shape:?} is too large to lay out"));
+    }
     let count = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -145,5 +148,8 @@ mod tests {
             .unwrap_err()
             .contains("needs 16 data bytes, found 8"));
         assert!(parse(b"PK\x03\x04 zip file").unwrap_err().contains("magic"));
+        // Found by fuzzing: an empty array whose other dims overflow the strides.
+        let huge = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1, 2222222222222222221, 222222222222222223), }", &[]);
+        assert!(parse(&huge).unwrap_err().contains("too large"));
     }
 }

@@ -1,0 +1,176 @@
+//! `rnn bench`: time forwards of a random model on random inputs.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use rnn_core::{uniform_weights, InitConfig, Rnn};
+use serde::Serialize;
+
+use crate::cli::{BenchArgs, OutputFormat};
+use crate::{emit, Outcome};
+
+/// Version of `rnn bench --format json`.
+const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct BenchJson {
+    schema_version: u32,
+    batch: usize,
+    seq: usize,
+    input_size: usize,
+    hidden_size: usize,
+    layers: usize,
+    bidirectional: bool,
+    nonlinearity: &'static str,
+    device: String,
+    dtype: String,
+    threads: usize,
+    implementation: &'static str,
+    runs: usize,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    gflops: f64,
+}
+
+/// FLOPs of one forward: `2·B·T·(I·H + H·H)` per layer and direction.
+fn flops(args: &BenchArgs) -> f64 {
+    let directions = if args.bidirectional { 2.0 } else { 1.0 };
+    let (b, t, h) = (args.batch as f64, args.seq as f64, args.hidden_size as f64);
+    let mut input = args.input_size as f64;
+    let mut total = 0.0;
+    for _ in 0..args.layers {
+        total += directions * 2.0 * b * t * (input * h + h * h);
+        input = directions * h;
+    }
+    total
+}
+
+pub fn bench(args: &BenchArgs) -> Result<Outcome> {
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        // Read by rayon's pool and by candle when they first start, which is below.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    if [
+        args.batch,
+        args.seq,
+        args.input_size,
+        args.hidden_size,
+        args.layers,
+        args.runs,
+    ]
+    .contains(&0)
+    {
+        bail!(
+            "--batch, --seq, --input-size, --hidden-size, --layers and --runs must be at least 1"
+        );
+    }
+    let dtype: DType = args.dtype.into();
+    let directions = if args.bidirectional { 2 } else { 1 };
+    let elements = [
+        args.seq
+            .checked_mul(args.batch)
+            .and_then(|n| n.checked_mul(args.input_size)),
+        args.seq
+            .checked_mul(args.batch)
+            .and_then(|n| n.checked_mul(directions * args.hidden_size)),
+    ];
+    let bytes = elements.iter().try_fold(0u128, |acc, n| {
+        n.map(|n| acc + 3 * n as u128 * dtype.size_in_bytes() as u128)
+    });
+    crate::memory::ensure_fits("this benchmark's inputs and outputs", bytes)?;
+
+    let device = Device::Cpu;
+    let config = InitConfig {
+        input_size: args.input_size,
+        hidden_sizes: vec![args.hidden_size; args.layers],
+        bidirectional: args.bidirectional,
+        bias: true,
+    };
+    let weights = uniform_weights(&config, args.seed, dtype, &device)?;
+    let nonlinearity: rnn_core::Nonlinearity = args.nonlinearity.into();
+    let rnn = Rnn::from_weights(&weights, nonlinearity)?.with_fast_path(!args.reference);
+    let input = Tensor::rand(
+        -1f32,
+        1f32,
+        (args.seq, args.batch, args.input_size),
+        &device,
+    )?
+    .to_dtype(dtype)?;
+
+    for _ in 0..args.warmup {
+        rnn.forward(&input, None)?;
+    }
+    let mut times = Vec::with_capacity(args.runs);
+    let mut output = None;
+    for _ in 0..args.runs {
+        let start = Instant::now();
+        let result = rnn.forward(&input, None)?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        output = Some(result);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+    };
+
+    if let (Some(path), Some((output, h_n))) = (&args.save_case, output) {
+        let extra = [
+            ("input".to_string(), input.clone()),
+            ("output".to_string(), output),
+            ("h_n".to_string(), h_n),
+        ];
+        rnn_weights::save_canonical(path, &weights, nonlinearity, Some(false), &extra)
+            .context("cannot write the benchmark case")?;
+    }
+
+    let result = BenchJson {
+        schema_version: SCHEMA_VERSION,
+        batch: args.batch,
+        seq: args.seq,
+        input_size: args.input_size,
+        hidden_size: args.hidden_size,
+        layers: args.layers,
+        bidirectional: args.bidirectional,
+        nonlinearity: nonlinearity.as_str(),
+        device: "cpu".into(),
+        dtype: format!("{dtype:?}").to_lowercase(),
+        threads: candle_core::utils::get_num_threads(),
+        implementation: if args.reference { "reference" } else { "fused" },
+        runs: args.runs,
+        median_ms: median,
+        min_ms: times[0],
+        max_ms: times[times.len() - 1],
+        gflops: flops(args) / (median * 1e-3) / 1e9,
+    };
+    match args.format {
+        OutputFormat::Json => emit(&(serde_json::to_string(&result)? + "\n"))?,
+        OutputFormat::Text => emit(&format!(
+            "batch {} seq {} input {} hidden {} layers {} directions {} {} {} {} thread(s), {} path\n\
+             median {:.4} ms  min {:.4} ms  max {:.4} ms  {:.2} GFLOP/s  ({} runs after {} warm-up)\n",
+            result.batch,
+            result.seq,
+            result.input_size,
+            result.hidden_size,
+            result.layers,
+            directions,
+            result.dtype,
+            result.device,
+            result.threads,
+            result.implementation,
+            result.median_ms,
+            result.min_ms,
+            result.max_ms,
+            result.gflops,
+            result.runs,
+            args.warmup
+        ))?,
+    }
+    Ok(Outcome::Success)
+}

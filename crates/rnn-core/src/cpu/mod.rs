@@ -1,0 +1,254 @@
+//! The CPU fast path: one layer, one direction, the whole recurrence as one fused operation on
+//! the tensors' buffers.
+//!
+//! - The input projection of all steps is one matrix product, written straight into the output
+//!   buffer.
+//! - Each step adds `h·W_hhᵀ` into its slice of that buffer (a register-blocked loop for small
+//!   products, the `gemm` crate's blocked, threaded GEMM for large ones), then adds the bias and
+//!   applies the activation in the same pass (a vectorised rational tanh for f32).
+//! - No allocation per step: the output buffer and one state buffer are all there is.
+//!
+//! The plain candle-ops implementation in `layer.rs` is the reference; tests hold this path
+//! against it.
+
+mod kernels;
+mod tanh;
+
+use std::ops::{Add, AddAssign, Mul};
+
+use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
+use rayon::prelude::*;
+
+pub(crate) use tanh::tanh_f32;
+
+/// The element types the fast path computes in.
+pub(crate) trait Element:
+    WithDType + Copy + Add<Output = Self> + AddAssign + Mul<Output = Self> + Send + Sync + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn relu(self) -> Self;
+    fn fast_tanh(self) -> Self;
+    /// The slice as f32, when `Self` is f32 (for kernels written for f32 only).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+}
+
+impl Element for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    #[inline(always)]
+    fn relu(self) -> Self {
+        // NaN stays NaN (f32::max would turn it into 0).
+        if self < 0.0 {
+            0.0
+        } else {
+            self
+        }
+    }
+    #[inline(always)]
+    fn fast_tanh(self) -> Self {
+        tanh_f32(self)
+    }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
+}
+
+impl Element for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    #[inline(always)]
+    fn relu(self) -> Self {
+        if self < 0.0 {
+            0.0
+        } else {
+            self
+        }
+    }
+    #[inline(always)]
+    fn fast_tanh(self) -> Self {
+        // f64 runs are the precise ones (1e-12 against the frameworks): the library's tanh.
+        self.tanh()
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
+}
+
+/// Multiply-adds per step from which the recurrent product goes to the blocked GEMM, and the
+/// input projection too; below, the register-blocked loop wins (measured: docs/performance.md).
+const GEMM_MIN_MACS: usize = 1 << 20;
+
+/// Multiply-adds per step from which a step's rows are split over the threads: below, waking a
+/// second thread costs more than it saves.
+const PARALLEL_MIN_MACS: usize = 1 << 17;
+
+/// Whether the fast path handles tensors on `device` of `dtype`.
+pub(crate) fn supports(device: &Device, dtype: DType) -> bool {
+    device.is_cpu() && matches!(dtype, DType::F32 | DType::F64)
+}
+
+/// The shapes and options of one layer run.
+pub(crate) struct Run<'a> {
+    pub seq: usize,
+    pub batch: usize,
+    pub input_size: usize,
+    pub hidden: usize,
+    pub reverse: bool,
+    pub relu: bool,
+    pub lengths: Option<&'a [usize]>,
+}
+
+/// Runs one layer over `input` `[seq, batch, input_size]` (contiguous, time-major) with
+/// `w_ih_t` `[input_size, hidden]`, `w_hh_t` `[hidden, hidden]`, optional `bias` `[hidden]`
+/// and `h0` `[batch, hidden]`; returns `(output [seq, batch, hidden], h_n [batch, hidden])`.
+/// Shapes are checked by the caller.
+pub(crate) fn forward(
+    run: &Run,
+    input: &Tensor,
+    w_ih_t: &Tensor,
+    w_hh_t: &Tensor,
+    bias: Option<&Tensor>,
+    h0: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    match input.dtype() {
+        DType::F32 => forward_typed::<f32>(run, input, w_ih_t, w_hh_t, bias, h0),
+        DType::F64 => forward_typed::<f64>(run, input, w_ih_t, w_hh_t, bias, h0),
+        other => Err(candle_core::Error::Msg(format!(
+            "the CPU fast path computes in f32 or f64, not {other:?}"
+        ))),
+    }
+}
+
+fn forward_typed<T: Element>(
+    run: &Run,
+    input: &Tensor,
+    w_ih_t: &Tensor,
+    w_hh_t: &Tensor,
+    bias: Option<&Tensor>,
+    h0: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let device = input.device().clone();
+    let input = input.contiguous()?;
+    let h0 = h0.map(Tensor::contiguous).transpose()?;
+    let (output, h_n) = with_slice::<T, _>(&input, |x| {
+        with_slice::<T, _>(w_ih_t, |w_ih| {
+            with_slice::<T, _>(w_hh_t, |w_hh| {
+                with_optional_slice::<T, _>(bias, |bias| {
+                    with_optional_slice::<T, _>(h0.as_ref(), |h0| {
+                        Ok(recurrence(run, x, w_ih, w_hh, bias, h0))
+                    })
+                })
+            })
+        })
+    })?;
+    let hidden = run.hidden;
+    Ok((
+        Tensor::from_vec(output, (run.seq, run.batch, hidden), &device)?,
+        Tensor::from_vec(h_n, (run.batch, hidden), &device)?,
+    ))
+}
+
+/// The recurrence on plain buffers.
+fn recurrence<T: Element>(
+    run: &Run,
+    x: &[T],
+    w_ih: &[T],
+    w_hh: &[T],
+    bias: Option<&[T]>,
+    h0: Option<&[T]>,
+) -> (Vec<T>, Vec<T>) {
+    let (seq, batch, hidden) = (run.seq, run.batch, run.hidden);
+    let threads = candle_core::utils::get_num_threads();
+    let step_len = batch * hidden;
+    let mut output = vec![T::ZERO; seq * step_len];
+    let rows = seq * batch;
+    if rows * run.input_size * hidden >= GEMM_MIN_MACS {
+        kernels::gemm_acc(
+            &mut output,
+            x,
+            w_ih,
+            rows,
+            run.input_size,
+            hidden,
+            false,
+            threads,
+        );
+    } else {
+        kernels::small_gemm_acc(&mut output, x, w_ih, run.input_size, hidden);
+    }
+    let mut h = match h0 {
+        Some(h0) => h0.to_vec(),
+        None => vec![T::ZERO; step_len],
+    };
+    let step_macs = batch * hidden * hidden;
+    let large_step = step_macs >= GEMM_MIN_MACS;
+    // Rows per thread when a step is split over the pool: whole blocks of 4 rows.
+    let split = (threads > 1 && !large_step && step_macs >= PARALLEL_MIN_MACS && batch >= 8)
+        .then(|| batch.div_ceil(threads).next_multiple_of(4));
+    for i in 0..seq {
+        let t = if run.reverse { seq - 1 - i } else { i };
+        let out = &mut output[t * step_len..(t + 1) * step_len];
+        if large_step {
+            kernels::gemm_acc(out, &h, w_hh, batch, hidden, hidden, true, threads);
+            kernels::bias_activation(out, bias, run.relu);
+        } else if let Some(rows) = split {
+            out.par_chunks_mut(rows * hidden)
+                .zip(h.par_chunks(rows * hidden))
+                .for_each(|(out, h)| {
+                    kernels::small_gemm_acc(out, h, w_hh, hidden, hidden);
+                    kernels::bias_activation(out, bias, run.relu);
+                });
+        } else {
+            kernels::small_gemm_acc(out, &h, w_hh, hidden, hidden);
+            kernels::bias_activation(out, bias, run.relu);
+        }
+        match run.lengths {
+            None => h.copy_from_slice(out),
+            Some(lengths) => {
+                let rows = out.chunks_exact_mut(hidden).zip(h.chunks_exact_mut(hidden));
+                for ((out_row, h_row), &len) in rows.zip(lengths) {
+                    if t < len {
+                        h_row.copy_from_slice(out_row);
+                    } else {
+                        out_row.fill(T::ZERO);
+                    }
+                }
+            }
+        }
+    }
+    (output, h)
+}
+
+/// Calls `f` with the tensor's elements, borrowed from its CPU storage (contiguous tensors
+/// only).
+fn with_slice<T: Element, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Err(candle_core::Error::Msg(
+            "the CPU fast path got a tensor off the CPU".into(),
+        ));
+    };
+    let data: &[T] = <T as WithDType>::cpu_storage_as_slice(cpu)?;
+    let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
+        candle_core::Error::Msg("the CPU fast path needs contiguous tensors".into())
+    })?;
+    f(&data[start..end])
+}
+
+fn with_optional_slice<T: Element, R>(
+    t: Option<&Tensor>,
+    f: impl FnOnce(Option<&[T]>) -> Result<R>,
+) -> Result<R> {
+    match t {
+        Some(t) => with_slice(t, |s| f(Some(s))),
+        None => f(None),
+    }
+}

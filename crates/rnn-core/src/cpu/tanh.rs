@@ -1,0 +1,100 @@
+//! A vectorisable tanh for f32: a rational function, branch-free, so that loops over it
+//! compile to AVX2/AVX-512 code.
+//!
+//! `tanh(x) ≈ x·P(x²) / Q(x²)` with P of degree 6 and Q of degree 3 in x², on x clamped to
+//! ±7.905311 (beyond it tanh rounds to ±1 in f32). The coefficients are the published ones of
+//! Eigen's `ptanh_float` (a minimax fit). Its accuracy, measured by the test below against
+//! f64's tanh over every f32 in [-10, 10], is at most 8 ulp (at x ≈ 5.9, 4.8e-7); the worst case and
+//! the method are in docs/performance.md.
+
+const CLAMP: f32 = 7.905_311;
+/// Below this |x|, tanh(x) = x to f32 precision.
+const TINY: f32 = 0.0004;
+
+const A1: f32 = 4.893_524_6e-3;
+const A3: f32 = 6.372_619_3e-4;
+const A5: f32 = 1.485_722_4e-5;
+const A7: f32 = 5.122_297e-8;
+const A9: f32 = -8.604_672e-11;
+const A11: f32 = 2.000_188e-13;
+const A13: f32 = -2.760_768_5e-16;
+const B0: f32 = 4.893_525e-3;
+const B2: f32 = 2.268_434_6e-3;
+const B4: f32 = 1.185_347_1e-4;
+const B6: f32 = 1.198_258_4e-6;
+
+/// tanh of an f32, to within a few ulp (see the module docs); NaN stays NaN.
+#[inline(always)]
+#[allow(clippy::manual_clamp)] // f32::clamp would not let NaN through as NaN here
+pub(crate) fn tanh_f32(x: f32) -> f32 {
+    // Comparisons, not f32::clamp: NaN fails both and passes through.
+    let c = if x > CLAMP {
+        CLAMP
+    } else if x < -CLAMP {
+        -CLAMP
+    } else {
+        x
+    };
+    let x2 = c * c;
+    let p = ((((((A13 * x2 + A11) * x2 + A9) * x2 + A7) * x2 + A5) * x2 + A3) * x2 + A1) * c;
+    let q = ((B6 * x2 + B4) * x2 + B2) * x2 + B0;
+    let r = p / q;
+    if x.abs() < TINY {
+        x
+    } else {
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worst error of [`tanh_f32`] in units in the last place, as measured below.
+    const MAX_ULP: u32 = 8;
+
+    /// Distance in ulp between two finite f32 of the same sign (or zero).
+    fn ulp_distance(a: f32, b: f32) -> u32 {
+        let key = |v: f32| {
+            let bits = v.to_bits() as i64;
+            if bits < 0 {
+                i64::from(i32::MIN) - bits
+            } else {
+                bits
+            }
+        };
+        (key(a) - key(b)).unsigned_abs() as u32
+    }
+
+    #[test]
+    fn within_max_ulp_of_the_exact_tanh() {
+        let mut worst = (0u32, 0f32);
+        let mut bits = 0u32;
+        // Every 128th f32 from +0 up to 10 and its negative; RNN_TANH_STRIDE=1 makes it every
+        // one (the measurement in docs/performance.md, run with --release).
+        let stride: u32 = std::env::var("RNN_TANH_STRIDE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(128);
+        while f32::from_bits(bits) <= 10.0 {
+            for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
+                let exact = (x as f64).tanh() as f32;
+                let d = ulp_distance(tanh_f32(x), exact);
+                if d > worst.0 {
+                    worst = (d, x);
+                }
+            }
+            bits += stride;
+        }
+        assert!(worst.0 <= MAX_ULP, "{} ulp at x = {:e}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn saturates_and_keeps_nan() {
+        assert_eq!(tanh_f32(20.0), 1.0);
+        assert_eq!(tanh_f32(-1e30), -1.0);
+        assert_eq!(tanh_f32(f32::INFINITY), 1.0);
+        assert!(tanh_f32(f32::NAN).is_nan());
+        assert_eq!(tanh_f32(1e-6), 1e-6);
+    }
+}

@@ -1,0 +1,203 @@
+//! `cargo xtask bench`: `rnn bench` against torch, ONNX Runtime and Keras on the same shapes,
+//! interleaved in one run with the same thread count; a table of medians with the ratio
+//! rnn / best peer, the outputs checked against each other, a JSON record and a PNG chart.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// (batch, seq, input, hidden): the shapes of the CPU performance issue.
+const SHAPES: [(usize, usize, usize, usize); 5] = [
+    (1, 2, 3, 5),
+    (4, 2, 3, 5),
+    (64, 100, 128, 128),
+    (1, 1000, 64, 64),
+    (256, 50, 256, 512),
+];
+
+const PEERS: [&str; 3] = ["torch", "onnxruntime", "keras"];
+
+/// Outputs must agree within this (f32, different summation orders and tanh implementations).
+const AGREEMENT: f64 = 1e-4;
+
+struct Options {
+    threads: usize,
+    rounds: usize,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        threads: 2,
+        rounds: 5,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--threads" => options.threads = value.parse()?,
+            "--rounds" => options.rounds = value.parse()?,
+            other => bail!("unknown flag {other}; expected --threads N, --rounds N"),
+        }
+    }
+    Ok(options)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Runs per round: enough for a stable median, few enough for the large shapes.
+fn runs_for(shape: (usize, usize, usize, usize)) -> usize {
+    let (b, t, i, h) = shape;
+    let macs = b * t * (i * h + h * h);
+    if macs > 100_000_000 {
+        10
+    } else if macs > 1_000_000 {
+        30
+    } else {
+        500
+    }
+}
+
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    let python = crate::fixtures::venv_python(root)?;
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "rnn-cli"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    let rnn = root.join("target/release/rnn");
+    let scratch = std::env::temp_dir().join(format!("rnn-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "threads {}, rounds {}, load before: {}",
+        options.threads,
+        options.rounds,
+        load.trim()
+    );
+
+    let mut records = Vec::new();
+    for shape in SHAPES {
+        let (b, t, i, h) = shape;
+        let runs = runs_for(shape).to_string();
+        let case = scratch.join(format!("case-{b}-{t}-{i}-{h}.safetensors"));
+        let mut samples: Vec<(String, Vec<f64>)> = ["rnn", "torch", "onnxruntime", "keras", "gemm"]
+            .iter()
+            .map(|p| (p.to_string(), Vec::new()))
+            .collect();
+        let mut worst_diff: f64 = 0.0;
+        for _ in 0..options.rounds {
+            let out = Command::new(&rnn)
+                .args(["bench", "--format", "json", "--threads"])
+                .arg(options.threads.to_string())
+                .args(["--batch", &b.to_string(), "--seq", &t.to_string()])
+                .args([
+                    "--input-size",
+                    &i.to_string(),
+                    "--hidden-size",
+                    &h.to_string(),
+                ])
+                .args(["--runs", &runs, "--save-case"])
+                .arg(&case)
+                .output()?;
+            if !out.status.success() {
+                bail!("rnn bench failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            samples[0]
+                .1
+                .push(v["median_ms"].as_f64().context("median_ms")?);
+
+            let out = Command::new(&python)
+                .arg(root.join("xtask/bench/peers.py"))
+                .arg(&case)
+                .args(["--threads", &options.threads.to_string(), "--runs", &runs])
+                .env("TF_CPP_MIN_LOG_LEVEL", "3")
+                .output()?;
+            if !out.status.success() {
+                bail!("peers.py failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let v: serde_json::Value = match serde_json::from_str(line) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                let peer = v["peer"].as_str().unwrap_or_default();
+                if let Some(slot) = samples.iter_mut().find(|(p, _)| p == peer) {
+                    slot.1.push(v["median_ms"].as_f64().unwrap_or(f64::NAN));
+                }
+                if let Some(d) = v["max_abs_diff"].as_f64() {
+                    worst_diff = worst_diff.max(d);
+                }
+            }
+        }
+        let medians: Vec<(String, f64)> = samples
+            .iter_mut()
+            .map(|(p, s)| (p.clone(), median(s)))
+            .collect();
+        let get = |name: &str| {
+            medians
+                .iter()
+                .find(|(p, _)| p == name)
+                .map_or(f64::NAN, |m| m.1)
+        };
+        let best_peer = PEERS
+            .iter()
+            .map(|p| (*p, get(p)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or(("none", f64::NAN));
+        let macs = (b * t * (i * h + h * h)) as f64;
+        let record = serde_json::json!({
+            "shape": {"batch": b, "seq": t, "input_size": i, "hidden_size": h},
+            "median_ms": medians.iter().map(|(p, m)| (p.clone(), serde_json::json!(m))).collect::<serde_json::Map<_, _>>(),
+            "best_peer": best_peer.0,
+            "ratio_to_best_peer": get("rnn") / best_peer.1,
+            "rnn_gflops": 2.0 * macs / (get("rnn") * 1e-3) / 1e9,
+            "fraction_of_gemm_rate": get("gemm") / get("rnn"),
+            "max_abs_diff_between_outputs": worst_diff,
+        });
+        println!(
+            "({b}, {t}, {i}, {h}): rnn {:.4} ms  torch {:.4}  onnxruntime {:.4}  keras {:.4}  | rnn/best ({}) {:.2}  | {:.0}% of one GEMM's rate | outputs agree within {:.1e}",
+            get("rnn"),
+            get("torch"),
+            get("onnxruntime"),
+            get("keras"),
+            best_peer.0,
+            get("rnn") / best_peer.1,
+            100.0 * get("gemm") / get("rnn"),
+            worst_diff
+        );
+        if worst_diff > AGREEMENT {
+            bail!("outputs disagree by {worst_diff:e} (more than {AGREEMENT:e}) on {shape:?}");
+        }
+        records.push(record);
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load after: {}", load.trim());
+    let results = root.join("docs/bench/cpu.json");
+    std::fs::create_dir_all(results.parent().context("no parent")?)?;
+    let doc = serde_json::json!({"threads": options.threads, "rounds": options.rounds, "shapes": records});
+    std::fs::write(&results, serde_json::to_string_pretty(&doc)? + "\n")?;
+    println!("wrote {}", results.display());
+    let status = Command::new(&python)
+        .arg(root.join("xtask/bench/chart.py"))
+        .arg(&results)
+        .arg(root.join("docs/bench/cpu.png"))
+        .status()?;
+    if !status.success() {
+        bail!("chart.py failed");
+    }
+    std::fs::remove_dir_all(&scratch).ok();
+    Ok(())
+}
