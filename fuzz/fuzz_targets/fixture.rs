@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(inputs) = Inputs::require(&file, DType::F32) else {
         return;
     };
-    let Ok(expected) = expected_outputs(&file, inputs.form, DType::F32) else {
+    let Ok(expected) = expected_outputs(&file, inputs.form, false) else {
         return;
     };
     let Ok(model) = Model::from_file(&file, DType::F32, None) else {

@@ -84,14 +84,14 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
     });
     crate::memory::ensure_fits("this benchmark's inputs and outputs", bytes)?;
 
-    let device = Device::Cpu;
+    let device = crate::device::open(args.device)?;
     let config = InitConfig {
         input_size: args.input_size,
         hidden_sizes: vec![args.hidden_size; args.layers],
         bidirectional: args.bidirectional,
         bias: true,
     };
-    let weights = uniform_weights(&config, args.seed, dtype, &device)?;
+    let weights = uniform_weights(&config, args.seed, dtype, &Device::Cpu)?;
     let nonlinearity: rnn_core::Nonlinearity = args.nonlinearity.into();
     let rnn = Rnn::from_weights(&weights, nonlinearity)?.with_fast_path(!args.reference);
     let input = Tensor::rand(
@@ -121,10 +121,11 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
     };
 
     if let (Some(path), Some((output, h_n))) = (&args.save_case, output) {
+        let cpu = Device::Cpu;
         let extra = [
-            ("input".to_string(), input.clone()),
-            ("output".to_string(), output),
-            ("h_n".to_string(), h_n),
+            ("input".to_string(), input.to_device(&cpu)?),
+            ("output".to_string(), output.to_device(&cpu)?),
+            ("h_n".to_string(), h_n.to_device(&cpu)?),
         ];
         rnn_weights::save_canonical(path, &weights, nonlinearity, Some(false), &extra)
             .context("cannot write the benchmark case")?;
@@ -139,7 +140,7 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
         layers: args.layers,
         bidirectional: args.bidirectional,
         nonlinearity: nonlinearity.as_str(),
-        device: "cpu".into(),
+        device: args.device.to_string(),
         dtype: format!("{dtype:?}").to_lowercase(),
         threads: candle_core::utils::get_num_threads(),
         implementation: if args.reference { "reference" } else { "fused" },

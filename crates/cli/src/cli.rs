@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::device::DeviceChoice;
+
 const AFTER_HELP: &str = "\
 Examples:
   rnn run                                  the article's table (built-in model and inputs)
@@ -37,6 +39,8 @@ pub enum Command {
     Init(InitArgs),
     /// Time forwards of a random model on random inputs: median, min, max ms and GFLOP/s.
     Bench(BenchArgs),
+    /// What this binary can compute on: compiled backends, the CPU, and each GPU.
+    Devices(DevicesArgs),
     /// Rewrite weights of any recognised format in the canonical layout (PyTorch's names),
     /// with the configuration in the file's metadata.
     Convert(ConvertArgs),
@@ -73,6 +77,9 @@ pub struct ModelOptions {
     /// warning.
     #[arg(long)]
     pub strict: bool,
+    /// Where to compute: cpu, cuda, cuda:N, or auto (the first GPU that opens, else the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
 }
 
 #[derive(Debug, Args)]
@@ -100,12 +107,22 @@ pub struct CheckArgs {
     /// Fixture with inputs and expected outputs; without it, MODEL's own file.
     #[arg(long)]
     pub fixture: Option<PathBuf>,
-    /// Absolute tolerance: |got − want| ≤ atol + rtol·|want|.
-    #[arg(long, default_value_t = 1e-5)]
-    pub atol: f64,
-    /// Relative tolerance.
-    #[arg(long, default_value_t = 1e-4)]
-    pub rtol: f64,
+    /// Absolute tolerance: |got − want| ≤ atol + rtol·|want| (default per dtype: 1e-5 for f32
+    /// and f64, 1e-2 for f16, 6e-2 for bf16).
+    #[arg(long)]
+    pub atol: Option<f64>,
+    /// Relative tolerance (default per dtype: 1e-4 for f32 and f64, 1e-2 for f16, 6e-2 for
+    /// bf16).
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// Compare with the float64 references (`output_f64`, …) even in f32 (other dtypes always
+    /// do where the fixture has them).
+    #[arg(long)]
+    pub float64_reference: bool,
+    /// Run on each of these devices (comma-separated, e.g. cpu,cuda) and report each against
+    /// the fixture and their divergence from the first.
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Option<Vec<DeviceChoice>>,
     #[command(flatten)]
     pub options: ModelOptions,
 }
@@ -144,6 +161,9 @@ pub struct BenchArgs {
     /// Element type.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
+    /// Where to run: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
     /// Threads for the matrix products (default: all cores; sets RAYON_NUM_THREADS).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -163,6 +183,12 @@ pub struct BenchArgs {
     /// .safetensors file, for comparing with other frameworks.
     #[arg(long)]
     pub save_case: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
@@ -248,6 +274,8 @@ impl From<WeightsFormat> for rnn_weights::Format {
 pub enum Dtype {
     F32,
     F64,
+    F16,
+    Bf16,
 }
 
 impl From<Dtype> for candle_core::DType {
@@ -255,6 +283,8 @@ impl From<Dtype> for candle_core::DType {
         match d {
             Dtype::F32 => candle_core::DType::F32,
             Dtype::F64 => candle_core::DType::F64,
+            Dtype::F16 => candle_core::DType::F16,
+            Dtype::Bf16 => candle_core::DType::BF16,
         }
     }
 }

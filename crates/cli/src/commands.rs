@@ -14,8 +14,9 @@ use rnn_weights::{
 use serde::Serialize;
 
 use crate::cli::{
-    CheckArgs, ConvertArgs, InitArgs, InspectArgs, OutputFormat, ReadOptions, RunArgs,
+    CheckArgs, ConvertArgs, DevicesArgs, InitArgs, InspectArgs, OutputFormat, ReadOptions, RunArgs,
 };
+use crate::device::DeviceChoice;
 use crate::print::{numpy_string, JsonTensor};
 use crate::{emit, Outcome};
 
@@ -177,8 +178,13 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         &inputs,
         args.options.strict,
     )?;
-    let rnn = build_rnn(&model, &args.options.read, inputs.form)?;
-    let outputs = forward(&rnn, &inputs, input_file.path())?.named;
+    let device = crate::device::open(args.options.device)?;
+    let rnn = build_rnn(&model, &args.options.read, inputs.form)?.to_device(&device)?;
+    let outputs = forward(&rnn, &inputs.to_device(&device)?, input_file.path())?.named;
+    let outputs = outputs
+        .into_iter()
+        .map(|(n, t)| Ok((n, t.to_device(&candle_core::Device::Cpu)?)))
+        .collect::<Result<Vec<_>>>()?;
     let named = outputs.iter().map(|(n, t)| (n.as_str(), t));
     screen("computed output", named, args.options.strict)?;
 
@@ -226,6 +232,31 @@ fn text_outputs(outputs: &[(String, Tensor)]) -> Result<String> {
     Ok(text)
 }
 
+/// Default tolerances per dtype, from the errors measured against the frameworks' float64
+/// results (README, "Precision"): f32 and f64 as numpy.allclose's usual bounds, wider for the
+/// half-precision types.
+fn default_tolerance(dtype: DType) -> Tolerance {
+    match dtype {
+        DType::F16 => Tolerance {
+            atol: 1e-2,
+            rtol: 1e-2,
+        },
+        DType::BF16 => Tolerance {
+            atol: 6e-2,
+            rtol: 6e-2,
+        },
+        _ => Tolerance::default(),
+    }
+}
+
+/// The devices a check runs on: `--devices a,b` or `--device`.
+fn check_devices(args: &CheckArgs) -> Vec<DeviceChoice> {
+    match &args.devices {
+        Some(list) if !list.is_empty() => list.clone(),
+        _ => vec![args.options.device],
+    }
+}
+
 pub fn check(args: &CheckArgs) -> Result<Outcome> {
     let dtype: DType = args.options.dtype.into();
     let model_file = read_model_file(Some(&args.model))?;
@@ -235,7 +266,13 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         None => model_file.clone(),
     };
     let inputs = Inputs::require(&fixture, dtype)?;
-    let expected = expected_outputs(&fixture, inputs.form, dtype)?;
+    // f32 runs compare with the framework's f32 outputs; every other dtype with its float64
+    // results where the fixture has them.
+    let expected = expected_outputs(
+        &fixture,
+        inputs.form,
+        dtype != DType::F32 || args.float64_reference,
+    )?;
     if expected.is_empty() {
         bail!(
             "{}: no expected outputs to compare with: expected {} beside the inputs",
@@ -247,16 +284,11 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         );
     }
     screen_sources(&model_file, &model, &fixture, &inputs, args.options.strict)?;
-    let rnn = build_rnn(&model, &args.options.read, inputs.form)?;
-    let results = forward(&rnn, &inputs, fixture.path())?;
-    let named = results.named.iter().map(|(n, t)| (n.as_str(), t));
-    screen("computed output", named, args.options.strict)?;
-    let got: HashMap<String, Tensor> = results.named.into_iter().collect();
+    let defaults = default_tolerance(dtype);
     let tol = Tolerance {
-        atol: args.atol,
-        rtol: args.rtol,
+        atol: args.atol.unwrap_or(defaults.atol),
+        rtol: args.rtol.unwrap_or(defaults.rtol),
     };
-
     let against = match &args.fixture {
         Some(path) => format!("against {}", path.display()),
         None => "against its own expected outputs".into(),
@@ -267,45 +299,83 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         tol.atol,
         tol.rtol,
     );
+    let devices = check_devices(args);
     let mut failed = 0;
-    for Expected {
-        name,
-        source,
-        tensor: want,
-    } in &expected
-    {
-        let got = match got.get(name) {
-            // Keras's return_sequences=False: only the last step's output was kept.
-            Some(full) if name == "output" && want.rank() + 1 == full.rank() => &results.last,
-            Some(full) => full,
-            None => bail!(
-                "{}: expected output `{name}` has no counterpart in this run (it gives {})",
-                fixture.path().display(),
-                got.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
+    // Each device's outputs, compared as they would be with the fixture.
+    let mut per_device: Vec<(String, Vec<(String, Tensor)>)> = Vec::new();
+    for choice in &devices {
+        let device = crate::device::open(*choice)?;
+        let rnn = build_rnn(&model, &args.options.read, inputs.form)?.to_device(&device)?;
+        let results = forward(&rnn, &inputs.to_device(&device)?, fixture.path())?;
+        let named = results.named.iter().map(|(n, t)| (n.as_str(), t));
+        screen("computed output", named, args.options.strict)?;
+        let got: HashMap<String, Tensor> = results.named.into_iter().collect();
+        let label = if devices.len() > 1 {
+            format!("[{choice}] ")
+        } else {
+            String::new()
         };
-        let c = compare(got, want, tol)
-            .with_context(|| format!("{}: tensor `{source}`", fixture.path().display()))?;
-        let verdict = if c.passed() { "ok" } else { "MISMATCH" };
-        write!(
-            report,
-            "{verdict:<8} {source:<10} {:?}  max abs {:.3e}  max rel {:.3e}",
-            want.dims(),
-            c.max_abs,
-            c.max_rel
-        )?;
-        if let Some((at, g, w)) = &c.worst {
-            write!(report, "  worst at {at:?}: got {g:.9} want {w:.9}")?;
-        }
-        if !c.passed() {
+        let mut compared = Vec::new();
+        for Expected {
+            name,
+            source,
+            tensor: want,
+        } in &expected
+        {
+            let got = match got.get(name) {
+                // Keras's return_sequences=False: only the last step's output was kept.
+                Some(full) if name == "output" && want.rank() + 1 == full.rank() => &results.last,
+                Some(full) => full,
+                None => bail!(
+                    "{}: expected output `{name}` has no counterpart in this run (it gives {})",
+                    fixture.path().display(),
+                    got.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            let c = compare(got, want, tol)
+                .with_context(|| format!("{}: tensor `{source}`", fixture.path().display()))?;
+            let verdict = if c.passed() { "ok" } else { "MISMATCH" };
             write!(
                 report,
-                "  ({} of {} elements outside)",
-                c.mismatches, c.elements
+                "{label}{verdict:<8} {source:<10} {:?}  max abs {:.3e}  max rel {:.3e}",
+                want.dims(),
+                c.max_abs,
+                c.max_rel
             )?;
-            failed += 1;
+            if let Some((at, g, w)) = &c.worst {
+                write!(report, "  worst at {at:?}: got {g:.9} want {w:.9}")?;
+            }
+            if !c.passed() {
+                write!(
+                    report,
+                    "  ({} of {} elements outside)",
+                    c.mismatches, c.elements
+                )?;
+                failed += 1;
+            }
+            report.push('\n');
+            compared.push((source.clone(), got.to_device(&candle_core::Device::Cpu)?));
         }
-        report.push('\n');
+        per_device.push((choice.to_string(), compared));
+    }
+    if let Some(((first, base), rest)) = per_device.split_first() {
+        for (other, outputs) in rest {
+            for ((name, a), (_, b)) in base.iter().zip(outputs) {
+                let d = compare(
+                    b,
+                    a,
+                    Tolerance {
+                        atol: 0.0,
+                        rtol: 0.0,
+                    },
+                )?;
+                writeln!(
+                    report,
+                    "divergence {other} vs {first}  {name:<10} max abs {:.3e}",
+                    d.max_abs
+                )?;
+            }
+        }
     }
     // Expected outputs are known in both precisions even when only one is compared.
     let compared: Vec<String> = expected
@@ -332,11 +402,11 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     if !ignored.is_empty() {
         writeln!(report, "ignored: {}", ignored.join(", "))?;
     }
+    let total = expected.len() * devices.len();
     writeln!(
         report,
-        "{} of {} tensors within tolerance",
-        expected.len() - failed,
-        expected.len()
+        "{} of {total} tensors within tolerance",
+        total - failed
     )?;
     emit(&report)?;
     Ok(if failed == 0 {
@@ -455,5 +525,47 @@ pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
         model.format.as_str(),
         model.mapping.len()
     );
+    Ok(Outcome::Success)
+}
+
+pub fn devices(args: &DevicesArgs) -> Result<Outcome> {
+    let inv = crate::device::inventory();
+    match args.format {
+        OutputFormat::Json => {
+            let json = serde_json::json!({
+                "schema_version": SCHEMA_VERSION,
+                "backends": {"cpu": true, "cuda": inv.cuda_compiled},
+                "cpu": {"threads": inv.cpu_threads, "features": inv.cpu_features},
+                "gpus": inv.gpus,
+                "gpu_problem": inv.gpu_problem,
+            });
+            emit(&(json.to_string() + "\n"))?;
+        }
+        OutputFormat::Text => {
+            let mut text = String::new();
+            writeln!(
+                text,
+                "cpu     available, {} threads, {}",
+                inv.cpu_threads,
+                inv.cpu_features.join(" ")
+            )?;
+            if !inv.cuda_compiled {
+                writeln!(text, "cuda    not compiled in: {}", crate::device::REBUILD)?;
+            } else if let Some(problem) = &inv.gpu_problem {
+                writeln!(text, "cuda    compiled in; no GPU usable: {problem}")?;
+            }
+            for g in &inv.gpus {
+                writeln!(
+                    text,
+                    "cuda:{}  {}, {}, compute capability {}",
+                    g.ordinal,
+                    g.name,
+                    crate::memory::human(g.memory_bytes as u128),
+                    g.compute_capability
+                )?;
+            }
+            emit(&text)?;
+        }
+    }
     Ok(Outcome::Success)
 }

@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod device;
 mod memory;
 mod print;
 
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init(args),
         Command::Convert(args) => commands::convert(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Devices(args) => commands::devices(args),
     })
     .unwrap_or_else(|_| {
         let what = PANIC.get().map_or("", String::as_str);

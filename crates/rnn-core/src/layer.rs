@@ -183,6 +183,25 @@ impl RnnLayer {
         })
     }
 
+    /// The same layer with its weights on `device` (CPU or a GPU).
+    pub fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        Ok(Self {
+            w_ih_t: self.w_ih_t.to_device(device)?,
+            w_hh_t: self.w_hh_t.to_device(device)?,
+            bias: self
+                .bias
+                .as_ref()
+                .map(|b| b.to_device(device))
+                .transpose()?,
+            nonlinearity: self.nonlinearity,
+        })
+    }
+
+    /// The device the weights are on; inputs must be on it too.
+    pub fn device(&self) -> &candle_core::Device {
+        self.w_ih_t.device()
+    }
+
     /// Features per input step.
     pub fn input_size(&self) -> usize {
         self.w_ih_t.dims()[0]

@@ -120,6 +120,29 @@ impl Rnn {
         self
     }
 
+    /// The same network with its weights on `device` (CPU or a GPU).
+    pub fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|dirs| {
+                dirs.iter()
+                    .map(|l| l.to_device(device))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            batch_first: self.batch_first,
+            fast_path: self.fast_path,
+        })
+    }
+
+    /// The device the weights are on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.layers[0][0].device()
+    }
+
     /// Whether inputs and outputs are batch-first.
     pub fn batch_first(&self) -> bool {
         self.batch_first

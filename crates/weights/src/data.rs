@@ -33,6 +33,15 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// The same inputs on `device`.
+    pub fn to_device(&self, device: &candle_core::Device) -> candle_core::Result<Self> {
+        Ok(Self {
+            input: self.input.to_device(device)?,
+            h0: self.h0.as_ref().map(|h| h.to_device(device)).transpose()?,
+            ..self.clone()
+        })
+    }
+
     /// Finds the inputs in a file: `input` (sequence form) or `X0`, `X1`, … (step form).
     /// `None` when the file has neither.
     pub fn from_file(file: &TensorFile, dtype: DType) -> Result<Option<Self>> {
@@ -149,7 +158,7 @@ pub struct Expected {
     pub name: String,
     /// The tensor's name in the file: `name`, or `name_f64` for a float64 reference.
     pub source: String,
-    /// The values, converted to the requested dtype.
+    /// The values, as f64.
     pub tensor: Tensor,
 }
 
@@ -157,9 +166,9 @@ pub struct Expected {
 pub const F64_SUFFIX: &str = "_f64";
 
 /// The expected outputs a fixture holds for inputs of `form`: `Y<t>` for step form, `output`
-/// and `h_n` for sequence form, as far as they are present. Computing in f64, a float64
-/// reference (`output_f64`) is preferred where the fixture has one.
-pub fn expected_outputs(file: &TensorFile, form: Form, dtype: DType) -> Result<Vec<Expected>> {
+/// and `h_n` for sequence form, as far as they are present, read as f64. With `prefer_f64`, a
+/// float64 reference (`output_f64`) is used where the fixture has one.
+pub fn expected_outputs(file: &TensorFile, form: Form, prefer_f64: bool) -> Result<Vec<Expected>> {
     let names = match form {
         Form::Steps => step_names(file, "Y"),
         Form::Sequence => ["output", "h_n"]
@@ -172,12 +181,12 @@ pub fn expected_outputs(file: &TensorFile, form: Form, dtype: DType) -> Result<V
         .into_iter()
         .map(|name| {
             let wide = format!("{name}{F64_SUFFIX}");
-            let source = if dtype == DType::F64 && file.contains(&wide) {
+            let source = if prefer_f64 && file.contains(&wide) {
                 wide
             } else {
                 name.clone()
             };
-            let tensor = file.float(&source, dtype)?;
+            let tensor = file.float(&source, DType::F64)?;
             Ok(Expected {
                 name,
                 source,
