@@ -210,59 +210,61 @@ mod avx512_f32 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn gemm_acc(out: &mut [f32], lhs: &[f32], rhs: &[f32], k: usize, n: usize) {
         let rows = out.len() / n;
-        let mut r = 0;
-        // 4 rows (8 accumulators) measured faster than 8 rows here: the rows of `rhs` come
-        // from L2 either way, and 4 keeps more of them in L1.
-        while r + 4 <= rows {
-            block::<4>(out, lhs, rhs, k, n, r);
-            r += 4;
-        }
-        while r < rows {
-            block::<1>(out, lhs, rhs, k, n, r);
-            r += 1;
+        // Column panels outermost: a panel of `rhs` (k × 32 floats, 16 KiB for k = 128) stays
+        // in L1 while every block of rows passes over it, instead of all of `rhs` streaming
+        // from L2 once per block of rows.
+        let mut j = 0;
+        while j < n {
+            let mut r = 0;
+            while r + 4 <= rows {
+                panel::<4>(out, lhs, rhs, k, n, r, j);
+                r += 4;
+            }
+            while r < rows {
+                panel::<1>(out, lhs, rhs, k, n, r, j);
+                r += 1;
+            }
+            j += 32;
         }
     }
 
-    /// Rows `r..r + R`, all columns, 32 at a time: `2·R` accumulators.
+    /// Rows `r..r + R`, columns `j..j + 32` (masked at the edge): `2·R` accumulators.
     #[inline(always)]
-    unsafe fn block<const R: usize>(
+    unsafe fn panel<const R: usize>(
         out: &mut [f32],
         lhs: &[f32],
         rhs: &[f32],
         k: usize,
         n: usize,
         r: usize,
+        j: usize,
     ) {
         let (o, a, b) = (out.as_mut_ptr(), lhs.as_ptr(), rhs.as_ptr());
-        let mut j = 0;
-        while j < n {
-            let m0 = mask(n - j);
-            let m1 = mask(n.saturating_sub(j + 16));
-            // SAFETY (all pointer arithmetic below): rows r..r+R are within `rows` (the caller's
-            // loop), columns j..j+32 are masked to < n, and i < k: inside the slices' extents.
-            let mut c0 = [_mm512_setzero_ps(); R];
-            let mut c1 = [_mm512_setzero_ps(); R];
+        let m0 = mask(n - j);
+        let m1 = mask(n.saturating_sub(j + 16));
+        // SAFETY (all pointer arithmetic below): rows r..r+R are within `rows` (the caller's
+        // loop), columns j..j+32 are masked to < n, and i < k: inside the slices' extents.
+        let mut c0 = [_mm512_setzero_ps(); R];
+        let mut c1 = [_mm512_setzero_ps(); R];
+        for q in 0..R {
+            let row = o.add((r + q) * n + j);
+            c0[q] = _mm512_maskz_loadu_ps(m0, row);
+            c1[q] = _mm512_maskz_loadu_ps(m1, row.add(16));
+        }
+        for i in 0..k {
+            let br = b.add(i * n + j);
+            let b0 = _mm512_maskz_loadu_ps(m0, br);
+            let b1 = _mm512_maskz_loadu_ps(m1, br.add(16));
             for q in 0..R {
-                let row = o.add((r + q) * n + j);
-                c0[q] = _mm512_maskz_loadu_ps(m0, row);
-                c1[q] = _mm512_maskz_loadu_ps(m1, row.add(16));
+                let x = _mm512_set1_ps(*a.add((r + q) * k + i));
+                c0[q] = _mm512_fmadd_ps(x, b0, c0[q]);
+                c1[q] = _mm512_fmadd_ps(x, b1, c1[q]);
             }
-            for i in 0..k {
-                let br = b.add(i * n + j);
-                let b0 = _mm512_maskz_loadu_ps(m0, br);
-                let b1 = _mm512_maskz_loadu_ps(m1, br.add(16));
-                for q in 0..R {
-                    let x = _mm512_set1_ps(*a.add((r + q) * k + i));
-                    c0[q] = _mm512_fmadd_ps(x, b0, c0[q]);
-                    c1[q] = _mm512_fmadd_ps(x, b1, c1[q]);
-                }
-            }
-            for q in 0..R {
-                let row = o.add((r + q) * n + j);
-                _mm512_mask_storeu_ps(row, m0, c0[q]);
-                _mm512_mask_storeu_ps(row.add(16), m1, c1[q]);
-            }
-            j += 32;
+        }
+        for q in 0..R {
+            let row = o.add((r + q) * n + j);
+            _mm512_mask_storeu_ps(row, m0, c0[q]);
+            _mm512_mask_storeu_ps(row.add(16), m1, c1[q]);
         }
     }
 

@@ -17,7 +17,6 @@ mod tanh;
 use std::ops::{Add, AddAssign, Mul};
 
 use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
-use rayon::prelude::*;
 
 pub(crate) use tanh::tanh_f32;
 
@@ -82,13 +81,17 @@ impl Element for f64 {
     }
 }
 
-/// Multiply-adds per step from which the recurrent product goes to the blocked GEMM, and the
-/// input projection too; below, the register-blocked loop wins (measured: docs/performance.md).
-const GEMM_MIN_MACS: usize = 1 << 20;
+/// Multiply-adds from which the input projection goes to gemm's blocked, threaded GEMM; below,
+/// the register-blocked loop wins.
+const PROJECTION_GEMM_MIN_MACS: usize = 1 << 20;
 
-/// Multiply-adds per step from which a step's rows are split over the threads: below, waking a
-/// second thread costs more than it saves.
-const PARALLEL_MIN_MACS: usize = 1 << 17;
+/// Multiply-adds per step from which the recurrent product goes to gemm's GEMM (with all
+/// threads). Measured here (docs/performance.md): at 1 M (batch 64, hidden 128) the
+/// single-threaded micro-kernel took 3.2 ms for 100 steps where gemm took 6.2 ms with one
+/// thread and 6.7 ms with two, and splitting the rows of each step over two threads was slower
+/// still: a step is too short to wake a second thread. At 67 M (batch 256, hidden 512) gemm
+/// with two threads wins.
+const STEP_GEMM_MIN_MACS: usize = 1 << 22;
 
 /// Whether the fast path handles tensors on `device` of `dtype`.
 pub(crate) fn supports(device: &Device, dtype: DType) -> bool {
@@ -169,51 +172,133 @@ fn recurrence<T: Element>(
     let threads = candle_core::utils::get_num_threads();
     let step_len = batch * hidden;
     let mut output = vec![T::ZERO; seq * step_len];
-    let rows = seq * batch;
-    if rows * run.input_size * hidden >= GEMM_MIN_MACS {
-        kernels::gemm_acc(
-            &mut output,
-            x,
-            w_ih,
-            rows,
-            run.input_size,
-            hidden,
-            false,
-            threads,
-        );
-    } else {
-        kernels::small_gemm_acc(&mut output, x, w_ih, run.input_size, hidden);
-    }
     let mut h = match h0 {
         Some(h0) => h0.to_vec(),
         None => vec![T::ZERO; step_len],
     };
-    let step_macs = batch * hidden * hidden;
-    let large_step = step_macs >= GEMM_MIN_MACS;
-    // Rows per thread when a step is split over the pool: whole blocks of 4 rows.
-    let split = (threads > 1 && !large_step && step_macs >= PARALLEL_MIN_MACS && batch >= 8)
-        .then(|| batch.div_ceil(threads).next_multiple_of(4));
-    for i in 0..seq {
-        let t = if run.reverse { seq - 1 - i } else { i };
-        let out = &mut output[t * step_len..(t + 1) * step_len];
-        if large_step {
-            kernels::gemm_acc(out, &h, w_hh, batch, hidden, hidden, true, threads);
-            kernels::bias_activation(out, bias, run.relu);
-        } else if let Some(rows) = split {
-            out.par_chunks_mut(rows * hidden)
-                .zip(h.par_chunks(rows * hidden))
-                .for_each(|(out, h)| {
-                    kernels::small_gemm_acc(out, h, w_hh, hidden, hidden);
-                    kernels::bias_activation(out, bias, run.relu);
-                });
-        } else {
-            kernels::small_gemm_acc(out, &h, w_hh, hidden, hidden);
-            kernels::bias_activation(out, bias, run.relu);
+    let large_step = batch * hidden * hidden >= STEP_GEMM_MIN_MACS;
+    let projection_macs = seq * batch * run.input_size * hidden;
+    let mut state = StepState {
+        run,
+        w_hh,
+        bias,
+        h: &mut h,
+        threads,
+        large_step,
+    };
+    if threads > 1 && !large_step && seq > 1 && projection_macs >= PIPELINE_MIN_MACS {
+        // A step's product is too small to share between threads, but the projection of later
+        // steps is independent of it: one thread projects chunks of steps ahead while this
+        // one runs the recurrence on those already projected.
+        let chunk_steps = seq.div_ceil(PIPELINE_CHUNKS);
+        let chunk_len = chunk_steps * step_len;
+        let x_chunk = chunk_steps * batch * run.input_size;
+        let (send, receive) = std::sync::mpsc::sync_channel::<(usize, &mut [T])>(PIPELINE_CHUNKS);
+        std::thread::scope(|scope| {
+            let output = &mut output;
+            scope.spawn(move || {
+                let chunks: Vec<(usize, &mut [T])> =
+                    output.chunks_mut(chunk_len).enumerate().collect();
+                let ordered: Box<dyn Iterator<Item = (usize, &mut [T])>> = if run.reverse {
+                    Box::new(chunks.into_iter().rev())
+                } else {
+                    Box::new(chunks.into_iter())
+                };
+                for (c, out) in ordered {
+                    let xs = &x[c * x_chunk..(c * x_chunk + out.len() / hidden * run.input_size)];
+                    project(out, xs, w_ih, run.input_size, hidden, 1);
+                    let first = c * chunk_steps;
+                    let steps: Vec<(usize, &mut [T])> = out
+                        .chunks_mut(step_len)
+                        .enumerate()
+                        .map(|(k, s)| (first + k, s))
+                        .collect();
+                    let steps: Box<dyn Iterator<Item = (usize, &mut [T])>> = if run.reverse {
+                        Box::new(steps.into_iter().rev())
+                    } else {
+                        Box::new(steps.into_iter())
+                    };
+                    for step in steps {
+                        if send.send(step).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            for (t, out) in receive.iter() {
+                state.step(t, out);
+            }
+        });
+    } else {
+        project(&mut output, x, w_ih, run.input_size, hidden, threads);
+        for i in 0..seq {
+            let t = if run.reverse { seq - 1 - i } else { i };
+            state.step(t, &mut output[t * step_len..(t + 1) * step_len]);
         }
-        match run.lengths {
-            None => h.copy_from_slice(out),
+    }
+    (output, h)
+}
+
+/// Projections of at least this many multiply-adds are pipelined with the recurrence when
+/// there are two threads or more (below, starting the second thread costs more than it saves).
+const PIPELINE_MIN_MACS: usize = 1 << 23;
+
+/// Chunks the pipelined projection is cut into: the recurrence waits for the first only.
+const PIPELINE_CHUNKS: usize = 16;
+
+/// `out = x·W_ihᵀ` for whole steps.
+fn project<T: Element>(
+    out: &mut [T],
+    x: &[T],
+    w_ih: &[T],
+    input_size: usize,
+    hidden: usize,
+    threads: usize,
+) {
+    let rows = out.len() / hidden;
+    if rows * input_size * hidden >= PROJECTION_GEMM_MIN_MACS {
+        kernels::gemm_acc(out, x, w_ih, rows, input_size, hidden, false, threads);
+    } else {
+        kernels::small_gemm_acc(out, x, w_ih, input_size, hidden);
+    }
+}
+
+/// What one recurrent step needs besides its slice of the output.
+struct StepState<'a, T> {
+    run: &'a Run<'a>,
+    w_hh: &'a [T],
+    bias: Option<&'a [T]>,
+    h: &'a mut [T],
+    threads: usize,
+    large_step: bool,
+}
+
+impl<T: Element> StepState<'_, T> {
+    /// Step `t`: `out` holds `x_t·W_ihᵀ` and becomes `act(out + h·W_hhᵀ + b)`; the state follows
+    /// it for the sequences still running.
+    fn step(&mut self, t: usize, out: &mut [T]) {
+        let (batch, hidden) = (self.run.batch, self.run.hidden);
+        if self.large_step {
+            kernels::gemm_acc(
+                out,
+                self.h,
+                self.w_hh,
+                batch,
+                hidden,
+                hidden,
+                true,
+                self.threads,
+            );
+        } else {
+            kernels::small_gemm_acc(out, self.h, self.w_hh, hidden, hidden);
+        }
+        kernels::bias_activation(out, self.bias, self.run.relu);
+        match self.run.lengths {
+            None => self.h.copy_from_slice(out),
             Some(lengths) => {
-                let rows = out.chunks_exact_mut(hidden).zip(h.chunks_exact_mut(hidden));
+                let rows = out
+                    .chunks_exact_mut(hidden)
+                    .zip(self.h.chunks_exact_mut(hidden));
                 for ((out_row, h_row), &len) in rows.zip(lengths) {
                     if t < len {
                         h_row.copy_from_slice(out_row);
@@ -224,7 +309,6 @@ fn recurrence<T: Element>(
             }
         }
     }
-    (output, h)
 }
 
 /// Calls `f` with the tensor's elements, borrowed from its CPU storage (contiguous tensors
