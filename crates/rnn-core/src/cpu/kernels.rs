@@ -54,6 +54,38 @@ pub(crate) fn gemm_acc<T: Element>(
     }
 }
 
+/// Like [`gemm_acc`] (accumulating), for f32 on AVX-512 with this crate's micro-kernel, the
+/// rows split over `threads` scoped threads; `false` (and nothing done) where that kernel does
+/// not apply, so the caller uses gemm. gemm's own f32 kernels are AVX2 on a stable toolchain:
+/// on an AVX-512 CPU they reach half the arithmetic rate (docs/performance.md).
+pub(crate) fn avx512_gemm_acc<T: Element>(
+    out: &mut [T],
+    lhs: &[T],
+    rhs: &[T],
+    k: usize,
+    n: usize,
+    threads: usize,
+) -> bool {
+    if !is_x86_feature_detected_avx512() || T::as_f32(rhs).is_none() {
+        return false;
+    }
+    let rows = out.len() / n;
+    let per_thread = rows.div_ceil(threads.max(1)).next_multiple_of(4);
+    if threads <= 1 || rows < 8 {
+        small_gemm_acc(out, lhs, rhs, k, n);
+        return true;
+    }
+    std::thread::scope(|scope| {
+        for (out, lhs) in out
+            .chunks_mut(per_thread * n)
+            .zip(lhs.chunks(per_thread * k))
+        {
+            scope.spawn(move || small_gemm_acc(out, lhs, rhs, k, n));
+        }
+    });
+    true
+}
+
 /// Columns handled per register block by [`small_gemm_acc`]: 32 f32 are two AVX-512 or four
 /// AVX2 registers of accumulators.
 const BLOCK: usize = 32;
@@ -209,41 +241,80 @@ mod avx512_f32 {
     /// row-major (checked by the caller).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn gemm_acc(out: &mut [f32], lhs: &[f32], rhs: &[f32], k: usize, n: usize) {
+        if n == 0 {
+            return;
+        }
         let rows = out.len() / n;
-        // Column panels outermost: a panel of `rhs` (k × 32 floats, 16 KiB for k = 128) stays
-        // in L1 while every block of rows passes over it, instead of all of `rhs` streaming
-        // from L2 once per block of rows.
+        // Column panels outermost, and at most KB rows of `rhs` at a time: a panel of `rhs`
+        // (KB × 32 floats, 16 KiB) stays in L1 while every block of rows passes over it,
+        // instead of all of `rhs` streaming from L2 once per block of rows.
+        // The panel is copied into a contiguous buffer first: read in place, its rows lie n
+        // floats apart, and with n a multiple of 512 they all fall into the same few L1 sets.
+        // With a few rows (a single sequence) there is too little reuse to pay for the copy:
+        // the panel is read in place.
+        let pack = rows >= 8;
+        let mut packed = if pack {
+            vec![0f32; KB * 32]
+        } else {
+            Vec::new()
+        };
         let mut j = 0;
         while j < n {
-            let mut r = 0;
-            while r + 4 <= rows {
-                panel::<4>(out, lhs, rhs, k, n, r, j);
-                r += 4;
-            }
-            while r < rows {
-                panel::<1>(out, lhs, rhs, k, n, r, j);
-                r += 1;
+            let width = (n - j).min(32);
+            let mut k0 = 0;
+            while k0 < k {
+                let k1 = (k0 + KB).min(k);
+                let (b, stride) = if pack {
+                    for i in k0..k1 {
+                        let dst = &mut packed[(i - k0) * 32..(i - k0 + 1) * 32];
+                        dst[..width].copy_from_slice(&rhs[i * n + j..i * n + j + width]);
+                        dst[width..].fill(0.0);
+                    }
+                    (packed.as_ptr(), 32)
+                } else {
+                    (rhs.as_ptr().add(k0 * n + j), n)
+                };
+                let mut r = 0;
+                while r + 4 <= rows {
+                    panel::<4>(out, lhs, b, stride, k, n, r, j, k0, k1);
+                    r += 4;
+                }
+                while r < rows {
+                    panel::<1>(out, lhs, b, stride, k, n, r, j, k0, k1);
+                    r += 1;
+                }
+                k0 = k1;
             }
             j += 32;
         }
     }
 
-    /// Rows `r..r + R`, columns `j..j + 32` (masked at the edge): `2·R` accumulators.
+    /// Rows of `rhs` per pass (see `gemm_acc`).
+    const KB: usize = 128;
+
+    /// Rows `r..r + R`, columns `j..j + 32` (masked at the edge), adding the products of
+    /// `lhs` columns `k0..k1` and the panel `b` (rows `k0..k1` of `rhs`, columns `j..j + 32`,
+    /// `stride` floats apart: packed or in place): `2·R` accumulators.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn panel<const R: usize>(
         out: &mut [f32],
         lhs: &[f32],
-        rhs: &[f32],
+        b: *const f32,
+        stride: usize,
         k: usize,
         n: usize,
         r: usize,
         j: usize,
+        k0: usize,
+        k1: usize,
     ) {
-        let (o, a, b) = (out.as_mut_ptr(), lhs.as_ptr(), rhs.as_ptr());
+        let (o, a) = (out.as_mut_ptr(), lhs.as_ptr());
         let m0 = mask(n - j);
         let m1 = mask(n.saturating_sub(j + 16));
         // SAFETY (all pointer arithmetic below): rows r..r+R are within `rows` (the caller's
-        // loop), columns j..j+32 are masked to < n, and i < k: inside the slices' extents.
+        // loop), columns j..j+32 are masked to < n, i < k, and the panel `b` has k1 - k0 rows
+        // of `stride` floats (32 packed, or n in place starting at column j).
         let mut c0 = [_mm512_setzero_ps(); R];
         let mut c1 = [_mm512_setzero_ps(); R];
         for q in 0..R {
@@ -251,8 +322,8 @@ mod avx512_f32 {
             c0[q] = _mm512_maskz_loadu_ps(m0, row);
             c1[q] = _mm512_maskz_loadu_ps(m1, row.add(16));
         }
-        for i in 0..k {
-            let br = b.add(i * n + j);
+        for i in k0..k1 {
+            let br = b.add((i - k0) * stride);
             let b0 = _mm512_maskz_loadu_ps(m0, br);
             let b1 = _mm512_maskz_loadu_ps(m1, br.add(16));
             for q in 0..R {

@@ -257,7 +257,9 @@ fn project<T: Element>(
 ) {
     let rows = out.len() / hidden;
     if rows * input_size * hidden >= PROJECTION_GEMM_MIN_MACS {
-        kernels::gemm_acc(out, x, w_ih, rows, input_size, hidden, false, threads);
+        if !kernels::avx512_gemm_acc(out, x, w_ih, input_size, hidden, threads) {
+            kernels::gemm_acc(out, x, w_ih, rows, input_size, hidden, false, threads);
+        }
     } else {
         kernels::small_gemm_acc(out, x, w_ih, input_size, hidden);
     }
@@ -278,17 +280,11 @@ impl<T: Element> StepState<'_, T> {
     /// it for the sequences still running.
     fn step(&mut self, t: usize, out: &mut [T]) {
         let (batch, hidden) = (self.run.batch, self.run.hidden);
+        let (h, w_hh, threads) = (&*self.h, self.w_hh, self.threads);
         if self.large_step {
-            kernels::gemm_acc(
-                out,
-                self.h,
-                self.w_hh,
-                batch,
-                hidden,
-                hidden,
-                true,
-                self.threads,
-            );
+            if !kernels::avx512_gemm_acc(out, h, w_hh, hidden, hidden, threads) {
+                kernels::gemm_acc(out, h, w_hh, batch, hidden, hidden, true, threads);
+            }
         } else {
             kernels::small_gemm_acc(out, self.h, self.w_hh, hidden, hidden);
         }
