@@ -149,6 +149,7 @@ fn cases() -> Vec<Case> {
         case("numbers", "Inf in the weights with --strict", vec![("m.safetensors", replace("weight_hh_l0", ("weight_hh_l0", "F32", &[2, 2], f32s(4, f32::INFINITY))))], "run DIR/m.safetensors --input DIR/x.safetensors --strict", 2, Some("m.safetensors")),
         case("numbers", "relu overflowing to Inf (reported)", vec![("m.safetensors", replace("weight_hh_l0", ("weight_hh_l0", "F32", &[2, 2], f32s(4, 3e38))))], "run DIR/m.safetensors --input DIR/x.safetensors --nonlinearity relu --format json", 0, None),
         case("sizes", "init larger than memory", vec![], "init --input-size 100000000 --hidden-size 100000000 -o DIR/w.safetensors", 2, None),
+        case("sizes", "bench larger than memory", vec![], "bench --batch 100000 --seq 100000 --input-size 100000 --hidden-size 8", 2, None),
         case("output", "--output into a missing directory", vec![], "run --output DIR/no/such/dir/y.safetensors", 2, Some("y.safetensors")),
         case("output", "--output over a directory", vec![], "run --output DIR", 2, Some("DIR")),
     ]
