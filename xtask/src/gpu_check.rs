@@ -3,35 +3,26 @@
 //! which has no Rust toolchain. It prints how to start the run.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
 pub fn run(root: &Path) -> Result<()> {
     crate::cuda_build(root, &[])?;
-    let home = crate::cuda_toolkit::install()?;
     // The test binary's path comes from cargo's JSON messages.
-    let out = Command::new("cargo")
-        .args([
-            "test",
-            "--release",
-            "--features",
-            "cuda",
-            "-p",
-            "rnn-cli",
-            "--test",
-            "devices",
-        ])
-        .args(["--no-run", "--message-format=json"])
-        .current_dir(root)
-        .env("CARGO_TARGET_DIR", root.join("target/cuda"))
-        .env("CUDA_HOME", &home)
-        .env("NVCC", home.join("bin/nvcc"))
-        .env(
-            "CUDA_COMPUTE_CAP",
-            std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into()),
-        )
-        .output()?;
+    let args: Vec<String> = [
+        "test",
+        "--release",
+        "-p",
+        "rnn-cli",
+        "--test",
+        "devices",
+        "--no-run",
+        "--message-format=json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = crate::cuda_cargo(root, &args)?.output()?;
     if !out.status.success() {
         bail!(
             "building the CUDA tests failed: {}",
@@ -55,6 +46,15 @@ pub fn run(root: &Path) -> Result<()> {
     copy(Path::new(&test_binary), "devices-test")?;
     copy(&root.join("xtask/gpu/gpu-check.sh"), "gpu-check.sh")?;
     copy(&root.join("xtask/gpu/dtype-table.sh"), "dtype-table.sh")?;
+    // The GPU machine takes at most 64 MiB along: debug information stays here.
+    for binary in ["rnn", "devices-test"] {
+        let status = std::process::Command::new("strip")
+            .arg(pack.join(binary))
+            .status()?;
+        if !status.success() {
+            bail!("strip {binary} failed");
+        }
+    }
     println!("packed {}", pack.display());
     println!("on the GPU machine, from the checkout's root (carry .gpu):");
     println!("  bash .gpu/gpu-check.sh 2>&1 | tee gpu-check.log");

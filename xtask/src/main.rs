@@ -43,25 +43,34 @@ fn workspace_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
-/// Builds `--features cuda` against the PyPI toolkit into `target/cuda/`, for compute capability 9.0 (H100) unless
-/// CUDA_COMPUTE_CAP says otherwise. Extra arguments go to cargo (`test --no-run`, ...): the
-/// default is `build --release`.
+/// Builds `--features cuda` against the PyPI toolkit into `target/cuda/`, for compute
+/// capability 9.0 (H100) unless CUDA_COMPUTE_CAP says otherwise. Extra arguments go to cargo
+/// (`test --no-run`, `clippy -- -D warnings`, ...): the default is `build --release`.
 fn cuda_build(root: &std::path::Path, extra: &[String]) -> Result<()> {
+    let args: Vec<String> = if extra.is_empty() {
+        vec!["build".into(), "--release".into()]
+    } else {
+        extra.to_vec()
+    };
+    let status = cuda_cargo(root, &args)?.status()?;
+    if !status.success() {
+        bail!("cargo {} --features cuda failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// `cargo ARGS --features cuda`, with the toolkit installed and its environment set.
+fn cuda_cargo(root: &std::path::Path, args: &[String]) -> Result<std::process::Command> {
     let home = cuda_toolkit::install()?;
     let path = format!(
         "{}:{}",
         home.join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let args: Vec<String> = if extra.is_empty() {
-        vec!["build".into(), "--release".into()]
-    } else {
-        extra.to_vec()
-    };
     // `--features cuda` goes before a `--` that passes the rest to the tool (clippy, tests).
     let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
-    let status = std::process::Command::new("cargo")
-        .args(&args[..split])
+    let mut cmd = std::process::Command::new("cargo");
+    cmd.args(&args[..split])
         .args(["--features", "cuda"])
         .args(&args[split..])
         .current_dir(root)
@@ -74,10 +83,6 @@ fn cuda_build(root: &std::path::Path, extra: &[String]) -> Result<()> {
         .env(
             "CUDA_COMPUTE_CAP",
             std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into()),
-        )
-        .status()?;
-    if !status.success() {
-        bail!("cargo {} --features cuda failed", args.join(" "));
-    }
-    Ok(())
+        );
+    Ok(cmd)
 }
