@@ -3,10 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+mod common;
+use common::{check_args, fixtures, repo, rnn};
 
 /// The table the article printed (float32, numpy's print): the reference `rnn run` must
 /// reproduce, taken from shared/seed/ARTICLE.md, not from this project's code.
@@ -28,42 +31,13 @@ const ARTICLE_Y1: [[f64; 5]; 4] = [
     [-0.32477224, 0.99996376, 0.99933046, -0.99711186, 0.10981458],
     [-0.43738723, 0.91517633, 0.97817528, -0.91763324, 0.11047263],
 ];
-
-fn rnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rnn"))
-        .args(args)
-        .output()
-        .expect("cannot start rnn")
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn fixtures() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("tests/fixtures"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 4,
-        "expected the committed fixtures, found {files:?}"
-    );
-    files
-}
-
 /// Writes f32 tensors as a safetensors file.
 fn write_f32(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
@@ -151,17 +125,6 @@ fn run_prints_the_table_as_numpy_does() {
     assert!(text.contains(" 1.          0.99999"), "{text}");
     assert_eq!(text.lines().count(), 11, "{text}");
 }
-
-/// The `rnn check` flags a fixture needs because its weights file cannot carry them (a
-/// PyTorch state_dict has no nonlinearity or batch_first), from its metadata.
-fn check_args(path: &Path) -> Vec<String> {
-    let bytes = std::fs::read(path).unwrap();
-    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
-    let meta = header.metadata().clone().unwrap_or_default();
-    let args = meta.get("check_args").cloned().unwrap_or_default();
-    args.split_whitespace().map(String::from).collect()
-}
-
 fn check(fixture: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["check".to_string(), fixture.to_str().unwrap().to_string()];
     args.extend(check_args(fixture));
@@ -172,7 +135,12 @@ fn check(fixture: &Path, extra: &[&str]) -> Output {
 
 #[test]
 fn check_passes_on_every_committed_fixture() {
-    for fixture in fixtures() {
+    let all = fixtures();
+    assert!(
+        all.len() >= 15,
+        "expected the committed fixtures, found {all:?}"
+    );
+    for fixture in all {
         let out = check(&fixture, &[]);
         assert_eq!(
             out.status.code(),

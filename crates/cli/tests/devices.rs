@@ -5,28 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> PathBuf {
-    std::env::var_os("RNN_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rnn")))
-}
-
-fn repo(path: &str) -> PathBuf {
-    let root = std::env::var_os("RNN_REPO_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
-    root.join(path)
-}
-
-fn rnn(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .output()
-        .expect("cannot start rnn")
-}
+mod common;
+use common::{check_args, fixtures, repo, rnn};
 
 /// The devices to test on, each with whether it can run here (and why not).
 fn devices() -> Vec<(&'static str, Result<(), String>)> {
@@ -39,26 +19,6 @@ fn devices() -> Vec<(&'static str, Result<(), String>)> {
         list.push(("cuda", if usable { Ok(()) } else { Err(why) }));
     }
     list
-}
-
-/// `rnn check` flags a fixture needs (its metadata's `check_args`).
-fn check_args(path: &Path) -> Vec<String> {
-    let bytes = std::fs::read(path).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let meta = header.metadata().clone().unwrap_or_default();
-    meta.get("check_args")
-        .map(|a| a.split_whitespace().map(String::from).collect())
-        .unwrap_or_default()
-}
-
-fn fixtures() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("tests/fixtures"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]

@@ -7,8 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod common;
+use common::repo;
 
 /// A safetensors file with a hand-written header: `header` as given, then `data`.
 fn raw_safetensors(header: &str, data: &[u8]) -> Vec<u8> {
@@ -163,13 +165,6 @@ fn cases() -> Vec<Case> {
     })
     .collect()
 }
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
 /// Runs every case; returns the table rows.
 fn run_cases() -> Vec<String> {
     let mut rows = Vec::new();

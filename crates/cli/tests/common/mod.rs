@@ -1,0 +1,53 @@
+//! Helpers shared by the CLI's test files: where the binary, the checkout and the fixtures are,
+//! and the flags a fixture asks for. On the GPU machine (no Rust toolchain, another path)
+//! `RNN_BIN` and `RNN_REPO_ROOT` point at the carried binary and checkout.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `rnn` binary under test.
+pub fn bin() -> PathBuf {
+    std::env::var_os("RNN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rnn")))
+}
+
+/// Runs `rnn` with `args`.
+pub fn rnn(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("cannot start rnn")
+}
+
+/// A path inside the checkout.
+pub fn repo(path: &str) -> PathBuf {
+    let root = std::env::var_os("RNN_REPO_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    root.join(path)
+}
+
+/// Every committed fixture, sorted.
+pub fn fixtures() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("tests/fixtures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The `rnn check` flags a fixture needs because its weights file cannot carry them (a
+/// PyTorch state_dict has no nonlinearity or batch_first), from its metadata's `check_args`.
+pub fn check_args(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap_or_default();
+    meta.get("check_args")
+        .map(|a| a.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
