@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let h_n = candle_core::Tensor::stack(&states, 0).ok();
+    let h_n = rnn.stack_states(&states).ok().flatten();
     let Ok(got) = name_outputs(inputs.form, &output, h_n.as_ref()) else {
         return;
     };

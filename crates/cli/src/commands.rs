@@ -145,12 +145,7 @@ fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
     let (output, states) = rnn
         .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
         .with_context(context)?;
-    let sizes = rnn.hidden_sizes();
-    let h_n = if sizes.iter().all(|&h| h == sizes[0]) {
-        Some(Tensor::stack(&states, 0)?)
-    } else {
-        None
-    };
+    let h_n = rnn.stack_states(&states)?;
     Ok(Results {
         named: name_outputs(inputs.form, &output, h_n.as_ref())?,
         last: rnn.last_output(&states).with_context(context)?,

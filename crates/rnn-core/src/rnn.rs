@@ -204,13 +204,24 @@ impl Rnn {
     ///   `h_n`: like `h0`, ordered layer-major, then direction, as PyTorch orders it
     pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let (output, states) = self.forward_states(input, h0, None)?;
-        let sizes = self.hidden_sizes();
-        ensure(sizes.iter().all(|&h| h == sizes[0]), || {
-            format!(
-                "h_n: the layers' hidden sizes {sizes:?} differ, so their final states cannot be stacked; use forward_states"
-            )
+        let h_n = self.stack_states(&states)?.ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "h_n: the layers' hidden sizes {:?} differ, so their final states cannot be stacked; use forward_states",
+                self.hidden_sizes()
+            ))
         })?;
-        Ok((output, Tensor::stack(&states, 0)?))
+        Ok((output, h_n))
+    }
+
+    /// The final states from [`Rnn::forward_states`] stacked as `h_n`
+    /// `[layers · directions, batch, hidden]`; `None` when the layers' hidden sizes differ.
+    pub fn stack_states(&self, states: &[Tensor]) -> Result<Option<Tensor>> {
+        let sizes = self.hidden_sizes();
+        if sizes.iter().all(|&h| h == sizes[0]) {
+            Tensor::stack(states, 0).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Like [`Rnn::forward`], for sequences of different lengths, returning the final states

@@ -197,27 +197,24 @@ fn recurrence<T: Element>(
         std::thread::scope(|scope| {
             let output = &mut output;
             scope.spawn(move || {
-                let chunks: Vec<(usize, &mut [T])> =
+                // The recurrence consumes steps in its own order: last first in reverse.
+                let mut chunks: Vec<(usize, &mut [T])> =
                     output.chunks_mut(chunk_len).enumerate().collect();
-                let ordered: Box<dyn Iterator<Item = (usize, &mut [T])>> = if run.reverse {
-                    Box::new(chunks.into_iter().rev())
-                } else {
-                    Box::new(chunks.into_iter())
-                };
-                for (c, out) in ordered {
+                if run.reverse {
+                    chunks.reverse();
+                }
+                for (c, out) in chunks {
                     let xs = &x[c * x_chunk..(c * x_chunk + out.len() / hidden * run.input_size)];
                     project(out, xs, w_ih, run.input_size, hidden, 1);
                     let first = c * chunk_steps;
-                    let steps: Vec<(usize, &mut [T])> = out
+                    let mut steps: Vec<(usize, &mut [T])> = out
                         .chunks_mut(step_len)
                         .enumerate()
                         .map(|(k, s)| (first + k, s))
                         .collect();
-                    let steps: Box<dyn Iterator<Item = (usize, &mut [T])>> = if run.reverse {
-                        Box::new(steps.into_iter().rev())
-                    } else {
-                        Box::new(steps.into_iter())
-                    };
+                    if run.reverse {
+                        steps.reverse();
+                    }
                     for step in steps {
                         if send.send(step).is_err() {
                             return;
