@@ -66,9 +66,8 @@ fn runs_for(shape: (usize, usize, usize, usize)) -> usize {
     }
 }
 
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    let options = parse(args)?;
-    let python = crate::fixtures::venv_python(root)?;
+/// Builds the release binary; returns its path.
+pub fn build_rnn(root: &Path) -> Result<std::path::PathBuf> {
     let status = Command::new("cargo")
         .args(["build", "--release", "--quiet", "-p", "rnn-cli"])
         .current_dir(root)
@@ -76,7 +75,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    let rnn = root.join("target/release/rnn");
+    Ok(root.join("target/release/rnn"))
+}
+
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    let python = crate::fixtures::venv_python(root)?;
+    let rnn = build_rnn(root)?;
     let scratch = std::env::temp_dir().join(format!("rnn-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

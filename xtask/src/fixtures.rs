@@ -16,6 +16,7 @@ const SCRIPTS: &[&str] = &[
     "tf1_cells.py",
     "torch_rnn.py",
     "keras_simple_rnn.py",
+    "numpy_formats.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

@@ -12,6 +12,8 @@ Examples:
   rnn run model.safetensors --input x.npy --format json
   rnn check tests/fixtures/tf1_article_seed0.safetensors
   rnn inspect model.safetensors
+  rnn run model.safetensors --stream < steps.csv   one output line per input line
+  rnn plot -o article.png                  the article's hidden states as a heatmap
 
 Exit codes:
   0  success, or every compared tensor within tolerance
@@ -44,6 +46,12 @@ pub enum Command {
     /// Rewrite weights of any recognised format in the canonical layout (PyTorch's names),
     /// with the configuration in the file's metadata.
     Convert(ConvertArgs),
+    /// Draw each layer's hidden state over time as a heatmap (PNG or SVG).
+    Plot(PlotArgs),
+    /// Print a shell completion script: `rnn completions bash > /etc/bash_completion.d/rnn`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `rnn man > rnn.1 && man ./rnn.1`.
+    Man,
 }
 
 /// How to read the weights: flags that a weights file may not carry.
@@ -86,18 +94,60 @@ pub struct ModelOptions {
 pub struct RunArgs {
     /// Weights (.safetensors). Without it, the article's model built into `rnn`.
     pub model: Option<PathBuf>,
-    /// Inputs: .safetensors in step form (X0, X1, …) or sequence form (input, optional h0),
-    /// or a .npy array in sequence form. Without it, the inputs stored in the model file.
+    /// Inputs: sequence form (input, optional h0 and lengths) or step form (X0, X1, …) in
+    /// .safetensors, .npz or .json (an object of arrays); one `input` array in .npy, .json or
+    /// .csv (one row per time step). Without it, the inputs stored in the model file.
     #[arg(long, short)]
     pub input: Option<PathBuf>,
-    /// Also write the outputs to this .safetensors file (Y0, Y1, … or output and h_n).
+    /// Read the input as this format instead of the one its extension names.
+    #[arg(long, value_enum)]
+    pub input_format: Option<FileFormat>,
+    /// Also write the outputs to this file: .safetensors, .npz or .json get every output
+    /// (Y0, Y1, … or output and h_n); .npy and .csv get `output` alone.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Write the output as this format instead of the one its extension names.
+    #[arg(long, value_enum, requires = "output")]
+    pub output_format: Option<FileFormat>,
+    /// Read one time step per line on stdin (a JSON array or comma-separated numbers) and
+    /// print each step's output as soon as it is computed, keeping the hidden state.
+    #[arg(long, conflicts_with_all = ["input", "output", "plot"])]
+    pub stream: bool,
+    /// Also draw each layer's hidden states to this .png or .svg file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// How to print the outputs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     #[command(flatten)]
     pub options: ModelOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Weights (.safetensors). Without it, the article's model built into `rnn`.
+    pub model: Option<PathBuf>,
+    /// Inputs, as for `rnn run`. Without it, the inputs stored in the model file.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+    /// Read the input as this format instead of the one its extension names.
+    #[arg(long, value_enum)]
+    pub input_format: Option<FileFormat>,
+    /// The picture to write: .png or .svg.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Draw only this sequence of the batch (default: every sequence, up to 16 panels).
+    #[arg(long)]
+    pub sequence: Option<usize>,
+    #[command(flatten)]
+    pub options: ModelOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -251,7 +301,7 @@ impl From<Nonlinearity> for rnn_core::Nonlinearity {
 pub enum WeightsFormat {
     /// torch.nn.RNN state_dict (weight_ih_l0, …).
     Pytorch,
-    /// Keras SimpleRNN (<layer>/simple_rnn_cell/kernel, …).
+    /// Keras SimpleRNN (LAYER/simple_rnn_cell/kernel, …).
     Keras,
     /// TensorFlow 1 BasicRNNCell (rnn/basic_rnn_cell/kernel, bias).
     Tf1,
@@ -285,6 +335,32 @@ impl From<Dtype> for candle_core::DType {
             Dtype::F64 => candle_core::DType::F64,
             Dtype::F16 => candle_core::DType::F16,
             Dtype::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FileFormat {
+    /// Named tensors with metadata.
+    Safetensors,
+    /// numpy's one-array file.
+    Npy,
+    /// numpy's archive of named arrays (savez).
+    Npz,
+    /// Nested arrays: one, or an object of them by name.
+    Json,
+    /// One row per time step of one sequence.
+    Csv,
+}
+
+impl From<FileFormat> for rnn_weights::FileFormat {
+    fn from(f: FileFormat) -> Self {
+        match f {
+            FileFormat::Safetensors => rnn_weights::FileFormat::Safetensors,
+            FileFormat::Npy => rnn_weights::FileFormat::Npy,
+            FileFormat::Npz => rnn_weights::FileFormat::Npz,
+            FileFormat::Json => rnn_weights::FileFormat::Json,
+            FileFormat::Csv => rnn_weights::FileFormat::Csv,
         }
     }
 }

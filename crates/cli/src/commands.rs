@@ -13,8 +13,11 @@ use rnn_weights::{
 };
 use serde::Serialize;
 
+use clap::CommandFactory;
+
 use crate::cli::{
-    CheckArgs, ConvertArgs, DevicesArgs, InitArgs, InspectArgs, OutputFormat, ReadOptions, RunArgs,
+    CheckArgs, Cli, CompletionsArgs, ConvertArgs, DevicesArgs, FileFormat, InitArgs, InspectArgs,
+    ModelOptions, OutputFormat, ReadOptions, RunArgs,
 };
 use crate::device::DeviceChoice;
 use crate::print::{numpy_string, JsonTensor};
@@ -29,7 +32,7 @@ const ARTICLE_MODEL_NAME: &str = "<built-in article model>";
 const SCHEMA_VERSION: u32 = 1;
 
 /// Reads a weights file, or the built-in article model when `path` is `None`.
-fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
+pub(crate) fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
     match path {
         Some(path) => TensorFile::read(path).context("cannot read the model"),
         None => TensorFile::from_safetensors_bytes(Path::new(ARTICLE_MODEL_NAME), ARTICLE_MODEL)
@@ -152,12 +155,17 @@ fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
     })
 }
 
-pub fn run(args: &RunArgs) -> Result<Outcome> {
-    let dtype: DType = args.options.dtype.into();
-    let model_file = read_model_file(args.model.as_deref())?;
-    let model = load_model(&model_file, dtype, &args.options.read)?;
-    let input_file = match &args.input {
-        Some(path) => TensorFile::read(path).context("cannot read the input")?,
+/// Reads the inputs from `path`, or from the model's own file when there is none.
+fn read_inputs(
+    model_file: &TensorFile,
+    path: Option<&Path>,
+    format: Option<FileFormat>,
+    dtype: DType,
+) -> Result<(TensorFile, Inputs)> {
+    let input_file = match path {
+        Some(path) => {
+            TensorFile::read_as(path, format.map(Into::into)).context("cannot read the input")?
+        }
         None => model_file.clone(),
     };
     let inputs = Inputs::from_file(&input_file, dtype)?.with_context(|| {
@@ -166,28 +174,80 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             input_file.path().display()
         )
     })?;
-    screen_sources(
-        &model_file,
-        &model,
-        &input_file,
-        &inputs,
-        args.options.strict,
+    Ok((input_file, inputs))
+}
+
+/// A model ready to run on inputs of `form`, on the device the user chose.
+pub(crate) struct Prepared {
+    pub rnn: Rnn,
+    pub device: candle_core::Device,
+}
+
+/// Builds the model of `run --stream`, whose inputs come later, for inputs of `form`.
+pub(crate) fn prepare(
+    model_file: &TensorFile,
+    options: &ModelOptions,
+    form: Form,
+) -> Result<Prepared> {
+    let model = load_model(model_file, options.dtype.into(), &options.read)?;
+    build(&model, options, form)
+}
+
+fn build(model: &Model, options: &ModelOptions, form: Form) -> Result<Prepared> {
+    let device = crate::device::open(options.device)?;
+    let rnn = build_rnn(model, &options.read, form)?.to_device(&device)?;
+    Ok(Prepared { rnn, device })
+}
+
+/// The model and inputs of `run` and `plot`, screened for NaN and Inf, on the device. The
+/// weights are read first, so that their errors come before the inputs'.
+pub(crate) fn prepare_with_inputs(
+    model: Option<&Path>,
+    input: Option<&Path>,
+    input_format: Option<FileFormat>,
+    options: &ModelOptions,
+) -> Result<(Prepared, TensorFile, Inputs)> {
+    let dtype: DType = options.dtype.into();
+    let model_file = read_model_file(model)?;
+    let weights = load_model(&model_file, dtype, &options.read)?;
+    let (input_file, inputs) = read_inputs(&model_file, input, input_format, dtype)?;
+    screen_sources(&model_file, &weights, &input_file, &inputs, options.strict)?;
+    let prepared = build(&weights, options, inputs.form)?;
+    let inputs = inputs.to_device(&prepared.device)?;
+    Ok((prepared, input_file, inputs))
+}
+
+pub fn run(args: &RunArgs) -> Result<Outcome> {
+    if args.stream {
+        return crate::stream::run(args);
+    }
+    if let Some(path) = &args.plot {
+        crate::heatmap::image_format(path)?;
+    }
+    let (prepared, input_file, inputs) = prepare_with_inputs(
+        args.model.as_deref(),
+        args.input.as_deref(),
+        args.input_format,
+        &args.options,
     )?;
-    let device = crate::device::open(args.options.device)?;
-    let rnn = build_rnn(&model, &args.options.read, inputs.form)?.to_device(&device)?;
-    let outputs = forward(&rnn, &inputs.to_device(&device)?, input_file.path())?.named;
+    let rnn = &prepared.rnn;
+    let outputs = forward(rnn, &inputs, input_file.path())?.named;
     let outputs = outputs
         .into_iter()
         .map(|(n, t)| Ok((n, t.to_device(&candle_core::Device::Cpu)?)))
         .collect::<Result<Vec<_>>>()?;
     let named = outputs.iter().map(|(n, t)| (n.as_str(), t));
     screen("computed output", named, args.options.strict)?;
+    if let Some(path) = &args.plot {
+        crate::heatmap::draw(rnn, &inputs, input_file.path(), path, None)?;
+    }
 
     if let Some(path) = &args.output {
-        let meta = HashMap::from([("producer".to_string(), "rnn run".to_string())]);
-        rnn_weights::write_safetensors(path, &outputs, meta).context("cannot write the outputs")?;
-        let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
-        eprintln!("wrote {} ({})", path.display(), names.join(", "));
+        let format = args
+            .output_format
+            .map(Into::into)
+            .unwrap_or_else(|| rnn_weights::FileFormat::from_path(path));
+        write_outputs(path, format, &outputs, rnn.batch_first())?;
         return Ok(Outcome::Success);
     }
     match args.format {
@@ -209,6 +269,63 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Writes the outputs of a run in `format`. Formats of one array get `output` alone (step
+/// form's `Y0`, `Y1`, … stacked time-major into one), and CSV a single sequence's
+/// `[steps, features]`.
+fn write_outputs(
+    path: &Path,
+    format: rnn_weights::FileFormat,
+    outputs: &[(String, Tensor)],
+    batch_first: bool,
+) -> Result<()> {
+    let cannot = || "cannot write the outputs".to_string();
+    let written: Vec<(String, Tensor)> = if format.holds_one_array() {
+        let output = match outputs.iter().find(|(n, _)| n == "output") {
+            Some((_, t)) => t.clone(),
+            None => {
+                let steps: Vec<Tensor> = outputs.iter().map(|(_, t)| t.clone()).collect();
+                Tensor::stack(&steps, 0)?
+            }
+        };
+        let output =
+            match (format, output.dims()) {
+                (rnn_weights::FileFormat::Csv, [_, 1, _]) if !batch_first => output.squeeze(1)?,
+                (rnn_weights::FileFormat::Csv, [1, _, _]) if batch_first => output.squeeze(0)?,
+                (rnn_weights::FileFormat::Csv, [_, batch, _]) => bail!(
+                "{}: {}: a CSV file holds one sequence, and this run has {} (shape {:?}); write \
+                 .npy, .npz, .json or .safetensors",
+                cannot(),
+                path.display(),
+                if batch_first { output.dims()[0] } else { *batch },
+                output.dims()
+            ),
+                _ => output,
+            };
+        vec![("output".to_string(), output)]
+    } else {
+        outputs.to_vec()
+    };
+    let meta = HashMap::from([("producer".to_string(), "rnn run".to_string())]);
+    rnn_weights::write_tensors(path, &written, format, meta).with_context(cannot)?;
+    let names: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
+    let left_out: Vec<&str> = outputs
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| *n == "h_n")
+        .filter(|_| format.holds_one_array())
+        .collect();
+    let note = if left_out.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} left out: the format holds one array",
+            left_out.join(", ")
+        )
+    };
+    eprintln!("wrote {} ({}{note})", path.display(), names.join(", "));
+    Ok(())
 }
 
 /// `Y0 (t = 0)` then the matrix, numpy-style, for each output.
@@ -562,5 +679,19 @@ pub fn devices(args: &DevicesArgs) -> Result<Outcome> {
             emit(&text)?;
         }
     }
+    Ok(Outcome::Success)
+}
+
+pub fn completions(args: &CompletionsArgs) -> Result<Outcome> {
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "rnn", &mut script);
+    emit(&String::from_utf8(script)?)?;
+    Ok(Outcome::Success)
+}
+
+pub fn man() -> Result<Outcome> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    emit(&String::from_utf8(page)?)?;
     Ok(Outcome::Success)
 }

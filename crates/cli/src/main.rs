@@ -7,8 +7,11 @@ mod bench;
 mod cli;
 mod commands;
 mod device;
+mod heatmap;
 mod memory;
+mod plot;
 mod print;
+mod stream;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -41,6 +44,9 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert(args),
         Command::Bench(args) => bench::bench(args),
         Command::Devices(args) => commands::devices(args),
+        Command::Plot(args) => heatmap::plot(args),
+        Command::Completions(args) => commands::completions(args),
+        Command::Man => commands::man(),
     })
     .unwrap_or_else(|_| {
         let what = PANIC.get().map_or("", String::as_str);

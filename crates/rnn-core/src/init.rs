@@ -21,7 +21,45 @@ pub struct InitConfig {
 /// (`w_ih`, `w_hh`, `b_ih`, `b_hh`, layer by layer, forward before reverse).
 ///
 /// The same seed gives the same weights on every platform and version: the generator is
-/// SplitMix64, written here, not a library's whose stream may change.
+/// SplitMix64, written here, not a library's whose stream may change. The values are drawn
+/// in f64 and converted to `dtype`.
+///
+/// # Shapes
+/// Returns `weights[k][d]` for layer `k`, direction `d`, with `H = hidden_sizes[k]`:
+/// `w_ih` `[H, I]` where `I` is `input_size` for layer 0 and `directions · hidden_sizes[k-1]`
+/// after it, `w_hh` `[H, H]`, and with `bias` `b_ih`, `b_hh` `[H]`. Every value is within
+/// `±1/√H`.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use rnn_core::{uniform_weights, InitConfig, Nonlinearity, Rnn};
+///
+/// let config = InitConfig {
+///     input_size: 3,
+///     hidden_sizes: vec![4, 4],
+///     bidirectional: false,
+///     bias: true,
+/// };
+/// let weights = uniform_weights(&config, 7, DType::F32, &Device::Cpu)?;
+/// assert_eq!(weights[1][0].w_ih.dims(), &[4, 4]); // layer 1 reads layer 0's 4 features
+///
+/// // PyTorch's bound for hidden size 4: 1/√4 = 0.5.
+/// let largest = weights[0][0].w_ih.abs()?.max_all()?.to_scalar::<f32>()?;
+/// assert!(largest > 0.0 && largest <= 0.5);
+///
+/// // Same seed, same weights; another seed, other weights.
+/// let again = uniform_weights(&config, 7, DType::F32, &Device::Cpu)?;
+/// let other = uniform_weights(&config, 8, DType::F32, &Device::Cpu)?;
+/// let w = |ws: &[Vec<rnn_core::LayerWeights>]| ws[0][0].w_hh.flatten_all()?.to_vec1::<f32>();
+/// assert_eq!(w(&weights)?, w(&again)?);
+/// assert_ne!(w(&weights)?, w(&other)?);
+///
+/// let rnn = Rnn::from_weights(&weights, Nonlinearity::Tanh)?;
+/// assert_eq!(rnn.hidden_sizes(), [4, 4]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn uniform_weights(
     config: &InitConfig,
     seed: u64,

@@ -110,28 +110,46 @@ pub struct LayerWeights {
 /// The weights are transposed once, here, and the two biases summed once, so a step is one
 /// matmul, one add and one activation.
 ///
+/// Build it with [`RnnLayer::new`] from [`LayerWeights`], or with [`rnn_layer`] from a
+/// [`candle_nn::VarBuilder`] holding a PyTorch state_dict. Run it over a whole sequence with
+/// [`RnnLayer::forward`], or one step at a time with [`RnnLayer::step`], feeding the state back
+/// (streaming). It also implements candle-nn's [`candle_nn::rnn::RNN`] trait, batch-first.
+///
 /// # Example
 ///
-/// The article's cell over two steps, with `W_ih = I` and `W_hh = 0`, so each output is
-/// `tanh` of its input:
+/// Two neurons with `W_ih = I`, `W_hh = 0.5·I` and no bias, so
+/// `h_1 = tanh(x_0)` and `h_2 = tanh(x_1 + 0.5·h_1)`, element by element. The whole sequence
+/// at once, then the same sequence streamed step by step:
 ///
 /// ```
-/// use candle_core::{Device, Tensor};
+/// use candle_core::{DType, Device, Tensor};
 /// use rnn_core::{LayerWeights, Nonlinearity, RnnLayer};
 ///
 /// let dev = Device::Cpu;
 /// let weights = LayerWeights {
-///     w_ih: Tensor::eye(2, candle_core::DType::F32, &dev)?,
-///     w_hh: Tensor::zeros((2, 2), candle_core::DType::F32, &dev)?,
+///     w_ih: Tensor::eye(2, DType::F32, &dev)?, // [hidden 2, input 2]
+///     w_hh: (Tensor::eye(2, DType::F32, &dev)? * 0.5)?, // [hidden, hidden]
 ///     b_ih: None,
 ///     b_hh: None,
 /// };
 /// let layer = RnnLayer::new(&weights, Nonlinearity::Tanh)?;
 /// let input = Tensor::new(&[[[0.5f32, -1.0]], [[2.0, 0.0]]], &dev)?; // [T=2, B=1, I=2]
+///
+/// // The whole sequence: output [T, B, H] and the last state h_n [B, H].
 /// let (output, h_n) = layer.forward(&input, None)?;
 /// assert_eq!(output.dims(), &[2, 1, 2]);
-/// let last: Vec<f32> = h_n.flatten_all()?.to_vec1()?;
-/// assert!((last[0] - 2f32.tanh()).abs() < 1e-6 && last[1] == 0.0);
+/// let h1 = [0.5f32.tanh(), (-1.0f32).tanh()];
+/// let h2 = [(2.0 + 0.5 * h1[0]).tanh(), (0.0 + 0.5 * h1[1]).tanh()];
+/// let got: Vec<f32> = h_n.flatten_all()?.to_vec1()?;
+/// assert!((got[0] - h2[0]).abs() < 1e-6 && (got[1] - h2[1]).abs() < 1e-6);
+///
+/// // Streaming: one step at a time, the state fed back in.
+/// let mut h = Tensor::zeros((1, 2), DType::F32, &dev)?; // [B, H]
+/// for t in 0..input.dim(0)? {
+///     h = layer.step(&input.get(t)?, &h)?; // x_t: [B, I]
+/// }
+/// let streamed: Vec<f32> = h.flatten_all()?.to_vec1()?;
+/// assert!((streamed[0] - h2[0]).abs() < 1e-6 && (streamed[1] - h2[1]).abs() < 1e-6);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -146,7 +164,15 @@ pub struct RnnLayer {
 }
 
 impl RnnLayer {
-    /// Builds the layer from PyTorch-layout weights, checking every shape.
+    /// Builds the layer from PyTorch-layout weights, checking every shape and dtype.
+    ///
+    /// # Shapes
+    /// As [`LayerWeights`]: `w_ih` `[hidden_size, input_size]`, `w_hh`
+    /// `[hidden_size, hidden_size]`, `b_ih` and `b_hh` `[hidden_size]`; all of one dtype.
+    ///
+    /// # Errors
+    /// When a shape or dtype does not fit; the message names the tensor, what was expected
+    /// and what was found.
     pub fn new(weights: &LayerWeights, nonlinearity: Nonlinearity) -> Result<Self> {
         let (hidden_size, _input_size) = weights.w_ih.dims2().map_err(|_| {
             candle_core::Error::Msg(format!(
@@ -238,7 +264,11 @@ impl RnnLayer {
         })
     }
 
-    /// One time step.
+    /// One time step: `h' = act(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh)`.
+    ///
+    /// Call it in a loop, feeding each `h'` back as the next `h`, to stream a sequence that
+    /// arrives one step at a time; the states equal [`RnnLayer::forward`]'s outputs. Start
+    /// from zeros (`Tensor::zeros((batch, hidden_size), ..)`) or from a saved state.
     ///
     /// # Shapes
     /// - `x`: `[batch, input_size]`
@@ -270,6 +300,12 @@ impl RnnLayer {
     /// Like [`RnnLayer::forward`], with time running backwards: step `T-1` first. The output
     /// is still indexed by time (`output[t]` is the state after reading `input[t]`), as in the
     /// reverse half of a bidirectional PyTorch RNN.
+    ///
+    /// # Shapes
+    /// - `input`: `[seq_len, batch, input_size]`
+    /// - `h0`: `[batch, hidden_size]`, zeros when `None`
+    /// - returns `(output [seq_len, batch, hidden_size], h_n [batch, hidden_size])`, where
+    ///   `h_n` is the state after reading `input[0]`
     pub fn forward_reversed(
         &self,
         input: &Tensor,
@@ -345,6 +381,9 @@ impl RnnLayer {
     /// [`RnnLayer::forward_with`] in plain candle ops, one matmul, add and activation per step:
     /// the reference the fused fast paths are tested against, and the path for devices and
     /// dtypes they do not cover.
+    ///
+    /// # Shapes
+    /// As [`RnnLayer::forward_with`].
     pub fn forward_reference(
         &self,
         input: &Tensor,
@@ -423,6 +462,15 @@ impl RnnLayer {
 
 /// candle-nn's recurrent interface, batch-first as candle-nn's LSTM and GRU are. The state is
 /// the hidden state `[batch, hidden_size]`.
+///
+/// `seq` and `seq_init` run the whole sequence through [`RnnLayer::forward`] (one projection
+/// matmul, the fast path where there is one), not step by step.
+///
+/// # Shapes
+/// - `seq(input)`, `seq_init(input, state)`: `input` `[batch, seq_len, input_size]`; return
+///   one state `[batch, hidden_size]` per step, the last being `h_n`
+/// - `step(input, state)`: `input` `[batch, input_size]`
+/// - `states_to_tensor(states)`: `[batch, seq_len, hidden_size]`
 impl candle_nn::rnn::RNN for RnnLayer {
     type State = Tensor;
 
@@ -452,6 +500,59 @@ impl candle_nn::rnn::RNN for RnnLayer {
 /// `weight_ih_l{layer}{suffix}`, `weight_hh_l{layer}{suffix}`, and, when `bias` is true,
 /// `bias_ih_l{layer}{suffix}` and `bias_hh_l{layer}{suffix}`, where `suffix` is `""` or
 /// `"_reverse"`.
+///
+/// A `torch.nn.RNN` state_dict saved as safetensors loads directly
+/// ([`candle_nn::VarBuilder::from_buffered_safetensors`] or `from_mmaped_safetensors`); a
+/// prefix such as `rnn.` is [`candle_nn::VarBuilder::pp`]'s job. With a
+/// [`candle_nn::VarMap`] behind the builder, missing tensors are created with PyTorch's
+/// initialisation, uniform(−1/√H, 1/√H), and are trainable.
+///
+/// # Shapes
+/// The tensors read from `vb`, for `input_size` I and `hidden_size` H:
+/// - `weight_ih_l{layer}{suffix}`: `[H, I]`
+/// - `weight_hh_l{layer}{suffix}`: `[H, H]`
+/// - `bias_ih_l{layer}{suffix}`, `bias_hh_l{layer}{suffix}`: `[H]`
+///
+/// # Errors
+/// When a tensor is missing from `vb` or has another shape, as [`candle_nn::VarBuilder`]
+/// reports it.
+///
+/// # Example
+///
+/// A one-layer state_dict of a module that held the RNN as `self.rnn`, with one input
+/// feature and two neurons:
+///
+/// ```
+/// use std::collections::HashMap;
+///
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::VarBuilder;
+/// use rnn_core::{rnn_layer, Nonlinearity};
+///
+/// let dev = Device::Cpu;
+/// let mut state_dict = HashMap::new();
+/// for (name, shape, values) in [
+///     ("rnn.weight_ih_l0", vec![2, 1], vec![0.5f32, -1.0]), // [H=2, I=1]
+///     ("rnn.weight_hh_l0", vec![2, 2], vec![0.25, 0.0, 0.0, 0.25]),
+///     ("rnn.bias_ih_l0", vec![2], vec![0.1, 0.2]),
+///     ("rnn.bias_hh_l0", vec![2], vec![0.0, -0.4]),
+/// ] {
+///     state_dict.insert(name.to_string(), Tensor::from_vec(values, shape, &dev)?);
+/// }
+/// let vb = VarBuilder::from_tensors(state_dict, DType::F32, &dev);
+/// let layer = rnn_layer(1, 2, 0, false, true, Nonlinearity::Tanh, &vb.pp("rnn"))?;
+///
+/// // x_0 = 2 from h = 0: h_1 = tanh(2·W_ih + b_ih + b_hh).
+/// let x = Tensor::new(&[[2.0f32]], &dev)?; // [B=1, I=1]
+/// let h = layer.step(&x, &Tensor::zeros((1, 2), DType::F32, &dev)?)?;
+/// let want = [(2.0f32 * 0.5 + 0.1 + 0.0).tanh(), (2.0f32 * -1.0 + 0.2 - 0.4).tanh()];
+/// let got: Vec<f32> = h.flatten_all()?.to_vec1()?;
+/// assert!((got[0] - want[0]).abs() < 1e-6 && (got[1] - want[1]).abs() < 1e-6);
+///
+/// // A name that is not there is an error, not a silent zero.
+/// assert!(rnn_layer(1, 2, 1, false, true, Nonlinearity::Tanh, &vb.pp("rnn")).is_err());
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 pub fn rnn_layer(
     input_size: usize,
     hidden_size: usize,

@@ -9,6 +9,28 @@
 //! This crate does tensor math only: no files, no printing. Reading weights from PyTorch,
 //! Keras or TensorFlow exports is the `rnn-weights` crate's job.
 //!
+//! # In a candle program
+//!
+//! - [`RnnLayer`] is one layer in one direction: [`RnnLayer::forward`] runs a whole sequence
+//!   (time-major), [`RnnLayer::step`] one step, for streaming. It implements candle-nn's
+//!   [`candle_nn::rnn::RNN`] trait (batch-first, like candle-nn's LSTM and GRU), so it drops
+//!   in where those are used.
+//! - [`rnn_layer`] builds a layer from a [`candle_nn::VarBuilder`] with PyTorch's names
+//!   (`weight_ih_l0`, …): a `torch.nn.RNN` state_dict saved as safetensors loads as it is, and
+//!   a [`candle_nn::VarMap`] gives trainable, PyTorch-initialised weights.
+//! - [`Rnn`] stacks layers and directions with `torch.nn.RNN`'s semantics: `h0`/`h_n`
+//!   `[layers · directions, batch, hidden]`, batch-first, unbatched inputs, lengths.
+//! - [`compare`] holds a result against a reference as `numpy.allclose` does and says where
+//!   the worst element is; [`uniform_weights`] draws seeded PyTorch-style weights.
+//!
+//! The crate's `examples/` show each use whole, and their tests check the numbers:
+//! `torch_state_dict` (a PyTorch state_dict, against torch's own outputs), `stream_steps`
+//! (one step at a time) and `in_candle_model` (the layer inside a candle `Module`):
+//! `cargo run -p rnn-core --example torch_state_dict`.
+//!
+//! With the `cuda` feature the layers run on NVIDIA GPUs ([`RnnLayer::to_device`]); on the
+//! CPU, f32 and f64 take a fused fast path, other dtypes and devices plain candle ops.
+//!
 //! # Example
 //!
 //! The tutorial cell this project began with, `Y0 = tanh(X0·Wx + b)`,
@@ -40,8 +62,10 @@ mod init;
 mod layer;
 mod rnn;
 mod shape;
+mod stream;
 
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use init::{uniform_weights, InitConfig};
 pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, RnnLayer};
 pub use rnn::Rnn;
+pub use stream::Stream;

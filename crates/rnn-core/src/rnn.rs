@@ -42,7 +42,15 @@ pub struct Rnn {
 }
 
 impl Rnn {
-    /// Assembles a stack from built layers, checking that they fit together.
+    /// Assembles a stack from built layers, checking that they fit together: `layers[k][d]` is
+    /// layer `k`, direction `d` (0 forward, 1 reverse). Use it for layers built by
+    /// [`crate::rnn_layer`] from a [`candle_nn::VarBuilder`], or with different
+    /// nonlinearities.
+    ///
+    /// # Errors
+    /// When `layers` is empty; when a layer has other than 1 or 2 directions, or not as many as
+    /// layer 0; when the directions of a layer differ in hidden size; when dtypes differ; when
+    /// layer `k > 0`'s input size is not `directions ·` layer `k - 1`'s hidden size.
     pub fn new(layers: Vec<Vec<RnnLayer>>) -> Result<Self> {
         ensure(!layers.is_empty(), || {
             "an RNN needs at least one layer".into()
@@ -93,7 +101,11 @@ impl Rnn {
     }
 
     /// Builds the stack from PyTorch-layout weights: `weights[k][d]` for layer `k`, direction
-    /// `d`.
+    /// `d`, every layer with the same `nonlinearity`.
+    ///
+    /// # Shapes
+    /// Each [`LayerWeights`] as documented there; layer `k > 0` has `input_size` equal to
+    /// `directions ·` layer `k - 1`'s `hidden_size`.
     pub fn from_weights(weights: &[Vec<LayerWeights>], nonlinearity: Nonlinearity) -> Result<Self> {
         let layers = weights
             .iter()
@@ -202,6 +214,11 @@ impl Rnn {
     ///   unbatched), zeros when `None`; needs equal hidden sizes
     /// - returns `output`: like `input` with `directions · hidden` features, and
     ///   `h_n`: like `h0`, ordered layer-major, then direction, as PyTorch orders it
+    ///
+    /// # Errors
+    /// When a shape or dtype does not fit (the message names the tensor, what was expected and
+    /// what was found), and when the layers' hidden sizes differ, so `h_n` cannot be one
+    /// tensor: use [`Rnn::forward_states`] then.
     pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let (output, states) = self.forward_states(input, h0, None)?;
         let h_n = self.stack_states(&states)?.ok_or_else(|| {
@@ -215,6 +232,10 @@ impl Rnn {
 
     /// The final states from [`Rnn::forward_states`] stacked as `h_n`
     /// `[layers · directions, batch, hidden]`; `None` when the layers' hidden sizes differ.
+    ///
+    /// # Shapes
+    /// - `states`: `layers · directions` tensors `[batch, hidden]` (`[hidden]` unbatched)
+    /// - returns `[layers · directions, batch, hidden]` (`[layers · directions, hidden]`)
     pub fn stack_states(&self, states: &[Tensor]) -> Result<Option<Tensor>> {
         let sizes = self.hidden_sizes();
         if sizes.iter().all(|&h| h == sizes[0]) {
@@ -235,12 +256,44 @@ impl Rnn {
     ///
     /// # Shapes
     /// As [`Rnn::forward`]; `lengths` has one value per batch element, each at most `seq_len`.
+    /// The states are `layers · directions` tensors `[batch, hidden_k]` (`[hidden_k]` when
+    /// unbatched), layer `k`'s hidden size each.
     pub fn forward_states(
         &self,
         input: &Tensor,
         h0: Option<&Tensor>,
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Vec<Tensor>)> {
+        let (mut outputs, states) = self.run(input, h0, lengths, false)?;
+        let output = outputs
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("no layers".into()))?;
+        Ok((output, states))
+    }
+
+    /// Every layer's output, bottom layer first, each laid out like [`Rnn::forward`]'s
+    /// `output` (the last one is that output): what each layer's neurons did at each step.
+    ///
+    /// # Shapes
+    /// As [`Rnn::forward_states`]; layer `k`'s output has `directions · hidden_k` features.
+    pub fn layer_outputs(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        lengths: Option<&[usize]>,
+    ) -> Result<Vec<Tensor>> {
+        Ok(self.run(input, h0, lengths, true)?.0)
+    }
+
+    /// Runs the stack; returns the outputs (every layer's with `all_layers`, else the top
+    /// one's) in the input's layout, and the final states.
+    fn run(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        lengths: Option<&[usize]>,
+        all_layers: bool,
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         let rank = input.rank();
         ensure(rank == 2 || rank == 3, || {
             format!(
@@ -266,6 +319,7 @@ impl Rnn {
         let h0 = self.split_h0(h0, batch, unbatched)?;
 
         let mut x = time_major;
+        let mut layer_outputs = Vec::new();
         let mut states = Vec::with_capacity(self.layers.len() * self.num_directions());
         for (k, layer) in self.layers.iter().enumerate() {
             let mut outputs = Vec::with_capacity(layer.len());
@@ -289,22 +343,34 @@ impl Rnn {
             } else {
                 Tensor::cat(&outputs, 2)?
             };
+            if all_layers {
+                layer_outputs.push(x.clone());
+            }
+        }
+        if !all_layers {
+            layer_outputs.push(x);
         }
 
-        let output = if unbatched {
-            x.squeeze(1)?
-        } else if self.batch_first {
-            x.transpose(0, 1)?.contiguous()?
-        } else {
-            x
+        let layout = |x: Tensor| {
+            if unbatched {
+                x.squeeze(1)
+            } else if self.batch_first {
+                x.transpose(0, 1)?.contiguous()
+            } else {
+                Ok(x)
+            }
         };
+        let outputs = layer_outputs
+            .into_iter()
+            .map(layout)
+            .collect::<Result<Vec<_>>>()?;
         if unbatched {
             states = states
                 .into_iter()
                 .map(|s| s.squeeze(0))
                 .collect::<Result<_>>()?;
         }
-        Ok((output, states))
+        Ok((outputs, states))
     }
 
     /// The last layer's final states, directions concatenated: `[batch, directions · hidden]`.
@@ -329,7 +395,7 @@ impl Rnn {
 
     /// Splits `h0` `[layers · directions, batch, hidden]` into one `[batch, hidden]` per layer
     /// and direction.
-    fn split_h0(
+    pub(crate) fn split_h0(
         &self,
         h0: Option<&Tensor>,
         batch: usize,

@@ -26,7 +26,7 @@ pub struct Inputs {
     pub input: Tensor,
     /// The initial state, `[layers · directions, batch, hidden]`, if the file has one.
     pub h0: Option<Tensor>,
-    /// Valid steps of each sequence (`lengths` [batch], int64), if the file has them.
+    /// Valid steps of each sequence (`lengths` `[batch]`, int64), if the file has them.
     pub lengths: Option<Vec<usize>>,
     /// The names of the tensors used.
     pub names: Vec<String>,

@@ -32,6 +32,28 @@ pub enum WeightsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The bytes are not a valid file of the kind its extension (or `--input-format`) says:
+    /// .npz, JSON or CSV.
+    #[error("{}: not a valid {kind} file: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// The kind it was read as (`.npz`, `JSON`, `CSV`).
+        kind: &'static str,
+        /// What is wrong with it, and where.
+        reason: String,
+    },
+    /// The tensors cannot be written in the format asked for (CSV holds one sequence, JSON no
+    /// NaN, ...).
+    #[error("{}: cannot write {format}: {reason}", path.display())]
+    Unwritable {
+        /// The file.
+        path: PathBuf,
+        /// The format asked for.
+        format: &'static str,
+        /// Why not, and what to do instead.
+        reason: String,
+    },
     /// A tensor the format needs is not in the file.
     #[error("{}: tensor `{name}` is missing; the file has: {}", path.display(), list(available))]
     MissingTensor {

@@ -1,4 +1,4 @@
-//! Tensor files on disk: safetensors and .npy in, safetensors out (atomically).
+//! Tensor files on disk: safetensors, .npy, .npz, JSON and CSV, in and out (atomically).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -20,24 +20,36 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
-    /// Reads a `.safetensors` file, or a `.npy` file (whose one array is named `input`).
+    /// Reads a file in the format its extension names (see [`FileFormat::from_path`]).
     pub fn read(path: &Path) -> Result<Self> {
+        Self::read_as(path, None)
+    }
+
+    /// Reads a file as `format`, or as its extension says when `format` is `None`. A `.npy`
+    /// file's one array is named `input`, and so is a CSV file's (`[steps, features]`, one
+    /// unbatched sequence) and a JSON file's when it holds a bare array.
+    pub fn read_as(path: &Path, format: Option<FileFormat>) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|error| WeightsError::Io {
             path: path.to_owned(),
             error,
         })?;
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-        {
-            let tensor = crate::npy::parse(&bytes).map_err(|reason| WeightsError::Npy {
-                path: path.to_owned(),
-                reason,
-            })?;
-            let tensors = BTreeMap::from([("input".to_string(), tensor)]);
-            return Ok(Self::from_tensors(path, tensors, HashMap::new()));
-        }
-        Self::from_safetensors_bytes(path, &bytes)
+        let format = format.unwrap_or_else(|| FileFormat::from_path(path));
+        let malformed = |kind, reason| WeightsError::Malformed {
+            path: path.to_owned(),
+            kind,
+            reason,
+        };
+        let tensors = match format {
+            FileFormat::Safetensors => return Self::from_safetensors_bytes(path, &bytes),
+            FileFormat::Npy => return Self::from_npy_bytes(path, &bytes),
+            FileFormat::Npz => crate::npz::read(&bytes).map_err(|r| malformed(".npz", r))?,
+            FileFormat::Json => crate::text::read_json(&bytes).map_err(|r| malformed("JSON", r))?,
+            FileFormat::Csv => {
+                let rows = crate::text::read_csv(&bytes).map_err(|r| malformed("CSV", r))?;
+                BTreeMap::from([("input".to_string(), rows)])
+            }
+        };
+        Ok(Self::from_tensors(path, tensors, HashMap::new()))
     }
 
     /// Parses safetensors bytes; `path` is only for messages.
@@ -295,6 +307,89 @@ fn candle_dtype(dtype: StDtype) -> Option<DType> {
     })
 }
 
+/// The kinds of file tensors are read from and written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// `.safetensors`: named tensors of any dtype, with `__metadata__`.
+    Safetensors,
+    /// `.npy`: one array.
+    Npy,
+    /// `.npz`: numpy's archive of named arrays (`savez`, `savez_compressed`).
+    Npz,
+    /// `.json`: an object of nested arrays by name, or one nested array.
+    Json,
+    /// `.csv`: one row per time step of a single sequence.
+    Csv,
+}
+
+impl FileFormat {
+    /// The format a file's extension names (case-insensitive); safetensors for any other.
+    pub fn from_path(path: &Path) -> Self {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("npy") => Self::Npy,
+            Some("npz") => Self::Npz,
+            Some("json") => Self::Json,
+            Some("csv") => Self::Csv,
+            _ => Self::Safetensors,
+        }
+    }
+
+    /// Whether a file of this format holds one array only (the others hold named tensors).
+    pub fn holds_one_array(self) -> bool {
+        matches!(self, Self::Npy | Self::Csv)
+    }
+}
+
+/// Writes tensors in `format`, atomically (see [`write_safetensors`]). `metadata` is kept by
+/// safetensors only; .npy and CSV hold exactly one tensor, and CSV a `[steps, features]` one.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    format: FileFormat,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let invalid = |format, reason| WeightsError::Unwritable {
+        path: path.to_owned(),
+        format,
+        reason,
+    };
+    let bytes = match (format, tensors) {
+        (FileFormat::Safetensors, _) => return write_safetensors(path, tensors, metadata),
+        (FileFormat::Npy, [(_, t)]) => {
+            crate::npy::write(t).map_err(|error| WeightsError::Tensor {
+                path: path.to_owned(),
+                error,
+            })?
+        }
+        (FileFormat::Csv, [(_, t)]) => crate::text::write_csv(t)
+            .map_err(|r| invalid("CSV", r))?
+            .into_bytes(),
+        (FileFormat::Npy | FileFormat::Csv, _) => {
+            let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(invalid(
+                if format == FileFormat::Npy {
+                    ".npy"
+                } else {
+                    "CSV"
+                },
+                format!("it holds one array, not {}", names.join(", ")),
+            ));
+        }
+        (FileFormat::Npz, _) => crate::npz::write(tensors).map_err(|r| invalid(".npz", r))?,
+        (FileFormat::Json, _) => crate::text::write_json(tensors)
+            .map_err(|r| invalid("JSON", r))?
+            .into_bytes(),
+    };
+    write_atomically(path, &bytes).map_err(|error| WeightsError::Io {
+        path: path.to_owned(),
+        error,
+    })
+}
+
 /// Writes tensors as a safetensors file, atomically: the bytes go to a temporary file in the
 /// same directory, which is then renamed over `path`. A failure leaves no partial file and an
 /// existing `path` untouched.
@@ -324,8 +419,9 @@ pub fn write_safetensors(
     write_atomically(path, &bytes).map_err(io)
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it into place.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it into place: the
+/// way every file `rnn` writes is written, so a failure never leaves half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if path.is_dir() {
         return Err(std::io::Error::other("is a directory"));
     }

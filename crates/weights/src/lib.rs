@@ -19,9 +19,11 @@ mod file;
 mod formats;
 mod model;
 mod npy;
+mod npz;
+mod text;
 
 pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX};
 pub use error::{Result, WeightsError};
-pub use file::{write_safetensors, TensorFile};
+pub use file::{write_atomically, write_safetensors, write_tensors, FileFormat, TensorFile};
 pub use formats::{Format, Transform};
 pub use model::{save_canonical, Model, TensorMapping, CANONICAL_LAYOUT};

@@ -49,7 +49,7 @@ mod key {
     pub const BATCH_FIRST: &str = "batch_first";
 }
 
-/// The value of [`key::LAYOUT`] in files this crate writes.
+/// The value of the `layout` metadata key in files this crate writes.
 pub const CANONICAL_LAYOUT: &str = "rnn/pytorch-v1";
 
 impl Model {

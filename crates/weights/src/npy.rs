@@ -1,6 +1,9 @@
 //! numpy's `.npy` format (versions 1 to 3): little-endian float and integer arrays in C order.
+//! Written as version 1.0 (2.0 when the header needs it), as `numpy.save` does.
 
 use candle_core::{DType, Device, Tensor};
+
+use safetensors::View;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -68,6 +71,59 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
         ));
     }
     Tensor::from_raw_buffer(data, dtype, &shape, &Device::Cpu).map_err(|e| e.to_string())
+}
+
+/// The bytes of a `.npy` file holding `tensor` (contiguous or not). bf16, which numpy has no
+/// type for, is written as float32.
+pub(crate) fn write(tensor: &Tensor) -> candle_core::Result<Vec<u8>> {
+    let tensor = match tensor.dtype() {
+        DType::BF16 => tensor.to_dtype(DType::F32)?,
+        _ => tensor.clone(),
+    };
+    let descr = match tensor.dtype() {
+        DType::F32 => "<f4",
+        DType::F64 => "<f8",
+        DType::F16 => "<f2",
+        DType::I64 => "<i8",
+        DType::I32 => "<i4",
+        DType::U8 => "|u1",
+        other => candle_core::bail!("no .npy type for {other:?}"),
+    };
+    let shape = match tensor.dims() {
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // numpy pads the header with spaces and a newline so that the data starts on a multiple of
+    // 64 bytes; version 1.0 has a 2-byte header length, 2.0 a 4-byte one.
+    let (version, prefix) = if header.len() + 11 <= usize::from(u16::MAX) {
+        (1u8, 10)
+    } else {
+        (2, 12)
+    };
+    let padded = (prefix + header.len() + 1).div_ceil(64) * 64;
+    header.extend(std::iter::repeat_n(' ', padded - prefix - header.len() - 1));
+    header.push('\n');
+    // candle's safetensors view: the elements' little-endian bytes in C order.
+    let tensor = tensor.contiguous()?;
+    let data = tensor.data();
+    let mut out = Vec::with_capacity(padded + data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend([version, 0]);
+    if version == 1 {
+        out.extend((header.len() as u16).to_le_bytes());
+    } else {
+        out.extend((header.len() as u32).to_le_bytes());
+    }
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&data);
+    Ok(out)
 }
 
 /// The text after `'key':` up to the next top-level comma or closing brace.

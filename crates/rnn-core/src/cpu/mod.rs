@@ -159,6 +159,14 @@ fn forward_typed<T: Element>(
     ))
 }
 
+/// Threads to use: candle's count (RAYON_NUM_THREADS, else the physical cores), read once.
+/// candle reads /proc/cpuinfo on every call, which would cost a streamed step more than its
+/// arithmetic.
+fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+}
+
 /// The recurrence on plain buffers.
 fn recurrence<T: Element>(
     run: &Run,
@@ -169,7 +177,7 @@ fn recurrence<T: Element>(
     h0: Option<&[T]>,
 ) -> (Vec<T>, Vec<T>) {
     let (seq, batch, hidden) = (run.seq, run.batch, run.hidden);
-    let threads = candle_core::utils::get_num_threads();
+    let threads = threads();
     let step_len = batch * hidden;
     let mut output = vec![T::ZERO; seq * step_len];
     let mut h = match h0 {

@@ -80,3 +80,30 @@ fn mismatched_layer_sizes_are_rejected() {
         "{err}"
     );
 }
+
+/// The same stack as `bidirectional_two_layers_by_hand`, batch-first: layer 0's outputs are
+/// [1, 2] then [3, 4] (forward, reverse), layer 1's are zeros.
+#[test]
+fn layer_outputs_are_each_layers_states_in_the_input_layout() {
+    let dev = Device::Cpu;
+    let w1 = Tensor::new(&[[1.0f64, -1.0]], &dev).unwrap();
+    let weights = vec![
+        vec![cell(scalar(1.0), 1.0), cell(scalar(2.0), 0.0)],
+        vec![cell(w1.clone(), 0.0), cell(w1, 1.0)],
+    ];
+    let rnn = Rnn::from_weights(&weights, Nonlinearity::Relu)
+        .unwrap()
+        .with_batch_first(true);
+    let input = Tensor::new(&[[[1.0f64], [2.0]]], &dev).unwrap(); // [batch 1, seq 2, 1]
+    let layers = rnn.layer_outputs(&input, None, None).unwrap();
+    assert_eq!(layers.len(), 2);
+    assert_eq!(
+        layers[0].to_vec3::<f64>().unwrap(),
+        [[[1.0, 2.0], [3.0, 4.0]]]
+    );
+    let (output, _) = rnn.forward(&input, None).unwrap();
+    assert_eq!(
+        layers[1].to_vec3::<f64>().unwrap(),
+        output.to_vec3::<f64>().unwrap()
+    );
+}

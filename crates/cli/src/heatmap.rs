@@ -1,0 +1,125 @@
+//! `rnn plot` and `rnn run --plot`: each layer's hidden states over a run, as the panels that
+//! `plot` draws.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor};
+use rnn_core::Rnn;
+use rnn_weights::Inputs;
+
+use crate::cli::PlotArgs;
+use crate::commands::prepare_with_inputs;
+use crate::plot::{render, ImageFormat, Panel};
+use crate::Outcome;
+
+/// Panels drawn when the user does not pick a sequence; more would make cells too small.
+const MAX_PANELS: usize = 16;
+
+pub fn plot(args: &PlotArgs) -> Result<Outcome> {
+    image_format(&args.output)?;
+    let (prepared, input_file, inputs) = prepare_with_inputs(
+        args.model.as_deref(),
+        args.input.as_deref(),
+        args.input_format,
+        &args.options,
+    )?;
+    draw(
+        &prepared.rnn,
+        &inputs,
+        input_file.path(),
+        &args.output,
+        args.sequence,
+    )?;
+    Ok(Outcome::Success)
+}
+
+/// Runs `rnn` on `inputs` (read from `source`) and draws its layers' states to `path`:
+/// sequence `sequence` of the batch, or every sequence while they fit in [`MAX_PANELS`].
+pub fn draw(
+    rnn: &Rnn,
+    inputs: &Inputs,
+    source: &Path,
+    path: &Path,
+    sequence: Option<usize>,
+) -> Result<()> {
+    let format = image_format(path)?;
+    let layers = rnn
+        .layer_outputs(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
+        .with_context(|| format!("cannot run the model on the inputs of {}", source.display()))?;
+    // Each layer's states time-major, [steps, batch, directions · hidden].
+    let layers = layers
+        .into_iter()
+        .map(|t| match t.rank() {
+            2 => t.unsqueeze(1),
+            _ if rnn.batch_first() => t.transpose(0, 1),
+            _ => Ok(t),
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let batch = layers[0].dim(1)?;
+    let directions = rnn.num_directions();
+    let per_sequence = layers.len() * directions;
+    let sequences: Vec<usize> = match sequence {
+        Some(b) if b >= batch => bail!(
+            "--sequence {b}: the input has {batch} sequence{} (0 to {})",
+            if batch == 1 { "" } else { "s" },
+            batch - 1
+        ),
+        Some(b) => vec![b],
+        None if batch * per_sequence <= MAX_PANELS => (0..batch).collect(),
+        None => {
+            eprintln!(
+                "plotting sequence 0 of {batch} ({per_sequence} panels each); choose another with --sequence N"
+            );
+            vec![0]
+        }
+    };
+    let mut panels = Vec::new();
+    for &b in &sequences {
+        for (k, (layer, hidden)) in layers.iter().zip(rnn.hidden_sizes()).enumerate() {
+            for d in 0..directions {
+                let states = layer
+                    .narrow(1, b, 1)?
+                    .squeeze(1)?
+                    .narrow(1, d * hidden, hidden)?;
+                let mut title = format!("layer {k}");
+                if directions == 2 {
+                    title.push_str(if d == 0 { " forward" } else { " reverse" });
+                }
+                if batch > 1 {
+                    title.push_str(&format!(", sequence {b}"));
+                }
+                panels.push(Panel {
+                    title,
+                    steps: states.dim(0)?,
+                    neurons: hidden,
+                    values: values(&states)?,
+                });
+            }
+        }
+    }
+    let bytes = render(&panels, format)?;
+    rnn_weights::write_atomically(path, &bytes)
+        .with_context(|| format!("cannot write the plot to {}", path.display()))?;
+    eprintln!("wrote {} ({} panels)", path.display(), panels.len());
+    Ok(())
+}
+
+/// The picture format `path` names, or an error saying which ones there are.
+pub fn image_format(path: &Path) -> Result<ImageFormat> {
+    ImageFormat::from_path(path).with_context(|| {
+        format!(
+            "{}: a plot is written as .png or .svg; name the file with one of them",
+            path.display()
+        )
+    })
+}
+
+/// A `[steps, neurons]` tensor's values, row-major, as f32 on the CPU.
+fn values(states: &Tensor) -> Result<Vec<f32>> {
+    Ok(states
+        .to_device(&candle_core::Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}

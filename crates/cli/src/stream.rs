@@ -1,0 +1,120 @@
+//! `rnn run --stream`: inference as data arrives. One time step per line on stdin, one output
+//! line per step on stdout, the hidden state kept between lines.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor};
+use rnn_weights::Form;
+use serde::Serialize;
+
+use crate::cli::{OutputFormat, RunArgs};
+use crate::commands::{prepare, read_model_file};
+use crate::print::numpy_string;
+use crate::Outcome;
+
+/// Version of the JSON lines `--stream --format json` prints.
+const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct StepJson<'a, T> {
+    schema_version: u32,
+    step: usize,
+    output: &'a [T],
+}
+
+pub fn run(args: &RunArgs) -> Result<Outcome> {
+    let model_file = read_model_file(args.model.as_deref())?;
+    let prepared = prepare(&model_file, &args.options, Form::Sequence)?;
+    let rnn = &prepared.rnn;
+    let dtype: DType = args.options.dtype.into();
+    let mut stream = rnn.stream(1, None).context("cannot stream this model")?;
+    let input_size = rnn.input_size();
+
+    // Output is flushed whenever no more input is waiting, so a step's result is out before
+    // rnn waits for the next line, while input that arrives in bulk is answered in bulk.
+    let mut reader = BufReader::with_capacity(1 << 16, std::io::stdin());
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut line = String::new();
+    let mut values: Vec<f64> = Vec::with_capacity(input_size);
+    for number in 1.. {
+        if reader.buffer().is_empty() {
+            out.flush()?;
+        }
+        line.clear();
+        if reader.read_line(&mut line).context("cannot read stdin")? == 0 {
+            break;
+        }
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        parse_step(text, &mut values).with_context(|| format!("stdin line {number}"))?;
+        if values.len() != input_size {
+            bail!(
+                "stdin line {number}: expected {input_size} values (the model's input size), \
+                 found {}",
+                values.len()
+            );
+        }
+        let x = Tensor::from_slice(&values, (1, input_size), &candle_core::Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(&prepared.device)?;
+        let y = stream.step(&x)?.squeeze(0)?;
+        let step = stream.steps() - 1;
+        match args.format {
+            OutputFormat::Text => {
+                let y = y.to_device(&candle_core::Device::Cpu)?;
+                writeln!(out, "Y{step} {}", numpy_string(&y)?)?;
+            }
+            // Each value in the shortest form of its own precision: f64 as f64, every
+            // narrower float through its f32 value, as `rnn run` prints them.
+            OutputFormat::Json if dtype == DType::F64 => {
+                write_json(&mut out, step, &y.to_vec1::<f64>()?)?;
+            }
+            OutputFormat::Json => {
+                write_json(&mut out, step, &y.to_dtype(DType::F32)?.to_vec1::<f32>()?)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(Outcome::Success)
+}
+
+/// One line of `--format json`.
+fn write_json<T: Serialize>(out: &mut impl Write, step: usize, output: &[T]) -> Result<()> {
+    let line = StepJson {
+        schema_version: SCHEMA_VERSION,
+        step,
+        output,
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// The numbers of one line, `[1, 2.5, -3]` or `1,2.5,-3`, into `values`.
+fn parse_step(text: &str, values: &mut Vec<f64>) -> Result<()> {
+    values.clear();
+    let inner = match text.strip_prefix('[') {
+        Some(rest) => rest
+            .strip_suffix(']')
+            .context("a JSON array must end with `]` on the same line")?,
+        None => text,
+    };
+    if inner.trim().is_empty() {
+        return Ok(());
+    }
+    for (i, field) in inner.split(',').enumerate() {
+        let field = field.trim();
+        let value: f64 = field
+            .parse()
+            .ok()
+            .with_context(|| format!("value {}: `{field}` is not a number", i + 1))?;
+        values.push(value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,108 @@
+//! Inference as data arrives: a stack fed one time step at a time, its states kept between
+//! steps.
+
+use candle_core::{Result, Tensor};
+
+use crate::rnn::Rnn;
+use crate::shape::{check_dims, ensure};
+
+/// A one-direction [`Rnn`] fed one time step at a time. It holds each layer's hidden state,
+/// so the outputs equal those of [`Rnn::forward`] over the steps fed so far.
+///
+/// Each step runs each layer over a one-step sequence, through the same fast path as a whole
+/// sequence on the CPU.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use rnn_core::{uniform_weights, InitConfig, Nonlinearity, Rnn};
+///
+/// let config = InitConfig { input_size: 3, hidden_sizes: vec![5], bidirectional: false, bias: true };
+/// let weights = uniform_weights(&config, 0, candle_core::DType::F32, &Device::Cpu)?;
+/// let rnn = Rnn::from_weights(&weights, Nonlinearity::Tanh)?;
+/// let xs = Tensor::randn(0f32, 1.0, (4, 1, 3), &Device::Cpu)?; // [seq 4, batch 1, input 3]
+///
+/// let mut stream = rnn.stream(1, None)?;
+/// let mut outputs = Vec::new();
+/// for t in 0..4 {
+///     outputs.push(stream.step(&xs.get(t)?)?); // [batch, hidden] as each step arrives
+/// }
+/// let (whole, _) = rnn.forward(&xs, None)?;
+/// let diff = (Tensor::stack(&outputs, 0)? - whole)?.abs()?.max_all()?.to_scalar::<f32>()?;
+/// assert!(diff < 1e-6);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Stream<'a> {
+    rnn: &'a Rnn,
+    /// One `[batch, hidden_k]` state per layer.
+    states: Vec<Tensor>,
+    steps: usize,
+}
+
+impl Rnn {
+    /// Starts feeding the stack one time step at a time (see [`Stream`]).
+    ///
+    /// # Shapes
+    /// - `h0`: `[layers, batch, hidden]`, zeros when `None`; needs equal hidden sizes
+    ///
+    /// # Errors
+    /// For a bidirectional stack, whose reverse direction needs a sequence's last step first,
+    /// and when `h0` does not fit.
+    pub fn stream(&self, batch: usize, h0: Option<&Tensor>) -> Result<Stream<'_>> {
+        ensure(self.num_directions() == 1, || {
+            "a bidirectional RNN reads each sequence from its end too, so it cannot be fed one \
+             step at a time; run the whole sequence instead"
+                .into()
+        })?;
+        ensure(batch > 0, || "stream: the batch is empty".into())?;
+        let states = match self.split_h0(h0, batch, false)? {
+            Some(states) => states,
+            None => self
+                .hidden_sizes()
+                .into_iter()
+                .map(|h| Tensor::zeros((batch, h), self.dtype(), self.device()))
+                .collect::<Result<_>>()?,
+        };
+        Ok(Stream {
+            rnn: self,
+            states,
+            steps: 0,
+        })
+    }
+}
+
+impl Stream<'_> {
+    /// Feeds one time step through every layer; returns the top layer's new state, which is
+    /// the stack's output for this step.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, input_size]`
+    /// - returns `[batch, hidden]` of the top layer
+    pub fn step(&mut self, x: &Tensor) -> Result<Tensor> {
+        let batch = self.states[0].dims()[0];
+        check_dims("x", x, &[batch, self.rnn.input_size()])?;
+        let mut x = x.unsqueeze(0)?;
+        for (layer, state) in self.rnn.layers().iter().zip(&mut self.states) {
+            let (output, h_n) = layer[0].forward(&x, Some(state))?;
+            *state = h_n;
+            x = output;
+        }
+        self.steps += 1;
+        x.squeeze(0)
+    }
+
+    /// Each layer's state now, `[batch, hidden_k]`, bottom layer first.
+    pub fn states(&self) -> &[Tensor] {
+        &self.states
+    }
+
+    /// How many steps have been fed.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+//! Arrays as text: JSON (nested arrays, alone or in an object by name) and CSV (one row per
+//! time step of a single sequence). Numbers are read as f64 and written in their shortest
+//! round-trip form, so a float32 written and read back is the same float32.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+
+/// The arrays of a JSON file: an object of nested arrays by name, or one nested array, which
+/// is named `input`. `lengths` is read as int64, everything else as f64.
+pub(crate) fn read_json(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let named = match value {
+        Value::Object(map) => map.into_iter().collect(),
+        array @ Value::Array(_) => vec![("input".to_string(), array)],
+        other => {
+            return Err(format!(
+                "expected an array, or an object whose values are arrays; found {}",
+                kind(&other)
+            ))
+        }
+    };
+    named
+        .into_iter()
+        .map(|(name, value)| {
+            let tensor = json_array(&value, name == "lengths")
+                .map_err(|reason| format!("`{name}`: {reason}"))?;
+            Ok((name, tensor))
+        })
+        .collect()
+}
+
+/// A nested JSON array as a tensor: every level as long as its siblings, numbers at the bottom.
+fn json_array(value: &Value, integers: bool) -> Result<Tensor, String> {
+    let mut shape = Vec::new();
+    let mut level = value;
+    while let Value::Array(items) = level {
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => level = first,
+            None => break,
+        }
+    }
+    let mut values = Vec::new();
+    flatten(value, &shape, &mut Vec::new(), &mut values)?;
+    if integers {
+        let ints = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v.fract() == 0.0 && v.abs() < 2f64.powi(53) {
+                    Ok(v as i64)
+                } else {
+                    Err(format!("element {i} is {v}, not an integer"))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Tensor::from_vec(ints, shape, &Device::Cpu).map_err(|e| e.to_string());
+    }
+    Tensor::from_vec(values, shape, &Device::Cpu).map_err(|e| e.to_string())
+}
+
+/// Appends the numbers under `value` to `out`, checking that the array under index `at` has
+/// the shape `shape[at.len()..]`.
+fn flatten(
+    value: &Value,
+    shape: &[usize],
+    at: &mut Vec<usize>,
+    out: &mut Vec<f64>,
+) -> Result<(), String> {
+    match (value, shape.get(at.len())) {
+        (Value::Array(items), Some(&len)) if items.len() == len => {
+            for (i, item) in items.iter().enumerate() {
+                at.push(i);
+                flatten(item, shape, at, out)?;
+                at.pop();
+            }
+            Ok(())
+        }
+        (Value::Array(items), Some(&len)) => Err(format!(
+            "ragged: the array at {at:?} has {} elements where its first sibling has {len}",
+            items.len()
+        )),
+        (Value::Number(n), None) => {
+            out.push(
+                n.as_f64()
+                    .ok_or_else(|| format!("{n} at {at:?} is not a number"))?,
+            );
+            Ok(())
+        }
+        (other, _) => Err(format!(
+            "found {} at {at:?} where the first element's shape {shape:?} expects {}",
+            kind(other),
+            if at.len() < shape.len() {
+                "an array"
+            } else {
+                "a number"
+            }
+        )),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A CSV file as one `[rows, columns]` f64 tensor: one row per line, comma-separated; lines
+/// starting with `#` (numpy.savetxt's header) and blank lines are skipped, and so is a first
+/// row of column names.
+pub(crate) fn read_csv(bytes: &[u8]) -> Result<Tensor, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?;
+    let mut values = Vec::new();
+    let mut columns = None;
+    let mut rows = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed: Result<Vec<f64>, (usize, &str)> = line
+            .split(',')
+            .enumerate()
+            .map(|(c, field)| field.trim().parse().map_err(|_| (c, field.trim())))
+            .collect();
+        let row = match parsed {
+            Ok(row) => row,
+            // A first row that is not numbers names the columns.
+            Err(_) if columns.is_none() => {
+                columns = Some(line.split(',').count());
+                continue;
+            }
+            Err((c, field)) => {
+                return Err(format!(
+                    "line {}, column {}: `{field}` is not a number",
+                    i + 1,
+                    c + 1
+                ))
+            }
+        };
+        let expected = *columns.get_or_insert(row.len());
+        if row.len() != expected {
+            return Err(format!(
+                "line {} has {} values where the rows before have {expected}",
+                i + 1,
+                row.len()
+            ));
+        }
+        values.extend(row);
+        rows += 1;
+    }
+    if rows == 0 {
+        return Err("no rows of numbers".into());
+    }
+    let columns = values.len() / rows;
+    Tensor::from_vec(values, (rows, columns), &Device::Cpu).map_err(|e| e.to_string())
+}
+
+/// Each element as text: f64 as f64, integers as integers, other floats by their f32 value,
+/// each in its shortest round-trip form. Non-finite values as `nan`, `inf` and `-inf`.
+fn element_strings(t: &Tensor) -> candle_core::Result<Vec<String>> {
+    let flat = t.flatten_all()?;
+    Ok(match t.dtype() {
+        DType::F64 => flat.to_vec1::<f64>()?.iter().map(|v| number(*v)).collect(),
+        DType::I64 | DType::I32 | DType::I16 | DType::U32 | DType::U8 => flat
+            .to_dtype(DType::I64)?
+            .to_vec1::<i64>()?
+            .iter()
+            .map(i64::to_string)
+            .collect(),
+        _ => flat
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|v| number(*v))
+            .collect(),
+    })
+}
+
+/// `{:?}` is Rust's shortest round-trip form, in exponent notation only for very large or
+/// small magnitudes (`1e-7`), and valid JSON and CSV for finite values.
+fn number<F: std::fmt::Debug + Into<f64> + Copy>(v: F) -> String {
+    let wide: f64 = v.into();
+    if wide.is_nan() {
+        "nan".into()
+    } else if wide.is_infinite() {
+        if wide > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// The tensors as one JSON object of nested arrays, a line per innermost array.
+pub(crate) fn write_json(tensors: &[(String, Tensor)]) -> Result<String, String> {
+    let mut out = String::from("{\n");
+    for (i, (name, t)) in tensors.iter().enumerate() {
+        let elements = element_strings(t).map_err(|e| format!("`{name}`: {e}"))?;
+        if let Some(bad) = elements
+            .iter()
+            .position(|e| e.ends_with("nan") || e.ends_with("inf"))
+        {
+            return Err(format!(
+                "`{name}` has a non-finite value (element {bad}: {}), which JSON cannot hold; \
+                 write .npy, .npz or .safetensors",
+                elements[bad]
+            ));
+        }
+        let separator = if i + 1 < tensors.len() { "," } else { "" };
+        let _ = write!(out, "  {}: ", Value::String(name.clone()));
+        nest(&elements, t.dims(), 1, &mut out);
+        out.push_str(separator);
+        out.push('\n');
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// Writes `elements` with shape `dims` as nested JSON arrays, indented `depth` levels.
+fn nest(elements: &[String], dims: &[usize], depth: usize, out: &mut String) {
+    match dims {
+        [] => out.push_str(elements.first().map_or("0", String::as_str)),
+        [_] => {
+            out.push('[');
+            out.push_str(&elements.join(", "));
+            out.push(']');
+        }
+        [n, rest @ ..] => {
+            let size: usize = rest.iter().product();
+            out.push('[');
+            for i in 0..*n {
+                out.push('\n');
+                out.push_str(&"  ".repeat(depth + 1));
+                nest(&elements[i * size..(i + 1) * size], rest, depth + 1, out);
+                if i + 1 < *n {
+                    out.push(',');
+                }
+            }
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+            out.push(']');
+        }
+    }
+}
+
+/// A `[rows, columns]` tensor as CSV, one row per line, no header (what `numpy.loadtxt(...,
+/// delimiter=",")` reads).
+pub(crate) fn write_csv(t: &Tensor) -> Result<String, String> {
+    let [rows, columns] = *t.dims() else {
+        return Err(format!(
+            "CSV holds one sequence, [steps, features]; this tensor is {:?}",
+            t.dims()
+        ));
+    };
+    let elements = element_strings(t).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for r in 0..rows {
+        out.push_str(&elements[r * columns..(r + 1) * columns].join(","));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+use super::*;
+
+#[test]
+fn json_reads_a_bare_array_as_input_and_objects_by_name() {
+    let bare = read_json(b"[[1, 2.5], [3, -4e-3]]").unwrap();
+    assert_eq!(
+        bare["input"].to_vec2::<f64>().unwrap(),
+        [[1.0, 2.5], [3.0, -4e-3]]
+    );
+    let named = read_json(br#"{"input": [[[0.5]], [[1]]], "lengths": [2]}"#).unwrap();
+    assert_eq!(named["input"].dims(), [2, 1, 1]);
+    assert_eq!(named["lengths"].dtype(), DType::I64);
+    assert_eq!(named["lengths"].to_vec1::<i64>().unwrap(), [2]);
+}
+
+#[test]
+fn json_says_where_an_array_is_ragged_or_not_numbers() {
+    let ragged = read_json(b"[[1, 2], [3]]").unwrap_err();
+    assert_eq!(
+        ragged,
+        "`input`: ragged: the array at [1] has 1 elements where its first sibling has 2"
+    );
+    let text = read_json(br#"{"input": [[1, "a"]]}"#).unwrap_err();
+    assert!(text.contains("found a string at [0, 1]"), "{text}");
+    let fraction = read_json(br#"{"lengths": [1.5]}"#).unwrap_err();
+    assert!(fraction.contains("not an integer"), "{fraction}");
+    assert!(read_json(b"3").unwrap_err().contains("found a number"));
+    assert!(read_json(b"[1, 2").is_err());
+}
+
+#[test]
+fn float32_values_survive_json_and_csv_bit_for_bit() {
+    // Values whose shortest float32 form is far from their float64 one, and extremes.
+    let values = [
+        0.1f32,
+        1.0 / 3.0,
+        -2.5e-8,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        16777217.0,
+        0.0,
+    ];
+    let t = Tensor::from_slice(&values, (7, 1), &Device::Cpu).unwrap();
+    let json = write_json(&[("output".into(), t.clone())]).unwrap();
+    let back = read_json(json.as_bytes()).unwrap()["output"]
+        .to_dtype(DType::F32)
+        .unwrap();
+    let csv = read_csv(write_csv(&t).unwrap().as_bytes())
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    for got in [back, csv] {
+        let got: Vec<u32> = got
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        let want: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn json_is_nested_and_indented() {
+    let t = Tensor::new(&[[[1f32, 2.0]], [[3.0, 4.5]]], &Device::Cpu).unwrap();
+    let h = Tensor::new(&[0.25f64], &Device::Cpu).unwrap();
+    let json = write_json(&[("output".into(), t), ("h_n".into(), h)]).unwrap();
+    assert_eq!(
+        json,
+        "{\n  \"output\": [\n    [\n      [1.0, 2.0]\n    ],\n    [\n      [3.0, 4.5]\n    ]\n  ],\n  \"h_n\": [0.25]\n}\n"
+    );
+}
+
+#[test]
+fn json_refuses_nan_which_it_cannot_hold() {
+    let t = Tensor::new(&[1f32, f32::NAN], &Device::Cpu).unwrap();
+    let err = write_json(&[("output".into(), t)]).unwrap_err();
+    assert!(err.contains("non-finite value (element 1: nan)"), "{err}");
+}
+
+#[test]
+fn csv_skips_comments_and_a_header_and_names_bad_cells() {
+    let t = read_csv(b"# written by numpy\nx0,x1\n1,2\n3, 4\n\n").unwrap();
+    assert_eq!(t.to_vec2::<f64>().unwrap(), [[1.0, 2.0], [3.0, 4.0]]);
+    assert_eq!(
+        read_csv(b"1,2\n3,x\n").unwrap_err(),
+        "line 2, column 2: `x` is not a number"
+    );
+    assert_eq!(
+        read_csv(b"1,2\n3\n").unwrap_err(),
+        "line 2 has 1 values where the rows before have 2"
+    );
+    assert_eq!(read_csv(b"a,b\n").unwrap_err(), "no rows of numbers");
+    assert_eq!(read_csv(b"").unwrap_err(), "no rows of numbers");
+}
+
+#[test]
+fn csv_writes_one_sequence_only() {
+    let t = Tensor::zeros((2, 1, 3), DType::F32, &Device::Cpu).unwrap();
+    assert!(write_csv(&t).unwrap_err().contains("[2, 1, 3]"));
+    let t = Tensor::new(&[[1f32, -0.5], [2.0, 3.0]], &Device::Cpu).unwrap();
+    assert_eq!(write_csv(&t).unwrap(), "1.0,-0.5\n2.0,3.0\n");
+}
