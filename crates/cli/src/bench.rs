@@ -8,6 +8,7 @@ use rnn_core::{uniform_weights, InitConfig, Rnn};
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, OutputFormat};
+use crate::progress::Progress;
 use crate::{emit, Outcome};
 
 /// Version of `rnn bench --format json`.
@@ -102,8 +103,10 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
     )?
     .to_dtype(dtype)?;
 
+    let progress = Progress::new(Some((args.warmup + args.runs) as u64), "bench");
     for _ in 0..args.warmup {
         rnn.forward(&input, None)?;
+        progress.inc();
     }
     let mut times = Vec::with_capacity(args.runs);
     let mut output = None;
@@ -112,7 +115,9 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
         let result = rnn.forward(&input, None)?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
         output = Some(result);
+        progress.inc();
     }
+    drop(progress);
     times.sort_by(f64::total_cmp);
     let median = if times.len() % 2 == 1 {
         times[times.len() / 2]

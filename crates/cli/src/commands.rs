@@ -231,7 +231,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         &args.options,
     )?;
     let rnn = &prepared.rnn;
+    let progress = crate::progress::Progress::new(None, "running");
     let outputs = forward(rnn, &inputs, input_file.path())?.named;
+    drop(progress);
     let outputs = outputs
         .into_iter()
         .map(|(n, t)| Ok((n, t.to_device(&candle_core::Device::Cpu)?)))

@@ -11,6 +11,7 @@ mod heatmap;
 mod memory;
 mod plot;
 mod print;
+mod progress;
 mod stream;
 
 use std::io::Write;
