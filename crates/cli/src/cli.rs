@@ -116,6 +116,11 @@ pub struct RunArgs {
     /// Also draw each layer's hidden states to this .png or .svg file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Run the input's sequences this many at a time, reading each batch from --input and
+    /// writing its outputs into --output as it goes (.npy or .safetensors): memory holds one
+    /// batch, whatever the size of the files.
+    #[arg(long, conflicts_with_all = ["stream", "plot"])]
+    pub batch_size: Option<usize>,
     /// How to print the outputs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,

@@ -82,7 +82,7 @@ fn build_rnn(model: &Model, read: &ReadOptions, form: Form) -> Result<Rnn> {
 
 /// Warns on stderr about NaN and infinite values in `tensors` (name, tensor), or, with
 /// `strict`, fails. `what` says where they are (`model.safetensors: weight`).
-fn screen<'a>(
+pub(crate) fn screen<'a>(
     what: &str,
     tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
     strict: bool,
@@ -220,6 +220,9 @@ pub(crate) fn prepare_with_inputs(
 pub fn run(args: &RunArgs) -> Result<Outcome> {
     if args.stream {
         return crate::stream::run(args);
+    }
+    if let Some(batch_size) = args.batch_size {
+        return crate::batched::run(args, batch_size);
     }
     if let Some(path) = &args.plot {
         crate::heatmap::image_format(path)?;

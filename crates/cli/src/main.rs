@@ -3,6 +3,7 @@
 //! This is the one place that prints, reads flags and picks exit codes: 0 success, 1 a
 //! comparison outside tolerance, 2 an error (printed once, as `error: ...` with its causes).
 
+mod batched;
 mod bench;
 mod cli;
 mod commands;

@@ -364,3 +364,85 @@ fn a_tensor_file_read_back_is_the_tensor_written() {
         .unwrap();
     assert_eq!(t.to_vec1::<f32>().unwrap(), [0.1, -2.5]);
 }
+
+#[test]
+fn batch_size_runs_a_file_a_batch_at_a_time_with_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = repo("tests/fixtures/formats/batch.safetensors");
+    let input = input.to_str().unwrap();
+    let whole = dir.path().join("whole.safetensors");
+    ok(&rnn(&[
+        "run",
+        &article(),
+        "--input",
+        input,
+        "--time-major",
+        "-o",
+        whole.to_str().unwrap(),
+    ]));
+    for (batch_size, name) in [
+        ("1", "b1.safetensors"),
+        ("2", "b2.safetensors"),
+        ("5", "b5.safetensors"),
+    ] {
+        let out = dir.path().join(name);
+        let o = rnn(&[
+            "run",
+            &article(),
+            "--input",
+            input,
+            "--time-major",
+            "--batch-size",
+            batch_size,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        ok(&o);
+        assert_eq!(bits(&out), bits(&whole), "--batch-size {batch_size}");
+    }
+    // .npy in, .npy out, batch-first.
+    let x = dir.path().join("x.npy");
+    let values: Vec<f32> = (0..5 * 4 * 3)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+        .collect();
+    std::fs::write(&x, npy_f32(&[5, 4, 3], &values)).unwrap();
+    let x = x.to_str().unwrap();
+    let whole = dir.path().join("whole.npy");
+    let parts = dir.path().join("parts.npy");
+    ok(&rnn(&[
+        "run",
+        &article(),
+        "--input",
+        x,
+        "--batch-first",
+        "-o",
+        whole.to_str().unwrap(),
+    ]));
+    ok(&rnn(&[
+        "run",
+        &article(),
+        "--input",
+        x,
+        "--batch-first",
+        "--batch-size",
+        "2",
+        "-o",
+        parts.to_str().unwrap(),
+    ]));
+    assert_eq!(bits(&parts), bits(&whole));
+    assert_eq!(bits(&parts)[0].1, [5, 4, 5]);
+}
+
+/// A float32 .npy file, byte by byte as numpy's format defines it.
+fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    bytes
+}

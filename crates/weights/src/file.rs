@@ -422,6 +422,22 @@ pub fn write_safetensors(
 /// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it into place: the
 /// way every file `rnn` writes is written, so a failure never leaves half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temporary_sibling(path)?;
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        // The temporary file may not exist (create failed); nothing else to clean.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A hidden name beside `path` (`.NAME.tmp-PID`) to write to before renaming over `path`.
+pub(crate) fn temporary_sibling(path: &Path) -> std::io::Result<PathBuf> {
     if path.is_dir() {
         return Err(std::io::Error::other("is a directory"));
     }
@@ -435,16 +451,5 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        // The temporary file may not exist (create failed); nothing else to clean.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    Ok(dir.join(tmp_name))
 }

@@ -13,6 +13,7 @@
 //! # Ok::<(), rnn_weights::WeightsError>(())
 //! ```
 
+mod chunked;
 mod data;
 mod error;
 mod file;
@@ -22,6 +23,7 @@ mod npy;
 mod npz;
 mod text;
 
+pub use chunked::{ArrayFile, ArrayWriter};
 pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX};
 pub use error::{Result, WeightsError};
 pub use file::{write_atomically, write_safetensors, write_tensors, FileFormat, TensorFile};

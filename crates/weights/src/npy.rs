@@ -7,16 +7,23 @@ use safetensors::View;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-/// Parses a whole `.npy` file; the error says what is wrong, in words.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
-    if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
+/// What a `.npy` header says.
+pub(crate) struct Header {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Where the data starts: the header's length.
+    pub data_start: usize,
+}
+
+/// Where the header of a `.npy` file whose first (up to 12) bytes are `prefix` ends.
+pub(crate) fn header_end(prefix: &[u8]) -> Result<usize, String> {
+    if prefix.len() < 10 || !prefix.starts_with(MAGIC) {
         return Err("missing the \\x93NUMPY magic at the start".into());
     }
-    let major = bytes[6];
-    let (header_len, header_start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+    let (header_len, header_start) = match prefix[6] {
+        1 => (u16::from_le_bytes([prefix[8], prefix[9]]) as usize, 10usize),
         2 | 3 => {
-            let len = bytes.get(8..12).ok_or("truncated in the header length")?;
+            let len = prefix.get(8..12).ok_or("truncated in the header length")?;
             (
                 u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize,
                 12,
@@ -24,15 +31,19 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
         }
         v => return Err(format!("unsupported format version {v}")),
     };
-    let header_end = header_start
-        .checked_add(header_len)
-        .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| {
-            format!(
-                "header length {header_len} runs past the end of the file ({} bytes)",
-                bytes.len()
-            )
-        })?;
+    Ok(header_start + header_len)
+}
+
+/// Reads the header at the start of `bytes` (the whole file, or at least its header).
+pub(crate) fn header(bytes: &[u8], file_len: usize) -> Result<Header, String> {
+    let header_end = header_end(bytes)?;
+    let header_start = if bytes[6] == 1 { 10 } else { 12 };
+    if header_end > file_len.min(bytes.len()) {
+        return Err(format!(
+            "header length {} runs past the end of the file ({file_len} bytes)",
+            header_end - header_start
+        ));
+    }
     let header = std::str::from_utf8(&bytes[header_start..header_end])
         .map_err(|_| "the header is not UTF-8 text".to_string())?;
     let descr = field(header, "descr").ok_or("the header has no 'descr'")?;
@@ -58,19 +69,30 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
     if !crate::file::strides_fit(&shape) {
         return Err(format!("shape {shape:?} is too large to lay out"));
     }
-    let count = shape
+    let data_len = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .and_then(|n| n.checked_mul(size))
         .ok_or("the shape is too large")?;
-    let data = &bytes[header_end..];
-    if data.len() != count {
+    let data = file_len - header_end;
+    if data != data_len {
         return Err(format!(
-            "shape {shape:?} of '{descr}' needs {count} data bytes, found {}",
-            data.len()
+            "shape {shape:?} of '{descr}' needs {data_len} data bytes, found {data}"
         ));
     }
-    Tensor::from_raw_buffer(data, dtype, &shape, &Device::Cpu).map_err(|e| e.to_string())
+    Ok(Header {
+        dtype,
+        shape,
+        data_start: header_end,
+    })
+}
+
+/// Parses a whole `.npy` file; the error says what is wrong, in words.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
+    let header = header(bytes, bytes.len())?;
+    let data = &bytes[header.data_start..];
+    Tensor::from_raw_buffer(data, header.dtype, &header.shape, &Device::Cpu)
+        .map_err(|e| e.to_string())
 }
 
 /// The bytes of a `.npy` file holding `tensor` (contiguous or not). bf16, which numpy has no
@@ -78,9 +100,18 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
 pub(crate) fn write(tensor: &Tensor) -> candle_core::Result<Vec<u8>> {
     let tensor = match tensor.dtype() {
         DType::BF16 => tensor.to_dtype(DType::F32)?,
-        _ => tensor.clone(),
+        _ => tensor.contiguous()?,
     };
-    let descr = match tensor.dtype() {
+    let mut out = header_for(tensor.dtype(), tensor.dims())?;
+    // candle's safetensors view: the elements' little-endian bytes in C order.
+    out.extend_from_slice(&tensor.data());
+    Ok(out)
+}
+
+/// The header of a `.npy` file of `shape` and `dtype`, padded as numpy pads it: the data
+/// starts on a multiple of 64 bytes; version 1.0 (2-byte header length), 2.0 when longer.
+pub(crate) fn header_for(dtype: DType, shape: &[usize]) -> candle_core::Result<Vec<u8>> {
+    let descr = match dtype {
         DType::F32 => "<f4",
         DType::F64 => "<f8",
         DType::F16 => "<f2",
@@ -89,7 +120,7 @@ pub(crate) fn write(tensor: &Tensor) -> candle_core::Result<Vec<u8>> {
         DType::U8 => "|u1",
         other => candle_core::bail!("no .npy type for {other:?}"),
     };
-    let shape = match tensor.dims() {
+    let shape = match shape {
         [n] => format!("({n},)"),
         dims => format!(
             "({})",
@@ -100,8 +131,6 @@ pub(crate) fn write(tensor: &Tensor) -> candle_core::Result<Vec<u8>> {
         ),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    // numpy pads the header with spaces and a newline so that the data starts on a multiple of
-    // 64 bytes; version 1.0 has a 2-byte header length, 2.0 a 4-byte one.
     let (version, prefix) = if header.len() + 11 <= usize::from(u16::MAX) {
         (1u8, 10)
     } else {
@@ -110,10 +139,7 @@ pub(crate) fn write(tensor: &Tensor) -> candle_core::Result<Vec<u8>> {
     let padded = (prefix + header.len() + 1).div_ceil(64) * 64;
     header.extend(std::iter::repeat_n(' ', padded - prefix - header.len() - 1));
     header.push('\n');
-    // candle's safetensors view: the elements' little-endian bytes in C order.
-    let tensor = tensor.contiguous()?;
-    let data = tensor.data();
-    let mut out = Vec::with_capacity(padded + data.len());
+    let mut out = Vec::with_capacity(padded);
     out.extend_from_slice(MAGIC);
     out.extend([version, 0]);
     if version == 1 {
@@ -122,7 +148,6 @@ pub(crate) fn write(tensor: &Tensor) -> candle_core::Result<Vec<u8>> {
         out.extend((header.len() as u32).to_le_bytes());
     }
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&data);
     Ok(out)
 }
 

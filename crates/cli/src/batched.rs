@@ -1,0 +1,182 @@
+//! `rnn run --batch-size N`: inputs larger than memory, run N sequences at a time. Each batch
+//! is read from the input file, run, and its outputs written where they belong in the output
+//! file; memory holds one batch.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use rnn_weights::{ArrayFile, ArrayWriter, FileFormat, Form};
+
+use crate::cli::RunArgs;
+use crate::commands::{prepare, read_model_file, screen};
+use crate::progress::Progress;
+use crate::Outcome;
+
+pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let input_path = args.input.as_deref().context(
+        "--batch-size reads its sequences from a file: add --input FILE (.npy or .safetensors)",
+    )?;
+    let output_path = args.output.as_deref().context(
+        "--batch-size writes its outputs to a file as it goes: add --output FILE (.npy or .safetensors)",
+    )?;
+    let format_of = |path: &Path, chosen: Option<crate::cli::FileFormat>| {
+        chosen
+            .map(Into::into)
+            .unwrap_or_else(|| FileFormat::from_path(path))
+    };
+    let in_format = format_of(input_path, args.input_format);
+    let out_format = format_of(output_path, args.output_format);
+    for (path, format) in [(input_path, in_format), (output_path, out_format)] {
+        if !matches!(format, FileFormat::Npy | FileFormat::Safetensors) {
+            bail!(
+                "{}: --batch-size reads and writes .npy or .safetensors, a batch at a time",
+                path.display()
+            );
+        }
+    }
+
+    let model_file = read_model_file(args.model.as_deref())?;
+    let prepared = prepare(&model_file, &args.options, Form::Sequence)?;
+    let rnn = &prepared.rnn;
+    let dtype: DType = args.options.dtype.into();
+    let mut input = ArrayFile::open(input_path, in_format).context("cannot read the input")?;
+    let source = input.path().display().to_string();
+    let Some((shape, stored)) = input.describe("input").map(|(s, d)| (s.to_vec(), d)) else {
+        bail!(
+            "{source}: no `input` array; --batch-size reads sequence form: `input` [seq, batch, \
+             features] (batch-first: [batch, seq, features]), optional `h0` and `lengths`"
+        );
+    };
+    if !stored.is_float() {
+        bail!("{source}: tensor `input`: expected a floating-point dtype, found {stored:?}");
+    }
+    let axis = if rnn.batch_first() { 0 } else { 1 };
+    let expected = if axis == 0 {
+        "[batch, seq, features]"
+    } else {
+        "[seq, batch, features]"
+    };
+    if shape.len() != 3 || shape[2] != rnn.input_size() {
+        bail!(
+            "{source}: tensor `input`: expected {expected} with {} features (the model's input \
+             size), found {shape:?}",
+            rnn.input_size()
+        );
+    }
+    let batch = shape[axis];
+    let lengths = read_lengths(&mut input, batch)?;
+    let stacks = rnn.num_layers() * rnn.num_directions();
+    let hidden = rnn.hidden_sizes();
+    let equal = hidden.iter().all(|&h| h == hidden[0]);
+    if let Some((h0, _)) = input.describe("h0") {
+        if !equal || h0 != [stacks, batch, hidden[0]] {
+            bail!(
+                "{source}: tensor `h0`: expected shape [{stacks}, {batch}, {}], found {h0:?}",
+                hidden[0]
+            );
+        }
+    }
+
+    // npy has no bf16: the outputs are written as f32 there, as `rnn run` writes them.
+    let stored_as = if dtype == DType::BF16 && out_format == FileFormat::Npy {
+        DType::F32
+    } else {
+        dtype
+    };
+    let mut out_shape = shape.clone();
+    out_shape[2] = rnn.output_size();
+    let mut arrays = vec![("output".to_string(), stored_as, out_shape)];
+    if equal && out_format == FileFormat::Safetensors {
+        arrays.push(("h_n".to_string(), stored_as, vec![stacks, batch, hidden[0]]));
+    }
+    let mut writer = ArrayWriter::create(output_path, out_format, &arrays)
+        .context("cannot write the outputs")?;
+
+    let seq = shape[1 - axis];
+    let per_sequence = seq * (shape[2] + rnn.output_size()) * 3 * dtype.size_in_bytes();
+    crate::memory::ensure_fits(
+        "one batch of --batch-size sequences",
+        Some(per_sequence as u128 * batch_size.min(batch) as u128),
+    )?;
+    let batches = batch.div_ceil(batch_size);
+    let progress = Progress::new(Some(batches as u64), "batches");
+    for start in (0..batch).step_by(batch_size) {
+        let range = start..(start + batch_size).min(batch);
+        let x = input
+            .read("input", axis, range.clone())
+            .context("cannot read the input")?
+            .to_dtype(dtype)?;
+        screen(
+            &format!("{source}: input"),
+            [("input", &x)],
+            args.options.strict,
+        )?;
+        let h0 = match input.describe("h0") {
+            Some(_) => Some(
+                input
+                    .read("h0", 1, range.clone())
+                    .context("cannot read the input")?
+                    .to_dtype(dtype)?
+                    .to_device(&prepared.device)?,
+            ),
+            None => None,
+        };
+        let chunk_lengths = lengths.as_ref().map(|l| &l[range.clone()]);
+        let (output, states) = rnn
+            .forward_states(&x.to_device(&prepared.device)?, h0.as_ref(), chunk_lengths)
+            .with_context(|| format!("cannot run the model on the inputs of {source}"))?;
+        let output = output.to_device(&Device::Cpu)?;
+        screen(
+            "computed output",
+            [("output", &output)],
+            args.options.strict,
+        )?;
+        writer
+            .write("output", axis, range.start, &output)
+            .context("cannot write the outputs")?;
+        if arrays.len() == 2 {
+            if let Some(h_n) = rnn.stack_states(&states)? {
+                writer
+                    .write("h_n", 1, range.start, &h_n.to_device(&Device::Cpu)?)
+                    .context("cannot write the outputs")?;
+            }
+        }
+        progress.inc();
+    }
+    drop(progress);
+    writer.finish().context("cannot write the outputs")?;
+    let names: Vec<&str> = arrays.iter().map(|(n, _, _)| n.as_str()).collect();
+    eprintln!(
+        "wrote {} ({}; {batch} sequences in {batches} batch{} of up to {batch_size})",
+        output_path.display(),
+        names.join(", "),
+        if batches == 1 { "" } else { "es" }
+    );
+    Ok(Outcome::Success)
+}
+
+/// The `lengths` array, if the file has one: `batch` counts, none negative.
+fn read_lengths(input: &mut ArrayFile, batch: usize) -> Result<Option<Vec<usize>>> {
+    let source = input.path().display().to_string();
+    let Some((shape, dtype)) = input.describe("lengths") else {
+        return Ok(None);
+    };
+    if dtype.is_float() || shape != [batch] {
+        bail!("{source}: tensor `lengths`: expected integers of shape [{batch}], found {dtype:?} {shape:?}");
+    }
+    let values: Tensor = input.read("lengths", 0, 0..batch)?;
+    values
+        .to_dtype(DType::I64)?
+        .to_vec1::<i64>()?
+        .into_iter()
+        .map(|v| {
+            usize::try_from(v)
+                .with_context(|| format!("{source}: tensor `lengths`: {v} is negative"))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}

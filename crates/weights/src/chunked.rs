@@ -1,0 +1,423 @@
+//! Arrays larger than memory: read and written a slice of one axis at a time, straight from
+//! and to the file (.npy or .safetensors), so that `rnn run --batch-size` holds one batch of
+//! sequences at a time.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+
+use crate::error::{Result, WeightsError};
+use crate::file::FileFormat;
+
+/// Where one array's data lies in a file.
+#[derive(Debug, Clone)]
+struct Layout {
+    dtype: DType,
+    shape: Vec<usize>,
+    offset: u64,
+}
+
+impl Layout {
+    /// Bytes of one element.
+    fn size(&self) -> usize {
+        self.dtype.size_in_bytes()
+    }
+}
+
+/// The arrays of a .npy or .safetensors file, their data left on disk until asked for.
+#[derive(Debug)]
+pub struct ArrayFile {
+    path: PathBuf,
+    file: File,
+    arrays: BTreeMap<String, Layout>,
+}
+
+impl ArrayFile {
+    /// Opens a file and reads its header only. A .npy file's one array is named `input`.
+    pub fn open(path: &Path, format: FileFormat) -> Result<Self> {
+        let io = |error| WeightsError::Io {
+            path: path.to_owned(),
+            error,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let arrays = match format {
+            FileFormat::Npy => {
+                let mut prefix = vec![0u8; 12.min(len as usize)];
+                file.read_exact(&mut prefix).map_err(io)?;
+                let npy_error = |reason| WeightsError::Npy {
+                    path: path.to_owned(),
+                    reason,
+                };
+                let end = crate::npy::header_end(&prefix).map_err(npy_error)?;
+                let mut head = vec![0u8; end.min(len as usize)];
+                file.seek(SeekFrom::Start(0)).map_err(io)?;
+                file.read_exact(&mut head).map_err(io)?;
+                let h = crate::npy::header(&head, usize::try_from(len).unwrap_or(usize::MAX))
+                    .map_err(npy_error)?;
+                let layout = Layout {
+                    dtype: h.dtype,
+                    shape: h.shape,
+                    offset: h.data_start as u64,
+                };
+                BTreeMap::from([("input".to_string(), layout)])
+            }
+            FileFormat::Safetensors => safetensors_header(path, &mut file, len)?,
+            other => {
+                return Err(WeightsError::Unrecognised {
+                    path: path.to_owned(),
+                    what: format!(
+                        "{other:?} cannot be read a batch at a time; use .npy or .safetensors"
+                    ),
+                    found: Vec::new(),
+                })
+            }
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            arrays,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The names of its arrays.
+    pub fn names(&self) -> Vec<String> {
+        self.arrays.keys().cloned().collect()
+    }
+
+    /// The shape and dtype of array `name`, if the file has it.
+    pub fn describe(&self, name: &str) -> Option<(&[usize], DType)> {
+        self.arrays.get(name).map(|l| (l.shape.as_slice(), l.dtype))
+    }
+
+    /// The slice `range` of axis `axis` of array `name`, read from the file.
+    pub fn read(&mut self, name: &str, axis: usize, range: Range<usize>) -> Result<Tensor> {
+        let layout = self
+            .arrays
+            .get(name)
+            .cloned()
+            .ok_or_else(|| WeightsError::MissingTensor {
+                path: self.path.clone(),
+                name: name.to_string(),
+                available: self.names(),
+            })?;
+        let dims = &layout.shape;
+        if axis >= dims.len() || range.end > dims[axis] || range.start > range.end {
+            return Err(WeightsError::Shape {
+                path: self.path.clone(),
+                name: name.to_string(),
+                expected: format!("an axis {axis} with at least {} entries", range.end),
+                found: dims.clone(),
+            });
+        }
+        let outer: usize = dims[..axis].iter().product();
+        let inner: usize = dims[axis + 1..].iter().product::<usize>() * layout.size();
+        let block = range.len() * inner;
+        let mut data = vec![0u8; outer * block];
+        for (o, chunk) in data.chunks_exact_mut(block.max(1)).enumerate().take(outer) {
+            let start = layout.offset + ((o * dims[axis] + range.start) * inner) as u64;
+            self.file
+                .seek(SeekFrom::Start(start))
+                .and_then(|_| self.file.read_exact(chunk))
+                .map_err(|error| WeightsError::Io {
+                    path: self.path.clone(),
+                    error,
+                })?;
+        }
+        let mut shape = dims.clone();
+        shape[axis] = range.len();
+        Tensor::from_raw_buffer(&data, layout.dtype, &shape, &Device::Cpu).map_err(|error| {
+            WeightsError::Tensor {
+                path: self.path.clone(),
+                error,
+            }
+        })
+    }
+}
+
+/// One tensor's entry in a safetensors header.
+#[derive(Deserialize)]
+struct Entry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+/// Reads and checks a safetensors header: every tensor's data inside the file, of the size
+/// its shape and dtype need.
+fn safetensors_header(path: &Path, file: &mut File, len: u64) -> Result<BTreeMap<String, Layout>> {
+    let invalid = |reason: String| WeightsError::Safetensors {
+        path: path.to_owned(),
+        reason,
+    };
+    let io = |error| WeightsError::Io {
+        path: path.to_owned(),
+        error,
+    };
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).map_err(|_| {
+        invalid(format!(
+            "{len} bytes, shorter than the 8-byte header length"
+        ))
+    })?;
+    let header_len = u64::from_le_bytes(n);
+    if header_len > len - 8 {
+        return Err(invalid(format!(
+            "its first 8 bytes give a header of {header_len} bytes, but only {} follow",
+            len - 8
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| invalid(e.to_string()))?;
+    entries.remove("__metadata__");
+    let data_start = 8 + header_len;
+    let mut arrays = BTreeMap::new();
+    for (name, value) in entries {
+        let entry: Entry =
+            serde_json::from_value(value).map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
+        let dtype = match entry.dtype.as_str() {
+            "F64" => DType::F64,
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            "I64" => DType::I64,
+            "I32" => DType::I32,
+            "U32" => DType::U32,
+            "U8" => DType::U8,
+            other => {
+                return Err(invalid(format!(
+                    "tensor `{name}` has dtype {other}, which rnn cannot read"
+                )))
+            }
+        };
+        let [start, end] = entry.data_offsets;
+        let needed = entry
+            .shape
+            .iter()
+            .try_fold(dtype.size_in_bytes() as u64, |acc, &d| {
+                acc.checked_mul(d as u64)
+            });
+        if !crate::file::strides_fit(&entry.shape)
+            || needed != end.checked_sub(start)
+            || data_start.checked_add(end).is_none_or(|e| e > len)
+        {
+            return Err(invalid(format!(
+                "tensor `{name}` of shape {:?} has data offsets [{start}, {end}] that do not fit it or the file",
+                entry.shape
+            )));
+        }
+        arrays.insert(
+            name,
+            Layout {
+                dtype,
+                shape: entry.shape,
+                offset: data_start + start,
+            },
+        );
+    }
+    Ok(arrays)
+}
+
+/// A .npy or .safetensors file written a slice of one axis at a time: the header first, with
+/// every array's full shape, then each slice where it belongs. It is written to a temporary
+/// file renamed over the target by [`ArrayWriter::finish`]; dropped unfinished, it leaves
+/// nothing behind.
+#[derive(Debug)]
+pub struct ArrayWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+    arrays: BTreeMap<String, Layout>,
+}
+
+impl ArrayWriter {
+    /// Creates the file for `arrays` (name, dtype, shape), in that order; .npy holds one.
+    pub fn create(
+        path: &Path,
+        format: FileFormat,
+        arrays: &[(String, DType, Vec<usize>)],
+    ) -> Result<Self> {
+        let unwritable = |format, reason| WeightsError::Unwritable {
+            path: path.to_owned(),
+            format,
+            reason,
+        };
+        let (header, layouts) = match (format, arrays) {
+            (FileFormat::Npy, [(name, dtype, shape)]) => {
+                let header = crate::npy::header_for(*dtype, shape).map_err(|error| {
+                    WeightsError::Tensor {
+                        path: path.to_owned(),
+                        error,
+                    }
+                })?;
+                let layout = Layout {
+                    dtype: *dtype,
+                    shape: shape.clone(),
+                    offset: header.len() as u64,
+                };
+                (header, BTreeMap::from([(name.clone(), layout)]))
+            }
+            (FileFormat::Npy, _) => return Err(unwritable(".npy", "it holds one array".into())),
+            (FileFormat::Safetensors, _) => safetensors_layout(arrays),
+            (other, _) => {
+                return Err(unwritable(
+                    "a batch at a time",
+                    format!("{other:?} is written whole; use .npy or .safetensors"),
+                ))
+            }
+        };
+        let total = layouts
+            .values()
+            .map(|l| l.offset + (l.shape.iter().product::<usize>() * l.size()) as u64)
+            .max()
+            .unwrap_or(header.len() as u64);
+        let io = |error| WeightsError::Io {
+            path: path.to_owned(),
+            error,
+        };
+        let tmp = crate::file::temporary_sibling(path).map_err(io)?;
+        let mut file = File::create(&tmp).map_err(io)?;
+        if let Err(error) = file.set_len(total).and_then(|()| file.write_all(&header)) {
+            // Nothing else to clean: the file was just created.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(error));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            tmp,
+            file: Some(file),
+            arrays: layouts,
+        })
+    }
+
+    /// Writes `t` as the slice of axis `axis` of array `name` that starts at `start`.
+    pub fn write(&mut self, name: &str, axis: usize, start: usize, t: &Tensor) -> Result<()> {
+        let path = self.path.clone();
+        let layout = self
+            .arrays
+            .get(name)
+            .cloned()
+            .ok_or_else(|| WeightsError::MissingTensor {
+                path: path.clone(),
+                name: name.to_string(),
+                available: self.arrays.keys().cloned().collect(),
+            })?;
+        let dims = &layout.shape;
+        let mut expected = dims.clone();
+        if axis < dims.len() {
+            expected[axis] = t.dims().get(axis).copied().unwrap_or(0);
+        }
+        if axis >= dims.len() || t.dims() != expected || start + expected[axis] > dims[axis] {
+            return Err(WeightsError::Shape {
+                path,
+                name: name.to_string(),
+                expected: format!("a slice of {dims:?} along axis {axis} from {start}"),
+                found: t.dims().to_vec(),
+            });
+        }
+        let tensor_error = |error| WeightsError::Tensor {
+            path: path.clone(),
+            error,
+        };
+        let t = t
+            .to_dtype(layout.dtype)
+            .and_then(|t| t.contiguous())
+            .map_err(tensor_error)?;
+        let bytes = safetensors::View::data(&t);
+        let outer: usize = dims[..axis].iter().product();
+        let inner: usize = dims[axis + 1..].iter().product::<usize>() * layout.size();
+        let block = expected[axis] * inner;
+        let Some(file) = self.file.as_mut() else {
+            return Err(WeightsError::Io {
+                path,
+                error: std::io::Error::other("already finished"),
+            });
+        };
+        for (o, chunk) in bytes.chunks_exact(block.max(1)).enumerate().take(outer) {
+            let at = layout.offset + ((o * dims[axis] + start) * inner) as u64;
+            file.seek(SeekFrom::Start(at))
+                .and_then(|_| file.write_all(chunk))
+                .map_err(|error| WeightsError::Io {
+                    path: path.clone(),
+                    error,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the file and renames it into place.
+    pub fn finish(mut self) -> Result<()> {
+        let io = |error| WeightsError::Io {
+            path: self.path.clone(),
+            error,
+        };
+        if let Some(file) = self.file.take() {
+            file.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(io)
+    }
+}
+
+impl Drop for ArrayWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A safetensors header for `arrays` laid end to end in their order, padded with spaces to a
+/// multiple of 8 bytes, and where each array starts.
+fn safetensors_layout(
+    arrays: &[(String, DType, Vec<usize>)],
+) -> (Vec<u8>, BTreeMap<String, Layout>) {
+    let mut entries = serde_json::Map::new();
+    let mut offset = 0u64;
+    let mut starts = Vec::new();
+    for (name, dtype, shape) in arrays {
+        let len = (shape.iter().product::<usize>() * dtype.size_in_bytes()) as u64;
+        let st_dtype = format!("{dtype:?}").to_uppercase();
+        entries.insert(
+            name.clone(),
+            serde_json::json!({"dtype": st_dtype, "shape": shape, "data_offsets": [offset, offset + len]}),
+        );
+        starts.push((name.clone(), *dtype, shape.clone(), offset));
+        offset += len;
+    }
+    let mut json = serde_json::Value::Object(entries).to_string().into_bytes();
+    while (json.len() + 8) % 8 != 0 {
+        json.push(b' ');
+    }
+    let data_start = 8 + json.len() as u64;
+    let mut header = (json.len() as u64).to_le_bytes().to_vec();
+    header.extend(json);
+    let layouts = starts
+        .into_iter()
+        .map(|(name, dtype, shape, start)| {
+            (
+                name,
+                Layout {
+                    dtype,
+                    shape,
+                    offset: data_start + start,
+                },
+            )
+        })
+        .collect();
+    (header, layouts)
+}
+
+#[cfg(test)]
+mod tests;

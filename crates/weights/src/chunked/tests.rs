@@ -1,0 +1,105 @@
+use super::*;
+use crate::file::TensorFile;
+
+fn sample(shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+fn same(a: &Tensor, b: &Tensor) {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn slices_written_along_axis_1_make_the_whole_array_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sample(&[4, 7, 3]);
+    let h_n = sample(&[2, 7, 3]);
+    for (name, format) in [
+        ("y.safetensors", FileFormat::Safetensors),
+        ("y.npy", FileFormat::Npy),
+    ] {
+        let path = dir.path().join(name);
+        let mut arrays = vec![("output".to_string(), DType::F32, vec![4, 7, 3])];
+        if format == FileFormat::Safetensors {
+            arrays.push(("h_n".to_string(), DType::F32, vec![2, 7, 3]));
+        }
+        let mut writer = ArrayWriter::create(&path, format, &arrays).unwrap();
+        for start in (0..7).step_by(3) {
+            let len = 3.min(7 - start);
+            writer
+                .write("output", 1, start, &output.narrow(1, start, len).unwrap())
+                .unwrap();
+            if format == FileFormat::Safetensors {
+                writer
+                    .write("h_n", 1, start, &h_n.narrow(1, start, len).unwrap())
+                    .unwrap();
+            }
+        }
+        assert!(!path.exists(), "visible before finish");
+        writer.finish().unwrap();
+        // Read whole by the ordinary reader (the safetensors crate checks the layout).
+        let file = TensorFile::read(&path).unwrap();
+        let whole_name = if format == FileFormat::Npy {
+            "input"
+        } else {
+            "output"
+        };
+        same(file.raw(whole_name).unwrap(), &output);
+        if format == FileFormat::Safetensors {
+            same(file.raw("h_n").unwrap(), &h_n);
+        }
+        // And a slice at a time.
+        let mut reader = ArrayFile::open(&path, format).unwrap();
+        same(
+            &reader.read(whole_name, 1, 2..6).unwrap(),
+            &output.narrow(1, 2, 4).unwrap(),
+        );
+        same(
+            &reader.read(whole_name, 0, 1..3).unwrap(),
+            &output.narrow(0, 1, 2).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn an_unfinished_writer_leaves_nothing_and_bad_slices_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("y.npy");
+    let mut writer = ArrayWriter::create(
+        &path,
+        FileFormat::Npy,
+        &[("output".into(), DType::F32, vec![2, 3])],
+    )
+    .unwrap();
+    let wrong = sample(&[2, 4]);
+    assert!(writer.write("output", 1, 0, &wrong).is_err());
+    assert!(writer.write("output", 1, 2, &sample(&[2, 2])).is_err());
+    assert!(writer.write("h_n", 0, 0, &sample(&[2, 3])).is_err());
+    drop(writer);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn reading_past_the_end_or_a_damaged_header_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.npy");
+    std::fs::write(&path, crate::npy::write(&sample(&[3, 2])).unwrap()).unwrap();
+    let mut reader = ArrayFile::open(&path, FileFormat::Npy).unwrap();
+    assert_eq!(
+        reader.describe("input"),
+        Some((&[3usize, 2][..], DType::F32))
+    );
+    assert!(reader.read("input", 0, 2..4).is_err());
+    assert!(reader.read("input", 2, 0..1).is_err());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+    assert!(ArrayFile::open(&path, FileFormat::Npy).is_err());
+    let st = dir.path().join("x.safetensors");
+    std::fs::write(&st, [&200u64.to_le_bytes()[..], b"{}"].concat()).unwrap();
+    assert!(ArrayFile::open(&st, FileFormat::Safetensors).is_err());
+}
