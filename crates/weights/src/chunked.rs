@@ -397,7 +397,7 @@ fn safetensors_layout(
         offset += len;
     }
     let mut json = serde_json::Value::Object(entries).to_string().into_bytes();
-    while (json.len() + 8) % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let data_start = 8 + json.len() as u64;
