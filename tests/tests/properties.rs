@@ -274,11 +274,12 @@ fn fused_cpu_path_matches_the_candle_reference() {
         let hidden = 1 + rng.below(if case_index % 8 == 0 { 300 } else { 70 });
         let (mut t, mut b) = (1 + rng.below(12), 1 + rng.below(40));
         let (input_size, hidden) = if case_index >= 84 {
-            // Steps large enough for the threaded GEMM path (batch · hidden² ≥ 4 M).
+            // Large steps, the batch split between threads (each part in 12-row blocks with
+            // 4- and 1-row tails).
             (t, b) = (2 + rng.below(3), 64 + rng.below(8));
             (1 + rng.below(40), 256 + rng.below(20))
         } else if case_index >= 80 {
-            // Large enough for the projection to be pipelined on a second thread.
+            // Medium steps, the batch split between threads.
             (t, b) = (64 + rng.below(20), 32 + rng.below(9));
             (64 + rng.below(30), 64 + rng.below(30))
         } else {

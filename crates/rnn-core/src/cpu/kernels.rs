@@ -7,9 +7,8 @@
 
 use super::Element;
 
-/// `out[r][j] += Σ_i lhs[r][i] · rhs[i][j]` (or `=` without `accumulate`), all row-major: `out` `[rows, n]`, `lhs`
-/// `[rows, k]`, `rhs` `[k, n]`, using up to `threads` threads.
-#[allow(clippy::too_many_arguments)] // gemm's own call takes nineteen
+/// `out[r][j] += Σ_i lhs[r][i] · rhs[i][j]`, all row-major: `out` `[rows, n]`, `lhs`
+/// `[rows, k]`, `rhs` `[k, n]`, with gemm's blocked GEMM on this thread.
 pub(crate) fn gemm_acc<T: Element>(
     out: &mut [T],
     lhs: &[T],
@@ -17,15 +16,8 @@ pub(crate) fn gemm_acc<T: Element>(
     rows: usize,
     k: usize,
     n: usize,
-    accumulate: bool,
-    threads: usize,
 ) {
     assert!(out.len() == rows * n && lhs.len() == rows * k && rhs.len() == k * n);
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
     // SAFETY: the assert above makes every pointer valid for the row-major extents given
     // (column stride 1, row strides n, k and n); `out` is borrowed mutably, so it does not
     // alias `lhs` or `rhs`. T is f32 or f64, which gemm supports.
@@ -37,7 +29,7 @@ pub(crate) fn gemm_acc<T: Element>(
             out.as_mut_ptr(),
             1,
             n as isize,
-            accumulate,
+            true,
             lhs.as_ptr(),
             1,
             k as isize,
@@ -49,42 +41,60 @@ pub(crate) fn gemm_acc<T: Element>(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         )
     }
 }
 
-/// Like [`gemm_acc`] (accumulating), for f32 on AVX-512 with this crate's micro-kernel, the
-/// rows split over `threads` scoped threads; `false` (and nothing done) where that kernel does
-/// not apply, so the caller uses gemm. gemm's own f32 kernels are AVX2 on a stable toolchain:
-/// on an AVX-512 CPU they reach half the arithmetic rate (docs/performance.md).
-pub(crate) fn avx512_gemm_acc<T: Element>(
-    out: &mut [T],
-    lhs: &[T],
-    rhs: &[T],
+/// A right-hand matrix `[k, n]` packed once for [`packed_gemm_acc`], which multiplies by it
+/// many times (`W_ih` and `W_hh` in every step): panels of [`NR`] columns, zero-padded, each
+/// `k` rows of `NR` contiguous floats. A panel's rows are then one stream for the hardware
+/// prefetcher and never collide in the L1 sets, as rows `n` floats apart do.
+pub(crate) struct PackedB {
+    data: Vec<f32>,
     k: usize,
     n: usize,
-    threads: usize,
-) -> bool {
-    if !is_x86_feature_detected_avx512() || T::as_f32(rhs).is_none() {
-        return false;
-    }
-    let rows = out.len() / n;
-    let per_thread = rows.div_ceil(threads.max(1)).next_multiple_of(4);
-    if threads <= 1 || rows < 8 {
-        small_gemm_acc(out, lhs, rhs, k, n);
-        return true;
-    }
-    std::thread::scope(|scope| {
-        for (out, lhs) in out
-            .chunks_mut(per_thread * n)
-            .zip(lhs.chunks(per_thread * k))
-        {
-            scope.spawn(move || small_gemm_acc(out, lhs, rhs, k, n));
-        }
-    });
-    true
 }
+
+impl PackedB {
+    /// Packs `rhs`; `None` where the AVX-512 kernel does not run (no AVX-512, not f32).
+    pub(crate) fn new<T: Element>(rhs: &[T], k: usize, n: usize) -> Option<Self> {
+        let rhs = T::as_f32(rhs)?;
+        if !is_x86_feature_detected_avx512() || rhs.len() != k * n || n == 0 {
+            return None;
+        }
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * k * NR];
+        for p in 0..panels {
+            let j = p * NR;
+            let width = (n - j).min(NR);
+            for i in 0..k {
+                let dst = (p * k + i) * NR;
+                data[dst..dst + width].copy_from_slice(&rhs[i * n + j..i * n + j + width]);
+            }
+        }
+        Some(Self { data, k, n })
+    }
+}
+
+/// `out[r][j] += Σ_i lhs[r][i] · b[i][j]` on one thread, with the AVX-512 micro-kernel:
+/// `out` `[rows, n]`, `lhs` `[rows, k]`, row-major.
+pub(crate) fn packed_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB) {
+    let (Some(out), Some(lhs)) = (T::as_f32_mut(out), T::as_f32(lhs)) else {
+        // PackedB exists for f32 only, so neither does a call with another type.
+        return;
+    };
+    assert!(out.len().is_multiple_of(b.n) && lhs.len() == out.len() / b.n * b.k);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a PackedB is only made where AVX-512F is present; the extents are asserted
+    // above and the packing's in `PackedB::new`.
+    unsafe {
+        avx512_f32::packed_gemm_acc(out, lhs, b)
+    }
+}
+
+/// Columns of a packed panel: two AVX-512 registers.
+const NR: usize = 32;
 
 /// Columns handled per register block by [`small_gemm_acc`]: 32 f32 are two AVX-512 or four
 /// AVX2 registers of accumulators.
@@ -100,16 +110,6 @@ pub(crate) fn small_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], rhs: &[T], k:
             && lhs.len() == out.len() / n * k
             && rhs.len() == k * n
     );
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected_avx512() {
-        if let (Some(out), Some(lhs), Some(rhs)) =
-            (T::as_f32_mut(out), T::as_f32(lhs), T::as_f32(rhs))
-        {
-            // SAFETY: AVX-512F is present (checked above); the extents were asserted above.
-            unsafe { avx512_f32::gemm_acc(out, lhs, rhs, k, n) };
-            return;
-        }
-    }
     if is_x86_feature_detected_avx512() {
         // SAFETY: the CPU supports AVX-512F, checked just above.
         unsafe { small_gemm_avx512(out, lhs, rhs, k, n) }
@@ -236,106 +236,134 @@ mod gemm_small {
 mod avx512_f32 {
     use std::arch::x86_64::*;
 
+    /// Rows of `b` per pass of [`packed_gemm_acc`]: a 256 × 32 panel slice (32 KiB) stays in
+    /// L1 while every block of rows passes over it.
+    const KC: usize = 256;
+
+    /// Rows per register block of [`packed_gemm_acc`]: 12 rows × 32 columns are 24 of the 32
+    /// zmm registers as accumulators; each step of the shared dimension loads 2 registers of
+    /// `b` and broadcasts 12 values of `lhs` for 24 multiply-adds, so the FMA units, not the
+    /// loads, set the pace.
+    const MR: usize = 12;
+
     /// # Safety
-    /// The CPU must support AVX-512F; `out` is `[rows, n]`, `lhs` `[rows, k]`, `rhs` `[k, n]`,
-    /// row-major (checked by the caller).
+    /// The CPU must support AVX-512F; `out` is `[rows, b.n]` and `lhs` `[rows, b.k]`
+    /// (checked by the caller).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gemm_acc(out: &mut [f32], lhs: &[f32], rhs: &[f32], k: usize, n: usize) {
-        if n == 0 {
-            return;
-        }
+    pub(super) unsafe fn packed_gemm_acc(out: &mut [f32], lhs: &[f32], b: &super::PackedB) {
+        let (k, n) = (b.k, b.n);
         let rows = out.len() / n;
-        // Column panels outermost, and at most KB rows of `rhs` at a time: a panel of `rhs`
-        // (KB × 32 floats, 16 KiB) stays in L1 while every block of rows passes over it,
-        // instead of all of `rhs` streaming from L2 once per block of rows.
-        // The panel is copied into a contiguous buffer first: read in place, its rows lie n
-        // floats apart, and with n a multiple of 512 they all fall into the same few L1 sets.
-        // With a few rows (a single sequence) there is too little reuse to pay for the copy:
-        // the panel is read in place.
-        let pack = rows >= 8;
-        let mut packed = if pack {
-            vec![0f32; KB * 32]
-        } else {
-            Vec::new()
-        };
-        let mut j = 0;
-        while j < n {
-            let width = (n - j).min(32);
-            let mut k0 = 0;
-            while k0 < k {
-                let k1 = (k0 + KB).min(k);
-                let (b, stride) = if pack {
-                    for i in k0..k1 {
-                        let dst = &mut packed[(i - k0) * 32..(i - k0 + 1) * 32];
-                        dst[..width].copy_from_slice(&rhs[i * n + j..i * n + j + width]);
-                        dst[width..].fill(0.0);
+        let full = rows / MR * MR;
+        let (o, a) = (out.as_mut_ptr(), lhs.as_ptr());
+        // The rows of `lhs` in blocks of MR, interleaved (`[block][i][MR]`) for one block of
+        // the shared dimension at a time: the 12 values a step broadcasts are then adjacent,
+        // one pointer and constant offsets, where 12 rows `k` floats apart cost an address
+        // computation each.
+        let mut packed_a = vec![0f32; full * KC.min(k)];
+        let mut k0 = 0;
+        while k0 < k {
+            let k1 = (k0 + KC).min(k);
+            let depth = k1 - k0;
+            for block in 0..full / MR {
+                let dst = &mut packed_a[block * MR * depth..(block + 1) * MR * depth];
+                for q in 0..MR {
+                    let src = &lhs[(block * MR + q) * k + k0..(block * MR + q) * k + k1];
+                    for (ii, &v) in src.iter().enumerate() {
+                        dst[ii * MR + q] = v;
                     }
-                    (packed.as_ptr(), 32)
-                } else {
-                    (rhs.as_ptr().add(k0 * n + j), n)
+                }
+            }
+            for p in 0..n.div_ceil(super::NR) {
+                let j = p * super::NR;
+                let tile = Tile {
+                    o,
+                    n,
+                    j,
+                    depth,
+                    masks: (mask(n - j), mask(n.saturating_sub(j + 16))),
+                    // SAFETY: panel p holds k rows of NR floats from (p·k)·NR on.
+                    bp: b.data.as_ptr().add((p * k + k0) * super::NR),
                 };
                 let mut r = 0;
+                while r < full {
+                    // SAFETY: block r / MR of `packed_a` holds MR · depth floats.
+                    tile.run::<MR, true>(r, packed_a.as_ptr().add(r * depth), MR);
+                    r += MR;
+                }
                 while r + 4 <= rows {
-                    panel::<4>(out, lhs, b, stride, k, n, r, j, k0, k1);
+                    tile.run::<4, false>(r, a.add(r * k + k0), k);
                     r += 4;
                 }
                 while r < rows {
-                    panel::<1>(out, lhs, b, stride, k, n, r, j, k0, k1);
+                    tile.run::<1, false>(r, a.add(r * k + k0), k);
                     r += 1;
                 }
-                k0 = k1;
             }
-            j += 32;
+            k0 = k1;
         }
     }
 
-    /// Rows of `rhs` per pass (see `gemm_acc`).
-    const KB: usize = 128;
-
-    /// Rows `r..r + R`, columns `j..j + 32` (masked at the edge), adding the products of
-    /// `lhs` columns `k0..k1` and the panel `b` (rows `k0..k1` of `rhs`, columns `j..j + 32`,
-    /// `stride` floats apart: packed or in place): `2·R` accumulators.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn panel<const R: usize>(
-        out: &mut [f32],
-        lhs: &[f32],
-        b: *const f32,
-        stride: usize,
-        k: usize,
+    /// One pass of [`packed_gemm_acc`]: columns `j..j + 32` of `out`, `depth` steps of the
+    /// shared dimension from the packed panel `bp`.
+    #[derive(Clone, Copy)]
+    struct Tile {
+        o: *mut f32,
+        bp: *const f32,
         n: usize,
-        r: usize,
         j: usize,
-        k0: usize,
-        k1: usize,
-    ) {
-        let (o, a) = (out.as_mut_ptr(), lhs.as_ptr());
-        let m0 = mask(n - j);
-        let m1 = mask(n.saturating_sub(j + 16));
-        // SAFETY (all pointer arithmetic below): rows r..r+R are within `rows` (the caller's
-        // loop), columns j..j+32 are masked to < n, i < k, and the panel `b` has k1 - k0 rows
-        // of `stride` floats (32 packed, or n in place starting at column j).
-        let mut c0 = [_mm512_setzero_ps(); R];
-        let mut c1 = [_mm512_setzero_ps(); R];
-        for q in 0..R {
-            let row = o.add((r + q) * n + j);
-            c0[q] = _mm512_maskz_loadu_ps(m0, row);
-            c1[q] = _mm512_maskz_loadu_ps(m1, row.add(16));
-        }
-        for i in k0..k1 {
-            let br = b.add((i - k0) * stride);
-            let b0 = _mm512_maskz_loadu_ps(m0, br);
-            let b1 = _mm512_maskz_loadu_ps(m1, br.add(16));
+        depth: usize,
+        masks: (__mmask16, __mmask16),
+    }
+
+    impl Tile {
+        /// Rows `r..r + R`, `2·R` accumulators. Row `q`'s value at step `ii` of the shared
+        /// dimension is at `a + q + ii·MR` when `PACKED`, else at `a + q·stride + ii`.
+        #[inline(always)]
+        unsafe fn run<const R: usize, const PACKED: bool>(
+            &self,
+            r: usize,
+            a: *const f32,
+            stride: usize,
+        ) {
+            let Tile {
+                o,
+                bp,
+                n,
+                j,
+                depth,
+                masks: (m0, m1),
+            } = *self;
+            // SAFETY (all pointer arithmetic below): rows r..r+R are < rows (the caller's
+            // loops), columns j..j+32 are masked to < n, ii < depth; `a` holds R rows of
+            // `depth` values in the layout PACKED says; the panel has `depth` rows of 32
+            // floats from bp, zero beyond n.
+            let mut c0 = [_mm512_setzero_ps(); R];
+            let mut c1 = [_mm512_setzero_ps(); R];
             for q in 0..R {
-                let x = _mm512_set1_ps(*a.add((r + q) * k + i));
-                c0[q] = _mm512_fmadd_ps(x, b0, c0[q]);
-                c1[q] = _mm512_fmadd_ps(x, b1, c1[q]);
+                let row = o.add((r + q) * n + j);
+                c0[q] = _mm512_maskz_loadu_ps(m0, row);
+                c1[q] = _mm512_maskz_loadu_ps(m1, row.add(16));
             }
-        }
-        for q in 0..R {
-            let row = o.add((r + q) * n + j);
-            _mm512_mask_storeu_ps(row, m0, c0[q]);
-            _mm512_mask_storeu_ps(row.add(16), m1, c1[q]);
+            for ii in 0..depth {
+                let br = bp.add(ii * super::NR);
+                let b0 = _mm512_loadu_ps(br);
+                let b1 = _mm512_loadu_ps(br.add(16));
+                for q in 0..R {
+                    let v = if PACKED {
+                        *a.add(ii * MR + q)
+                    } else {
+                        *a.add(q * stride + ii)
+                    };
+                    let x = _mm512_set1_ps(v);
+                    c0[q] = _mm512_fmadd_ps(x, b0, c0[q]);
+                    c1[q] = _mm512_fmadd_ps(x, b1, c1[q]);
+                }
+            }
+            for q in 0..R {
+                let row = o.add((r + q) * n + j);
+                _mm512_mask_storeu_ps(row, m0, c0[q]);
+                _mm512_mask_storeu_ps(row.add(16), m1, c1[q]);
+            }
         }
     }
 

@@ -81,18 +81,6 @@ impl Element for f64 {
     }
 }
 
-/// Multiply-adds from which the input projection goes to gemm's blocked, threaded GEMM; below,
-/// the register-blocked loop wins.
-const PROJECTION_GEMM_MIN_MACS: usize = 1 << 20;
-
-/// Multiply-adds per step from which the recurrent product goes to gemm's GEMM (with all
-/// threads). Measured here (docs/performance.md): at 1 M (batch 64, hidden 128) the
-/// single-threaded micro-kernel took 3.2 ms for 100 steps where gemm took 6.2 ms with one
-/// thread and 6.7 ms with two, and splitting the rows of each step over two threads was slower
-/// still: a step is too short to wake a second thread. At 67 M (batch 256, hidden 512) gemm
-/// with two threads wins.
-const STEP_GEMM_MIN_MACS: usize = 1 << 22;
-
 /// Whether the fast path handles tensors on `device` of `dtype`.
 pub(crate) fn supports(device: &Device, dtype: DType) -> bool {
     device.is_cpu() && matches!(dtype, DType::F32 | DType::F64)
@@ -167,7 +155,27 @@ fn threads() -> usize {
     *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 
+/// Multiply-adds of a layer run from which its batch is split between threads: each thread
+/// costs tens of microseconds to start, once per run.
+const SPLIT_MIN_MACS: usize = 1 << 22;
+
+/// The fewest sequences a thread takes: fewer leave the micro-kernel's rows unfilled.
+const MIN_PART_ROWS: usize = 4;
+
+/// How many parts the batch is split into, one thread each.
+fn parts(run: &Run, threads: usize) -> usize {
+    let macs = run.seq * run.batch * run.hidden * (run.input_size + run.hidden);
+    if threads <= 1 || macs < SPLIT_MIN_MACS {
+        return 1;
+    }
+    threads.min(run.batch / MIN_PART_ROWS).max(1)
+}
+
 /// The recurrence on plain buffers.
+///
+/// A sequence's states depend on nothing but its own inputs, so with several threads the
+/// batch is split: each thread runs every step for its own sequences, from start to end, with
+/// no waiting on the others in between.
 fn recurrence<T: Element>(
     run: &Run,
     x: &[T],
@@ -177,134 +185,139 @@ fn recurrence<T: Element>(
     h0: Option<&[T]>,
 ) -> (Vec<T>, Vec<T>) {
     let (seq, batch, hidden) = (run.seq, run.batch, run.hidden);
-    let threads = threads();
     let step_len = batch * hidden;
     let mut output = vec![T::ZERO; seq * step_len];
     let mut h = match h0 {
         Some(h0) => h0.to_vec(),
         None => vec![T::ZERO; step_len],
     };
-    let large_step = batch * hidden * hidden >= STEP_GEMM_MIN_MACS;
-    let projection_macs = seq * batch * run.input_size * hidden;
-    let mut state = StepState {
-        run,
-        w_hh,
+    if seq == 0 || step_len == 0 {
+        return (output, h);
+    }
+    let weights = Weights {
+        w_ih: Rhs::new(w_ih, run.input_size, hidden),
+        w_hh: Rhs::new(w_hh, hidden, hidden),
         bias,
-        h: &mut h,
-        threads,
-        large_step,
     };
-    if threads > 1 && !large_step && seq > 1 && projection_macs >= PIPELINE_MIN_MACS {
-        // A step's product is too small to share between threads, but the projection of later
-        // steps is independent of it: one thread projects chunks of steps ahead while this
-        // one runs the recurrence on those already projected.
-        let chunk_steps = seq.div_ceil(PIPELINE_CHUNKS);
-        let chunk_len = chunk_steps * step_len;
-        let x_chunk = chunk_steps * batch * run.input_size;
-        let (send, receive) = std::sync::mpsc::sync_channel::<(usize, &mut [T])>(PIPELINE_CHUNKS);
-        std::thread::scope(|scope| {
-            let output = &mut output;
-            scope.spawn(move || {
-                // The recurrence consumes steps in its own order: last first in reverse.
-                let mut chunks: Vec<(usize, &mut [T])> =
-                    output.chunks_mut(chunk_len).enumerate().collect();
-                if run.reverse {
-                    chunks.reverse();
-                }
-                for (c, out) in chunks {
-                    let xs = &x[c * x_chunk..(c * x_chunk + out.len() / hidden * run.input_size)];
-                    project(out, xs, w_ih, run.input_size, hidden, 1);
-                    let first = c * chunk_steps;
-                    let mut steps: Vec<(usize, &mut [T])> = out
-                        .chunks_mut(step_len)
-                        .enumerate()
-                        .map(|(k, s)| (first + k, s))
-                        .collect();
-                    if run.reverse {
-                        steps.reverse();
-                    }
-                    for step in steps {
-                        if send.send(step).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-            for (t, out) in receive.iter() {
-                state.step(t, out);
+    let part_rows = batch.div_ceil(parts(run, threads()));
+    let projected = part_rows == batch;
+    if projected {
+        // One part: the inputs of every step are contiguous, and one product projects them.
+        weights.w_ih.product(&mut output, x);
+    }
+    // Each part's rows of every step's output, in time order.
+    let mut outputs: Vec<Vec<&mut [T]>> = Vec::new();
+    for step in output.chunks_mut(step_len) {
+        for (p, rows) in step.chunks_mut(part_rows * hidden).enumerate() {
+            if p == outputs.len() {
+                outputs.push(Vec::with_capacity(seq));
             }
-        });
-    } else {
-        project(&mut output, x, w_ih, run.input_size, hidden, threads);
-        for i in 0..seq {
-            let t = if run.reverse { seq - 1 - i } else { i };
-            state.step(t, &mut output[t * step_len..(t + 1) * step_len]);
+            outputs[p].push(rows);
         }
     }
+    let mut parts = outputs
+        .into_iter()
+        .zip(h.chunks_mut(part_rows * hidden))
+        .enumerate()
+        .map(|(p, (steps, h))| Part {
+            first: p * part_rows,
+            steps,
+            h,
+            projected,
+        });
+    let weights = &weights;
+    std::thread::scope(|scope| {
+        let first = parts.next();
+        for part in parts {
+            scope.spawn(move || part.run(run, x, weights));
+        }
+        if let Some(part) = first {
+            part.run(run, x, weights);
+        }
+    });
     (output, h)
 }
 
-/// Projections of at least this many multiply-adds are pipelined with the recurrence when
-/// there are two threads or more (below, starting the second thread costs more than it saves).
-const PIPELINE_MIN_MACS: usize = 1 << 23;
+/// Multiply-adds from which an unpacked product goes to gemm's blocked GEMM; below, the
+/// register-blocked loop wins.
+const GEMM_MIN_MACS: usize = 1 << 20;
 
-/// Chunks the pipelined projection is cut into: the recurrence waits for the first only.
-const PIPELINE_CHUNKS: usize = 16;
+/// A right-hand matrix multiplied in every step: packed once for the AVX-512 micro-kernel
+/// where it runs (f32), else read in place.
+enum Rhs<'a, T> {
+    Packed(kernels::PackedB),
+    Plain { data: &'a [T], k: usize, n: usize },
+}
 
-/// `out = x·W_ihᵀ` for whole steps.
-fn project<T: Element>(
-    out: &mut [T],
-    x: &[T],
-    w_ih: &[T],
-    input_size: usize,
-    hidden: usize,
-    threads: usize,
-) {
-    let rows = out.len() / hidden;
-    if rows * input_size * hidden >= PROJECTION_GEMM_MIN_MACS {
-        if !kernels::avx512_gemm_acc(out, x, w_ih, input_size, hidden, threads) {
-            kernels::gemm_acc(out, x, w_ih, rows, input_size, hidden, false, threads);
+impl<'a, T: Element> Rhs<'a, T> {
+    fn new(data: &'a [T], k: usize, n: usize) -> Self {
+        match kernels::PackedB::new(data, k, n) {
+            Some(packed) => Self::Packed(packed),
+            None => Self::Plain { data, k, n },
         }
-    } else {
-        kernels::small_gemm_acc(out, x, w_ih, input_size, hidden);
+    }
+
+    /// `out += lhs · self`, on this thread.
+    fn product(&self, out: &mut [T], lhs: &[T]) {
+        match self {
+            Self::Packed(b) => kernels::packed_gemm_acc(out, lhs, b),
+            Self::Plain { data, k, n } => {
+                let rows = out.len() / n;
+                if rows * k * n >= GEMM_MIN_MACS {
+                    kernels::gemm_acc(out, lhs, data, rows, *k, *n);
+                } else {
+                    kernels::small_gemm_acc(out, lhs, data, *k, *n);
+                }
+            }
+        }
     }
 }
 
-/// What one recurrent step needs besides its slice of the output.
-struct StepState<'a, T> {
-    run: &'a Run<'a>,
-    w_hh: &'a [T],
+/// What every step of a layer multiplies by and adds.
+struct Weights<'a, T> {
+    w_ih: Rhs<'a, T>,
+    w_hh: Rhs<'a, T>,
     bias: Option<&'a [T]>,
-    h: &'a mut [T],
-    threads: usize,
-    large_step: bool,
 }
 
-impl<T: Element> StepState<'_, T> {
-    /// Step `t`: `out` holds `x_t·W_ihᵀ` and becomes `act(out + h·W_hhᵀ + b)`; the state follows
-    /// it for the sequences still running.
-    fn step(&mut self, t: usize, out: &mut [T]) {
-        let (batch, hidden) = (self.run.batch, self.run.hidden);
-        let (h, w_hh, threads) = (&*self.h, self.w_hh, self.threads);
-        if self.large_step {
-            if !kernels::avx512_gemm_acc(out, h, w_hh, hidden, hidden, threads) {
-                kernels::gemm_acc(out, h, w_hh, batch, hidden, hidden, true, threads);
+/// The sequences `first..` of the batch that one thread runs: their rows of each step's
+/// output (time order) and of the state.
+struct Part<'o, T> {
+    first: usize,
+    steps: Vec<&'o mut [T]>,
+    h: &'o mut [T],
+    /// Whether the outputs already hold the input projection.
+    projected: bool,
+}
+
+impl<T: Element> Part<'_, T> {
+    fn run(mut self, run: &Run, x: &[T], weights: &Weights<T>) {
+        let (batch, input_size, hidden) = (run.batch, run.input_size, run.hidden);
+        let rows = self.h.len() / hidden;
+        let (b0, b1) = (self.first, self.first + rows);
+        if !self.projected {
+            for (t, out) in self.steps.iter_mut().enumerate() {
+                let x_t = &x[(t * batch + b0) * input_size..(t * batch + b1) * input_size];
+                weights.w_ih.product(out, x_t);
             }
-        } else {
-            kernels::small_gemm_acc(out, self.h, self.w_hh, hidden, hidden);
         }
-        kernels::bias_activation(out, self.bias, self.run.relu);
-        match self.run.lengths {
-            None => self.h.copy_from_slice(out),
-            Some(lengths) => {
-                let rows = out
-                    .chunks_exact_mut(hidden)
-                    .zip(self.h.chunks_exact_mut(hidden));
-                for ((out_row, h_row), &len) in rows.zip(lengths) {
-                    if t < len {
-                        h_row.copy_from_slice(out_row);
-                    } else {
-                        out_row.fill(T::ZERO);
+        let lengths = run.lengths.map(|l| &l[b0..b1]);
+        let seq = self.steps.len();
+        for i in 0..seq {
+            let t = if run.reverse { seq - 1 - i } else { i };
+            let out = &mut *self.steps[t];
+            weights.w_hh.product(out, self.h);
+            kernels::bias_activation(out, weights.bias, run.relu);
+            match lengths {
+                None => self.h.copy_from_slice(out),
+                Some(lengths) => {
+                    let rows = out.chunks_exact_mut(hidden).zip(self.h.chunks_exact_mut(hidden));
+                    for ((out_row, h_row), &len) in rows.zip(lengths) {
+                        if t < len {
+                            h_row.copy_from_slice(out_row);
+                        } else {
+                            out_row.fill(T::ZERO);
+                        }
                     }
                 }
             }
