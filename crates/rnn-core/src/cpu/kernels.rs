@@ -259,18 +259,23 @@ mod avx512_f32 {
         // the shared dimension at a time: the 12 values a step broadcasts are then adjacent,
         // one pointer and constant offsets, where 12 rows `k` floats apart cost an address
         // computation each.
-        let mut packed_a = vec![0f32; full * KC.min(k)];
+        // Taken out of the thread-local rather than borrowed in a closure: a closure would not
+        // inherit this function's target features.
+        let mut packed_a = PACKED_A.take();
         let mut k0 = 0;
         while k0 < k {
             let k1 = (k0 + KC).min(k);
             let depth = k1 - k0;
+            // Written in order, into a buffer each thread keeps: no allocation and no
+            // zeroing per call.
+            packed_a.clear();
             for block in 0..full / MR {
-                let dst = &mut packed_a[block * MR * depth..(block + 1) * MR * depth];
-                for q in 0..MR {
-                    let src = &lhs[(block * MR + q) * k + k0..(block * MR + q) * k + k1];
-                    for (ii, &v) in src.iter().enumerate() {
-                        dst[ii * MR + q] = v;
-                    }
+                let rows: [&[f32]; MR] = std::array::from_fn(|q| {
+                    let start = (block * MR + q) * k;
+                    &lhs[start + k0..start + k1]
+                });
+                for ii in 0..depth {
+                    packed_a.extend(rows.iter().map(|row| row[ii]));
                 }
             }
             for p in 0..n.div_ceil(super::NR) {
@@ -290,7 +295,11 @@ mod avx512_f32 {
                     tile.run::<MR, true>(r, packed_a.as_ptr().add(r * depth), MR);
                     r += MR;
                 }
-                while r + 4 <= rows {
+                if r + 8 <= rows {
+                    tile.run::<8, false>(r, a.add(r * k + k0), k);
+                    r += 8;
+                }
+                if r + 4 <= rows {
                     tile.run::<4, false>(r, a.add(r * k + k0), k);
                     r += 4;
                 }
@@ -301,6 +310,12 @@ mod avx512_f32 {
             }
             k0 = k1;
         }
+        PACKED_A.set(packed_a);
+    }
+
+    std::thread_local! {
+        /// The packed rows of [`packed_gemm_acc`]'s left-hand side, kept between calls.
+        static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
     /// One pass of [`packed_gemm_acc`]: columns `j..j + 32` of `out`, `depth` steps of the

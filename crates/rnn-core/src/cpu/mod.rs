@@ -186,7 +186,10 @@ fn recurrence<T: Element>(
 ) -> (Vec<T>, Vec<T>) {
     let (seq, batch, hidden) = (run.seq, run.batch, run.hidden);
     let step_len = batch * hidden;
-    let mut output = vec![T::ZERO; seq * step_len];
+    // Zeroed here, on one thread: fresh pages are then faulted in before the batch is split,
+    // not by both threads at once, which contend for the process's page tables.
+    let mut output = Vec::with_capacity(seq * step_len);
+    output.resize(seq * step_len, T::ZERO);
     let mut h = match h0 {
         Some(h0) => h0.to_vec(),
         None => vec![T::ZERO; step_len],
@@ -311,7 +314,9 @@ impl<T: Element> Part<'_, T> {
             match lengths {
                 None => self.h.copy_from_slice(out),
                 Some(lengths) => {
-                    let rows = out.chunks_exact_mut(hidden).zip(self.h.chunks_exact_mut(hidden));
+                    let rows = out
+                        .chunks_exact_mut(hidden)
+                        .zip(self.h.chunks_exact_mut(hidden));
                     for ((out_row, h_row), &len) in rows.zip(lengths) {
                         if t < len {
                             h_row.copy_from_slice(out_row);
