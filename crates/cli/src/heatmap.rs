@@ -10,7 +10,7 @@ use rnn_weights::Inputs;
 
 use crate::cli::PlotArgs;
 use crate::commands::prepare_with_inputs;
-use crate::plot::{render, ImageFormat, Panel};
+use crate::plot::{dimensions, render, ImageFormat, Panel};
 use crate::Outcome;
 
 /// Panels drawn when the user does not pick a sequence; more would make cells too small.
@@ -101,7 +101,13 @@ pub fn draw(
     let bytes = render(&panels, format)?;
     rnn_weights::write_atomically(path, &bytes)
         .with_context(|| format!("cannot write the plot to {}", path.display()))?;
-    eprintln!("wrote {} ({} panels)", path.display(), panels.len());
+    let (width, height) = dimensions(&panels);
+    eprintln!(
+        "wrote {} ({width} × {height} px, {} panel{})",
+        path.display(),
+        panels.len(),
+        if panels.len() == 1 { "" } else { "s" }
+    );
     Ok(())
 }
 

@@ -58,7 +58,6 @@ impl ImageFormat {
 }
 
 /// Width and height in pixels of the figure for these panels.
-#[allow(dead_code)] // for `rnn plot` to report the size (heatmap.rs); the tests use it now
 pub fn dimensions(panels: &[Panel]) -> (u32, u32) {
     let layout = Layout::new(panels);
     (layout.width, layout.height)
