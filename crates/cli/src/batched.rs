@@ -17,7 +17,7 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let input_path = args.input.as_deref().context(
+    let input_path = args.sources.input.as_deref().context(
         "--batch-size reads its sequences from a file: add --input FILE (.npy or .safetensors)",
     )?;
     let output_path = args.output.as_deref().context(
@@ -28,7 +28,7 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
             .map(Into::into)
             .unwrap_or_else(|| FileFormat::from_path(path))
     };
-    let in_format = format_of(input_path, args.input_format);
+    let in_format = format_of(input_path, args.sources.input_format);
     let out_format = format_of(output_path, args.output_format);
     for (path, format) in [(input_path, in_format), (output_path, out_format)] {
         if !matches!(format, FileFormat::Npy | FileFormat::Safetensors) {
@@ -39,7 +39,7 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
         }
     }
 
-    let model_file = read_model_file(args.model.as_deref())?;
+    let model_file = read_model_file(args.sources.model.as_deref())?;
     let prepared = prepare(&model_file, &args.options, Form::Sequence)?;
     let rnn = &prepared.rnn;
     let dtype: DType = args.options.dtype.into();

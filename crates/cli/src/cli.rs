@@ -90,8 +90,9 @@ pub struct ModelOptions {
     pub device: DeviceChoice,
 }
 
+/// The model and the inputs it runs on: `run` and `plot`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct Sources {
     /// Weights (.safetensors). Without it, the article's model built into `rnn`.
     pub model: Option<PathBuf>,
     /// Inputs: sequence form (input, optional h0 and lengths) or step form (X0, X1, …) in
@@ -102,6 +103,12 @@ pub struct RunArgs {
     /// Read the input as this format instead of the one its extension names.
     #[arg(long, value_enum)]
     pub input_format: Option<FileFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sources: Sources,
     /// Also write the outputs to this file: .safetensors, .npz or .json get every output
     /// (Y0, Y1, … or output and h_n); .npy and .csv get `output` alone.
     #[arg(long, short)]
@@ -130,14 +137,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct PlotArgs {
-    /// Weights (.safetensors). Without it, the article's model built into `rnn`.
-    pub model: Option<PathBuf>,
-    /// Inputs, as for `rnn run`. Without it, the inputs stored in the model file.
-    #[arg(long, short)]
-    pub input: Option<PathBuf>,
-    /// Read the input as this format instead of the one its extension names.
-    #[arg(long, value_enum)]
-    pub input_format: Option<FileFormat>,
+    #[command(flatten)]
+    pub sources: Sources,
     /// The picture to write: .png or .svg.
     #[arg(long, short)]
     pub output: PathBuf,

@@ -17,7 +17,7 @@ use clap::CommandFactory;
 
 use crate::cli::{
     CheckArgs, Cli, CompletionsArgs, ConvertArgs, DevicesArgs, FileFormat, InitArgs, InspectArgs,
-    ModelOptions, OutputFormat, ReadOptions, RunArgs,
+    ModelOptions, OutputFormat, ReadOptions, RunArgs, Sources,
 };
 use crate::device::DeviceChoice;
 use crate::print::{numpy_string, JsonTensor};
@@ -202,15 +202,18 @@ fn build(model: &Model, options: &ModelOptions, form: Form) -> Result<Prepared> 
 /// The model and inputs of `run` and `plot`, screened for NaN and Inf, on the device. The
 /// weights are read first, so that their errors come before the inputs'.
 pub(crate) fn prepare_with_inputs(
-    model: Option<&Path>,
-    input: Option<&Path>,
-    input_format: Option<FileFormat>,
+    sources: &Sources,
     options: &ModelOptions,
 ) -> Result<(Prepared, TensorFile, Inputs)> {
     let dtype: DType = options.dtype.into();
-    let model_file = read_model_file(model)?;
+    let model_file = read_model_file(sources.model.as_deref())?;
     let weights = load_model(&model_file, dtype, &options.read)?;
-    let (input_file, inputs) = read_inputs(&model_file, input, input_format, dtype)?;
+    let (input_file, inputs) = read_inputs(
+        &model_file,
+        sources.input.as_deref(),
+        sources.input_format,
+        dtype,
+    )?;
     screen_sources(&model_file, &weights, &input_file, &inputs, options.strict)?;
     let prepared = build(&weights, options, inputs.form)?;
     let inputs = inputs.to_device(&prepared.device)?;
@@ -227,12 +230,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     if let Some(path) = &args.plot {
         crate::heatmap::image_format(path)?;
     }
-    let (prepared, input_file, inputs) = prepare_with_inputs(
-        args.model.as_deref(),
-        args.input.as_deref(),
-        args.input_format,
-        &args.options,
-    )?;
+    let (prepared, input_file, inputs) = prepare_with_inputs(&args.sources, &args.options)?;
     let rnn = &prepared.rnn;
     let progress = crate::progress::Progress::new(None, "running");
     let outputs = forward(rnn, &inputs, input_file.path())?.named;

@@ -18,12 +18,7 @@ const MAX_PANELS: usize = 16;
 
 pub fn plot(args: &PlotArgs) -> Result<Outcome> {
     image_format(&args.output)?;
-    let (prepared, input_file, inputs) = prepare_with_inputs(
-        args.model.as_deref(),
-        args.input.as_deref(),
-        args.input_format,
-        &args.options,
-    )?;
+    let (prepared, input_file, inputs) = prepare_with_inputs(&args.sources, &args.options)?;
     draw(
         &prepared.rnn,
         &inputs,

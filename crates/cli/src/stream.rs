@@ -24,7 +24,7 @@ struct StepJson<'a, T> {
 }
 
 pub fn run(args: &RunArgs) -> Result<Outcome> {
-    let model_file = read_model_file(args.model.as_deref())?;
+    let model_file = read_model_file(args.sources.model.as_deref())?;
     let prepared = prepare(&model_file, &args.options, Form::Sequence)?;
     let rnn = &prepared.rnn;
     let dtype: DType = args.options.dtype.into();
