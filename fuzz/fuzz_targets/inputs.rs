@@ -1,5 +1,5 @@
-//! The input loader: any bytes as a safetensors or .npy file (first byte chooses), read as
-//! inputs and run through a small fixed model in both layouts.
+//! The input loader: any bytes as a safetensors, .npy, .npz, JSON or CSV file (the first byte
+//! chooses), read as inputs and run through a small fixed model in both layouts.
 #![no_main]
 
 use std::path::Path;
@@ -7,17 +7,20 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use libfuzzer_sys::fuzz_target;
 use rnn_core::{uniform_weights, InitConfig, Nonlinearity, Rnn};
-use rnn_weights::{Inputs, TensorFile};
+use rnn_weights::{FileFormat, Inputs, TensorFile};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, bytes)) = data.split_first() else {
         return;
     };
-    let file = if choice % 2 == 0 {
-        TensorFile::from_npy_bytes(Path::new("fuzz.npy"), bytes)
-    } else {
-        TensorFile::from_safetensors_bytes(Path::new("fuzz.safetensors"), bytes)
+    let format = match choice % 5 {
+        0 => FileFormat::Npy,
+        1 => FileFormat::Safetensors,
+        2 => FileFormat::Npz,
+        3 => FileFormat::Json,
+        _ => FileFormat::Csv,
     };
+    let file = TensorFile::from_bytes(Path::new("fuzz.input"), bytes, format);
     let Ok(file) = file else { return };
     let Ok(Some(inputs)) = Inputs::from_file(&file, DType::F32) else {
         return;

@@ -34,18 +34,23 @@ impl TensorFile {
             error,
         })?;
         let format = format.unwrap_or_else(|| FileFormat::from_path(path));
+        Self::from_bytes(path, &bytes, format)
+    }
+
+    /// Parses the bytes of a file in `format`; `path` is only for messages.
+    pub fn from_bytes(path: &Path, bytes: &[u8], format: FileFormat) -> Result<Self> {
         let malformed = |kind, reason| WeightsError::Malformed {
             path: path.to_owned(),
             kind,
             reason,
         };
         let tensors = match format {
-            FileFormat::Safetensors => return Self::from_safetensors_bytes(path, &bytes),
-            FileFormat::Npy => return Self::from_npy_bytes(path, &bytes),
-            FileFormat::Npz => crate::npz::read(&bytes).map_err(|r| malformed(".npz", r))?,
-            FileFormat::Json => crate::text::read_json(&bytes).map_err(|r| malformed("JSON", r))?,
+            FileFormat::Safetensors => return Self::from_safetensors_bytes(path, bytes),
+            FileFormat::Npy => return Self::from_npy_bytes(path, bytes),
+            FileFormat::Npz => crate::npz::read(bytes).map_err(|r| malformed(".npz", r))?,
+            FileFormat::Json => crate::text::read_json(bytes).map_err(|r| malformed("JSON", r))?,
             FileFormat::Csv => {
-                let rows = crate::text::read_csv(&bytes).map_err(|r| malformed("CSV", r))?;
+                let rows = crate::text::read_csv(bytes).map_err(|r| malformed("CSV", r))?;
                 BTreeMap::from([("input".to_string(), rows)])
             }
         };
