@@ -110,8 +110,9 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
             .read("input", axis, range.clone())
             .context("cannot read the input")?
             .to_dtype(dtype)?;
+        let sequences = format!("sequences {}..{}", range.start, range.end);
         screen(
-            &format!("{source}: input"),
+            &format!("{source}: input ({sequences})"),
             [("input", &x)],
             args.options.strict,
         )?;
@@ -131,7 +132,7 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
             .with_context(|| format!("cannot run the model on the inputs of {source}"))?;
         let output = output.to_device(&Device::Cpu)?;
         screen(
-            "computed output",
+            &format!("computed output ({sequences})"),
             [("output", &output)],
             args.options.strict,
         )?;

@@ -101,7 +101,7 @@ pub struct Sources {
     #[arg(long, short)]
     pub input: Option<PathBuf>,
     /// Read the input as this format instead of the one its extension names.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, requires = "input")]
     pub input_format: Option<FileFormat>,
 }
 

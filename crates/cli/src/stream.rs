@@ -9,7 +9,7 @@ use rnn_weights::Form;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs};
-use crate::commands::{prepare, read_model_file};
+use crate::commands::{prepare, read_model_file, screen};
 use crate::print::numpy_string;
 use crate::Outcome;
 
@@ -37,7 +37,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut line = String::new();
     let mut values: Vec<f64> = Vec::with_capacity(input_size);
-    for number in 1.. {
+    for number in 1u64.. {
         if reader.buffer().is_empty() {
             out.flush()?;
         }
@@ -57,9 +57,13 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                 values.len()
             );
         }
-        let x = Tensor::from_slice(&values, (1, input_size), &candle_core::Device::Cpu)?
-            .to_dtype(dtype)?
-            .to_device(&prepared.device)?;
+        let x = Tensor::from_slice(&values, (1, input_size), &candle_core::Device::Cpu)?;
+        screen(
+            &format!("stdin line {number}"),
+            [("step", &x)],
+            args.options.strict,
+        )?;
+        let x = x.to_dtype(dtype)?.to_device(&prepared.device)?;
         let y = stream.step(&x)?.squeeze(0)?;
         let step = stream.steps() - 1;
         match args.format {

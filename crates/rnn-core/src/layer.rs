@@ -343,6 +343,7 @@ impl RnnLayer {
             reverse: direction == Direction::Reverse,
             relu: self.nonlinearity == Nonlinearity::Relu,
             lengths,
+            threads: cpu::threads(),
         };
         cpu::forward(
             &run,

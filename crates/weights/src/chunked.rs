@@ -45,7 +45,14 @@ impl ArrayFile {
             error,
         };
         let mut file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let metadata = file.metadata().map_err(io)?;
+        if !metadata.is_file() {
+            // A pipe has no length to check offsets against, and is read once.
+            return Err(io(std::io::Error::other(
+                "not a regular file; a batch at a time is read from a file on disk",
+            )));
+        }
+        let len = metadata.len();
         let arrays = match format {
             FileFormat::Npy => {
                 let mut prefix = vec![0u8; 12.min(len as usize)];
@@ -171,14 +178,18 @@ fn safetensors_header(path: &Path, file: &mut File, len: u64) -> Result<BTreeMap
         ))
     })?;
     let header_len = u64::from_le_bytes(n);
-    if header_len > len - 8 {
+    let after = len.saturating_sub(8);
+    if header_len > after {
         return Err(invalid(format!(
-            "its first 8 bytes give a header of {header_len} bytes, but only {} follow",
-            len - 8
+            "its first 8 bytes give a header of {header_len} bytes, but only {after} follow \
+             (not a safetensors file, or truncated)"
         )));
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(io)?;
+    if let Some(name) = crate::file::duplicate_key(&header) {
+        return Err(invalid(format!("the header names tensor `{name}` twice")));
+    }
     let mut entries: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(&header).map_err(|e| invalid(e.to_string()))?;
     entries.remove("__metadata__");
@@ -359,14 +370,19 @@ impl ArrayWriter {
 
     /// Syncs the file and renames it into place.
     pub fn finish(mut self) -> Result<()> {
-        let io = |error| WeightsError::Io {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let result = file
+            .sync_all()
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result.map_err(|error| WeightsError::Io {
             path: self.path.clone(),
             error,
-        };
-        if let Some(file) = self.file.take() {
-            file.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&self.tmp, &self.path).map_err(io)
+        })
     }
 }
 

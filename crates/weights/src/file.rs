@@ -263,7 +263,7 @@ pub(crate) fn strides_fit(dims: &[usize]) -> bool {
 
 /// The first key that a JSON object names twice. JSON parsers keep the last of duplicates
 /// silently; a file that names a tensor twice is ambiguous, so it is refused.
-fn duplicate_key(json: &[u8]) -> Option<String> {
+pub(crate) fn duplicate_key(json: &[u8]) -> Option<String> {
     struct FirstDuplicate(Option<String>);
 
     impl<'de> serde::Deserialize<'de> for FirstDuplicate {

@@ -133,8 +133,12 @@ pub(crate) fn read_csv(bytes: &[u8]) -> Result<Tensor, String> {
             .collect();
         let row = match parsed {
             Ok(row) => row,
-            // A first row that is not numbers names the columns.
-            Err(_) if columns.is_none() => {
+            // A first row of which no field is a number names the columns; one with some
+            // numbers is a row with a typo.
+            Err(_)
+                if columns.is_none()
+                    && line.split(',').all(|f| f.trim().parse::<f64>().is_err()) =>
+            {
                 columns = Some(line.split(',').count());
                 continue;
             }

@@ -229,9 +229,11 @@ mod gemm_small {
     );
 }
 
-/// The f32 micro-kernel for AVX-512: blocks of 4 rows × 32 columns, eight 16-lane accumulators
-/// that stay in registers while `k` rows of `rhs` stream past; each row of `rhs` loaded feeds
-/// eight multiply-adds. Column tails use masked loads and stores.
+/// The f32 micro-kernel for AVX-512 on packed weights ([`PackedB`]): blocks of 12 rows × 32
+/// columns in 24 accumulators that stay in registers while the shared dimension streams past;
+/// each step of it loads two registers of the packed panel and broadcasts 12 values of the
+/// left rows. Columns past `n` are masked off in the loads and stores of `out` (the panel is
+/// zero-padded there).
 #[cfg(target_arch = "x86_64")]
 mod avx512_f32 {
     use std::arch::x86_64::*;
@@ -251,6 +253,19 @@ mod avx512_f32 {
     /// (checked by the caller).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn packed_gemm_acc(out: &mut [f32], lhs: &[f32], b: &super::PackedB) {
+        // At most MC rows at a time, so that their packed copy stays a few hundred KiB (in L2)
+        // however many rows there are (every step's projection at once, say).
+        for (out, lhs) in out.chunks_mut(MC * b.n).zip(lhs.chunks(MC * b.k)) {
+            packed_rows(out, lhs, b);
+        }
+    }
+
+    /// Rows per call of [`packed_rows`]: 40 blocks of MR.
+    const MC: usize = 40 * MR;
+
+    /// [`packed_gemm_acc`] for at most [`MC`] rows.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn packed_rows(out: &mut [f32], lhs: &[f32], b: &super::PackedB) {
         let (k, n) = (b.k, b.n);
         let rows = out.len() / n;
         let full = rows / MR * MR;
@@ -349,7 +364,9 @@ mod avx512_f32 {
                 masks: (m0, m1),
             } = *self;
             // SAFETY (all pointer arithmetic below): rows r..r+R are < rows (the caller's
-            // loops), columns j..j+32 are masked to < n, ii < depth; `a` holds R rows of
+            // loops), columns j..j+32 are masked to < n (the second half's pointer is formed
+            // with wrapping_add, since with n - j < 16 it may lie past the end, where its
+            // all-zero mask touches nothing), ii < depth; `a` holds R rows of
             // `depth` values in the layout PACKED says; the panel has `depth` rows of 32
             // floats from bp, zero beyond n.
             let mut c0 = [_mm512_setzero_ps(); R];
@@ -357,7 +374,7 @@ mod avx512_f32 {
             for q in 0..R {
                 let row = o.add((r + q) * n + j);
                 c0[q] = _mm512_maskz_loadu_ps(m0, row);
-                c1[q] = _mm512_maskz_loadu_ps(m1, row.add(16));
+                c1[q] = _mm512_maskz_loadu_ps(m1, row.wrapping_add(16));
             }
             for ii in 0..depth {
                 let br = bp.add(ii * super::NR);
@@ -377,7 +394,7 @@ mod avx512_f32 {
             for q in 0..R {
                 let row = o.add((r + q) * n + j);
                 _mm512_mask_storeu_ps(row, m0, c0[q]);
-                _mm512_mask_storeu_ps(row.add(16), m1, c1[q]);
+                _mm512_mask_storeu_ps(row.wrapping_add(16), m1, c1[q]);
             }
         }
     }

@@ -1,11 +1,13 @@
 //! The CPU fast path: one layer, one direction, the whole recurrence as one fused operation on
 //! the tensors' buffers.
 //!
-//! - The input projection of all steps is one matrix product, written straight into the output
-//!   buffer.
-//! - Each step adds `h·W_hhᵀ` into its slice of that buffer (a register-blocked loop for small
-//!   products, the `gemm` crate's blocked, threaded GEMM for large ones), then adds the bias and
-//!   applies the activation in the same pass (a vectorised rational tanh for f32).
+//! - With several threads the batch is split: each thread runs every step of its own
+//!   sequences, with no synchronisation between steps.
+//! - The input projection is written straight into the output buffer (of all steps at once when
+//!   one thread has the whole batch, else step by step).
+//! - Each step adds `h·W_hhᵀ` into its slice of that buffer (weights packed once per run for
+//!   the AVX-512 f32 micro-kernel; a register-blocked loop or the `gemm` crate otherwise), then
+//!   adds the bias and applies the activation in one pass (a vectorised rational tanh for f32).
 //! - No allocation per step: the output buffer and one state buffer are all there is.
 //!
 //! The plain candle-ops implementation in `layer.rs` is the reference; tests hold this path
@@ -95,6 +97,8 @@ pub(crate) struct Run<'a> {
     pub reverse: bool,
     pub relu: bool,
     pub lengths: Option<&'a [usize]>,
+    /// Threads the run may use ([`threads`] outside tests).
+    pub threads: usize,
 }
 
 /// Runs one layer over `input` `[seq, batch, input_size]` (contiguous, time-major) with
@@ -150,7 +154,7 @@ fn forward_typed<T: Element>(
 /// Threads to use: candle's count (RAYON_NUM_THREADS, else the physical cores), read once.
 /// candle reads /proc/cpuinfo on every call, which would cost a streamed step more than its
 /// arithmetic.
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
@@ -202,7 +206,7 @@ fn recurrence<T: Element>(
         w_hh: Rhs::new(w_hh, hidden, hidden),
         bias,
     };
-    let part_rows = batch.div_ceil(parts(run, threads()));
+    let part_rows = batch.div_ceil(parts(run, run.threads));
     let projected = part_rows == batch;
     if projected {
         // One part: the inputs of every step are contiguous, and one product projects them.
@@ -355,3 +359,6 @@ fn with_optional_slice<T: Element, R>(
         None => f(None),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -94,12 +94,64 @@ fn reading_past_the_end_or_a_damaged_header_is_an_error() {
         reader.describe("input"),
         Some((&[3usize, 2][..], DType::F32))
     );
-    assert!(reader.read("input", 0, 2..4).is_err());
+    let past = reader.read("input", 0, 2..4).unwrap_err().to_string();
+    assert!(
+        past.ends_with(
+            "tensor `input`: expected shape an axis 0 with at least 4 entries, found [3, 2]"
+        ),
+        "{past}"
+    );
     assert!(reader.read("input", 2, 0..1).is_err());
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
-    assert!(ArrayFile::open(&path, FileFormat::Npy).is_err());
+    let short = ArrayFile::open(&path, FileFormat::Npy)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        short.contains(
+            "x.npy: not a valid .npy file: shape [3, 2] of '<f4' needs 24 data bytes, found 20"
+        ),
+        "{short}"
+    );
     let st = dir.path().join("x.safetensors");
     std::fs::write(&st, [&200u64.to_le_bytes()[..], b"{}"].concat()).unwrap();
-    assert!(ArrayFile::open(&st, FileFormat::Safetensors).is_err());
+    let header = ArrayFile::open(&st, FileFormat::Safetensors)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        header.contains("a header of 200 bytes, but only 2 follow"),
+        "{header}"
+    );
+    let twice = br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut bytes = (twice.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(twice);
+    bytes.extend([0u8; 4]);
+    std::fs::write(&st, bytes).unwrap();
+    let dup = ArrayFile::open(&st, FileFormat::Safetensors)
+        .unwrap_err()
+        .to_string();
+    assert!(dup.contains("names tensor `a` twice"), "{dup}");
+    // Not a regular file: a directory here, a pipe for a user.
+    let dir_err = ArrayFile::open(dir.path(), FileFormat::Npy)
+        .unwrap_err()
+        .to_string();
+    assert!(dir_err.contains("not a regular file"), "{dir_err}");
+}
+
+#[test]
+fn slices_written_along_axis_0_land_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("y.npy");
+    let whole = sample(&[5, 2, 3]);
+    let arrays = [("output".to_string(), DType::F32, vec![5, 2, 3])];
+    let mut writer = ArrayWriter::create(&path, FileFormat::Npy, &arrays).unwrap();
+    for (start, len) in [(3, 2), (0, 3)] {
+        let slice = whole.narrow(0, start, len).unwrap();
+        writer.write("output", 0, start, &slice).unwrap();
+    }
+    writer.finish().unwrap();
+    same(
+        TensorFile::read(&path).unwrap().raw("input").unwrap(),
+        &whole,
+    );
 }

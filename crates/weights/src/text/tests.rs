@@ -94,6 +94,11 @@ fn csv_skips_comments_and_a_header_and_names_bad_cells() {
         "line 2 has 1 values where the rows before have 2"
     );
     assert_eq!(read_csv(b"a,b\n").unwrap_err(), "no rows of numbers");
+    // A typo in the first row is an error, not a header.
+    assert_eq!(
+        read_csv(b"0.5,O.3\n1,2\n").unwrap_err(),
+        "line 1, column 2: `O.3` is not a number"
+    );
     assert_eq!(read_csv(b"").unwrap_err(), "no rows of numbers");
 }
 
