@@ -161,6 +161,9 @@ pub struct RnnLayer {
     /// `b_ih + b_hh`, `[hidden_size]`; `None` when the layer has no bias.
     bias: Option<Tensor>,
     nonlinearity: Nonlinearity,
+    /// The weights packed for the CPU micro-kernel, made by the first fast-path run and kept,
+    /// so that a stream of one-step runs does not repack them every step.
+    packed: std::sync::Arc<std::sync::OnceLock<cpu::PackedWeights>>,
 }
 
 impl RnnLayer {
@@ -206,6 +209,7 @@ impl RnnLayer {
             w_hh_t: weights.w_hh.t()?.contiguous()?,
             bias,
             nonlinearity,
+            packed: Default::default(),
         })
     }
 
@@ -220,6 +224,7 @@ impl RnnLayer {
                 .map(|b| b.to_device(device))
                 .transpose()?,
             nonlinearity: self.nonlinearity,
+            packed: Default::default(),
         })
     }
 
@@ -344,6 +349,7 @@ impl RnnLayer {
             relu: self.nonlinearity == Nonlinearity::Relu,
             lengths,
             threads: cpu::threads(),
+            packed: &self.packed,
         };
         cpu::forward(
             &run,

@@ -5,7 +5,7 @@
 //!   sequences, with no synchronisation between steps.
 //! - The input projection is written straight into the output buffer (of all steps at once when
 //!   one thread has the whole batch, else step by step).
-//! - Each step adds `h·W_hhᵀ` into its slice of that buffer (weights packed once per run for
+//! - Each step adds `h·W_hhᵀ` into its slice of that buffer (weights packed on the layer's first run for
 //!   the AVX-512 f32 micro-kernel; a register-blocked loop or the `gemm` crate otherwise), then
 //!   adds the bias and applies the activation in one pass (a vectorised rational tanh for f32).
 //! - No allocation per step: the output buffer and one state buffer are all there is.
@@ -17,6 +17,8 @@ mod kernels;
 mod tanh;
 
 use std::ops::{Add, AddAssign, Mul};
+
+use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
 
@@ -99,6 +101,24 @@ pub(crate) struct Run<'a> {
     pub lengths: Option<&'a [usize]>,
     /// Threads the run may use ([`threads`] outside tests).
     pub threads: usize,
+    /// The layer's packed weights, made by its first run.
+    pub packed: &'a OnceLock<PackedWeights>,
+}
+
+/// A layer's `W_ihᵀ` and `W_hhᵀ` packed for the AVX-512 micro-kernel (`None` where it does not
+/// run: f64, CPUs without AVX-512).
+#[derive(Default)]
+pub(crate) struct PackedWeights {
+    w_ih: Option<kernels::PackedB>,
+    w_hh: Option<kernels::PackedB>,
+}
+
+impl std::fmt::Debug for PackedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedWeights")
+            .field("packed", &self.w_hh.is_some())
+            .finish()
+    }
 }
 
 /// Runs one layer over `input` `[seq, batch, input_size]` (contiguous, time-major) with
@@ -155,7 +175,7 @@ fn forward_typed<T: Element>(
 /// candle reads /proc/cpuinfo on every call, which would cost a streamed step more than its
 /// arithmetic.
 pub(crate) fn threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    static THREADS: OnceLock<usize> = OnceLock::new();
     *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 
@@ -201,9 +221,13 @@ fn recurrence<T: Element>(
     if seq == 0 || step_len == 0 {
         return (output, h);
     }
+    let packed = run.packed.get_or_init(|| PackedWeights {
+        w_ih: kernels::PackedB::new(w_ih, run.input_size, hidden),
+        w_hh: kernels::PackedB::new(w_hh, hidden, hidden),
+    });
     let weights = Weights {
-        w_ih: Rhs::new(w_ih, run.input_size, hidden),
-        w_hh: Rhs::new(w_hh, hidden, hidden),
+        w_ih: Rhs::new(packed.w_ih.as_ref(), w_ih, run.input_size, hidden),
+        w_hh: Rhs::new(packed.w_hh.as_ref(), w_hh, hidden, hidden),
         bias,
     };
     let part_rows = batch.div_ceil(parts(run, run.threads));
@@ -249,16 +273,16 @@ fn recurrence<T: Element>(
 /// register-blocked loop wins.
 const GEMM_MIN_MACS: usize = 1 << 20;
 
-/// A right-hand matrix multiplied in every step: packed once for the AVX-512 micro-kernel
-/// where it runs (f32), else read in place.
+/// A right-hand matrix multiplied in every step: packed for the AVX-512 micro-kernel where it
+/// runs (f32), else read in place.
 enum Rhs<'a, T> {
-    Packed(kernels::PackedB),
+    Packed(&'a kernels::PackedB),
     Plain { data: &'a [T], k: usize, n: usize },
 }
 
 impl<'a, T: Element> Rhs<'a, T> {
-    fn new(data: &'a [T], k: usize, n: usize) -> Self {
-        match kernels::PackedB::new(data, k, n) {
+    fn new(packed: Option<&'a kernels::PackedB>, data: &'a [T], k: usize, n: usize) -> Self {
+        match packed {
             Some(packed) => Self::Packed(packed),
             None => Self::Plain { data, k, n },
         }

@@ -32,6 +32,7 @@ fn splitting_the_batch_between_threads_changes_nothing() {
     let h0 = Tensor::randn(0f32, 0.5, (batch, hidden), &dev).unwrap();
     let lengths: Vec<usize> = (0..batch).map(|b| b % (seq + 1)).collect();
     for reverse in [false, true] {
+        let packed = OnceLock::new();
         let run = |threads| Run {
             seq,
             batch,
@@ -41,6 +42,7 @@ fn splitting_the_batch_between_threads_changes_nothing() {
             relu: false,
             lengths: Some(&lengths),
             threads,
+            packed: &packed,
         };
         assert!(parts(&run(3), 3) == 3, "the case must split");
         let one = fast(&layer, &run(1), &x, &h0);
