@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use rnn_weights::{ArrayFile, ArrayWriter, FileFormat, Form};
 
 use crate::cli::RunArgs;
@@ -68,7 +68,15 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
         );
     }
     let batch = shape[axis];
-    let lengths = read_lengths(&mut input, batch)?;
+    let lengths = input.lengths().context("cannot read the input")?;
+    if let Some(lengths) = &lengths {
+        if lengths.len() != batch {
+            bail!(
+                "{source}: tensor `lengths`: expected shape [{batch}] (one per sequence), found [{}]",
+                lengths.len()
+            );
+        }
+    }
     let stacks = rnn.num_layers() * rnn.num_directions();
     let hidden = rnn.hidden_sizes();
     let equal = hidden.iter().all(|&h| h == hidden[0]);
@@ -158,26 +166,4 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
         if batches == 1 { "" } else { "es" }
     );
     Ok(Outcome::Success)
-}
-
-/// The `lengths` array, if the file has one: `batch` counts, none negative.
-fn read_lengths(input: &mut ArrayFile, batch: usize) -> Result<Option<Vec<usize>>> {
-    let source = input.path().display().to_string();
-    let Some((shape, dtype)) = input.describe("lengths") else {
-        return Ok(None);
-    };
-    if dtype.is_float() || shape != [batch] {
-        bail!("{source}: tensor `lengths`: expected integers of shape [{batch}], found {dtype:?} {shape:?}");
-    }
-    let values: Tensor = input.read("lengths", 0, 0..batch)?;
-    values
-        .to_dtype(DType::I64)?
-        .to_vec1::<i64>()?
-        .into_iter()
-        .map(|v| {
-            usize::try_from(v)
-                .with_context(|| format!("{source}: tensor `lengths`: {v} is negative"))
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
 }

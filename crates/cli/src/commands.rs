@@ -134,10 +134,12 @@ fn screen_sources(
     )
 }
 
-/// The results of a run: the outputs named as the inputs' form names them, and the last
-/// layer's final states (Keras's `return_sequences=False` output).
+/// The results of a run: the outputs named as the inputs' form names them, the whole output
+/// (in the inputs' layout; step form's is time-major), and the last layer's final states
+/// (Keras's `return_sequences=False` output).
 struct Results {
     named: Vec<(String, Tensor)>,
+    output: Tensor,
     last: Tensor,
 }
 
@@ -152,6 +154,7 @@ fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
     Ok(Results {
         named: name_outputs(inputs.form, &output, h_n.as_ref())?,
         last: rnn.last_output(&states).with_context(context)?,
+        output,
     })
 }
 
@@ -233,9 +236,10 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     let (prepared, input_file, inputs) = prepare_with_inputs(&args.sources, &args.options)?;
     let rnn = &prepared.rnn;
     let progress = crate::progress::Progress::new(None, "running");
-    let outputs = forward(rnn, &inputs, input_file.path())?.named;
+    let results = forward(rnn, &inputs, input_file.path())?;
     drop(progress);
-    let outputs = outputs
+    let outputs = results
+        .named
         .into_iter()
         .map(|(n, t)| Ok((n, t.to_device(&candle_core::Device::Cpu)?)))
         .collect::<Result<Vec<_>>>()?;
@@ -250,7 +254,8 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             .output_format
             .map(Into::into)
             .unwrap_or_else(|| rnn_weights::FileFormat::from_path(path));
-        write_outputs(path, format, &outputs, rnn.batch_first())?;
+        let output = results.output.to_device(&candle_core::Device::Cpu)?;
+        write_outputs(path, format, &outputs, &output, rnn.batch_first())?;
         return Ok(Outcome::Success);
     }
     match args.format {
@@ -274,58 +279,39 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Writes the outputs of a run in `format`. Formats of one array get `output` alone (step
-/// form's `Y0`, `Y1`, … stacked time-major into one), and CSV a single sequence's
-/// `[steps, features]`.
+/// Writes the outputs of a run in `format`: every named output, or, in a format of one array,
+/// the whole `output` alone (CSV: one sequence's `[steps, features]`).
 fn write_outputs(
     path: &Path,
     format: rnn_weights::FileFormat,
-    outputs: &[(String, Tensor)],
+    named: &[(String, Tensor)],
+    output: &Tensor,
     batch_first: bool,
 ) -> Result<()> {
-    let cannot = || "cannot write the outputs".to_string();
+    let cannot = "cannot write the outputs";
     let written: Vec<(String, Tensor)> = if format.holds_one_array() {
-        let output = match outputs.iter().find(|(n, _)| n == "output") {
-            Some((_, t)) => t.clone(),
-            None => {
-                let steps: Vec<Tensor> = outputs.iter().map(|(_, t)| t.clone()).collect();
-                Tensor::stack(&steps, 0)?
-            }
-        };
-        let output =
-            match (format, output.dims()) {
-                (rnn_weights::FileFormat::Csv, [_, 1, _]) if !batch_first => output.squeeze(1)?,
-                (rnn_weights::FileFormat::Csv, [1, _, _]) if batch_first => output.squeeze(0)?,
-                (rnn_weights::FileFormat::Csv, [_, batch, _]) => bail!(
-                "{}: {}: a CSV file holds one sequence, and this run has {} (shape {:?}); write \
-                 .npy, .npz, .json or .safetensors",
-                cannot(),
+        let output = match (format, output.dims()) {
+            (rnn_weights::FileFormat::Csv, [_, 1, _]) if !batch_first => output.squeeze(1)?,
+            (rnn_weights::FileFormat::Csv, [1, _, _]) if batch_first => output.squeeze(0)?,
+            (rnn_weights::FileFormat::Csv, dims @ [_, _, _]) => bail!(
+                "{cannot}: {}: a CSV file holds one sequence, and this run has {} (shape \
+                 {dims:?}); write .npy, .npz, .json or .safetensors",
                 path.display(),
-                if batch_first { output.dims()[0] } else { *batch },
-                output.dims()
+                dims[if batch_first { 0 } else { 1 }],
             ),
-                _ => output,
-            };
+            _ => output.clone(),
+        };
         vec![("output".to_string(), output)]
     } else {
-        outputs.to_vec()
+        named.to_vec()
     };
     let meta = HashMap::from([("producer".to_string(), "rnn run".to_string())]);
-    rnn_weights::write_tensors(path, &written, format, meta).with_context(cannot)?;
+    rnn_weights::write_tensors(path, &written, format, meta).context(cannot)?;
     let names: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
-    let left_out: Vec<&str> = outputs
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .filter(|n| *n == "h_n")
-        .filter(|_| format.holds_one_array())
-        .collect();
-    let note = if left_out.is_empty() {
-        String::new()
+    let note = if format.holds_one_array() && named.iter().any(|(n, _)| n == "h_n") {
+        "; h_n left out: the format holds one array"
     } else {
-        format!(
-            "; {} left out: the format holds one array",
-            left_out.join(", ")
-        )
+        ""
     };
     eprintln!("wrote {} ({}{note})", path.display(), names.join(", "));
     Ok(())

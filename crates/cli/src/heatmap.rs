@@ -42,15 +42,6 @@ pub fn draw(
     let layers = rnn
         .layer_outputs(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
         .with_context(|| format!("cannot run the model on the inputs of {}", source.display()))?;
-    // Each layer's states time-major, [steps, batch, directions · hidden].
-    let layers = layers
-        .into_iter()
-        .map(|t| match t.rank() {
-            2 => t.unsqueeze(1),
-            _ if rnn.batch_first() => t.transpose(0, 1),
-            _ => Ok(t),
-        })
-        .collect::<candle_core::Result<Vec<_>>>()?;
     let batch = layers[0].dim(1)?;
     let directions = rnn.num_directions();
     let per_sequence = layers.len() * directions;

@@ -268,14 +268,22 @@ impl Rnn {
         let output = outputs
             .pop()
             .ok_or_else(|| candle_core::Error::Msg("no layers".into()))?;
+        // Back to the input's layout.
+        let output = if input.rank() == 2 {
+            output.squeeze(1)?
+        } else if self.batch_first {
+            output.transpose(0, 1)?.contiguous()?
+        } else {
+            output
+        };
         Ok((output, states))
     }
 
-    /// Every layer's output, bottom layer first, each laid out like [`Rnn::forward`]'s
-    /// `output` (the last one is that output): what each layer's neurons did at each step.
+    /// Every layer's output, bottom layer first: what each layer's neurons did at each step.
     ///
     /// # Shapes
-    /// As [`Rnn::forward_states`]; layer `k`'s output has `directions · hidden_k` features.
+    /// Inputs as [`Rnn::forward_states`]; layer `k`'s output is time-major whatever the input's
+    /// layout, `[seq_len, batch, directions · hidden_k]` (batch 1 for an unbatched input).
     pub fn layer_outputs(
         &self,
         input: &Tensor,
@@ -286,7 +294,7 @@ impl Rnn {
     }
 
     /// Runs the stack; returns the outputs (every layer's with `all_layers`, else the top
-    /// one's) in the input's layout, and the final states.
+    /// one's), time-major `[seq_len, batch, features]`, and the final states.
     fn run(
         &self,
         input: &Tensor,
@@ -351,26 +359,13 @@ impl Rnn {
             layer_outputs.push(x);
         }
 
-        let layout = |x: Tensor| {
-            if unbatched {
-                x.squeeze(1)
-            } else if self.batch_first {
-                x.transpose(0, 1)?.contiguous()
-            } else {
-                Ok(x)
-            }
-        };
-        let outputs = layer_outputs
-            .into_iter()
-            .map(layout)
-            .collect::<Result<Vec<_>>>()?;
         if unbatched {
             states = states
                 .into_iter()
                 .map(|s| s.squeeze(0))
                 .collect::<Result<_>>()?;
         }
-        Ok((outputs, states))
+        Ok((layer_outputs, states))
     }
 
     /// The last layer's final states, directions concatenated: `[batch, directions · hidden]`.

@@ -107,6 +107,24 @@ impl ArrayFile {
         self.arrays.get(name).map(|l| (l.shape.as_slice(), l.dtype))
     }
 
+    /// The `lengths` array, if the file has one, read whole and checked as
+    /// [`crate::Inputs`] checks it: integers, rank 1, none negative.
+    pub fn lengths(&mut self) -> Result<Option<Vec<usize>>> {
+        let Some((shape, _)) = self.describe("lengths") else {
+            return Ok(None);
+        };
+        let Some(&rows) = shape.first() else {
+            return Err(WeightsError::Shape {
+                path: self.path.clone(),
+                name: "lengths".into(),
+                expected: "[batch]".into(),
+                found: Vec::new(),
+            });
+        };
+        let t = self.read("lengths", 0, 0..rows)?;
+        crate::data::lengths_from(&self.path, &t).map(Some)
+    }
+
     /// The slice `range` of axis `axis` of array `name`, read from the file.
     pub fn read(&mut self, name: &str, axis: usize, range: Range<usize>) -> Result<Tensor> {
         let layout = self

@@ -2,6 +2,8 @@
 //! step form (`X0`, `X1`, … in, `Y0`, `Y1`, … out, one `[batch, features]` tensor per step, as
 //! the tutorial feeds them) and sequence form (`input`, optional `h0` in; `output`, `h_n` out).
 
+use std::path::Path;
+
 use candle_core::{DType, Tensor};
 
 use crate::error::{Result, WeightsError};
@@ -110,37 +112,58 @@ fn read_lengths(file: &TensorFile) -> Result<Option<Vec<usize>>> {
     if !file.contains("lengths") {
         return Ok(None);
     }
-    let bad_dtype = |found: String| WeightsError::Dtype {
-        path: file.path().to_owned(),
-        name: "lengths".into(),
-        expected: "an integer dtype (I64, I32, U32, U8)".into(),
-        found,
-    };
-    let Some(t) = file.raw("lengths") else {
-        return Err(bad_dtype(file.dtype_name("lengths").unwrap_or_default()));
-    };
+    match file.raw("lengths") {
+        Some(t) => lengths_from(file.path(), t).map(Some),
+        None => Err(lengths_dtype_error(
+            file.path(),
+            file.dtype_name("lengths").unwrap_or_default(),
+        )),
+    }
+}
+
+/// The counts in a `lengths` tensor read from `path`: integers, rank 1, none negative.
+pub(crate) fn lengths_from(path: &Path, t: &Tensor) -> Result<Vec<usize>> {
     if t.dtype().is_float() {
-        return Err(bad_dtype(format!("{:?}", t.dtype()).to_uppercase()));
+        return Err(lengths_dtype_error(
+            path,
+            format!("{:?}", t.dtype()).to_uppercase(),
+        ));
     }
     if t.rank() != 1 {
-        return Err(file.shape_error("lengths", "[batch]".into(), t.dims()));
+        return Err(WeightsError::Shape {
+            path: path.to_owned(),
+            name: "lengths".into(),
+            expected: "[batch]".into(),
+            found: t.dims().to_vec(),
+        });
     }
     let values = t
         .to_dtype(DType::I64)
         .and_then(|t| t.to_vec1::<i64>())
-        .map_err(|e| file.tensor_error(e))?;
+        .map_err(|error| WeightsError::Tensor {
+            path: path.to_owned(),
+            error,
+        })?;
     values
         .iter()
         .enumerate()
         .map(|(b, &v)| {
             usize::try_from(v).map_err(|_| WeightsError::Value {
-                path: file.path().to_owned(),
+                path: path.to_owned(),
                 name: "lengths".into(),
                 reason: format!("element [{b}] is {v}; lengths cannot be negative"),
             })
         })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
+        .collect()
+}
+
+fn lengths_dtype_error(path: &Path, found: String) -> WeightsError {
+    WeightsError::Dtype {
+        path: path.to_owned(),
+        name: "lengths".into(),
+        expected: "an integer dtype (I64, I32, U32, U8)".into(),
+        found,
+    }
 }
 
 /// `prefix0`, `prefix1`, … for as long as they are present.

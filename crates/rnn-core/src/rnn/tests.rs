@@ -82,9 +82,9 @@ fn mismatched_layer_sizes_are_rejected() {
 }
 
 /// The same stack as `bidirectional_two_layers_by_hand`, batch-first: layer 0's outputs are
-/// [1, 2] then [3, 4] (forward, reverse), layer 1's are zeros.
+/// [1, 2] then [3, 4] (forward, reverse), layer 1's are zeros; each comes time-major.
 #[test]
-fn layer_outputs_are_each_layers_states_in_the_input_layout() {
+fn layer_outputs_are_each_layers_states_time_major() {
     let dev = Device::Cpu;
     let w1 = Tensor::new(&[[1.0f64, -1.0]], &dev).unwrap();
     let weights = vec![
@@ -99,11 +99,11 @@ fn layer_outputs_are_each_layers_states_in_the_input_layout() {
     assert_eq!(layers.len(), 2);
     assert_eq!(
         layers[0].to_vec3::<f64>().unwrap(),
-        [[[1.0, 2.0], [3.0, 4.0]]]
+        [[[1.0, 2.0]], [[3.0, 4.0]]]
     );
     let (output, _) = rnn.forward(&input, None).unwrap();
     assert_eq!(
-        layers[1].to_vec3::<f64>().unwrap(),
+        layers[1].transpose(0, 1).unwrap().to_vec3::<f64>().unwrap(),
         output.to_vec3::<f64>().unwrap()
     );
 }
