@@ -21,23 +21,47 @@ const PEERS: [&str; 3] = ["torch", "onnxruntime", "keras"];
 /// Outputs must agree within this (f32, different summation orders and tanh implementations).
 const AGREEMENT: f64 = 1e-4;
 
+const USAGE: &str = "cargo xtask bench [--threads N] [--rounds N] [--shape B,T,I,H]...
+  --shape   run only this shape (repeatable); the record in docs/bench is then left alone";
+
 struct Options {
     threads: usize,
     rounds: usize,
+    /// Only these shapes (a trial run, not recorded); all of [`SHAPES`] when empty.
+    shapes: Vec<(usize, usize, usize, usize)>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         threads: 2,
         rounds: 5,
+        shapes: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = it
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--threads" => options.threads = value.parse()?,
             "--rounds" => options.rounds = value.parse()?,
-            other => bail!("unknown flag {other}; expected --threads N, --rounds N"),
+            "--shape" => {
+                let dims: Vec<usize> =
+                    value
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()
+                        .with_context(|| format!("--shape {value}: expected B,T,I,H"))?;
+                let [b, t, i, h] = dims[..] else {
+                    bail!("--shape {value}: expected four numbers B,T,I,H");
+                };
+                options.shapes.push((b, t, i, h));
+            }
+            other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
     Ok(options)
@@ -93,7 +117,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     );
 
     let mut records = Vec::new();
-    for shape in SHAPES {
+    let trial = !options.shapes.is_empty();
+    let shapes = if trial {
+        options.shapes.clone()
+    } else {
+        SHAPES.to_vec()
+    };
+    for shape in shapes {
         let (b, t, i, h) = shape;
         let runs = runs_for(shape).to_string();
         let case = scratch.join(format!("case-{b}-{t}-{i}-{h}.safetensors"));
@@ -190,6 +220,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load after: {}", load.trim());
+    if trial {
+        println!("a trial of chosen shapes: docs/bench is left as it was");
+        return Ok(());
+    }
     let results = root.join("docs/bench/cpu.json");
     std::fs::create_dir_all(results.parent().context("no parent")?)?;
     let doc = serde_json::json!({"threads": options.threads, "rounds": options.rounds, "shapes": records});

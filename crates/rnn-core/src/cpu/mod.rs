@@ -3,12 +3,13 @@
 //!
 //! - With several threads the batch is split: each thread runs every step of its own
 //!   sequences, with no synchronisation between steps.
-//! - The input projection is written straight into the output buffer (of all steps at once when
-//!   one thread has the whole batch, else step by step).
-//! - Each step adds `h·W_hhᵀ` into its slice of that buffer (weights packed on the layer's first run for
-//!   the AVX-512 f32 micro-kernel; a register-blocked loop or the `gemm` crate otherwise), then
-//!   adds the bias and applies the activation in one pass (a vectorised rational tanh for f32).
-//! - No allocation per step: the output buffer and one state buffer are all there is.
+//! - Each step computes `x_t·W_ihᵀ + h·W_hhᵀ` into its slice of the output as one product
+//!   over the two weights, then bias and activation, fused into the product's last store
+//!   with the AVX-512 micro-kernel (f32; weights packed on the layer's first run), or as a
+//!   separate pass after a register-blocked loop or the `gemm` crate otherwise. With only a
+//!   few sequences, the input projection of every step is one product up front instead.
+//! - The state is the previous step's output, read in place; no allocation per step: the
+//!   output buffer, zeroed piece by piece by the thread that fills it, is all there is.
 //!
 //! The plain candle-ops implementation in `layer.rs` is the reference; tests hold this path
 //! against it.
@@ -186,7 +187,10 @@ const SPLIT_MIN_MACS: usize = 1 << 22;
 /// The fewest sequences a thread takes: fewer leave the micro-kernel's rows unfilled.
 const MIN_PART_ROWS: usize = 4;
 
-/// How many parts the batch is split into, one thread each.
+/// How many parts the batch is split into, one thread each. Equal parts, not a queue of
+/// smaller ones: on this project's machine, parts of 24 to 36 rows taken from a queue ran
+/// (256, 50, 256, 512) no faster at best and 3–10% slower in the median, as the last parts
+/// left one thread idle and smaller parts reuse each block of weights over fewer rows.
 fn parts(run: &Run, threads: usize) -> usize {
     let macs = run.seq * run.batch * run.hidden * (run.input_size + run.hidden);
     if threads <= 1 || macs < SPLIT_MIN_MACS {
@@ -194,6 +198,11 @@ fn parts(run: &Run, threads: usize) -> usize {
     }
     threads.min(run.batch / MIN_PART_ROWS).max(1)
 }
+
+/// Rows per step below which a single part projects the inputs of every step in one product
+/// before the recurrence (a few rows per step leave the micro-kernel's row blocks empty);
+/// from it, each step computes its projection together with its recurrent product.
+const PROJECT_AHEAD_BELOW_ROWS: usize = 12;
 
 /// The recurrence on plain buffers.
 ///
@@ -210,16 +219,12 @@ fn recurrence<T: Element>(
 ) -> (Vec<T>, Vec<T>) {
     let (seq, batch, hidden) = (run.seq, run.batch, run.hidden);
     let step_len = batch * hidden;
-    // Zeroed here, on one thread: fresh pages are then faulted in before the batch is split,
-    // not by both threads at once, which contend for the process's page tables.
-    let mut output = Vec::with_capacity(seq * step_len);
-    output.resize(seq * step_len, T::ZERO);
     let mut h = match h0 {
         Some(h0) => h0.to_vec(),
         None => vec![T::ZERO; step_len],
     };
     if seq == 0 || step_len == 0 {
-        return (output, h);
+        return (vec![T::ZERO; seq * step_len], h);
     }
     let packed = run.packed.get_or_init(|| PackedWeights {
         w_ih: kernels::PackedB::new(w_ih, run.input_size, hidden),
@@ -231,40 +236,44 @@ fn recurrence<T: Element>(
         bias,
     };
     let part_rows = batch.div_ceil(parts(run, run.threads));
-    let projected = part_rows == batch;
-    if projected {
-        // One part: the inputs of every step are contiguous, and one product projects them.
-        weights.w_ih.product(&mut output, x);
-    }
-    // Each part's rows of every step's output, in time order.
-    let mut outputs: Vec<Vec<&mut [T]>> = Vec::new();
-    for step in output.chunks_mut(step_len) {
-        for (p, rows) in step.chunks_mut(part_rows * hidden).enumerate() {
-            if p == outputs.len() {
-                outputs.push(Vec::with_capacity(seq));
-            }
-            outputs[p].push(rows);
-        }
-    }
-    let mut parts = outputs
-        .into_iter()
-        .zip(h.chunks_mut(part_rows * hidden))
-        .enumerate()
-        .map(|(p, (steps, h))| Part {
-            first: p * part_rows,
-            steps,
-            h,
-            projected,
-        });
     let weights = &weights;
-    std::thread::scope(|scope| {
-        let first = parts.next();
-        for part in parts {
-            scope.spawn(move || part.run(run, x, weights));
+    let output = kernels::zeroed_where_used(seq * step_len, |output| {
+        // Each part's rows of every step's output, in time order.
+        let mut outputs: Vec<Vec<Out<T>>> = Vec::new();
+        let project_ahead = part_rows == batch && batch < PROJECT_AHEAD_BELOW_ROWS;
+        if project_ahead {
+            // One part: the inputs of every step are contiguous, and one product projects them.
+            let output = output.zeroed();
+            weights.w_ih.product(output, x);
+            outputs.push(output.chunks_mut(step_len).map(Out::Projected).collect());
+        } else {
+            for step in output.chunks(step_len) {
+                for (p, rows) in step.chunks(part_rows * hidden).enumerate() {
+                    if p == outputs.len() {
+                        outputs.push(Vec::with_capacity(seq));
+                    }
+                    outputs[p].push(Out::Blank(rows));
+                }
+            }
         }
-        if let Some(part) = first {
-            part.run(run, x, weights);
-        }
+        let mut parts = outputs
+            .into_iter()
+            .zip(h.chunks_mut(part_rows * hidden))
+            .enumerate()
+            .map(|(p, (steps, h))| Part {
+                first: p * part_rows,
+                steps,
+                h,
+            });
+        std::thread::scope(|scope| {
+            let first = parts.next();
+            for part in parts {
+                scope.spawn(move || part.run(run, x, weights));
+            }
+            if let Some(part) = first {
+                part.run(run, x, weights);
+            }
+        });
     });
     (output, h)
 }
@@ -311,49 +320,80 @@ struct Weights<'a, T> {
     bias: Option<&'a [T]>,
 }
 
+impl<T: Element> Weights<'_, T> {
+    /// One step into `out` (zeroed, or holding the projection when `x` is `None`):
+    /// `out = act(out + x·W_ih + h·W_hh + bias)`.
+    fn step(&self, out: &mut [T], x: Option<&[T]>, h: &[T], relu: bool) {
+        if let (Rhs::Packed(w_ih), Rhs::Packed(w_hh)) = (&self.w_ih, &self.w_hh) {
+            kernels::packed_step(out, x.map(|x| (x, *w_ih)), (h, w_hh), self.bias, relu);
+            return;
+        }
+        if let Some(x) = x {
+            self.w_ih.product(out, x);
+        }
+        self.w_hh.product(out, h);
+        kernels::bias_activation(out, self.bias, relu);
+    }
+}
+
+/// A part's rows of one step's output: not yet written, or holding the step's projection.
+enum Out<'o, T: Element> {
+    Blank(kernels::Blank<'o, T>),
+    Projected(&'o mut [T]),
+}
+
 /// The sequences `first..` of the batch that one thread runs: their rows of each step's
 /// output (time order) and of the state.
-struct Part<'o, T> {
+struct Part<'o, T: Element> {
     first: usize,
-    steps: Vec<&'o mut [T]>,
+    steps: Vec<Out<'o, T>>,
     h: &'o mut [T],
-    /// Whether the outputs already hold the input projection.
-    projected: bool,
 }
 
 impl<T: Element> Part<'_, T> {
-    fn run(mut self, run: &Run, x: &[T], weights: &Weights<T>) {
+    fn run(self, run: &Run, x: &[T], weights: &Weights<T>) {
+        let Part {
+            first,
+            mut steps,
+            h,
+        } = self;
         let (batch, input_size, hidden) = (run.batch, run.input_size, run.hidden);
-        let rows = self.h.len() / hidden;
-        let (b0, b1) = (self.first, self.first + rows);
-        if !self.projected {
-            for (t, out) in self.steps.iter_mut().enumerate() {
-                let x_t = &x[(t * batch + b0) * input_size..(t * batch + b1) * input_size];
-                weights.w_ih.product(out, x_t);
-            }
-        }
+        let (b0, b1) = (first, first + h.len() / hidden);
         let lengths = run.lengths.map(|l| &l[b0..b1]);
-        let seq = self.steps.len();
-        for i in 0..seq {
+        let seq = steps.len();
+        if run.reverse {
+            steps.reverse();
+        }
+        // The previous step's output, which is the state where no sequence has ended.
+        let mut previous: Option<&[T]> = None;
+        for (i, out) in steps.into_iter().enumerate() {
             let t = if run.reverse { seq - 1 - i } else { i };
-            let out = &mut *self.steps[t];
-            weights.w_hh.product(out, self.h);
-            kernels::bias_activation(out, weights.bias, run.relu);
-            match lengths {
-                None => self.h.copy_from_slice(out),
-                Some(lengths) => {
-                    let rows = out
-                        .chunks_exact_mut(hidden)
-                        .zip(self.h.chunks_exact_mut(hidden));
-                    for ((out_row, h_row), &len) in rows.zip(lengths) {
-                        if t < len {
-                            h_row.copy_from_slice(out_row);
-                        } else {
-                            out_row.fill(T::ZERO);
-                        }
+            let (out, x_t) = match out {
+                Out::Blank(out) => (
+                    out.zeroed(),
+                    Some(&x[(t * batch + b0) * input_size..(t * batch + b1) * input_size]),
+                ),
+                Out::Projected(out) => (out, None),
+            };
+            let state = match (lengths, previous) {
+                (None, Some(previous)) => previous,
+                _ => &*h,
+            };
+            weights.step(out, x_t, state, run.relu);
+            if let Some(lengths) = lengths {
+                let rows = out.chunks_exact_mut(hidden).zip(h.chunks_exact_mut(hidden));
+                for ((out_row, h_row), &len) in rows.zip(lengths) {
+                    if t < len {
+                        h_row.copy_from_slice(out_row);
+                    } else {
+                        out_row.fill(T::ZERO);
                     }
                 }
             }
+            previous = Some(out);
+        }
+        if let (None, Some(last)) = (lengths, previous) {
+            h.copy_from_slice(last);
         }
     }
 }

@@ -7,21 +7,21 @@
 //! f64's tanh over every f32 in [-10, 10], is at most 8 ulp (at x ≈ 5.9, 4.8e-7); the worst case and
 //! the method are in docs/performance.md.
 
-const CLAMP: f32 = 7.905_311;
+pub(super) const CLAMP: f32 = 7.905_311;
 /// Below this |x|, tanh(x) = x to f32 precision.
-const TINY: f32 = 0.0004;
+pub(super) const TINY: f32 = 0.0004;
 
-const A1: f32 = 4.893_524_6e-3;
-const A3: f32 = 6.372_619_3e-4;
-const A5: f32 = 1.485_722_4e-5;
-const A7: f32 = 5.122_297e-8;
-const A9: f32 = -8.604_672e-11;
-const A11: f32 = 2.000_188e-13;
-const A13: f32 = -2.760_768_5e-16;
-const B0: f32 = 4.893_525e-3;
-const B2: f32 = 2.268_434_6e-3;
-const B4: f32 = 1.185_347_1e-4;
-const B6: f32 = 1.198_258_4e-6;
+pub(super) const A1: f32 = 4.893_524_6e-3;
+pub(super) const A3: f32 = 6.372_619_3e-4;
+pub(super) const A5: f32 = 1.485_722_4e-5;
+pub(super) const A7: f32 = 5.122_297e-8;
+pub(super) const A9: f32 = -8.604_672e-11;
+pub(super) const A11: f32 = 2.000_188e-13;
+pub(super) const A13: f32 = -2.760_768_5e-16;
+pub(super) const B0: f32 = 4.893_525e-3;
+pub(super) const B2: f32 = 2.268_434_6e-3;
+pub(super) const B4: f32 = 1.185_347_1e-4;
+pub(super) const B6: f32 = 1.198_258_4e-6;
 
 /// tanh of an f32, to within a few ulp (see the module docs); NaN stays NaN.
 #[inline(always)]
