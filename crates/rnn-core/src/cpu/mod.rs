@@ -19,7 +19,7 @@ mod tanh;
 
 use std::ops::{Add, AddAssign, Mul};
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
 
@@ -187,16 +187,34 @@ const SPLIT_MIN_MACS: usize = 1 << 22;
 /// The fewest sequences a thread takes: fewer leave the micro-kernel's rows unfilled.
 const MIN_PART_ROWS: usize = 4;
 
-/// How many parts the batch is split into, one thread each. Equal parts, not a queue of
-/// smaller ones: on this project's machine, parts of 24 to 36 rows taken from a queue ran
-/// (256, 50, 256, 512) no faster at best and 3–10% slower in the median, as the last parts
-/// left one thread idle and smaller parts reuse each block of weights over fewer rows.
-fn parts(run: &Run, threads: usize) -> usize {
+/// How many threads share the batch.
+fn threads_for(run: &Run, threads: usize) -> usize {
     let macs = run.seq * run.batch * run.hidden * (run.input_size + run.hidden);
     if threads <= 1 || macs < SPLIT_MIN_MACS {
         return 1;
     }
     threads.min(run.batch / MIN_PART_ROWS).max(1)
+}
+
+/// Parts each thread's share of the batch is cut into, where each has at least
+/// [`STEAL_MIN_ROWS`] sequences: a thread runs its own parts first, then takes those another
+/// thread has not started, so a thread on a core that is slowed down (this project's
+/// machine shares its host) does not leave its partner waiting at the end.
+const PARTS_PER_THREAD: usize = 4;
+
+/// The fewest sequences in a part that other threads may take.
+const STEAL_MIN_ROWS: usize = 24;
+
+/// Sequences per part: whole shares of the batch for one thread, else up to
+/// [`PARTS_PER_THREAD`] parts per share.
+fn part_rows(run: &Run, threads: usize) -> usize {
+    let share = run.batch.div_ceil(threads).max(1);
+    let parts = if threads > 1 {
+        (share / STEAL_MIN_ROWS).clamp(1, PARTS_PER_THREAD)
+    } else {
+        1
+    };
+    share.div_ceil(parts)
 }
 
 /// Rows per step below which a single part projects the inputs of every step in one product
@@ -235,7 +253,8 @@ fn recurrence<T: Element>(
         w_hh: Rhs::new(packed.w_hh.as_ref(), w_hh, hidden, hidden),
         bias,
     };
-    let part_rows = batch.div_ceil(parts(run, run.threads));
+    let threads = threads_for(run, run.threads);
+    let part_rows = part_rows(run, threads);
     let weights = &weights;
     let output = kernels::zeroed_where_used(seq * step_len, |output| {
         // Each part's rows of every step's output, in time order.
@@ -256,23 +275,42 @@ fn recurrence<T: Element>(
                 }
             }
         }
-        let mut parts = outputs
+        let parts: Vec<Mutex<Option<Part<T>>>> = outputs
             .into_iter()
             .zip(h.chunks_mut(part_rows * hidden))
             .enumerate()
-            .map(|(p, (steps, h))| Part {
-                first: p * part_rows,
-                steps,
-                h,
+            .map(|(p, (steps, h))| {
+                Mutex::new(Some(Part {
+                    first: p * part_rows,
+                    steps,
+                    h,
+                }))
+            })
+            .collect();
+        let share = parts.len().div_ceil(threads);
+        // Thread i runs its own parts in order, then the others' from their ends.
+        let work = |i: usize| {
+            let own = (i * share..(i + 1) * share).filter(|&p| p < parts.len());
+            let others = (1..threads).flat_map(|k| {
+                let other = (i + k) % threads;
+                (other * share..((other + 1) * share).min(parts.len())).rev()
             });
+            for p in own.chain(others) {
+                let part = parts[p]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(part) = part {
+                    part.run(run, x, weights);
+                }
+            }
+        };
+        let work = &work;
         std::thread::scope(|scope| {
-            let first = parts.next();
-            for part in parts {
-                scope.spawn(move || part.run(run, x, weights));
+            for i in 1..threads {
+                scope.spawn(move || work(i));
             }
-            if let Some(part) = first {
-                part.run(run, x, weights);
-            }
+            work(0);
         });
     });
     (output, h)
