@@ -1,8 +1,9 @@
 //! The CPU fast path: one layer, one direction, the whole recurrence as one fused operation on
 //! the tensors' buffers.
 //!
-//! - With several threads the batch is split: each thread runs every step of its own
-//!   sequences, with no synchronisation between steps.
+//! - With several threads the batch is split into parts, each run from its first step to its
+//!   last by one thread, with no synchronisation between steps; a thread that has finished its
+//!   own parts takes those another thread has not started.
 //! - Each step computes `x_t·W_ihᵀ + h·W_hhᵀ` into its slice of the output as one product
 //!   over the two weights, then bias and activation, fused into the product's last store
 //!   with the AVX-512 micro-kernel (f32; weights packed on the layer's first run), or as a
@@ -275,45 +276,55 @@ fn recurrence<T: Element>(
                 }
             }
         }
-        let parts: Vec<Mutex<Option<Part<T>>>> = outputs
+        let parts = outputs
             .into_iter()
             .zip(h.chunks_mut(part_rows * hidden))
             .enumerate()
-            .map(|(p, (steps, h))| {
-                Mutex::new(Some(Part {
-                    first: p * part_rows,
-                    steps,
-                    h,
-                }))
-            })
-            .collect();
-        let share = parts.len().div_ceil(threads);
-        // Thread i runs its own parts in order, then the others' from their ends.
-        let work = |i: usize| {
-            let own = (i * share..(i + 1) * share).filter(|&p| p < parts.len());
-            let others = (1..threads).flat_map(|k| {
-                let other = (i + k) % threads;
-                (other * share..((other + 1) * share).min(parts.len())).rev()
+            .map(|(p, (steps, h))| Part {
+                first: p * part_rows,
+                steps,
+                h,
             });
-            for p in own.chain(others) {
-                let part = parts[p]
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-                if let Some(part) = part {
-                    part.run(run, x, weights);
-                }
-            }
-        };
-        let work = &work;
-        std::thread::scope(|scope| {
-            for i in 1..threads {
-                scope.spawn(move || work(i));
-            }
-            work(0);
-        });
+        if threads == 1 {
+            parts.for_each(|part| part.run(run, x, weights));
+        } else {
+            run_shared(
+                parts.map(|part| Mutex::new(Some(part))).collect(),
+                threads,
+                |part| part.run(run, x, weights),
+            );
+        }
     });
     (output, h)
+}
+
+/// Runs `parts` on `threads` threads: thread i takes its own share of them in order, then the
+/// others' from their ends, each part once.
+fn run_shared<P: Send>(parts: Vec<Mutex<Option<P>>>, threads: usize, run: impl Fn(P) + Sync) {
+    let share = parts.len().div_ceil(threads);
+    let work = |i: usize| {
+        let own = (i * share..(i + 1) * share).filter(|&p| p < parts.len());
+        let others = (1..threads).flat_map(|k| {
+            let other = (i + k) % threads;
+            (other * share..((other + 1) * share).min(parts.len())).rev()
+        });
+        for p in own.chain(others) {
+            let part = parts[p]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(part) = part {
+                run(part);
+            }
+        }
+    };
+    let work = &work;
+    std::thread::scope(|scope| {
+        for i in 1..threads {
+            scope.spawn(move || work(i));
+        }
+        work(0);
+    });
 }
 
 /// Multiply-adds from which an unpacked product goes to gemm's blocked GEMM; below, the
