@@ -95,8 +95,8 @@ pub(crate) fn packed_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB)
 /// One time step on packed weights: `out = act(x·W_ih + h·W_hh + bias)` with `input` =
 /// `(x, W_ih)` and `state` = `(h, W_hh)`, or `out = act(out + h·W_hh + bias)` when `input` is
 /// `None` (the projection is already in `out`). Bias and activation are applied in registers
-/// before the one store of each block of `out`, which is therefore written once per pass over
-/// the shared dimension and never read back by a separate pass.
+/// before the last pass's store of each block of `out` (passes cover 256 of the weights' rows
+/// at a time), not by a separate pass over `out`.
 pub(crate) fn packed_step<T: Element>(
     out: &mut [T],
     input: Option<(&[T], &PackedB)>,
@@ -188,7 +188,9 @@ pub(crate) fn zeroed_where_used<T: Element>(len: usize, fill: impl FnOnce(Blank<
         data: &mut v.spare_capacity_mut()[..len],
         written: &written,
     });
-    if written.load(Ordering::Relaxed) != len {
+    let counted = written.load(Ordering::Relaxed);
+    debug_assert_eq!(counted, len, "a piece of the output was leaked");
+    if counted != len {
         // Only a piece leaked with mem::forget gets here: zero everything rather than expose
         // uninitialised memory.
         v.spare_capacity_mut()[..len].fill(MaybeUninit::new(T::ZERO));
@@ -208,10 +210,11 @@ pub(crate) struct Blank<'a, T: Element> {
 
 impl<'a, T: Element> Blank<'a, T> {
     /// The piece in pieces of `size` elements (the last may be shorter).
-    pub(crate) fn chunks(mut self, size: usize) -> impl Iterator<Item = Blank<'a, T>> {
-        let (data, written) = (std::mem::take(&mut self.data), self.written);
-        data.chunks_mut(size)
-            .map(move |data| Blank { data, written })
+    pub(crate) fn chunks(mut self, size: usize) -> BlankChunks<'a, T> {
+        BlankChunks {
+            chunks: std::mem::take(&mut self.data).chunks_mut(size),
+            written: self.written,
+        }
     }
 
     /// The piece, zeroed.
@@ -221,6 +224,28 @@ impl<'a, T: Element> Blank<'a, T> {
         self.written.fetch_add(data.len(), Ordering::Relaxed);
         // SAFETY: every element was written just above, and MaybeUninit<T> has T's layout.
         unsafe { &mut *(data as *mut [MaybeUninit<T>] as *mut [T]) }
+    }
+}
+
+/// The pieces of a [`Blank`]; those not taken are zeroed when this is dropped.
+pub(crate) struct BlankChunks<'a, T: Element> {
+    chunks: std::slice::ChunksMut<'a, MaybeUninit<T>>,
+    written: &'a AtomicUsize,
+}
+
+impl<'a, T: Element> Iterator for BlankChunks<'a, T> {
+    type Item = Blank<'a, T>;
+
+    fn next(&mut self) -> Option<Blank<'a, T>> {
+        let written = self.written;
+        self.chunks.next().map(|data| Blank { data, written })
+    }
+}
+
+impl<T: Element> Drop for BlankChunks<'_, T> {
+    fn drop(&mut self) {
+        // Each piece zeroes and counts itself as it drops.
+        self.by_ref().for_each(drop);
     }
 }
 
@@ -399,9 +424,34 @@ mod avx512_f32 {
         epilogue: Option<Epilogue>,
     ) {
         let n = terms[0].1.n;
-        let count = out.len() / n;
+        let rows = out.len() / n;
+        let mut r0 = 0;
+        while r0 < rows {
+            let r1 = (r0 + MC).min(rows);
+            rows_product(out, r0..r1, accumulate, terms, epilogue);
+            r0 = r1;
+        }
+    }
+
+    /// Rows per call of [`rows_product`]: 40 blocks of MR. Each pass re-reads the rows' left
+    /// values once per panel, so they must stay in L2 however many rows there are (every
+    /// step's projection at once for a long single sequence, say).
+    const MC: usize = 40 * MR;
+
+    /// [`packed_product`] for rows `rows` of `out` and of the terms' left-hand sides.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows_product(
+        out: &mut [f32],
+        rows: std::ops::Range<usize>,
+        accumulate: bool,
+        terms: &[(&[f32], &PackedB)],
+        epilogue: Option<Epilogue>,
+    ) {
+        let n = terms[0].1.n;
+        let count = rows.len();
         let total: usize = terms.iter().map(|(_, b)| b.k).sum();
-        let o = out.as_mut_ptr();
+        // SAFETY: rows.end ≤ out.len() / n (the caller's loop).
+        let o = out.as_mut_ptr().add(rows.start * n);
         let mut start = 0;
         loop {
             let end = (start + KC).min(total);
@@ -425,9 +475,9 @@ mod avx512_f32 {
                         let (lhs, b) = terms[span.term];
                         Part {
                             // SAFETY: panel p holds b.k rows of NR floats from (p·b.k)·NR on;
-                            // row r of lhs has b.k values.
+                            // row rows.start + r of lhs has b.k values.
                             b: b.data.as_ptr().add((p * b.k + span.k0) * NR),
-                            a: lhs.as_ptr().add(r * b.k + span.k0),
+                            a: lhs.as_ptr().add((rows.start + r) * b.k + span.k0),
                             stride: b.k,
                             depth: span.depth,
                         }
@@ -524,16 +574,19 @@ mod avx512_f32 {
                 }
             }
             if let Some(Epilogue { bias, relu }) = self.epilogue {
-                let (bias0, bias1) = match bias {
-                    Some(bias) => (
-                        _mm512_maskz_loadu_ps(m0, bias.as_ptr().add(j)),
-                        _mm512_maskz_loadu_ps(m1, bias.as_ptr().wrapping_add(j + 16)),
-                    ),
-                    None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
-                };
+                if let Some(bias) = bias {
+                    // Without a bias nothing is added, as in the scalar pass: adding +0 would
+                    // turn a sum of -0 into +0.
+                    let bias0 = _mm512_maskz_loadu_ps(m0, bias.as_ptr().add(j));
+                    let bias1 = _mm512_maskz_loadu_ps(m1, bias.as_ptr().wrapping_add(j + 16));
+                    for q in 0..R {
+                        c0[q] = _mm512_add_ps(c0[q], bias0);
+                        c1[q] = _mm512_add_ps(c1[q], bias1);
+                    }
+                }
                 for q in 0..R {
-                    c0[q] = activate(_mm512_add_ps(c0[q], bias0), relu);
-                    c1[q] = activate(_mm512_add_ps(c1[q], bias1), relu);
+                    c0[q] = activate(c0[q], relu);
+                    c1[q] = activate(c1[q], relu);
                 }
             }
             for q in 0..R {

@@ -9,8 +9,9 @@
 //!   with the AVX-512 micro-kernel (f32; weights packed on the layer's first run), or as a
 //!   separate pass after a register-blocked loop or the `gemm` crate otherwise. With only a
 //!   few sequences, the input projection of every step is one product up front instead.
-//! - The state is the previous step's output, read in place; no allocation per step: the
-//!   output buffer, zeroed piece by piece by the thread that fills it, is all there is.
+//! - The state is the previous step's output, read in place (with variable lengths, a state
+//!   buffer updated row by row). Nothing is allocated per step: the output buffer, zeroed
+//!   piece by piece by the thread that fills it, and the state are allocated once per run.
 //!
 //! The plain candle-ops implementation in `layer.rs` is the reference; tests hold this path
 //! against it.
@@ -301,7 +302,8 @@ fn recurrence<T: Element>(
 /// Runs `parts` on `threads` threads: thread i takes its own share of them in order, then the
 /// others' from their ends, each part once.
 fn run_shared<P: Send>(parts: Vec<Mutex<Option<P>>>, threads: usize, run: impl Fn(P) + Sync) {
-    let share = parts.len().div_ceil(threads);
+    let threads = threads.min(parts.len());
+    let share = parts.len().div_ceil(threads.max(1));
     let work = |i: usize| {
         let own = (i * share..(i + 1) * share).filter(|&p| p < parts.len());
         let others = (1..threads).flat_map(|k| {

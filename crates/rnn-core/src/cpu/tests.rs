@@ -21,19 +21,34 @@ fn fast(layer: &RnnLayer, run: &Run, x: &Tensor, h0: &Tensor) -> (Vec<f32>, Vec<
 #[test]
 fn splitting_the_batch_between_threads_changes_nothing() {
     let dev = Device::Cpu;
-    let (seq, batch, input_size, hidden) = (5, 163, 300, 100);
-    let config = InitConfig {
-        input_size,
-        hidden_sizes: vec![hidden],
-        bidirectional: false,
-        bias: true,
-    };
-    let weights = uniform_weights(&config, 5, DType::F32, &dev).unwrap();
-    let layer = RnnLayer::new(&weights[0][0], Nonlinearity::Tanh).unwrap();
+    let (seq, batch, input_size, hidden) = (4, 163, 300, 100);
     let x = Tensor::randn(0f32, 1.0, (seq, batch, input_size), &dev).unwrap();
     let h0 = Tensor::randn(0f32, 0.5, (batch, hidden), &dev).unwrap();
     let lengths: Vec<usize> = (0..batch).map(|b| b % (seq + 1)).collect();
-    for reverse in [false, true] {
+    // (reverse, lengths, relu, bias): the state kept in `h` (lengths) or read from the previous
+    // output, each activation, with and without the bias in the epilogue.
+    let cases = [
+        (false, true, false, true),
+        (true, false, true, true),
+        (false, false, false, false),
+        (true, true, true, false),
+    ];
+    for (reverse, with_lengths, relu, bias) in cases {
+        let case = format!("reverse {reverse}, lengths {with_lengths}, relu {relu}, bias {bias}");
+        let config = InitConfig {
+            input_size,
+            hidden_sizes: vec![hidden],
+            bidirectional: false,
+            bias,
+        };
+        let weights = uniform_weights(&config, 5, DType::F32, &dev).unwrap();
+        let act = if relu {
+            Nonlinearity::Relu
+        } else {
+            Nonlinearity::Tanh
+        };
+        let layer = RnnLayer::new(&weights[0][0], act).unwrap();
+        let lengths = with_lengths.then_some(&lengths[..]);
         let packed = OnceLock::new();
         let run = |threads| Run {
             seq,
@@ -41,8 +56,8 @@ fn splitting_the_batch_between_threads_changes_nothing() {
             input_size,
             hidden,
             reverse,
-            relu: false,
-            lengths: Some(&lengths),
+            relu,
+            lengths,
             threads,
             packed: &packed,
         };
@@ -53,22 +68,19 @@ fn splitting_the_batch_between_threads_changes_nothing() {
         );
         let one = fast(&layer, &run(1), &x, &h0);
         let three = fast(&layer, &run(3), &x, &h0);
-        assert_eq!(one, three, "reverse {reverse}");
+        assert_eq!(one, three, "{case}");
         let direction = if reverse {
             crate::Direction::Reverse
         } else {
             crate::Direction::Forward
         };
-        let (reference, _) = layer
-            .forward_reference(&x, Some(&h0), direction, Some(&lengths))
+        let (reference, reference_h) = layer
+            .forward_reference(&x, Some(&h0), direction, lengths)
             .unwrap();
-        let reference = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let worst = one
-            .0
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst < 2e-5, "reverse {reverse}: {worst}");
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let pairs = one.0.iter().zip(flat(reference));
+        let pairs = pairs.chain(one.1.iter().zip(flat(reference_h)));
+        let worst = pairs.map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 2e-5, "{case}: {worst}");
     }
 }
