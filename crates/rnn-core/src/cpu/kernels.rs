@@ -53,8 +53,9 @@ pub(crate) fn gemm_acc<T: Element>(
 
 /// A right-hand matrix `[k, n]` packed once for [`packed_step`] and [`packed_gemm_acc`],
 /// which multiply by it many times (`W_ih` and `W_hh` in every step): panels of [`NR`]
-/// columns, zero-padded, each `k` rows of `NR` contiguous floats. A panel's rows are then one stream for the hardware
-/// prefetcher and never collide in the L1 sets, as rows `n` floats apart do.
+/// columns, zero-padded, each `k` rows of `NR` contiguous floats. A panel's rows are then one
+/// stream for the hardware prefetcher and never collide in the L1 sets, as rows `n` floats
+/// apart do.
 pub(crate) struct PackedB {
     data: Vec<f32>,
     k: usize,
@@ -470,10 +471,10 @@ mod avx512_f32 {
                 };
                 // Each span's operands for rows r..: its term's packed panel p from the span's
                 // first row, and its term's rows of `lhs`.
-                let parts = |r: usize| {
+                let operands = |r: usize| {
                     spans.iter().map(move |span| {
                         let (lhs, b) = terms[span.term];
-                        Part {
+                        Operands {
                             // SAFETY: panel p holds b.k rows of NR floats from (p·b.k)·NR on;
                             // row rows.start + r of lhs has b.k values.
                             b: b.data.as_ptr().add((p * b.k + span.k0) * NR),
@@ -485,19 +486,19 @@ mod avx512_f32 {
                 };
                 let mut r = 0;
                 while r + MR <= count {
-                    tile.run::<MR>(r, parts(r));
+                    tile.run::<MR>(r, operands(r));
                     r += MR;
                 }
                 if r + 8 <= count {
-                    tile.run::<8>(r, parts(r));
+                    tile.run::<8>(r, operands(r));
                     r += 8;
                 }
                 if r + 4 <= count {
-                    tile.run::<4>(r, parts(r));
+                    tile.run::<4>(r, operands(r));
                     r += 4;
                 }
                 while r < count {
-                    tile.run::<1>(r, parts(r));
+                    tile.run::<1>(r, operands(r));
                     r += 1;
                 }
             }
@@ -510,7 +511,7 @@ mod avx512_f32 {
 
     /// One span's operands for [`Tile::run`]: its packed panel from the span's first row, and
     /// its first row's left-hand values (row `q`'s at `a + q·stride`).
-    struct Part {
+    struct Operands {
         b: *const f32,
         a: *const f32,
         stride: usize,
@@ -530,9 +531,9 @@ mod avx512_f32 {
     }
 
     impl Tile<'_> {
-        /// Rows `r..r + R`, `2·R` accumulators, summed over the parts in order.
+        /// Rows `r..r + R`, `2·R` accumulators, summed over the spans' operands in order.
         #[inline(always)]
-        unsafe fn run<const R: usize>(&self, r: usize, parts: impl Iterator<Item = Part>) {
+        unsafe fn run<const R: usize>(&self, r: usize, operands: impl Iterator<Item = Operands>) {
             let Tile {
                 o,
                 n,
@@ -543,7 +544,7 @@ mod avx512_f32 {
             // SAFETY (all pointer arithmetic below): rows r..r+R are < rows (the caller's
             // loops), columns j..j+32 are masked to < n (the second half's pointer is formed
             // with wrapping_add, since with n - j < 16 it may lie past the end, where its
-            // all-zero mask touches nothing), ii < depth; each part's `a` starts R rows of
+            // all-zero mask touches nothing), ii < depth; each span's `a` starts R rows of
             // at least `depth` values, `stride` apart; its panel has `depth` rows of 32 floats
             // from `b`, zero beyond n.
             let mut c0 = [_mm512_setzero_ps(); R];
@@ -555,12 +556,12 @@ mod avx512_f32 {
                     c1[q] = _mm512_maskz_loadu_ps(m1, row.wrapping_add(16));
                 }
             }
-            for Part {
+            for Operands {
                 b,
                 a,
                 stride,
                 depth,
-            } in parts
+            } in operands
             {
                 for ii in 0..depth {
                     let br = b.add(ii * NR);
@@ -613,7 +614,7 @@ mod avx512_f32 {
     /// [`super::super::tanh_f32`] on 16 lanes: the same operations in the same order
     /// (separate multiplies and adds, no fused ones), so every lane is bit-identical to it.
     #[inline(always)]
-    pub(super) unsafe fn tanh(x: __m512) -> __m512 {
+    unsafe fn tanh(x: __m512) -> __m512 {
         use super::super::tanh::{A1, A11, A13, A3, A5, A7, A9, B0, B2, B4, B6, CLAMP, TINY};
         let s = _mm512_set1_ps;
         let above = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, s(CLAMP));

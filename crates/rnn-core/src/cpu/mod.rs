@@ -219,9 +219,9 @@ fn part_rows(run: &Run, threads: usize) -> usize {
     share.div_ceil(parts)
 }
 
-/// Rows per step below which a single part projects the inputs of every step in one product
-/// before the recurrence (a few rows per step leave the micro-kernel's row blocks empty);
-/// from it, each step computes its projection together with its recurrent product.
+/// Sequences below which one thread running the whole batch projects the inputs of every step
+/// in one product before the recurrence (a few rows per step leave the micro-kernel's row
+/// blocks empty); from it, each step computes its projection with its recurrent product.
 const PROJECT_AHEAD_BELOW_ROWS: usize = 12;
 
 /// The recurrence on plain buffers.
@@ -261,7 +261,7 @@ fn recurrence<T: Element>(
     let output = kernels::zeroed_where_used(seq * step_len, |output| {
         // Each part's rows of every step's output, in time order.
         let mut outputs: Vec<Vec<Out<T>>> = Vec::new();
-        let project_ahead = part_rows == batch && batch < PROJECT_AHEAD_BELOW_ROWS;
+        let project_ahead = threads == 1 && batch < PROJECT_AHEAD_BELOW_ROWS;
         if project_ahead {
             // One part: the inputs of every step are contiguous, and one product projects them.
             let output = output.zeroed();
