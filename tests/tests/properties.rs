@@ -274,8 +274,8 @@ fn fused_cpu_path_matches_the_candle_reference() {
         let hidden = 1 + rng.below(if case_index % 8 == 0 { 300 } else { 70 });
         let (mut t, mut b) = (1 + rng.below(12), 1 + rng.below(40));
         let (input_size, hidden) = if case_index >= 84 {
-            // Large steps, the batch split between threads (each part in 12-row blocks with
-            // 4- and 1-row tails).
+            // Large steps, the batch split between threads (each part in 6-row blocks and a
+            // tail of 1 to 5 rows).
             (t, b) = (2 + rng.below(3), 64 + rng.below(8));
             (1 + rng.below(40), 256 + rng.below(20))
         } else if case_index >= 80 {
