@@ -132,20 +132,46 @@ fn packed_product(
     terms: &[(&[f32], &PackedB)],
     epilogue: Option<Epilogue>,
 ) {
+    check_extents(out.len(), terms, epilogue);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a PackedB is only made where AVX-512F is present; the extents are checked
+    // above and the packing's in `PackedB::new`; `out` is initialised.
+    unsafe {
+        avx512_f32::packed_product(out.as_mut_ptr(), out.len(), accumulate, terms, epilogue)
+    }
+}
+
+/// [`packed_product`] into memory not yet written (`accumulate` false): returns `out`, every
+/// element written.
+fn fresh_product<'o>(
+    out: &'o mut [MaybeUninit<f32>],
+    terms: &[(&[f32], &PackedB)],
+    epilogue: Option<Epilogue>,
+) -> &'o mut [f32] {
+    check_extents(out.len(), terms, epilogue);
+    let (ptr, len) = (out.as_mut_ptr().cast::<f32>(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `packed_product`. Without `accumulate` the kernel's first pass over each
+    // block of rows stores every element of it (all columns, masked to n, of every row) before
+    // a later pass loads any, so no uninitialised value is read.
+    unsafe {
+        avx512_f32::packed_product(ptr, len, false, terms, epilogue)
+    };
+    // SAFETY: every element was written above, and MaybeUninit<f32> has f32's layout.
+    unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+}
+
+/// The extents [`avx512_f32::packed_product`] relies on: `out` `[rows, n]`, each term's left
+/// side `[rows, b.k]`, the bias `[n]`.
+fn check_extents(len: usize, terms: &[(&[f32], &PackedB)], epilogue: Option<Epilogue>) {
     let n = terms[0].1.n;
-    assert!(terms.len() <= 2 && n > 0 && out.len().is_multiple_of(n));
-    let rows = out.len() / n;
+    assert!(terms.len() <= 2 && n > 0 && len.is_multiple_of(n));
+    let rows = len / n;
     for &(lhs, b) in terms {
         assert!(b.n == n && lhs.len() == rows * b.k);
     }
     if let Some(bias) = epilogue.and_then(|e| e.bias) {
         assert!(bias.len() == n);
-    }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a PackedB is only made where AVX-512F is present; the extents are asserted
-    // above and the packing's in `PackedB::new`.
-    unsafe {
-        avx512_f32::packed_product(out, accumulate, terms, epilogue)
     }
 }
 
@@ -216,6 +242,36 @@ impl<'a, T: Element> Blank<'a, T> {
             chunks: std::mem::take(&mut self.data).chunks_mut(size),
             written: self.written,
         }
+    }
+
+    /// The piece, written by [`packed_step`] with `input` (whose first pass stores every
+    /// element before any is read), without zeroing it first.
+    pub(crate) fn packed_step(
+        mut self,
+        input: (&[T], &PackedB),
+        state: (&[T], &PackedB),
+        bias: Option<&[T]>,
+        relu: bool,
+    ) -> &'a mut [T] {
+        let (Some(x), Some(h)) = (T::as_f32(input.0), T::as_f32(state.0)) else {
+            // Packed weights exist for f32 only: not reached.
+            let out = self.zeroed();
+            packed_step(out, Some(input), state, bias, relu);
+            return out;
+        };
+        let Some(out) = T::as_f32_uninit(std::mem::take(&mut self.data)) else {
+            // Not reached: T is f32, as the conversions above show. Were it reached, the
+            // piece would go uncounted, and `zeroed_where_used` would zero the whole buffer.
+            return &mut [];
+        };
+        let bias = bias.map(|b| T::as_f32(b).unwrap_or_default());
+        let terms = [(x, input.1), (h, state.1)];
+        let written = fresh_product(out, &terms, Some(Epilogue { bias, relu }));
+        self.written.fetch_add(written.len(), Ordering::Relaxed);
+        let len = written.len();
+        // SAFETY: T is f32 (`as_f32_uninit` converts only f32), so this is `written` as the
+        // piece's own type, borrowed for 'a like the piece.
+        unsafe { std::slice::from_raw_parts_mut(written.as_mut_ptr().cast::<T>(), len) }
     }
 
     /// The piece, zeroed.
@@ -424,13 +480,14 @@ mod avx512_f32 {
     /// The CPU must support AVX-512F; the extents are those [`super::packed_product`] checks.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn packed_product(
-        out: &mut [f32],
+        out: *mut f32,
+        len: usize,
         accumulate: bool,
         terms: &[(&[f32], &PackedB)],
         epilogue: Option<Epilogue>,
     ) {
         let n = terms[0].1.n;
-        let rows = out.len() / n;
+        let rows = len / n;
         let mut r0 = 0;
         while r0 < rows {
             let r1 = (r0 + MC).min(rows);
@@ -447,7 +504,7 @@ mod avx512_f32 {
     /// [`packed_product`] for rows `rows` of `out` and of the terms' left-hand sides.
     #[target_feature(enable = "avx512f")]
     unsafe fn rows_product(
-        out: &mut [f32],
+        out: *mut f32,
         rows: std::ops::Range<usize>,
         accumulate: bool,
         terms: &[(&[f32], &PackedB)],
@@ -456,8 +513,8 @@ mod avx512_f32 {
         let n = terms[0].1.n;
         let count = rows.len();
         let total: usize = terms.iter().map(|(_, b)| b.k).sum();
-        // SAFETY: rows.end ≤ out.len() / n (the caller's loop).
-        let o = out.as_mut_ptr().add(rows.start * n);
+        // SAFETY: rows.end ≤ len / n (the caller's loop).
+        let o = out.add(rows.start * n);
         let mut start = 0;
         loop {
             let end = (start + KC).min(total);
@@ -763,5 +820,55 @@ mod tests {
             }
         }
         assert!(checked > 16_000_000, "only {checked} values checked");
+    }
+
+    /// A step written into fresh memory must store every element before reading any: the
+    /// memory here starts as NaN, which any element left unwritten, or read before it was
+    /// written, would carry into the result. Checked against the same step over a zeroed
+    /// buffer, for every row tail of the 6-row blocks, column counts on both sides of each
+    /// 16-lane register and 64-column panel, and shared dimensions of one pass or several.
+    #[test]
+    fn a_fresh_step_writes_every_element_before_it_reads_any() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: this CPU has no AVX-512, so the packed kernel never runs");
+            return;
+        }
+        let values = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 37 + seed * 11) % 23) as f32 / 23.0 - 0.5)
+                .collect()
+        };
+        let mut cases = 0;
+        for rows in [1, 5, 6, 7, 13] {
+            for n in [1, 15, 17, 64, 65, 130] {
+                for (k_x, k_h) in [(0, 3), (3, 5), (100, 70), (130, 200)] {
+                    let (Some(w_ih), Some(w_hh)) = (
+                        super::PackedB::new(&values(k_x * n, 1), k_x, n),
+                        super::PackedB::new(&values(k_h * n, 2), k_h, n),
+                    ) else {
+                        panic!("packing failed for n = {n}");
+                    };
+                    let (x, h, bias) = (values(rows * k_x, 3), values(rows * k_h, 4), values(n, 5));
+                    let terms = [(&x[..], &w_ih), (&h[..], &w_hh)];
+                    let epilogue = Some(super::Epilogue {
+                        bias: Some(&bias),
+                        relu: false,
+                    });
+                    let mut zeroed = vec![0f32; rows * n];
+                    super::packed_product(&mut zeroed, false, &terms, epilogue);
+                    let mut fresh = vec![std::mem::MaybeUninit::new(f32::NAN); rows * n];
+                    let written = super::fresh_product(&mut fresh, &terms, epilogue);
+                    assert!(
+                        written
+                            .iter()
+                            .zip(&zeroed)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "rows {rows}, n {n}, k {k_x} + {k_h}: {written:?} against {zeroed:?}"
+                    );
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 120);
     }
 }

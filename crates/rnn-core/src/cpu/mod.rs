@@ -19,6 +19,7 @@
 mod kernels;
 mod tanh;
 
+use std::mem::MaybeUninit;
 use std::ops::{Add, AddAssign, Mul};
 
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -35,9 +36,11 @@ pub(crate) trait Element:
     const ONE: Self;
     fn relu(self) -> Self;
     fn fast_tanh(self) -> Self;
-    /// The slice as f32, when `Self` is f32 (for kernels written for f32 only).
+    /// The slice as f32, when `Self` is f32 (for kernels written for f32 only); these three
+    /// return `Some` exactly when it is.
     fn as_f32(s: &[Self]) -> Option<&[f32]>;
     fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+    fn as_f32_uninit(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]>;
 }
 
 impl Element for f32 {
@@ -62,6 +65,9 @@ impl Element for f32 {
     fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
         Some(s)
     }
+    fn as_f32_uninit(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
+        Some(s)
+    }
 }
 
 impl Element for f64 {
@@ -84,6 +90,9 @@ impl Element for f64 {
         None
     }
     fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
+    fn as_f32_uninit(_: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
         None
     }
 }
@@ -372,6 +381,23 @@ struct Weights<'a, T> {
 }
 
 impl<T: Element> Weights<'_, T> {
+    /// One step into `out`, not yet written: `out = act(x·W_ih + h·W_hh + bias)`. The packed
+    /// kernel writes it directly; otherwise it is zeroed first.
+    fn step_into<'o>(
+        &self,
+        out: kernels::Blank<'o, T>,
+        x: &[T],
+        h: &[T],
+        relu: bool,
+    ) -> &'o mut [T] {
+        if let (Rhs::Packed(w_ih), Rhs::Packed(w_hh)) = (&self.w_ih, &self.w_hh) {
+            return out.packed_step((x, w_ih), (h, w_hh), self.bias, relu);
+        }
+        let out = out.zeroed();
+        self.step(out, Some(x), h, relu);
+        out
+    }
+
     /// One step into `out` (zeroed, or holding the projection when `x` is `None`):
     /// `out = act(out + x·W_ih + h·W_hh + bias)`.
     fn step(&self, out: &mut [T], x: Option<&[T]>, h: &[T], relu: bool) {
@@ -419,18 +445,20 @@ impl<T: Element> Part<'_, T> {
         let mut previous: Option<&[T]> = None;
         for (i, out) in steps.into_iter().enumerate() {
             let t = if run.reverse { seq - 1 - i } else { i };
-            let (out, x_t) = match out {
-                Out::Blank(out) => (
-                    out.zeroed(),
-                    Some(&x[(t * batch + b0) * input_size..(t * batch + b1) * input_size]),
-                ),
-                Out::Projected(out) => (out, None),
-            };
             let state = match (lengths, previous) {
                 (None, Some(previous)) => previous,
                 _ => &*h,
             };
-            weights.step(out, x_t, state, run.relu);
+            let out = match out {
+                Out::Blank(out) => {
+                    let x_t = &x[(t * batch + b0) * input_size..(t * batch + b1) * input_size];
+                    weights.step_into(out, x_t, state, run.relu)
+                }
+                Out::Projected(out) => {
+                    weights.step(out, None, state, run.relu);
+                    out
+                }
+            };
             if let Some(lengths) = lengths {
                 let rows = out.chunks_exact_mut(hidden).zip(h.chunks_exact_mut(hidden));
                 for ((out_row, h_row), &len) in rows.zip(lengths) {
