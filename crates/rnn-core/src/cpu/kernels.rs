@@ -503,9 +503,9 @@ mod avx512_f32 {
     /// Panels per column block: [`packed_product`] finishes every pass over 256 columns of
     /// `out` before it starts the next 256 (on the benchmark's large shape, half the
     /// weights: 768 rows × 256 columns, 768 KiB). Timed against torch in alternating runs on
-    /// (256, 50, 256, 512): all columns in each pass took 0.97, 0.95 and 0.88× torch's time
-    /// in three sessions, blocks of 128 columns 0.90, 0.92 and 0.77×, blocks of 256 0.82
-    /// and 0.81× (in the last two), blocks of 64 0.89× (in one).
+    /// (256, 50, 256, 512), the median ratio of four sessions: all columns in each pass
+    /// 0.97, 0.95, 0.88 and 0.86× torch's time; blocks of 256 columns —, 0.82, 0.81 and
+    /// 0.82×; blocks of 128 0.90, 0.92 and 0.77× (first three); blocks of 64 0.89× (second).
     const PANELS_PER_BLOCK: usize = 4;
 
     /// Rows per call of [`rows_product`]: 80 blocks of MR. Each pass re-reads the rows' left
