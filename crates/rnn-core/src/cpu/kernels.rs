@@ -1,7 +1,7 @@
 //! The CPU fast path's inner loops: the AVX-512 micro-kernel on packed weights (a step's
 //! products with bias and activation fused in), the register-blocked loops and the `gemm`
 //! crate where it does not run, the separate bias + activation pass, and the output buffer
-//! zeroed where it is used. This is the one module with `unsafe`: calls into `gemm` (raw
+//! written where it is used. This is the one module with `unsafe`: calls into `gemm` (raw
 //! pointers), into functions compiled for AVX2/AVX-512, chosen at run time by feature
 //! detection, and the uninitialised output.
 
@@ -96,7 +96,7 @@ pub(crate) fn packed_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB)
 /// One time step on packed weights: `out = act(x·W_ih + h·W_hh + bias)` with `input` =
 /// `(x, W_ih)` and `state` = `(h, W_hh)`, or `out = act(out + h·W_hh + bias)` when `input` is
 /// `None` (the projection is already in `out`). Bias and activation are applied in registers
-/// before the last pass's store of each block of `out` (passes cover 256 of the weights' rows
+/// before the last pass's store of each block of `out` (passes cover 128 of the weights' rows
 /// at a time), not by a separate pass over `out`.
 pub(crate) fn packed_step<T: Element>(
     out: &mut [T],
@@ -152,11 +152,15 @@ fn fresh_product<'o>(
     let (ptr, len) = (out.as_mut_ptr().cast::<f32>(), out.len());
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `packed_product`. Without `accumulate` the kernel's first pass over each
-    // block of rows stores every element of it (all columns, masked to n, of every row) before
-    // a later pass loads any, so no uninitialised value is read.
+    // block of rows and columns stores every element of it (every row, all its columns,
+    // masked to n) before a later pass loads any, so no uninitialised value is read.
     unsafe {
         avx512_f32::packed_product(ptr, len, false, terms, epilogue)
     };
+    #[cfg(not(target_arch = "x86_64"))]
+    // No PackedB is made off x86-64, so this is not reached; zeroed all the same, so that the
+    // claim below holds everywhere.
+    out.fill(MaybeUninit::new(0.0));
     // SAFETY: every element was written above, and MaybeUninit<f32> has f32's layout.
     unsafe { std::slice::from_raw_parts_mut(ptr, len) }
 }
@@ -203,12 +207,16 @@ pub(crate) fn small_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], rhs: &[T], k:
     }
 }
 
-/// A vector of `len` elements whose pieces are zeroed where they are first used: `fill` gets
+/// A vector of `len` elements whose pieces are first written where they are used: `fill` gets
 /// the whole buffer as one [`Blank`], splits it, and hands the pieces to threads, each of
-/// which zeroes its own (in its own cache, and not all on one thread before the work splits,
-/// which costs a pass over the whole output in a large run). A piece nobody used is zeroed
-/// when it is dropped.
-pub(crate) fn zeroed_where_used<T: Element>(len: usize, fill: impl FnOnce(Blank<'_, T>)) -> Vec<T> {
+/// which writes its own (in its own cache, and not all on one thread before the work splits,
+/// which costs a pass over the whole output in a large run): a step on packed weights
+/// directly ([`Blank::written_by_step`]), other code after zeroing it ([`Blank::zeroed`]). A
+/// piece nobody used is zeroed when it is dropped.
+pub(crate) fn written_where_used<T: Element>(
+    len: usize,
+    fill: impl FnOnce(Blank<'_, T>),
+) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
     let written = AtomicUsize::new(0);
     fill(Blank {
@@ -223,13 +231,14 @@ pub(crate) fn zeroed_where_used<T: Element>(len: usize, fill: impl FnOnce(Blank<
         v.spare_capacity_mut()[..len].fill(MaybeUninit::new(T::ZERO));
     }
     // SAFETY: the first `len` elements were all written: each piece counts its elements into
-    // `written` when it is zeroed or dropped, pieces are disjoint, and `fill` has returned (its
+    // `written` once they are written (by a step, by zeroing, or when it is dropped), pieces
+    // are disjoint, and `fill` has returned (its
     // threads joined), so every piece has been counted; else the fill above wrote them.
     unsafe { v.set_len(len) };
     v
 }
 
-/// A piece of [`zeroed_where_used`]'s buffer, not yet written.
+/// A piece of [`written_where_used`]'s buffer, not yet written.
 pub(crate) struct Blank<'a, T: Element> {
     data: &'a mut [MaybeUninit<T>],
     written: &'a AtomicUsize,
@@ -244,9 +253,10 @@ impl<'a, T: Element> Blank<'a, T> {
         }
     }
 
-    /// The piece, written by [`packed_step`] with `input` (whose first pass stores every
-    /// element before any is read), without zeroing it first.
-    pub(crate) fn packed_step(
+    /// The piece, written by one step on packed weights (`out = act(x·W_ih + h·W_hh + bias)`,
+    /// as [`packed_step`] with `input`) without being zeroed first: the product's first pass
+    /// stores every element before any is read.
+    pub(crate) fn written_by_step(
         mut self,
         input: (&[T], &PackedB),
         state: (&[T], &PackedB),
@@ -259,19 +269,21 @@ impl<'a, T: Element> Blank<'a, T> {
             packed_step(out, Some(input), state, bias, relu);
             return out;
         };
-        let Some(out) = T::as_f32_uninit(std::mem::take(&mut self.data)) else {
-            // Not reached: T is f32, as the conversions above show. Were it reached, the
-            // piece would go uncounted, and `zeroed_where_used` would zero the whole buffer.
-            return &mut [];
+        let out = match T::as_f32_uninit(std::mem::take(&mut self.data)) {
+            Ok(out) => out,
+            Err(data) => {
+                // Not reached either (T is f32, as the conversions above show).
+                self.data = data;
+                let out = self.zeroed();
+                packed_step(out, Some(input), state, bias, relu);
+                return out;
+            }
         };
         let bias = bias.map(|b| T::as_f32(b).unwrap_or_default());
         let terms = [(x, input.1), (h, state.1)];
         let written = fresh_product(out, &terms, Some(Epilogue { bias, relu }));
         self.written.fetch_add(written.len(), Ordering::Relaxed);
-        let len = written.len();
-        // SAFETY: T is f32 (`as_f32_uninit` converts only f32), so this is `written` as the
-        // piece's own type, borrowed for 'a like the piece.
-        unsafe { std::slice::from_raw_parts_mut(written.as_mut_ptr().cast::<T>(), len) }
+        T::from_f32_mut(written)
     }
 
     /// The piece, zeroed.
@@ -443,6 +455,8 @@ mod avx512_f32 {
     /// step (integer work that competes with the multiply-adds for issue slots) and reads
     /// the left rows half as often; a C model of both loops ran 1.15× faster this way.
     const MR: usize = 6;
+    // The row tails in `rows_product` are matched for 1 to 5 rows.
+    const _: () = assert!(MR == 6);
 
     /// Registers per row of a block.
     const V: usize = NR / 16;
@@ -502,10 +516,9 @@ mod avx512_f32 {
 
     /// Panels per column block: [`packed_product`] finishes every pass over 256 columns of
     /// `out` before it starts the next 256 (on the benchmark's large shape, half the
-    /// weights: 768 rows × 256 columns, 768 KiB). Timed against torch in alternating runs on
-    /// (256, 50, 256, 512), the median ratio of four sessions: all columns in each pass
-    /// 0.97, 0.95, 0.88 and 0.86× torch's time; blocks of 256 columns —, 0.82, 0.81 and
-    /// 0.82×; blocks of 128 0.90, 0.92 and 0.77× (first three); blocks of 64 0.89× (second).
+    /// weights: 768 rows × 256 columns, 768 KiB), so less of them is in use at a time.
+    /// Against all the columns in each pass it ran the large shape faster relative to torch
+    /// in each of four sessions (docs/performance.md, item 10).
     const PANELS_PER_BLOCK: usize = 4;
 
     /// Rows per call of [`rows_product`]: 80 blocks of MR. Each pass re-reads the rows' left
@@ -594,7 +607,7 @@ mod avx512_f32 {
         depth: usize,
     }
 
-    /// One pass of [`rows_product`] over columns `j..j + 64` of `out` (`o`, `[rows, n]`).
+    /// One pass of [`rows_product`] over columns `j..j + NR` of `out` (`o`, `[rows, n]`).
     #[derive(Clone, Copy)]
     struct Tile<'a> {
         o: *mut f32,
@@ -620,7 +633,8 @@ mod avx512_f32 {
             // 64 floats from `b`, zero beyond n.
             // Four arrays of R, one per register of a row, rather than one [[_; V]; R]: with
             // the nested array LLVM kept a copy of the accumulators on the stack, stored on
-            // every multiply-add.
+            // every multiply-add. (With V other than 4, `let [m0, m1, m2, m3]` below does not
+            // compile.)
             let mut c0 = [_mm512_setzero_ps(); R];
             let mut c1 = [_mm512_setzero_ps(); R];
             let mut c2 = [_mm512_setzero_ps(); R];
@@ -839,9 +853,9 @@ mod tests {
     /// A step written into fresh memory must store every element before reading any: the
     /// memory here starts as NaN, which any element left unwritten, or read before it was
     /// written, would carry into the result. Checked against the same step over a zeroed
-    /// buffer, for every row tail of the 6-row blocks, column counts on both sides of each
-    /// 16-lane register and 64-column panel, one column block or two, and shared dimensions
-    /// of one pass or several.
+    /// buffer, for every row tail of the 6-row blocks, more rows than one row block, column
+    /// counts on both sides of each 16-lane register and 64-column panel, one column block or
+    /// two, and shared dimensions of one pass or several.
     #[test]
     fn a_fresh_step_writes_every_element_before_it_reads_any() {
         if !std::arch::is_x86_feature_detected!("avx512f") {
@@ -854,8 +868,8 @@ mod tests {
                 .collect()
         };
         let mut cases = 0;
-        for rows in [1, 5, 6, 7, 13] {
-            for n in [1, 15, 17, 64, 65, 130, 300] {
+        for rows in [1, 2, 3, 4, 5, 6, 7, 13, 487] {
+            for n in [1, 15, 17, 50, 64, 65, 130, 300] {
                 for (k_x, k_h) in [(0, 3), (3, 5), (100, 70), (130, 200)] {
                     let (Some(w_ih), Some(w_hh)) = (
                         super::PackedB::new(&values(k_x * n, 1), k_x, n),
@@ -884,6 +898,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 140);
+        assert_eq!(cases, 288);
     }
 }

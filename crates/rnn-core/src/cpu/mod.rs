@@ -10,8 +10,9 @@
 //!   separate pass after a register-blocked loop or the `gemm` crate otherwise. With only a
 //!   few sequences, the input projection of every step is one product up front instead.
 //! - The state is the previous step's output, read in place (with variable lengths, a state
-//!   buffer updated row by row). Nothing is allocated per step: the output buffer, zeroed
-//!   piece by piece by the thread that fills it, and the state are allocated once per run.
+//!   buffer updated row by row). Nothing is allocated per step: the output buffer, handed out
+//!   piece by piece to the thread that fills it (written directly by the packed kernel,
+//!   else zeroed first), and the state are allocated once per run.
 //!
 //! The plain candle-ops implementation in `layer.rs` is the reference; tests hold this path
 //! against it.
@@ -36,11 +37,16 @@ pub(crate) trait Element:
     const ONE: Self;
     fn relu(self) -> Self;
     fn fast_tanh(self) -> Self;
-    /// The slice as f32, when `Self` is f32 (for kernels written for f32 only); these three
-    /// return `Some` exactly when it is.
+    /// The slice as f32, when `Self` is f32 (for kernels written for f32 only); these
+    /// conversions succeed exactly when it is.
     fn as_f32(s: &[Self]) -> Option<&[f32]>;
     fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
-    fn as_f32_uninit(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]>;
+    /// Memory not yet written, as f32; given back unchanged otherwise.
+    fn as_f32_uninit(
+        s: &mut [MaybeUninit<Self>],
+    ) -> std::result::Result<&mut [MaybeUninit<f32>], &mut [MaybeUninit<Self>]>;
+    /// An f32 result as `Self` (empty when `Self` is not f32, which no caller gets to).
+    fn from_f32_mut(s: &mut [f32]) -> &mut [Self];
 }
 
 impl Element for f32 {
@@ -65,8 +71,13 @@ impl Element for f32 {
     fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
         Some(s)
     }
-    fn as_f32_uninit(s: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
-        Some(s)
+    fn as_f32_uninit(
+        s: &mut [MaybeUninit<Self>],
+    ) -> std::result::Result<&mut [MaybeUninit<f32>], &mut [MaybeUninit<Self>]> {
+        Ok(s)
+    }
+    fn from_f32_mut(s: &mut [f32]) -> &mut [Self] {
+        s
     }
 }
 
@@ -92,8 +103,13 @@ impl Element for f64 {
     fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
         None
     }
-    fn as_f32_uninit(_: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
-        None
+    fn as_f32_uninit(
+        s: &mut [MaybeUninit<Self>],
+    ) -> std::result::Result<&mut [MaybeUninit<f32>], &mut [MaybeUninit<Self>]> {
+        Err(s)
+    }
+    fn from_f32_mut(_: &mut [f32]) -> &mut [Self] {
+        &mut []
     }
 }
 
@@ -267,7 +283,7 @@ fn recurrence<T: Element>(
     let threads = threads_for(run, run.threads);
     let part_rows = part_rows(run, threads);
     let weights = &weights;
-    let output = kernels::zeroed_where_used(seq * step_len, |output| {
+    let output = kernels::written_where_used(seq * step_len, |output| {
         // Each part's rows of every step's output, in time order.
         let mut outputs: Vec<Vec<Out<T>>> = Vec::new();
         let project_ahead = threads == 1 && batch < PROJECT_AHEAD_BELOW_ROWS;
@@ -391,7 +407,7 @@ impl<T: Element> Weights<'_, T> {
         relu: bool,
     ) -> &'o mut [T] {
         if let (Rhs::Packed(w_ih), Rhs::Packed(w_hh)) = (&self.w_ih, &self.w_hh) {
-            return out.packed_step((x, w_ih), (h, w_hh), self.bias, relu);
+            return out.written_by_step((x, w_ih), (h, w_hh), self.bias, relu);
         }
         let out = out.zeroed();
         self.step(out, Some(x), h, relu);

@@ -17,7 +17,7 @@ fn fast(layer: &RnnLayer, run: &Run, x: &Tensor, h0: &Tensor) -> (Vec<f32>, Vec<
 /// whichever thread runs it (several parts per thread, taken in whatever order the threads
 /// get to them; odd part sizes, so every tile of the micro-kernel is used; with lengths and
 /// in reverse), and equals the candle reference. The input is wider than one pass
-/// of the micro-kernel (256), so a pass starts inside `W_ih` and another spans both weights.
+/// of the micro-kernel (128), so a pass starts inside `W_ih` and another spans both weights.
 #[test]
 fn splitting_the_batch_between_threads_changes_nothing() {
     let dev = Device::Cpu;
