@@ -108,12 +108,18 @@ pub(crate) fn packed_step<T: Element>(
     let (Some(out), Some(h)) = (T::as_f32_mut(out), T::as_f32(state.0)) else {
         return;
     };
-    let bias = bias.map(|b| T::as_f32(b).unwrap_or_default());
+    let bias = bias.map(f32s);
     let epilogue = Some(Epilogue { bias, relu });
-    match input.map(|(x, w)| (T::as_f32(x).unwrap_or_default(), w)) {
+    match input.map(|(x, w)| (f32s(x), w)) {
         Some(x) => packed_product(out, false, &[x, (h, state.1)], epilogue),
         None => packed_product(out, true, &[(h, state.1)], epilogue),
     }
+}
+
+/// `s` as f32, for callers that have seen `T` is f32 (empty otherwise, which none of them
+/// passes on).
+fn f32s<T: Element>(s: &[T]) -> &[f32] {
+    T::as_f32(s).unwrap_or_default()
 }
 
 /// What a product does to its sums before storing them: add `bias` (`[n]`), apply tanh or
@@ -232,8 +238,8 @@ pub(crate) fn written_where_used<T: Element>(
     }
     // SAFETY: the first `len` elements were all written: each piece counts its elements into
     // `written` once they are written (by a step, by zeroing, or when it is dropped), pieces
-    // are disjoint, and `fill` has returned (its
-    // threads joined), so every piece has been counted; else the fill above wrote them.
+    // are disjoint, and `fill` has returned (its threads joined), so every piece has been
+    // counted; else the fill above wrote them.
     unsafe { v.set_len(len) };
     v
 }
@@ -263,24 +269,18 @@ impl<'a, T: Element> Blank<'a, T> {
         bias: Option<&[T]>,
         relu: bool,
     ) -> &'a mut [T] {
-        let (Some(x), Some(h)) = (T::as_f32(input.0), T::as_f32(state.0)) else {
-            // Packed weights exist for f32 only: not reached.
-            let out = self.zeroed();
-            packed_step(out, Some(input), state, bias, relu);
-            return out;
-        };
         let out = match T::as_f32_uninit(std::mem::take(&mut self.data)) {
             Ok(out) => out,
             Err(data) => {
-                // Not reached either (T is f32, as the conversions above show).
+                // Packed weights exist for f32 only: not reached.
                 self.data = data;
                 let out = self.zeroed();
                 packed_step(out, Some(input), state, bias, relu);
                 return out;
             }
         };
-        let bias = bias.map(|b| T::as_f32(b).unwrap_or_default());
-        let terms = [(x, input.1), (h, state.1)];
+        let terms = [(f32s(input.0), input.1), (f32s(state.0), state.1)];
+        let bias = bias.map(f32s);
         let written = fresh_product(out, &terms, Some(Epilogue { bias, relu }));
         self.written.fetch_add(written.len(), Ordering::Relaxed);
         T::from_f32_mut(written)
@@ -626,11 +626,11 @@ mod avx512_f32 {
         unsafe fn run<const R: usize>(&self, r: usize, operands: impl Iterator<Item = Operands>) {
             let Tile { o, n, j, masks, .. } = *self;
             // SAFETY (all pointer arithmetic below): rows r..r+R are < rows (the caller's
-            // loops), columns j..j+64 are masked to < n (pointers past the first register are
+            // loops), columns j..j+NR are masked to < n (pointers past the first register are
             // formed with wrapping_add, since with n - j ≤ 16·v they may lie past the end,
             // where their all-zero masks touch nothing), ii < depth; each span's `a` starts R
             // rows of at least `depth` values, `stride` apart; its panel has `depth` rows of
-            // 64 floats from `b`, zero beyond n.
+            // NR floats from `b`, zero beyond n.
             // Four arrays of R, one per register of a row, rather than one [[_; V]; R]: with
             // the nested array LLVM kept a copy of the accumulators on the stack, stored on
             // every multiply-add. (With V other than 4, `let [m0, m1, m2, m3]` below does not
