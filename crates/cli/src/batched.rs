@@ -77,7 +77,7 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
             );
         }
     }
-    let stacks = rnn.num_layers() * rnn.num_directions();
+    let stacks = rnn.num_states();
     let hidden = rnn.hidden_sizes();
     let equal = hidden.iter().all(|&h| h == hidden[0]);
     if let Some((h0, _)) = input.describe("h0") {

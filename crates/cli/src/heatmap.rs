@@ -43,8 +43,13 @@ pub fn draw(
         .layer_outputs(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
         .with_context(|| format!("cannot run the model on the inputs of {}", source.display()))?;
     let batch = layers[0].dim(1)?;
-    let directions = rnn.num_directions();
-    let per_sequence = layers.len() * directions;
+    // A layer's panels: one per direction, or one when its directions were merged.
+    let panels_of: Vec<usize> = layers
+        .iter()
+        .zip(rnn.hidden_sizes())
+        .map(|(layer, hidden)| layer.dim(2).map(|features| features / hidden))
+        .collect::<candle_core::Result<_>>()?;
+    let per_sequence: usize = panels_of.iter().sum();
     let sequences: Vec<usize> = match sequence {
         Some(b) if b >= batch => bail!(
             "--sequence {b}: the input has {batch} sequence{} (0 to {})",
@@ -63,6 +68,7 @@ pub fn draw(
     let mut panels = Vec::new();
     for &b in &sequences {
         for (k, (layer, hidden)) in layers.iter().zip(rnn.hidden_sizes()).enumerate() {
+            let directions = panels_of[k];
             for d in 0..directions {
                 let states = layer
                     .narrow(1, b, 1)?

@@ -6,6 +6,10 @@ use crate::cpu;
 use crate::shape::{check_dims, ensure};
 
 /// The activation applied to each new hidden state.
+///
+/// `Tanh` and `Relu` are `torch.nn.RNN`'s two; the rest are the other elementwise activations
+/// Keras's `SimpleRNN` accepts, each computed as Keras 3 (3.15) defines it. Only `Tanh` and
+/// `Relu` run on the fused CPU path; the others take the plain candle-ops loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Nonlinearity {
     /// `tanh`, the default of PyTorch, Keras and TensorFlow.
@@ -13,30 +17,99 @@ pub enum Nonlinearity {
     Tanh,
     /// `max(0, x)`.
     Relu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// Keras 3's `relu6(x + 3) / 6`: 0 below −3, 1 above 3, `x/6 + 0.5` between (Keras 2 used
+    /// `0.2·x + 0.5` clipped; files written by Keras 3 mean this one).
+    HardSigmoid,
+    /// The identity (Keras's `"linear"`, also `None`).
+    Linear,
+    /// `x` for `x > 0`, `e^x − 1` otherwise (α = 1).
+    Elu,
+    /// `λ·x` for `x > 0`, `λ·α·(e^x − 1)` otherwise, with Keras's α = 1.67326324 and
+    /// λ = 1.05070098.
+    Selu,
+    /// `x / (|x| + 1)`.
+    Softsign,
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x·Φ(x)` with the exact normal CDF (Keras's default `approximate=False`).
+    Gelu,
+    /// `x·sigmoid(x)` (Keras's `"silu"`, also `"swish"`).
+    Silu,
+    /// `e^x`.
+    Exponential,
 }
 
+/// SELU's constants, as Keras (and Klambauer et al., 2017) give them.
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+
 impl Nonlinearity {
-    /// The name PyTorch uses for it (`"tanh"` or `"relu"`).
+    /// Every activation, in the order `--help` lists them.
+    pub const ALL: [Nonlinearity; 12] = [
+        Nonlinearity::Tanh,
+        Nonlinearity::Relu,
+        Nonlinearity::Sigmoid,
+        Nonlinearity::HardSigmoid,
+        Nonlinearity::Linear,
+        Nonlinearity::Elu,
+        Nonlinearity::Selu,
+        Nonlinearity::Softsign,
+        Nonlinearity::Softplus,
+        Nonlinearity::Gelu,
+        Nonlinearity::Silu,
+        Nonlinearity::Exponential,
+    ];
+
+    /// The name PyTorch or Keras uses for it (`"tanh"`, `"hard_sigmoid"`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Nonlinearity::Tanh => "tanh",
             Nonlinearity::Relu => "relu",
+            Nonlinearity::Sigmoid => "sigmoid",
+            Nonlinearity::HardSigmoid => "hard_sigmoid",
+            Nonlinearity::Linear => "linear",
+            Nonlinearity::Elu => "elu",
+            Nonlinearity::Selu => "selu",
+            Nonlinearity::Softsign => "softsign",
+            Nonlinearity::Softplus => "softplus",
+            Nonlinearity::Gelu => "gelu",
+            Nonlinearity::Silu => "silu",
+            Nonlinearity::Exponential => "exponential",
         }
     }
 
-    /// Parses PyTorch's and Keras's names for the activation.
+    /// Parses PyTorch's and Keras's names for the activation (`"swish"` is Keras's other name
+    /// for `silu`).
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "tanh" => Some(Nonlinearity::Tanh),
-            "relu" => Some(Nonlinearity::Relu),
-            _ => None,
+        if name == "swish" {
+            return Some(Nonlinearity::Silu);
         }
+        Self::ALL.into_iter().find(|n| n.as_str() == name)
     }
 
-    fn apply(self, x: &Tensor) -> Result<Tensor> {
+    /// Whether the fused CPU path computes it (tanh and relu, `torch.nn.RNN`'s two).
+    pub(crate) fn is_fused(self) -> bool {
+        matches!(self, Nonlinearity::Tanh | Nonlinearity::Relu)
+    }
+
+    pub(crate) fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Nonlinearity::Tanh => x.tanh(),
             Nonlinearity::Relu => x.relu(),
+            Nonlinearity::Sigmoid => candle_nn::ops::sigmoid(x),
+            Nonlinearity::HardSigmoid => (x + 3.0)?.clamp(0.0, 6.0)? / 6.0,
+            Nonlinearity::Linear => Ok(x.clone()),
+            Nonlinearity::Elu => x.elu(1.0),
+            Nonlinearity::Selu => x.elu(SELU_ALPHA)? * SELU_SCALE,
+            Nonlinearity::Softsign => x / (x.abs()? + 1.0)?,
+            // ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|), which neither overflows nor loses the
+            // small values.
+            Nonlinearity::Softplus => x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?),
+            Nonlinearity::Gelu => x.gelu_erf(),
+            Nonlinearity::Silu => x.silu(),
+            Nonlinearity::Exponential => x.exp(),
         }
     }
 }
@@ -337,7 +410,8 @@ impl RnnLayer {
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
         let (seq_len, batch) = self.check_sequence(input, h0, lengths)?;
-        if !cpu::supports(input.device(), self.dtype()) || seq_len == 0 {
+        let fused = cpu::supports(input.device(), self.dtype()) && self.nonlinearity.is_fused();
+        if !fused || seq_len == 0 {
             return self.forward_reference(input, h0, direction, lengths);
         }
         let run = cpu::Run {

@@ -67,5 +67,5 @@ mod stream;
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use init::{uniform_weights, InitConfig};
 pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, RnnLayer};
-pub use rnn::Rnn;
+pub use rnn::{LayerOptions, MaskedSteps, MergeMode, Rnn};
 pub use stream::Stream;

@@ -37,8 +37,122 @@ use crate::shape::{check_dims, ensure};
 pub struct Rnn {
     /// `layers[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
     layers: Vec<Vec<RnnLayer>>,
+    /// `options[k]`: what layer `k` does beyond `torch.nn.RNN`.
+    options: Vec<LayerOptions>,
+    masked_steps: MaskedSteps,
     batch_first: bool,
     fast_path: bool,
+}
+
+/// How a bidirectional layer joins its two directions' outputs: Keras's `Bidirectional`
+/// `merge_mode`. PyTorch always concatenates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergeMode {
+    /// `[forward, backward]` along the features: `2 · hidden` features (PyTorch; Keras's
+    /// default).
+    #[default]
+    Concat,
+    /// `forward + backward`: `hidden` features.
+    Sum,
+    /// `(forward + backward) / 2`: `hidden` features.
+    Ave,
+    /// `forward · backward`, element by element: `hidden` features.
+    Mul,
+    /// Keras's `merge_mode=None`: the two outputs kept apart. Only the top layer can have it;
+    /// [`Rnn::forward`] returns them concatenated, the forward direction's first.
+    Separate,
+}
+
+impl MergeMode {
+    /// Every mode, in the order `--help` lists them.
+    pub const ALL: [MergeMode; 5] = [
+        MergeMode::Concat,
+        MergeMode::Sum,
+        MergeMode::Ave,
+        MergeMode::Mul,
+        MergeMode::Separate,
+    ];
+
+    /// Keras's name for it (`"none"` for `merge_mode=None`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMode::Concat => "concat",
+            MergeMode::Sum => "sum",
+            MergeMode::Ave => "ave",
+            MergeMode::Mul => "mul",
+            MergeMode::Separate => "none",
+        }
+    }
+
+    /// Parses Keras's name for it (`"none"` for `merge_mode=None`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// Features out of a bidirectional layer of `hidden` neurons.
+    fn features(self, hidden: usize) -> usize {
+        match self {
+            MergeMode::Concat | MergeMode::Separate => 2 * hidden,
+            MergeMode::Sum | MergeMode::Ave | MergeMode::Mul => hidden,
+        }
+    }
+
+    /// The layer's output from its directions' outputs `[seq_len, batch, hidden]` each.
+    fn merge(self, mut outputs: Vec<Tensor>) -> Result<Tensor> {
+        if outputs.len() == 1 {
+            return Ok(outputs.remove(0));
+        }
+        let (forward, backward) = (&outputs[0], &outputs[1]);
+        match self {
+            MergeMode::Concat | MergeMode::Separate => Tensor::cat(&outputs, 2),
+            MergeMode::Sum => forward + backward,
+            MergeMode::Ave => (forward + backward)? * 0.5,
+            MergeMode::Mul => forward * backward,
+        }
+    }
+}
+
+/// What one layer of a stack does beyond `torch.nn.RNN`: Keras's layer options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LayerOptions {
+    /// Keras's `go_backwards` (one-direction layers only): the layer reads its sequence from
+    /// the last step to the first and returns its outputs in that order, so `output[0]` is the
+    /// state after reading `input[T-1]`; its final state is the one after reading `input[0]`.
+    pub go_backwards: bool,
+    /// How the two directions of a bidirectional layer are joined; one-direction layers
+    /// ignore it.
+    pub merge_mode: MergeMode,
+}
+
+/// What a layer outputs at the steps past a sequence's length (with `lengths`, or Keras's
+/// mask). The final state is the state at the last valid step either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaskedSteps {
+    /// Zeros: PyTorch's packed sequences, TensorFlow's `sequence_length`.
+    #[default]
+    Zeros,
+    /// A plain Keras RNN layer's convention: the forward direction repeats its last valid
+    /// output (zeros for an empty sequence). A direction that reads from the end (the
+    /// backward half of `Bidirectional`, a `go_backwards` layer) meets the masked steps
+    /// before any valid one, so it outputs zeros there, as Keras does.
+    RepeatLast,
+}
+
+impl MaskedSteps {
+    /// Its name in metadata and on the command line: `"zeros"` or `"repeat-last"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaskedSteps::Zeros => "zeros",
+            MaskedSteps::RepeatLast => "repeat-last",
+        }
+    }
+
+    /// Parses [`MaskedSteps::as_str`]'s names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [MaskedSteps::Zeros, MaskedSteps::RepeatLast]
+            .into_iter()
+            .find(|m| m.as_str() == name)
+    }
 }
 
 impl Rnn {
@@ -48,23 +162,51 @@ impl Rnn {
     /// nonlinearities.
     ///
     /// # Errors
-    /// When `layers` is empty; when a layer has other than 1 or 2 directions, or not as many as
-    /// layer 0; when the directions of a layer differ in hidden size; when dtypes differ; when
+    /// When `layers` is empty; when a layer has other than 1 or 2 directions (layers may
+    /// differ, as in a Keras stack of `SimpleRNN` and `Bidirectional` layers); when the directions of a layer differ in hidden size; when dtypes differ; when
     /// layer `k > 0`'s input size is not `directions ·` layer `k - 1`'s hidden size.
     pub fn new(layers: Vec<Vec<RnnLayer>>) -> Result<Self> {
+        let options = vec![LayerOptions::default(); layers.len()];
+        Self::with_layer_options(layers, options)
+    }
+
+    /// Like [`Rnn::new`], with Keras's options for each layer: `options[k]` for layer `k`.
+    /// A layer after one whose directions are summed, averaged or multiplied reads `hidden`
+    /// features, not `2 · hidden`.
+    ///
+    /// # Errors
+    /// As [`Rnn::new`]; also when `options` has not one entry per layer, when a bidirectional
+    /// layer goes backwards (Keras's `Bidirectional` takes care of the backward direction),
+    /// and when a layer below the top keeps its directions apart ([`MergeMode::Separate`]).
+    pub fn with_layer_options(
+        layers: Vec<Vec<RnnLayer>>,
+        options: Vec<LayerOptions>,
+    ) -> Result<Self> {
         ensure(!layers.is_empty(), || {
             "an RNN needs at least one layer".into()
         })?;
-        let directions = layers[0].len();
+        ensure(options.len() == layers.len(), || {
+            format!(
+                "layer options: expected {} (one per layer), found {}",
+                layers.len(),
+                options.len()
+            )
+        })?;
         let dtype = layers[0].first().map(RnnLayer::dtype);
         for (k, layer) in layers.iter().enumerate() {
-            ensure(
-                layer.len() == directions && (1..=2).contains(&directions),
-                || {
-                    format!(
-                    "layer {k}: expected {directions} direction(s) like layer 0 (1 or 2), found {}",
+            ensure((1..=2).contains(&layer.len()), || {
+                format!(
+                    "layer {k}: expected 1 or 2 directions, found {}",
                     layer.len()
                 )
+            })?;
+            ensure(!(layer.len() == 2 && options[k].go_backwards), || {
+                format!("layer {k}: go_backwards applies to one-direction layers; a bidirectional layer already reads its sequence both ways")
+            })?;
+            ensure(
+                options[k].merge_mode != MergeMode::Separate || k + 1 == layers.len(),
+                || {
+                    format!("layer {k}: only the top layer can keep its two directions apart (merge mode none); layer {} reads one input", k + 1)
                 },
             )?;
             let hidden = layer[0].hidden_size();
@@ -82,7 +224,7 @@ impl Rnn {
                     )
                 })?;
                 if k > 0 {
-                    let expected = directions * layers[k - 1][0].hidden_size();
+                    let expected = layer_output_size(&layers[k - 1], options[k - 1]);
                     ensure(cell.input_size() == expected, || {
                         format!(
                             "layer {k} direction {d}: expected input size {expected} (the output of layer {}), found {}",
@@ -95,6 +237,8 @@ impl Rnn {
         }
         Ok(Self {
             layers,
+            options,
+            masked_steps: MaskedSteps::Zeros,
             batch_first: false,
             fast_path: true,
         })
@@ -116,6 +260,22 @@ impl Rnn {
             })
             .collect::<Result<Vec<_>>>()?;
         Self::new(layers)
+    }
+
+    /// What the outputs hold past each sequence's length (zeros unless set).
+    pub fn with_masked_steps(mut self, masked_steps: MaskedSteps) -> Self {
+        self.masked_steps = masked_steps;
+        self
+    }
+
+    /// Each layer's options beyond `torch.nn.RNN` (see [`Rnn::with_layer_options`]).
+    pub fn layer_options(&self) -> &[LayerOptions] {
+        &self.options
+    }
+
+    /// What the outputs hold past each sequence's length.
+    pub fn masked_steps(&self) -> MaskedSteps {
+        self.masked_steps
     }
 
     /// Inputs and outputs `[batch, seq_len, ..]` instead of `[seq_len, batch, ..]` (PyTorch's
@@ -145,6 +305,8 @@ impl Rnn {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,
+            options: self.options.clone(),
+            masked_steps: self.masked_steps,
             batch_first: self.batch_first,
             fast_path: self.fast_path,
         })
@@ -170,9 +332,16 @@ impl Rnn {
         self.layers.len()
     }
 
-    /// 2 when bidirectional, else 1.
+    /// 2 when the layers are bidirectional, else 1: layer 0's count (a PyTorch stack's layers
+    /// all have the same; see [`Rnn::num_states`] for a Keras stack that mixes them).
     pub fn num_directions(&self) -> usize {
         self.layers[0].len()
+    }
+
+    /// Final states of a run: one per layer and direction, the first dimension of `h0` and
+    /// `h_n` (`layers · directions` when every layer has the same directions).
+    pub fn num_states(&self) -> usize {
+        self.layers.iter().map(Vec::len).sum()
     }
 
     /// Features per input step.
@@ -185,9 +354,11 @@ impl Rnn {
         self.layers.iter().map(|l| l[0].hidden_size()).collect()
     }
 
-    /// Features per output step: directions × the last layer's hidden size.
+    /// Features per output step: the last layer's hidden size, times 2 when its two
+    /// directions are concatenated (or kept apart).
     pub fn output_size(&self) -> usize {
-        self.num_directions() * self.layers[self.layers.len() - 1][0].hidden_size()
+        let top = self.layers.len() - 1;
+        layer_output_size(&self.layers[top], self.options[top])
     }
 
     /// The activation of the first layer (all layers built by `from_weights` share it).
@@ -328,29 +499,36 @@ impl Rnn {
 
         let mut x = time_major;
         let mut layer_outputs = Vec::new();
-        let mut states = Vec::with_capacity(self.layers.len() * self.num_directions());
+        let mut states = Vec::with_capacity(self.num_states());
         for (k, layer) in self.layers.iter().enumerate() {
+            let options = self.options[k];
             let mut outputs = Vec::with_capacity(layer.len());
             for (d, cell) in layer.iter().enumerate() {
-                let h0 = h0.as_ref().map(|h| &h[k * layer.len() + d]);
-                let direction = if d == 0 {
+                let h0 = h0.as_ref().map(|h| &h[states.len()]);
+                // A go_backwards layer is the reverse direction with its outputs left in the
+                // order it computed them.
+                let direction = if d == 0 && !options.go_backwards {
                     Direction::Forward
                 } else {
                     Direction::Reverse
                 };
-                let (out, h_n) = if self.fast_path {
+                let (mut out, h_n) = if self.fast_path {
                     cell.forward_with(&x, h0, direction, lengths)?
                 } else {
                     cell.forward_reference(&x, h0, direction, lengths)?
                 };
+                if let (Some(lengths), MaskedSteps::RepeatLast, Direction::Forward) =
+                    (lengths, self.masked_steps, direction)
+                {
+                    out = repeat_last_valid(&out, lengths)?;
+                }
+                if options.go_backwards {
+                    out = reverse_time(&out)?;
+                }
                 outputs.push(out);
                 states.push(h_n);
             }
-            x = if outputs.len() == 1 {
-                outputs.remove(0)
-            } else {
-                Tensor::cat(&outputs, 2)?
-            };
+            x = options.merge_mode.merge(outputs)?;
             if all_layers {
                 layer_outputs.push(x.clone());
             }
@@ -368,24 +546,31 @@ impl Rnn {
         Ok((layer_outputs, states))
     }
 
-    /// The last layer's final states, directions concatenated: `[batch, directions · hidden]`.
-    /// This is Keras's output with `return_sequences=False`: for the forward direction the
-    /// output at the last (valid) step, for the reverse one the state after reading step 0.
+    /// The last layer's final states, its directions merged as its [`MergeMode`] says
+    /// (`[batch, directions · hidden]` concatenated). This is Keras's output with
+    /// `return_sequences=False`: for the forward direction the output at the last (valid)
+    /// step, for the reverse one (and a `go_backwards` layer) the state after reading step 0.
     ///
     /// # Shapes
     /// `states` as [`Rnn::forward_states`] returns them.
     pub fn last_output(&self, states: &[Tensor]) -> Result<Tensor> {
-        let d = self.num_directions();
-        ensure(states.len() == self.layers.len() * d, || {
+        let d = self.layers[self.layers.len() - 1].len();
+        ensure(states.len() == self.num_states(), || {
             format!(
                 "states: expected {} (layers · directions), found {}",
-                self.layers.len() * d,
+                self.num_states(),
                 states.len()
             )
         })?;
         let last = &states[states.len() - d..];
         let rank = last[0].rank();
-        Tensor::cat(last, rank - 1)
+        let top = self.options[self.layers.len() - 1].merge_mode;
+        match (last, top) {
+            ([forward, backward], MergeMode::Sum) => forward + backward,
+            ([forward, backward], MergeMode::Ave) => (forward + backward)? * 0.5,
+            ([forward, backward], MergeMode::Mul) => forward * backward,
+            _ => Tensor::cat(last, rank - 1),
+        }
     }
 
     /// Splits `h0` `[layers · directions, batch, hidden]` into one `[batch, hidden]` per layer
@@ -401,7 +586,7 @@ impl Rnn {
         ensure(sizes.iter().all(|&h| h == sizes[0]), || {
             format!("h0: the layers' hidden sizes {sizes:?} differ, so one h0 tensor cannot hold their states")
         })?;
-        let count = self.layers.len() * self.num_directions();
+        let count = self.num_states();
         let h0 = if unbatched {
             check_dims("h0", h0, &[count, sizes[0]])?;
             h0.unsqueeze(1)?
@@ -411,6 +596,56 @@ impl Rnn {
         };
         Ok(Some((0..count).map(|i| h0.get(i)).collect::<Result<_>>()?))
     }
+}
+
+/// Features out of one layer: its hidden size, times 2 when it has two directions that are
+/// concatenated (or kept apart).
+fn layer_output_size(layer: &[RnnLayer], options: LayerOptions) -> usize {
+    let hidden = layer[0].hidden_size();
+    if layer.len() == 2 {
+        options.merge_mode.features(hidden)
+    } else {
+        hidden
+    }
+}
+
+/// `output` `[seq_len, batch, hidden]` with its time axis reversed.
+fn reverse_time(output: &Tensor) -> Result<Tensor> {
+    let seq_len = output.dim(0)?;
+    if seq_len < 2 {
+        return Ok(output.clone());
+    }
+    let order: Vec<u32> = (0..seq_len as u32).rev().collect();
+    let order = Tensor::from_vec(order, seq_len, output.device())?;
+    output.index_select(&order, 0)
+}
+
+/// Keras's masked steps: `output[t, b]` for `t >= lengths[b]` becomes
+/// `output[lengths[b] - 1, b]`, and stays zero for an empty sequence.
+///
+/// # Shapes
+/// `output` `[seq_len, batch, hidden]`, time-major, zeros past each length (as the layer
+/// computes it); `lengths` `[batch]`.
+fn repeat_last_valid(output: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+    let (seq_len, batch, hidden) = output.dims3()?;
+    if lengths.iter().all(|&l| l == seq_len) {
+        return Ok(output.clone());
+    }
+    // Row t·batch + b of the flattened output takes row min(t, len - 1)·batch + b; an empty
+    // sequence keeps its own (zero) rows.
+    let rows: Vec<u32> = (0..seq_len)
+        .flat_map(|t| {
+            lengths.iter().enumerate().map(move |(b, &len)| {
+                let source = if len == 0 { t } else { t.min(len - 1) };
+                (source * batch + b) as u32
+            })
+        })
+        .collect();
+    let rows = Tensor::from_vec(rows, seq_len * batch, output.device())?;
+    output
+        .reshape((seq_len * batch, hidden))?
+        .index_select(&rows, 0)?
+        .reshape((seq_len, batch, hidden))
 }
 
 #[cfg(test)]

@@ -48,12 +48,17 @@ impl Rnn {
     /// - `h0`: `[layers, batch, hidden]`, zeros when `None`; needs equal hidden sizes
     ///
     /// # Errors
-    /// For a bidirectional stack, whose reverse direction needs a sequence's last step first,
-    /// and when `h0` does not fit.
+    /// For a bidirectional stack or a `go_backwards` layer, which need a sequence's last step
+    /// first, and when `h0` does not fit.
     pub fn stream(&self, batch: usize, h0: Option<&Tensor>) -> Result<Stream<'_>> {
-        ensure(self.num_directions() == 1, || {
+        ensure(self.num_states() == self.num_layers(), || {
             "a bidirectional RNN reads each sequence from its end too, so it cannot be fed one \
              step at a time; run the whole sequence instead"
+                .into()
+        })?;
+        ensure(!self.layer_options().iter().any(|o| o.go_backwards), || {
+            "a go_backwards layer reads each sequence from its end, so it cannot be fed one step \
+             at a time; run the whole sequence instead"
                 .into()
         })?;
         ensure(batch > 0, || "stream: the batch is empty".into())?;

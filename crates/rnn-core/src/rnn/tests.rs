@@ -107,3 +107,189 @@ fn layer_outputs_are_each_layers_states_time_major() {
         output.to_vec3::<f64>().unwrap()
     );
 }
+
+/// One tanh layer of two neurons, with bias, f64.
+fn two_neurons(seed: f64) -> LayerWeights {
+    let dev = Device::Cpu;
+    LayerWeights {
+        w_ih: Tensor::new(&[[0.5f64 * seed, -0.25], [0.1, 0.3]], &dev).unwrap(),
+        w_hh: Tensor::new(&[[0.2f64, -0.4 * seed], [0.6, 0.1]], &dev).unwrap(),
+        b_ih: Some(Tensor::new(&[0.1f64, -0.2], &dev).unwrap()),
+        b_hh: None,
+    }
+}
+
+fn sequence() -> Tensor {
+    // [T = 4, B = 3, I = 2]
+    let v: Vec<f64> = (0..24).map(|i| ((i * 7) % 11) as f64 / 5.0 - 1.0).collect();
+    Tensor::from_vec(v, (4, 3, 2), &Device::Cpu).unwrap()
+}
+
+fn flip(t: &Tensor) -> Tensor {
+    let n = t.dim(0).unwrap();
+    Tensor::cat(
+        &(0..n)
+            .rev()
+            .map(|i| t.narrow(0, i, 1).unwrap())
+            .collect::<Vec<_>>(),
+        0,
+    )
+    .unwrap()
+}
+
+/// Keras's go_backwards: the layer reads x[T-1] first and keeps its outputs in that order,
+/// which is a forward run over the time-reversed input.
+#[test]
+fn go_backwards_is_a_forward_run_over_the_reversed_input() {
+    let weights = vec![vec![two_neurons(1.0)]];
+    let plain = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
+    let layers = plain.layers().to_vec();
+    let options = vec![LayerOptions {
+        go_backwards: true,
+        ..LayerOptions::default()
+    }];
+    let backwards = Rnn::with_layer_options(layers, options).unwrap();
+    let x = sequence();
+    let (want, want_h) = plain.forward(&flip(&x), None).unwrap();
+    let (got, got_h) = backwards.forward(&x, None).unwrap();
+    assert_eq!(
+        got.to_vec3::<f64>().unwrap(),
+        want.to_vec3::<f64>().unwrap()
+    );
+    assert_eq!(
+        got_h.to_vec3::<f64>().unwrap(),
+        want_h.to_vec3::<f64>().unwrap()
+    );
+}
+
+/// sum, ave and mul join the same two halves that concat places side by side; the next
+/// layer then reads `hidden` features.
+#[test]
+fn merge_modes_join_the_concatenated_halves() {
+    let weights = vec![vec![two_neurons(1.0), two_neurons(-1.0)]];
+    let concat = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
+    let x = sequence();
+    let (both, _) = concat.forward(&x, None).unwrap();
+    let fw = both.narrow(2, 0, 2).unwrap();
+    let bw = both.narrow(2, 2, 2).unwrap();
+    let expected = [
+        (MergeMode::Sum, (&fw + &bw).unwrap()),
+        (MergeMode::Ave, ((&fw + &bw).unwrap() * 0.5).unwrap()),
+        (MergeMode::Mul, (&fw * &bw).unwrap()),
+        (MergeMode::Separate, both.clone()),
+    ];
+    for (mode, want) in expected {
+        let options = vec![LayerOptions {
+            go_backwards: false,
+            merge_mode: mode,
+        }];
+        let rnn = Rnn::with_layer_options(concat.layers().to_vec(), options).unwrap();
+        let (got, _) = rnn.forward(&x, None).unwrap();
+        assert_eq!(
+            got.to_vec3::<f64>().unwrap(),
+            want.to_vec3::<f64>().unwrap(),
+            "{mode:?}"
+        );
+        assert_eq!(rnn.output_size(), want.dim(2).unwrap(), "{mode:?}");
+    }
+    // A summed layer feeds 2 features to the next; concatenated, it would feed 4.
+    let stacked = vec![
+        vec![two_neurons(1.0), two_neurons(-1.0)],
+        vec![two_neurons(0.5)],
+    ];
+    let layers = Rnn::from_weights(&stacked[..1], Nonlinearity::Tanh)
+        .unwrap()
+        .layers()
+        .to_vec();
+    let top = RnnLayer::new(&stacked[1][0], Nonlinearity::Tanh).unwrap();
+    let sum = LayerOptions {
+        go_backwards: false,
+        merge_mode: MergeMode::Sum,
+    };
+    let mut all = layers;
+    all.push(vec![top]);
+    assert!(Rnn::new(all.clone()).is_err());
+    Rnn::with_layer_options(all, vec![sum, LayerOptions::default()]).unwrap();
+}
+
+/// With lengths [4, 2, 0]: Keras repeats sequence 1's output at t = 1 at t = 2 and 3, and
+/// leaves the empty sequence at zero; the final states do not change.
+#[test]
+fn repeat_last_fills_masked_steps_with_the_last_valid_output() {
+    let weights = vec![vec![two_neurons(1.0)]];
+    let zeros = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
+    let repeat = zeros.clone().with_masked_steps(MaskedSteps::RepeatLast);
+    let x = sequence();
+    let lengths = [4, 2, 0];
+    let (z, z_states) = zeros.forward_states(&x, None, Some(&lengths)).unwrap();
+    let (r, r_states) = repeat.forward_states(&x, None, Some(&lengths)).unwrap();
+    let z = z.to_vec3::<f64>().unwrap();
+    let r = r.to_vec3::<f64>().unwrap();
+    for t in 0..4 {
+        assert_eq!(r[t][0], z[t][0]);
+        assert_eq!(r[t][1], z[t.min(1)][1], "t = {t}");
+        assert_eq!(r[t][2], [0.0, 0.0]);
+    }
+    assert_ne!(z[3][1], z[1][1]);
+    assert_eq!(
+        z_states[0].to_vec2::<f64>().unwrap(),
+        r_states[0].to_vec2::<f64>().unwrap()
+    );
+}
+
+/// Each activation at a few points, against its definition written out (Φ(1) and Φ(−0.5)
+/// from tables of the normal distribution).
+#[test]
+fn activations_follow_their_definitions() {
+    let xs = [-4.0f64, -0.5, 0.0, 1.0, 3.5];
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let cases: [(Nonlinearity, [f64; 5]); 10] = [
+        (Nonlinearity::Sigmoid, xs.map(sigmoid)),
+        (
+            Nonlinearity::HardSigmoid,
+            [0.0, 5.0 / 12.0, 0.5, 1.0 / 6.0 + 0.5, 1.0],
+        ),
+        (Nonlinearity::Linear, xs),
+        (
+            Nonlinearity::Elu,
+            xs.map(|x| if x > 0.0 { x } else { x.exp() - 1.0 }),
+        ),
+        (
+            Nonlinearity::Selu,
+            xs.map(|x| {
+                1.0507009873554805
+                    * if x > 0.0 {
+                        x
+                    } else {
+                        1.6732632423543772 * (x.exp() - 1.0)
+                    }
+            }),
+        ),
+        (Nonlinearity::Softsign, xs.map(|x| x / (x.abs() + 1.0))),
+        (Nonlinearity::Softplus, xs.map(|x| (1.0 + x.exp()).ln())),
+        (Nonlinearity::Silu, xs.map(|x| x * sigmoid(x))),
+        (Nonlinearity::Exponential, xs.map(f64::exp)),
+        (
+            Nonlinearity::Gelu,
+            [
+                -4.0 * 3.167124183311998e-5,
+                -0.5 * 0.3085375387259869,
+                0.0,
+                0.8413447460685429,
+                3.5 * 0.9997673709209645,
+            ],
+        ),
+    ];
+    let x = Tensor::new(&xs, &Device::Cpu).unwrap();
+    for (n, want) in cases {
+        let got = n.apply(&x).unwrap().to_vec1::<f64>().unwrap();
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() <= 1e-12 * w.abs().max(1.0),
+                "{n}: {got:?} vs {want:?}"
+            );
+        }
+        assert_eq!(Nonlinearity::from_name(n.as_str()), Some(n));
+    }
+    assert_eq!(Nonlinearity::from_name("swish"), Some(Nonlinearity::Silu));
+}
