@@ -132,7 +132,8 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
             ("output".to_string(), output.to_device(&cpu)?),
             ("h_n".to_string(), h_n.to_device(&cpu)?),
         ];
-        rnn_weights::save_canonical(path, &weights, nonlinearity, Some(false), &extra)
+        let config = rnn_weights::StackConfig::uniform(nonlinearity, Some(false));
+        rnn_weights::save_canonical(path, &weights, &config, &extra)
             .context("cannot write the benchmark case")?;
     }
 

@@ -54,12 +54,58 @@ pub enum Command {
     Man,
 }
 
+/// Which RNN of a weights file to read, when its names do not settle it.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Read the weights in this naming scheme when more than one fits.
+    #[arg(long, value_enum)]
+    pub weights_format: Option<WeightsFormat>,
+    /// Read only the tensors whose names start with this, when the file holds several RNNs
+    /// (an encoder and a decoder, two TF1 scopes): e.g. `encoder.rnn.` or
+    /// `bidirectional_rnn/`.
+    #[arg(long, conflicts_with = "stack")]
+    pub prefix: Option<String>,
+    /// Stack the RNNs under these prefixes, bottom layer first, when the names do not give
+    /// the order (Keras layers named by hand, TF1 layers in scopes of their own): e.g.
+    /// `--stack layer_0/,layer_1/`.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub stack: Vec<String>,
+}
+
+impl SelectArgs {
+    /// The selection these flags make.
+    pub fn selection(&self) -> rnn_weights::Selection {
+        rnn_weights::Selection {
+            format: self.weights_format.map(Into::into),
+            prefix: self.prefix.clone(),
+            stack: self.stack.clone(),
+        }
+    }
+}
+
 /// How to read the weights: flags that a weights file may not carry.
 #[derive(Debug, Args)]
 pub struct ReadOptions {
-    /// Activation; overrides the weights file's metadata (default tanh).
+    /// Activation: one for every layer, or one per layer (comma-separated); overrides the
+    /// weights file's metadata (default tanh). Keras's names: hard_sigmoid is Keras 3's
+    /// relu6(x + 3) / 6, gelu the exact (erf) form.
+    #[arg(long, value_enum, value_delimiter = ',', num_args = 1..)]
+    pub nonlinearity: Vec<Nonlinearity>,
+    /// Every one-direction layer reads its sequence from the end, as Keras's
+    /// `go_backwards=True`: outputs in the order they are computed (the last input's first),
+    /// h_n the state after the first input.
+    #[arg(long)]
+    pub go_backwards: bool,
+    /// How a bidirectional layer joins its two directions (Keras's `merge_mode`): one for
+    /// every bidirectional layer, or one per layer. `none` (top layer only) gives
+    /// `output_forward` and `output_backward` instead of `output`.
+    #[arg(long, value_enum, value_delimiter = ',', num_args = 1..)]
+    pub merge_mode: Vec<MergeMode>,
+    /// What the outputs hold past a sequence's `lengths`: `repeat-last`, the last valid
+    /// output (Keras's masking; the default for Keras weights), or `zeros` (PyTorch's packed
+    /// sequences and TensorFlow's sequence_length; the default otherwise).
     #[arg(long, value_enum)]
-    pub nonlinearity: Option<Nonlinearity>,
+    pub masked_steps: Option<MaskedSteps>,
     /// Sequence inputs and outputs are [batch, seq, features] (the default for Keras and TF1
     /// weights).
     #[arg(long, conflicts_with = "time_major")]
@@ -68,9 +114,8 @@ pub struct ReadOptions {
     /// weights).
     #[arg(long)]
     pub time_major: bool,
-    /// Read the weights in this naming scheme when more than one fits.
-    #[arg(long, value_enum)]
-    pub weights_format: Option<WeightsFormat>,
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 /// How to build and feed the model.
@@ -187,9 +232,8 @@ pub struct CheckArgs {
 pub struct InspectArgs {
     /// Weights (.safetensors).
     pub model: PathBuf,
-    /// Read the weights in this naming scheme when more than one fits.
-    #[arg(long, value_enum)]
-    pub weights_format: Option<WeightsFormat>,
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 #[derive(Debug, Args)]
@@ -288,17 +332,86 @@ pub struct InitArgs {
     pub output: PathBuf,
 }
 
+/// The activations, by the names PyTorch and Keras give them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Nonlinearity {
     Tanh,
     Relu,
+    Sigmoid,
+    #[value(name = "hard_sigmoid", alias = "hard-sigmoid")]
+    HardSigmoid,
+    Linear,
+    Elu,
+    Selu,
+    Softsign,
+    Softplus,
+    Gelu,
+    #[value(alias = "swish")]
+    Silu,
+    Exponential,
 }
 
 impl From<Nonlinearity> for rnn_core::Nonlinearity {
     fn from(n: Nonlinearity) -> Self {
+        use rnn_core::Nonlinearity as N;
         match n {
-            Nonlinearity::Tanh => rnn_core::Nonlinearity::Tanh,
-            Nonlinearity::Relu => rnn_core::Nonlinearity::Relu,
+            Nonlinearity::Tanh => N::Tanh,
+            Nonlinearity::Relu => N::Relu,
+            Nonlinearity::Sigmoid => N::Sigmoid,
+            Nonlinearity::HardSigmoid => N::HardSigmoid,
+            Nonlinearity::Linear => N::Linear,
+            Nonlinearity::Elu => N::Elu,
+            Nonlinearity::Selu => N::Selu,
+            Nonlinearity::Softsign => N::Softsign,
+            Nonlinearity::Softplus => N::Softplus,
+            Nonlinearity::Gelu => N::Gelu,
+            Nonlinearity::Silu => N::Silu,
+            Nonlinearity::Exponential => N::Exponential,
+        }
+    }
+}
+
+/// Keras's `Bidirectional` merge modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MergeMode {
+    /// Forward and backward side by side (PyTorch; Keras's default).
+    Concat,
+    /// Their sum.
+    Sum,
+    /// Their mean.
+    Ave,
+    /// Their product.
+    Mul,
+    /// Kept apart: output_forward and output_backward (Keras's merge_mode=None).
+    None,
+}
+
+impl From<MergeMode> for rnn_core::MergeMode {
+    fn from(m: MergeMode) -> Self {
+        match m {
+            MergeMode::Concat => rnn_core::MergeMode::Concat,
+            MergeMode::Sum => rnn_core::MergeMode::Sum,
+            MergeMode::Ave => rnn_core::MergeMode::Ave,
+            MergeMode::Mul => rnn_core::MergeMode::Mul,
+            MergeMode::None => rnn_core::MergeMode::Separate,
+        }
+    }
+}
+
+/// What the outputs hold past a sequence's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MaskedSteps {
+    /// Zeros (PyTorch, TensorFlow's sequence_length).
+    Zeros,
+    /// The last valid output, repeated (Keras's masking).
+    RepeatLast,
+}
+
+impl From<MaskedSteps> for rnn_core::MaskedSteps {
+    fn from(m: MaskedSteps) -> Self {
+        match m {
+            MaskedSteps::Zeros => rnn_core::MaskedSteps::Zeros,
+            MaskedSteps::RepeatLast => rnn_core::MaskedSteps::RepeatLast,
         }
     }
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
-use rnn_core::{compare, non_finite, InitConfig, Rnn, Tolerance};
+use rnn_core::{compare, non_finite, InitConfig, LayerOptions, MergeMode, Rnn, Tolerance};
 use rnn_weights::{
-    expected_outputs, name_outputs, Expected, Form, Inputs, Model, TensorFile, WeightsError,
+    expected_outputs, name_outputs, Expected, Form, Inputs, Model, StackConfig, TensorFile,
     F64_SUFFIX,
 };
 use serde::Serialize;
@@ -40,44 +40,88 @@ pub(crate) fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
     }
 }
 
-/// Recognises the weights in a file, in the format the user chose if they chose one.
+/// Recognises the weights in a file: the RNN the user's selection flags pick, if any.
 fn load_model(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<Model> {
-    Model::from_file(file, dtype, read.weights_format.map(Into::into)).map_err(with_format_hint)
+    Ok(Model::select(file, dtype, &read.select.selection())?)
 }
 
-/// Tells the user how to settle an ambiguous file.
-fn with_format_hint(e: WeightsError) -> anyhow::Error {
-    match e {
-        WeightsError::Ambiguous { .. } => {
-            anyhow::anyhow!("{e}; choose one with --weights-format pytorch|keras|tf1|article")
-        }
-        e => e.into(),
+/// One value for every layer, or one per layer, from a flag that takes either.
+fn per_layer<T: Copy>(flag: &str, values: &[T], layers: usize) -> Result<Vec<T>> {
+    match values {
+        [one] => Ok(vec![*one; layers]),
+        many if many.len() == layers => Ok(many.to_vec()),
+        many => bail!(
+            "{flag}: expected one value or {layers} (one per layer of the model), found {}",
+            many.len()
+        ),
     }
 }
 
-/// The activation: the flag, else the file's metadata, else tanh.
-fn nonlinearity(model: &Model, read: &ReadOptions) -> rnn_core::Nonlinearity {
-    read.nonlinearity
-        .map(Into::into)
-        .or(model.nonlinearity)
-        .unwrap_or_default()
-}
-
-/// Whether sequence inputs are batch-first: the flags, else the file's metadata, else its
-/// framework's default. Step-form inputs are stacked time-major whatever the flags say.
-fn batch_first(model: &Model, read: &ReadOptions, form: Form) -> bool {
-    match form {
+/// The stack's configuration: each flag, else the file's metadata, else its framework's
+/// default. Step-form inputs are stacked time-major whatever the flags say.
+fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackConfig> {
+    let layers = model.weights.len();
+    let nonlinearity = match read.nonlinearity.as_slice() {
+        [] => model.nonlinearity.clone().unwrap_or_default(),
+        flags => per_layer("--nonlinearity", flags, layers)?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    };
+    let merge_mode: Vec<MergeMode> = match read.merge_mode.as_slice() {
+        [] => model
+            .merge_mode
+            .clone()
+            .unwrap_or_else(|| vec![MergeMode::Concat; layers]),
+        flags => per_layer("--merge-mode", flags, layers)?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    };
+    let one_direction: Vec<bool> = model.weights.iter().map(|l| l.len() == 1).collect();
+    let go_backwards = if read.go_backwards {
+        if !one_direction.contains(&true) {
+            bail!(
+                "--go-backwards: every layer of this model is bidirectional; Keras's \
+                 go_backwards applies to one-direction layers"
+            );
+        }
+        one_direction.clone()
+    } else {
+        model
+            .go_backwards
+            .clone()
+            .unwrap_or_else(|| vec![false; layers])
+    };
+    let layer_options = go_backwards
+        .into_iter()
+        .zip(merge_mode)
+        .map(|(go_backwards, merge_mode)| LayerOptions {
+            go_backwards,
+            merge_mode,
+        })
+        .collect();
+    let batch_first = match form {
         Form::Steps => false,
         Form::Sequence if read.time_major => false,
         Form::Sequence if read.batch_first => true,
         Form::Sequence => model.batch_first_by_default(),
-    }
+    };
+    Ok(StackConfig {
+        nonlinearity,
+        layer_options,
+        masked_steps: read
+            .masked_steps
+            .map(Into::into)
+            .unwrap_or_else(|| model.masked_steps_by_default()),
+        batch_first: Some(batch_first),
+    })
 }
 
 fn build_rnn(model: &Model, read: &ReadOptions, form: Form) -> Result<Rnn> {
-    let rnn = Rnn::from_weights(&model.weights, nonlinearity(model, read))
-        .context("the weights do not form a valid RNN")?;
-    Ok(rnn.with_batch_first(batch_first(model, read, form)))
+    stack_config(model, read, form)?
+        .build(&model.weights)
+        .context("the weights do not form a valid RNN")
 }
 
 /// Warns on stderr about NaN and infinite values in `tensors` (name, tensor), or, with
@@ -151,8 +195,27 @@ fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
         .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
         .with_context(context)?;
     let h_n = rnn.stack_states(&states)?;
+    let mut named = name_outputs(inputs.form, &output, h_n.as_ref())?;
+    let top = rnn.layer_options()[rnn.num_layers() - 1];
+    if top.merge_mode == MergeMode::Separate && inputs.form == Form::Sequence {
+        // Keras's merge_mode=None: the two directions' outputs as two tensors.
+        let half = rnn.output_size() / 2;
+        let features = output.rank() - 1;
+        named.retain(|(n, _)| n != "output");
+        named.insert(
+            0,
+            ("output_forward".into(), output.narrow(features, 0, half)?),
+        );
+        named.insert(
+            1,
+            (
+                "output_backward".into(),
+                output.narrow(features, half, half)?,
+            ),
+        );
+    }
     Ok(Results {
-        named: name_outputs(inputs.form, &output, h_n.as_ref())?,
+        named,
         last: rnn.last_output(&states).with_context(context)?,
         output,
     })
@@ -177,7 +240,52 @@ fn read_inputs(
             input_file.path().display()
         )
     })?;
+    if path.is_some() {
+        check_all_read(&input_file, &inputs)?;
+    }
     Ok((input_file, inputs))
+}
+
+/// Fails when a file of inputs (not the model's own file) holds tensors that `rnn` does not
+/// read: a misspelt `h0` would otherwise be silently left out of the run.
+fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
+    let expected = expected_outputs(file, inputs.form, false)?;
+    let read: BTreeSet<String> = inputs
+        .names
+        .iter()
+        .cloned()
+        .chain(
+            expected
+                .iter()
+                .flat_map(|e| [e.name.clone(), format!("{}{F64_SUFFIX}", e.name)]),
+        )
+        .collect();
+    let unread: Vec<String> = file
+        .names()
+        .into_iter()
+        .filter(|n| !read.contains(n))
+        .collect();
+    if unread.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{}: {} not read by rnn, which reads {} and compares {}; rename or remove {}",
+        file.path().display(),
+        unread
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        match inputs.form {
+            Form::Sequence => "input, h0 and lengths (or sequence_length)",
+            Form::Steps => "X0, X1, …, h0 and lengths (or sequence_length)",
+        },
+        match inputs.form {
+            Form::Sequence => "output (or output_forward and output_backward) and h_n",
+            Form::Steps => "Y0, Y1, …",
+        },
+        if unread.len() == 1 { "it" } else { "them" }
+    )
 }
 
 /// A model ready to run on inputs of `form`, on the device the user chose.
@@ -367,6 +475,9 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         None => model_file.clone(),
     };
     let inputs = Inputs::require(&fixture, dtype)?;
+    if args.fixture.is_some() {
+        check_all_read(&fixture, &inputs)?;
+    }
     // f32 runs compare with the framework's f32 outputs; every other dtype with its float64
     // results where the fixture has them.
     let expected = expected_outputs(
@@ -519,21 +630,47 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
 
 pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
     let file = read_model_file(Some(&args.model))?;
-    let model = Model::from_file(&file, DType::F64, args.weights_format.map(Into::into))
-        .map_err(with_format_hint)?;
+    let selection = args.select.selection();
+    let model = Model::select(&file, DType::F64, &selection)?;
     let mut text = String::new();
     writeln!(text, "file:          {}", file.path().display())?;
     writeln!(text, "format:        {}", model.format.as_str())?;
     writeln!(text, "input size:    {}", model.input_size())?;
     writeln!(text, "hidden size:   {:?}", model.hidden_sizes())?;
     writeln!(text, "layers:        {}", model.weights.len())?;
-    writeln!(text, "directions:    {}", model.num_directions())?;
+    let directions: Vec<usize> = model.weights.iter().map(Vec::len).collect();
+    writeln!(text, "directions:    {}", join_per_layer(&directions))?;
     writeln!(text, "bias:          {}", model.has_bias())?;
-    let nonlinearity = match model.nonlinearity {
-        Some(n) => n.to_string(),
-        None => "not recorded (tanh unless --nonlinearity says otherwise)".into(),
+    let recorded = |values: Option<String>, otherwise: &str| match values {
+        Some(v) => v,
+        None => format!("not recorded ({otherwise})"),
     };
-    writeln!(text, "nonlinearity:  {nonlinearity}")?;
+    let nonlinearity = model.nonlinearity.as_ref().map(|v| join_per_layer(v));
+    writeln!(
+        text,
+        "nonlinearity:  {}",
+        recorded(nonlinearity, "tanh unless --nonlinearity says otherwise")
+    )?;
+    let go_backwards = model.go_backwards.as_ref().map(|v| join_per_layer(v));
+    writeln!(
+        text,
+        "go_backwards:  {}",
+        recorded(go_backwards, "false unless --go-backwards")
+    )?;
+    let merge_mode = model.merge_mode.as_ref().map(|v| {
+        let names: Vec<&str> = v.iter().map(|m| m.as_str()).collect();
+        join_per_layer(&names)
+    });
+    writeln!(
+        text,
+        "merge_mode:    {}",
+        recorded(merge_mode, "concat unless --merge-mode says otherwise")
+    )?;
+    writeln!(
+        text,
+        "masked steps:  {}",
+        model.masked_steps_by_default().as_str()
+    )?;
     writeln!(text, "\ntensors:")?;
     for name in file.names() {
         let shape = file
@@ -547,15 +684,54 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
             .filter(|m| m.source == name)
             .map(|m| format!("-> {} ({})", m.target, m.transform.describe()))
             .collect();
-        let role = if targets.is_empty() {
-            "not a weight".to_string()
+        let mut role = if targets.is_empty() {
+            format!("not used: {}", why_unused(&name, &selection))
         } else {
             targets.join("; ")
         };
+        if let Some(stored) = file.alias_of(&name) {
+            role.push_str(&format!(" [stored as {stored}]"));
+        }
         writeln!(text, "  {name:<20} {shape:<12} {dtype:<5} {role}")?;
     }
     emit(&text)?;
     Ok(Outcome::Success)
+}
+
+/// `a` for values that are all equal, else `a, b, c` (one per layer).
+fn join_per_layer<T: PartialEq + std::fmt::Display>(values: &[T]) -> String {
+    match values.first() {
+        Some(first) if values.iter().all(|v| v == first) => first.to_string(),
+        _ => values
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Why `rnn inspect` shows a tensor as unused: an input, an expected output, outside the
+/// selection, or a name no reader knows.
+fn why_unused(name: &str, selection: &rnn_weights::Selection) -> String {
+    let base = name.strip_suffix(F64_SUFFIX).unwrap_or(name);
+    let step = |prefix: &str| {
+        base.strip_prefix(prefix)
+            .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if ["input", "h0", "lengths", "sequence_length"].contains(&base) || step("X") {
+        return "an input".into();
+    }
+    if ["output", "h_n", "output_forward", "output_backward"].contains(&base) || step("Y") {
+        return "an expected output".into();
+    }
+    if let Some(p) = selection.prefix.as_deref().filter(|p| !name.starts_with(p)) {
+        return format!("outside --prefix {p}");
+    }
+    if !selection.stack.is_empty() && !selection.stack.iter().any(|p| name.starts_with(p.as_str()))
+    {
+        return format!("outside --stack {}", selection.stack.join(","));
+    }
+    "not a weight of any RNN rnn reads".into()
 }
 
 pub fn init(args: &InitArgs) -> Result<Outcome> {
@@ -573,7 +749,8 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
     crate::memory::ensure_fits("these weights", bytes)?;
     let weights =
         rnn_core::uniform_weights(&config, args.seed, DType::F32, &candle_core::Device::Cpu)?;
-    rnn_weights::save_canonical(&args.output, &weights, args.nonlinearity.into(), None, &[])
+    let config = StackConfig::uniform(args.nonlinearity.into(), None);
+    rnn_weights::save_canonical(&args.output, &weights, &config, &[])
         .context("cannot write the weights")?;
     eprintln!("wrote {}", args.output.display());
     Ok(Outcome::Success)
@@ -610,16 +787,12 @@ pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
     } else {
         model
     };
-    rnn_core::Rnn::from_weights(&model.weights, nonlinearity(&model, &args.read))
+    let config = stack_config(&model, &args.read, Form::Sequence)?;
+    config
+        .build(&model.weights)
         .context("the weights do not form a valid RNN")?;
-    rnn_weights::save_canonical(
-        &args.output,
-        &model.weights,
-        nonlinearity(&model, &args.read),
-        Some(batch_first(&model, &args.read, Form::Sequence)),
-        &[],
-    )
-    .context("cannot write the weights")?;
+    rnn_weights::save_canonical(&args.output, &model.weights, &config, &[])
+        .context("cannot write the weights")?;
     eprintln!(
         "wrote {} ({} weights, {} tensors, canonical layout)",
         args.output.display(),

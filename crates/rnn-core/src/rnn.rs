@@ -131,10 +131,10 @@ pub enum MaskedSteps {
     /// Zeros: PyTorch's packed sequences, TensorFlow's `sequence_length`.
     #[default]
     Zeros,
-    /// A plain Keras RNN layer's convention: the forward direction repeats its last valid
-    /// output (zeros for an empty sequence). A direction that reads from the end (the
-    /// backward half of `Bidirectional`, a `go_backwards` layer) meets the masked steps
-    /// before any valid one, so it outputs zeros there, as Keras does.
+    /// Keras's convention: a plain one-direction layer repeats its last valid output (zeros
+    /// for an empty sequence). A `go_backwards` layer meets the masked steps before any valid
+    /// one, so it outputs zeros there, and `Bidirectional` zeroes both directions' masked
+    /// steps, as Keras 3 does.
     RepeatLast,
 }
 
@@ -517,8 +517,10 @@ impl Rnn {
                 } else {
                     cell.forward_reference(&x, h0, direction, lengths)?
                 };
-                if let (Some(lengths), MaskedSteps::RepeatLast, Direction::Forward) =
-                    (lengths, self.masked_steps, direction)
+                // Keras repeats outputs only in a plain one-direction layer: `Bidirectional`
+                // zeroes its layers' masked steps.
+                if let (Some(lengths), MaskedSteps::RepeatLast, Direction::Forward, 1) =
+                    (lengths, self.masked_steps, direction, layer.len())
                 {
                     out = repeat_last_valid(&out, lengths)?;
                 }

@@ -47,17 +47,21 @@ impl Inputs {
     /// Finds the inputs in a file: `input` (sequence form) or `X0`, `X1`, … (step form).
     /// `None` when the file has neither.
     pub fn from_file(file: &TensorFile, dtype: DType) -> Result<Option<Self>> {
+        // Both forms take an initial state and lengths, as TF1's dynamic_rnn and static_rnn do.
+        let h0 = file.float_opt("h0", dtype)?;
+        let lengths = read_lengths(file)?;
+        let mut extras = Vec::new();
+        if h0.is_some() {
+            extras.push("h0".to_string());
+        }
+        if let Some((name, _)) = &lengths {
+            extras.push(name.to_string());
+        }
+        let lengths = lengths.map(|(_, l)| l);
         if file.contains("input") {
             let input = file.float("input", dtype)?;
-            let h0 = file.float_opt("h0", dtype)?;
-            let lengths = read_lengths(file)?;
             let mut names = vec!["input".to_string()];
-            if h0.is_some() {
-                names.push("h0".into());
-            }
-            if lengths.is_some() {
-                names.push("lengths".into());
-            }
+            names.extend(extras);
             return Ok(Some(Self {
                 form: Form::Sequence,
                 input,
@@ -66,7 +70,7 @@ impl Inputs {
                 names,
             }));
         }
-        let names = step_names(file, "X");
+        let mut names = step_names(file, "X");
         if names.is_empty() {
             return Ok(None);
         }
@@ -86,11 +90,12 @@ impl Inputs {
             }
         }
         let input = Tensor::stack(&steps, 0).map_err(|e| file.tensor_error(e))?;
+        names.extend(extras);
         Ok(Some(Self {
             form: Form::Steps,
             input,
-            h0: None,
-            lengths: None,
+            h0,
+            lengths,
             names,
         }))
     }
@@ -107,16 +112,27 @@ impl Inputs {
     }
 }
 
-/// The `lengths` tensor as counts: integers, rank 1, none negative.
-fn read_lengths(file: &TensorFile) -> Result<Option<Vec<usize>>> {
-    if !file.contains("lengths") {
-        return Ok(None);
-    }
-    match file.raw("lengths") {
-        Some(t) => lengths_from(file.path(), t).map(Some),
+/// The valid steps of each sequence, with the name they were found under: `lengths`, or
+/// TensorFlow's own name `sequence_length`. Integers, rank 1, none negative.
+fn read_lengths(file: &TensorFile) -> Result<Option<(&'static str, Vec<usize>)>> {
+    let name = match (file.contains("lengths"), file.contains("sequence_length")) {
+        (false, false) => return Ok(None),
+        (true, true) => {
+            return Err(WeightsError::Unrecognised {
+                path: file.path().to_owned(),
+                what: "both `lengths` and `sequence_length` give the sequences' lengths; keep one"
+                    .into(),
+                found: file.names(),
+            })
+        }
+        (true, false) => "lengths",
+        (false, true) => "sequence_length",
+    };
+    match file.raw(name) {
+        Some(t) => lengths_from(file.path(), t).map(|l| Some((name, l))),
         None => Err(lengths_dtype_error(
             file.path(),
-            file.dtype_name("lengths").unwrap_or_default(),
+            file.dtype_name(name).unwrap_or_default(),
         )),
     }
 }
@@ -189,12 +205,13 @@ pub struct Expected {
 pub const F64_SUFFIX: &str = "_f64";
 
 /// The expected outputs a fixture holds for inputs of `form`: `Y<t>` for step form, `output`
-/// and `h_n` for sequence form, as far as they are present, read as f64. With `prefer_f64`, a
+/// (or Keras's `output_forward` and `output_backward`) and `h_n` for sequence form, as far as
+/// they are present, read as f64. With `prefer_f64`, a
 /// float64 reference (`output_f64`) is used where the fixture has one.
 pub fn expected_outputs(file: &TensorFile, form: Form, prefer_f64: bool) -> Result<Vec<Expected>> {
     let names = match form {
         Form::Steps => step_names(file, "Y"),
-        Form::Sequence => ["output", "h_n"]
+        Form::Sequence => ["output", "output_forward", "output_backward", "h_n"]
             .into_iter()
             .filter(|n| file.contains(n))
             .map(String::from)

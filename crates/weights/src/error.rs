@@ -108,17 +108,19 @@ pub enum WeightsError {
         /// The tensors that are there.
         found: Vec<String>,
     },
-    /// More than one naming scheme fits the file.
+    /// The names fit more than one RNN, or do not settle how they stack.
     #[error(
-        "{}: the tensors can be read in more than one way: {}",
+        "{}: the names hold more than one RNN, and nothing in the file says which to run: {}{hint}",
         path.display(),
-        readings.join(", ")
+        readings.join("; ")
     )]
     Ambiguous {
         /// The file.
         path: PathBuf,
-        /// Each possible reading.
+        /// Each possible reading, with the flags that pick it.
         readings: Vec<String>,
+        /// How to combine them, where that is possible (starts with "; "), or empty.
+        hint: String,
     },
     /// A value in `__metadata__` cannot be read.
     #[error("{}: metadata `{key}`: expected {expected}, found {found:?}", path.display())]

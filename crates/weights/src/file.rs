@@ -17,6 +17,9 @@ pub struct TensorFile {
     /// Tensors whose element type candle cannot hold (bool, int8, ...): name and dtype.
     unloadable: BTreeMap<String, String>,
     metadata: HashMap<String, String>,
+    /// Names the file stores as aliases of another tensor (shared, tied tensors): alias →
+    /// the stored name.
+    aliases: BTreeMap<String, String>,
 }
 
 impl TensorFile {
@@ -115,12 +118,30 @@ impl TensorFile {
                 }
             }
         }
+        // `safetensors.torch.save_model` stores a tensor shared under several names once and
+        // records each other name in the metadata as `{"other name": "stored name"}`.
+        let mut aliases = BTreeMap::new();
+        for (alias, stored) in &metadata {
+            if !tensors.contains_key(alias) && !unloadable.contains_key(alias) {
+                if let Some(t) = tensors.get(stored) {
+                    aliases.insert(alias.clone(), stored.clone());
+                    tensors.insert(alias.clone(), t.clone());
+                }
+            }
+        }
         Ok(Self {
             path: path.to_owned(),
             tensors,
             unloadable,
             metadata,
+            aliases,
         })
+    }
+
+    /// The stored tensor that `name` is an alias of, when the file records it as one (a
+    /// tensor shared under several names, saved once by `safetensors.torch.save_model`).
+    pub fn alias_of(&self, name: &str) -> Option<&str> {
+        self.aliases.get(name).map(String::as_str)
     }
 
     /// Parses the bytes of a `.npy` file (its one array is named `input`); `path` is only for
@@ -145,6 +166,7 @@ impl TensorFile {
             tensors,
             unloadable: BTreeMap::new(),
             metadata,
+            aliases: BTreeMap::new(),
         }
     }
 

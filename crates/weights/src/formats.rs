@@ -45,12 +45,12 @@ impl Format {
         matches!(self, Format::Keras | Format::Tf1)
     }
 
-    fn detect(self, names: &Names) -> Vec<Plan> {
+    fn detect(self, names: &Names, found: &mut Detected) {
         match self {
-            Format::Pytorch => detect_pytorch(names),
-            Format::Keras => detect_keras(names),
-            Format::Tf1 => detect_tf1(names),
-            Format::Article => detect_article(names),
+            Format::Pytorch => detect_pytorch(names, found),
+            Format::Keras => detect_keras(names, found),
+            Format::Tf1 => detect_tf1(names, found),
+            Format::Article => detect_article(names, found),
         }
     }
 }
@@ -108,17 +108,6 @@ pub(crate) struct Plan {
     pub layers: Vec<Vec<CellPlan>>,
 }
 
-impl Plan {
-    /// `pytorch` or `pytorch (prefix "encoder.")`.
-    pub fn describe(&self) -> String {
-        if self.prefix.is_empty() {
-            self.format.as_str().to_string()
-        } else {
-            format!("{} (names under \"{}\")", self.format.as_str(), self.prefix)
-        }
-    }
-}
-
 /// The file's names, looked up without TensorFlow's `:0`.
 pub(crate) struct Names {
     /// Name without `:0` → name in the file.
@@ -159,13 +148,23 @@ impl Names {
     }
 }
 
+/// What the detectors found in a file's names: every reading that fits, and the structures
+/// they recognised but will not run (each one sentence, naming the tensors' scope).
+#[derive(Debug, Default)]
+pub(crate) struct Detected {
+    pub plans: Vec<Plan>,
+    pub refusals: Vec<String>,
+}
+
 /// Every reading of the file, in the formats allowed (`only`, or all).
-pub(crate) fn detect(names: &Names, only: Option<Format>) -> Vec<Plan> {
-    Format::ALL
-        .into_iter()
-        .filter(|f| only.is_none_or(|o| o == *f))
-        .flat_map(|f| f.detect(names))
-        .collect()
+pub(crate) fn detect(names: &Names, only: Option<Format>) -> Detected {
+    let mut found = Detected::default();
+    for format in Format::ALL {
+        if only.is_none_or(|o| o == format) {
+            format.detect(names, &mut found);
+        }
+    }
+    found
 }
 
 /// The prefixes under which `suffix` appears as a whole name component.
@@ -176,87 +175,196 @@ fn prefixes_of<'a>(names: &'a Names, suffix: &'a str) -> impl Iterator<Item = St
     })
 }
 
-fn detect_pytorch(names: &Names) -> Vec<Plan> {
-    prefixes_of(names, "weight_ih_l0")
-        .map(|p| {
-            let directions: &[&str] = if names.get(&format!("{p}weight_ih_l0_reverse")).is_some() {
-                &["", "_reverse"]
-            } else {
-                &[""]
-            };
-            let layers = (0..)
-                .take_while(|k| *k == 0 || names.get(&format!("{p}weight_ih_l{k}")).is_some())
-                .map(|k| {
-                    directions
-                        .iter()
-                        .map(|s| {
-                            let key = |kind: &str| format!("{p}{kind}_l{k}{s}");
-                            CellPlan {
-                                w_ih: names.source(&key("weight_ih"), Transform::AsIs),
-                                w_hh: names.source(&key("weight_hh"), Transform::AsIs),
-                                b_ih: names.optional(&key("bias_ih"), Transform::AsIs),
-                                b_hh: names.optional(&key("bias_hh"), Transform::AsIs),
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
-            Plan {
-                format: Format::Pytorch,
-                prefix: p,
-                layers,
-            }
-        })
-        .collect()
+fn detect_pytorch(names: &Names, found: &mut Detected) {
+    for p in prefixes_of(names, "weight_ih_l0") {
+        let directions: &[&str] = if names.get(&format!("{p}weight_ih_l0_reverse")).is_some() {
+            &["", "_reverse"]
+        } else {
+            &[""]
+        };
+        let layers = (0..)
+            .take_while(|k| *k == 0 || names.get(&format!("{p}weight_ih_l{k}")).is_some())
+            .map(|k| {
+                directions
+                    .iter()
+                    .map(|s| {
+                        let key = |kind: &str| format!("{p}{kind}_l{k}{s}");
+                        CellPlan {
+                            w_ih: names.source(&key("weight_ih"), Transform::AsIs),
+                            w_hh: names.source(&key("weight_hh"), Transform::AsIs),
+                            b_ih: names.optional(&key("bias_ih"), Transform::AsIs),
+                            b_hh: names.optional(&key("bias_hh"), Transform::AsIs),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        found.plans.push(Plan {
+            format: Format::Pytorch,
+            prefix: p,
+            layers,
+        });
+    }
 }
 
-/// The number ending a Keras layer name (`simple_rnn_3` → 3, `simple_rnn` → 0): Keras numbers
-/// layers in the order they are created, so this is their order in a stack.
-fn creation_index(name: &str) -> (u64, String) {
-    let index = name
-        .rsplit_once('_')
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(0);
-    (index, name.to_string())
+/// The number Keras's default naming gives a `SimpleRNN` layer (`simple_rnn` → 0,
+/// `simple_rnn_3` → 3), or `None` for a name the user chose. Keras numbers the layers of a
+/// class in the order they are created, so in a model built in order it is their order in the
+/// stack; no other name says anything about order.
+fn default_rnn_index(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("simple_rnn")?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let digits = rest.strip_prefix('_')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
-fn detect_keras(names: &Names) -> Vec<Plan> {
+/// `path` split at its last `/`: (parent, last component); the parent of a top-level name is
+/// empty.
+fn split_last(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// `path/`, or the empty prefix for the top level.
+fn scope_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    }
+}
+
+/// One Keras layer in a stack: a `SimpleRNN` (one cell path) or a `Bidirectional` wrapper
+/// (forward then backward cell path).
+struct KerasUnit {
+    /// The layer's (or wrapper's) path.
+    path: String,
+    cells: Vec<String>,
+    /// Keras's default number of the (forward) `SimpleRNN`, if its name is the default one.
+    index: Option<u64>,
+    /// Whether it is a `Bidirectional` wrapper (which needs two cells).
+    wrapper: bool,
+}
+
+fn detect_keras(names: &Names, found: &mut Detected) {
     // Layer path (`sequential/simple_rnn_1`) → its cell path (with `/simple_rnn_cell` or not).
     let mut layers: BTreeMap<String, String> = BTreeMap::new();
     for key in names.keys() {
         let Some(cell) = key.strip_suffix("/recurrent_kernel") else {
             continue;
         };
-        let layer = cell.strip_suffix("/simple_rnn_cell").unwrap_or(cell);
+        if cell.split('/').any(|c| c == "stacked_rnn_cells") {
+            let scope = cell.split("/stacked_rnn_cells").next().unwrap_or(cell);
+            let (parent, last) = split_last(scope);
+            let why = if last.starts_with("forward_") || last.starts_with("backward_") {
+                format!(
+                    "Keras layer `{parent}` is Bidirectional(RNN([cell, cell, …])): each \
+                     direction runs its own stack of cells, which is not a bidirectional stack \
+                     and which rnn does not run; build it from Bidirectional(SimpleRNN(…)) \
+                     layers instead"
+                )
+            } else {
+                format!(
+                    "Keras layer `{scope}` is an RNN over stacked cells (RNN([cell, cell, …])), \
+                     which rnn does not read; build it from SimpleRNN layers instead"
+                )
+            };
+            if !found.refusals.contains(&why) {
+                found.refusals.push(why);
+            }
+            continue;
+        }
+        let (layer, last) = split_last(cell);
+        let layer = if last == "simple_rnn_cell" {
+            layer
+        } else {
+            cell
+        };
         layers.insert(layer.to_string(), cell.to_string());
     }
-    if layers.is_empty() {
-        return Vec::new();
-    }
-    // Stack units: a plain layer, or a Bidirectional wrapper with its forward and backward.
-    let mut units: BTreeMap<(u64, String), Vec<(usize, String)>> = BTreeMap::new();
+    // Bidirectional wrappers: a parent with a child named `forward_…`; its other child is the
+    // backward layer, whatever its name (`backward_…`, or the name of `backward_layer=`).
+    let wrappers: BTreeMap<&str, &str> = layers
+        .keys()
+        .filter_map(|layer| {
+            let (parent, last) = split_last(layer);
+            last.starts_with("forward_").then_some((parent, last))
+        })
+        .collect();
+    let mut units: BTreeMap<String, KerasUnit> = BTreeMap::new();
     for (layer, cell) in &layers {
-        let (parent, last) = layer.rsplit_once('/').unwrap_or(("", layer));
-        let (unit, direction) = if last.starts_with("forward_") {
-            (parent, 0)
-        } else if last.starts_with("backward_") {
-            (parent, 1)
-        } else {
-            (layer.as_str(), 0)
+        let (parent, last) = split_last(layer);
+        let (path, forward, own_name) = match wrappers.get(parent) {
+            Some(&fw) => (parent, last == fw, fw.trim_start_matches("forward_")),
+            None => (layer.as_str(), true, last),
         };
-        let unit_name = unit.rsplit('/').next().unwrap_or(unit);
-        let key = (creation_index(unit_name).0, unit.to_string());
-        units
-            .entry(key)
-            .or_default()
-            .push((direction, cell.clone()));
+        let unit = units.entry(path.to_string()).or_insert_with(|| KerasUnit {
+            path: path.to_string(),
+            cells: Vec::new(),
+            index: default_rnn_index(own_name),
+            wrapper: wrappers.contains_key(parent),
+        });
+        if forward {
+            unit.cells.insert(0, cell.clone());
+        } else {
+            unit.cells.push(cell.clone());
+        }
     }
-    let plan_layers = units
-        .into_values()
-        .map(|mut dirs| {
-            dirs.sort();
-            dirs.into_iter()
-                .map(|(_, cell)| CellPlan {
+    // Group the units by the model that holds them; order each group only where Keras's
+    // default numbering gives the order.
+    let mut groups: BTreeMap<&str, Vec<&KerasUnit>> = BTreeMap::new();
+    for unit in units.values() {
+        if unit.wrapper && unit.cells.len() != 2 {
+            found.refusals.push(format!(
+                "Keras Bidirectional layer `{}` holds {} recurrent layer(s), not a forward and a \
+                 backward one",
+                unit.path,
+                unit.cells.len()
+            ));
+            continue;
+        }
+        groups
+            .entry(split_last(&unit.path).0)
+            .or_default()
+            .push(unit);
+    }
+    for (parent, mut group) in groups {
+        let indices: Option<Vec<u64>> = group.iter().map(|u| u.index).collect();
+        let ordered = match indices {
+            Some(mut indices) => {
+                indices.sort_unstable();
+                indices.dedup();
+                indices.len() == group.len()
+            }
+            None => false,
+        };
+        if group.len() == 1 || ordered {
+            group.sort_by_key(|u| u.index);
+            found
+                .plans
+                .push(keras_plan(names, scope_prefix(parent), &group));
+        } else {
+            // Names the user chose say nothing about order: each layer is a candidate.
+            for unit in group {
+                found
+                    .plans
+                    .push(keras_plan(names, scope_prefix(&unit.path), &[unit]));
+            }
+        }
+    }
+}
+
+fn keras_plan(names: &Names, prefix: String, units: &[&KerasUnit]) -> Plan {
+    let layers = units
+        .iter()
+        .map(|unit| {
+            unit.cells
+                .iter()
+                .map(|cell| CellPlan {
                     w_ih: names.source(&format!("{cell}/kernel"), Transform::Transposed),
                     w_hh: names.source(&format!("{cell}/recurrent_kernel"), Transform::Transposed),
                     b_ih: names.optional(&format!("{cell}/bias"), Transform::AsIs),
@@ -265,67 +373,105 @@ fn detect_keras(names: &Names) -> Vec<Plan> {
                 .collect()
         })
         .collect();
-    vec![Plan {
+    Plan {
         format: Format::Keras,
-        prefix: String::new(),
-        layers: plan_layers,
-    }]
+        prefix,
+        layers,
+    }
 }
 
-fn detect_tf1(names: &Names) -> Vec<Plan> {
-    // (layer, direction) → cell path ending in `basic_rnn_cell`.
-    let mut cells: BTreeMap<(usize, usize), String> = BTreeMap::new();
+fn detect_tf1(names: &Names, found: &mut Detected) {
+    // Variable scope of an RNN → (layer, direction) → cell path ending in `basic_rnn_cell`.
+    // The scope is the cell's path without the parts TF adds for stacks (`multi_rnn_cell`,
+    // `cell_<k>`) and directions (`fw`, `bw`): every distinct scope is a separate RNN.
+    let mut scopes: BTreeMap<String, BTreeMap<(usize, usize), Vec<String>>> = BTreeMap::new();
     for key in names.keys() {
         let Some(cell) = key.strip_suffix("/kernel") else {
             continue;
         };
-        if !(cell == "basic_rnn_cell" || cell.ends_with("/basic_rnn_cell")) {
+        let (path, last) = split_last(cell);
+        if last != "basic_rnn_cell" {
             continue;
         }
-        let parts: Vec<&str> = cell.split('/').collect();
-        let layer = parts
-            .iter()
-            .find_map(|p| p.strip_prefix("cell_")?.parse().ok())
-            .unwrap_or(0);
-        let direction = usize::from(parts.contains(&"bw"));
-        cells.insert((layer, direction), cell.to_string());
-    }
-    if cells.is_empty() {
-        return Vec::new();
-    }
-    let mut layers: Vec<Vec<CellPlan>> = Vec::new();
-    for ((layer, _), cell) in cells {
-        let plan = CellPlan {
-            w_ih: names.source(&format!("{cell}/kernel"), Transform::InputRows),
-            w_hh: names.source(&format!("{cell}/kernel"), Transform::RecurrentRows),
-            b_ih: names.optional(&format!("{cell}/bias"), Transform::AsIs),
-            b_hh: None,
-        };
-        if layers.len() <= layer {
-            layers.resize_with(layer + 1, Vec::new);
+        let mut layer = 0;
+        let mut direction = 0;
+        let mut scope = Vec::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            match part {
+                "multi_rnn_cell" | "fw" => {}
+                "bw" => direction = 1,
+                _ => match part.strip_prefix("cell_").and_then(|n| n.parse().ok()) {
+                    Some(k) => layer = k,
+                    None => scope.push(part),
+                },
+            }
         }
-        layers[layer].push(plan);
+        scopes
+            .entry(scope.join("/"))
+            .or_default()
+            .entry((layer, direction))
+            .or_default()
+            .push(cell.to_string());
     }
-    vec![Plan {
-        format: Format::Tf1,
-        prefix: String::new(),
-        layers,
-    }]
+    for (scope, cells) in scopes {
+        let mut layers: Vec<Vec<CellPlan>> = Vec::new();
+        let mut problem = None;
+        for ((layer, direction), paths) in cells {
+            if paths.len() > 1 {
+                problem = Some(format!(
+                    "cells {} are all layer {layer}, direction {direction}",
+                    paths.join(", ")
+                ));
+                break;
+            }
+            if layer != layers.len() && layer + 1 != layers.len() {
+                problem = Some(format!(
+                    "layer {} has no cell, but layer {layer} does",
+                    layers.len()
+                ));
+                break;
+            }
+            if layer == layers.len() {
+                layers.push(Vec::new());
+            }
+            if direction != layers[layer].len() {
+                problem = Some(format!("layer {layer} has a bw cell but no fw cell"));
+                break;
+            }
+            let cell = &paths[0];
+            layers[layer].push(CellPlan {
+                w_ih: names.source(&format!("{cell}/kernel"), Transform::InputRows),
+                w_hh: names.source(&format!("{cell}/kernel"), Transform::RecurrentRows),
+                b_ih: names.optional(&format!("{cell}/bias"), Transform::AsIs),
+                b_hh: None,
+            });
+        }
+        match problem {
+            Some(problem) => found.refusals.push(format!(
+                "the TF1 cells under `{}` do not form a stack: {problem}",
+                if scope.is_empty() { "/" } else { &scope }
+            )),
+            None => found.plans.push(Plan {
+                format: Format::Tf1,
+                prefix: scope_prefix(&scope),
+                layers,
+            }),
+        }
+    }
 }
 
-fn detect_article(names: &Names) -> Vec<Plan> {
-    prefixes_of(names, "Wx")
-        .map(|p| Plan {
-            format: Format::Article,
-            layers: vec![vec![CellPlan {
-                w_ih: names.source(&format!("{p}Wx"), Transform::Transposed),
-                w_hh: names.source(&format!("{p}Wy"), Transform::Transposed),
-                b_ih: names.optional(&format!("{p}b"), Transform::Flattened),
-                b_hh: None,
-            }]],
-            prefix: p,
-        })
-        .collect()
+fn detect_article(names: &Names, found: &mut Detected) {
+    let plans = prefixes_of(names, "Wx").map(|p| Plan {
+        format: Format::Article,
+        layers: vec![vec![CellPlan {
+            w_ih: names.source(&format!("{p}Wx"), Transform::Transposed),
+            w_hh: names.source(&format!("{p}Wy"), Transform::Transposed),
+            b_ih: names.optional(&format!("{p}b"), Transform::Flattened),
+            b_hh: None,
+        }]],
+        prefix: p,
+    });
+    found.plans.extend(plans);
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod formats;
 mod model;
 mod npy;
 mod npz;
+mod selection;
 mod text;
 
 pub use chunked::{ArrayFile, ArrayWriter};
@@ -28,4 +29,5 @@ pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFI
 pub use error::{Result, WeightsError};
 pub use file::{write_atomically, write_safetensors, write_tensors, FileFormat, TensorFile};
 pub use formats::{Format, Transform};
-pub use model::{save_canonical, Model, TensorMapping, CANONICAL_LAYOUT};
+pub use model::{save_canonical, Model, StackConfig, TensorMapping, CANONICAL_LAYOUT};
+pub use selection::Selection;

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
-use rnn_core::{LayerWeights, Nonlinearity};
+use rnn_core::{LayerOptions, LayerWeights, MaskedSteps, MergeMode, Nonlinearity};
 
 use crate::error::{Result, WeightsError};
 use crate::file::{write_safetensors, TensorFile};
-use crate::formats::{self, Format, Names, Plan, Source, Transform};
+use crate::formats::{Format, Plan, Source, Transform};
+use crate::selection::Selection;
 
 /// How one tensor of the file became part of the canonical weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,19 +23,38 @@ pub struct TensorMapping {
     pub transform: Transform,
 }
 
-/// RNN weights read from a file, in the canonical layout.
+/// RNN weights read from a file, in the canonical layout, with the options the file records.
 #[derive(Debug, Clone)]
 pub struct Model {
     /// The naming scheme the file was recognised by.
     pub format: Format,
     /// `weights[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
     pub weights: Vec<Vec<LayerWeights>>,
-    /// The activation the file's metadata names, if it names one.
-    pub nonlinearity: Option<Nonlinearity>,
+    /// Each layer's activation, if the file's metadata records it.
+    pub nonlinearity: Option<Vec<Nonlinearity>>,
+    /// Each layer's Keras `go_backwards`, if the file's metadata records it.
+    pub go_backwards: Option<Vec<bool>>,
+    /// Each layer's Keras `merge_mode`, if the file's metadata records it.
+    pub merge_mode: Option<Vec<MergeMode>>,
+    /// What the outputs hold past a sequence's length, if the file's metadata records it.
+    pub masked_steps: Option<MaskedSteps>,
     /// Whether the file's metadata says inputs are batch-first, if it says.
     pub batch_first: Option<bool>,
     /// Where each canonical tensor came from.
     pub mapping: Vec<TensorMapping>,
+}
+
+/// A stack's configuration beyond its weights, as [`save_canonical`] records it.
+#[derive(Debug, Clone, Default)]
+pub struct StackConfig {
+    /// One activation per layer (or one for every layer).
+    pub nonlinearity: Vec<Nonlinearity>,
+    /// One entry per layer (or none: PyTorch's behaviour throughout).
+    pub layer_options: Vec<LayerOptions>,
+    /// What the outputs hold past a sequence's length.
+    pub masked_steps: MaskedSteps,
+    /// Whether sequence inputs are batch-first, when known.
+    pub batch_first: Option<bool>,
 }
 
 /// Metadata keys written by [`save_canonical`] and read back by [`Model::from_file`].
@@ -47,6 +67,9 @@ mod key {
     pub const BIAS: &str = "bias";
     pub const NONLINEARITY: &str = "nonlinearity";
     pub const BATCH_FIRST: &str = "batch_first";
+    pub const GO_BACKWARDS: &str = "go_backwards";
+    pub const MERGE_MODE: &str = "merge_mode";
+    pub const MASKED_STEPS: &str = "masked_steps";
 }
 
 /// The value of the `layout` metadata key in files this crate writes.
@@ -62,36 +85,24 @@ impl Model {
     /// weights converted to `dtype`. More than one possible reading is an error that lists
     /// them.
     pub fn from_file(file: &TensorFile, dtype: DType, format: Option<Format>) -> Result<Self> {
-        let names = Names::new(&file.names());
-        let plans = formats::detect(&names, format);
-        let plan = match plans.as_slice() {
-            [plan] => plan,
-            [] => {
-                let looked_for = match format {
-                    Some(f) => format!("no {} RNN weights found", f.as_str()),
-                    None => "no RNN weights recognised: expected PyTorch nn.RNN names \
-                             (weight_ih_l0, weight_hh_l0, …), Keras SimpleRNN \
-                             (<layer>/simple_rnn_cell/kernel, recurrent_kernel, bias), TF1 \
-                             BasicRNNCell (rnn/basic_rnn_cell/kernel, bias) or the article's \
-                             (Wx, Wy, b)"
-                        .into(),
-                };
-                return Err(WeightsError::Unrecognised {
-                    path: file.path().to_owned(),
-                    what: looked_for,
-                    found: file.names(),
-                });
-            }
-            several => {
-                let readings: Vec<String> = several.iter().map(Plan::describe).collect();
-                return Err(WeightsError::Ambiguous {
-                    path: file.path().to_owned(),
-                    readings,
-                });
-            }
+        let selection = Selection {
+            format,
+            ..Selection::default()
         };
-        let mut model = materialise(file, plan, dtype)?;
-        check_leftovers(file, plan, &model)?;
+        Self::select(file, dtype, &selection)
+    }
+
+    /// Reads the RNN that `selection` picks from an already read file, converted to `dtype`.
+    ///
+    /// # Errors
+    /// When the names (under the selection) hold no RNN, more than one, or one whose
+    /// structure they do not settle: [`WeightsError::Ambiguous`] lists each candidate with the
+    /// flags that pick it. Also when a tensor is missing, of the wrong shape or dtype, or the
+    /// metadata cannot be read.
+    pub fn select(file: &TensorFile, dtype: DType, selection: &Selection) -> Result<Self> {
+        let plan = crate::selection::choose(file, selection)?;
+        let mut model = materialise(file, &plan, dtype)?;
+        check_leftovers(file, &plan, &model)?;
         model.read_metadata(file)?;
         Ok(model)
     }
@@ -111,9 +122,19 @@ impl Model {
         self.weights.iter().map(|l| l[0].w_hh.dims()[0]).collect()
     }
 
-    /// 2 when bidirectional, else 1.
+    /// 2 when layer 0 is bidirectional, else 1.
     pub fn num_directions(&self) -> usize {
         self.weights[0].len()
+    }
+
+    /// What the outputs hold past a sequence's length unless the user says otherwise: as the
+    /// file's metadata says, else as its framework does (Keras repeats the last valid output;
+    /// PyTorch and TensorFlow give zeros).
+    pub fn masked_steps_by_default(&self) -> MaskedSteps {
+        self.masked_steps.unwrap_or(match self.format {
+            Format::Keras => MaskedSteps::RepeatLast,
+            _ => MaskedSteps::Zeros,
+        })
     }
 
     /// Whether the layers have a bias.
@@ -136,10 +157,33 @@ impl Model {
             expected: expected.into(),
             found: found.into(),
         };
+        let layers = self.weights.len();
         if let Some(v) = meta.get(key::NONLINEARITY) {
-            let n = Nonlinearity::from_name(v)
-                .ok_or_else(|| bad(key::NONLINEARITY, "\"tanh\" or \"relu\"", v))?;
-            self.nonlinearity = Some(n);
+            let names = Nonlinearity::ALL.map(|n| format!("\"{n}\""));
+            let expected = format!("one of {} (or one per layer)", names.join(", "));
+            self.nonlinearity = Some(
+                per_layer(v, layers, Nonlinearity::from_name)
+                    .ok_or_else(|| bad(key::NONLINEARITY, &expected, v))?,
+            );
+        }
+        if let Some(v) = meta.get(key::GO_BACKWARDS) {
+            let expected = "\"true\" or \"false\" (or one per layer)";
+            self.go_backwards = Some(
+                per_layer(v, layers, |b| b.parse().ok())
+                    .ok_or_else(|| bad(key::GO_BACKWARDS, expected, v))?,
+            );
+        }
+        if let Some(v) = meta.get(key::MERGE_MODE) {
+            let expected = "concat, sum, ave, mul or none (or one per layer)";
+            self.merge_mode = Some(
+                per_layer(v, layers, MergeMode::from_name)
+                    .ok_or_else(|| bad(key::MERGE_MODE, expected, v))?,
+            );
+        }
+        if let Some(v) = meta.get(key::MASKED_STEPS) {
+            let m = MaskedSteps::from_name(v)
+                .ok_or_else(|| bad(key::MASKED_STEPS, "\"zeros\" or \"repeat-last\"", v))?;
+            self.masked_steps = Some(m);
         }
         if let Some(v) = meta.get(key::BATCH_FIRST) {
             let b = v
@@ -153,7 +197,7 @@ impl Model {
 
 /// Loads the tensors a plan names, transforms them to the canonical layout, and checks every
 /// shape against the layer before it.
-fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Model> {
+pub(crate) fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Model> {
     let mut mapping = Vec::new();
     let mut weights = Vec::new();
     // Input features of the current layer: unknown for layer 0, then D · H of the previous.
@@ -223,6 +267,9 @@ fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Model> {
         format: plan.format,
         weights,
         nonlinearity: None,
+        go_backwards: None,
+        merge_mode: None,
+        masked_steps: None,
         batch_first: None,
         mapping,
     })
@@ -328,21 +375,101 @@ fn load_source(
     result.map_err(|e| file.tensor_error(e))
 }
 
+/// A comma-separated metadata value with one entry for every layer, or one for all of them.
+fn per_layer<T: Clone>(
+    value: &str,
+    layers: usize,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<Vec<T>> {
+    let values: Vec<T> = value
+        .split(',')
+        .map(|v| parse(v.trim()))
+        .collect::<Option<_>>()?;
+    match values.len() {
+        1 => Some(vec![values[0].clone(); layers]),
+        n if n == layers => Some(values),
+        _ => None,
+    }
+}
+
+/// `values` as one metadata value: the one value when all are equal, else one per layer.
+fn joined<T: PartialEq>(values: &[T], name: impl Fn(&T) -> String) -> String {
+    match values.first() {
+        Some(first) if values.iter().all(|v| v == first) => name(first),
+        _ => values.iter().map(name).collect::<Vec<_>>().join(","),
+    }
+}
+
+impl StackConfig {
+    /// PyTorch's `nn.RNN` with one activation for every layer: no Keras options, zeros past
+    /// each sequence's length.
+    pub fn uniform(nonlinearity: Nonlinearity, batch_first: Option<bool>) -> Self {
+        Self {
+            nonlinearity: vec![nonlinearity],
+            batch_first,
+            ..Self::default()
+        }
+    }
+
+    /// The stack that `weights` (`weights[k][d]`) make with this configuration; batch-first
+    /// when [`StackConfig::batch_first`] says so.
+    ///
+    /// # Errors
+    /// When the activations or layer options are not one for all layers or one per layer, and
+    /// as [`rnn_core::Rnn::with_layer_options`].
+    pub fn build(&self, weights: &[Vec<LayerWeights>]) -> candle_core::Result<rnn_core::Rnn> {
+        let per_layer = |what: &str, n: usize| {
+            candle_core::Error::Msg(format!(
+                "{what}: expected one value or {} (one per layer), found {n}",
+                weights.len()
+            ))
+        };
+        let nonlinearity = match self.nonlinearity.as_slice() {
+            [] => vec![Nonlinearity::default(); weights.len()],
+            [one] => vec![*one; weights.len()],
+            many if many.len() == weights.len() => many.to_vec(),
+            many => return Err(per_layer("nonlinearity", many.len())),
+        };
+        let options = match self.layer_options.as_slice() {
+            [] => vec![LayerOptions::default(); weights.len()],
+            many if many.len() == weights.len() => many.to_vec(),
+            many => return Err(per_layer("layer options", many.len())),
+        };
+        let layers = weights
+            .iter()
+            .zip(nonlinearity)
+            .map(|(dirs, n)| {
+                dirs.iter()
+                    .map(|w| rnn_core::RnnLayer::new(w, n))
+                    .collect::<candle_core::Result<Vec<_>>>()
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(rnn_core::Rnn::with_layer_options(layers, options)?
+            .with_masked_steps(self.masked_steps)
+            .with_batch_first(self.batch_first.unwrap_or(false)))
+    }
+}
+
 /// Saves weights in the canonical layout (PyTorch's names) with the configuration in
 /// `__metadata__`: `layout`, `input_size`, `hidden_size` (comma-separated, one per layer),
-/// `num_layers`, `bidirectional`, `bias`, `nonlinearity` and, when known, `batch_first`.
-/// Extra tensors (inputs, expected outputs) may be stored beside them.
+/// `num_layers`, `bidirectional`, `bias`, `nonlinearity`, `masked_steps`, and where they are
+/// set `go_backwards`, `merge_mode` (one value for all layers, or one per layer) and
+/// `batch_first`. Extra tensors (inputs, expected outputs) may be stored beside them.
 pub fn save_canonical(
     path: &Path,
     weights: &[Vec<LayerWeights>],
-    nonlinearity: Nonlinearity,
-    batch_first: Option<bool>,
+    config: &StackConfig,
     extra: &[(String, Tensor)],
 ) -> Result<()> {
-    rnn_core::Rnn::from_weights(weights, nonlinearity).map_err(|error| WeightsError::Tensor {
-        path: path.to_owned(),
-        error,
-    })?;
+    let rnn = config
+        .build(weights)
+        .map_err(|error| WeightsError::Tensor {
+            path: path.to_owned(),
+            error,
+        })?;
+    let nonlinearity: Vec<Nonlinearity> =
+        rnn.layers().iter().map(|l| l[0].nonlinearity()).collect();
+    let options = rnn.layer_options();
     let first = &weights[0][0]; // a valid Rnn has at least one layer and direction
     let mut tensors = Vec::new();
     for (k, dirs) in weights.iter().enumerate() {
@@ -376,9 +503,27 @@ pub fn save_canonical(
             key::BIAS.into(),
             (first.b_ih.is_some() || first.b_hh.is_some()).to_string(),
         ),
-        (key::NONLINEARITY.into(), nonlinearity.as_str().to_string()),
+        (
+            key::NONLINEARITY.into(),
+            joined(&nonlinearity, |n| n.as_str().to_string()),
+        ),
+        (
+            key::MASKED_STEPS.into(),
+            rnn.masked_steps().as_str().to_string(),
+        ),
     ]);
-    if let Some(b) = batch_first {
+    if options.iter().any(|o| o.go_backwards) {
+        let values: Vec<bool> = options.iter().map(|o| o.go_backwards).collect();
+        meta.insert(key::GO_BACKWARDS.into(), joined(&values, bool::to_string));
+    }
+    if options.iter().any(|o| o.merge_mode != MergeMode::Concat) {
+        let values: Vec<MergeMode> = options.iter().map(|o| o.merge_mode).collect();
+        meta.insert(
+            key::MERGE_MODE.into(),
+            joined(&values, |m| m.as_str().to_string()),
+        );
+    }
+    if let Some(b) = config.batch_first {
         meta.insert(key::BATCH_FIRST.into(), b.to_string());
     }
     write_safetensors(path, &tensors, meta)

@@ -1,0 +1,212 @@
+//! Choosing the one RNN a file's names prove: the whole file, the tensors under a prefix, or
+//! several prefixes stacked in an order the user states. Where the names leave more than one
+//! reading, the error lists each with the flags that pick it; nothing is guessed.
+
+use crate::error::{Result, WeightsError};
+use crate::file::TensorFile;
+use crate::formats::{self, Format, Names, Plan};
+
+/// Which RNN of a file to read, when the names alone do not settle it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Read the names in this scheme only.
+    pub format: Option<Format>,
+    /// Read only the tensors whose names start with this (`encoder.`, `bidirectional_rnn/`).
+    pub prefix: Option<String>,
+    /// Read the RNN under each of these prefixes and stack them, bottom layer first: for
+    /// stacks whose names do not give their order (Keras layers named by hand, TF1 layers in
+    /// scopes of their own).
+    pub stack: Vec<String>,
+}
+
+/// The plan `selection` picks from `file`.
+pub(crate) fn choose(file: &TensorFile, selection: &Selection) -> Result<Plan> {
+    let names = file.names();
+    if selection.stack.is_empty() {
+        return one_plan(file, &names, selection.format, selection.prefix.as_deref());
+    }
+    let mut stacked: Option<Plan> = None;
+    for (i, prefix) in selection.stack.iter().enumerate() {
+        if let Some(other) = selection.stack[..i]
+            .iter()
+            .find(|p| p.starts_with(prefix.as_str()) || prefix.starts_with(p.as_str()))
+        {
+            return Err(unrecognised(
+                file,
+                format!("--stack: `{prefix}` and `{other}` overlap; each names one RNN"),
+            ));
+        }
+        let plan = one_plan(file, &names, selection.format, Some(prefix))?;
+        stacked = Some(match stacked {
+            None => plan,
+            Some(below) if below.format != plan.format => {
+                return Err(unrecognised(
+                    file,
+                    format!(
+                        "--stack: `{prefix}` holds {} weights, the layers below {}",
+                        plan.format.as_str(),
+                        below.format.as_str()
+                    ),
+                ))
+            }
+            Some(mut below) => {
+                below.prefix = format!("{},{prefix}", below.prefix);
+                below.layers.extend(plan.layers);
+                below
+            }
+        });
+    }
+    // The stack has at least one prefix, so at least one plan.
+    stacked.ok_or_else(|| unrecognised(file, "--stack names no prefix".into()))
+}
+
+/// The one plan the names under `prefix` (all names without one) prove.
+fn one_plan(
+    file: &TensorFile,
+    names: &[String],
+    format: Option<Format>,
+    prefix: Option<&str>,
+) -> Result<Plan> {
+    let under: Vec<String> = names
+        .iter()
+        .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
+        .cloned()
+        .collect();
+    let found = formats::detect(&Names::new(&under), format);
+    let flag = |p: &str| format!("--prefix {p}");
+    if !found.refusals.is_empty() {
+        let mut what = found.refusals.join("; ");
+        if !found.plans.is_empty() {
+            let others: Vec<String> = found.plans.iter().map(|p| flag(&p.prefix)).collect();
+            what.push_str(&format!(
+                " (to run another RNN of the file, pick it: {})",
+                others.join(" or ")
+            ));
+        }
+        return Err(unrecognised(file, what));
+    }
+    let mut plans = found.plans;
+    match plans.len() {
+        1 => Ok(plans.remove(0)),
+        0 => {
+            let looked_for = match (format, prefix) {
+                (Some(f), Some(p)) => format!("no {} RNN weights under `{p}`", f.as_str()),
+                (None, Some(p)) => format!("no RNN weights under `{p}`"),
+                (Some(f), None) => format!("no {} RNN weights found", f.as_str()),
+                (None, None) => "no RNN weights recognised: expected PyTorch nn.RNN names \
+                                 (weight_ih_l0, weight_hh_l0, …), Keras SimpleRNN \
+                                 (<layer>/simple_rnn_cell/kernel, recurrent_kernel, bias), TF1 \
+                                 BasicRNNCell (rnn/basic_rnn_cell/kernel, bias) or the article's \
+                                 (Wx, Wy, b)"
+                    .into(),
+            };
+            Err(WeightsError::Unrecognised {
+                path: file.path().to_owned(),
+                what: looked_for,
+                found: file.names(),
+            })
+        }
+        _ => Err(ambiguous(file, &plans, prefix)),
+    }
+}
+
+/// The error for several readings: each with the flags that pick it, and how to stack them.
+fn ambiguous(file: &TensorFile, plans: &[Plan], prefix: Option<&str>) -> WeightsError {
+    let mut prefixes: Vec<&str> = plans.iter().map(|p| p.prefix.as_str()).collect();
+    prefixes.dedup();
+    let by_prefix = prefixes.len() == plans.len() && !prefixes.contains(&"");
+    let readings = plans
+        .iter()
+        .map(|plan| {
+            let flags = if by_prefix {
+                format!("--prefix {}", plan.prefix)
+            } else {
+                let mut flags = format!("--weights-format {}", plan.format.as_str());
+                if let Some(p) = prefix.filter(|p| !p.is_empty()) {
+                    flags.push_str(&format!(" --prefix {p}"));
+                }
+                flags
+            };
+            format!("{} ({flags})", describe(plan))
+        })
+        .collect();
+    let same_format = plans.iter().all(|p| p.format == plans[0].format);
+    // Orders in which the candidates stack by their shapes: both of two, else the file's.
+    let orders: Vec<Vec<&Plan>> = match plans {
+        [a, b] => vec![vec![a, b], vec![b, a]],
+        _ => vec![plans.iter().collect()],
+    };
+    let stackable: Vec<String> = orders
+        .into_iter()
+        .filter(|order| same_format && by_prefix && stacks(file, order))
+        .map(|order| {
+            let prefixes: Vec<&str> = order.iter().map(|p| p.prefix.as_str()).collect();
+            format!("--stack {}", prefixes.join(","))
+        })
+        .collect();
+    let hint = if stackable.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; if they are the layers of one stack, say its order, bottom layer first: {}",
+            stackable.join(" or ")
+        )
+    };
+    WeightsError::Ambiguous {
+        path: file.path().to_owned(),
+        readings,
+        hint,
+    }
+}
+
+/// Whether the candidates' shapes chain when stacked in this order.
+fn stacks(file: &TensorFile, order: &[&Plan]) -> bool {
+    let stacked = Plan {
+        format: order[0].format,
+        prefix: String::new(),
+        layers: order.iter().flat_map(|p| p.layers.clone()).collect(),
+    };
+    crate::model::materialise(file, &stacked, candle_core::DType::F32).is_ok()
+}
+
+/// `keras, 2 layers (bidirectional, one-direction), under "rnn_a/"`.
+fn describe(plan: &Plan) -> String {
+    let directions: Vec<&str> = plan
+        .layers
+        .iter()
+        .map(|l| {
+            if l.len() == 2 {
+                "bidirectional"
+            } else {
+                "one-direction"
+            }
+        })
+        .collect();
+    let mut kinds = directions.clone();
+    kinds.dedup();
+    let layers = match plan.layers.len() {
+        1 => format!("1 {} layer", kinds.join("")),
+        n if kinds.len() == 1 => format!("{n} {} layers", kinds[0]),
+        n => format!("{n} layers ({})", directions.join(", ")),
+    };
+    if plan.prefix.is_empty() {
+        format!("{} RNN, {layers}", plan.format.as_str())
+    } else {
+        format!(
+            "{} RNN under `{}`, {layers}",
+            plan.format.as_str(),
+            plan.prefix
+        )
+    }
+}
+
+fn unrecognised(file: &TensorFile, what: String) -> WeightsError {
+    WeightsError::Unrecognised {
+        path: file.path().to_owned(),
+        what,
+        found: file.names(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
