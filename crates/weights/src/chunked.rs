@@ -260,14 +260,13 @@ fn safetensors_header(path: &Path, file: &mut File, len: u64) -> Result<BTreeMap
 }
 
 /// A .npy or .safetensors file written a slice of one axis at a time: the header first, with
-/// every array's full shape, then each slice where it belongs. It is written to a temporary
-/// file renamed over the target by [`ArrayWriter::finish`]; dropped unfinished, it leaves
-/// nothing behind.
+/// every array's full shape, then each slice where it belongs. It is written to a new
+/// temporary file (created exclusively, under a random name) renamed over the target by
+/// [`ArrayWriter::finish`]; dropped unfinished, it leaves nothing behind.
 #[derive(Debug)]
 pub struct ArrayWriter {
     path: PathBuf,
-    tmp: PathBuf,
-    file: Option<File>,
+    file: Option<tempfile::NamedTempFile>,
     arrays: BTreeMap<String, Layout>,
 }
 
@@ -316,16 +315,14 @@ impl ArrayWriter {
             path: path.to_owned(),
             error,
         };
-        let tmp = crate::file::temporary_sibling(path).map_err(io)?;
-        let mut file = File::create(&tmp).map_err(io)?;
-        if let Err(error) = file.set_len(total).and_then(|()| file.write_all(&header)) {
-            // Nothing else to clean: the file was just created.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(error));
-        }
+        // Dropped on an error, the temporary file deletes itself.
+        let mut file = crate::file::temporary_file(path).map_err(io)?;
+        file.as_file()
+            .set_len(total)
+            .and_then(|()| file.write_all(&header))
+            .map_err(io)?;
         Ok(Self {
             path: path.to_owned(),
-            tmp,
             file: Some(file),
             arrays: layouts,
         })
@@ -391,24 +388,14 @@ impl ArrayWriter {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
-        let result = file
-            .sync_all()
-            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        result.map_err(|error| WeightsError::Io {
+        let io = |error| WeightsError::Io {
             path: self.path.clone(),
             error,
-        })
-    }
-}
-
-impl Drop for ArrayWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        };
+        file.as_file().sync_all().map_err(io)?;
+        // On failure the error holds the temporary file, which deletes itself when dropped.
+        file.persist(&self.path).map_err(|e| io(e.error))?;
+        Ok(())
     }
 }
 

@@ -424,37 +424,42 @@ pub fn write_safetensors(
     write_atomically(path, &bytes).map_err(io)
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it into place: the
-/// way every file `rnn` writes is written, so a failure never leaves half a file.
+/// Writes `bytes` to a new temporary file beside `path`, syncs it, and renames it into place:
+/// the way every file `rnn` writes is written, so a failure never leaves half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = temporary_sibling(path)?;
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        // The temporary file may not exist (create failed); nothing else to clean.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut tmp = temporary_file(path)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    // On failure the error holds the temporary file, which deletes itself when dropped.
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
-/// A hidden name beside `path` (`.NAME.tmp-PID`) to write to before renaming over `path`.
-pub(crate) fn temporary_sibling(path: &Path) -> std::io::Result<PathBuf> {
+/// A new, empty temporary file in `path`'s directory, to write to before renaming it over
+/// `path`. Its name (`.NAME.XXXXXX.tmp`) is random and it is created exclusively, so a file or
+/// symlink planted in advance is never opened; it deletes itself when dropped unpersisted. Its
+/// mode is what a plain create gives (0o666 less the umask, applied by the kernel), not
+/// tempfile's 0o600.
+pub(crate) fn temporary_file(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     if path.is_dir() {
         return Err(std::io::Error::other("is a directory"));
     }
     let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("not a file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    Ok(dir.join(tmp_name))
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
 }

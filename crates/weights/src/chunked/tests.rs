@@ -155,3 +155,30 @@ fn slices_written_along_axis_0_land_in_place() {
         &whole,
     );
 }
+
+#[test]
+fn a_writer_that_cannot_be_renamed_into_place_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("y.npy");
+    let arrays = [("output".to_string(), DType::F32, vec![2, 3])];
+    let mut writer = ArrayWriter::create(&path, FileFormat::Npy, &arrays).unwrap();
+    writer.write("output", 0, 0, &sample(&[2, 3])).unwrap();
+    // The target turns into a directory that is not empty: the rename fails.
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("inside"), b"").unwrap();
+    assert!(writer.finish().is_err());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["y.npy"]);
+}
+
+#[test]
+fn a_writer_dropped_unfinished_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("y.safetensors");
+    let arrays = [("output".to_string(), DType::F32, vec![2, 3])];
+    drop(ArrayWriter::create(&path, FileFormat::Safetensors, &arrays).unwrap());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
