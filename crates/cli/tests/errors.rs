@@ -351,6 +351,26 @@ fn fuzz_regressions_give_clean_errors() {
                 "--input".into(),
                 file.to_str().unwrap().into(),
             ]
+        } else if let Some(rest) = name.strip_prefix("batches-") {
+            // The batches target's first byte chooses the format, as the inputs target's does.
+            let (choice, data) = bytes.split_first().unwrap();
+            let ext = if choice % 2 == 0 {
+                "npy"
+            } else {
+                "safetensors"
+            };
+            let file = scratch.path().join(format!("{rest}.{ext}"));
+            std::fs::write(&file, data).unwrap();
+            let out = scratch.path().join("y.npy");
+            vec![
+                "run".into(),
+                "--input".into(),
+                file.to_str().unwrap().into(),
+                "--batch-size".into(),
+                "2".into(),
+                "-o".into(),
+                out.to_str().unwrap().into(),
+            ]
         } else if name.starts_with("weights-") {
             vec!["inspect".into(), path.to_str().unwrap().into()]
         } else {
