@@ -9,7 +9,7 @@ use candle_core::{DType, Device};
 use rnn_weights::{ArrayFile, ArrayWriter, FileFormat, Form};
 
 use crate::cli::RunArgs;
-use crate::commands::{prepare, read_model_file, screen};
+use crate::commands::{prepare, read_model_file, screen, Padding};
 use crate::progress::Progress;
 use crate::Outcome;
 
@@ -118,9 +118,11 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
             .context("cannot read the input")?
             .to_dtype(dtype)?;
         let sequences = format!("sequences {}..{}", range.start, range.end);
+        let chunk_lengths = lengths.as_ref().map(|l| &l[range.clone()]);
+        let padding = Padding::of(chunk_lengths, axis == 0);
         screen(
             &format!("{source}: input ({sequences})"),
-            [("input", &x)],
+            [("input", &x, padding)],
             args.options.strict,
         )?;
         let h0 = if has_h0 {
@@ -134,14 +136,13 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
         } else {
             None
         };
-        let chunk_lengths = lengths.as_ref().map(|l| &l[range.clone()]);
         let (output, states) = rnn
             .forward_states(&x.to_device(&prepared.device)?, h0.as_ref(), chunk_lengths)
             .with_context(|| format!("cannot run the model on the inputs of {source}"))?;
         let output = output.to_device(&Device::Cpu)?;
         screen(
             &format!("computed output ({sequences})"),
-            [("output", &output)],
+            [("output", &output, padding)],
             args.options.strict,
         )?;
         writer
