@@ -9,7 +9,7 @@ use candle_core::{DType, Device};
 use rnn_weights::{ArrayFile, ArrayWriter, FileFormat, Form};
 
 use crate::cli::RunArgs;
-use crate::commands::{prepare, read_model_file, screen};
+use crate::commands::{prepare, read_model_file, screen, Padding};
 use crate::progress::Progress;
 use crate::Outcome;
 
@@ -45,15 +45,13 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
     let dtype: DType = args.options.dtype.into();
     let mut input = ArrayFile::open(input_path, in_format).context("cannot read the input")?;
     let source = input.path().display().to_string();
-    let Some((shape, stored)) = input.describe("input").map(|(s, d)| (s.to_vec(), d)) else {
+    let shape = input.float_shape("input")?.map(<[usize]>::to_vec);
+    let Some(shape) = shape else {
         bail!(
             "{source}: no `input` array; --batch-size reads sequence form: `input` [seq, batch, \
              features] (batch-first: [batch, seq, features]), optional `h0` and `lengths`"
         );
     };
-    if !stored.is_float() {
-        bail!("{source}: tensor `input`: expected a floating-point dtype, found {stored:?}");
-    }
     let axis = if rnn.batch_first() { 0 } else { 1 };
     let expected = if axis == 0 {
         "[batch, seq, features]"
@@ -80,7 +78,8 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
     let stacks = rnn.num_states();
     let hidden = rnn.hidden_sizes();
     let equal = hidden.iter().all(|&h| h == hidden[0]);
-    if let Some((h0, _)) = input.describe("h0") {
+    let has_h0 = input.contains("h0");
+    if let Some(h0) = input.float_shape("h0")? {
         if !equal || h0 != [stacks, batch, hidden[0]] {
             bail!(
                 "{source}: tensor `h0`: expected shape [{stacks}, {batch}, {}], found {h0:?}",
@@ -119,29 +118,31 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
             .context("cannot read the input")?
             .to_dtype(dtype)?;
         let sequences = format!("sequences {}..{}", range.start, range.end);
+        let chunk_lengths = lengths.as_ref().map(|l| &l[range.clone()]);
+        let padding = Padding::of(chunk_lengths, axis == 0);
         screen(
             &format!("{source}: input ({sequences})"),
-            [("input", &x)],
+            [("input", &x, padding)],
             args.options.strict,
         )?;
-        let h0 = match input.describe("h0") {
-            Some(_) => Some(
+        let h0 = if has_h0 {
+            Some(
                 input
                     .read("h0", 1, range.clone())
                     .context("cannot read the input")?
                     .to_dtype(dtype)?
                     .to_device(&prepared.device)?,
-            ),
-            None => None,
+            )
+        } else {
+            None
         };
-        let chunk_lengths = lengths.as_ref().map(|l| &l[range.clone()]);
         let (output, states) = rnn
             .forward_states(&x.to_device(&prepared.device)?, h0.as_ref(), chunk_lengths)
             .with_context(|| format!("cannot run the model on the inputs of {source}"))?;
         let output = output.to_device(&Device::Cpu)?;
         screen(
             &format!("computed output ({sequences})"),
-            [("output", &output)],
+            [("output", &output, padding)],
             args.options.strict,
         )?;
         writer

@@ -124,18 +124,71 @@ fn build_rnn(model: &Model, read: &ReadOptions, form: Form) -> Result<Rnn> {
         .context("the weights do not form a valid RNN")
 }
 
-/// Warns on stderr about NaN and infinite values in `tensors` (name, tensor), or, with
-/// `strict`, fails. `what` says where they are (`model.safetensors: weight`).
+/// The padding of a batch of sequences: the time steps at and past `lengths[b]` of sequence
+/// `b`, which no run reads and whose values mean nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Padding<'a> {
+    pub lengths: &'a [usize],
+    /// `[batch, seq, ...]`; otherwise `[seq, batch, ...]`.
+    pub batch_first: bool,
+}
+
+impl<'a> Padding<'a> {
+    /// The padding of `lengths`, if there are any.
+    pub fn of(lengths: Option<&'a [usize]>, batch_first: bool) -> Option<Self> {
+        lengths.map(|lengths| Self {
+            lengths,
+            batch_first,
+        })
+    }
+
+    /// `t` with its padding set to 0, so that only what is read is screened; `t` as it is when
+    /// its shape is not a batch of these sequences (`[seq, features]` is one unbatched one).
+    fn cleared(self, t: &Tensor) -> Result<Tensor> {
+        let dims = t.dims();
+        let (time_axis, batch_axis) = match (dims.len(), self.batch_first) {
+            (3, false) => (0, Some(1)),
+            (3, true) => (1, Some(0)),
+            (2, _) if self.lengths.len() == 1 => (0, None),
+            _ => return Ok(t.clone()),
+        };
+        if batch_axis.is_some_and(|b| dims[b] != self.lengths.len()) {
+            return Ok(t.clone());
+        }
+        let mut values = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let features = dims[dims.len() - 1].max(1);
+        for (i, chunk) in values.chunks_mut(features).enumerate() {
+            // The index of this row in the leading (time and batch) dims.
+            let (time, batch) = match batch_axis {
+                None => (i, 0),
+                Some(_) if time_axis == 0 => (i / dims[1], i % dims[1]),
+                Some(_) => (i % dims[1], i / dims[1]),
+            };
+            if self.lengths.get(batch).is_some_and(|&len| time >= len) {
+                chunk.fill(0.0);
+            }
+        }
+        Ok(Tensor::from_vec(values, dims, t.device())?)
+    }
+}
+
+/// Warns on stderr about NaN and infinite values in `tensors` (name, tensor, the padding of a
+/// batch of sequences, which is left out), or, with `strict`, fails. `what` says where they
+/// are (`model.safetensors: weight`).
 pub(crate) fn screen<'a>(
     what: &str,
-    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor, Option<Padding<'a>>)>,
     strict: bool,
 ) -> Result<()> {
-    for (name, t) in tensors {
+    for (name, t, padding) in tensors {
         if !t.dtype().is_float() {
             continue;
         }
-        if let Some(n) = non_finite(t)? {
+        let read = match padding {
+            Some(padding) => padding.cleared(t)?,
+            None => t.clone(),
+        };
+        if let Some(n) = non_finite(&read)? {
             let message = format!(
                 "{what} `{name}` has {} NaN/Inf value{} (first at {:?}: {})",
                 n.count,
@@ -158,19 +211,21 @@ fn screen_sources(
     model: &Model,
     input_file: &TensorFile,
     inputs: &Inputs,
+    batch_first: bool,
     strict: bool,
 ) -> Result<()> {
     let mut weights: Vec<&str> = model.source_names();
     weights.dedup();
     let stored = weights
         .into_iter()
-        .filter_map(|n| model_file.raw(n).map(|t| (n, t)));
+        .filter_map(|n| model_file.raw(n).map(|t| (n, t, None)));
     let what = format!("{}: weight", model_file.path().display());
     screen(&what, stored, strict)?;
-    let stored = inputs
-        .names
-        .iter()
-        .filter_map(|n| input_file.raw(n).map(|t| (n.as_str(), t)));
+    let padding = Padding::of(inputs.lengths.as_deref(), batch_first);
+    let stored = inputs.names.iter().filter_map(|n| {
+        let padding = padding.filter(|_| n == "input");
+        input_file.raw(n).map(|t| (n.as_str(), t, padding))
+    });
     screen(
         &format!("{}: input", input_file.path().display()),
         stored,
@@ -325,7 +380,15 @@ pub(crate) fn prepare_with_inputs(
         sources.input_format,
         dtype,
     )?;
-    screen_sources(&model_file, &weights, &input_file, &inputs, options.strict)?;
+    let layout = batch_first(&weights, &options.read, inputs.form);
+    screen_sources(
+        &model_file,
+        &weights,
+        &input_file,
+        &inputs,
+        layout,
+        options.strict,
+    )?;
     let prepared = build(&weights, options, inputs.form)?;
     let inputs = inputs.to_device(&prepared.device)?;
     Ok((prepared, input_file, inputs))
@@ -351,7 +414,10 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         .into_iter()
         .map(|(n, t)| Ok((n, t.to_device(&candle_core::Device::Cpu)?)))
         .collect::<Result<Vec<_>>>()?;
-    let named = outputs.iter().map(|(n, t)| (n.as_str(), t));
+    let padding = Padding::of(inputs.lengths.as_deref(), rnn.batch_first());
+    let named = outputs
+        .iter()
+        .map(|(n, t)| (n.as_str(), t, padding.filter(|_| n == "output")));
     screen("computed output", named, args.options.strict)?;
     if let Some(path) = &args.plot {
         crate::heatmap::draw(rnn, &inputs, input_file.path(), path, None)?;
@@ -495,7 +561,15 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
             }
         );
     }
-    screen_sources(&model_file, &model, &fixture, &inputs, args.options.strict)?;
+    let layout = batch_first(&model, &args.options.read, inputs.form);
+    screen_sources(
+        &model_file,
+        &model,
+        &fixture,
+        &inputs,
+        layout,
+        args.options.strict,
+    )?;
     let defaults = default_tolerance(dtype);
     let tol = Tolerance {
         atol: args.atol.unwrap_or(defaults.atol),
@@ -519,7 +593,11 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         let device = crate::device::open(*choice)?;
         let rnn = build_rnn(&model, &args.options.read, inputs.form)?.to_device(&device)?;
         let results = forward(&rnn, &inputs.to_device(&device)?, fixture.path())?;
-        let named = results.named.iter().map(|(n, t)| (n.as_str(), t));
+        let padding = Padding::of(inputs.lengths.as_deref(), rnn.batch_first());
+        let named = results
+            .named
+            .iter()
+            .map(|(n, t)| (n.as_str(), t, padding.filter(|_| n == "output")));
         screen("computed output", named, args.options.strict)?;
         let got: HashMap<String, Tensor> = results.named.into_iter().collect();
         let label = if devices.len() > 1 {

@@ -60,7 +60,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         let x = Tensor::from_slice(&values, (1, input_size), &candle_core::Device::Cpu)?;
         screen(
             &format!("stdin line {number}"),
-            [("step", &x)],
+            [("step", &x, None)],
             args.options.strict,
         )?;
         let x = x.to_dtype(dtype)?.to_device(&prepared.device)?;

@@ -66,6 +66,15 @@ struct Case {
     exit: i32,
     /// Where it is a file's fault, the file the message must name.
     names: Option<&'static str>,
+    /// Files of `files` then grown to a length (sparse: no disk cost) with `File::set_len`.
+    grow: Vec<(&'static str, u64)>,
+}
+
+impl Case {
+    fn grown(mut self, name: &'static str, len: u64) -> Self {
+        self.grow.push((name, len));
+        self
+    }
 }
 
 fn case(
@@ -83,6 +92,7 @@ fn case(
         args,
         exit,
         names,
+        grow: Vec::new(),
     }
 }
 
@@ -129,6 +139,7 @@ fn cases() -> Vec<Case> {
         case("files", "duplicate tensor names", vec![("m.safetensors", raw_safetensors(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
         case("files", "unknown dtype string", vec![("m.safetensors", raw_safetensors(r#"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
         case("files", ".npy with a bad magic", vec![("x.npy", b"PK\x03\x04 a zip file".to_vec())], "run --input DIR/x.npy", 2, Some("x.npy")),
+        case("files", ".npy header length over numpy's 10000 bytes", vec![("x.npy", [b"\x93NUMPY\x02\x00".as_slice(), &0xFFFF_FF00u32.to_le_bytes(), b"{}"].concat())], "run --input DIR/x.npy", 2, Some("x.npy")),
         case("files", ".npy in Fortran order", vec![("x.npy", npy("{'descr': '<f4', 'fortran_order': True, 'shape': (1, 1, 3), }", &f32s(3, 1.0)))], "run --input DIR/x.npy", 2, Some("x.npy")),
         case("files", ".npy object array", vec![("x.npy", npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", &[0; 8]))], "run --input DIR/x.npy", 2, Some("x.npy")),
         case("tensors", "integer weights", vec![("m.safetensors", replace("weight_ih_l0", ("weight_ih_l0", "I64", &[2, 3], vec![0; 48])))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
@@ -166,6 +177,11 @@ fn cases() -> Vec<Case> {
         case("batches", "--batch-size without --output", vec![("x.safetensors", input(&[2, 4, 3]))], "run --input DIR/x.safetensors --batch-size 2", 2, None),
         case("batches", "--batch-size into a format written whole", vec![("x.safetensors", input(&[2, 4, 3]))], "run --input DIR/x.safetensors --batch-size 2 -o DIR/y.json", 2, Some("y.json")),
         case("batches", "--batch-size on an unbatched input", vec![("x.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", &f32s(6, 1.0)))], "run --input DIR/x.npy --batch-size 2 -o DIR/y.npy", 2, Some("x.npy")),
+        case("batches", ".npy header length claiming 4 GiB (a 5 GiB sparse file)", vec![("x.npy", [b"\x93NUMPY\x02\x00".as_slice(), &0xFFFF_FF00u32.to_le_bytes(), b"{}"].concat())], "run --input DIR/x.npy --batch-size 2 -o DIR/y.npy", 2, Some("x.npy")).grown("x.npy", 5 << 30),
+        case("batches", "safetensors header length over 100 MB (a sparse file)", vec![("x.safetensors", [150_000_000u64.to_le_bytes().as_slice(), b"{}"].concat())], "run --input DIR/x.safetensors --batch-size 2 -o DIR/y.npy", 2, Some("x.safetensors")).grown("x.safetensors", 200_000_000),
+        case("batches", "an I16 input, as the whole-file reader says", vec![("x.safetensors", safetensors(&[("input", "I16", &[2, 4, 3], vec![0; 48])]))], "run --input DIR/x.safetensors --batch-size 2 -o DIR/y.npy", 2, Some("x.safetensors")),
+        case("batches", "a BOOL h0", vec![("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0)), ("h0", "BOOL", &[1, 1, 5], vec![0; 5])]))], "run --input DIR/x.safetensors --batch-size 2 -o DIR/y.npy", 2, Some("x.safetensors")),
+        case("batches", "data not covering the file", vec![("x.safetensors", [safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0))]), vec![0; 4]].concat())], "run --input DIR/x.safetensors --batch-size 2 -o DIR/y.npy", 2, Some("x.safetensors")),
         case("batches", "--batch-size 0", vec![("x.safetensors", input(&[2, 4, 3]))], "run --input DIR/x.safetensors --batch-size 0 -o DIR/y.npy", 2, None),
         case("output", "--output into a missing directory", vec![], "run --output DIR/no/such/dir/y.safetensors", 2, Some("y.safetensors")),
         case("output", "--output over a directory", vec![], "run --output DIR", 2, Some("DIR")),
@@ -187,6 +203,13 @@ fn run_cases() -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         for (name, bytes) in &c.files {
             std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        for (name, len) in &c.grow {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            file.set_len(*len).unwrap();
         }
         let dir_str = dir.path().to_str().unwrap();
         let args: Vec<String> = c
@@ -327,6 +350,26 @@ fn fuzz_regressions_give_clean_errors() {
                 "run".into(),
                 "--input".into(),
                 file.to_str().unwrap().into(),
+            ]
+        } else if let Some(rest) = name.strip_prefix("batches-") {
+            // The batches target's first byte chooses the format, as the inputs target's does.
+            let (choice, data) = bytes.split_first().unwrap();
+            let ext = if choice % 2 == 0 {
+                "npy"
+            } else {
+                "safetensors"
+            };
+            let file = scratch.path().join(format!("{rest}.{ext}"));
+            std::fs::write(&file, data).unwrap();
+            let out = scratch.path().join("y.npy");
+            vec![
+                "run".into(),
+                "--input".into(),
+                file.to_str().unwrap().into(),
+                "--batch-size".into(),
+                "2".into(),
+                "-o".into(),
+                out.to_str().unwrap().into(),
             ]
         } else if name.starts_with("weights-") {
             vec!["inspect".into(), path.to_str().unwrap().into()]

@@ -9,7 +9,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use serde::Deserialize;
+use safetensors::tensor::Metadata;
+use safetensors::SafeTensorError;
 
 use crate::error::{Result, WeightsError};
 use crate::file::FileFormat;
@@ -35,6 +36,8 @@ pub struct ArrayFile {
     path: PathBuf,
     file: File,
     arrays: BTreeMap<String, Layout>,
+    /// Arrays whose element type candle cannot hold (bool, int8, ...): name and dtype.
+    unloadable: BTreeMap<String, String>,
 }
 
 impl ArrayFile {
@@ -53,7 +56,7 @@ impl ArrayFile {
             )));
         }
         let len = metadata.len();
-        let arrays = match format {
+        let (arrays, unloadable) = match format {
             FileFormat::Npy => {
                 let mut prefix = vec![0u8; 12.min(len as usize)];
                 file.read_exact(&mut prefix).map_err(io)?;
@@ -72,7 +75,10 @@ impl ArrayFile {
                     shape: h.shape,
                     offset: h.data_start as u64,
                 };
-                BTreeMap::from([("input".to_string(), layout)])
+                (
+                    BTreeMap::from([("input".to_string(), layout)]),
+                    BTreeMap::new(),
+                )
             }
             FileFormat::Safetensors => safetensors_header(path, &mut file, len)?,
             other => {
@@ -89,6 +95,7 @@ impl ArrayFile {
             path: path.to_owned(),
             file,
             arrays,
+            unloadable,
         })
     }
 
@@ -97,19 +104,55 @@ impl ArrayFile {
         &self.path
     }
 
-    /// The names of its arrays.
+    /// The names of its arrays, sorted, including those candle cannot load.
     pub fn names(&self) -> Vec<String> {
-        self.arrays.keys().cloned().collect()
+        let mut names: Vec<String> = self
+            .arrays
+            .keys()
+            .chain(self.unloadable.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 
-    /// The shape and dtype of array `name`, if the file has it.
+    /// Whether the file has an array of that name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.arrays.contains_key(name) || self.unloadable.contains_key(name)
+    }
+
+    /// The shape and dtype of array `name`, if the file has it and candle can hold its dtype.
     pub fn describe(&self, name: &str) -> Option<(&[usize], DType)> {
         self.arrays.get(name).map(|l| (l.shape.as_slice(), l.dtype))
+    }
+
+    /// The shape of floating-point array `name`, `None` when the file has no such array; an
+    /// error when its dtype is not floating-point, the one [`crate::TensorFile::float`] gives.
+    pub fn float_shape(&self, name: &str) -> Result<Option<&[usize]>> {
+        if let Some(found) = self.unloadable.get(name) {
+            return Err(crate::file::float_dtype_error(
+                &self.path,
+                name,
+                found.clone(),
+            ));
+        }
+        match self.arrays.get(name) {
+            None => Ok(None),
+            Some(l) if l.dtype.is_float() => Ok(Some(l.shape.as_slice())),
+            Some(l) => Err(crate::file::float_dtype_error(
+                &self.path,
+                name,
+                format!("{:?}", l.dtype).to_uppercase(),
+            )),
+        }
     }
 
     /// The `lengths` array, if the file has one, read whole and checked as
     /// [`crate::Inputs`] checks it: integers, rank 1, none negative.
     pub fn lengths(&mut self) -> Result<Option<Vec<usize>>> {
+        if let Some(found) = self.unloadable.get("lengths") {
+            return Err(crate::data::lengths_dtype_error(&self.path, found.clone()));
+        }
         let Some((shape, _)) = self.describe("lengths") else {
             return Ok(None);
         };
@@ -127,6 +170,14 @@ impl ArrayFile {
 
     /// The slice `range` of axis `axis` of array `name`, read from the file.
     pub fn read(&mut self, name: &str, axis: usize, range: Range<usize>) -> Result<Tensor> {
+        if let Some(found) = self.unloadable.get(name) {
+            return Err(WeightsError::Dtype {
+                path: self.path.clone(),
+                name: name.to_string(),
+                expected: "a dtype candle can hold".into(),
+                found: found.clone(),
+            });
+        }
         let layout = self
             .arrays
             .get(name)
@@ -170,17 +221,15 @@ impl ArrayFile {
     }
 }
 
-/// One tensor's entry in a safetensors header.
-#[derive(Deserialize)]
-struct Entry {
-    dtype: String,
-    shape: Vec<usize>,
-    data_offsets: [u64; 2],
-}
-
-/// Reads and checks a safetensors header: every tensor's data inside the file, of the size
-/// its shape and dtype need.
-fn safetensors_header(path: &Path, file: &mut File, len: u64) -> Result<BTreeMap<String, Layout>> {
+/// Reads and checks a safetensors header with the safetensors crate's own types and limits, as
+/// the whole-file reader does: its length bounded before it is read, every tensor's data inside
+/// the file, of the size its shape and dtype need, the file covered exactly. Returns the arrays
+/// candle can hold and, by name, the dtypes of those it cannot.
+fn safetensors_header(
+    path: &Path,
+    file: &mut File,
+    len: u64,
+) -> Result<(BTreeMap<String, Layout>, BTreeMap<String, String>)> {
     let invalid = |reason: String| WeightsError::Safetensors {
         path: path.to_owned(),
         reason,
@@ -189,85 +238,65 @@ fn safetensors_header(path: &Path, file: &mut File, len: u64) -> Result<BTreeMap
         path: path.to_owned(),
         error,
     };
-    let mut n = [0u8; 8];
-    file.read_exact(&mut n).map_err(|_| {
-        invalid(format!(
-            "{len} bytes, shorter than the 8-byte header length"
-        ))
-    })?;
-    let header_len = u64::from_le_bytes(n);
-    let after = len.saturating_sub(8);
-    if header_len > after {
-        return Err(invalid(format!(
-            "its first 8 bytes give a header of {header_len} bytes, but only {after} follow \
-             (not a safetensors file, or truncated)"
-        )));
-    }
-    let mut header = vec![0u8; header_len as usize];
+    let mut first = [0u8; 8];
+    let first = match file.read_exact(&mut first) {
+        Ok(()) => Some(first.as_slice()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+        Err(e) => return Err(io(e)),
+    };
+    let header_len = crate::file::safetensors_header_len(first, len).map_err(invalid)?;
+    let mut header = vec![0u8; header_len];
     file.read_exact(&mut header).map_err(io)?;
+    let text = std::str::from_utf8(&header)
+        .map_err(|e| invalid(SafeTensorError::InvalidHeader(e).to_string()))?;
+    let metadata: Metadata = serde_json::from_str(text)
+        .map_err(|e| invalid(SafeTensorError::InvalidHeaderDeserialization(e).to_string()))?;
+    let data_start = 8 + header_len as u64;
+    if data_start.checked_add(metadata.data_len() as u64) != Some(len) {
+        return Err(invalid(
+            SafeTensorError::MetadataIncompleteBuffer.to_string(),
+        ));
+    }
     if let Some(name) = crate::file::duplicate_key(&header) {
         return Err(invalid(format!("the header names tensor `{name}` twice")));
     }
-    let mut entries: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| invalid(e.to_string()))?;
-    entries.remove("__metadata__");
-    let data_start = 8 + header_len;
     let mut arrays = BTreeMap::new();
-    for (name, value) in entries {
-        let entry: Entry =
-            serde_json::from_value(value).map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
-        let dtype = match entry.dtype.as_str() {
-            "F64" => DType::F64,
-            "F32" => DType::F32,
-            "F16" => DType::F16,
-            "BF16" => DType::BF16,
-            "I64" => DType::I64,
-            "I32" => DType::I32,
-            "U32" => DType::U32,
-            "U8" => DType::U8,
-            other => {
-                return Err(invalid(format!(
-                    "tensor `{name}` has dtype {other}, which rnn cannot read"
-                )))
-            }
+    let mut unloadable = BTreeMap::new();
+    for name in metadata.offset_keys() {
+        let Some(info) = metadata.info(&name) else {
+            continue;
         };
-        let [start, end] = entry.data_offsets;
-        let needed = entry
-            .shape
-            .iter()
-            .try_fold(dtype.size_in_bytes() as u64, |acc, &d| {
-                acc.checked_mul(d as u64)
-            });
-        if !crate::file::strides_fit(&entry.shape)
-            || needed != end.checked_sub(start)
-            || data_start.checked_add(end).is_none_or(|e| e > len)
-        {
+        if !crate::file::strides_fit(&info.shape) {
             return Err(invalid(format!(
-                "tensor `{name}` of shape {:?} has data offsets [{start}, {end}] that do not fit it or the file",
-                entry.shape
+                "tensor `{name}` has shape {:?}, whose strides overflow",
+                info.shape
             )));
         }
-        arrays.insert(
-            name,
-            Layout {
-                dtype,
-                shape: entry.shape,
-                offset: data_start + start,
-            },
-        );
+        match crate::file::candle_dtype(info.dtype) {
+            Some(dtype) => {
+                let layout = Layout {
+                    dtype,
+                    shape: info.shape.clone(),
+                    offset: data_start + info.data_offsets.0 as u64,
+                };
+                arrays.insert(name, layout);
+            }
+            None => {
+                unloadable.insert(name, format!("{:?}", info.dtype));
+            }
+        }
     }
-    Ok(arrays)
+    Ok((arrays, unloadable))
 }
 
 /// A .npy or .safetensors file written a slice of one axis at a time: the header first, with
-/// every array's full shape, then each slice where it belongs. It is written to a temporary
-/// file renamed over the target by [`ArrayWriter::finish`]; dropped unfinished, it leaves
-/// nothing behind.
+/// every array's full shape, then each slice where it belongs. It is written to a new
+/// temporary file (created exclusively, under a random name) renamed over the target by
+/// [`ArrayWriter::finish`]; dropped unfinished, it leaves nothing behind.
 #[derive(Debug)]
 pub struct ArrayWriter {
     path: PathBuf,
-    tmp: PathBuf,
-    file: Option<File>,
+    file: Option<tempfile::NamedTempFile>,
     arrays: BTreeMap<String, Layout>,
 }
 
@@ -316,16 +345,14 @@ impl ArrayWriter {
             path: path.to_owned(),
             error,
         };
-        let tmp = crate::file::temporary_sibling(path).map_err(io)?;
-        let mut file = File::create(&tmp).map_err(io)?;
-        if let Err(error) = file.set_len(total).and_then(|()| file.write_all(&header)) {
-            // Nothing else to clean: the file was just created.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(error));
-        }
+        // Dropped on an error, the temporary file deletes itself.
+        let mut file = crate::file::temporary_file(path).map_err(io)?;
+        file.as_file()
+            .set_len(total)
+            .and_then(|()| file.write_all(&header))
+            .map_err(io)?;
         Ok(Self {
             path: path.to_owned(),
-            tmp,
             file: Some(file),
             arrays: layouts,
         })
@@ -391,24 +418,14 @@ impl ArrayWriter {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
-        let result = file
-            .sync_all()
-            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        result.map_err(|error| WeightsError::Io {
+        let io = |error| WeightsError::Io {
             path: self.path.clone(),
             error,
-        })
-    }
-}
-
-impl Drop for ArrayWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        };
+        file.as_file().sync_all().map_err(io)?;
+        // On failure the error holds the temporary file, which deletes itself when dropped.
+        file.persist(&self.path).map_err(|e| io(e.error))?;
+        Ok(())
     }
 }
 

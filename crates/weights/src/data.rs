@@ -173,7 +173,8 @@ pub(crate) fn lengths_from(path: &Path, t: &Tensor) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn lengths_dtype_error(path: &Path, found: String) -> WeightsError {
+/// The error for a `lengths` tensor of `path` whose dtype `found` is not an integer one.
+pub(crate) fn lengths_dtype_error(path: &Path, found: String) -> WeightsError {
     WeightsError::Dtype {
         path: path.to_owned(),
         name: "lengths".into(),

@@ -66,27 +66,7 @@ impl TensorFile {
             path: path.to_owned(),
             reason,
         };
-        if bytes.is_empty() {
-            return Err(invalid("the file is empty".into()));
-        }
-        // The first 8 bytes give the header's length: check it against the file before the
-        // parser does, to say what is wrong in the file's terms.
-        let Some(len) = bytes.get(..8) else {
-            return Err(invalid(format!(
-                "{} bytes, shorter than the 8-byte header length that starts every safetensors file",
-                bytes.len()
-            )));
-        };
-        let header_len = u64::from_le_bytes([
-            len[0], len[1], len[2], len[3], len[4], len[5], len[6], len[7],
-        ]);
-        if header_len > (bytes.len() - 8) as u64 {
-            return Err(invalid(format!(
-                "its first 8 bytes give a header of {header_len} bytes, but only {} follow \
-                 (not a safetensors file, or truncated)",
-                bytes.len() - 8
-            )));
-        }
+        safetensors_header_len(bytes.get(..8), bytes.len() as u64).map_err(invalid)?;
         let (header_len, header) =
             SafeTensors::read_metadata(bytes).map_err(|e| invalid(e.to_string()))?;
         // read_metadata succeeded, so bytes[8..8 + header_len] is the header, valid JSON.
@@ -243,12 +223,7 @@ impl TensorFile {
     }
 
     fn dtype_error(&self, name: &str, found: String) -> WeightsError {
-        WeightsError::Dtype {
-            path: self.path.clone(),
-            name: name.to_string(),
-            expected: "a floating-point dtype (F16, BF16, F32, F64)".into(),
-            found,
-        }
+        float_dtype_error(&self.path, name, found)
     }
 
     /// A shape error for tensor `name` of this file.
@@ -273,6 +248,55 @@ impl TensorFile {
             error,
         }
     }
+}
+
+/// The error for tensor `name` of `path`, of dtype `found`, where a float is needed.
+pub(crate) fn float_dtype_error(path: &Path, name: &str, found: String) -> WeightsError {
+    WeightsError::Dtype {
+        path: path.to_owned(),
+        name: name.to_string(),
+        expected: "a floating-point dtype (F16, BF16, F32, F64)".into(),
+        found,
+    }
+}
+
+/// The longest safetensors header read, in bytes: the safetensors crate's own limit (private
+/// there), checked before anything is allocated for the header.
+pub(crate) const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+
+/// The header length a safetensors file of `file_len` bytes gives in its `first` 8 bytes
+/// (`None`: the file is shorter), checked against the file and the crate's limit before anything
+/// is read; the error says what is wrong in the file's terms. Both readers (whole and a batch
+/// at a time) start here.
+pub(crate) fn safetensors_header_len(
+    first: Option<&[u8]>,
+    file_len: u64,
+) -> std::result::Result<usize, String> {
+    if file_len == 0 {
+        return Err("the file is empty".into());
+    }
+    let Some(&[a, b, c, d, e, f, g, h]) = first else {
+        return Err(format!(
+            "{file_len} bytes, shorter than the 8-byte header length that starts every safetensors file"
+        ));
+    };
+    let header_len = u64::from_le_bytes([a, b, c, d, e, f, g, h]);
+    let after = file_len - 8;
+    if header_len > after {
+        return Err(format!(
+            "its first 8 bytes give a header of {header_len} bytes, but only {after} follow \
+             (not a safetensors file, or truncated)"
+        ));
+    }
+    if header_len > MAX_SAFETENSORS_HEADER {
+        return Err(format!(
+            "{} (its first 8 bytes give {header_len} bytes, over the {MAX_SAFETENSORS_HEADER} \
+             the safetensors format allows)",
+            safetensors::SafeTensorError::HeaderTooLarge
+        ));
+    }
+    usize::try_from(header_len)
+        .map_err(|_| safetensors::SafeTensorError::HeaderTooLarge.to_string())
 }
 
 /// Whether a tensor of `dims` can be laid out: its strides (products of trailing dims) must fit
@@ -319,7 +343,9 @@ pub(crate) fn duplicate_key(json: &[u8]) -> Option<String> {
     serde_json::from_slice::<FirstDuplicate>(json).ok()?.0
 }
 
-fn candle_dtype(dtype: StDtype) -> Option<DType> {
+/// The candle dtype of a safetensors dtype; `None` for those candle cannot hold (bool, int8,
+/// ...), which both readers keep by name and refuse where used.
+pub(crate) fn candle_dtype(dtype: StDtype) -> Option<DType> {
     Some(match dtype {
         StDtype::F64 => DType::F64,
         StDtype::F32 => DType::F32,
@@ -446,37 +472,50 @@ pub fn write_safetensors(
     write_atomically(path, &bytes).map_err(io)
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it into place: the
-/// way every file `rnn` writes is written, so a failure never leaves half a file.
+/// Writes `bytes` to a new temporary file beside `path`, syncs it, and renames it into place:
+/// the way every file `rnn` writes is written, so a failure never leaves half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = temporary_sibling(path)?;
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        // The temporary file may not exist (create failed); nothing else to clean.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut tmp = temporary_file(path)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    // On failure the error holds the temporary file, which deletes itself when dropped.
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
-/// A hidden name beside `path` (`.NAME.tmp-PID`) to write to before renaming over `path`.
-pub(crate) fn temporary_sibling(path: &Path) -> std::io::Result<PathBuf> {
+/// A new, empty temporary file in `path`'s directory, to write to before renaming it over
+/// `path`. Its name (`.NAME.XXXXXX.tmp`) is random and it is created exclusively, so a file or
+/// symlink planted in advance is never opened; it deletes itself when dropped unpersisted. Its
+/// mode is what a plain create gives (0o666 less the umask, applied by the kernel), not
+/// tempfile's 0o600.
+pub(crate) fn temporary_file(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     if path.is_dir() {
         return Err(std::io::Error::other("is a directory"));
     }
     let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("not a file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    Ok(dir.join(tmp_name))
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir).map_err(|e| {
+        // tempfile appends ` at path ".NAME.XXXXXX.tmp"`: a random name that says nothing the
+        // caller's message (which names the target) does not, and differs on every run.
+        let message = e.to_string();
+        match message.split_once(" at path \"") {
+            Some((head, _)) => std::io::Error::new(e.kind(), head.to_string()),
+            None => e,
+        }
+    })
 }

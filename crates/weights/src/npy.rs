@@ -7,6 +7,10 @@ use safetensors::View;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
+/// The longest header read, in bytes: numpy's own limit (`max_header_size` of `numpy.load`).
+/// Checked before anything is allocated for it, so a corrupt length cannot ask for gigabytes.
+pub(crate) const MAX_HEADER_LEN: usize = 10_000;
+
 /// What a `.npy` header says.
 pub(crate) struct Header {
     pub dtype: DType,
@@ -31,6 +35,12 @@ pub(crate) fn header_end(prefix: &[u8]) -> Result<usize, String> {
         }
         v => return Err(format!("unsupported format version {v}")),
     };
+    if header_len > MAX_HEADER_LEN {
+        return Err(format!(
+            "header length {header_len} bytes, over the {MAX_HEADER_LEN} that numpy reads \
+             (a corrupt length, or not a .npy file)"
+        ));
+    }
     Ok(header_start + header_len)
 }
 

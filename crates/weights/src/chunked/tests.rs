@@ -155,3 +155,119 @@ fn slices_written_along_axis_0_land_in_place() {
         &whole,
     );
 }
+
+#[test]
+fn a_writer_that_cannot_be_renamed_into_place_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("y.npy");
+    let arrays = [("output".to_string(), DType::F32, vec![2, 3])];
+    let mut writer = ArrayWriter::create(&path, FileFormat::Npy, &arrays).unwrap();
+    writer.write("output", 0, 0, &sample(&[2, 3])).unwrap();
+    // The target turns into a directory that is not empty: the rename fails.
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("inside"), b"").unwrap();
+    assert!(writer.finish().is_err());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["y.npy"]);
+}
+
+#[test]
+fn a_writer_dropped_unfinished_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("y.safetensors");
+    let arrays = [("output".to_string(), DType::F32, vec![2, 3])];
+    drop(ArrayWriter::create(&path, FileFormat::Safetensors, &arrays).unwrap());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A valid magic, then a version 2 header length of almost 4 GiB, in a sparse 5 GiB file: the
+/// length is refused before anything is allocated for it.
+#[test]
+fn an_npy_header_length_past_numpys_limit_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.npy");
+    let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
+    bytes.extend(0xFFFF_FF00u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(5 << 30).unwrap();
+    let error = ArrayFile::open(&path, FileFormat::Npy)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("x.npy"), "{error}");
+    assert!(error.contains("header length 4294967040 bytes"), "{error}");
+    assert!(error.contains("10000"), "{error}");
+}
+
+#[test]
+fn a_safetensors_header_over_the_crates_limit_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.safetensors");
+    std::fs::write(&path, 150_000_000u64.to_le_bytes()).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(200_000_000).unwrap();
+    let error = ArrayFile::open(&path, FileFormat::Safetensors)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("header too large"), "{error}");
+}
+
+/// The two readers agree on every dtype: the same arrays load, the others are refused where
+/// used with the same message.
+#[test]
+fn the_batch_reader_takes_and_refuses_the_dtypes_the_whole_file_reader_does() {
+    let dir = tempfile::tempdir().unwrap();
+    for dtype in [
+        "F32", "F64", "F16", "BF16", "I64", "I32", "I16", "U32", "U8", "BOOL", "I8",
+    ] {
+        let size = match dtype {
+            "F64" | "I64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" => 2,
+            _ => 1,
+        };
+        let header = format!(
+            "{{\"input\":{{\"dtype\":\"{dtype}\",\"shape\":[2,1,3],\"data_offsets\":[0,{}]}}}}",
+            6 * size
+        );
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(vec![0u8; 6 * size]);
+        let path = dir.path().join(format!("{dtype}.safetensors"));
+        std::fs::write(&path, &bytes).unwrap();
+        let whole = TensorFile::read(&path).unwrap();
+        let batch = ArrayFile::open(&path, FileFormat::Safetensors).unwrap();
+        assert_eq!(batch.names(), whole.names(), "{dtype}");
+        match (whole.float("input", DType::F32), batch.float_shape("input")) {
+            (Ok(t), Ok(Some(shape))) => assert_eq!(t.dims(), shape, "{dtype}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{dtype}"),
+            (a, b) => panic!("{dtype}: the readers disagree: {a:?} / {b:?}"),
+        }
+    }
+}
+
+/// Any header the safetensors crate refuses, the batch reader refuses too.
+#[test]
+fn the_batch_reader_refuses_what_the_safetensors_crate_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [&[u8]; 5] = [
+        b"",
+        b"\x02\x00\x00\x00",
+        b"\x02\x00\x00\x00\x00\x00\x00\x00{}\x00\x00\x00\x00",
+        b"\x2a\x00\x00\x00\x00\x00\x00\x00{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}\x00\x00\x00\x00",
+        b"\x2a\x00\x00\x00\x00\x00\x00\x00{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}\x00\x00\x00\x00\x00\x00\x00\x00",
+    ];
+    for (i, bytes) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.safetensors"));
+        std::fs::write(&path, bytes).unwrap();
+        assert!(TensorFile::read(&path).is_err(), "case {i}");
+        let error = ArrayFile::open(&path, FileFormat::Safetensors).unwrap_err();
+        assert!(
+            matches!(error, WeightsError::Safetensors { .. }),
+            "case {i}: {error}"
+        );
+    }
+}
