@@ -108,6 +108,16 @@ pub enum WeightsError {
         /// The tensors that are there.
         found: Vec<String>,
     },
+    /// A file of a known format that `rnn` does not read.
+    #[error("{}: {format}, which rnn does not read; {advice}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What the file is.
+        format: String,
+        /// What to save instead.
+        advice: String,
+    },
     /// The names fit more than one RNN, or do not settle how they stack.
     #[error(
         "{}: the names hold more than one RNN, and nothing in the file says which to run: {}{hint}",

@@ -31,12 +31,34 @@ impl TensorFile {
     /// Reads a file as `format`, or as its extension says when `format` is `None`. A `.npy`
     /// file's one array is named `input`, and so is a CSV file's (`[steps, features]`, one
     /// unbatched sequence) and a JSON file's when it holds a bare array.
+    ///
+    /// Without `format`, the file's first bytes pick the reader (see `readers/`): the formats
+    /// above, and the files the frameworks write (`torch.save`, `.keras`, `.weights.h5`,
+    /// ONNX, a TensorFlow checkpoint named by its prefix or its `.index`); the extension
+    /// decides only for JSON and CSV, which have no signature.
     pub fn read_as(path: &Path, format: Option<FileFormat>) -> Result<Self> {
+        if format.is_none() {
+            if let Some(prefix) = crate::readers::checkpoint_prefix(path) {
+                return crate::readers::read_checkpoint(&prefix);
+            }
+        }
         let bytes = std::fs::read(path).map_err(|error| WeightsError::Io {
             path: path.to_owned(),
             error,
         })?;
-        let format = format.unwrap_or_else(|| FileFormat::from_path(path));
+        let format = match format {
+            Some(format) => format,
+            None => {
+                let container = crate::readers::sniff(path, &bytes)?;
+                if let Some(file) = crate::readers::read_framework_file(path, &bytes, container) {
+                    return file;
+                }
+                match container {
+                    crate::readers::Container::Tensors(format) => format,
+                    _ => FileFormat::from_path(path),
+                }
+            }
+        };
         Self::from_bytes(path, &bytes, format)
     }
 

@@ -21,6 +21,7 @@ mod formats;
 mod model;
 mod npy;
 mod npz;
+mod readers;
 mod selection;
 mod text;
 

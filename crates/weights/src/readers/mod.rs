@@ -1,0 +1,155 @@
+//! Files as the frameworks write them: what a file's first bytes say it is, and one reader per
+//! framework format, each turning a file into a [`TensorFile`] whose names the naming schemes
+//! of `formats.rs` recognise and whose metadata records the options the file records.
+//!
+//! The extension decides only where the bytes say nothing (JSON and CSV have no signature).
+
+use std::path::Path;
+
+use crate::error::{Result, WeightsError};
+use crate::file::{FileFormat, TensorFile};
+
+mod keras;
+mod onnx;
+mod tf_checkpoint;
+mod torch;
+
+/// What a file's first bytes say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Container {
+    /// One of the formats `rnn` also writes (safetensors, .npy, .npz, JSON, CSV).
+    Tensors(FileFormat),
+    /// A zip archive holding `data.pkl`: `torch.save` since PyTorch 1.6.
+    TorchZip,
+    /// A pickle stream: `torch.save(..., _use_new_zipfile_serialization=False)`.
+    Pickle,
+    /// A zip archive holding `config.json`: Keras 3's `model.save("m.keras")`.
+    KerasArchive,
+    /// HDF5: Keras's `save_weights("w.weights.h5")`.
+    Hdf5,
+    /// An ONNX model (protobuf).
+    Onnx,
+}
+
+/// The kind of `bytes` (read from `path`): by signature, else by extension.
+pub(crate) fn sniff(path: &Path, bytes: &[u8]) -> Result<Container> {
+    let refuse = |format: &str, advice: &str| WeightsError::Unsupported {
+        path: path.to_owned(),
+        format: format.into(),
+        advice: advice.into(),
+    };
+    if bytes.starts_with(b"\x93NUMPY") {
+        return Ok(Container::Tensors(FileFormat::Npy));
+    }
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        return zip_kind(path, bytes);
+    }
+    if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return Ok(Container::Hdf5);
+    }
+    if bytes.starts_with(b"GGUF") {
+        return Err(refuse(
+            "a GGUF file (llama.cpp)",
+            "export the RNN's weights as a PyTorch state_dict or safetensors",
+        ));
+    }
+    // Before the pickle test: a safetensors header of 640 to 1535 bytes starts with 0x80.
+    if looks_like_safetensors(bytes) {
+        return Ok(Container::Tensors(FileFormat::Safetensors));
+    }
+    if let [0x80, 2..=5, ..] = bytes {
+        return Ok(Container::Pickle);
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name == "saved_model.pb" {
+        return Err(refuse(
+            "a TensorFlow SavedModel graph (saved_model.pb)",
+            "point rnn at the checkpoint in its variables/ folder (variables/variables, the \
+             prefix of variables.index), which holds the weights",
+        ));
+    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if extension.as_deref() == Some("onnx") {
+        return Ok(Container::Onnx);
+    }
+    Ok(Container::Tensors(FileFormat::from_path(path)))
+}
+
+/// Eight bytes of header length, then a JSON object that fits in the file.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    let Some(len) = bytes.get(..8) else {
+        return false;
+    };
+    let mut le = [0u8; 8];
+    le.copy_from_slice(len);
+    let header = u64::from_le_bytes(le);
+    header >= 2 && header <= (bytes.len() - 8) as u64 && bytes.get(8) == Some(&b'{')
+}
+
+/// Which framework wrote a zip archive, from the names of its entries.
+fn zip_kind(path: &Path, bytes: &[u8]) -> Result<Container> {
+    let archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| WeightsError::Malformed {
+            path: path.to_owned(),
+            kind: "zip",
+            reason: e.to_string(),
+        })?;
+    let names: Vec<String> = archive
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .collect();
+    if names.iter().any(|n| n == "config.json") {
+        return Ok(Container::KerasArchive);
+    }
+    if names
+        .iter()
+        .any(|n| n.ends_with("/data.pkl") || *n == "data.pkl")
+    {
+        return Ok(Container::TorchZip);
+    }
+    Ok(Container::Tensors(FileFormat::Npz))
+}
+
+/// Reads a file of a framework's own format; `None` for the formats `rnn` also writes.
+pub(crate) fn read_framework_file(
+    path: &Path,
+    bytes: &[u8],
+    container: Container,
+) -> Option<Result<TensorFile>> {
+    Some(match container {
+        Container::Tensors(_) => return None,
+        Container::TorchZip | Container::Pickle => torch::read(path, bytes),
+        Container::KerasArchive => keras::read_archive(path, bytes),
+        Container::Hdf5 => keras::read_weights_h5(path, bytes),
+        Container::Onnx => onnx::read(path, bytes),
+    })
+}
+
+/// The TensorFlow checkpoint `path` names, if it names one: a prefix `NAME` beside
+/// `NAME.index`, or the `.index` file itself. Returns the prefix.
+pub(crate) fn checkpoint_prefix(path: &Path) -> Option<std::path::PathBuf> {
+    if path.extension().is_some_and(|e| e == "index") {
+        return Some(path.with_extension(""));
+    }
+    let mut index = path.as_os_str().to_owned();
+    index.push(".index");
+    let index = std::path::PathBuf::from(index);
+    (!path.exists() && index.is_file()).then(|| path.to_owned())
+}
+
+/// Reads the TensorFlow checkpoint with this prefix.
+pub(crate) fn read_checkpoint(prefix: &Path) -> Result<TensorFile> {
+    tf_checkpoint::read(prefix)
+}
+
+/// The error of a reader not written yet.
+fn not_yet(path: &Path, format: &str, advice: &str) -> WeightsError {
+    WeightsError::Unsupported {
+        path: path.to_owned(),
+        format: format.into(),
+        advice: advice.into(),
+    }
+}
