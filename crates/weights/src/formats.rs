@@ -411,15 +411,36 @@ fn detect_tf1(names: &Names, found: &mut Detected) {
         let mut layer = 0;
         let mut direction = 0;
         let mut scope = Vec::new();
+        // `fw`/`bw` above `multi_rnn_cell`: bidirectional_dynamic_rnn over two MultiRNNCells,
+        // where each direction is a stack of its own (layer 1 forward reads layer 0 forward
+        // alone), not a bidirectional stack.
+        let mut directed_stack = false;
+        let mut directed = false;
         for part in path.split('/').filter(|p| !p.is_empty()) {
             match part {
-                "multi_rnn_cell" | "fw" => {}
-                "bw" => direction = 1,
+                "multi_rnn_cell" => directed_stack |= directed,
+                "fw" => directed = true,
+                "bw" => {
+                    directed = true;
+                    direction = 1;
+                }
                 _ => match part.strip_prefix("cell_").and_then(|n| n.parse().ok()) {
                     Some(k) => layer = k,
                     None => scope.push(part),
                 },
             }
+        }
+        if directed_stack {
+            let why = format!(
+                "the TF1 cells under `{}` are a bidirectional_dynamic_rnn over MultiRNNCells: \
+                 each direction runs its own stack, which is not a bidirectional stack and which \
+                 rnn does not run; stack_bidirectional_dynamic_rnn builds the stack rnn runs",
+                scope.join("/")
+            );
+            if !found.refusals.contains(&why) {
+                found.refusals.push(why);
+            }
+            continue;
         }
         let paths = scopes
             .entry(scope.join("/"))

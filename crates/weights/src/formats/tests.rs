@@ -110,6 +110,25 @@ fn every_tf1_scope_is_its_own_rnn() {
         "rnn/multi_rnn_cell/cell_2/basic_rnn_cell/kernel",
     ]);
     assert!(gap[0].contains("layer 1 has no cell"), "{gap:?}");
+    let per_direction = refusals(&[
+        "bidirectional_rnn/fw/multi_rnn_cell/cell_0/basic_rnn_cell/kernel",
+        "bidirectional_rnn/fw/multi_rnn_cell/cell_1/basic_rnn_cell/kernel",
+        "bidirectional_rnn/bw/multi_rnn_cell/cell_0/basic_rnn_cell/kernel",
+        "bidirectional_rnn/bw/multi_rnn_cell/cell_1/basic_rnn_cell/kernel",
+    ]);
+    assert!(
+        per_direction[0].contains("its own stack"),
+        "{per_direction:?}"
+    );
+    let stacked = plans(&[
+        "stack_bidirectional_rnn/cell_0/bidirectional_rnn/fw/basic_rnn_cell/kernel",
+        "stack_bidirectional_rnn/cell_0/bidirectional_rnn/bw/basic_rnn_cell/kernel",
+        "stack_bidirectional_rnn/cell_1/bidirectional_rnn/fw/basic_rnn_cell/kernel",
+        "stack_bidirectional_rnn/cell_1/bidirectional_rnn/bw/basic_rnn_cell/kernel",
+    ]);
+    assert_eq!(stacked.len(), 1);
+    assert_eq!(stacked[0].layers.len(), 2);
+    assert_eq!(stacked[0].layers[1].len(), 2);
     let lone = refusals(&["birnn/bw/basic_rnn_cell/kernel"]);
     assert!(lone[0].contains("no fw cell"), "{lone:?}");
 }

@@ -153,12 +153,15 @@ fn tf1(scope: &str, shape: Shape) -> Written {
     let mut w = Written::new();
     for k in 0..shape.layers {
         for d in 0..1 + usize::from(shape.bidirectional) {
+            // MultiRNNCell stacks; stack_bidirectional_dynamic_rnn's scopes when bidirectional.
             let mut path = scope.to_string();
+            match (shape.layers > 1, shape.bidirectional) {
+                (true, true) => path.push_str(&format!("/cell_{k}/bidirectional_rnn")),
+                (true, false) => path.push_str(&format!("/multi_rnn_cell/cell_{k}")),
+                _ => {}
+            }
             if shape.bidirectional {
                 path.push_str(if d == 0 { "/fw" } else { "/bw" });
-            }
-            if shape.layers > 1 {
-                path.push_str(&format!("/multi_rnn_cell/cell_{k}"));
             }
             let cell = format!("{path}/basic_rnn_cell");
             let i = input_of(k, shape);
