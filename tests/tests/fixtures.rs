@@ -102,6 +102,7 @@ fn canonical_save_round_trips_weights_and_configuration() {
         }],
         masked_steps: MaskedSteps::RepeatLast,
         batch_first: Some(true),
+        mask_value: Some(0.0),
     };
     rnn_weights::save_canonical(&saved, &model.weights, &config, &[]).unwrap();
     let back = Model::read(&saved, DType::F32).unwrap();
@@ -112,6 +113,7 @@ fn canonical_save_round_trips_weights_and_configuration() {
     assert_eq!(back.merge_mode, None); // concat, the default, is not written
     assert_eq!(back.masked_steps, Some(MaskedSteps::RepeatLast));
     assert_eq!(back.batch_first, Some(true));
+    assert_eq!(back.mask_value, Some(0.0));
     let values = |m: &Model| {
         m.weights[0][0]
             .w_ih

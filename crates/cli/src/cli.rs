@@ -106,6 +106,11 @@ pub struct ReadOptions {
     /// sequences and TensorFlow's sequence_length; the default otherwise).
     #[arg(long, value_enum)]
     pub masked_steps: Option<MaskedSteps>,
+    /// Keras's `Masking(mask_value=V)` before the RNN: a step whose features all equal V is
+    /// masked, and each sequence's `lengths` is its steps before the first masked one (masks
+    /// with holes are refused).
+    #[arg(long, value_name = "V")]
+    pub mask_value: Option<f64>,
     /// Sequence inputs and outputs are [batch, seq, features] (the default for Keras and TF1
     /// weights).
     #[arg(long, conflicts_with = "time_major")]

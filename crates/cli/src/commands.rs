@@ -91,6 +91,9 @@ fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackCo
     if let Some(masked_steps) = read.masked_steps {
         config.masked_steps = masked_steps.into();
     }
+    if read.mask_value.is_some() {
+        config.mask_value = read.mask_value;
+    }
     config.batch_first = Some(batch_first(model, read, form));
     Ok(config)
 }
@@ -333,6 +336,49 @@ fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
     )
 }
 
+/// Keras's `Masking`: each sequence's `lengths` from the steps whose features do not all equal
+/// `mask_value`. Only masks that end each sequence have lengths; a mask with holes is refused,
+/// and so are `lengths` that disagree with the mask.
+fn lengths_from_mask(
+    file: &TensorFile,
+    inputs: &mut Inputs,
+    mask_value: f64,
+    batch_first: bool,
+) -> Result<()> {
+    let x = inputs.input.to_dtype(DType::F64)?;
+    let x = match x.rank() {
+        2 => x.unsqueeze(1)?,
+        _ if batch_first => x.transpose(0, 1)?,
+        _ => x,
+    };
+    let (steps, batch, _) = x.dims3()?;
+    // [steps, batch]: 1 where a step holds any feature other than mask_value.
+    let valid: Vec<Vec<f64>> = x.ne(mask_value)?.to_dtype(DType::F64)?.max(2)?.to_vec2()?;
+    let mut lengths = Vec::with_capacity(batch);
+    for b in 0..batch {
+        let length = (0..steps).take_while(|&t| valid[t][b] > 0.0).count();
+        if let Some(t) = (length..steps).find(|&t| valid[t][b] > 0.0) {
+            bail!(
+                "{}: sequence {b} has masked steps (every feature {mask_value}) before step {t}, \
+                 which is not masked; rnn runs masks that end each sequence, as `lengths` does",
+                file.path().display()
+            );
+        }
+        lengths.push(length);
+    }
+    if let Some(given) = &inputs.lengths {
+        if *given != lengths {
+            bail!(
+                "{}: lengths {given:?} disagree with the mask of value {mask_value}, which gives \
+                 {lengths:?}",
+                file.path().display()
+            );
+        }
+    }
+    inputs.lengths = Some(lengths);
+    Ok(())
+}
+
 /// A model ready to run on inputs of `form`, on the device the user chose.
 pub(crate) struct Prepared {
     pub rnn: Rnn,
@@ -364,13 +410,16 @@ pub(crate) fn prepare_with_inputs(
     let dtype: DType = options.dtype.into();
     let model_file = read_model_file(sources.model.as_deref())?;
     let weights = load_model(&model_file, dtype, &options.read)?;
-    let (input_file, inputs) = read_inputs(
+    let (input_file, mut inputs) = read_inputs(
         &model_file,
         sources.input.as_deref(),
         sources.input_format,
         dtype,
     )?;
     let layout = batch_first(&weights, &options.read, inputs.form);
+    if let Some(mask_value) = stack_config(&weights, &options.read, inputs.form)?.mask_value {
+        lengths_from_mask(&input_file, &mut inputs, mask_value, layout)?;
+    }
     screen_sources(
         &model_file,
         &weights,
@@ -530,9 +579,14 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         Some(path) => TensorFile::read(path).context("cannot read the fixture")?,
         None => model_file.clone(),
     };
-    let inputs = Inputs::require(&fixture, dtype)?;
+    let mut inputs = Inputs::require(&fixture, dtype)?;
     if args.fixture.is_some() {
         check_all_read(&fixture, &inputs)?;
+    }
+    let config = stack_config(&model, &args.options.read, inputs.form)?;
+    if let Some(mask_value) = config.mask_value {
+        let layout = batch_first(&model, &args.options.read, inputs.form);
+        lengths_from_mask(&fixture, &mut inputs, mask_value, layout)?;
     }
     // f32 runs compare with the framework's f32 outputs; every other dtype with its float64
     // results where the fixture has them.

@@ -731,3 +731,51 @@ fn step_form_honours_h0_and_lengths() {
         assert!(!stdout(&out).contains("ignored"), "{}", stdout(&out));
     }
 }
+
+/// Keras's Masking layer, said with --mask-value: the lengths come from the inputs (steps whose
+/// features are all the mask value end each sequence) and the numbers are Keras's; a mask with
+/// a hole is refused.
+#[test]
+fn mask_value_derives_lengths_as_keras_masking_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = repo("tests/fixtures/keras_masking.safetensors");
+    let bytes = std::fs::read(&source).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "lengths")
+        .collect();
+    let unmasked = dir.path().join("no_lengths.safetensors");
+    std::fs::write(&unmasked, safetensors::serialize(kept, None).unwrap()).unwrap();
+    let path = unmasked.to_str().unwrap();
+    let out = rnn(&["check", path, "--mask-value", "0"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // Without the mask the padding is read as input: other numbers.
+    assert_eq!(rnn(&["check", path]).status.code(), Some(1));
+    // A masked step before a valid one is a hole.
+    let x = dir.path().join("holes.safetensors");
+    let mut input = vec![1.0f32; 2 * 4 * 3];
+    input[3..6].fill(0.0); // sequence 0, step 1
+    write_f32(&x, &[("input", vec![2, 4, 3], input)]);
+    let out = rnn(&[
+        "run",
+        path,
+        "--input",
+        x.to_str().unwrap(),
+        "--mask-value",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("sequence 0 has masked steps"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -38,6 +38,9 @@ pub struct Model {
     pub merge_mode: Option<Vec<MergeMode>>,
     /// What the outputs hold past a sequence's length, if the file's metadata records it.
     pub masked_steps: Option<MaskedSteps>,
+    /// Keras's `Masking(mask_value)` before the RNN, if the file's metadata records one: a
+    /// step whose features all equal it is masked.
+    pub mask_value: Option<f64>,
     /// Whether the file's metadata says inputs are batch-first, if it says.
     pub batch_first: Option<bool>,
     /// Where each canonical tensor came from.
@@ -55,6 +58,8 @@ pub struct StackConfig {
     pub masked_steps: MaskedSteps,
     /// Whether sequence inputs are batch-first, when known.
     pub batch_first: Option<bool>,
+    /// Keras's `Masking(mask_value)` before the RNN, if there is one.
+    pub mask_value: Option<f64>,
 }
 
 /// Metadata keys written by [`save_canonical`] and read back by [`Model::from_file`].
@@ -70,6 +75,7 @@ mod key {
     pub const GO_BACKWARDS: &str = "go_backwards";
     pub const MERGE_MODE: &str = "merge_mode";
     pub const MASKED_STEPS: &str = "masked_steps";
+    pub const MASK_VALUE: &str = "mask_value";
 }
 
 /// The value of the `layout` metadata key in files this crate writes.
@@ -152,6 +158,7 @@ impl Model {
                 .collect(),
             masked_steps: self.masked_steps_by_default(),
             batch_first: Some(self.batch_first_by_default()),
+            mask_value: self.mask_value,
         }
     }
 
@@ -207,6 +214,10 @@ impl Model {
                 per_layer(v, layers, MergeMode::from_name)
                     .ok_or_else(|| bad(key::MERGE_MODE, expected, v))?,
             );
+        }
+        if let Some(v) = meta.get(key::MASK_VALUE) {
+            let m: f64 = v.parse().map_err(|_| bad(key::MASK_VALUE, "a number", v))?;
+            self.mask_value = Some(m);
         }
         if let Some(v) = meta.get(key::MASKED_STEPS) {
             let m = MaskedSteps::from_name(v)
@@ -298,6 +309,7 @@ pub(crate) fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Resul
         go_backwards: None,
         merge_mode: None,
         masked_steps: None,
+        mask_value: None,
         batch_first: None,
         mapping,
     })
@@ -514,8 +526,8 @@ impl StackConfig {
 /// Saves weights in the canonical layout (PyTorch's names) with the configuration in
 /// `__metadata__`: `layout`, `input_size`, `hidden_size` (comma-separated, one per layer),
 /// `num_layers`, `bidirectional`, `bias`, `nonlinearity`, `masked_steps`, and where they are
-/// set `go_backwards`, `merge_mode` (one value for all layers, or one per layer) and
-/// `batch_first`. Extra tensors (inputs, expected outputs) may be stored beside them.
+/// set `go_backwards`, `merge_mode` (one value for all layers, or one per layer),
+/// `batch_first` and `mask_value`. Extra tensors (inputs, expected outputs) may be stored beside them.
 pub fn save_canonical(
     path: &Path,
     weights: &[Vec<LayerWeights>],
@@ -586,6 +598,9 @@ pub fn save_canonical(
     }
     if let Some(b) = config.batch_first {
         meta.insert(key::BATCH_FIRST.into(), b.to_string());
+    }
+    if let Some(m) = config.mask_value {
+        meta.insert(key::MASK_VALUE.into(), m.to_string());
     }
     write_safetensors(path, &tensors, meta)
 }
