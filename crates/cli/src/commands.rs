@@ -286,6 +286,11 @@ fn read_inputs(
     if path.is_some() {
         check_all_read(&input_file, &inputs)?;
     }
+    let inputs = if path.is_some() {
+        inputs.with_model_inputs(model_file, dtype)?
+    } else {
+        inputs
+    };
     Ok((input_file, inputs))
 }
 
@@ -345,6 +350,13 @@ pub(crate) fn prepare(
     options: &ModelOptions,
     form: Form,
 ) -> Result<Prepared> {
+    if let Some(fixed) = model_file.metadata().get(rnn_weights::MODEL_INPUTS) {
+        bail!(
+            "{}: the model fixes {fixed} (ONNX initialisers), which --stream and --batch-size \
+             do not apply; run it whole",
+            model_file.path().display()
+        );
+    }
     let model = load_model(model_file, options.dtype.into(), &options.read)?;
     build(&model, options, form)
 }
@@ -530,9 +542,10 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         Some(path) => TensorFile::read(path).context("cannot read the fixture")?,
         None => model_file.clone(),
     };
-    let inputs = Inputs::require(&fixture, dtype)?;
+    let mut inputs = Inputs::require(&fixture, dtype)?;
     if args.fixture.is_some() {
         check_all_read(&fixture, &inputs)?;
+        inputs = inputs.with_model_inputs(&model_file, dtype)?;
     }
     // f32 runs compare with the framework's f32 outputs; every other dtype with its float64
     // results where the fixture has them.

@@ -157,7 +157,8 @@ impl Node {
             Value::List(_) => "a list".into(),
             Value::Dict(_) => "a dict".into(),
             Value::Global { module, name } => format!("the class {module}.{name}"),
-            Value::Call { callable, .. } | Value::Build {
+            Value::Call { callable, .. }
+            | Value::Build {
                 object: callable, ..
             } => match callable.global() {
                 Some((m, n)) => format!("an object of {m}.{n}"),
@@ -368,10 +369,9 @@ impl<'a> Machine<'a> {
                     let args = stack.pop().ok_or_else(empty)?;
                     let callable = stack.pop().ok_or_else(empty)?;
                     // `OrderedDict()`: the state_dict's own type, read as the dict it is.
-                    let ordered_dict = matches!(
-                        callable.global(),
-                        Some(("collections", "OrderedDict"))
-                    ) && args.as_tuple().is_some_and(<[Node]>::is_empty);
+                    let ordered_dict =
+                        matches!(callable.global(), Some(("collections", "OrderedDict")))
+                            && args.as_tuple().is_some_and(<[Node]>::is_empty);
                     if ordered_dict {
                         Value::Dict(Vec::new())
                     } else {
@@ -488,7 +488,9 @@ mod tests {
         let node = Machine::new(bytes).load().unwrap();
         assert_eq!(
             node.value,
-            Value::BigInt(vec![0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19])
+            Value::BigInt(vec![
+                0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19
+            ])
         );
     }
 
@@ -517,7 +519,10 @@ mod tests {
         }
         bytes.push(b'.');
         let error = Machine::new(&bytes).load().unwrap_err();
-        assert!(error.contains("nested") || error.contains("memo"), "{error}");
+        assert!(
+            error.contains("nested") || error.contains("memo"),
+            "{error}"
+        );
     }
 
     #[test]

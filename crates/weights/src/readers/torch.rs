@@ -228,7 +228,10 @@ fn open_zip<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Node, Source<'a>)> {
     else {
         return Err(malformed("a zip archive without data.pkl".into()));
     };
-    let dir = pickle.strip_suffix("data.pkl").unwrap_or_default().to_string();
+    let dir = pickle
+        .strip_suffix("data.pkl")
+        .unwrap_or_default()
+        .to_string();
     let byteorder = format!("{dir}byteorder");
     if names.contains(&byteorder) {
         let order = read_entry(&mut archive, &byteorder, 16).map_err(malformed)?;
@@ -294,7 +297,9 @@ fn open_legacy(bytes: &[u8]) -> std::result::Result<(Node, Source<'_>), String> 
             .find(|(k, _)| k.as_str() == Some("little_endian"))
             .map(|(_, v)| v.value == Value::Bool(true));
         if little == Some(false) {
-            return Err("written on a big-endian machine: only little-endian files are read".into());
+            return Err(
+                "written on a big-endian machine: only little-endian files are read".into(),
+            );
         }
     }
     let top = machine.load()?;
@@ -355,7 +360,10 @@ fn rebuild_args(args: &[Node]) -> std::result::Result<TensorInfo, String> {
         ));
     };
     let Value::Persistent(id) = &storage.value else {
-        return Err(format!("its storage is {}, not a persistent id", storage.kind()));
+        return Err(format!(
+            "its storage is {}, not a persistent id",
+            storage.kind()
+        ));
     };
     let id = id.as_tuple().unwrap_or_default();
     let [kind, class, key, _location, count, rest @ ..] = id else {
