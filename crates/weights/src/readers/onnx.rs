@@ -291,8 +291,7 @@ impl<'g> Reader<'g> {
                 return Err(refuse(
                     self.path,
                     format!(
-                        "an ONNX graph with a {} between or around its RNN nodes\
-                         does not run",
+                        "an ONNX graph with a {} between or around its RNN nodes",
                         Self::node_name(node)
                     ),
                     EXPORT_RNN_ALONE,
@@ -980,4 +979,126 @@ fn to_tensor(path: &Path, t: &TensorProto) -> Result<Tensor> {
         path: path.to_owned(),
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proto::*;
+    use super::*;
+
+    fn tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: 1,
+            float_data: values.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn attr_s(name: &str, value: &str) -> Attribute {
+        Attribute {
+            name: name.into(),
+            s: value.as_bytes().to_vec(),
+            r#type: 3,
+            ..Default::default()
+        }
+    }
+
+    /// One RNN node of 1 input and hidden 1, with `attrs`.
+    fn model(attrs: Vec<Attribute>) -> Vec<u8> {
+        let node = Node {
+            input: vec!["X".into(), "W".into(), "R".into()],
+            output: vec!["Y".into()],
+            op_type: "RNN".into(),
+            attribute: attrs,
+            ..Default::default()
+        };
+        let graph = Graph {
+            node: vec![node],
+            initializer: vec![
+                tensor("W", &[1, 1, 1], &[0.5]),
+                tensor("R", &[1, 1, 1], &[0.25]),
+            ],
+            input: vec![ValueInfo { name: "X".into() }],
+            output: vec![ValueInfo { name: "Y".into() }],
+        };
+        proto::Model {
+            producer_name: "test".into(),
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<TensorFile> {
+        read(Path::new("m.onnx"), bytes)
+    }
+
+    #[test]
+    fn a_plain_node_reads_under_pytorch_names() {
+        let file = read_bytes(&model(vec![])).unwrap();
+        assert_eq!(file.names(), ["weight_hh_l0", "weight_ih_l0"]);
+        assert_eq!(file.metadata()["nonlinearity"], "tanh");
+        assert_eq!(file.metadata()["batch_first"], "false");
+    }
+
+    #[test]
+    fn reverse_clip_and_foreign_activations_are_refused_by_name() {
+        let reverse = read_bytes(&model(vec![attr_s("direction", "reverse")])).unwrap_err();
+        assert!(
+            reverse.to_string().contains("direction=reverse"),
+            "{reverse}"
+        );
+        let clip = Attribute {
+            name: "clip".into(),
+            f: 3.0,
+            ..Default::default()
+        };
+        let clip = read_bytes(&model(vec![clip])).unwrap_err();
+        assert!(clip.to_string().contains("clip=3"), "{clip}");
+        let act = Attribute {
+            name: "activations".into(),
+            strings: vec![b"HardSigmoid".to_vec()],
+            ..Default::default()
+        };
+        let act = read_bytes(&model(vec![act])).unwrap_err();
+        assert!(act.to_string().contains("activations=HardSigmoid"), "{act}");
+    }
+
+    #[test]
+    fn hard_sigmoid_only_with_keras_3_constants() {
+        let act = Attribute {
+            name: "activations".into(),
+            strings: vec![b"HardSigmoid".to_vec()],
+            ..Default::default()
+        };
+        let alpha = Attribute {
+            name: "activation_alpha".into(),
+            floats: vec![1.0 / 6.0],
+            ..Default::default()
+        };
+        let file = read_bytes(&model(vec![act, alpha])).unwrap();
+        assert_eq!(file.metadata()["nonlinearity"], "hard_sigmoid");
+    }
+
+    #[test]
+    fn tensor_lengths_are_checked_before_use() {
+        let mut t = tensor("W", &[1 << 40, 1 << 30], &[]);
+        t.raw_data = vec![0; 4];
+        assert!(to_tensor(Path::new("m.onnx"), &t).is_err());
+        let t = tensor("W", &[-1], &[]);
+        assert!(to_tensor(Path::new("m.onnx"), &t).is_err());
+        let t = tensor("W", &[2, 2], &[1.0]);
+        assert!(to_tensor(Path::new("m.onnx"), &t).is_err());
+        let mut t = tensor("W", &[1], &[1.0]);
+        t.data_location = 1;
+        assert!(to_tensor(Path::new("m.onnx"), &t).is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(read_bytes(b"\xff\xff\xff\xff").is_err());
+        assert!(read_bytes(b"").is_err());
+    }
 }
