@@ -466,7 +466,7 @@ fn pop_mark(stack: &mut Vec<Node>) -> Result<Vec<Node>, String> {
 }
 
 fn pairs(items: Vec<Node>, at: usize) -> Result<Vec<(Node, Node)>, String> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(format!("an odd number of dict items at byte {at}"));
     }
     let mut out = Vec::with_capacity(items.len() / 2);
