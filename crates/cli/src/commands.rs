@@ -289,6 +289,11 @@ fn read_inputs(
     if path.is_some() {
         check_all_read(&input_file, &inputs)?;
     }
+    let inputs = if path.is_some() {
+        inputs.with_model_inputs(model_file, dtype)?
+    } else {
+        inputs
+    };
     Ok((input_file, inputs))
 }
 
@@ -391,6 +396,13 @@ pub(crate) fn prepare(
     options: &ModelOptions,
     form: Form,
 ) -> Result<Prepared> {
+    if let Some(fixed) = model_file.metadata().get(rnn_weights::MODEL_INPUTS) {
+        bail!(
+            "{}: the model fixes {fixed} (ONNX initialisers), which --stream and --batch-size \
+             do not apply; run it whole",
+            model_file.path().display()
+        );
+    }
     let model = load_model(model_file, options.dtype.into(), &options.read)?;
     build(&model, options, form)
 }
@@ -582,6 +594,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     let mut inputs = Inputs::require(&fixture, dtype)?;
     if args.fixture.is_some() {
         check_all_read(&fixture, &inputs)?;
+        inputs = inputs.with_model_inputs(&model_file, dtype)?;
     }
     let config = stack_config(&model, &args.options.read, inputs.form)?;
     if let Some(mask_value) = config.mask_value {

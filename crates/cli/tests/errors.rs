@@ -106,6 +106,23 @@ fn two_tf1_scopes() -> Vec<u8> {
     safetensors(&named)
 }
 
+/// A file of `tests/fixtures/files/`.
+fn fixture_file(name: &str) -> Vec<u8> {
+    std::fs::read(repo("tests/fixtures/files").join(name)).unwrap()
+}
+
+/// A legacy torch.save file whose top dict holds an int (`{"epoch": 3}`): the pickles of the
+/// magic number, the format version 1001, the system description (`{}`), the object, and the
+/// storage keys (`[]`).
+fn legacy_checkpoint() -> Vec<u8> {
+    let mut bytes = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();
+    bytes.extend(b"\x80\x02M\xe9\x03.");
+    bytes.extend(b"\x80\x02}.");
+    bytes.extend(b"\x80\x02}X\x05\x00\x00\x00epochK\x03s.");
+    bytes.extend(b"\x80\x02].");
+    bytes
+}
+
 struct Case {
     group: &'static str,
     what: &'static str,
@@ -246,6 +263,15 @@ fn cases() -> Vec<Case> {
         case("batches", "--batch-size 0", vec![("x.safetensors", input(&[2, 4, 3]))], "run --input DIR/x.safetensors --batch-size 0 -o DIR/y.npy", 2, None),
         case("output", "--output into a missing directory", vec![], "run --output DIR/no/such/dir/y.safetensors", 2, Some("y.safetensors")),
         case("output", "--output over a directory", vec![], "run --output DIR", 2, Some("DIR")),
+        case("framework files", "a pickled whole module (torch.save(model))", vec![("m.pt", fixture_file("refused_whole_module.pt"))], "check DIR/m.pt", 2, Some("m.pt")),
+        case("framework files", "a TorchScript archive (torch.jit.save)", vec![("m.pt", fixture_file("refused_torchscript.pt"))], "check DIR/m.pt", 2, Some("m.pt")),
+        case("framework files", "a truncated .pt (zip)", vec![("m.pt", fixture_file("torch_zip_bidir.pt")[..3000].to_vec())], "check DIR/m.pt", 2, Some("m.pt")),
+        case("framework files", "a truncated legacy .pth (pickle stream)", vec![("m.pth", fixture_file("torch_legacy.pth")[..600].to_vec())], "check DIR/m.pth", 2, Some("m.pth")),
+        case("framework files", "a torch.save dict holding a non-tensor (a checkpoint)", vec![("m.pt", legacy_checkpoint())], "check DIR/m.pt", 2, Some("m.pt")),
+        case("framework files", "an ONNX file whose RNN is fed by a Gather (an embedding)", vec![("m.onnx", fixture_file("refused_onnx_gather.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
+        case("framework files", "an ONNX file without an RNN node (the dynamo exporter)", vec![("m.onnx", fixture_file("refused_onnx_dynamo.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
+        case("framework files", "a truncated .onnx", vec![("m.onnx", fixture_file("onnx_export_bidir.onnx")[..1000].to_vec())], "check DIR/m.onnx", 2, Some("m.onnx")),
+        case("framework files", "ONNX inputs that contradict the model's initial_h initialiser", vec![("m.onnx", fixture_file("onnx_relu_h0_lengths.onnx")), ("x.safetensors", safetensors(&[("input", "F32", &[5, 3, 2], f32s(30, 0.5)), ("h0", "F32", &[2, 3, 3], f32s(18, 0.5))]))], "run DIR/m.onnx --input DIR/x.safetensors", 2, Some("m.onnx")),
     ]
     .into_iter()
     .map(|mut c| {

@@ -100,6 +100,45 @@ impl Inputs {
         }))
     }
 
+    /// The inputs with those the model's own file fixes (metadata `model_inputs`: an ONNX
+    /// model's `initial_h` and `sequence_lens` initialisers, read as `h0` and `lengths`).
+    /// Inputs that give one of them too are refused: the model's value is not theirs to
+    /// change, and a silently different one would be a wrong number.
+    pub fn with_model_inputs(mut self, model: &TensorFile, dtype: DType) -> Result<Self> {
+        let Some(fixed) = model.metadata().get(MODEL_INPUTS) else {
+            return Ok(self);
+        };
+        for name in fixed.split(',') {
+            let given = match name {
+                "h0" => self.h0.is_some(),
+                "lengths" => self.lengths.is_some(),
+                other => {
+                    return Err(WeightsError::Metadata {
+                        path: model.path().to_owned(),
+                        key: MODEL_INPUTS.into(),
+                        expected: "h0 and/or lengths".into(),
+                        found: other.into(),
+                    })
+                }
+            };
+            if given {
+                return Err(WeightsError::Value {
+                    path: model.path().to_owned(),
+                    name: name.into(),
+                    reason: "the model fixes it (an ONNX initialiser), and the inputs give it \
+                             too; remove it from the inputs"
+                        .into(),
+                });
+            }
+            if name == "h0" {
+                self.h0 = Some(model.float("h0", dtype)?);
+            } else {
+                self.lengths = read_lengths(model)?.map(|(_, l)| l);
+            }
+        }
+        Ok(self)
+    }
+
     /// Like [`Inputs::from_file`], failing when the file has no inputs.
     pub fn require(file: &TensorFile, dtype: DType) -> Result<Self> {
         Self::from_file(file, dtype)?.ok_or_else(|| WeightsError::Unrecognised {
@@ -111,6 +150,9 @@ impl Inputs {
         })
     }
 }
+
+/// The metadata key naming the inputs a model file fixes (`h0`, `lengths`).
+pub const MODEL_INPUTS: &str = "model_inputs";
 
 /// The valid steps of each sequence, with the name they were found under: `lengths`, or
 /// TensorFlow's own name `sequence_length`. Integers, rank 1, none negative.

@@ -172,6 +172,12 @@ impl TensorFile {
         }
     }
 
+    /// The same file, with tensors whose element type candle cannot hold (name → dtype).
+    pub(crate) fn with_unloadable(mut self, unloadable: BTreeMap<String, String>) -> Self {
+        self.unloadable = unloadable;
+        self
+    }
+
     /// The file this came from.
     pub fn path(&self) -> &Path {
         &self.path

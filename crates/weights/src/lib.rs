@@ -26,7 +26,7 @@ mod selection;
 mod text;
 
 pub use chunked::{ArrayFile, ArrayWriter};
-pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX};
+pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX, MODEL_INPUTS};
 pub use error::{Result, WeightsError};
 pub use file::{write_atomically, write_safetensors, write_tensors, FileFormat, TensorFile};
 pub use formats::{Format, Transform};

@@ -11,6 +11,7 @@ use crate::file::{FileFormat, TensorFile};
 
 mod keras;
 mod onnx;
+mod pickle;
 mod tf_checkpoint;
 mod torch;
 

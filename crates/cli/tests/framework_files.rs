@@ -1,0 +1,102 @@
+//! Model files as PyTorch and ONNX write them (`tests/fixtures/files/`), run by the real binary
+//! against the framework's own outputs; the files rnn refuses exit 2 with one line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::{check_args, repo, rnn};
+
+/// `rnn check NAME.<ext> --fixture NAME.safetensors` with the fixture's flags, within 1e-5.
+fn check(model: &str) {
+    let dir = repo("tests/fixtures/files");
+    let stem = model.rsplit_once('.').unwrap().0;
+    let fixture = dir.join(format!("{stem}.safetensors"));
+    let model = dir.join(model);
+    let mut args = vec![
+        "check".to_string(),
+        model.to_str().unwrap().to_string(),
+        "--fixture".into(),
+        fixture.to_str().unwrap().to_string(),
+        "--atol".into(),
+        "1e-5".into(),
+    ];
+    args.extend(check_args(&fixture));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = rnn(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{model:?}: {stdout}{stderr}");
+    assert!(
+        stdout.contains("2 of 2 tensors within tolerance"),
+        "{stdout}"
+    );
+}
+
+fn refused(model: &str, says: &str) {
+    let path = repo("tests/fixtures/files").join(model);
+    let out = rnn(&["check", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{model}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(model) && stderr.contains(says), "{stderr}");
+}
+
+#[test]
+fn torch_save_zip_state_dict() {
+    check("torch_zip_bidir.pt");
+}
+
+#[test]
+fn torch_save_legacy_state_dict() {
+    check("torch_legacy.pth");
+}
+
+#[test]
+fn torch_save_nested_state_dict() {
+    check("torch_nested.bin");
+}
+
+#[test]
+fn onnx_export_of_a_bidirectional_stack() {
+    check("onnx_export_bidir.onnx");
+}
+
+#[test]
+fn onnx_rnn_node_with_initial_h_and_sequence_lens_initialisers() {
+    check("onnx_relu_h0_lengths.onnx");
+}
+
+#[test]
+fn onnx_float64_run_against_torch() {
+    let dir = repo("tests/fixtures/files");
+    let out = rnn(&[
+        "check",
+        dir.join("onnx_export_bidir.onnx").to_str().unwrap(),
+        "--fixture",
+        dir.join("onnx_export_bidir.safetensors").to_str().unwrap(),
+        "--dtype",
+        "f64",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+}
+
+#[test]
+fn torchscript_is_refused() {
+    refused("refused_torchscript.pt", "TorchScript");
+}
+
+#[test]
+fn whole_module_is_refused() {
+    refused("refused_whole_module.pt", "model.state_dict()");
+}
+
+#[test]
+fn onnx_gather_is_refused() {
+    refused("refused_onnx_gather.onnx", "Gather");
+}
+
+#[test]
+fn onnx_without_rnn_node_is_refused() {
+    refused("refused_onnx_dynamo.onnx", "dynamo=False");
+}
