@@ -20,6 +20,7 @@ const SCRIPTS: &[&str] = &[
     "tf1_structure.py",
     "torch_aliases.py",
     "numpy_formats.py",
+    "framework_files.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

@@ -172,6 +172,13 @@ impl TensorFile {
         }
     }
 
+    /// The same tensors, with tensors whose element type candle cannot hold (name → the
+    /// file's name for its dtype), listed by [`TensorFile::names`] and refused when used.
+    pub(crate) fn with_unloadable(mut self, unloadable: BTreeMap<String, String>) -> Self {
+        self.unloadable = unloadable;
+        self
+    }
+
     /// The file this came from.
     pub fn path(&self) -> &Path {
         &self.path

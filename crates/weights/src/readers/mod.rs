@@ -11,6 +11,7 @@ use crate::file::{FileFormat, TensorFile};
 
 mod keras;
 mod onnx;
+mod sstable;
 mod tf_checkpoint;
 mod torch;
 
