@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::error::{Result, WeightsError};
 use crate::file::{FileFormat, TensorFile};
 
-mod keras;
+pub(crate) mod keras;
 mod onnx;
 mod sstable;
 mod tf_checkpoint;
