@@ -13,8 +13,11 @@ const FOOTER_LEN: usize = 48;
 /// A block's trailer: the compression type byte and the masked CRC-32C.
 const TRAILER_LEN: usize = 5;
 
+/// A key and its value.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
 /// Every key and value of the table, in the table's (sorted) order.
-pub(crate) fn entries(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub(crate) fn entries(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     if bytes.len() < FOOTER_LEN {
         return Err(format!(
             "expected at least {FOOTER_LEN} bytes (a table footer), found {}",
@@ -114,7 +117,7 @@ fn block<'a>(bytes: &'a [u8], handle: BlockHandle, what: &str) -> Result<&'a [u8
 }
 
 /// The entries of one block: keys rebuilt from their shared prefixes.
-fn block_entries(block: &[u8], what: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn block_entries(block: &[u8], what: &str) -> Result<Vec<Entry>, String> {
     let fail = |why: String| format!("{what}: {why}");
     if block.len() < 4 {
         return Err(fail(format!(
@@ -147,7 +150,7 @@ fn block_entries(block: &[u8], what: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, St
             "restart point {bad} lies past the entries, which end at {limit}"
         )));
     }
-    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     let mut pos = 0;
     let mut key: Vec<u8> = Vec::new();
     while pos < limit {
