@@ -250,6 +250,7 @@ fn cases() -> Vec<Case> {
         case("framework files", "a truncated .keras archive", vec![("m.keras", keras[..keras.len() / 2].to_vec())], "run DIR/m.keras", 2, Some("m.keras")),
         case("framework files", "a .weights.h5 missing a dataset (a recurrent kernel)", vec![("m.weights.h5", framework_file("keras_stack_missing_dataset.weights.h5"))], "run DIR/m.weights.h5", 2, Some("m.weights.h5")),
         case("framework files", "a .keras whose SimpleRNN feeds a Dense layer", vec![("m.keras", framework_file("keras_dense_head.keras"))], "run DIR/m.keras", 2, Some("m.keras")),
+        case("framework files", "a TF2 checkpoint of a SimpleRNN feeding a Dense layer", vec![("ck.index", framework_file("tf2_checkpoint_dense_head.index")), ("ck.data-00000-of-00001", framework_file("tf2_checkpoint_dense_head.data-00000-of-00001"))], "run DIR/ck", 2, Some("ck.index")),
         case("framework files", "a TF checkpoint whose data shard is missing", vec![("ck.index", framework_file("tf1_saver_bidirectional.index"))], "run DIR/ck", 2, Some("ck.data-00000-of-00001")),
         case("framework files", "a TF checkpoint index cut short", vec![("ck.index", framework_file("tf1_saver_bidirectional.index")[..100].to_vec())], "run DIR/ck.index", 2, Some("ck.index")),
         case("framework files", "the article's unnamed variables with input size = hidden size", vec![("ck.index", framework_file("article_square.index")), ("ck.data-00000-of-00001", framework_file("article_square.data-00000-of-00001"))], "run DIR/ck", 2, Some("ck.index")),

@@ -204,8 +204,11 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
             }
         }
     }
-    let tensors = rename(&index_path, tensors)?;
+    let (tensors, not_run) = rename(&index_path, tensors)?;
     let mut metadata = HashMap::new();
+    if !not_run.is_empty() {
+        metadata.insert(super::keras::NOT_RUN.to_string(), not_run.join(", "));
+    }
     if !skipped.is_empty() {
         metadata.insert("skipped".to_string(), skipped.join(","));
     }
@@ -355,19 +358,27 @@ impl Shards<'_> {
 
 /// The checkpoint's names as `formats.rs` reads them: TF2 object-graph names of a Keras
 /// model as Keras variable paths, the article's unnamed variables as `Wx`, `Wy`, `b`; every
-/// other name as it is.
-fn rename(path: &Path, tensors: BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
+/// other name as it is. Also returns the object-graph variables of no recurrent layer (a
+/// Dense head's), which make the file refused unless the user picks the RNN.
+fn rename(
+    path: &Path,
+    tensors: BTreeMap<String, Tensor>,
+) -> Result<(BTreeMap<String, Tensor>, Vec<String>)> {
     let refuse = |what: String| WeightsError::Unrecognised {
         path: path.to_owned(),
         what,
         found: tensors.keys().cloned().collect(),
     };
     let mut out = BTreeMap::new();
+    let mut not_run = Vec::new();
     for (name, tensor) in &tensors {
         let new = match name.strip_suffix("/.ATTRIBUTES/VARIABLE_VALUE") {
             Some(object) => match keras_object_path(object, tensor) {
                 Ok(Some(keras)) => keras,
-                Ok(None) => name.clone(),
+                Ok(None) => {
+                    not_run.push(object.to_string());
+                    name.clone()
+                }
                 Err(why) => return Err(refuse(why)),
             },
             None => name.clone(),
@@ -379,7 +390,7 @@ fn rename(path: &Path, tensors: BTreeMap<String, Tensor>) -> Result<BTreeMap<Str
         }
     }
     article_names(&mut out).map_err(refuse)?;
-    Ok(out)
+    Ok((out, not_run))
 }
 
 /// A TF2 object-graph path (without `/.ATTRIBUTES/VARIABLE_VALUE`) of a recurrent layer's
