@@ -264,6 +264,69 @@ fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
     })
 }
 
+/// A Keras `Masking` layer before the RNN (the model file's metadata `mask_value`): a step
+/// is masked where every feature equals the mask value. Where each sequence's masked steps
+/// are its tail, that is `lengths`, which the run then uses (or checks against the lengths
+/// the inputs give); a masked step before an unmasked one is refused, since rnn skips only
+/// a tail.
+fn masked_lengths(
+    model_file: &TensorFile,
+    input_file: &TensorFile,
+    mut inputs: Inputs,
+    batch_first: bool,
+) -> Result<Inputs> {
+    let Some(value) = model_file.metadata().get("mask_value") else {
+        return Ok(inputs);
+    };
+    let Ok(mask_value) = value.parse::<f64>() else {
+        bail!(
+            "{}: metadata `mask_value`: expected a number, found {value:?}",
+            model_file.path().display()
+        );
+    };
+    let source = input_file.path().display();
+    let x = inputs.input.to_dtype(DType::F64)?;
+    // [batch, time, features]
+    let x = match (x.rank(), inputs.form) {
+        (2, Form::Sequence) => x.unsqueeze(0)?,
+        (3, Form::Sequence) if batch_first => x,
+        (3, _) => x.transpose(0, 1)?,
+        (rank, _) => bail!("{source}: input: expected 2 or 3 dimensions, found {rank}"),
+    };
+    let steps = x.to_vec3::<f64>()?;
+    let mut derived = Vec::with_capacity(steps.len());
+    for (b, sequence) in steps.iter().enumerate() {
+        let masked: Vec<bool> = sequence
+            .iter()
+            .map(|features| features.iter().all(|&v| v == mask_value))
+            .collect();
+        let length = masked.iter().position(|&m| m).unwrap_or(masked.len());
+        if let Some(t) = masked[length..].iter().position(|&m| !m) {
+            bail!(
+                "{source}: sequence {b} is masked (all features {mask_value}, the model's \
+                 Masking value) at step {length} but not at step {}: rnn skips only the masked \
+                 steps at the end of a sequence (lengths), where Keras skips them anywhere",
+                length + t
+            );
+        }
+        derived.push(length);
+    }
+    match &inputs.lengths {
+        Some(given) if *given != derived => bail!(
+            "{source}: lengths {given:?} differ from those the model's Masking value \
+             {mask_value} gives the input, {derived:?}"
+        ),
+        Some(_) => {}
+        None => {
+            let full = steps.first().map_or(0, Vec::len);
+            if derived.iter().any(|&l| l < full) {
+                inputs.lengths = Some(derived);
+            }
+        }
+    }
+    Ok(inputs)
+}
+
 /// Reads the inputs from `path`, or from the model's own file when there is none.
 fn read_inputs(
     model_file: &TensorFile,
@@ -345,6 +408,13 @@ pub(crate) fn prepare(
     options: &ModelOptions,
     form: Form,
 ) -> Result<Prepared> {
+    if let Some(value) = model_file.metadata().get("mask_value") {
+        bail!(
+            "{}: the model masks steps by their values (a Keras Masking layer, mask_value \
+             {value}), which --stream and --batch-size do not apply; run it without them",
+            model_file.path().display()
+        );
+    }
     let model = load_model(model_file, options.dtype.into(), &options.read)?;
     build(&model, options, form)
 }
@@ -371,6 +441,7 @@ pub(crate) fn prepare_with_inputs(
         dtype,
     )?;
     let layout = batch_first(&weights, &options.read, inputs.form);
+    let inputs = masked_lengths(&model_file, &input_file, inputs, layout)?;
     screen_sources(
         &model_file,
         &weights,
@@ -552,6 +623,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         );
     }
     let layout = batch_first(&model, &args.options.read, inputs.form);
+    let inputs = masked_lengths(&model_file, &fixture, inputs, layout)?;
     screen_sources(
         &model_file,
         &model,

@@ -71,3 +71,63 @@ fn a_keras_archive_records_its_options() {
         assert!(stdout.contains(want), "{want} missing from:\n{stdout}");
     }
 }
+
+/// A `.keras` with a `Masking` layer: the lengths come from the input's masked steps when
+/// the fixture gives none, and a mask with a hole is refused.
+#[test]
+fn a_keras_masking_layer_gives_the_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = repo("tests/fixtures/files/keras_masked_bidirectional.safetensors");
+    let file = rnn_weights::TensorFile::read(&fixture).unwrap();
+    let tensors: Vec<(String, candle_core::Tensor)> = file
+        .names()
+        .into_iter()
+        .filter(|n| n != "lengths")
+        .map(|n| (n.clone(), file.raw(&n).unwrap().clone()))
+        .collect();
+    let without = dir.path().join("without_lengths.safetensors");
+    rnn_weights::write_safetensors(&without, &tensors, Default::default()).unwrap();
+    let model = repo("tests/fixtures/files/keras_masked_bidirectional.keras");
+    let out = rnn(&[
+        "check",
+        model.to_str().unwrap(),
+        "--fixture",
+        without.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Sequence 0 masked at step 1 (all zeros) but not at step 2.
+    let input = tensors.into_iter().find(|(n, _)| n == "input").unwrap().1;
+    let mut values = input.to_vec3::<f32>().unwrap();
+    values[0][1] = vec![0.0; values[0][1].len()];
+    let holey = candle_core::Tensor::new(values, &candle_core::Device::Cpu).unwrap();
+    let path = dir.path().join("holey.safetensors");
+    rnn_weights::write_safetensors(&path, &[("input".to_string(), holey)], Default::default())
+        .unwrap();
+    let out = rnn(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        path.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("masked") && stderr.contains("at step 1 but not at step 2"),
+        "{stderr}"
+    );
+    let out = rnn(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        path.to_str().unwrap(),
+        "--stream",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
