@@ -21,6 +21,7 @@ const SCRIPTS: &[&str] = &[
     "torch_aliases.py",
     "numpy_formats.py",
     "torch_files.py",
+    "framework_files.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

@@ -364,8 +364,9 @@ fn lengths_from_mask(
         let length = (0..steps).take_while(|&t| valid[t][b] > 0.0).count();
         if let Some(t) = (length..steps).find(|&t| valid[t][b] > 0.0) {
             bail!(
-                "{}: sequence {b} has masked steps (every feature {mask_value}) before step {t}, \
-                 which is not masked; rnn runs masks that end each sequence, as `lengths` does",
+                "{}: sequence {b} is masked (every feature {mask_value}) at step {length} but \
+                 not at step {t}: rnn skips only the masked steps that end a sequence, as \
+                 `lengths` does, where Keras skips them anywhere",
                 file.path().display()
             );
         }
@@ -404,6 +405,13 @@ pub(crate) fn prepare(
         );
     }
     let model = load_model(model_file, options.dtype.into(), &options.read)?;
+    if let Some(value) = stack_config(&model, &options.read, form)?.mask_value {
+        bail!(
+            "{}: the model masks steps by their values (a Keras Masking layer, mask value \
+             {value}), which --stream and --batch-size do not apply; run it without them",
+            model_file.path().display()
+        );
+    }
     build(&model, options, form)
 }
 

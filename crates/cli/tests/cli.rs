@@ -774,7 +774,7 @@ fn mask_value_derives_lengths_as_keras_masking_does() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("sequence 0 has masked steps"),
+        stderr(&out).contains("sequence 0 is masked"),
         "{}",
         stderr(&out)
     );

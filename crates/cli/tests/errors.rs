@@ -166,6 +166,9 @@ fn case(
 fn cases() -> Vec<Case> {
     let article = std::fs::read(repo("models/seed/article.safetensors")).unwrap();
     let good_input = safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0))]);
+    let framework_file =
+        |name: &str| std::fs::read(repo(&format!("tests/fixtures/files/{name}"))).unwrap();
+    let keras = framework_file("keras_masked_bidirectional.keras");
     let input = |shape: &'static [usize]| {
         let n = shape.iter().product();
         safetensors(&[("input", "F32", shape, f32s(n, 1.0))])
@@ -261,6 +264,15 @@ fn cases() -> Vec<Case> {
         case("batches", "a BOOL h0", vec![("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0)), ("h0", "BOOL", &[1, 1, 5], vec![0; 5])]))], "run --input DIR/x.safetensors --batch-size 2 -o DIR/y.npy", 2, Some("x.safetensors")),
         case("batches", "data not covering the file", vec![("x.safetensors", [safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0))]), vec![0; 4]].concat())], "run --input DIR/x.safetensors --batch-size 2 -o DIR/y.npy", 2, Some("x.safetensors")),
         case("batches", "--batch-size 0", vec![("x.safetensors", input(&[2, 4, 3]))], "run --input DIR/x.safetensors --batch-size 0 -o DIR/y.npy", 2, None),
+        case("framework files", "a truncated .keras archive", vec![("m.keras", keras[..keras.len() / 2].to_vec())], "run DIR/m.keras", 2, Some("m.keras")),
+        case("framework files", "a .weights.h5 missing a dataset (a recurrent kernel)", vec![("m.weights.h5", framework_file("keras_stack_missing_dataset.weights.h5"))], "run DIR/m.weights.h5", 2, Some("m.weights.h5")),
+        case("framework files", "a .keras whose SimpleRNN feeds a Dense layer", vec![("m.keras", framework_file("keras_dense_head.keras"))], "run DIR/m.keras", 2, Some("m.keras")),
+        case("framework files", "a TF2 checkpoint of a SimpleRNN feeding a Dense layer", vec![("ck.index", framework_file("tf2_checkpoint_dense_head.index")), ("ck.data-00000-of-00001", framework_file("tf2_checkpoint_dense_head.data-00000-of-00001"))], "run DIR/ck", 2, Some("ck.index")),
+        case("framework files", "a Keras Masking layer's mask with a hole (a masked step before an unmasked one)", vec![("m.keras", keras.clone()), ("x.safetensors", safetensors(&[("input", "F32", &[1, 3, 3], [f32s(3, 1.0), f32s(3, 0.0), f32s(3, 1.0)].concat())]))], "run DIR/m.keras --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("framework files", "a Keras Masking layer with --batch-size", vec![("m.keras", keras.clone()), ("x.safetensors", safetensors(&[("input", "F32", &[1, 3, 3], f32s(9, 1.0))]))], "run DIR/m.keras --input DIR/x.safetensors --batch-size 1 -o DIR/y.npy", 2, Some("m.keras")),
+        case("framework files", "a TF checkpoint whose data shard is missing", vec![("ck.index", framework_file("tf1_saver_bidirectional.index"))], "run DIR/ck", 2, Some("ck.data-00000-of-00001")),
+        case("framework files", "a TF checkpoint index cut short", vec![("ck.index", framework_file("tf1_saver_bidirectional.index")[..100].to_vec())], "run DIR/ck.index", 2, Some("ck.index")),
+        case("framework files", "the article's unnamed variables with input size = hidden size", vec![("ck.index", framework_file("article_square.index")), ("ck.data-00000-of-00001", framework_file("article_square.data-00000-of-00001"))], "run DIR/ck", 2, Some("ck.index")),
         case("output", "--output into a missing directory", vec![], "run --output DIR/no/such/dir/y.safetensors", 2, Some("y.safetensors")),
         case("output", "--output over a directory", vec![], "run --output DIR", 2, Some("DIR")),
         case("framework files", "a pickled whole module (torch.save(model))", vec![("m.pt", fixture_file("refused_whole_module.pt"))], "check DIR/m.pt", 2, Some("m.pt")),

@@ -16,6 +16,16 @@ pub enum WeightsError {
         /// What the operating system said.
         error: std::io::Error,
     },
+    /// A file that another one needs is missing or unreadable (a checkpoint's data shard).
+    #[error("{}: cannot read {what}: {error}", path.display())]
+    MissingPart {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// What it is, and which file needs it.
+        what: String,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
     /// The bytes are not a valid safetensors file (truncated, bad header, bad offsets, ...).
     #[error("{}: not a valid safetensors file: {reason}", path.display())]
     Safetensors {

@@ -172,7 +172,8 @@ impl TensorFile {
         }
     }
 
-    /// The same file, with tensors whose element type candle cannot hold (name → dtype).
+    /// The same tensors, with tensors whose element type candle cannot hold (name → the
+    /// file's name for its dtype), listed by [`TensorFile::names`] and refused when used.
     pub(crate) fn with_unloadable(mut self, unloadable: BTreeMap<String, String>) -> Self {
         self.unloadable = unloadable;
         self

@@ -62,6 +62,36 @@ pub struct StackConfig {
     pub mask_value: Option<f64>,
 }
 
+/// Where the user picks no RNN, what a Keras file records: the stack of a `.keras` config,
+/// bottom first (`Some`), or a refusal when the model has layers rnn does not run.
+fn recorded_selection(file: &TensorFile, selection: &Selection) -> Result<Option<Selection>> {
+    use crate::readers::keras::{NOT_RUN, STACK};
+    if selection.prefix.is_some() || !selection.stack.is_empty() {
+        return Ok(None);
+    }
+    let meta = file.metadata();
+    let stack = meta.get(STACK);
+    if let Some(not_run) = meta.get(NOT_RUN) {
+        let pick = match stack {
+            Some(stack) => format!("--stack {stack}"),
+            None => "--prefix LAYER/ (or --stack LAYER/,LAYER/)".into(),
+        };
+        return Err(WeightsError::Unrecognised {
+            path: file.path().to_owned(),
+            what: format!(
+                "the Keras model has layers with weights that are not a SimpleRNN stack fed by \
+                 its input, which rnn does not run ({not_run}); to run its recurrent layers \
+                 alone, pick them: {pick}"
+            ),
+            found: file.names(),
+        });
+    }
+    Ok(stack.map(|stack| Selection {
+        stack: stack.split(',').map(str::to_string).collect(),
+        ..selection.clone()
+    }))
+}
+
 /// Metadata keys written by [`save_canonical`] and read back by [`Model::from_file`].
 mod key {
     pub const LAYOUT: &str = "layout";
@@ -106,7 +136,8 @@ impl Model {
     /// flags that pick it. Also when a tensor is missing, of the wrong shape or dtype, or the
     /// metadata cannot be read.
     pub fn select(file: &TensorFile, dtype: DType, selection: &Selection) -> Result<Self> {
-        let plan = crate::selection::choose(file, selection)?;
+        let recorded = recorded_selection(file, selection)?;
+        let plan = crate::selection::choose(file, recorded.as_ref().unwrap_or(selection))?;
         let mut model = materialise(file, &plan, dtype)?;
         check_leftovers(file, &plan, &model)?;
         model.read_metadata(file)?;
@@ -270,7 +301,17 @@ pub(crate) fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Resul
                 return Err(shape_error(file, &cell.w_ih, "[hidden, input]".into()));
             };
             let w_hh = load(&cell.w_hh, "weight_hh")?;
-            if let Some(want) = input_size.filter(|&i| i != inputs) {
+            // A bidirectional layer below feeds D · H features, or H when its directions are
+            // merged by sum, ave or mul (Keras's merge_mode, recorded in the metadata or given
+            // by a flag, and checked against these shapes when the stack is built).
+            let merged = (k > 0
+                && weights.last().is_some_and(|below: &Vec<LayerWeights>| {
+                    below.len() == 2
+                        && below[0].w_hh.dims()[0] == inputs
+                        && below[1].w_hh.dims()[0] == inputs
+                }))
+            .then_some(inputs);
+            if let Some(want) = input_size.filter(|&i| i != inputs && Some(inputs) != merged) {
                 let why = format!("{want} input features, the output of layer {}", k - 1);
                 let expected = in_file_layout(&[hidden, want], cell.w_ih.transform, &why);
                 return Err(shape_error(file, &cell.w_ih, expected));

@@ -9,9 +9,10 @@ use std::path::Path;
 use crate::error::{Result, WeightsError};
 use crate::file::{FileFormat, TensorFile};
 
-mod keras;
+pub(crate) mod keras;
 mod onnx;
 mod pickle;
+mod sstable;
 mod tf_checkpoint;
 mod torch;
 
@@ -144,13 +145,4 @@ pub(crate) fn checkpoint_prefix(path: &Path) -> Option<std::path::PathBuf> {
 /// Reads the TensorFlow checkpoint with this prefix.
 pub(crate) fn read_checkpoint(prefix: &Path) -> Result<TensorFile> {
     tf_checkpoint::read(prefix)
-}
-
-/// The error of a reader not written yet.
-fn not_yet(path: &Path, format: &str, advice: &str) -> WeightsError {
-    WeightsError::Unsupported {
-        path: path.to_owned(),
-        format: format.into(),
-        advice: advice.into(),
-    }
 }

@@ -1,0 +1,133 @@
+//! Files as the frameworks write them (`tests/fixtures/files/`, by
+//! `xtask/fixtures/framework_files.py`): a TF1 `Saver` checkpoint, the article's program saved
+//! with `Saver`, a TF2 `tf.train.Checkpoint` of a Keras model, a Keras `.weights.h5` and a
+//! `.keras` archive, each checked by the real binary against the framework's own results,
+//! with no flag beyond those the fixture records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{check_args, repo, rnn};
+
+fn check(model: &str, fixture: &str) {
+    let model = repo(&format!("tests/fixtures/files/{model}"));
+    let fixture = repo(&format!("tests/fixtures/files/{fixture}.safetensors"));
+    let mut args = vec![
+        "check".to_string(),
+        model.to_str().unwrap().to_string(),
+        "--fixture".to_string(),
+        fixture.to_str().unwrap().to_string(),
+    ];
+    args.extend(check_args(&fixture));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = rnn(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?}\n{stdout}\n{stderr}");
+    assert!(stdout.contains("within tolerance"), "{stdout}");
+}
+
+#[test]
+fn a_tf1_saver_checkpoint_of_a_bidirectional_dynamic_rnn_by_its_prefix() {
+    check("tf1_saver_bidirectional", "tf1_saver_bidirectional");
+}
+
+#[test]
+fn a_tf1_saver_checkpoint_by_its_index_file() {
+    check("tf1_saver_bidirectional.index", "tf1_saver_bidirectional");
+}
+
+#[test]
+fn the_articles_program_saved_with_saver_unnamed_variables_named_by_shape() {
+    check("tf1_saver_article", "tf1_saver_article");
+}
+
+#[test]
+fn a_tf2_checkpoint_of_a_keras_stack() {
+    check("tf2_checkpoint_keras", "tf2_checkpoint_keras");
+}
+
+#[test]
+fn a_keras_weights_h5_of_a_two_layer_stack() {
+    check("keras_stack.weights.h5", "keras_stack");
+}
+
+#[test]
+fn a_keras_archive_with_masking_bidirectional_sum_sigmoid_and_go_backwards() {
+    check(
+        "keras_masked_bidirectional.keras",
+        "keras_masked_bidirectional",
+    );
+}
+
+#[test]
+fn a_keras_archive_records_its_options() {
+    let path = repo("tests/fixtures/files/keras_masked_bidirectional.keras");
+    let out = rnn(&["inspect", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for want in ["sigmoid", "sum", "true"] {
+        assert!(stdout.contains(want), "{want} missing from:\n{stdout}");
+    }
+}
+
+/// A `.keras` with a `Masking` layer: the lengths come from the input's masked steps when
+/// the fixture gives none, and a mask with a hole is refused.
+#[test]
+fn a_keras_masking_layer_gives_the_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = repo("tests/fixtures/files/keras_masked_bidirectional.safetensors");
+    let file = rnn_weights::TensorFile::read(&fixture).unwrap();
+    let tensors: Vec<(String, candle_core::Tensor)> = file
+        .names()
+        .into_iter()
+        .filter(|n| n != "lengths")
+        .map(|n| (n.clone(), file.raw(&n).unwrap().clone()))
+        .collect();
+    let without = dir.path().join("without_lengths.safetensors");
+    rnn_weights::write_safetensors(&without, &tensors, Default::default()).unwrap();
+    let model = repo("tests/fixtures/files/keras_masked_bidirectional.keras");
+    let out = rnn(&[
+        "check",
+        model.to_str().unwrap(),
+        "--fixture",
+        without.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Sequence 0 masked at step 1 (all zeros) but not at step 2.
+    let input = tensors.into_iter().find(|(n, _)| n == "input").unwrap().1;
+    let mut values = input.to_vec3::<f32>().unwrap();
+    values[0][1] = vec![0.0; values[0][1].len()];
+    let holey = candle_core::Tensor::new(values, &candle_core::Device::Cpu).unwrap();
+    let path = dir.path().join("holey.safetensors");
+    rnn_weights::write_safetensors(&path, &[("input".to_string(), holey)], Default::default())
+        .unwrap();
+    let out = rnn(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        path.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("masked") && stderr.contains("at step 1 but not at step 2"),
+        "{stderr}"
+    );
+    let out = rnn(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        path.to_str().unwrap(),
+        "--stream",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
