@@ -356,13 +356,17 @@ fn lengths_from_mask(
         _ if batch_first => x.transpose(0, 1)?,
         _ => x,
     };
-    let (steps, batch, _) = x.dims3()?;
-    // [steps, batch]: 1 where a step holds any feature other than mask_value.
-    let valid: Vec<Vec<f64>> = x.ne(mask_value)?.to_dtype(DType::F64)?.max(2)?.to_vec2()?;
-    let mut lengths = Vec::with_capacity(batch);
-    for b in 0..batch {
-        let length = (0..steps).take_while(|&t| valid[t][b] > 0.0).count();
-        if let Some(t) = (length..steps).find(|&t| valid[t][b] > 0.0) {
+    // [batch, steps]: 1 where a step holds any feature other than mask_value.
+    let valid: Vec<Vec<f64>> = x
+        .ne(mask_value)?
+        .to_dtype(DType::F64)?
+        .max(2)?
+        .t()?
+        .to_vec2()?;
+    let mut lengths = Vec::with_capacity(valid.len());
+    for (b, steps) in valid.iter().enumerate() {
+        let length = steps.iter().take_while(|&&v| v > 0.0).count();
+        if let Some(t) = (length..steps.len()).find(|&t| steps[t] > 0.0) {
             bail!(
                 "{}: sequence {b} is masked (every feature {mask_value}) at step {length} but \
                  not at step {t}: rnn skips only the masked steps that end a sequence, as \
