@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::DType;
 use libfuzzer_sys::fuzz_target;
-use rnn_core::{compare, Rnn, Tolerance};
+use rnn_core::{compare, Tolerance};
 use rnn_weights::{expected_outputs, name_outputs, Inputs, Model, TensorFile};
 
 fuzz_target!(|data: &[u8]| {
@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(model) = Model::from_file(&file, DType::F32, None) else {
         return;
     };
-    let Ok(rnn) = Rnn::from_weights(&model.weights, model.nonlinearity.unwrap_or_default()) else {
+    // The options the file's metadata records, as `rnn check` runs it without flags.
+    let Ok(rnn) = model.recorded_config().build(&model.weights) else {
         return;
     };
     let Ok((output, states)) =
