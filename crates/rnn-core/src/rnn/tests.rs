@@ -193,7 +193,7 @@ fn merge_modes_join_the_concatenated_halves() {
         assert_eq!(rnn.output_size(), want.dim(2).unwrap(), "{mode:?}");
     }
     // A summed layer feeds 2 features to the next; concatenated, it would feed 4.
-    let stacked = vec![
+    let stacked = [
         vec![two_neurons(1.0), two_neurons(-1.0)],
         vec![two_neurons(0.5)],
     ];
