@@ -101,12 +101,6 @@ fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackCo
             merge_mode,
         })
         .collect();
-    let batch_first = match form {
-        Form::Steps => false,
-        Form::Sequence if read.time_major => false,
-        Form::Sequence if read.batch_first => true,
-        Form::Sequence => model.batch_first_by_default(),
-    };
     Ok(StackConfig {
         nonlinearity,
         layer_options,
@@ -114,8 +108,19 @@ fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackCo
             .masked_steps
             .map(Into::into)
             .unwrap_or_else(|| model.masked_steps_by_default()),
-        batch_first: Some(batch_first),
+        batch_first: Some(batch_first(model, read, form)),
     })
+}
+
+/// Whether sequence inputs are batch-first: the flags, else the file's metadata, else its
+/// framework's default. Step-form inputs are stacked time-major whatever the flags say.
+fn batch_first(model: &Model, read: &ReadOptions, form: Form) -> bool {
+    match form {
+        Form::Steps => false,
+        Form::Sequence if read.time_major => false,
+        Form::Sequence if read.batch_first => true,
+        Form::Sequence => model.batch_first_by_default(),
+    }
 }
 
 fn build_rnn(model: &Model, read: &ReadOptions, form: Form) -> Result<Rnn> {
