@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
-use rnn_core::{compare, Nonlinearity, Rnn, Tolerance};
-use rnn_weights::{expected_outputs, name_outputs, Form, Inputs, Model, TensorFile};
+use rnn_core::{compare, LayerOptions, MaskedSteps, MergeMode, Nonlinearity, Tolerance};
+use rnn_weights::{expected_outputs, name_outputs, Form, Inputs, Model, StackConfig, TensorFile};
 
 /// Every committed fixture.
 fn fixtures() -> Vec<PathBuf> {
@@ -34,12 +34,9 @@ fn worst_error(path: &Path, dtype: DType) -> Option<(f64, String)> {
     }
     let model = Model::from_file(&file, dtype, None).unwrap();
     let inputs = Inputs::require(&file, dtype).unwrap();
-    let rnn = Rnn::from_weights(
-        &model.weights,
-        model.nonlinearity.unwrap_or(Nonlinearity::Tanh),
-    )
-    .unwrap()
-    .with_batch_first(inputs.form == Form::Sequence && model.batch_first_by_default());
+    let mut config = model.recorded_config();
+    config.batch_first = Some(inputs.form == Form::Sequence && model.batch_first_by_default());
+    let rnn = config.build(&model.weights).unwrap();
     let (output, states) = rnn
         .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
         .unwrap();
@@ -97,12 +94,23 @@ fn canonical_save_round_trips_weights_and_configuration() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tf1_article_seed0.safetensors");
     let model = Model::read(&source, DType::F32).unwrap();
     let saved = dir.join("canonical.safetensors");
-    rnn_weights::save_canonical(&saved, &model.weights, Nonlinearity::Relu, Some(true), &[])
-        .unwrap();
+    let config = StackConfig {
+        nonlinearity: vec![Nonlinearity::Selu],
+        layer_options: vec![LayerOptions {
+            go_backwards: true,
+            merge_mode: MergeMode::Concat,
+        }],
+        masked_steps: MaskedSteps::RepeatLast,
+        batch_first: Some(true),
+    };
+    rnn_weights::save_canonical(&saved, &model.weights, &config, &[]).unwrap();
     let back = Model::read(&saved, DType::F32).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(back.format, rnn_weights::Format::Pytorch);
-    assert_eq!(back.nonlinearity, Some(Nonlinearity::Relu));
+    assert_eq!(back.nonlinearity, Some(vec![Nonlinearity::Selu]));
+    assert_eq!(back.go_backwards, Some(vec![true]));
+    assert_eq!(back.merge_mode, None); // concat, the default, is not written
+    assert_eq!(back.masked_steps, Some(MaskedSteps::RepeatLast));
     assert_eq!(back.batch_first, Some(true));
     let values = |m: &Model| {
         m.weights[0][0]

@@ -16,6 +16,9 @@ const SCRIPTS: &[&str] = &[
     "tf1_cells.py",
     "torch_rnn.py",
     "keras_simple_rnn.py",
+    "keras_semantics.py",
+    "tf1_structure.py",
+    "torch_aliases.py",
     "numpy_formats.py",
 ];
 

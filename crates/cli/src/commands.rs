@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
-use rnn_core::{compare, non_finite, InitConfig, LayerOptions, MergeMode, Rnn, Tolerance};
+use rnn_core::{compare, non_finite, InitConfig, MergeMode, Rnn, Tolerance};
 use rnn_weights::{
     expected_outputs, name_outputs, Expected, Form, Inputs, Model, StackConfig, TensorFile,
     F64_SUFFIX,
@@ -58,58 +58,41 @@ fn per_layer<T: Copy>(flag: &str, values: &[T], layers: usize) -> Result<Vec<T>>
 }
 
 /// The stack's configuration: each flag, else the file's metadata, else its framework's
-/// default. Step-form inputs are stacked time-major whatever the flags say.
+/// default.
 fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackConfig> {
     let layers = model.weights.len();
-    let nonlinearity = match read.nonlinearity.as_slice() {
-        [] => model.nonlinearity.clone().unwrap_or_default(),
-        flags => per_layer("--nonlinearity", flags, layers)?
+    let mut config = model.recorded_config();
+    if !read.nonlinearity.is_empty() {
+        config.nonlinearity = per_layer("--nonlinearity", &read.nonlinearity, layers)?
             .into_iter()
             .map(Into::into)
-            .collect(),
-    };
-    let merge_mode: Vec<MergeMode> = match read.merge_mode.as_slice() {
-        [] => model
-            .merge_mode
-            .clone()
-            .unwrap_or_else(|| vec![MergeMode::Concat; layers]),
-        flags => per_layer("--merge-mode", flags, layers)?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    };
-    let one_direction: Vec<bool> = model.weights.iter().map(|l| l.len() == 1).collect();
-    let go_backwards = if read.go_backwards {
-        if !one_direction.contains(&true) {
+            .collect();
+    }
+    if !read.merge_mode.is_empty() {
+        if model.weights.iter().all(|l| l.len() == 1) {
+            bail!("--merge-mode: this model has no bidirectional layer, whose directions it joins");
+        }
+        let modes = per_layer("--merge-mode", &read.merge_mode, layers)?;
+        for (options, mode) in config.layer_options.iter_mut().zip(modes) {
+            options.merge_mode = mode.into();
+        }
+    }
+    if read.go_backwards {
+        if model.weights.iter().all(|l| l.len() == 2) {
             bail!(
                 "--go-backwards: every layer of this model is bidirectional; Keras's \
                  go_backwards applies to one-direction layers"
             );
         }
-        one_direction.clone()
-    } else {
-        model
-            .go_backwards
-            .clone()
-            .unwrap_or_else(|| vec![false; layers])
-    };
-    let layer_options = go_backwards
-        .into_iter()
-        .zip(merge_mode)
-        .map(|(go_backwards, merge_mode)| LayerOptions {
-            go_backwards,
-            merge_mode,
-        })
-        .collect();
-    Ok(StackConfig {
-        nonlinearity,
-        layer_options,
-        masked_steps: read
-            .masked_steps
-            .map(Into::into)
-            .unwrap_or_else(|| model.masked_steps_by_default()),
-        batch_first: Some(batch_first(model, read, form)),
-    })
+        for (options, layer) in config.layer_options.iter_mut().zip(&model.weights) {
+            options.go_backwards = layer.len() == 1;
+        }
+    }
+    if let Some(masked_steps) = read.masked_steps {
+        config.masked_steps = masked_steps.into();
+    }
+    config.batch_first = Some(batch_first(model, read, form));
+    Ok(config)
 }
 
 /// Whether sequence inputs are batch-first: the flags, else the file's metadata, else its
@@ -307,13 +290,15 @@ fn read_inputs(
 }
 
 /// Fails when a file of inputs (not the model's own file) holds tensors that `rnn` does not
-/// read: a misspelt `h0` would otherwise be silently left out of the run.
+/// read: a misspelt `h0` would otherwise be silently left out of the run. RNN weights beside
+/// the inputs (a fixture carries the model it was made with) are not inputs, and pass.
 fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
     let expected = expected_outputs(file, inputs.form, false)?;
     let read: BTreeSet<String> = inputs
         .names
         .iter()
         .cloned()
+        .chain(rnn_weights::weight_names(file))
         .chain(
             expected
                 .iter()

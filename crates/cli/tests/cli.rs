@@ -379,7 +379,7 @@ fn inspect_shows_format_configuration_and_mapping() {
     assert!(text.contains("hidden size:   [5]"), "{text}");
     assert!(text.contains("-> weight_ih_l0 (transposed)"), "{text}");
     assert!(
-        text.contains("X0") && text.contains("not a weight"),
+        text.contains("X0") && text.contains("not used: an input"),
         "{text}"
     );
 }
@@ -527,13 +527,14 @@ fn two_readings_are_an_error_until_the_format_is_chosen() {
             ("weight_hh_l0", vec![2, 2], vec![0.1; 4]),
             ("Wx", vec![3, 5], vec![0.2; 15]),
             ("Wy", vec![5, 5], vec![0.2; 25]),
+            ("b", vec![1, 5], vec![0.3; 5]),
         ],
     );
     let out = rnn(&["inspect", both.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("more than one way: pytorch, article; choose one with --weights-format"),
+        err.contains("pytorch RNN, 1 one-direction layer (--weights-format pytorch); article RNN"),
         "{err}"
     );
     let out = rnn(&[
@@ -638,6 +639,97 @@ fn lengths_out_of_range_are_an_error() {
         err.contains("bad_lengths.safetensors") && err.contains("lengths[2]: expected at most 9"),
         "{err}"
     );
+}
+
+/// A fixture's `__metadata__` value.
+fn metadata(path: &Path, key: &str) -> Option<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    header.metadata().as_ref()?.get(key).cloned()
+}
+
+/// Files whose names do not settle the structure (two RNNs, a stack in no known order) are
+/// refused until the flags in their `check_args` choose; then they give the framework's
+/// numbers (`check_passes_on_every_committed_fixture`).
+#[test]
+fn ambiguous_fixtures_are_refused_without_their_flags() {
+    let mut refused = 0;
+    for fixture in fixtures() {
+        if metadata(&fixture, "ambiguous_without_args").as_deref() != Some("true") {
+            continue;
+        }
+        let out = rnn(&["check", fixture.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", fixture.display());
+        let err = stderr(&out);
+        assert!(err.contains("--prefix"), "{}: {err}", fixture.display());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        refused += 1;
+    }
+    assert!(refused >= 4, "only {refused} ambiguous fixtures");
+}
+
+/// Structures rnn does not run, exported by the real framework: exit 2 whatever the flags.
+#[test]
+fn refused_fixtures_are_refused() {
+    let dir = repo("tests/fixtures/refused");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let why = metadata(&path, "why").unwrap_or_default();
+        let out = rnn(&["check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{} ({why})", path.display());
+        assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}
+
+/// `convert` writes what the flags said into the metadata: the converted file needs none,
+/// and Keras's masked-step convention travels with it.
+#[test]
+fn convert_records_go_backwards_merge_mode_activation_and_masking() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "keras_go_backwards",
+        "keras_merge_sum",
+        "keras_merge_none",
+        "keras_activation_hard_sigmoid",
+        "keras_masking",
+        "keras_masking_bidirectional",
+    ] {
+        let fixture = repo(&format!("tests/fixtures/{name}.safetensors"));
+        let canonical = dir.path().join(format!("{name}.safetensors"));
+        let mut args = vec!["convert".to_string(), fixture.to_str().unwrap().into()];
+        args.extend(check_args(&fixture));
+        args.extend(["-o".to_string(), canonical.to_str().unwrap().into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = rnn(&args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let out = rnn(&[
+            "check",
+            canonical.to_str().unwrap(),
+            "--fixture",
+            fixture.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
+
+/// The step form takes h0 and lengths (or TF's sequence_length) as the sequence form does.
+#[test]
+fn step_form_honours_h0_and_lengths() {
+    for name in ["tf1_step_form_h0", "tf1_step_form_sequence_length"] {
+        let fixture = repo(&format!("tests/fixtures/{name}.safetensors"));
+        let out = rnn(&["check", fixture.to_str().unwrap(), "--atol", "1e-6"]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stdout(&out));
+        assert!(!stdout(&out).contains("ignored"), "{}", stdout(&out));
+    }
 }
 
 /// `rnn` with `RNN_CPU_KERNEL` set to `level`.

@@ -56,6 +56,56 @@ fn torch_model() -> Vec<(&'static str, &'static str, &'static [usize], Vec<u8>)>
     ]
 }
 
+/// Keras SimpleRNN layers of 3 inputs and 2 neurons at these paths (`<path>/kernel`, …).
+fn keras_layers(paths: &[&str]) -> Vec<u8> {
+    let tensors: Vec<(String, &'static [usize], Vec<u8>)> = paths
+        .iter()
+        .flat_map(|p| {
+            let cell = if p.ends_with("simple_rnn_cell") {
+                p.to_string()
+            } else {
+                format!("{p}/simple_rnn_cell")
+            };
+            [
+                (format!("{cell}/kernel"), &[3usize, 2][..], f32s(6, 0.5)),
+                (
+                    format!("{cell}/recurrent_kernel"),
+                    &[2, 2][..],
+                    f32s(4, 0.25),
+                ),
+                (format!("{cell}/bias"), &[2][..], f32s(2, 0.1)),
+            ]
+        })
+        .collect();
+    let named: Vec<(&str, &str, &[usize], Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, b)| (n.as_str(), "F32", *s, b.clone()))
+        .collect();
+    safetensors(&named)
+}
+
+/// A TF1 graph's variables: a bidirectional RNN and a separate one, 3 inputs, 2 neurons.
+fn two_tf1_scopes() -> Vec<u8> {
+    let mut tensors = Vec::new();
+    for cell in ["bidirectional_rnn/fw", "bidirectional_rnn/bw", "uni/rnn"] {
+        tensors.push((
+            format!("{cell}/basic_rnn_cell/kernel:0"),
+            &[5usize, 2][..],
+            f32s(10, 0.5),
+        ));
+        tensors.push((
+            format!("{cell}/basic_rnn_cell/bias:0"),
+            &[2][..],
+            f32s(2, 0.1),
+        ));
+    }
+    let named: Vec<(&str, &str, &[usize], Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, b)| (n.as_str(), "F32", *s, b.clone()))
+        .collect();
+    safetensors(&named)
+}
+
 struct Case {
     group: &'static str,
     what: &'static str,
@@ -151,6 +201,17 @@ fn cases() -> Vec<Case> {
         case("tensors", "reverse direction partly missing", vec![("m.safetensors", with(vec![("weight_ih_l0_reverse", "F32", &[2, 3], f32s(6, 0.5))]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
         case("tensors", "a stray tensor of the layout", vec![("m.safetensors", with(vec![("weight_ih_l1_reverse", "F32", &[2, 4], f32s(8, 0.5))]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
         case("tensors", "no recognisable format", vec![("m.safetensors", safetensors(&[("encoder.weight", "F32", &[2, 3], f32s(6, 0.5))]))], "run DIR/m.safetensors", 2, Some("m.safetensors")),
+        case("structure", "two TF1 scopes, each an RNN", vec![("m.safetensors", two_tf1_scopes())], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("structure", "Keras layers named by hand (order unknown)", vec![("m.safetensors", keras_layers(&["rnn_b", "rnn_a"]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("structure", "Keras Bidirectional(RNN([cell, cell]))", vec![("m.safetensors", keras_layers(&["bidirectional/forward_rnn/stacked_rnn_cells/simple_rnn_cell", "bidirectional/backward_rnn/stacked_rnn_cells/simple_rnn_cell"]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("structure", "a Bidirectional wrapper with one layer", vec![("m.safetensors", keras_layers(&["bidirectional/forward_simple_rnn"]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("structure", "a bias missing from one cell of two", vec![("m.safetensors", with(vec![("weight_ih_l0_reverse", "F32", &[2, 3], f32s(6, 0.5)), ("weight_hh_l0_reverse", "F32", &[2, 2], f32s(4, 0.5))]))], "run DIR/m.safetensors --input DIR/x.safetensors", 2, Some("m.safetensors")),
+        case("structure", "--prefix that matches nothing", vec![("m.safetensors", safetensors(&torch_model()))], "run DIR/m.safetensors --prefix decoder.", 2, Some("m.safetensors")),
+        case("structure", "--stack prefixes that overlap", vec![("m.safetensors", keras_layers(&["rnn_b", "rnn_a"]))], "run DIR/m.safetensors --stack rnn_,rnn_a/", 2, Some("m.safetensors")),
+        case("structure", "--go-backwards on a bidirectional model", vec![("m.safetensors", with(vec![("weight_ih_l0_reverse", "F32", &[2, 3], f32s(6, 0.5)), ("weight_hh_l0_reverse", "F32", &[2, 2], f32s(4, 0.5)), ("bias_ih_l0_reverse", "F32", &[2], f32s(2, 0.1))]))], "run DIR/m.safetensors --input DIR/x.safetensors --go-backwards", 2, None),
+        case("structure", "--merge-mode on a one-direction model", vec![], "run --merge-mode sum", 2, None),
+        case("inputs", "a tensor rnn does not read (a misspelt h0)", vec![("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0)), ("h_0", "F32", &[1, 1, 5], f32s(5, 0.0))]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
+        case("inputs", "both lengths and sequence_length", vec![("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0)), ("lengths", "I64", &[1], lengths(&[1])), ("sequence_length", "I64", &[1], lengths(&[1]))]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
         case("inputs", "feature size unlike the model's", vec![("x.safetensors", input(&[2, 1, 4]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
         case("inputs", "batch of 0", vec![("x.safetensors", input(&[2, 0, 3]))], "run --input DIR/x.safetensors", 2, Some("x.safetensors")),
         case("inputs", "0 time steps (defined: empty output, h_n = h0)", vec![("x.safetensors", input(&[0, 2, 3]))], "run --input DIR/x.safetensors --format json", 0, None),
@@ -171,7 +232,7 @@ fn cases() -> Vec<Case> {
         case("formats", ".npz that is not a zip", vec![("x.npz", b"hello".to_vec())], "run --input DIR/x.npz", 2, Some("x.npz")),
         case("formats", "--input-format that does not fit the file", vec![("x.json", b"[[1, 2, 3]]".to_vec())], "run --input DIR/x.json --input-format npy", 2, Some("x.json")),
         case("formats", "CSV output of a batch of 4", vec![], "run --output DIR/y.csv", 2, Some("y.csv")),
-        case("stream", "--stream with a bidirectional model", vec![("m.safetensors", with(vec![("weight_ih_l0_reverse", "F32", &[2, 3], f32s(6, 0.5)), ("weight_hh_l0_reverse", "F32", &[2, 2], f32s(4, 0.5))]))], "run DIR/m.safetensors --stream", 2, None),
+        case("stream", "--stream with a bidirectional model", vec![("m.safetensors", with(vec![("weight_ih_l0_reverse", "F32", &[2, 3], f32s(6, 0.5)), ("weight_hh_l0_reverse", "F32", &[2, 2], f32s(4, 0.5)), ("bias_ih_l0_reverse", "F32", &[2], f32s(2, 0.1))]))], "run DIR/m.safetensors --stream", 2, None),
         case("plot", "a picture format rnn does not write", vec![], "plot -o DIR/p.jpg", 2, Some("p.jpg")),
         case("plot", "--sequence beyond the batch", vec![], "plot -o DIR/p.png --sequence 4", 2, None),
         case("batches", "--batch-size without --output", vec![("x.safetensors", input(&[2, 4, 3]))], "run --input DIR/x.safetensors --batch-size 2", 2, None),

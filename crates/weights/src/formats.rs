@@ -254,7 +254,19 @@ fn detect_keras(names: &Names, found: &mut Detected) {
     // Layer path (`sequential/simple_rnn_1`) → its cell path (with `/simple_rnn_cell` or not).
     let mut layers: BTreeMap<String, String> = BTreeMap::new();
     for key in names.keys() {
-        let Some(cell) = key.strip_suffix("/recurrent_kernel") else {
+        // A cell is known by its recurrent kernel, or by a kernel or bias under a
+        // `simple_rnn_cell` (so that a cell missing its recurrent kernel is reported missing,
+        // not dropped from the stack).
+        let cell = key.strip_suffix("/recurrent_kernel").or_else(|| {
+            let cell = key
+                .strip_suffix("/kernel")
+                .or_else(|| key.strip_suffix("/bias"))?;
+            split_last(cell)
+                .1
+                .starts_with("simple_rnn_cell")
+                .then_some(cell)
+        });
+        let Some(cell) = cell else {
             continue;
         };
         if cell.split('/').any(|c| c == "stacked_rnn_cells") {
@@ -386,7 +398,10 @@ fn detect_tf1(names: &Names, found: &mut Detected) {
     // `cell_<k>`) and directions (`fw`, `bw`): every distinct scope is a separate RNN.
     let mut scopes: BTreeMap<String, BTreeMap<(usize, usize), Vec<String>>> = BTreeMap::new();
     for key in names.keys() {
-        let Some(cell) = key.strip_suffix("/kernel") else {
+        let Some(cell) = key
+            .strip_suffix("/kernel")
+            .or_else(|| key.strip_suffix("/bias"))
+        else {
             continue;
         };
         let (path, last) = split_last(cell);
@@ -406,12 +421,14 @@ fn detect_tf1(names: &Names, found: &mut Detected) {
                 },
             }
         }
-        scopes
+        let paths = scopes
             .entry(scope.join("/"))
             .or_default()
             .entry((layer, direction))
-            .or_default()
-            .push(cell.to_string());
+            .or_default();
+        if !paths.contains(&cell.to_string()) {
+            paths.push(cell.to_string());
+        }
     }
     for (scope, cells) in scopes {
         let mut layers: Vec<Vec<CellPlan>> = Vec::new();
@@ -439,10 +456,11 @@ fn detect_tf1(names: &Names, found: &mut Detected) {
                 break;
             }
             let cell = &paths[0];
+            // BasicRNNCell always has a bias.
             layers[layer].push(CellPlan {
                 w_ih: names.source(&format!("{cell}/kernel"), Transform::InputRows),
                 w_hh: names.source(&format!("{cell}/kernel"), Transform::RecurrentRows),
-                b_ih: names.optional(&format!("{cell}/bias"), Transform::AsIs),
+                b_ih: Some(names.source(&format!("{cell}/bias"), Transform::AsIs)),
                 b_hh: None,
             });
         }
@@ -466,7 +484,8 @@ fn detect_article(names: &Names, found: &mut Detected) {
         layers: vec![vec![CellPlan {
             w_ih: names.source(&format!("{p}Wx"), Transform::Transposed),
             w_hh: names.source(&format!("{p}Wy"), Transform::Transposed),
-            b_ih: names.optional(&format!("{p}b"), Transform::Flattened),
+            // The article's cell always adds b.
+            b_ih: Some(names.source(&format!("{p}b"), Transform::Flattened)),
             b_hh: None,
         }]],
         prefix: p,

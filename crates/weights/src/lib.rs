@@ -30,4 +30,4 @@ pub use error::{Result, WeightsError};
 pub use file::{write_atomically, write_safetensors, write_tensors, FileFormat, TensorFile};
 pub use formats::{Format, Transform};
 pub use model::{save_canonical, Model, StackConfig, TensorMapping, CANONICAL_LAYOUT};
-pub use selection::Selection;
+pub use selection::{weight_names, Selection};

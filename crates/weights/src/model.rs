@@ -127,6 +127,34 @@ impl Model {
         self.weights[0].len()
     }
 
+    /// The configuration the file records, with its framework's defaults for the rest:
+    /// what runs when the user adds no flag. Sequence inputs are batch-first as
+    /// [`Model::batch_first_by_default`] says.
+    pub fn recorded_config(&self) -> StackConfig {
+        let layers = self.weights.len();
+        let go_backwards = self
+            .go_backwards
+            .clone()
+            .unwrap_or_else(|| vec![false; layers]);
+        let merge_mode = self
+            .merge_mode
+            .clone()
+            .unwrap_or_else(|| vec![MergeMode::Concat; layers]);
+        StackConfig {
+            nonlinearity: self.nonlinearity.clone().unwrap_or_default(),
+            layer_options: go_backwards
+                .into_iter()
+                .zip(merge_mode)
+                .map(|(go_backwards, merge_mode)| LayerOptions {
+                    go_backwards,
+                    merge_mode,
+                })
+                .collect(),
+            masked_steps: self.masked_steps_by_default(),
+            batch_first: Some(self.batch_first_by_default()),
+        }
+    }
+
     /// What the outputs hold past a sequence's length unless the user says otherwise: as the
     /// file's metadata says, else as its framework does (Keras repeats the last valid output;
     /// PyTorch and TensorFlow give zeros).
@@ -278,6 +306,7 @@ pub(crate) fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Resul
 /// PyTorch names are regular enough to spot one that the plan did not use (`weight_ih_l1_reverse`
 /// in a file whose layer 0 has no reverse direction): such a file is refused, not half read.
 fn check_leftovers(file: &TensorFile, plan: &Plan, model: &Model) -> Result<()> {
+    check_biases(file, plan)?;
     if plan.format != Format::Pytorch {
         return Ok(());
     }
@@ -305,6 +334,38 @@ fn check_leftovers(file: &TensorFile, plan: &Plan, model: &Model) -> Result<()> 
             found: file.names(),
         }),
     }
+}
+
+/// A bias missing from some cells and not others is a tensor lost, not a structure:
+/// `torch.nn.RNN`'s `bias` is one flag for every layer and direction, and the two directions
+/// of a Keras `Bidirectional` layer share their `use_bias`. (One cell with `bias_ih` alone is
+/// a structure of its own: this crate's canonical files keep Keras's one bias that way.)
+fn check_biases(file: &TensorFile, plan: &Plan) -> Result<()> {
+    let has = |c: &crate::formats::CellPlan| (c.b_ih.is_some(), c.b_hh.is_some());
+    let uneven = match plan.format {
+        Format::Pytorch => {
+            let first = has(&plan.layers[0][0]);
+            plan.layers.iter().flatten().find(|c| has(c) != first)
+        }
+        _ => plan
+            .layers
+            .iter()
+            .find(|l| l.iter().any(|c| has(c) != has(&l[0])))
+            .and_then(|l| l.iter().find(|c| has(c).0)),
+    };
+    let Some(cell) = uneven else {
+        return Ok(());
+    };
+    Err(WeightsError::Unrecognised {
+        path: file.path().to_owned(),
+        what: format!(
+            "the {} RNN that `{}` belongs to has a bias in some cells and not in others; a \
+             bias tensor is missing",
+            plan.format.as_str(),
+            cell.w_ih.name
+        ),
+        found: file.names(),
+    })
 }
 
 /// A canonical shape as the file stores it (transposed back where the format transposes), with

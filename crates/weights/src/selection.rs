@@ -19,13 +19,37 @@ pub struct Selection {
     pub stack: Vec<String>,
 }
 
+/// The names of every tensor in `file` that some reader takes for an RNN weight, whichever RNN
+/// it belongs to: a fixture may carry the weights it was made with beside its inputs.
+pub fn weight_names(file: &TensorFile) -> Vec<String> {
+    let found = formats::detect(&Names::new(&file.names()), None);
+    let mut names: Vec<String> = found
+        .plans
+        .iter()
+        .flat_map(|p| p.layers.iter().flatten())
+        .flat_map(|c| {
+            [
+                Some(&c.w_ih),
+                Some(&c.w_hh),
+                c.b_ih.as_ref(),
+                c.b_hh.as_ref(),
+            ]
+        })
+        .flatten()
+        .map(|s| s.name.clone())
+        .filter(|n| file.contains(n))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The plan `selection` picks from `file`.
 pub(crate) fn choose(file: &TensorFile, selection: &Selection) -> Result<Plan> {
     let names = file.names();
     if selection.stack.is_empty() {
         return one_plan(file, &names, selection.format, selection.prefix.as_deref());
     }
-    let mut stacked: Option<Plan> = None;
     for (i, prefix) in selection.stack.iter().enumerate() {
         if let Some(other) = selection.stack[..i]
             .iter()
@@ -33,9 +57,12 @@ pub(crate) fn choose(file: &TensorFile, selection: &Selection) -> Result<Plan> {
         {
             return Err(unrecognised(
                 file,
-                format!("--stack: `{prefix}` and `{other}` overlap; each names one RNN"),
+                format!("--stack: `{other}` and `{prefix}` overlap; each names one RNN"),
             ));
         }
+    }
+    let mut stacked: Option<Plan> = None;
+    for prefix in &selection.stack {
         let plan = one_plan(file, &names, selection.format, Some(prefix))?;
         stacked = Some(match stacked {
             None => plan,
@@ -86,6 +113,13 @@ fn one_plan(
         return Err(unrecognised(file, what));
     }
     let mut plans = found.plans;
+    // `--prefix P` picks the RNN whose names start right at P over those nested deeper: the
+    // way to pick one whose names have no prefix of their own (`--prefix ''`).
+    if let Some(p) = prefix {
+        if plans.len() > 1 && plans.iter().filter(|plan| plan.prefix == p).count() == 1 {
+            plans.retain(|plan| plan.prefix == p);
+        }
+    }
     match plans.len() {
         1 => Ok(plans.remove(0)),
         0 => {
@@ -114,11 +148,13 @@ fn one_plan(
 fn ambiguous(file: &TensorFile, plans: &[Plan], prefix: Option<&str>) -> WeightsError {
     let mut prefixes: Vec<&str> = plans.iter().map(|p| p.prefix.as_str()).collect();
     prefixes.dedup();
-    let by_prefix = prefixes.len() == plans.len() && !prefixes.contains(&"");
+    let by_prefix = prefixes.len() == plans.len();
     let readings = plans
         .iter()
         .map(|plan| {
-            let flags = if by_prefix {
+            let flags = if by_prefix && plan.prefix.is_empty() {
+                "--prefix ''".to_string()
+            } else if by_prefix {
                 format!("--prefix {}", plan.prefix)
             } else {
                 let mut flags = format!("--weights-format {}", plan.format.as_str());
@@ -138,7 +174,7 @@ fn ambiguous(file: &TensorFile, plans: &[Plan], prefix: Option<&str>) -> Weights
     };
     let stackable: Vec<String> = orders
         .into_iter()
-        .filter(|order| same_format && by_prefix && stacks(file, order))
+        .filter(|order| same_format && by_prefix && !prefixes.contains(&"") && stacks(file, order))
         .map(|order| {
             let prefixes: Vec<&str> = order.iter().map(|p| p.prefix.as_str()).collect();
             format!("--stack {}", prefixes.join(","))
