@@ -156,7 +156,10 @@ unsafe fn dispatch(
             avx2_f32::packed_product(out, len, accumulate, terms, epilogue)
         },
         // No PackedB is made for the generic level, nor for any level off x86-64.
-        _ => unreachable!("weights packed for no micro-kernel"),
+        _ => {
+            let _ = (out, len, accumulate, epilogue);
+            unreachable!("weights packed for no micro-kernel")
+        }
     }
 }
 
