@@ -854,7 +854,16 @@ mod avx2_f32 {
             let (spans, span_count) = spans(terms, start, end);
             let spans = &spans[..span_count];
             let last = end == total;
-            for p in panels.clone() {
+            let mut first = panels.start;
+            if count == 1 {
+                while first + WIDE <= panels.end && (first + WIDE) * NR <= n {
+                    let load = accumulate || start > 0;
+                    let epilogue = if last { epilogue } else { None };
+                    wide_row(o, n, first, rows.start, spans, terms, load, epilogue);
+                    first += WIDE;
+                }
+            }
+            for p in first..panels.end {
                 let j = p * NR;
                 let tile = Tile {
                     o,
@@ -898,6 +907,67 @@ mod avx2_f32 {
                 break;
             }
             start = end;
+        }
+    }
+
+    /// Panels [`wide_row`] takes at once: 64 columns, as the AVX-512 block's row.
+    const WIDE: usize = 4;
+
+    /// One row over [`WIDE`] whole panels from panel `p0` (columns `p0·NR..`, all before `n`):
+    /// 8 independent accumulators, where [`Tile::run`] with one row has 2 per panel and takes
+    /// the panels one after another. A single sequence's step is a chain of dependent
+    /// multiply-adds, so the independent chains set its pace (the AVX-512 block has 4 over its
+    /// 64 columns). Each sum is formed as in [`Tile::run`], so the result is the same bits.
+    ///
+    /// # Safety
+    /// As [`Tile::run`], for row `row` of `out` (`o` is its row 0) and of the terms' left
+    /// sides, with `(p0 + WIDE)·NR ≤ n`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn wide_row(
+        o: *mut f32,
+        n: usize,
+        p0: usize,
+        row: usize,
+        spans: &[super::Span],
+        terms: &[(&[f32], &PackedB)],
+        load: bool,
+        epilogue: Option<Epilogue>,
+    ) {
+        debug_assert!((p0 + WIDE) * NR <= n);
+        let j = p0 * NR;
+        let o = o.add(j);
+        let mut c = [_mm256_setzero_ps(); 2 * WIDE];
+        if load {
+            for (v, c) in c.iter_mut().enumerate() {
+                *c = _mm256_loadu_ps(o.add(8 * v));
+            }
+        }
+        for span in spans {
+            let (lhs, b) = terms[span.term];
+            let a = lhs.as_ptr().add(row * b.k + span.k0);
+            let base = b.data.as_ptr().add((p0 * b.k + span.k0) * NR);
+            let panel = b.k * NR;
+            for ii in 0..span.depth {
+                let x = _mm256_set1_ps(*a.add(ii));
+                for (v, c) in c.iter_mut().enumerate() {
+                    let bp = base.add((v / 2) * panel + ii * NR + (v % 2) * 8);
+                    *c = _mm256_fmadd_ps(x, _mm256_loadu_ps(bp), *c);
+                }
+            }
+        }
+        if let Some(Epilogue { bias, relu }) = epilogue {
+            if let Some(bias) = bias {
+                for (v, c) in c.iter_mut().enumerate() {
+                    *c = _mm256_add_ps(*c, _mm256_loadu_ps(bias.as_ptr().add(j + 8 * v)));
+                }
+            }
+            for c in c.iter_mut() {
+                *c = activate(*c, relu);
+            }
+        }
+        for (v, c) in c.iter().enumerate() {
+            _mm256_storeu_ps(o.add(8 * v), *c);
         }
     }
 
