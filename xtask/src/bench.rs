@@ -99,7 +99,11 @@ pub fn build_rnn(root: &Path) -> Result<std::path::PathBuf> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    Ok(root.join("target/release/rnn"))
+    // Cargo puts it under CARGO_TARGET_DIR where that is set (relative to the root if relative).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| root.join(dir))
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/rnn"))
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {

@@ -28,6 +28,9 @@ struct BenchJson {
     dtype: String,
     threads: usize,
     implementation: &'static str,
+    /// The CPU kernel level of the fused path (`avx512`, `avx2`, `generic`); `null` where the
+    /// run took plain candle ops (`--reference`, CUDA, f16/bf16).
+    kernel: Option<&'static str>,
     runs: usize,
     median_ms: f64,
     min_ms: f64,
@@ -150,6 +153,8 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
         dtype: format!("{dtype:?}").to_lowercase(),
         threads: candle_core::utils::get_num_threads(),
         implementation: if args.reference { "reference" } else { "fused" },
+        kernel: (!args.reference && device.is_cpu() && matches!(dtype, DType::F32 | DType::F64))
+            .then(|| rnn_core::cpu_kernel::get().as_str()),
         runs: args.runs,
         median_ms: median,
         min_ms: times[0],
@@ -159,7 +164,7 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
     match args.format {
         OutputFormat::Json => emit(&(serde_json::to_string(&result)? + "\n"))?,
         OutputFormat::Text => emit(&format!(
-            "batch {} seq {} input {} hidden {} layers {} directions {} {} {} {} thread(s), {} path\n\
+            "batch {} seq {} input {} hidden {} layers {} directions {} {} {} {} thread(s), {} path{}\n\
              median {:.4} ms  min {:.4} ms  max {:.4} ms  {:.2} GFLOP/s  ({} runs after {} warm-up)\n",
             result.batch,
             result.seq,
@@ -171,6 +176,10 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
             result.device,
             result.threads,
             result.implementation,
+            result
+                .kernel
+                .map(|k| format!(", {k} kernels"))
+                .unwrap_or_default(),
             result.median_ms,
             result.min_ms,
             result.max_ms,

@@ -18,7 +18,11 @@ Examples:
 Exit codes:
   0  success, or every compared tensor within tolerance
   1  `rnn check`: a tensor outside the tolerance
-  2  an error: usage, file, format, shapes";
+  2  an error: usage, file, format, shapes
+
+Environment:
+  RNN_CPU_KERNEL=avx512|avx2|generic   force the CPU kernels (default: the best this CPU has;
+                                       `rnn devices` lists them)";
 
 /// Run basic (Elman) recurrent networks from safetensors weights exported by PyTorch,
 /// Keras or TensorFlow, and check them against reference outputs.

@@ -956,7 +956,12 @@ pub fn devices(args: &DevicesArgs) -> Result<Outcome> {
             let json = serde_json::json!({
                 "schema_version": SCHEMA_VERSION,
                 "backends": {"cpu": true, "cuda": inv.cuda_compiled},
-                "cpu": {"threads": inv.cpu_threads, "features": inv.cpu_features},
+                "cpu": {
+                    "threads": inv.cpu_threads,
+                    "features": inv.cpu_features,
+                    "kernel": inv.cpu_kernel.as_str(),
+                    "kernels_available": inv.cpu_kernels.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+                },
                 "gpus": inv.gpus,
                 "gpu_problem": inv.gpu_problem,
             });
@@ -964,11 +969,15 @@ pub fn devices(args: &DevicesArgs) -> Result<Outcome> {
         }
         OutputFormat::Text => {
             let mut text = String::new();
+            let kernels: Vec<&str> = inv.cpu_kernels.iter().map(|l| l.as_str()).collect();
             writeln!(
                 text,
-                "cpu     available, {} threads, {}",
+                "cpu     available, {} threads, {}; {} kernels (available: {}; {} forces one)",
                 inv.cpu_threads,
-                inv.cpu_features.join(" ")
+                inv.cpu_features.join(" "),
+                inv.cpu_kernel,
+                kernels.join(", "),
+                crate::device::CPU_KERNEL_VAR,
             )?;
             if !inv.cuda_compiled {
                 writeln!(text, "cuda    not compiled in: {}", crate::device::REBUILD)?;

@@ -5,8 +5,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Device;
+use rnn_core::cpu_kernel::{self, KernelLevel};
 
 /// A `--device` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +67,43 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
+/// The environment variable that forces the CPU kernel level.
+pub const CPU_KERNEL_VAR: &str = "RNN_CPU_KERNEL";
+
+/// Forces the CPU kernels [`CPU_KERNEL_VAR`] names (`avx512`, `avx2` or `generic`), where it is
+/// set and not empty: to compare the levels, or to compute here what a CPU without AVX-512
+/// computes.
+///
+/// # Errors
+/// When the value names no level, or one this CPU lacks.
+pub fn force_cpu_kernel_from_env() -> Result<()> {
+    let Some(value) = std::env::var_os(CPU_KERNEL_VAR) else {
+        return Ok(());
+    };
+    if value.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = KernelLevel::ALL.iter().map(|l| l.as_str()).collect();
+    let level = value
+        .to_str()
+        .and_then(KernelLevel::from_name)
+        .ok_or_else(|| {
+            anyhow!(
+                "{CPU_KERNEL_VAR}={value:?} is not a CPU kernel level: expected {}",
+                names.join(", ")
+            )
+        })?;
+    cpu_kernel::set(level).with_context(|| format!("{CPU_KERNEL_VAR}={level}"))
+}
+
 /// The backends compiled in, and each GPU: for `rnn devices`.
 pub struct Inventory {
     pub cuda_compiled: bool,
     pub cpu_threads: usize,
     pub cpu_features: Vec<&'static str>,
+    /// The CPU kernel level runs use (forced or detected), and every level this CPU runs.
+    pub cpu_kernel: KernelLevel,
+    pub cpu_kernels: Vec<KernelLevel>,
     pub gpus: Vec<GpuInfo>,
     /// Why no GPU is listed, when none is.
     pub gpu_problem: Option<String>,
@@ -95,6 +128,8 @@ pub fn inventory() -> Inventory {
         cuda_compiled: cfg!(feature = "cuda"),
         cpu_threads: candle_core::utils::get_num_threads(),
         cpu_features: cpu_features(),
+        cpu_kernel: cpu_kernel::get(),
+        cpu_kernels: KernelLevel::available(),
         gpus,
         gpu_problem,
     }

@@ -38,17 +38,9 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let _ = PANIC.set(info.to_string().replace('\n', " "));
     }));
-    let result = std::panic::catch_unwind(|| match &cli.command {
-        Command::Run(args) => commands::run(args),
-        Command::Check(args) => commands::check(args),
-        Command::Inspect(args) => commands::inspect(args),
-        Command::Init(args) => commands::init(args),
-        Command::Convert(args) => commands::convert(args),
-        Command::Bench(args) => bench::bench(args),
-        Command::Devices(args) => commands::devices(args),
-        Command::Plot(args) => heatmap::plot(args),
-        Command::Completions(args) => commands::completions(args),
-        Command::Man => commands::man(),
+    let result = std::panic::catch_unwind(|| {
+        device::force_cpu_kernel_from_env()?;
+        run(&cli.command)
     })
     .unwrap_or_else(|_| {
         let what = PANIC.get().map_or("", String::as_str);
@@ -64,6 +56,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The command, on its arguments.
+fn run(command: &Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Run(args) => commands::run(args),
+        Command::Check(args) => commands::check(args),
+        Command::Inspect(args) => commands::inspect(args),
+        Command::Init(args) => commands::init(args),
+        Command::Convert(args) => commands::convert(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::Devices(args) => commands::devices(args),
+        Command::Plot(args) => heatmap::plot(args),
+        Command::Completions(args) => commands::completions(args),
+        Command::Man => commands::man(),
     }
 }
 

@@ -779,3 +779,118 @@ fn mask_value_derives_lengths_as_keras_masking_does() {
         stderr(&out)
     );
 }
+
+/// `rnn` with `RNN_CPU_KERNEL` set to `level`.
+fn rnn_at(level: &str, args: &[&str]) -> Output {
+    Command::new(common::bin())
+        .env("RNN_CPU_KERNEL", level)
+        .args(args)
+        .output()
+        .expect("cannot start rnn")
+}
+
+/// `RNN_CPU_KERNEL` forces each level this CPU runs (as `rnn devices` lists them): `devices`
+/// and `bench` say which ran, in text and JSON, and every level checks the committed
+/// fixtures within the default tolerances.
+#[test]
+fn every_available_cpu_kernel_can_be_forced_and_says_so() {
+    let out = rnn(&["devices", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let levels: Vec<String> = v["cpu"]["kernels_available"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(levels[0], "generic");
+    assert_eq!(
+        v["cpu"]["kernel"],
+        *levels.last().unwrap(),
+        "the default is the best"
+    );
+    for level in &levels {
+        let out = rnn_at(level, &["devices", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["cpu"]["kernel"], level.as_str());
+        let out = rnn_at(level, &["devices"]);
+        assert!(
+            stdout(&out).contains(&format!("; {level} kernels (available: ")),
+            "{}",
+            stdout(&out)
+        );
+        let bench = [
+            "bench",
+            "--batch",
+            "3",
+            "--seq",
+            "4",
+            "--input-size",
+            "20",
+            "--hidden-size",
+            "70",
+            "--runs",
+            "2",
+        ];
+        let out = rnn_at(level, &[&bench[..], &["--format", "json"]].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["kernel"], level.as_str());
+        let out = rnn_at(level, &bench);
+        assert!(
+            stdout(&out).contains(&format!("fused path, {level} kernels")),
+            "{}",
+            stdout(&out)
+        );
+        let out = rnn_at(
+            level,
+            &[&bench[..], &["--reference", "--format", "json"]].concat(),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["kernel"].is_null(), "{v}");
+        for fixture in fixtures() {
+            let mut args = vec!["check".to_string(), fixture.to_str().unwrap().into()];
+            args.extend(check_args(&fixture));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = rnn_at(level, &args);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{level} {}: {}{}",
+                fixture.display(),
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    }
+}
+
+/// A value of `RNN_CPU_KERNEL` that names no level, or one this CPU lacks, is an error
+/// (exit 2) that names the variable and what it may be; an empty one is no choice.
+#[test]
+fn an_unknown_or_unavailable_cpu_kernel_is_refused() {
+    let out = rnn_at("sse9", &["devices"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: RNN_CPU_KERNEL=\"sse9\" is not a CPU kernel level: expected generic, avx2, avx512\n"
+    );
+    let out = rnn_at("", &["devices"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = rnn(&["devices", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let available = v["cpu"]["kernels_available"].as_array().unwrap();
+    for level in ["avx2", "avx512"] {
+        if available.iter().any(|l| l == level) {
+            continue;
+        }
+        let out = rnn_at(level, &["run"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).starts_with(&format!(
+                "error: RNN_CPU_KERNEL={level}: the CPU kernel level {level} needs "
+            )),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

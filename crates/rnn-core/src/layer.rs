@@ -236,7 +236,7 @@ pub struct RnnLayer {
     nonlinearity: Nonlinearity,
     /// The weights packed for the CPU micro-kernel, made by the first fast-path run and kept,
     /// so that a stream of one-step runs does not repack them every step.
-    packed: std::sync::Arc<std::sync::OnceLock<cpu::PackedWeights>>,
+    packed: std::sync::Arc<cpu::PackedWeights>,
 }
 
 impl RnnLayer {
@@ -423,6 +423,7 @@ impl RnnLayer {
             relu: self.nonlinearity == Nonlinearity::Relu,
             lengths,
             threads: cpu::threads(),
+            level: cpu::level::get(),
             packed: &self.packed,
         };
         cpu::forward(

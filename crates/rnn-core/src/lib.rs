@@ -65,6 +65,7 @@ mod shape;
 mod stream;
 
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
+pub use cpu::level as cpu_kernel;
 pub use init::{uniform_weights, InitConfig};
 pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, RnnLayer};
 pub use rnn::{LayerOptions, MaskedSteps, MergeMode, Rnn};

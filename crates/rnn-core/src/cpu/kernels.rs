@@ -1,53 +1,26 @@
-//! The CPU fast path's inner loops: the AVX-512 micro-kernel on packed weights (a step's
-//! products with bias and activation fused in), the register-blocked loops and the `gemm`
-//! crate where it does not run, the separate bias + activation pass, and the output buffer
-//! written where it is used. This is the one module with `unsafe`: calls into `gemm` (raw
-//! pointers), into functions compiled for AVX2/AVX-512, chosen at run time by feature
-//! detection, and the uninitialised output.
+//! The CPU fast path's inner loops: the f32 micro-kernels on packed weights for AVX-512 and
+//! for AVX2 + FMA (a step's products with bias and activation fused in), the register-blocked
+//! loops where neither runs (f64, the generic level), the separate bias + activation pass, and
+//! the output buffer written where it is used. This is the one module with `unsafe`: functions
+//! compiled for AVX2/AVX-512, chosen by the run's [`KernelLevel`] as far as run-time feature
+//! detection allows, and the uninitialised output.
 
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::level::{avx2_detected, avx512_detected, KernelLevel};
 use super::Element;
 
-/// `out[r][j] += Σ_i lhs[r][i] · rhs[i][j]`, all row-major: `out` `[rows, n]`, `lhs`
-/// `[rows, k]`, `rhs` `[k, n]`, with gemm's blocked GEMM on this thread.
-pub(crate) fn gemm_acc<T: Element>(
-    out: &mut [T],
-    lhs: &[T],
-    rhs: &[T],
-    rows: usize,
-    k: usize,
-    n: usize,
-) {
-    assert!(out.len() == rows * n && lhs.len() == rows * k && rhs.len() == k * n);
-    // SAFETY: the assert above makes every pointer valid for the row-major extents given
-    // (column stride 1, row strides n, k and n); `out` is borrowed mutably, so it does not
-    // alias `lhs` or `rhs`. T is f32 or f64, which gemm supports.
-    unsafe {
-        gemm::gemm(
-            rows,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
+/// The instruction set a loop may use: `level`, as far as this CPU supports it. No caller
+/// passes a level the CPU lacks ([`super::level::set`] refuses one); this keeps each
+/// `unsafe` call's justification next to it all the same.
+fn isa(level: KernelLevel) -> KernelLevel {
+    match level {
+        KernelLevel::Avx512 if avx512_detected() => KernelLevel::Avx512,
+        KernelLevel::Avx512 | KernelLevel::Avx2 if avx2_detected() => KernelLevel::Avx2,
+        _ => KernelLevel::Generic,
     }
 }
 
@@ -60,26 +33,41 @@ pub(crate) struct PackedB {
     data: Vec<f32>,
     k: usize,
     n: usize,
+    /// The micro-kernel it is packed for (`Avx2` or `Avx512`, which the CPU supports), which
+    /// sets the panels' width.
+    isa: KernelLevel,
 }
 
 impl PackedB {
-    /// Packs `rhs`; `None` where the AVX-512 kernel does not run (no AVX-512, not f32).
-    pub(crate) fn new<T: Element>(rhs: &[T], k: usize, n: usize) -> Option<Self> {
+    /// Packs `rhs` for `level`'s micro-kernel; `None` where that level has none (generic, a
+    /// level this CPU lacks, not f32).
+    pub(crate) fn new<T: Element>(
+        level: KernelLevel,
+        rhs: &[T],
+        k: usize,
+        n: usize,
+    ) -> Option<Self> {
         let rhs = T::as_f32(rhs)?;
-        if !is_x86_feature_detected_avx512() || rhs.len() != k * n || n == 0 {
+        let isa = isa(level);
+        if isa != level || rhs.len() != k * n || n == 0 {
             return None;
         }
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0f32; panels * k * NR];
+        let nr = match isa {
+            KernelLevel::Avx512 => NR,
+            KernelLevel::Avx2 => NR_AVX2,
+            KernelLevel::Generic => return None,
+        };
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0f32; panels * k * nr];
         for p in 0..panels {
-            let j = p * NR;
-            let width = (n - j).min(NR);
+            let j = p * nr;
+            let width = (n - j).min(nr);
             for i in 0..k {
-                let dst = (p * k + i) * NR;
+                let dst = (p * k + i) * nr;
                 data[dst..dst + width].copy_from_slice(&rhs[i * n + j..i * n + j + width]);
             }
         }
-        Some(Self { data, k, n })
+        Some(Self { data, k, n, isa })
     }
 }
 
@@ -139,11 +127,39 @@ fn packed_product(
     epilogue: Option<Epilogue>,
 ) {
     check_extents(out.len(), terms, epilogue);
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a PackedB is only made where AVX-512F is present; the extents are checked
-    // above and the packing's in `PackedB::new`; `out` is initialised.
-    unsafe {
-        avx512_f32::packed_product(out.as_mut_ptr(), out.len(), accumulate, terms, epilogue)
+    // SAFETY: `out` is initialised; otherwise as in `dispatch`.
+    unsafe { dispatch(out.as_mut_ptr(), out.len(), accumulate, terms, epilogue) }
+}
+
+/// The micro-kernel the terms are packed for, on `out` (`len` elements).
+///
+/// # Safety
+/// `out` must be valid for `len` writes, and for reads where `accumulate`; the extents must
+/// have passed [`check_extents`].
+unsafe fn dispatch(
+    out: *mut f32,
+    len: usize,
+    accumulate: bool,
+    terms: &[(&[f32], &PackedB)],
+    epilogue: Option<Epilogue>,
+) {
+    match terms[0].1.isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a PackedB for AVX-512 is only made where AVX-512F is present (`isa`); the
+        // extents are checked by the caller and the packing's in `PackedB::new`.
+        KernelLevel::Avx512 => unsafe {
+            avx512_f32::packed_product(out, len, accumulate, terms, epilogue)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX2 and FMA.
+        KernelLevel::Avx2 => unsafe {
+            avx2_f32::packed_product(out, len, accumulate, terms, epilogue)
+        },
+        // No PackedB is made for the generic level, nor for any level off x86-64.
+        _ => {
+            let _ = (out, len, accumulate, epilogue);
+            unreachable!("weights packed for no micro-kernel")
+        }
     }
 }
 
@@ -156,17 +172,10 @@ fn fresh_product<'o>(
 ) -> &'o mut [f32] {
     check_extents(out.len(), terms, epilogue);
     let (ptr, len) = (out.as_mut_ptr().cast::<f32>(), out.len());
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as in `packed_product`. Without `accumulate` the kernel's first pass over each
+    // SAFETY: as in `packed_product`. Without `accumulate` each kernel's first pass over each
     // block of rows and columns stores every element of it (every row, all its columns,
     // masked to n) before a later pass loads any, so no uninitialised value is read.
-    unsafe {
-        avx512_f32::packed_product(ptr, len, false, terms, epilogue)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    // No PackedB is made off x86-64, so this is not reached; zeroed all the same, so that the
-    // claim below holds everywhere.
-    out.fill(MaybeUninit::new(0.0));
+    unsafe { dispatch(ptr, len, false, terms, epilogue) };
     // SAFETY: every element was written above, and MaybeUninit<f32> has f32's layout.
     unsafe { std::slice::from_raw_parts_mut(ptr, len) }
 }
@@ -174,42 +183,55 @@ fn fresh_product<'o>(
 /// The extents [`avx512_f32::packed_product`] relies on: `out` `[rows, n]`, each term's left
 /// side `[rows, b.k]`, the bias `[n]`.
 fn check_extents(len: usize, terms: &[(&[f32], &PackedB)], epilogue: Option<Epilogue>) {
-    let n = terms[0].1.n;
+    let (n, isa) = (terms[0].1.n, terms[0].1.isa);
     assert!(terms.len() <= 2 && n > 0 && len.is_multiple_of(n));
     let rows = len / n;
     for &(lhs, b) in terms {
-        assert!(b.n == n && lhs.len() == rows * b.k);
+        assert!(b.n == n && b.isa == isa && lhs.len() == rows * b.k);
     }
     if let Some(bias) = epilogue.and_then(|e| e.bias) {
         assert!(bias.len() == n);
     }
 }
 
-/// Columns of a packed panel: four AVX-512 registers.
+/// Columns of a packed panel for AVX-512: four registers.
 const NR: usize = 64;
+
+/// Columns of a packed panel for AVX2: two registers.
+const NR_AVX2: usize = 16;
 
 /// Columns handled per register block by [`small_gemm_acc`]: 32 f32 are two AVX-512 or four
 /// AVX2 registers of accumulators.
 const BLOCK: usize = 32;
 
-/// Like [`gemm_acc`], for the small products of one time step (a few rows, `k = n = H` up to a
-/// few hundred), where packing matrices for a blocked GEMM costs more than it saves: for each
-/// block of 32 columns, accumulators stay in registers while `k` rows of `rhs` stream past.
-pub(crate) fn small_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], rhs: &[T], k: usize, n: usize) {
+/// `out[r][j] += Σ_i lhs[r][i] · rhs[i][j]`, all row-major (`out` `[rows, n]`, `lhs`
+/// `[rows, k]`, `rhs` `[k, n]`), where no micro-kernel runs: for each block of 32 columns of a
+/// row, accumulators stay in registers while `k` rows of `rhs` stream past. Each element is
+/// summed from its value in `out`, over `i` in order, with separate multiplies and adds (the
+/// compiler does not fuse them), whatever the row count and whichever build runs.
+pub(crate) fn small_gemm_acc<T: Element>(
+    level: KernelLevel,
+    out: &mut [T],
+    lhs: &[T],
+    rhs: &[T],
+    k: usize,
+    n: usize,
+) {
     assert!(
         n > 0
             && out.len().is_multiple_of(n)
             && lhs.len() == out.len() / n * k
             && rhs.len() == k * n
     );
-    if is_x86_feature_detected_avx512() {
-        // SAFETY: the CPU supports AVX-512F, checked just above.
-        unsafe { small_gemm_avx512(out, lhs, rhs, k, n) }
-    } else if is_x86_feature_detected_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { small_gemm_avx2(out, lhs, rhs, k, n) }
-    } else {
-        small_gemm_generic(out, lhs, rhs, k, n)
+    if k == 0 {
+        return;
+    }
+    match isa(level) {
+        // SAFETY: the CPU supports AVX-512F (`isa`).
+        KernelLevel::Avx512 => unsafe { small_gemm_avx512(out, lhs, rhs, k, n) },
+        // SAFETY: the CPU supports AVX2 and FMA (`isa`).
+        KernelLevel::Avx2 => unsafe { small_gemm_avx2(out, lhs, rhs, k, n) },
+        KernelLevel::Generic => small_gemm_generic(out, lhs, rhs, k, n),
     }
 }
 
@@ -326,36 +348,19 @@ impl<T: Element> Drop for Blank<'_, T> {
 }
 
 /// `out = act(out + bias)` elementwise, `bias` repeated over rows of its length.
-pub(crate) fn bias_activation<T: Element>(out: &mut [T], bias: Option<&[T]>, relu: bool) {
-    if is_x86_feature_detected_avx512() {
-        // SAFETY: the CPU supports AVX-512F, checked just above.
-        unsafe { bias_activation_avx512(out, bias, relu) }
-    } else if is_x86_feature_detected_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { bias_activation_avx2(out, bias, relu) }
-    } else {
-        bias_activation_generic(out, bias, relu)
+pub(crate) fn bias_activation<T: Element>(
+    level: KernelLevel,
+    out: &mut [T],
+    bias: Option<&[T]>,
+    relu: bool,
+) {
+    match isa(level) {
+        // SAFETY: the CPU supports AVX-512F (`isa`).
+        KernelLevel::Avx512 => unsafe { bias_activation_avx512(out, bias, relu) },
+        // SAFETY: the CPU supports AVX2 and FMA (`isa`).
+        KernelLevel::Avx2 => unsafe { bias_activation_avx2(out, bias, relu) },
+        KernelLevel::Generic => bias_activation_generic(out, bias, relu),
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn is_x86_feature_detected_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
-#[cfg(target_arch = "x86_64")]
-fn is_x86_feature_detected_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn is_x86_feature_detected_avx512() -> bool {
-    false
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn is_x86_feature_detected_avx2() -> bool {
-    false
 }
 
 /// Instantiates a function body once per instruction set: the generic build, and copies the
@@ -433,6 +438,37 @@ mod gemm_small {
     );
 }
 
+/// A stretch of one term's shared dimension within a pass.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Default)]
+struct Span {
+    term: usize,
+    k0: usize,
+    depth: usize,
+}
+
+/// The spans of the terms' concatenated shared dimension `start..end` (at most one per
+/// term).
+#[cfg(target_arch = "x86_64")]
+fn spans(terms: &[(&[f32], &PackedB)], start: usize, end: usize) -> ([Span; 2], usize) {
+    let mut spans = [Span::default(); 2];
+    let mut count = 0;
+    let mut offset = 0;
+    for (term, (_, b)) in terms.iter().enumerate() {
+        let (lo, hi) = (start.max(offset), end.min(offset + b.k));
+        if lo < hi {
+            spans[count] = Span {
+                term,
+                k0: lo - offset,
+                depth: hi - lo,
+            };
+            count += 1;
+        }
+        offset += b.k;
+    }
+    (spans, count)
+}
+
 /// The f32 micro-kernel for AVX-512 on packed weights ([`PackedB`]): blocks of 6 rows × 64
 /// columns in 24 accumulators that stay in registers while the shared dimension streams past;
 /// each step of it loads four registers of the packed panel and broadcasts 6 values of the
@@ -442,7 +478,7 @@ mod gemm_small {
 mod avx512_f32 {
     use std::arch::x86_64::*;
 
-    use super::{Epilogue, PackedB, NR};
+    use super::{spans, Epilogue, PackedB, NR};
 
     /// Depth of the shared dimension per pass: a 128 × 64 panel slice (32 KiB) stays in L1
     /// while every block of rows passes over it.
@@ -460,35 +496,6 @@ mod avx512_f32 {
 
     /// Registers per row of a block.
     const V: usize = NR / 16;
-
-    /// A stretch of one term's shared dimension within a pass.
-    #[derive(Clone, Copy, Default)]
-    struct Span {
-        term: usize,
-        k0: usize,
-        depth: usize,
-    }
-
-    /// The spans of the terms' concatenated shared dimension `start..end` (at most one per
-    /// term).
-    fn spans(terms: &[(&[f32], &PackedB)], start: usize, end: usize) -> ([Span; 2], usize) {
-        let mut spans = [Span::default(); 2];
-        let mut count = 0;
-        let mut offset = 0;
-        for (term, (_, b)) in terms.iter().enumerate() {
-            let (lo, hi) = (start.max(offset), end.min(offset + b.k));
-            if lo < hi {
-                spans[count] = Span {
-                    term,
-                    k0: lo - offset,
-                    depth: hi - lo,
-                };
-                count += 1;
-            }
-            offset += b.k;
-        }
-        (spans, count)
-    }
 
     /// # Safety
     /// The CPU must support AVX-512F; the extents are those [`super::packed_product`] checks.
@@ -771,6 +778,368 @@ mod avx512_f32 {
         }
     }
 }
+/// The f32 micro-kernel for AVX2 and FMA on packed weights ([`PackedB`] with panels of
+/// [`NR_AVX2`] columns), built as the AVX-512 one is: blocks of 6 rows × 16 columns in 12
+/// accumulators (of the 16 ymm registers: 2 more hold the panel's row, 1 the broadcast) that
+/// stay in registers while the shared dimension streams past; each step of it loads two
+/// registers of the packed panel and broadcasts 6 values of the left rows for 12
+/// multiply-adds. The same multiply-adds in the same order as the AVX-512 kernel, and the same
+/// tanh, so the two give the same bits.
+#[cfg(target_arch = "x86_64")]
+mod avx2_f32 {
+    use std::arch::x86_64::*;
+
+    use super::{spans, Epilogue, PackedB, NR_AVX2 as NR};
+
+    /// Depth of the shared dimension per pass: a 256 × 16 panel slice (16 KiB) stays in L1
+    /// (32 KiB on Zen 3 and Haswell alike) while every block of rows passes over it.
+    const KC: usize = 256;
+
+    /// Rows per register block: 6 rows × 16 columns are 12 of the 16 ymm registers (the
+    /// classic Haswell shape).
+    const MR: usize = 6;
+    // The row tails in `rows_product` are matched for 1 to 5 rows.
+    const _: () = assert!(MR == 6);
+
+    /// Panels per column block: 256 columns, as the AVX-512 kernel's 4 panels of 64.
+    const PANELS_PER_BLOCK: usize = 16;
+
+    /// Rows per call of [`rows_product`], as in the AVX-512 kernel.
+    const MC: usize = 80 * MR;
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; the extents are those [`super::packed_product`]
+    /// checks.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn packed_product(
+        out: *mut f32,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[f32], &PackedB)],
+        epilogue: Option<Epilogue>,
+    ) {
+        let n = terms[0].1.n;
+        let rows = len / n;
+        let panels = n.div_ceil(NR);
+        for p0 in (0..panels).step_by(PANELS_PER_BLOCK) {
+            let block = p0..(p0 + PANELS_PER_BLOCK).min(panels);
+            let mut r0 = 0;
+            while r0 < rows {
+                let r1 = (r0 + MC).min(rows);
+                rows_product(out, r0..r1, block.clone(), accumulate, terms, epilogue);
+                r0 = r1;
+            }
+        }
+    }
+
+    /// [`packed_product`] for rows `rows` of `out` and of the terms' left-hand sides, and for
+    /// the columns of panels `panels`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_product(
+        out: *mut f32,
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        accumulate: bool,
+        terms: &[(&[f32], &PackedB)],
+        epilogue: Option<Epilogue>,
+    ) {
+        let n = terms[0].1.n;
+        let count = rows.len();
+        let total: usize = terms.iter().map(|(_, b)| b.k).sum();
+        // SAFETY: rows.end ≤ len / n (the caller's loop).
+        let o = out.add(rows.start * n);
+        let mut start = 0;
+        loop {
+            let end = (start + KC).min(total);
+            let (spans, span_count) = spans(terms, start, end);
+            let spans = &spans[..span_count];
+            let last = end == total;
+            let mut first = panels.start;
+            if count == 1 {
+                while first + WIDE <= panels.end && (first + WIDE) * NR <= n {
+                    let load = accumulate || start > 0;
+                    let epilogue = if last { epilogue } else { None };
+                    wide_row(o, n, first, rows.start, spans, terms, load, epilogue);
+                    first += WIDE;
+                }
+            }
+            for p in first..panels.end {
+                let j = p * NR;
+                let tile = Tile {
+                    o,
+                    n,
+                    j,
+                    masks: [mask(n - j), mask(n.saturating_sub(j + 8))],
+                    full: n - j >= NR,
+                    load: accumulate || start > 0,
+                    epilogue: if last { epilogue } else { None },
+                };
+                // Each span's operands for rows r..: its term's packed panel p from the span's
+                // first row, and its term's rows of `lhs`.
+                let operands = |r: usize| {
+                    spans.iter().map(move |span| {
+                        let (lhs, b) = terms[span.term];
+                        Operands {
+                            // SAFETY: panel p holds b.k rows of NR floats from (p·b.k)·NR on;
+                            // row rows.start + r of lhs has b.k values.
+                            b: b.data.as_ptr().add((p * b.k + span.k0) * NR),
+                            a: lhs.as_ptr().add((rows.start + r) * b.k + span.k0),
+                            stride: b.k,
+                            depth: span.depth,
+                        }
+                    })
+                };
+                let mut r = 0;
+                while r + MR <= count {
+                    tile.run::<MR>(r, operands(r));
+                    r += MR;
+                }
+                match count - r {
+                    5 => tile.run::<5>(r, operands(r)),
+                    4 => tile.run::<4>(r, operands(r)),
+                    3 => tile.run::<3>(r, operands(r)),
+                    2 => tile.run::<2>(r, operands(r)),
+                    1 => tile.run::<1>(r, operands(r)),
+                    _ => {}
+                }
+            }
+            if last {
+                break;
+            }
+            start = end;
+        }
+    }
+
+    /// Panels [`wide_row`] takes at once: 64 columns, as the AVX-512 block's row.
+    const WIDE: usize = 4;
+
+    /// One row over [`WIDE`] whole panels from panel `p0` (columns `p0·NR..`, all before `n`):
+    /// 8 independent accumulators, where [`Tile::run`] with one row has 2 per panel and takes
+    /// the panels one after another. A single sequence's step is a chain of dependent
+    /// multiply-adds, so the independent chains set its pace (the AVX-512 block has 4 over its
+    /// 64 columns). Each sum is formed as in [`Tile::run`], so the result is the same bits.
+    ///
+    /// # Safety
+    /// As [`Tile::run`], for row `row` of `out` (`o` is its row 0) and of the terms' left
+    /// sides, with `(p0 + WIDE)·NR ≤ n`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn wide_row(
+        o: *mut f32,
+        n: usize,
+        p0: usize,
+        row: usize,
+        spans: &[super::Span],
+        terms: &[(&[f32], &PackedB)],
+        load: bool,
+        epilogue: Option<Epilogue>,
+    ) {
+        debug_assert!((p0 + WIDE) * NR <= n);
+        let j = p0 * NR;
+        let o = o.add(j);
+        let mut c = [_mm256_setzero_ps(); 2 * WIDE];
+        if load {
+            for (v, c) in c.iter_mut().enumerate() {
+                *c = _mm256_loadu_ps(o.add(8 * v));
+            }
+        }
+        for span in spans {
+            let (lhs, b) = terms[span.term];
+            let a = lhs.as_ptr().add(row * b.k + span.k0);
+            let base = b.data.as_ptr().add((p0 * b.k + span.k0) * NR);
+            let panel = b.k * NR;
+            for ii in 0..span.depth {
+                let x = _mm256_set1_ps(*a.add(ii));
+                for (v, c) in c.iter_mut().enumerate() {
+                    let bp = base.add((v / 2) * panel + ii * NR + (v % 2) * 8);
+                    *c = _mm256_fmadd_ps(x, _mm256_loadu_ps(bp), *c);
+                }
+            }
+        }
+        if let Some(Epilogue { bias, relu }) = epilogue {
+            if let Some(bias) = bias {
+                for (v, c) in c.iter_mut().enumerate() {
+                    *c = _mm256_add_ps(*c, _mm256_loadu_ps(bias.as_ptr().add(j + 8 * v)));
+                }
+            }
+            for c in c.iter_mut() {
+                *c = activate(*c, relu);
+            }
+        }
+        for (v, c) in c.iter().enumerate() {
+            _mm256_storeu_ps(o.add(8 * v), *c);
+        }
+    }
+
+    /// One span's operands for [`Tile::run`]: its packed panel from the span's first row, and
+    /// its first row's left-hand values (row `q`'s at `a + q·stride`).
+    struct Operands {
+        b: *const f32,
+        a: *const f32,
+        stride: usize,
+        depth: usize,
+    }
+
+    /// One pass of [`rows_product`] over columns `j..j + NR` of `out` (`o`, `[rows, n]`).
+    #[derive(Clone, Copy)]
+    struct Tile<'a> {
+        o: *mut f32,
+        n: usize,
+        j: usize,
+        /// The lanes of each register of a row that lie before column `n` (all bits of a lane
+        /// set, as `vmaskmovps` wants).
+        masks: [__m256i; 2],
+        /// Whether every column of the tile lies before `n` (plain loads and stores then).
+        full: bool,
+        /// Whether the sums start from `out` (else from zero).
+        load: bool,
+        epilogue: Option<Epilogue<'a>>,
+    }
+
+    impl Tile<'_> {
+        /// Loads the two registers of `NR` floats at `at` (lanes past `n` as zero).
+        #[inline(always)]
+        unsafe fn load(&self, at: *const f32) -> (__m256, __m256) {
+            if self.full {
+                (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
+            } else {
+                let [m0, m1] = self.masks;
+                (
+                    _mm256_maskload_ps(at, m0),
+                    _mm256_maskload_ps(at.wrapping_add(8), m1),
+                )
+            }
+        }
+
+        /// Rows `r..r + R`, `2·R` accumulators, summed over the spans' operands in order.
+        #[inline(always)]
+        unsafe fn run<const R: usize>(&self, r: usize, operands: impl Iterator<Item = Operands>) {
+            let Tile { o, n, j, masks, .. } = *self;
+            // SAFETY (all pointer arithmetic below): rows r..r+R are < rows (the caller's
+            // loops), columns j..j+NR lie before n where `full`, else are masked to < n (the
+            // pointer to the second register is formed with wrapping_add, since with
+            // n - j ≤ 8 it may lie past the end, where its all-zero mask touches nothing),
+            // ii < depth; each span's `a` starts R rows of at least `depth` values, `stride`
+            // apart; its panel has `depth` rows of NR floats from `b`, zero beyond n.
+            // Two arrays of R, one per register of a row, as in the AVX-512 kernel (a nested
+            // array left a copy of the accumulators on the stack there).
+            let mut c0 = [_mm256_setzero_ps(); R];
+            let mut c1 = [_mm256_setzero_ps(); R];
+            if self.load {
+                for q in 0..R {
+                    (c0[q], c1[q]) = self.load(o.add((r + q) * n + j));
+                }
+            }
+            for Operands {
+                b,
+                a,
+                stride,
+                depth,
+            } in operands
+            {
+                for ii in 0..depth {
+                    let br = b.add(ii * NR);
+                    let b0 = _mm256_loadu_ps(br);
+                    let b1 = _mm256_loadu_ps(br.add(8));
+                    for q in 0..R {
+                        let x = _mm256_broadcast_ss(&*a.add(q * stride + ii));
+                        c0[q] = _mm256_fmadd_ps(x, b0, c0[q]);
+                        c1[q] = _mm256_fmadd_ps(x, b1, c1[q]);
+                    }
+                }
+            }
+            if let Some(Epilogue { bias, relu }) = self.epilogue {
+                if let Some(bias) = bias {
+                    // Without a bias nothing is added, as in the scalar pass: adding +0 would
+                    // turn a sum of -0 into +0.
+                    let (bias0, bias1) = self.load(bias.as_ptr().wrapping_add(j));
+                    for q in 0..R {
+                        c0[q] = _mm256_add_ps(c0[q], bias0);
+                        c1[q] = _mm256_add_ps(c1[q], bias1);
+                    }
+                }
+                for q in 0..R {
+                    c0[q] = activate(c0[q], relu);
+                    c1[q] = activate(c1[q], relu);
+                }
+            }
+            let [m0, m1] = masks;
+            for q in 0..R {
+                let row = o.add((r + q) * n + j);
+                if self.full {
+                    _mm256_storeu_ps(row, c0[q]);
+                    _mm256_storeu_ps(row.add(8), c1[q]);
+                } else {
+                    _mm256_maskstore_ps(row, m0, c0[q]);
+                    _mm256_maskstore_ps(row.wrapping_add(8), m1, c1[q]);
+                }
+            }
+        }
+    }
+
+    /// ReLU or tanh of 8 lanes, each lane exactly what `Element::relu` or
+    /// [`super::super::tanh_f32`] returns for it.
+    #[inline(always)]
+    unsafe fn activate(x: __m256, relu: bool) -> __m256 {
+        if relu {
+            // x < 0 is false for NaN and -0, which pass through, as in the scalar version.
+            let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+            _mm256_blendv_ps(x, _mm256_setzero_ps(), negative)
+        } else {
+            tanh(x)
+        }
+    }
+
+    /// [`super::super::tanh_f32`] on 8 lanes: the same operations in the same order (separate
+    /// multiplies and adds, no fused ones), so every lane is bit-identical to it.
+    #[inline(always)]
+    unsafe fn tanh(x: __m256) -> __m256 {
+        use super::super::tanh::{A1, A11, A13, A3, A5, A7, A9, B0, B2, B4, B6, CLAMP, TINY};
+        let s = _mm256_set1_ps;
+        let above = _mm256_cmp_ps::<_CMP_GT_OQ>(x, s(CLAMP));
+        let below = _mm256_cmp_ps::<_CMP_LT_OQ>(x, s(-CLAMP));
+        let c = _mm256_blendv_ps(_mm256_blendv_ps(x, s(CLAMP), above), s(-CLAMP), below);
+        let x2 = _mm256_mul_ps(c, c);
+        // Plain loops, not closures: a closure would not inherit the caller's target features.
+        let mut p = s(A13);
+        for a in [A11, A9, A7, A5, A3, A1] {
+            p = _mm256_add_ps(_mm256_mul_ps(p, x2), s(a));
+        }
+        let p = _mm256_mul_ps(p, c);
+        let mut q = s(B6);
+        for b in [B4, B2, B0] {
+            q = _mm256_add_ps(_mm256_mul_ps(q, x2), s(b));
+        }
+        let r = _mm256_div_ps(p, q);
+        // |x|: the sign bit cleared.
+        let abs = _mm256_andnot_ps(s(-0.0), x);
+        let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(abs, s(TINY));
+        _mm256_blendv_ps(r, x, tiny)
+    }
+
+    /// [`activate`] on 8 values, for the tests.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(test)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn activate_lanes(x: [f32; 8], relu: bool) -> [f32; 8] {
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(
+            out.as_mut_ptr(),
+            activate(_mm256_loadu_ps(x.as_ptr()), relu),
+        );
+        out
+    }
+
+    /// Lanes of an 8-lane register to use when `left` columns remain: all bits set in each.
+    #[inline(always)]
+    unsafe fn mask(left: usize) -> __m256i {
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(left.min(8) as i32), lanes)
+    }
+}
+
 use gemm_small::{small_gemm_avx2, small_gemm_avx512, small_gemm_generic};
 
 mod activation {
@@ -809,18 +1178,29 @@ use activation::{bias_activation_avx2, bias_activation_avx512, bias_activation_g
 mod tests {
     use super::super::tanh::{CLAMP, TINY};
     use super::super::{tanh_f32, Element};
+    use super::KernelLevel;
 
-    /// The micro-kernel's epilogue computes tanh and ReLU 16 lanes at a time; the other paths
-    /// (f64, CPUs without AVX-512, the separate activation pass) use the scalar functions. They
-    /// must agree bit for bit, so that which path ran never changes a number: checked on every
-    /// 509th f32 bit pattern (NaNs, infinities and subnormals among them) and on every f32
-    /// within 4096 ulp of the points where tanh_f32 changes branch.
+    /// The levels with a micro-kernel that this CPU runs.
+    fn packed_levels() -> Vec<KernelLevel> {
+        let levels = KernelLevel::available();
+        let packed: Vec<_> = levels
+            .into_iter()
+            .filter(|&l| l != KernelLevel::Generic)
+            .collect();
+        if packed.is_empty() {
+            eprintln!("skipped: this CPU has no AVX2, so no micro-kernel runs");
+        }
+        packed
+    }
+
+    /// The micro-kernels' epilogues compute tanh and ReLU 16 or 8 lanes at a time; the other
+    /// paths (f64, the generic level, the separate activation pass) use the scalar functions.
+    /// They must agree bit for bit, so that which path ran never changes a number: checked on
+    /// every 509th f32 bit pattern (NaNs, infinities and subnormals among them) and on every
+    /// f32 within 4096 ulp of the points where tanh_f32 changes branch, at every level this
+    /// CPU runs.
     #[test]
     fn the_vector_activations_are_the_scalar_ones_bit_for_bit() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: this CPU has no AVX-512, so the vector activations never run");
-            return;
-        }
         let sweep = (0..=u32::MAX).step_by(509).map(f32::from_bits);
         let near = [CLAMP, -CLAMP, TINY, -TINY, 0.0, -0.0]
             .into_iter()
@@ -830,74 +1210,174 @@ mod tests {
                     .map(move |d| f32::from_bits((bits + d).clamp(0, u32::MAX as i64) as u32))
             });
         let values: Vec<f32> = sweep.chain(near).collect();
-        let mut checked = 0;
-        for chunk in values.chunks_exact(16) {
-            let lanes: [f32; 16] = chunk.try_into().expect("16 values");
-            for relu in [false, true] {
-                // SAFETY: AVX-512F is present, checked above.
-                let got = unsafe { super::avx512_f32::activate_lanes(lanes, relu) };
-                for (&x, &got) in lanes.iter().zip(&got) {
-                    let want = if relu { x.relu() } else { tanh_f32(x) };
-                    assert!(
-                        got.to_bits() == want.to_bits(),
-                        "x = {x:e} ({:#010x}), relu {relu}: vector {got:e}, scalar {want:e}",
-                        x.to_bits()
-                    );
-                    checked += 1;
+        for level in packed_levels() {
+            let mut checked = 0;
+            for chunk in values.chunks_exact(16) {
+                for relu in [false, true] {
+                    let got: Vec<f32> = match level {
+                        // SAFETY: the CPU supports the level (`packed_levels`).
+                        KernelLevel::Avx512 => unsafe {
+                            super::avx512_f32::activate_lanes(chunk.try_into().unwrap(), relu)
+                        }
+                        .to_vec(),
+                        _ => chunk
+                            .chunks_exact(8)
+                            // SAFETY: as above.
+                            .flat_map(|c| unsafe {
+                                super::avx2_f32::activate_lanes(c.try_into().unwrap(), relu)
+                            })
+                            .collect(),
+                    };
+                    for (&x, &got) in chunk.iter().zip(&got) {
+                        let want = if relu { x.relu() } else { tanh_f32(x) };
+                        assert!(
+                            got.to_bits() == want.to_bits(),
+                            "{level}: x = {x:e} ({:#010x}), relu {relu}: vector {got:e}, scalar \
+                             {want:e}",
+                            x.to_bits()
+                        );
+                        checked += 1;
+                    }
                 }
             }
+            assert!(
+                checked > 16_000_000,
+                "{level}: only {checked} values checked"
+            );
         }
-        assert!(checked > 16_000_000, "only {checked} values checked");
     }
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 37 + seed * 11) % 23) as f32 / 23.0 - 0.5)
+            .collect()
+    }
+
+    /// Row counts, column counts and shared dimensions (of `x` and `h`) that reach every row
+    /// tail of the 6-row blocks, more rows than one row block, both sides of each register
+    /// (8 and 16 lanes) and panel (16 and 64 columns), one column block of 256 or two, and one
+    /// pass of the shared dimension or several (128 and 256 deep).
+    const ROWS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 13, 487];
+    const COLUMNS: [usize; 10] = [1, 7, 9, 15, 17, 50, 64, 65, 130, 300];
+    const DEPTHS: [(usize, usize); 5] = [(0, 3), (3, 5), (100, 70), (130, 200), (300, 260)];
 
     /// A step written into fresh memory must store every element before reading any: the
     /// memory here starts as NaN, which any element left unwritten, or read before it was
     /// written, would carry into the result. Checked against the same step over a zeroed
-    /// buffer, for every row tail of the 6-row blocks, more rows than one row block, column
-    /// counts on both sides of each 16-lane register and 64-column panel, one column block or
-    /// two, and shared dimensions of one pass or several.
+    /// buffer, at each level with a micro-kernel.
     #[test]
     fn a_fresh_step_writes_every_element_before_it_reads_any() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: this CPU has no AVX-512, so the packed kernel never runs");
-            return;
+        for level in packed_levels() {
+            let mut cases = 0;
+            for rows in ROWS {
+                for n in COLUMNS {
+                    for (k_x, k_h) in DEPTHS {
+                        let (Some(w_ih), Some(w_hh)) = (
+                            super::PackedB::new(level, &values(k_x * n, 1), k_x, n),
+                            super::PackedB::new(level, &values(k_h * n, 2), k_h, n),
+                        ) else {
+                            panic!("{level}: packing failed for n = {n}");
+                        };
+                        let (x, h, bias) =
+                            (values(rows * k_x, 3), values(rows * k_h, 4), values(n, 5));
+                        let terms = [(&x[..], &w_ih), (&h[..], &w_hh)];
+                        let epilogue = Some(super::Epilogue {
+                            bias: Some(&bias),
+                            relu: false,
+                        });
+                        let mut zeroed = vec![0f32; rows * n];
+                        super::packed_product(&mut zeroed, false, &terms, epilogue);
+                        let mut fresh = vec![std::mem::MaybeUninit::new(f32::NAN); rows * n];
+                        let written = super::fresh_product(&mut fresh, &terms, epilogue);
+                        assert!(
+                            written
+                                .iter()
+                                .zip(&zeroed)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{level}: rows {rows}, n {n}, k {k_x} + {k_h}: {written:?} against \
+                             {zeroed:?}"
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+            assert_eq!(cases, 450);
         }
-        let values = |len: usize, seed: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| ((i * 37 + seed * 11) % 23) as f32 / 23.0 - 0.5)
-                .collect()
-        };
-        let mut cases = 0;
-        for rows in [1, 2, 3, 4, 5, 6, 7, 13, 487] {
-            for n in [1, 15, 17, 50, 64, 65, 130, 300] {
-                for (k_x, k_h) in [(0, 3), (3, 5), (100, 70), (130, 200)] {
-                    let (Some(w_ih), Some(w_hh)) = (
-                        super::PackedB::new(&values(k_x * n, 1), k_x, n),
-                        super::PackedB::new(&values(k_h * n, 2), k_h, n),
-                    ) else {
-                        panic!("packing failed for n = {n}");
-                    };
+    }
+
+    /// The AVX2 and AVX-512 micro-kernels do the same multiply-adds in the same order (from
+    /// zero or from `out`, over the shared dimension in order) and the same epilogue, so they
+    /// give the same bits, with and without the bias, for either activation, and when
+    /// accumulating onto a projection; and they hold to the plain loops within a few ulp.
+    #[test]
+    fn the_micro_kernels_agree_bit_for_bit_and_with_the_plain_loops() {
+        let levels = packed_levels();
+        if levels.len() < 2 {
+            eprintln!("skipped: this CPU runs at most one micro-kernel");
+        }
+        for rows in ROWS {
+            for n in COLUMNS {
+                for (k_x, k_h) in DEPTHS {
+                    let (w_x, w_h) = (values(k_x * n, 1), values(k_h * n, 2));
                     let (x, h, bias) = (values(rows * k_x, 3), values(rows * k_h, 4), values(n, 5));
-                    let terms = [(&x[..], &w_ih), (&h[..], &w_hh)];
-                    let epilogue = Some(super::Epilogue {
-                        bias: Some(&bias),
-                        relu: false,
-                    });
-                    let mut zeroed = vec![0f32; rows * n];
-                    super::packed_product(&mut zeroed, false, &terms, epilogue);
-                    let mut fresh = vec![std::mem::MaybeUninit::new(f32::NAN); rows * n];
-                    let written = super::fresh_product(&mut fresh, &terms, epilogue);
-                    assert!(
-                        written
-                            .iter()
-                            .zip(&zeroed)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "rows {rows}, n {n}, k {k_x} + {k_h}: {written:?} against {zeroed:?}"
-                    );
-                    cases += 1;
+                    let start = values(rows * n, 6);
+                    for (relu, with_bias, accumulate) in [
+                        (false, true, false),
+                        (true, false, false),
+                        (false, false, true),
+                    ] {
+                        let case = format!(
+                            "rows {rows}, n {n}, k {k_x} + {k_h}, relu {relu}, bias {with_bias}, \
+                             accumulate {accumulate}"
+                        );
+                        let epilogue = Some(super::Epilogue {
+                            bias: with_bias.then_some(&bias[..]),
+                            relu,
+                        });
+                        let mut plain = if accumulate {
+                            start.clone()
+                        } else {
+                            vec![0f32; rows * n]
+                        };
+                        let generic = KernelLevel::Generic;
+                        super::small_gemm_acc(generic, &mut plain, &x, &w_x, k_x, n);
+                        super::small_gemm_acc(generic, &mut plain, &h, &w_h, k_h, n);
+                        super::bias_activation_generic(
+                            &mut plain,
+                            with_bias.then_some(&bias[..]),
+                            relu,
+                        );
+                        let mut first: Option<(KernelLevel, Vec<f32>)> = None;
+                        for &level in &levels {
+                            let w_ih = super::PackedB::new(level, &w_x, k_x, n).unwrap();
+                            let w_hh = super::PackedB::new(level, &w_h, k_h, n).unwrap();
+                            let mut out = if accumulate {
+                                start.clone()
+                            } else {
+                                vec![f32::NAN; rows * n]
+                            };
+                            let terms = [(&x[..], &w_ih), (&h[..], &w_hh)];
+                            super::packed_product(&mut out, accumulate, &terms, epilogue);
+                            let worst = out
+                                .iter()
+                                .zip(&plain)
+                                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                                .fold(0f32, f32::max);
+                            assert!(worst <= 1e-5, "{level}, {case}: {worst} from the loops");
+                            if let Some((other, want)) = &first {
+                                assert!(
+                                    out.iter()
+                                        .zip(want)
+                                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                                    "{level} and {other} differ: {case}"
+                                );
+                            } else {
+                                first = Some((level, out));
+                            }
+                        }
+                    }
                 }
             }
         }
-        assert_eq!(cases, 288);
     }
 }

@@ -6,9 +6,12 @@
 //!   own parts takes those another thread has not started.
 //! - Each step computes `x_t·W_ihᵀ + h·W_hhᵀ` into its slice of the output as one product
 //!   over the two weights, then bias and activation, fused into the product's last store
-//!   with the AVX-512 micro-kernel (f32; weights packed on the layer's first run), or as a
-//!   separate pass after a register-blocked loop or the `gemm` crate otherwise. With only a
-//!   few sequences, the input projection of every step is one product up front instead.
+//!   with the AVX-512 or AVX2 micro-kernel (f32; weights packed on the layer's first run at
+//!   that level), or as a separate pass after a row-wise register-blocked loop otherwise (f64,
+//!   the generic level). With only a few sequences, the input projection of every step is
+//!   one product up front instead, summed in the same order.
+//! - Which kernels run is the run's [`level::KernelLevel`]; every product sums each element
+//!   the same way whatever the rows it is given, so the thread count changes no number.
 //! - The state is the previous step's output, read in place (with variable lengths, a state
 //!   buffer updated row by row). Nothing is allocated per step: the output buffer, handed out
 //!   piece by piece to the thread that fills it (written directly by the packed kernel,
@@ -18,6 +21,7 @@
 //! against it.
 
 mod kernels;
+pub mod level;
 mod tanh;
 
 use std::mem::MaybeUninit;
@@ -27,6 +31,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
 
+use level::KernelLevel;
 pub(crate) use tanh::tanh_f32;
 
 /// The element types the fast path computes in.
@@ -34,7 +39,6 @@ pub(crate) trait Element:
     WithDType + Copy + Add<Output = Self> + AddAssign + Mul<Output = Self> + Send + Sync + 'static
 {
     const ZERO: Self;
-    const ONE: Self;
     fn relu(self) -> Self;
     fn fast_tanh(self) -> Self;
     /// The slice as f32, when `Self` is f32 (for kernels written for f32 only); these
@@ -51,7 +55,6 @@ pub(crate) trait Element:
 
 impl Element for f32 {
     const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
     #[inline(always)]
     fn relu(self) -> Self {
         // NaN stays NaN (f32::max would turn it into 0).
@@ -83,7 +86,6 @@ impl Element for f32 {
 
 impl Element for f64 {
     const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
     #[inline(always)]
     fn relu(self) -> Self {
         if self < 0.0 {
@@ -129,22 +131,51 @@ pub(crate) struct Run<'a> {
     pub lengths: Option<&'a [usize]>,
     /// Threads the run may use ([`threads`] outside tests).
     pub threads: usize,
-    /// The layer's packed weights, made by its first run.
-    pub packed: &'a OnceLock<PackedWeights>,
+    /// The kernels to use ([`level::get`] outside tests, which pass it explicitly so that
+    /// tests of different levels can run side by side).
+    pub level: KernelLevel,
+    /// The layer's packed weights, made by its first run at each level.
+    pub packed: &'a PackedWeights,
 }
 
-/// A layer's `W_ihᵀ` and `W_hhᵀ` packed for the AVX-512 micro-kernel (`None` where it does not
-/// run: f64, CPUs without AVX-512).
+/// A layer's `W_ihᵀ` and `W_hhᵀ` packed for a micro-kernel, once per level that has one (the
+/// panels' widths differ); `None` inside where no micro-kernel runs (f64).
 #[derive(Default)]
 pub(crate) struct PackedWeights {
-    w_ih: Option<kernels::PackedB>,
-    w_hh: Option<kernels::PackedB>,
+    avx512: OnceLock<Option<PackedPair>>,
+    avx2: OnceLock<Option<PackedPair>>,
+}
+
+struct PackedPair {
+    w_ih: kernels::PackedB,
+    w_hh: kernels::PackedB,
+}
+
+impl PackedWeights {
+    /// The weights packed for `level`'s micro-kernel, packed now if this is the first run at
+    /// it; `None` where that level has none for `T`.
+    fn get<T: Element>(&self, run: &Run, w_ih: &[T], w_hh: &[T]) -> Option<&PackedPair> {
+        let cell = match run.level {
+            KernelLevel::Generic => return None,
+            KernelLevel::Avx2 => &self.avx2,
+            KernelLevel::Avx512 => &self.avx512,
+        };
+        let pack = || {
+            Some(PackedPair {
+                w_ih: kernels::PackedB::new(run.level, w_ih, run.input_size, run.hidden)?,
+                w_hh: kernels::PackedB::new(run.level, w_hh, run.hidden, run.hidden)?,
+            })
+        };
+        cell.get_or_init(pack).as_ref()
+    }
 }
 
 impl std::fmt::Debug for PackedWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let packed = |cell: &OnceLock<Option<PackedPair>>| matches!(cell.get(), Some(Some(_)));
         f.debug_struct("PackedWeights")
-            .field("packed", &self.w_hh.is_some())
+            .field("avx512", &packed(&self.avx512))
+            .field("avx2", &packed(&self.avx2))
             .finish()
     }
 }
@@ -271,14 +302,13 @@ fn recurrence<T: Element>(
     if seq == 0 || step_len == 0 {
         return (vec![T::ZERO; seq * step_len], h);
     }
-    let packed = run.packed.get_or_init(|| PackedWeights {
-        w_ih: kernels::PackedB::new(w_ih, run.input_size, hidden),
-        w_hh: kernels::PackedB::new(w_hh, hidden, hidden),
-    });
+    let packed = run.packed.get(run, w_ih, w_hh);
+    let level = run.level;
     let weights = Weights {
-        w_ih: Rhs::new(packed.w_ih.as_ref(), w_ih, run.input_size, hidden),
-        w_hh: Rhs::new(packed.w_hh.as_ref(), w_hh, hidden, hidden),
+        w_ih: Rhs::new(packed.map(|p| &p.w_ih), w_ih, run.input_size, hidden, level),
+        w_hh: Rhs::new(packed.map(|p| &p.w_hh), w_hh, hidden, hidden, level),
         bias,
+        level,
     };
     let threads = threads_for(run, run.threads);
     let part_rows = part_rows(run, threads);
@@ -290,6 +320,7 @@ fn recurrence<T: Element>(
         if project_ahead {
             // One part: the inputs of every step are contiguous, and one product projects them.
             let output = output.zeroed();
+            // The same sums, in the same order, as a step's product over both weights.
             weights.w_ih.product(output, x);
             outputs.push(output.chunks_mut(step_len).map(Out::Projected).collect());
         } else {
@@ -354,22 +385,35 @@ fn run_shared<P: Send>(parts: Vec<Mutex<Option<P>>>, threads: usize, run: impl F
     });
 }
 
-/// Multiply-adds from which an unpacked product goes to gemm's blocked GEMM; below, the
-/// register-blocked loop wins.
-const GEMM_MIN_MACS: usize = 1 << 20;
-
-/// A right-hand matrix multiplied in every step: packed for the AVX-512 micro-kernel where it
-/// runs (f32), else read in place.
+/// A right-hand matrix multiplied in every step: packed for the level's micro-kernel where it
+/// has one (f32), else read in place.
+///
+/// Every product sums each output element the same way whatever the number of rows it is
+/// given (in order over the shared dimension, from the value in `out`), so that how the batch
+/// is split between threads, and whether the input projection runs ahead, changes no number.
+/// (The `gemm` crate, which this path once called for large products, does not: its blocking
+/// and its choice of kernel depend on the row count.)
 enum Rhs<'a, T> {
     Packed(&'a kernels::PackedB),
-    Plain { data: &'a [T], k: usize, n: usize },
+    Plain {
+        data: &'a [T],
+        k: usize,
+        n: usize,
+        level: KernelLevel,
+    },
 }
 
 impl<'a, T: Element> Rhs<'a, T> {
-    fn new(packed: Option<&'a kernels::PackedB>, data: &'a [T], k: usize, n: usize) -> Self {
+    fn new(
+        packed: Option<&'a kernels::PackedB>,
+        data: &'a [T],
+        k: usize,
+        n: usize,
+        level: KernelLevel,
+    ) -> Self {
         match packed {
             Some(packed) => Self::Packed(packed),
-            None => Self::Plain { data, k, n },
+            None => Self::Plain { data, k, n, level },
         }
     }
 
@@ -377,13 +421,8 @@ impl<'a, T: Element> Rhs<'a, T> {
     fn product(&self, out: &mut [T], lhs: &[T]) {
         match self {
             Self::Packed(b) => kernels::packed_gemm_acc(out, lhs, b),
-            Self::Plain { data, k, n } => {
-                let rows = out.len() / n;
-                if rows * k * n >= GEMM_MIN_MACS {
-                    kernels::gemm_acc(out, lhs, data, rows, *k, *n);
-                } else {
-                    kernels::small_gemm_acc(out, lhs, data, *k, *n);
-                }
+            Self::Plain { data, k, n, level } => {
+                kernels::small_gemm_acc(*level, out, lhs, data, *k, *n);
             }
         }
     }
@@ -394,6 +433,7 @@ struct Weights<'a, T> {
     w_ih: Rhs<'a, T>,
     w_hh: Rhs<'a, T>,
     bias: Option<&'a [T]>,
+    level: KernelLevel,
 }
 
 impl<T: Element> Weights<'_, T> {
@@ -425,7 +465,7 @@ impl<T: Element> Weights<'_, T> {
             self.w_ih.product(out, x);
         }
         self.w_hh.product(out, h);
-        kernels::bias_activation(out, self.bias, relu);
+        kernels::bias_activation(self.level, out, self.bias, relu);
     }
 }
 

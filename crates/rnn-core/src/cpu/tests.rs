@@ -1,40 +1,89 @@
 use super::*;
-use crate::{uniform_weights, InitConfig, Nonlinearity, RnnLayer};
+use crate::{uniform_weights, Direction, InitConfig, Nonlinearity, RnnLayer};
 
-/// Runs the fast path with `threads` threads on a layer's transposed weights.
-fn fast(layer: &RnnLayer, run: &Run, x: &Tensor, h0: &Tensor) -> (Vec<f32>, Vec<f32>) {
+/// A layer's output and `h_n`, flattened.
+type Result2<T> = (Vec<T>, Vec<T>);
+
+/// Runs the fast path as `run` says (threads, level) on a layer's transposed weights.
+fn fast<T: Element>(layer: &RnnLayer, run: &Run, x: &Tensor, h0: &Tensor) -> Result2<T> {
     let w = layer.weights().unwrap();
     let (w_ih_t, w_hh_t) = (
         w.w_ih.t().unwrap().contiguous().unwrap(),
         w.w_hh.t().unwrap().contiguous().unwrap(),
     );
+    // `weights` gives the layer's summed bias as `b_ih`.
     let (out, h_n) = forward(run, x, &w_ih_t, &w_hh_t, w.b_ih.as_ref(), Some(h0)).unwrap();
-    let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     (flat(out), flat(h_n))
 }
 
-/// The batch split between threads changes no number: each sequence's arithmetic is the same
-/// whichever thread runs it (several parts per thread, taken in whatever order the threads
-/// get to them; odd part sizes, so every tile of the micro-kernel is used; with lengths and
-/// in reverse), and equals the candle reference. The input is wider than one pass
-/// of the micro-kernel (128), so a pass starts inside `W_ih` and another spans both weights.
+fn flat<T: Element>(t: Tensor) -> Vec<T> {
+    t.flatten_all().unwrap().to_vec1::<T>().unwrap()
+}
+
+/// The largest |a - b| over output and `h_n`.
+fn worst<T: Element + Into<f64>>(a: &Result2<T>, b: &Result2<T>) -> f64 {
+    let pairs = a.0.iter().zip(&b.0).chain(a.1.iter().zip(&b.1));
+    pairs
+        .map(|(&a, &b)| (a.into() - b.into()).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The candle-ops reference of the same run.
+fn reference<T: Element>(layer: &RnnLayer, run: &Run, x: &Tensor, h0: &Tensor) -> Result2<T> {
+    let direction = if run.reverse {
+        Direction::Reverse
+    } else {
+        Direction::Forward
+    };
+    let (out, h_n) = layer
+        .forward_reference(x, Some(h0), direction, run.lengths)
+        .unwrap();
+    (flat(out), flat(h_n))
+}
+
+/// Bits of f32 and f64 results, to compare them exactly (NaN included).
+fn bits<T: Element + Into<f64>>(r: &Result2<T>) -> Vec<u64> {
+    r.0.iter()
+        .chain(&r.1)
+        .map(|&v| v.into().to_bits())
+        .collect()
+}
+
+/// The batch split between threads changes no number, at every kernel level this CPU runs:
+/// each sequence's arithmetic is the same whichever thread runs it (several parts per thread,
+/// taken in whatever order the threads get to them; odd part sizes, so every tile of the
+/// micro-kernels is used; with lengths and in reverse), one thread projecting every step's
+/// input ahead of the recurrence (a batch under 12) sums as the per-step product does, and
+/// each equals the candle reference. The input is wider than one pass of the micro-kernels
+/// (128 and 256), so a pass starts inside `W_ih` and another spans both weights. The two
+/// micro-kernels give the same bits; the generic level holds to them within 2e-5.
 #[test]
 fn splitting_the_batch_between_threads_changes_nothing() {
     let dev = Device::Cpu;
-    let (seq, batch, input_size, hidden) = (4, 163, 300, 100);
-    let x = Tensor::randn(0f32, 1.0, (seq, batch, input_size), &dev).unwrap();
-    let h0 = Tensor::randn(0f32, 0.5, (batch, hidden), &dev).unwrap();
-    let lengths: Vec<usize> = (0..batch).map(|b| b % (seq + 1)).collect();
-    // (reverse, lengths, relu, bias): the state kept in `h` (lengths) or read from the previous
-    // output, each activation, with and without the bias in the epilogue.
+    let (seq, input_size, hidden) = (4, 300, 100);
+    // (batch, reverse, lengths, relu, bias): the state kept in `h` (lengths) or read from the
+    // previous output, each activation, with and without the bias in the epilogue, and a batch
+    // that one thread projects ahead.
     let cases = [
-        (false, true, false, true),
-        (true, false, true, true),
-        (false, false, false, false),
-        (true, true, true, false),
+        (163, false, true, false, true),
+        (163, true, false, true, true),
+        (163, false, false, false, false),
+        (163, true, true, true, false),
+        (11, false, false, false, true),
+        (11, true, true, true, true),
     ];
-    for (reverse, with_lengths, relu, bias) in cases {
-        let case = format!("reverse {reverse}, lengths {with_lengths}, relu {relu}, bias {bias}");
+    for (batch, reverse, with_lengths, relu, bias) in cases {
+        let seq = if batch < PROJECT_AHEAD_BELOW_ROWS {
+            10 * seq
+        } else {
+            seq
+        };
+        let x = Tensor::randn(0f32, 1.0, (seq, batch, input_size), &dev).unwrap();
+        let h0 = Tensor::randn(0f32, 0.5, (batch, hidden), &dev).unwrap();
+        let lengths: Vec<usize> = (0..batch).map(|b| b % (seq + 1)).collect();
+        let case = format!(
+            "batch {batch}, reverse {reverse}, lengths {with_lengths}, relu {relu}, bias {bias}"
+        );
         let config = InitConfig {
             input_size,
             hidden_sizes: vec![hidden],
@@ -49,8 +98,8 @@ fn splitting_the_batch_between_threads_changes_nothing() {
         };
         let layer = RnnLayer::new(&weights[0][0], act).unwrap();
         let lengths = with_lengths.then_some(&lengths[..]);
-        let packed = OnceLock::new();
-        let run = |threads| Run {
+        let packed = PackedWeights::default();
+        let run = |threads, level| Run {
             seq,
             batch,
             input_size,
@@ -59,28 +108,153 @@ fn splitting_the_batch_between_threads_changes_nothing() {
             relu,
             lengths,
             threads,
+            level,
             packed: &packed,
         };
-        assert!(threads_for(&run(3), 3) == 3, "the case must split");
-        assert!(
-            part_rows(&run(3), 3) < batch.div_ceil(3),
-            "each thread must have parts"
-        );
-        let one = fast(&layer, &run(1), &x, &h0);
-        let three = fast(&layer, &run(3), &x, &h0);
-        assert_eq!(one, three, "{case}");
-        let direction = if reverse {
-            crate::Direction::Reverse
+        let split = if batch < PROJECT_AHEAD_BELOW_ROWS {
+            2
         } else {
-            crate::Direction::Forward
+            3
         };
-        let (reference, reference_h) = layer
-            .forward_reference(&x, Some(&h0), direction, lengths)
+        let generic = run(split, KernelLevel::Generic);
+        assert!(threads_for(&generic, split) == split, "the case must split");
+        if split == 3 {
+            assert!(
+                part_rows(&generic, 3) < batch.div_ceil(3),
+                "each thread must have parts"
+            );
+        }
+        let want: Result2<f32> = reference(&layer, &generic, &x, &h0);
+        let mut packed_result: Option<(KernelLevel, Result2<f32>)> = None;
+        for level in KernelLevel::available() {
+            let one: Result2<f32> = fast(&layer, &run(1, level), &x, &h0);
+            let several: Result2<f32> = fast(&layer, &run(split, level), &x, &h0);
+            assert!(
+                bits(&one) == bits(&several),
+                "{level}, {case}: 1 and {split} threads differ by {}",
+                worst(&one, &several)
+            );
+            let off = worst(&one, &want);
+            assert!(off < 2e-5, "{level}, {case}: {off} from the reference");
+            if level == KernelLevel::Generic {
+                continue;
+            }
+            if let Some((other, first)) = &packed_result {
+                assert!(
+                    bits(&one) == bits(first),
+                    "{level} and {other} differ: {case}"
+                );
+            } else {
+                packed_result = Some((level, one));
+            }
+        }
+    }
+}
+
+/// SplitMix64, for the random shapes below (seeded: a failure names its case).
+struct Draw(u64);
+
+impl Draw {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    }
+}
+
+/// Every kernel level this CPU runs, on random shapes, options, thread counts and both
+/// dtypes, holds to the candle-ops reference (f32 within 2e-5, f64 within 1e-12) and to the
+/// other levels (f32's micro-kernels bit for bit; f64 runs the same loops at every level, so
+/// bit for bit too).
+#[test]
+fn every_level_holds_to_the_reference_on_random_shapes() {
+    let dev = Device::Cpu;
+    let mut draw = Draw(17);
+    for case in 0..40 {
+        let seq = 1 + draw.below(6);
+        let batch = 1 + draw.below(30);
+        let input_size = 1 + draw.below(150);
+        let hidden = 1 + draw.below(140);
+        let (reverse, relu, bias) = (draw.below(2) == 1, draw.below(2) == 1, draw.below(3) > 0);
+        let lengths: Vec<usize> = (0..batch).map(|_| draw.below(seq + 1)).collect();
+        let lengths = (draw.below(2) == 1).then_some(&lengths[..]);
+        let threads = 1 + draw.below(3);
+        let dtype = if case % 4 == 3 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        let name = format!(
+            "case {case}: seq {seq}, batch {batch}, input {input_size}, hidden {hidden}, reverse \
+             {reverse}, relu {relu}, bias {bias}, lengths {}, threads {threads}, {dtype:?}",
+            lengths.is_some()
+        );
+        let x = Tensor::randn(0f32, 1.0, (seq, batch, input_size), &dev)
+            .and_then(|t| t.to_dtype(dtype))
             .unwrap();
-        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let pairs = one.0.iter().zip(flat(reference));
-        let pairs = pairs.chain(one.1.iter().zip(flat(reference_h)));
-        let worst = pairs.map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(worst < 2e-5, "{case}: {worst}");
+        let h0 = Tensor::randn(0f32, 0.5, (batch, hidden), &dev)
+            .and_then(|t| t.to_dtype(dtype))
+            .unwrap();
+        let config = InitConfig {
+            input_size,
+            hidden_sizes: vec![hidden],
+            bidirectional: false,
+            bias,
+        };
+        let weights = uniform_weights(&config, case, dtype, &dev).unwrap();
+        let act = if relu {
+            Nonlinearity::Relu
+        } else {
+            Nonlinearity::Tanh
+        };
+        let layer = RnnLayer::new(&weights[0][0], act).unwrap();
+        let packed = PackedWeights::default();
+        let run = |level| Run {
+            seq,
+            batch,
+            input_size,
+            hidden,
+            reverse,
+            relu,
+            lengths,
+            threads,
+            level,
+            packed: &packed,
+        };
+        if dtype == DType::F64 {
+            check_levels::<f64>(&name, 1e-12, &layer, &run, &x, &h0);
+        } else {
+            check_levels::<f32>(&name, 2e-5, &layer, &run, &x, &h0);
+        }
+    }
+}
+
+fn check_levels<'a, T: Element + Into<f64>>(
+    name: &str,
+    tolerance: f64,
+    layer: &RnnLayer,
+    run: &impl Fn(KernelLevel) -> Run<'a>,
+    x: &Tensor,
+    h0: &Tensor,
+) {
+    let want: Result2<T> = reference(layer, &run(KernelLevel::Generic), x, h0);
+    let mut packed_result: Option<(KernelLevel, Result2<T>)> = None;
+    for level in KernelLevel::available() {
+        let got: Result2<T> = fast(layer, &run(level), x, h0);
+        let off = worst(&got, &want);
+        assert!(off < tolerance, "{level}, {name}: {off} from the reference");
+        if level == KernelLevel::Generic && T::DTYPE == DType::F32 {
+            continue;
+        }
+        if let Some((other, first)) = &packed_result {
+            assert!(
+                bits(&got) == bits(first),
+                "{level} and {other} differ: {name}"
+            );
+        } else {
+            packed_result = Some((level, got));
+        }
     }
 }
