@@ -818,6 +818,12 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
         "masked steps:  {}",
         model.masked_steps_by_default().as_str()
     )?;
+    let mask_value = model.mask_value.map(|v| format!("{v} (Keras Masking)"));
+    writeln!(
+        text,
+        "mask value:    {}",
+        recorded(mask_value, "none unless --mask-value")
+    )?;
     writeln!(text, "\ntensors:")?;
     for name in file.names() {
         let shape = file
