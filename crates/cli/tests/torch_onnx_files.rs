@@ -186,3 +186,16 @@ fn nonlinearity_flag_replaces_both_directions() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+#[test]
+fn onnx_attributes_rnn_cannot_compute_exactly_are_refused_by_name() {
+    refused("refused_onnx_reverse.onnx", "direction=reverse");
+    refused(
+        "refused_onnx_alpha_order.onnx",
+        "activation_alpha=[0.7, 0.3]",
+    );
+    refused(
+        "refused_onnx_thresholded_relu_default.onnx",
+        "ThresholdedRelu without activation_alpha",
+    );
+}

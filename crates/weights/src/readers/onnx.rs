@@ -805,14 +805,14 @@ impl<'n> Attributes<'n> {
             .unwrap_or_default()
     }
 
-    fn refuse(&self, name: &str, value: &str) -> WeightsError {
+    fn refuse(&self, name: &str, value: &str, advice: &str) -> WeightsError {
         refuse(
             self.path,
             format!(
                 "an ONNX {} with {name}={value}",
                 Reader::node_name(self.node)
             ),
-            EXPORT_RNN_ALONE,
+            advice,
         )
     }
 
@@ -825,7 +825,11 @@ impl<'n> Attributes<'n> {
             "bidirectional" => Ok(2),
             // ONNX's reverse runs one direction from the end, its outputs indexed by time:
             // rnn runs a reverse direction only as the second of a bidirectional layer.
-            other => Err(self.refuse("direction", other)),
+            other => Err(self.refuse(
+                "direction",
+                other,
+                "rnn runs forward and bidirectional nodes",
+            )),
         }
     }
 
@@ -834,7 +838,11 @@ impl<'n> Attributes<'n> {
         match self.find("clip") {
             None => Ok(None),
             Some(a) if a.f > 0.0 => Ok(Some(f64::from(a.f))),
-            Some(a) => Err(self.refuse("clip", &a.f.to_string())),
+            Some(a) => Err(self.refuse(
+                "clip",
+                &a.f.to_string(),
+                "the spec's clip is a positive bound",
+            )),
         }
     }
 
@@ -859,6 +867,7 @@ impl<'n> Attributes<'n> {
             return Err(self.refuse(
                 "activations",
                 &format!("{names:?} ({directions} direction(s), one activation each)"),
+                "give one activation per direction",
             ));
         }
         const ALPHA: [&str; 6] = [
@@ -886,6 +895,7 @@ impl<'n> Attributes<'n> {
                          Runtime gives them in order to those that take one, the spec's \
                          reference by direction)"
                     ),
+                    "give one value per activation that takes one",
                 ));
             }
             let mut values = values.into_iter().map(f64::from);
@@ -913,6 +923,7 @@ impl<'n> Attributes<'n> {
                                 "{name} without {what} (ONNX Runtime runs it with 0, not the \
                                  spec's default)"
                             ),
+                            "give its parameters explicitly",
                         )
                     })
                 };
@@ -945,7 +956,15 @@ impl<'n> Attributes<'n> {
                         alpha: given(alpha, "activation_alpha")?,
                         beta: given(beta, "activation_beta")?,
                     },
-                    other => return Err(self.refuse("activations", other)),
+                    other => {
+                        return Err(self.refuse(
+                            "activations",
+                            other,
+                            "the RNN op's activations are Relu, Tanh, Sigmoid, Affine, \
+                             LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, \
+                             Softsign and Softplus",
+                        ))
+                    }
                 })
             })
             .collect()
