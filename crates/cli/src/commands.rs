@@ -96,6 +96,15 @@ fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackCo
     if read.mask_value.is_some() {
         config.mask_value = read.mask_value;
     }
+    if !read.clip.is_empty() {
+        if let Some(c) = read.clip.iter().find(|c| !(**c > 0.0)) {
+            bail!("--clip: expected a positive bound, found {c}");
+        }
+        config.clip = per_layer("--clip", &read.clip, layers)?
+            .into_iter()
+            .map(Some)
+            .collect();
+    }
     config.batch_first = Some(batch_first(model, read, form));
     Ok(config)
 }

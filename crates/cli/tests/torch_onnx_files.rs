@@ -199,3 +199,33 @@ fn onnx_attributes_rnn_cannot_compute_exactly_are_refused_by_name() {
         "ThresholdedRelu without activation_alpha",
     );
 }
+
+/// `--clip` overrides the attribute: the node's own 0.75 matches ONNX Runtime, 100 (a clamp
+/// never reached) does not; a bound that is not positive is refused.
+#[test]
+fn clip_flag_gives_what_the_attribute_gives() {
+    let dir = repo("tests/fixtures/files");
+    let model = dir.join("onnx_clip.onnx");
+    let fixture = dir.join("onnx_clip.safetensors");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            model.to_str().unwrap(),
+            "--fixture",
+            fixture.to_str().unwrap(),
+            "--atol",
+            "1e-5",
+        ];
+        args.extend_from_slice(extra);
+        rnn(&args)
+    };
+    assert_eq!(run(&["--clip", "0.75"]).status.code(), Some(0));
+    assert_eq!(run(&["--clip", "100"]).status.code(), Some(1));
+    let out = run(&["--clip", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--clip: expected a positive bound"),
+        "{stderr}"
+    );
+}
