@@ -97,7 +97,7 @@ fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackCo
         config.mask_value = read.mask_value;
     }
     if !read.clip.is_empty() {
-        if let Some(c) = read.clip.iter().find(|c| !(**c > 0.0)) {
+        if let Some(c) = read.clip.iter().find(|c| c.is_nan() || **c <= 0.0) {
             bail!("--clip: expected a positive bound, found {c}");
         }
         config.clip = per_layer("--clip", &read.clip, layers)?
