@@ -103,6 +103,8 @@ fn canonical_save_round_trips_weights_and_configuration() {
         masked_steps: MaskedSteps::RepeatLast,
         batch_first: Some(true),
         mask_value: Some(0.0),
+        nonlinearity_reverse: Vec::new(),
+        clip: vec![Some(2.5)],
     };
     rnn_weights::save_canonical(&saved, &model.weights, &config, &[]).unwrap();
     let back = Model::read(&saved, DType::F32).unwrap();
@@ -114,6 +116,8 @@ fn canonical_save_round_trips_weights_and_configuration() {
     assert_eq!(back.masked_steps, Some(MaskedSteps::RepeatLast));
     assert_eq!(back.batch_first, Some(true));
     assert_eq!(back.mask_value, Some(0.0));
+    assert_eq!(back.clip, Some(vec![Some(2.5)]));
+    assert_eq!(back.nonlinearity_reverse, None); // one direction: nothing to record
     let values = |m: &Model| {
         m.weights[0][0]
             .w_ih

@@ -115,6 +115,11 @@ pub struct ReadOptions {
     /// with holes are refused).
     #[arg(long, value_name = "V")]
     pub mask_value: Option<f64>,
+    /// ONNX's `clip`: each step's pre-activation clamped to [-C, C] before the activation;
+    /// one for every layer, or one per layer (comma-separated); overrides the weights file's
+    /// metadata. Clipped layers run the plain (unfused) loop.
+    #[arg(long, value_name = "C", value_delimiter = ',', num_args = 1..)]
+    pub clip: Vec<f64>,
     /// Sequence inputs and outputs are [batch, seq, features] (the default for Keras and TF1
     /// weights).
     #[arg(long, conflicts_with = "time_major")]

@@ -67,6 +67,8 @@ fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackCo
             .into_iter()
             .map(Into::into)
             .collect();
+        // The flag names one activation per layer, for both of its directions.
+        config.nonlinearity_reverse.clear();
     }
     if !read.merge_mode.is_empty() {
         if model.weights.iter().all(|l| l.len() == 1) {
@@ -93,6 +95,15 @@ fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackCo
     }
     if read.mask_value.is_some() {
         config.mask_value = read.mask_value;
+    }
+    if !read.clip.is_empty() {
+        if let Some(c) = read.clip.iter().find(|c| c.is_nan() || **c <= 0.0) {
+            bail!("--clip: expected a positive bound, found {c}");
+        }
+        config.clip = per_layer("--clip", &read.clip, layers)?
+            .into_iter()
+            .map(Some)
+            .collect();
     }
     config.batch_first = Some(batch_first(model, read, form));
     Ok(config)
@@ -798,6 +809,17 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
         "nonlinearity:  {}",
         recorded(nonlinearity, "tanh unless --nonlinearity says otherwise")
     )?;
+    // Shown only where the file records them (ONNX's per-direction activations and clip).
+    if let Some(reverse) = &model.nonlinearity_reverse {
+        writeln!(text, "reverse:       {}", join_per_layer(reverse))?;
+    }
+    if let Some(clip) = &model.clip {
+        let clip: Vec<String> = clip
+            .iter()
+            .map(|c| c.map_or("none".into(), |c| c.to_string()))
+            .collect();
+        writeln!(text, "clip:          {}", join_per_layer(&clip))?;
+    }
     let go_backwards = model.go_backwards.as_ref().map(|v| join_per_layer(v));
     writeln!(
         text,

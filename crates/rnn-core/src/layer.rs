@@ -7,9 +7,15 @@ use crate::shape::{check_dims, ensure};
 
 /// The activation applied to each new hidden state.
 ///
-/// `Tanh` and `Relu` are `torch.nn.RNN`'s two; the rest are the other elementwise activations
-/// Keras's `SimpleRNN` accepts, each computed as Keras 3 (3.15) defines it. Only `Tanh` and
+/// `Tanh` and `Relu` are `torch.nn.RNN`'s two; the next ten are the other elementwise
+/// activations Keras's `SimpleRNN` accepts, each computed as Keras 3 (3.15) defines it
+/// ([`Nonlinearity::ALL`]). The last six carry parameters: the activations of ONNX's `RNN` op
+/// that Keras does not have, or has with other constants, as the ONNX operator spec defines
+/// them; their parameters are [`Param`]s, so that the enum stays `Copy + Eq`. Only `Tanh` and
 /// `Relu` run on the fused CPU path; the others take the plain candle-ops loop.
+///
+/// Names ([`Nonlinearity::from_name`], `Display`) are Keras's for the first twelve, and
+/// `name(α)` or `name(α,β)` for the parametrised ones: `leaky_relu(0.1)`, `hard_sigmoid(0.2,0.5)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Nonlinearity {
     /// `tanh`, the default of PyTorch, Keras and TensorFlow.
@@ -39,6 +45,74 @@ pub enum Nonlinearity {
     Silu,
     /// `e^x`.
     Exponential,
+    /// ONNX's `LeakyRelu`: `x` for `x ≥ 0`, `α·x` otherwise.
+    LeakyRelu {
+        /// The slope below 0.
+        alpha: Param,
+    },
+    /// ONNX's `ThresholdedRelu`: `x` for `x > α`, 0 otherwise.
+    ThresholdedRelu {
+        /// The threshold.
+        alpha: Param,
+    },
+    /// ONNX's `Affine`: `α·x + β`.
+    Affine {
+        /// The scale.
+        alpha: Param,
+        /// The offset.
+        beta: Param,
+    },
+    /// ONNX's `ScaledTanh`: `α·tanh(β·x)`.
+    ScaledTanh {
+        /// The scale of the output.
+        alpha: Param,
+        /// The scale of the input.
+        beta: Param,
+    },
+    /// ONNX's `HardSigmoid`: `max(0, min(1, α·x + β))` (ONNX's defaults are α = 0.2,
+    /// β = 0.5; [`Nonlinearity::HardSigmoid`] is Keras 3's, `x/6 + 0.5` clipped).
+    LinearHardSigmoid {
+        /// The slope.
+        alpha: Param,
+        /// The value at 0.
+        beta: Param,
+    },
+    /// ONNX's `Elu` with any α: `x` for `x ≥ 0`, `α·(e^x − 1)` otherwise
+    /// ([`Nonlinearity::Elu`] is α = 1).
+    ScaledElu {
+        /// The scale below 0.
+        alpha: Param,
+    },
+}
+
+/// A parameter of a [`Nonlinearity`], kept as the bits of its `f64` so that `Nonlinearity`
+/// stays `Copy + Eq`: two parameters are equal when their bits are.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Param(u64);
+
+impl Param {
+    /// The parameter `value`.
+    pub fn new(value: f64) -> Self {
+        Self(value.to_bits())
+    }
+
+    /// Its value.
+    pub fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+impl std::fmt::Debug for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.get())
+    }
+}
+
+/// Shortest round-trip decimal (`0.5`, `0.10000000149011612` for ONNX's f32 `0.1`).
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.get())
+    }
 }
 
 /// SELU's constants, as Keras (and Klambauer et al., 2017) give them.
@@ -62,7 +136,9 @@ impl Nonlinearity {
         Nonlinearity::Exponential,
     ];
 
-    /// The name PyTorch or Keras uses for it (`"tanh"`, `"hard_sigmoid"`, …).
+    /// The name PyTorch or Keras uses for it (`"tanh"`, `"hard_sigmoid"`, …); for a
+    /// parametrised one, the name without its parameters (`"leaky_relu"`), which `Display`
+    /// adds.
     pub fn as_str(self) -> &'static str {
         match self {
             Nonlinearity::Tanh => "tanh",
@@ -77,14 +153,53 @@ impl Nonlinearity {
             Nonlinearity::Gelu => "gelu",
             Nonlinearity::Silu => "silu",
             Nonlinearity::Exponential => "exponential",
+            Nonlinearity::LeakyRelu { .. } => "leaky_relu",
+            Nonlinearity::ThresholdedRelu { .. } => "thresholded_relu",
+            Nonlinearity::Affine { .. } => "affine",
+            Nonlinearity::ScaledTanh { .. } => "scaled_tanh",
+            Nonlinearity::LinearHardSigmoid { .. } => "hard_sigmoid",
+            Nonlinearity::ScaledElu { .. } => "elu",
+        }
+    }
+
+    /// The parameters of a parametrised activation, in the order its name gives them.
+    pub fn params(self) -> Vec<f64> {
+        match self {
+            Nonlinearity::LeakyRelu { alpha }
+            | Nonlinearity::ThresholdedRelu { alpha }
+            | Nonlinearity::ScaledElu { alpha } => vec![alpha.get()],
+            Nonlinearity::Affine { alpha, beta }
+            | Nonlinearity::ScaledTanh { alpha, beta }
+            | Nonlinearity::LinearHardSigmoid { alpha, beta } => vec![alpha.get(), beta.get()],
+            _ => Vec::new(),
         }
     }
 
     /// Parses PyTorch's and Keras's names for the activation (`"swish"` is Keras's other name
-    /// for `silu`).
+    /// for `silu`), and the parametrised ones as `Display` writes them: `leaky_relu(α)`,
+    /// `thresholded_relu(α)`, `elu(α)`, `affine(α,β)`, `scaled_tanh(α,β)`,
+    /// `hard_sigmoid(α,β)`.
     pub fn from_name(name: &str) -> Option<Self> {
         if name == "swish" {
             return Some(Nonlinearity::Silu);
+        }
+        if let Some((base, rest)) = name.split_once('(') {
+            let params: Vec<Param> = rest
+                .strip_suffix(')')?
+                .split(',')
+                .map(|p| p.trim().parse::<f64>().ok().map(Param::new))
+                .collect::<Option<_>>()?;
+            return match (base.trim(), params.as_slice()) {
+                ("leaky_relu", &[alpha]) => Some(Nonlinearity::LeakyRelu { alpha }),
+                ("thresholded_relu", &[alpha]) => Some(Nonlinearity::ThresholdedRelu { alpha }),
+                ("elu", &[alpha]) => Some(Nonlinearity::ScaledElu { alpha }),
+                ("affine", &[alpha, beta]) => Some(Nonlinearity::Affine { alpha, beta }),
+                ("scaled_tanh", &[alpha, beta]) => Some(Nonlinearity::ScaledTanh { alpha, beta }),
+                ("hard_sigmoid", &[alpha, beta]) => {
+                    Some(Nonlinearity::LinearHardSigmoid { alpha, beta })
+                }
+                _ => None,
+            };
         }
         Self::ALL.into_iter().find(|n| n.as_str() == name)
     }
@@ -110,13 +225,31 @@ impl Nonlinearity {
             Nonlinearity::Gelu => x.gelu_erf(),
             Nonlinearity::Silu => x.silu(),
             Nonlinearity::Exponential => x.exp(),
+            // relu(x) − α·relu(−x): x above 0, exactly α·x below.
+            Nonlinearity::LeakyRelu { alpha } => x.relu()? - (x.neg()?.relu()? * alpha.get())?,
+            Nonlinearity::ThresholdedRelu { alpha } => {
+                x.gt(alpha.get())?.where_cond(x, &x.zeros_like()?)
+            }
+            Nonlinearity::Affine { alpha, beta } => x.affine(alpha.get(), beta.get()),
+            Nonlinearity::ScaledTanh { alpha, beta } => (x * beta.get())?.tanh()? * alpha.get(),
+            Nonlinearity::LinearHardSigmoid { alpha, beta } => {
+                x.affine(alpha.get(), beta.get())?.clamp(0.0, 1.0)
+            }
+            Nonlinearity::ScaledElu { alpha } => x.elu(alpha.get()),
         }
     }
 }
 
+/// Its name, with the parameters of a parametrised one: `tanh`, `leaky_relu(0.5)`.
 impl std::fmt::Display for Nonlinearity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.as_str())?;
+        let params = self.params();
+        if !params.is_empty() {
+            let params: Vec<String> = params.iter().map(f64::to_string).collect();
+            write!(f, "({})", params.join(","))?;
+        }
+        Ok(())
     }
 }
 
@@ -234,6 +367,8 @@ pub struct RnnLayer {
     /// `b_ih + b_hh`, `[hidden_size]`; `None` when the layer has no bias.
     bias: Option<Tensor>,
     nonlinearity: Nonlinearity,
+    /// ONNX's `clip`: the pre-activation clamped to `[-clip, clip]`.
+    clip: Option<f64>,
     /// The weights packed for the CPU micro-kernel, made by the first fast-path run and kept,
     /// so that a stream of one-step runs does not repack them every step.
     packed: std::sync::Arc<cpu::PackedWeights>,
@@ -282,8 +417,30 @@ impl RnnLayer {
             w_hh_t: weights.w_hh.t()?.contiguous()?,
             bias,
             nonlinearity,
+            clip: None,
             packed: Default::default(),
         })
+    }
+
+    /// The same layer with ONNX's `clip`: each step's pre-activation
+    /// `x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh` clamped to `[-clip, clip]` before the activation
+    /// (`None`: no clamp). A clipped layer takes the plain candle-ops loop.
+    ///
+    /// # Errors
+    /// When `clip` is not a positive number.
+    pub fn with_clip(mut self, clip: Option<f64>) -> Result<Self> {
+        if let Some(c) = clip {
+            ensure(c > 0.0, || {
+                format!("clip: expected a positive number, found {c}")
+            })?;
+        }
+        self.clip = clip;
+        Ok(self)
+    }
+
+    /// The clamp of the pre-activation ([`RnnLayer::with_clip`]), if there is one.
+    pub fn clip(&self) -> Option<f64> {
+        self.clip
     }
 
     /// The same layer with its weights on `device` (CPU or a GPU).
@@ -297,6 +454,7 @@ impl RnnLayer {
                 .map(|b| b.to_device(device))
                 .transpose()?,
             nonlinearity: self.nonlinearity,
+            clip: self.clip,
             packed: Default::default(),
         })
     }
@@ -342,7 +500,8 @@ impl RnnLayer {
         })
     }
 
-    /// One time step: `h' = act(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh)`.
+    /// One time step: `h' = act(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh)` (clamped first where the
+    /// layer clips).
     ///
     /// Call it in a loop, feeding each `h'` back as the next `h`, to stream a sequence that
     /// arrives one step at a time; the states equal [`RnnLayer::forward`]'s outputs. Start
@@ -410,7 +569,9 @@ impl RnnLayer {
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
         let (seq_len, batch) = self.check_sequence(input, h0, lengths)?;
-        let fused = cpu::supports(input.device(), self.dtype()) && self.nonlinearity.is_fused();
+        let fused = cpu::supports(input.device(), self.dtype())
+            && self.nonlinearity.is_fused()
+            && self.clip.is_none();
         if !fused || seq_len == 0 {
             return self.forward_reference(input, h0, direction, lengths);
         }
@@ -525,9 +686,12 @@ impl RnnLayer {
         }
     }
 
-    /// `act(projected + h·W_hhᵀ)`.
+    /// `act(projected + h·W_hhᵀ)`, the sum clamped first where the layer clips.
     fn recur(&self, projected: &Tensor, h: &Tensor) -> Result<Tensor> {
-        let pre = (projected + h.matmul(&self.w_hh_t)?)?;
+        let mut pre = (projected + h.matmul(&self.w_hh_t)?)?;
+        if let Some(c) = self.clip {
+            pre = pre.clamp(-c, c)?;
+        }
         self.nonlinearity.apply(&pre)
     }
 

@@ -67,6 +67,6 @@ mod stream;
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use cpu::level as cpu_kernel;
 pub use init::{uniform_weights, InitConfig};
-pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, RnnLayer};
+pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, Param, RnnLayer};
 pub use rnn::{LayerOptions, MaskedSteps, MergeMode, Rnn};
 pub use stream::Stream;

@@ -32,6 +32,11 @@ pub struct Model {
     pub weights: Vec<Vec<LayerWeights>>,
     /// Each layer's activation, if the file's metadata records it.
     pub nonlinearity: Option<Vec<Nonlinearity>>,
+    /// Each layer's activation of its reverse direction, where the metadata records one
+    /// (ONNX's `activations` per direction); else the reverse direction has the forward's.
+    pub nonlinearity_reverse: Option<Vec<Nonlinearity>>,
+    /// Each layer's clamp of the pre-activation (ONNX's `clip`), if the metadata records it.
+    pub clip: Option<Vec<Option<f64>>>,
     /// Each layer's Keras `go_backwards`, if the file's metadata records it.
     pub go_backwards: Option<Vec<bool>>,
     /// Each layer's Keras `merge_mode`, if the file's metadata records it.
@@ -52,6 +57,13 @@ pub struct Model {
 pub struct StackConfig {
     /// One activation per layer (or one for every layer).
     pub nonlinearity: Vec<Nonlinearity>,
+    /// The activation of each layer's reverse direction, one per layer (or one for every
+    /// layer); empty: the same as [`StackConfig::nonlinearity`]. One-direction layers ignore
+    /// it.
+    pub nonlinearity_reverse: Vec<Nonlinearity>,
+    /// Each layer's clamp of the pre-activation to `[-clip, clip]` (ONNX's `clip`), one per
+    /// layer (or one for every layer); empty: none.
+    pub clip: Vec<Option<f64>>,
     /// One entry per layer (or none: PyTorch's behaviour throughout).
     pub layer_options: Vec<LayerOptions>,
     /// What the outputs hold past a sequence's length.
@@ -101,6 +113,8 @@ mod key {
     pub const BIDIRECTIONAL: &str = "bidirectional";
     pub const BIAS: &str = "bias";
     pub const NONLINEARITY: &str = "nonlinearity";
+    pub const NONLINEARITY_REVERSE: &str = "nonlinearity_reverse";
+    pub const CLIP: &str = "clip";
     pub const BATCH_FIRST: &str = "batch_first";
     pub const GO_BACKWARDS: &str = "go_backwards";
     pub const MERGE_MODE: &str = "merge_mode";
@@ -179,6 +193,8 @@ impl Model {
             .unwrap_or_else(|| vec![MergeMode::Concat; layers]);
         StackConfig {
             nonlinearity: self.nonlinearity.clone().unwrap_or_default(),
+            nonlinearity_reverse: self.nonlinearity_reverse.clone().unwrap_or_default(),
+            clip: self.clip.clone().unwrap_or_default(),
             layer_options: go_backwards
                 .into_iter()
                 .zip(merge_mode)
@@ -224,13 +240,31 @@ impl Model {
             found: found.into(),
         };
         let layers = self.weights.len();
+        let names = Nonlinearity::ALL.map(|n| format!("\"{n}\""));
+        let expected = format!(
+            "one of {}, or a parametrised one such as \"leaky_relu(0.1)\" (or one per layer)",
+            names.join(", ")
+        );
         if let Some(v) = meta.get(key::NONLINEARITY) {
-            let names = Nonlinearity::ALL.map(|n| format!("\"{n}\""));
-            let expected = format!("one of {} (or one per layer)", names.join(", "));
             self.nonlinearity = Some(
                 per_layer(v, layers, Nonlinearity::from_name)
                     .ok_or_else(|| bad(key::NONLINEARITY, &expected, v))?,
             );
+        }
+        if let Some(v) = meta.get(key::NONLINEARITY_REVERSE) {
+            self.nonlinearity_reverse = Some(
+                per_layer(v, layers, Nonlinearity::from_name)
+                    .ok_or_else(|| bad(key::NONLINEARITY_REVERSE, &expected, v))?,
+            );
+        }
+        if let Some(v) = meta.get(key::CLIP) {
+            let expected = "a positive number or \"none\" (or one per layer)";
+            let parse = |c: &str| match c {
+                "none" => Some(None),
+                c => c.parse::<f64>().ok().filter(|c| *c > 0.0).map(Some),
+            };
+            self.clip =
+                Some(per_layer(v, layers, parse).ok_or_else(|| bad(key::CLIP, expected, v))?);
         }
         if let Some(v) = meta.get(key::GO_BACKWARDS) {
             let expected = "\"true\" or \"false\" (or one per layer)";
@@ -347,6 +381,8 @@ pub(crate) fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Resul
         format: plan.format,
         weights,
         nonlinearity: None,
+        nonlinearity_reverse: None,
+        clip: None,
         go_backwards: None,
         merge_mode: None,
         masked_steps: None,
@@ -490,13 +526,28 @@ fn load_source(
 }
 
 /// A comma-separated metadata value with one entry for every layer, or one for all of them.
+/// Commas inside parentheses (`affine(2,0.5)`) belong to the entry.
 fn per_layer<T: Clone>(
     value: &str,
     layers: usize,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Option<Vec<T>> {
-    let values: Vec<T> = value
-        .split(',')
+    let mut entries = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.checked_sub(1)?,
+            ',' if depth == 0 => {
+                entries.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    entries.push(&value[start..]);
+    let values: Vec<T> = entries
+        .into_iter()
         .map(|v| parse(v.trim()))
         .collect::<Option<_>>()?;
     match values.len() {
@@ -529,8 +580,8 @@ impl StackConfig {
     /// when [`StackConfig::batch_first`] says so.
     ///
     /// # Errors
-    /// When the activations or layer options are not one for all layers or one per layer, and
-    /// as [`rnn_core::Rnn::with_layer_options`].
+    /// When the activations, clips or layer options are not one for all layers or one per
+    /// layer, when a clip is not positive, and as [`rnn_core::Rnn::with_layer_options`].
     pub fn build(&self, weights: &[Vec<LayerWeights>]) -> candle_core::Result<rnn_core::Rnn> {
         let per_layer = |what: &str, n: usize| {
             candle_core::Error::Msg(format!(
@@ -544,6 +595,18 @@ impl StackConfig {
             many if many.len() == weights.len() => many.to_vec(),
             many => return Err(per_layer("nonlinearity", many.len())),
         };
+        let reverse = match self.nonlinearity_reverse.as_slice() {
+            [] => nonlinearity.clone(),
+            [one] => vec![*one; weights.len()],
+            many if many.len() == weights.len() => many.to_vec(),
+            many => return Err(per_layer("nonlinearity_reverse", many.len())),
+        };
+        let clip = match self.clip.as_slice() {
+            [] => vec![None; weights.len()],
+            [one] => vec![*one; weights.len()],
+            many if many.len() == weights.len() => many.to_vec(),
+            many => return Err(per_layer("clip", many.len())),
+        };
         let options = match self.layer_options.as_slice() {
             [] => vec![LayerOptions::default(); weights.len()],
             many if many.len() == weights.len() => many.to_vec(),
@@ -551,10 +614,14 @@ impl StackConfig {
         };
         let layers = weights
             .iter()
-            .zip(nonlinearity)
-            .map(|(dirs, n)| {
+            .enumerate()
+            .map(|(k, dirs)| {
                 dirs.iter()
-                    .map(|w| rnn_core::RnnLayer::new(w, n))
+                    .enumerate()
+                    .map(|(d, w)| {
+                        let n = if d == 1 { reverse[k] } else { nonlinearity[k] };
+                        rnn_core::RnnLayer::new(w, n)?.with_clip(clip[k])
+                    })
                     .collect::<candle_core::Result<Vec<_>>>()
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -567,7 +634,8 @@ impl StackConfig {
 /// Saves weights in the canonical layout (PyTorch's names) with the configuration in
 /// `__metadata__`: `layout`, `input_size`, `hidden_size` (comma-separated, one per layer),
 /// `num_layers`, `bidirectional`, `bias`, `nonlinearity`, `masked_steps`, and where they are
-/// set `go_backwards`, `merge_mode` (one value for all layers, or one per layer),
+/// set `nonlinearity_reverse` (where a reverse direction's differs), `clip` (a number or
+/// `none`), `go_backwards`, `merge_mode` (one value for all layers, or one per layer),
 /// `batch_first` and `mask_value`. Extra tensors (inputs, expected outputs) may be stored beside them.
 pub fn save_canonical(
     path: &Path,
@@ -583,6 +651,12 @@ pub fn save_canonical(
         })?;
     let nonlinearity: Vec<Nonlinearity> =
         rnn.layers().iter().map(|l| l[0].nonlinearity()).collect();
+    let reverse: Vec<Nonlinearity> = rnn
+        .layers()
+        .iter()
+        .map(|l| l[l.len() - 1].nonlinearity())
+        .collect();
+    let clip: Vec<Option<f64>> = rnn.layers().iter().map(|l| l[0].clip()).collect();
     let options = rnn.layer_options();
     let first = &weights[0][0]; // a valid Rnn has at least one layer and direction
     let mut tensors = Vec::new();
@@ -619,13 +693,23 @@ pub fn save_canonical(
         ),
         (
             key::NONLINEARITY.into(),
-            joined(&nonlinearity, |n| n.as_str().to_string()),
+            joined(&nonlinearity, Nonlinearity::to_string),
         ),
         (
             key::MASKED_STEPS.into(),
             rnn.masked_steps().as_str().to_string(),
         ),
     ]);
+    if reverse != nonlinearity {
+        meta.insert(
+            key::NONLINEARITY_REVERSE.into(),
+            joined(&reverse, Nonlinearity::to_string),
+        );
+    }
+    if clip.iter().any(Option::is_some) {
+        let name = |c: &Option<f64>| c.map_or("none".into(), |c| c.to_string());
+        meta.insert(key::CLIP.into(), joined(&clip, name));
+    }
     if options.iter().any(|o| o.go_backwards) {
         let values: Vec<bool> = options.iter().map(|o| o.go_backwards).collect();
         meta.insert(key::GO_BACKWARDS.into(), joined(&values, bool::to_string));
@@ -644,4 +728,71 @@ pub fn save_canonical(
         meta.insert(key::MASK_VALUE.into(), m.to_string());
     }
     write_safetensors(path, &tensors, meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rnn_core::{uniform_weights, InitConfig, Param};
+
+    #[test]
+    fn per_layer_keeps_commas_inside_parentheses() {
+        let affine = Nonlinearity::Affine {
+            alpha: Param::new(2.0),
+            beta: Param::new(0.5),
+        };
+        let parse = Nonlinearity::from_name;
+        assert_eq!(
+            per_layer("affine(2,0.5), tanh", 2, parse),
+            Some(vec![affine, Nonlinearity::Tanh])
+        );
+        assert_eq!(per_layer("affine(2,0.5)", 3, parse), Some(vec![affine; 3]));
+        for bad in ["affine(2,0.5", "tanh)", "affine(2,0.5),tanh,relu"] {
+            assert_eq!(per_layer(bad, 2, parse), None, "{bad}");
+        }
+    }
+
+    /// Two bidirectional layers whose directions differ, one of them clipped: what
+    /// `save_canonical` writes reads back as the same configuration.
+    #[test]
+    fn reverse_activations_parameters_and_clips_round_trip() {
+        let init = InitConfig {
+            input_size: 2,
+            hidden_sizes: vec![3, 3],
+            bidirectional: true,
+            bias: true,
+        };
+        let weights = uniform_weights(&init, 1, DType::F32, &candle_core::Device::Cpu).unwrap();
+        let leaky = Nonlinearity::LeakyRelu {
+            alpha: Param::new(f64::from(0.1f32)),
+        };
+        let config = StackConfig {
+            nonlinearity: vec![Nonlinearity::Tanh, leaky],
+            nonlinearity_reverse: vec![Nonlinearity::Relu, leaky],
+            clip: vec![None, Some(1.5)],
+            ..StackConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        save_canonical(&path, &weights, &config, &[]).unwrap();
+        let file = TensorFile::read(&path).unwrap();
+        assert_eq!(
+            file.metadata()[key::NONLINEARITY],
+            "tanh,leaky_relu(0.10000000149011612)"
+        );
+        assert_eq!(
+            file.metadata()[key::NONLINEARITY_REVERSE],
+            "relu,leaky_relu(0.10000000149011612)"
+        );
+        assert_eq!(file.metadata()[key::CLIP], "none,1.5");
+        let back = Model::from_file(&file, DType::F32, None).unwrap();
+        let recorded = back.recorded_config();
+        assert_eq!(recorded.nonlinearity, config.nonlinearity);
+        assert_eq!(recorded.nonlinearity_reverse, config.nonlinearity_reverse);
+        assert_eq!(recorded.clip, config.clip);
+        let rnn = recorded.build(&back.weights).unwrap();
+        assert_eq!(rnn.layers()[0][1].nonlinearity(), Nonlinearity::Relu);
+        assert_eq!(rnn.layers()[1][1].clip(), Some(1.5));
+        assert_eq!(rnn.layers()[0][0].clip(), None);
+    }
 }

@@ -78,3 +78,130 @@ fn step_matches_forward() {
         h2.to_vec2::<f64>().unwrap()
     );
 }
+
+/// The relu neuron of `relu_by_hand`, clipped at 1: each pre-activation clamped to [-1, 1]
+/// first. x = [1, -3, 4], h0 = 0:
+/// h_0 = relu(clamp(1.5))            = 1
+/// h_1 = relu(clamp(-6.5 + 0.5·1))   = 0
+/// h_2 = relu(clamp(7.5))            = 1
+/// The f32 run takes the fused path without a clip, so the clip also keeps it off that path.
+#[test]
+fn clip_clamps_the_pre_activation() {
+    let layer = scalar_layer(2.0, 0.5, 0.25, -0.75, Nonlinearity::Relu)
+        .with_clip(Some(1.0))
+        .unwrap();
+    let input = Tensor::new(&[[[1.0f64]], [[-3.0]], [[4.0]]], &Device::Cpu).unwrap();
+    let (out, h_n) = layer.forward(&input, None).unwrap();
+    assert_eq!(
+        out.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+        [1.0, 0.0, 1.0]
+    );
+    assert_eq!(h_n.flatten_all().unwrap().to_vec1::<f64>().unwrap(), [1.0]);
+    let f32_layer = layer.weights().unwrap();
+    let f32_layer = LayerWeights {
+        w_ih: f32_layer.w_ih.to_dtype(DType::F32).unwrap(),
+        w_hh: f32_layer.w_hh.to_dtype(DType::F32).unwrap(),
+        b_ih: f32_layer.b_ih.map(|b| b.to_dtype(DType::F32).unwrap()),
+        b_hh: None,
+    };
+    let f32_layer = RnnLayer::new(&f32_layer, Nonlinearity::Relu)
+        .unwrap()
+        .with_clip(Some(1.0))
+        .unwrap();
+    let (out, _) = f32_layer
+        .forward(&input.to_dtype(DType::F32).unwrap(), None)
+        .unwrap();
+    assert_eq!(
+        out.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        [1.0, 0.0, 1.0]
+    );
+    assert!(layer.clone().with_clip(Some(0.0)).is_err());
+    assert!(layer.with_clip(Some(f64::NAN)).is_err());
+}
+
+/// ONNX's parametrised activations at a few points, worked by hand (α = 0.5, β = 2):
+/// leaky_relu: -2 → -1, 3 → 3; thresholded_relu: 0.5 → 0 (not above α), 0.75 → 0.75;
+/// affine: 1 → 0.5·1 + 2 = 2.5; scaled_tanh: 0 → 0, 1 → 0.5·tanh(2);
+/// hard_sigmoid: -5 → 0, 0 → min(1, 2) = 1, -3 → 0.5·-3 + 2 = 0.5; elu: -1 → 0.5·(e⁻¹ − 1).
+#[test]
+fn parametrised_activations_by_hand() {
+    let (a, b) = (Param::new(0.5), Param::new(2.0));
+    let cases: [(Nonlinearity, &[f64], &[f64]); 6] = [
+        (
+            Nonlinearity::LeakyRelu { alpha: a },
+            &[-2.0, 3.0],
+            &[-1.0, 3.0],
+        ),
+        (
+            Nonlinearity::ThresholdedRelu { alpha: a },
+            &[0.5, 0.75],
+            &[0.0, 0.75],
+        ),
+        (Nonlinearity::Affine { alpha: a, beta: b }, &[1.0], &[2.5]),
+        (
+            Nonlinearity::ScaledTanh { alpha: a, beta: b },
+            &[0.0, 1.0],
+            &[0.0, 0.5 * 2.0f64.tanh()],
+        ),
+        (
+            Nonlinearity::LinearHardSigmoid { alpha: a, beta: b },
+            &[-5.0, 0.0, -3.0],
+            &[0.0, 1.0, 0.5],
+        ),
+        (
+            Nonlinearity::ScaledElu { alpha: a },
+            &[-1.0, 2.0],
+            &[0.5 * ((-1.0f64).exp() - 1.0), 2.0],
+        ),
+    ];
+    for (n, x, want) in cases {
+        let got = n
+            .apply(&Tensor::new(x, &Device::Cpu).unwrap())
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() < 1e-12,
+                "{n}: {x:?} gave {got:?}, want {want:?}"
+            );
+        }
+        assert_eq!(Nonlinearity::from_name(&n.to_string()), Some(n), "{n}");
+    }
+}
+
+#[test]
+fn names_round_trip_with_parameters() {
+    let n = Nonlinearity::from_name("leaky_relu(0.10000000149011612)").unwrap();
+    assert_eq!(
+        n,
+        Nonlinearity::LeakyRelu {
+            alpha: Param::new(f64::from(0.1f32))
+        }
+    );
+    assert_eq!(n.to_string(), "leaky_relu(0.10000000149011612)");
+    assert_eq!(n.as_str(), "leaky_relu");
+    assert_eq!(
+        Nonlinearity::from_name("hard_sigmoid(0.2,0.5)")
+            .unwrap()
+            .to_string(),
+        "hard_sigmoid(0.2,0.5)"
+    );
+    assert_eq!(
+        Nonlinearity::from_name("hard_sigmoid"),
+        Some(Nonlinearity::HardSigmoid)
+    );
+    for bad in [
+        "leaky_relu",
+        "leaky_relu()",
+        "affine(1)",
+        "tanh(1)",
+        "elu(x)",
+        "elu(1",
+    ] {
+        assert_eq!(Nonlinearity::from_name(bad), None, "{bad}");
+    }
+    for n in Nonlinearity::ALL {
+        assert_eq!(Nonlinearity::from_name(&n.to_string()), Some(n));
+    }
+}

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use prost::Message;
-use rnn_core::Nonlinearity;
+use rnn_core::{Nonlinearity, Param};
 
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
@@ -301,7 +301,8 @@ impl<'g> Reader<'g> {
         let stack = self.order(&rnns)?;
         let mut tensors = HashMap::new();
         let mut metadata = HashMap::new();
-        let mut nonlinearities = Vec::new();
+        let mut nonlinearities: Vec<Vec<Nonlinearity>> = Vec::new();
+        let mut clips = Vec::new();
         let mut h0s = Vec::new();
         let mut lens: Vec<Feed> = Vec::new();
         let mut batch_first = false;
@@ -322,7 +323,8 @@ impl<'g> Reader<'g> {
             if layout == 1 {
                 batch_first = true;
             }
-            nonlinearities.push(attrs.nonlinearity(d)?);
+            nonlinearities.push(attrs.nonlinearities(d)?);
+            clips.push(attrs.clip()?);
             let w = self.weight(node, 1, "W")?;
             let r = self.weight(node, 2, "R")?;
             let b = self.optional_weight(node, 3, "B")?;
@@ -373,8 +375,22 @@ impl<'g> Reader<'g> {
             h0s.push(self.feed(node, 5, "initial_h")?);
             lens.push(self.feed(node, 4, "sequence_lens")?);
         }
-        let joined: Vec<&str> = nonlinearities.iter().map(|n| n.as_str()).collect();
-        metadata.insert("nonlinearity".into(), joined.join(","));
+        let forward: Vec<String> = nonlinearities.iter().map(|n| n[0].to_string()).collect();
+        let reverse: Vec<String> = nonlinearities
+            .iter()
+            .map(|n| n[n.len() - 1].to_string())
+            .collect();
+        metadata.insert("nonlinearity".into(), forward.join(","));
+        if reverse != forward {
+            metadata.insert("nonlinearity_reverse".into(), reverse.join(","));
+        }
+        if clips.iter().any(Option::is_some) {
+            let clips: Vec<String> = clips
+                .iter()
+                .map(|c| c.map_or("none".into(), |c| c.to_string()))
+                .collect();
+            metadata.insert("clip".into(), clips.join(","));
+        }
         metadata.insert("batch_first".into(), batch_first.to_string());
         let mut fixed = Vec::new();
         if let Some(h0) = self.initial_state(&stack, &h0s)? {
@@ -770,13 +786,6 @@ impl<'n> Attributes<'n> {
                 EXPORT_RNN_ALONE,
             ));
         }
-        if let Some(a) = node.attribute.iter().find(|a| a.name == "clip") {
-            return Err(refuse(
-                path,
-                format!("an ONNX {} with clip={}", Reader::node_name(node), a.f),
-                EXPORT_RNN_ALONE,
-            ));
-        }
         Ok(Self { path, node })
     }
 
@@ -796,14 +805,14 @@ impl<'n> Attributes<'n> {
             .unwrap_or_default()
     }
 
-    fn refuse(&self, name: &str, value: &str) -> WeightsError {
+    fn refuse(&self, name: &str, value: &str, advice: &str) -> WeightsError {
         refuse(
             self.path,
             format!(
                 "an ONNX {} with {name}={value}",
                 Reader::node_name(self.node)
             ),
-            EXPORT_RNN_ALONE,
+            advice,
         )
     }
 
@@ -816,12 +825,36 @@ impl<'n> Attributes<'n> {
             "bidirectional" => Ok(2),
             // ONNX's reverse runs one direction from the end, its outputs indexed by time:
             // rnn runs a reverse direction only as the second of a bidirectional layer.
-            other => Err(self.refuse("direction", other)),
+            other => Err(self.refuse(
+                "direction",
+                other,
+                "rnn runs forward and bidirectional nodes",
+            )),
         }
     }
 
-    /// The one activation of both directions, where rnn's definition is exactly ONNX's.
-    fn nonlinearity(&self, directions: usize) -> Result<Nonlinearity> {
+    /// ONNX's `clip`, a positive bound on the pre-activation, if the node has one.
+    fn clip(&self) -> Result<Option<f64>> {
+        match self.find("clip") {
+            None => Ok(None),
+            Some(a) if a.f > 0.0 => Ok(Some(f64::from(a.f))),
+            Some(a) => Err(self.refuse(
+                "clip",
+                &a.f.to_string(),
+                "the spec's clip is a positive bound",
+            )),
+        }
+    }
+
+    /// The activation of each direction, as ONNX Runtime computes it. `activation_alpha` and
+    /// `activation_beta` are consumed in order by the activations that take them (ONNX
+    /// Runtime's reading of the spec's "in the order of activation functions"; the reference
+    /// implementation indexes them by direction instead): a list of another length than the
+    /// activations that take it is refused, since the two readings differ there. A parameter
+    /// left out takes the spec's default where ONNX Runtime agrees with it (LeakyRelu 0.01,
+    /// HardSigmoid 0.2 and 0.5, Elu 1) and is refused where it does not (ThresholdedRelu,
+    /// ScaledTanh and Affine, which ONNX Runtime runs with 0).
+    fn nonlinearities(&self, directions: usize) -> Result<Vec<Nonlinearity>> {
         let names: Vec<String> = match self.find("activations") {
             Some(a) => a
                 .strings
@@ -831,59 +864,110 @@ impl<'n> Attributes<'n> {
             None => vec!["Tanh".into(); directions],
         };
         if names.len() != directions {
-            return Err(self.refuse("activations", &format!("{names:?}")));
-        }
-        if names.iter().any(|n| *n != names[0]) {
-            return Err(self.refuse("activations", &format!("{names:?} (one per direction)")));
-        }
-        let alpha = self.find("activation_alpha").map(|a| a.floats.clone());
-        let beta = self.find("activation_beta").map(|a| a.floats.clone());
-        let all = |v: &Option<Vec<f32>>, want: f32| {
-            v.as_ref().is_none_or(|v| v.iter().all(|&x| x == want))
-        };
-        let nonlinearity = match names[0].as_str() {
-            "Tanh" => Nonlinearity::Tanh,
-            "Relu" => Nonlinearity::Relu,
-            "Sigmoid" => Nonlinearity::Sigmoid,
-            "Softsign" => Nonlinearity::Softsign,
-            "Softplus" => Nonlinearity::Softplus,
-            "Elu" if all(&alpha, 1.0) && beta.is_none() => Nonlinearity::Elu,
-            // ONNX's defaults are alpha 0.2 (Keras 2's hard sigmoid); rnn's is Keras 3's
-            // relu6(x + 3) / 6: alpha 1/6, beta 0.5, exactly.
-            "HardSigmoid"
-                if alpha
-                    .as_ref()
-                    .is_some_and(|a| !a.is_empty() && all(&alpha, 1.0 / 6.0))
-                    && all(&beta, 0.5) =>
-            {
-                Nonlinearity::HardSigmoid
-            }
-            other => {
-                let mut value = other.to_string();
-                if let Some(a) = &alpha {
-                    value.push_str(&format!(" (activation_alpha {a:?})"));
-                }
-                if let Some(b) = &beta {
-                    value.push_str(&format!(" (activation_beta {b:?})"));
-                }
-                return Err(self.refuse("activations", &value));
-            }
-        };
-        let plain = matches!(
-            nonlinearity,
-            Nonlinearity::Tanh
-                | Nonlinearity::Relu
-                | Nonlinearity::Sigmoid
-                | Nonlinearity::Softsign
-                | Nonlinearity::Softplus
-        );
-        if plain && (alpha.is_some() || beta.is_some()) {
             return Err(self.refuse(
-                "activation_alpha/activation_beta",
-                &format!("{alpha:?}/{beta:?} on {}", names[0]),
+                "activations",
+                &format!("{names:?} ({directions} direction(s), one activation each)"),
+                "give one activation per direction",
             ));
         }
-        Ok(nonlinearity)
+        const ALPHA: [&str; 6] = [
+            "LeakyRelu",
+            "ThresholdedRelu",
+            "ScaledTanh",
+            "HardSigmoid",
+            "Elu",
+            "Affine",
+        ];
+        const BETA: [&str; 3] = ["ScaledTanh", "HardSigmoid", "Affine"];
+        let params = |attr: &str, takers: &[&str]| -> Result<Vec<Option<f64>>> {
+            let taking = names
+                .iter()
+                .filter(|n| takers.contains(&n.as_str()))
+                .count();
+            let Some(values) = self.find(attr).map(|a| a.floats.clone()) else {
+                return Ok(vec![None; directions]);
+            };
+            if values.len() != taking {
+                return Err(self.refuse(
+                    attr,
+                    &format!(
+                        "{values:?} for activations {names:?}, of which {taking} take one (ONNX \
+                         Runtime gives them in order to those that take one, the spec's \
+                         reference by direction)"
+                    ),
+                    "give one value per activation that takes one",
+                ));
+            }
+            let mut values = values.into_iter().map(f64::from);
+            Ok(names
+                .iter()
+                .map(|n| {
+                    takers
+                        .contains(&n.as_str())
+                        .then(|| values.next())
+                        .flatten()
+                })
+                .collect())
+        };
+        let alphas = params("activation_alpha", &ALPHA)?;
+        let betas = params("activation_beta", &BETA)?;
+        names
+            .iter()
+            .zip(alphas.into_iter().zip(betas))
+            .map(|(name, (alpha, beta))| {
+                let given = |p: Option<f64>, what: &str| {
+                    p.map(Param::new).ok_or_else(|| {
+                        self.refuse(
+                            "activations",
+                            &format!(
+                                "{name} without {what} (ONNX Runtime runs it with 0, not the \
+                                 spec's default)"
+                            ),
+                            "give its parameters explicitly",
+                        )
+                    })
+                };
+                let or = |p: Option<f64>, default: f64| Param::new(p.unwrap_or(default));
+                Ok(match name.as_str() {
+                    "Tanh" => Nonlinearity::Tanh,
+                    "Relu" => Nonlinearity::Relu,
+                    "Sigmoid" => Nonlinearity::Sigmoid,
+                    "Softsign" => Nonlinearity::Softsign,
+                    "Softplus" => Nonlinearity::Softplus,
+                    "Elu" if alpha.is_none_or(|a| a == 1.0) => Nonlinearity::Elu,
+                    "Elu" => Nonlinearity::ScaledElu {
+                        alpha: or(alpha, 1.0),
+                    },
+                    "LeakyRelu" => Nonlinearity::LeakyRelu {
+                        alpha: or(alpha, 0.01f32.into()),
+                    },
+                    "HardSigmoid" => Nonlinearity::LinearHardSigmoid {
+                        alpha: or(alpha, 0.2f32.into()),
+                        beta: or(beta, 0.5),
+                    },
+                    "ThresholdedRelu" => Nonlinearity::ThresholdedRelu {
+                        alpha: given(alpha, "activation_alpha")?,
+                    },
+                    "ScaledTanh" => Nonlinearity::ScaledTanh {
+                        alpha: given(alpha, "activation_alpha")?,
+                        beta: given(beta, "activation_beta")?,
+                    },
+                    "Affine" => Nonlinearity::Affine {
+                        alpha: given(alpha, "activation_alpha")?,
+                        beta: given(beta, "activation_beta")?,
+                    },
+                    other => {
+                        return Err(self.refuse(
+                            "activations",
+                            other,
+                            "the RNN op's activations are Relu, Tanh, Sigmoid, Affine, \
+                             LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, \
+                             Softsign and Softplus",
+                        ))
+                    }
+                })
+            })
+            .collect()
     }
 }
 
@@ -1007,6 +1091,11 @@ mod tests {
 
     /// One RNN node of 1 input and hidden 1, with `attrs`.
     fn model(attrs: Vec<Attribute>) -> Vec<u8> {
+        model_with(1, attrs)
+    }
+
+    /// One node of `dirs` directions, one input feature and one neuron.
+    fn model_with(dirs: i64, attrs: Vec<Attribute>) -> Vec<u8> {
         let node = Node {
             input: vec!["X".into(), "W".into(), "R".into()],
             output: vec!["Y".into()],
@@ -1017,8 +1106,8 @@ mod tests {
         let graph = Graph {
             node: vec![node],
             initializer: vec![
-                tensor("W", &[1, 1, 1], &[0.5]),
-                tensor("R", &[1, 1, 1], &[0.25]),
+                tensor("W", &[dirs, 1, 1], &vec![0.5; dirs as usize]),
+                tensor("R", &[dirs, 1, 1], &vec![0.25; dirs as usize]),
             ],
             input: vec![ValueInfo { name: "X".into() }],
             output: vec![ValueInfo { name: "Y".into() }],
@@ -1043,43 +1132,146 @@ mod tests {
         assert_eq!(file.metadata()["batch_first"], "false");
     }
 
+    fn attr_f(name: &str, value: f32) -> Attribute {
+        Attribute {
+            name: name.into(),
+            f: value,
+            ..Default::default()
+        }
+    }
+
+    fn attr_strings(name: &str, values: &[&str]) -> Attribute {
+        Attribute {
+            name: name.into(),
+            strings: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn attr_floats(name: &str, values: &[f32]) -> Attribute {
+        Attribute {
+            name: name.into(),
+            floats: values.to_vec(),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn reverse_clip_and_foreign_activations_are_refused_by_name() {
+    fn reverse_bad_clips_and_foreign_activations_are_refused_by_name() {
         let reverse = read_bytes(&model(vec![attr_s("direction", "reverse")])).unwrap_err();
         assert!(
             reverse.to_string().contains("direction=reverse"),
             "{reverse}"
         );
-        let clip = Attribute {
-            name: "clip".into(),
-            f: 3.0,
-            ..Default::default()
-        };
-        let clip = read_bytes(&model(vec![clip])).unwrap_err();
-        assert!(clip.to_string().contains("clip=3"), "{clip}");
-        let act = Attribute {
-            name: "activations".into(),
-            strings: vec![b"HardSigmoid".to_vec()],
-            ..Default::default()
-        };
-        let act = read_bytes(&model(vec![act])).unwrap_err();
-        assert!(act.to_string().contains("activations=HardSigmoid"), "{act}");
+        for bad in [0.0, -1.0, f32::NAN] {
+            let clip = read_bytes(&model(vec![attr_f("clip", bad)])).unwrap_err();
+            assert!(clip.to_string().contains("clip="), "{clip}");
+        }
+        let act = read_bytes(&model(vec![attr_strings("activations", &["Gelu"])])).unwrap_err();
+        assert!(act.to_string().contains("activations=Gelu"), "{act}");
     }
 
     #[test]
-    fn hard_sigmoid_only_with_keras_3_constants() {
-        let act = Attribute {
-            name: "activations".into(),
-            strings: vec![b"HardSigmoid".to_vec()],
-            ..Default::default()
-        };
-        let alpha = Attribute {
-            name: "activation_alpha".into(),
-            floats: vec![1.0 / 6.0],
-            ..Default::default()
-        };
-        let file = read_bytes(&model(vec![act, alpha])).unwrap();
-        assert_eq!(file.metadata()["nonlinearity"], "hard_sigmoid");
+    fn clip_is_recorded() {
+        let file = read_bytes(&model(vec![attr_f("clip", 2.5)])).unwrap();
+        assert_eq!(file.metadata()["clip"], "2.5");
+        let file = read_bytes(&model(vec![])).unwrap();
+        assert!(!file.metadata().contains_key("clip"));
+    }
+
+    #[test]
+    fn activations_per_direction_are_recorded_per_direction() {
+        let file = read_bytes(&model_with(
+            2,
+            vec![
+                attr_s("direction", "bidirectional"),
+                attr_strings("activations", &["Tanh", "Relu"]),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(file.metadata()["nonlinearity"], "tanh");
+        assert_eq!(file.metadata()["nonlinearity_reverse"], "relu");
+        let same = read_bytes(&model_with(2, vec![attr_s("direction", "bidirectional")])).unwrap();
+        assert!(!same.metadata().contains_key("nonlinearity_reverse"));
+        let one = read_bytes(&model_with(
+            2,
+            vec![
+                attr_s("direction", "bidirectional"),
+                attr_strings("activations", &["Tanh"]),
+            ],
+        ))
+        .unwrap_err();
+        assert!(one.to_string().contains("activations="), "{one}");
+    }
+
+    /// Alphas go in order to the activations that take one: Tanh takes none, so 0.25 is
+    /// LeakyRelu's. ONNX's defaults where ONNX Runtime has them; a refusal where it does not.
+    #[test]
+    fn activation_parameters_are_consumed_in_order_with_onnx_runtime_defaults() {
+        let meta = |dirs, attrs| read_bytes(&model_with(dirs, attrs)).map(|f| f.metadata().clone());
+        let m = meta(
+            2,
+            vec![
+                attr_s("direction", "bidirectional"),
+                attr_strings("activations", &["Tanh", "LeakyRelu"]),
+                attr_floats("activation_alpha", &[0.25]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(m["nonlinearity_reverse"], "leaky_relu(0.25)");
+        let m = meta(
+            2,
+            vec![
+                attr_s("direction", "bidirectional"),
+                attr_strings("activations", &["Affine", "ScaledTanh"]),
+                attr_floats("activation_alpha", &[2.0, 0.5]),
+                attr_floats("activation_beta", &[0.25, 1.5]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(m["nonlinearity"], "affine(2,0.25)");
+        assert_eq!(m["nonlinearity_reverse"], "scaled_tanh(0.5,1.5)");
+        let m = meta(1, vec![attr_strings("activations", &["HardSigmoid"])]).unwrap();
+        assert_eq!(
+            m["nonlinearity"],
+            format!("hard_sigmoid({},0.5)", f64::from(0.2f32))
+        );
+        let m = meta(1, vec![attr_strings("activations", &["Elu"])]).unwrap();
+        assert_eq!(m["nonlinearity"], "elu");
+        let m = meta(
+            1,
+            vec![
+                attr_strings("activations", &["Elu"]),
+                attr_floats("activation_alpha", &[0.5]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(m["nonlinearity"], "elu(0.5)");
+        // Two alphas for one activation that takes one: ONNX Runtime and the spec's
+        // reference disagree on which it gets.
+        let err = meta(
+            2,
+            vec![
+                attr_s("direction", "bidirectional"),
+                attr_strings("activations", &["Tanh", "LeakyRelu"]),
+                attr_floats("activation_alpha", &[0.7, 0.3]),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("activation_alpha="), "{err}");
+        let err = meta(
+            1,
+            vec![
+                attr_strings("activations", &["Tanh"]),
+                attr_floats("activation_beta", &[1.0]),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("activation_beta="), "{err}");
+        for no_default in ["ThresholdedRelu", "ScaledTanh", "Affine"] {
+            let err = meta(1, vec![attr_strings("activations", &[no_default])]).unwrap_err();
+            assert!(err.to_string().contains(no_default), "{err}");
+        }
     }
 
     #[test]
