@@ -1,7 +1,7 @@
-//! The CPU fast path's inner loops: the f32 micro-kernels on packed weights for AVX-512 and
-//! for AVX2 + FMA (a step's products with bias and activation fused in), the register-blocked
-//! loops where neither runs (f64, the generic level), the separate bias + activation pass, and
-//! the output buffer written where it is used. This is the one module with `unsafe`: functions
+//! The CPU fast path's inner loops: the f32 and f64 micro-kernels on packed weights for
+//! AVX-512 and for AVX2 + FMA (a step's products with bias and activation fused in), the
+//! register-blocked loops where none runs (the generic level), the separate bias + activation
+//! pass, and the output buffer written where it is used. This is the one module with `unsafe`: functions
 //! compiled for AVX2/AVX-512, chosen by the run's [`KernelLevel`] as far as run-time feature
 //! detection allows, and the uninitialised output.
 
@@ -2001,8 +2001,12 @@ mod tests {
                         );
                         let mut first: Option<(KernelLevel, Vec<T>)> = None;
                         for &level in &levels {
-                            let w_ih = super::PackedB::new(level, &w_x, k_x, n).unwrap();
-                            let w_hh = super::PackedB::new(level, &w_h, k_h, n).unwrap();
+                            let (Some(w_ih), Some(w_hh)) = (
+                                super::PackedB::new(level, &w_x, k_x, n),
+                                super::PackedB::new(level, &w_h, k_h, n),
+                            ) else {
+                                panic!("{level}: packing failed for n = {n}");
+                            };
                             let mut out = if accumulate {
                                 start.clone()
                             } else {

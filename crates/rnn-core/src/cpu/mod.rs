@@ -6,10 +6,11 @@
 //!   own parts takes those another thread has not started.
 //! - Each step computes `x_t·W_ihᵀ + h·W_hhᵀ` into its slice of the output as one product
 //!   over the two weights, then bias and activation, fused into the product's last store
-//!   with the AVX-512 or AVX2 micro-kernel (f32; weights packed on the layer's first run at
-//!   that level), or as a separate pass after a row-wise register-blocked loop otherwise (f64,
-//!   the generic level). With only a few sequences, the input projection of every step is
-//!   one product up front instead, summed in the same order.
+//!   with the AVX-512 or AVX2 micro-kernel (f32 and f64; weights packed on the layer's first
+//!   run at that level; f64's tanh, the standard library's, on each block just after its
+//!   store), or as a separate pass after a row-wise register-blocked loop at the generic
+//!   level. With only a few sequences, the input projection of every step is one product up
+//!   front instead, summed in the same order.
 //! - Which kernels run is the run's [`level::KernelLevel`]; every product sums each element
 //!   the same way whatever the rows it is given, so the thread count changes no number.
 //! - The state is the previous step's output, read in place (with variable lengths, a state
