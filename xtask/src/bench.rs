@@ -124,10 +124,13 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(options)
 }
 
+/// The median; NaN for a peer that did not run (f64 leaves some out).
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    if n % 2 == 1 {
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
         values[n / 2]
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
