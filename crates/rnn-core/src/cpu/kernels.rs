@@ -80,6 +80,13 @@ pub(crate) trait Kernel: Sized + 'static {
         terms: &[(&[Self], &PackedB<Self>)],
         epilogue: Option<Epilogue<Self>>,
     );
+
+    /// The part of the epilogue left for after [`Kernel::packed_kernel`] has stored `out`:
+    /// nothing for f32 (its tanh is computed in registers); for f64, tanh, the standard
+    /// library's (there is no vector f64 tanh here; f64 runs are held to 1e-12), over all of
+    /// `out` in one pass. Measured against the same calls on each block just after its store
+    /// (docs/performance.md): the pass was as fast or faster in each of six pairs.
+    fn after_store(out: &mut [Self], epilogue: Option<Epilogue<Self>>);
 }
 
 impl Kernel for f32 {
@@ -90,6 +97,8 @@ impl Kernel for f32 {
             KernelLevel::Generic => None,
         }
     }
+
+    fn after_store(_: &mut [f32], _: Option<Epilogue<f32>>) {}
 
     unsafe fn packed_kernel(
         out: *mut f32,
@@ -125,6 +134,14 @@ impl Kernel for f64 {
             KernelLevel::Avx512 => Some(NR_F64),
             KernelLevel::Avx2 => Some(NR_AVX2_F64),
             KernelLevel::Generic => None,
+        }
+    }
+
+    fn after_store(out: &mut [f64], epilogue: Option<Epilogue<f64>>) {
+        if let Some(Epilogue { relu: false, .. }) = epilogue {
+            for v in out {
+                *v = v.tanh();
+            }
         }
     }
 
@@ -164,7 +181,8 @@ pub(crate) fn packed_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB<
 /// `(x, W_ih)` and `state` = `(h, W_hh)`, or `out = act(out + h·W_hh + bias)` when `input` is
 /// `None` (the projection is already in `out`). Bias and activation are applied before the
 /// last pass's store of each block of `out` (passes cover 128 or 256 of the weights' rows at
-/// a time; f64's tanh just after it), not by a separate pass over `out`.
+/// a time), not by a separate pass over `out`; f64's tanh by one pass over the step's rows
+/// after the product, while they are in L2.
 pub(crate) fn packed_step<T: Element>(
     out: &mut [T],
     input: Option<(&[T], &PackedB<T>)>,
@@ -197,7 +215,8 @@ fn packed_product<T: Element>(
 ) {
     check_extents(out.len(), terms, epilogue);
     // SAFETY: `out` is initialised and valid for its length; the extents were checked.
-    unsafe { T::packed_kernel(out.as_mut_ptr(), out.len(), accumulate, terms, epilogue) }
+    unsafe { T::packed_kernel(out.as_mut_ptr(), out.len(), accumulate, terms, epilogue) };
+    T::after_store(out, epilogue);
 }
 
 /// [`packed_product`] into memory not yet written (`accumulate` false): returns `out`, every
@@ -211,11 +230,13 @@ fn fresh_product<'o, T: Element>(
     let (ptr, len) = (out.as_mut_ptr().cast::<T>(), out.len());
     // SAFETY: as in `packed_product`. Without `accumulate` each kernel's first pass over each
     // block of rows and columns stores every element of it (every row, all its columns,
-    // masked to n) before a later pass (or f64's tanh) loads any, so no uninitialised value
-    // is read.
+    // masked to n) before a later pass loads any (f64's tanh runs after the kernel), so no
+    // uninitialised value is read.
     unsafe { T::packed_kernel(ptr, len, false, terms, epilogue) };
     // SAFETY: every element was written above, and MaybeUninit<T> has T's layout.
-    unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    let out = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+    T::after_store(out, epilogue);
+    out
 }
 
 /// The extents the micro-kernels rely on: `out` `[rows, n]`, each term's left side
@@ -1173,25 +1194,6 @@ mod avx2_f32 {
     }
 }
 
-/// f64's tanh on a block a micro-kernel has just stored: `rows` rows of `width` elements from
-/// `at`, `n` apart, each through the standard library's tanh (there is no vector f64 tanh
-/// here; f64 runs are held to 1e-12). The block is still in L1, so this costs the tanh calls
-/// and no memory traffic; every path of f64 applies the same function to the same sums.
-///
-/// # Safety
-/// The block must be initialised and valid for reads and writes.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn tanh_block(at: *mut f64, rows: usize, n: usize, width: usize) {
-    for q in 0..rows {
-        // SAFETY: the caller's block.
-        let row = unsafe { std::slice::from_raw_parts_mut(at.add(q * n), width) };
-        for v in row {
-            *v = v.tanh();
-        }
-    }
-}
-
 /// The f64 micro-kernel for AVX-512 on packed weights ([`PackedB`] with panels of
 /// [`NR_F64`] columns), the f32 one's structure at 8 lanes: blocks of 6 rows × 32 columns in
 /// 24 accumulators (of the 32 zmm registers: 4 more hold the panel's row, 1 the broadcast)
@@ -1200,12 +1202,13 @@ unsafe fn tanh_block(at: *mut f64, rows: usize, n: usize, width: usize) {
 /// multiply-adds. Against 12 × 16 (also 24 accumulators) it loads 4 registers of `b` per 24
 /// multiply-adds where that shape loads 2 and broadcasts 12, so fewer loads per multiply-add
 /// (10 against 14), and it forms half as many row addresses, as the f32 kernel's note says.
-/// Bias and ReLU are applied in registers before the last store; tanh just after it.
+/// Bias and ReLU are applied in registers before the last store; tanh after the product
+/// ([`Kernel::after_store`]).
 #[cfg(target_arch = "x86_64")]
 mod avx512_f64 {
     use std::arch::x86_64::*;
 
-    use super::{spans, tanh_block, Epilogue, PackedB, NR_F64 as NR};
+    use super::{spans, Epilogue, PackedB, NR_F64 as NR};
 
     /// Depth of the shared dimension per pass: a 128 × 32 panel slice (32 KiB, as f32's)
     /// stays in L1 while every block of rows passes over it.
@@ -1425,10 +1428,6 @@ mod avx512_f64 {
                 _mm512_mask_storeu_pd(row.wrapping_add(16), m2, c2[q]);
                 _mm512_mask_storeu_pd(row.wrapping_add(24), m3, c3[q]);
             }
-            if let Some(Epilogue { relu: false, .. }) = self.epilogue {
-                // SAFETY: the R rows of the block's n - j (at most NR) columns, just stored.
-                tanh_block(o.add(r * n + j), R, n, (n - j).min(NR));
-            }
         }
     }
 
@@ -1461,7 +1460,7 @@ mod avx512_f64 {
 mod avx2_f64 {
     use std::arch::x86_64::*;
 
-    use super::{spans, tanh_block, Epilogue, PackedB, NR_AVX2_F64 as NR};
+    use super::{spans, Epilogue, PackedB, NR_AVX2_F64 as NR};
 
     /// Depth of the shared dimension per pass: a 256 × 8 panel slice (16 KiB, as f32's).
     const KC: usize = 256;
@@ -1639,10 +1638,6 @@ mod avx2_f64 {
         for (v, c) in c.iter().enumerate() {
             _mm256_storeu_pd(o.add(4 * v), *c);
         }
-        if let Some(Epilogue { relu: false, .. }) = epilogue {
-            // SAFETY: the row's WIDE·NR columns from j, just stored.
-            tanh_block(o, 1, n, WIDE * NR);
-        }
     }
 
     /// One span's operands for [`Tile::run`]: its packed panel from the span's first row, and
@@ -1746,10 +1741,6 @@ mod avx2_f64 {
                     _mm256_maskstore_pd(row, m0, c0[q]);
                     _mm256_maskstore_pd(row.wrapping_add(4), m1, c1[q]);
                 }
-            }
-            if let Some(Epilogue { relu: false, .. }) = self.epilogue {
-                // SAFETY: the R rows of the block's n - j (at most NR) columns, just stored.
-                tanh_block(o.add(r * n + j), R, n, (n - j).min(NR));
             }
         }
     }

@@ -7,8 +7,8 @@
 //! - Each step computes `x_t·W_ihᵀ + h·W_hhᵀ` into its slice of the output as one product
 //!   over the two weights, then bias and activation, fused into the product's last store
 //!   with the AVX-512 or AVX2 micro-kernel (f32 and f64; weights packed on the layer's first
-//!   run at that level; f64's tanh, the standard library's, on each block just after its
-//!   store), or as a separate pass after a row-wise register-blocked loop at the generic
+//!   run at that level; f64's tanh, the standard library's, in one pass over the step's
+//!   rows after the product), or as a separate pass after a row-wise register-blocked loop at the generic
 //!   level. With only a few sequences, the input projection of every step is one product up
 //!   front instead, summed in the same order.
 //! - Which kernels run is the run's [`level::KernelLevel`]; every product sums each element
