@@ -1,9 +1,11 @@
 """Times the peers of `rnn bench` on one case written by `rnn bench --save-case`: torch.nn.RNN
 under inference_mode, ONNX Runtime on an ONNX RNN node, Keras SimpleRNN (in a tf.function), all
 with the case's weights and input, and a single torch GEMM of the same total work. Checks each
-output against rnn's. Prints one JSON object per line.
+output against rnn's. Prints one JSON object per line. With --dtype float64 (a case saved by
+`rnn bench --dtype f64`), torch runs in float64; ONNX Runtime's RNN kernel and the Keras peer
+are float32 only here and are refused.
 
-Usage: peers.py CASE.safetensors --threads N --runs N [--warmup N]
+Usage: peers.py CASE.safetensors --threads N --runs N [--warmup N] [--dtype float32|float64]
 """
 import argparse
 import json
@@ -41,8 +43,11 @@ def main():
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--peers", default="torch,onnxruntime,keras,gemm")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = p.parse_args()
     peers = args.peers.split(",")
+    if args.dtype == "float64" and ({"onnxruntime", "keras"} & set(peers)):
+        p.error("--dtype float64 runs torch and gemm only")
 
     import numpy as np
     from safetensors.numpy import load_file
@@ -58,14 +63,15 @@ def main():
     if "torch" in peers or "gemm" in peers:
         import torch
         torch.set_num_threads(args.threads)
+        dtype = getattr(torch, args.dtype)
     if "torch" in peers:
-        rnn = torch.nn.RNN(inputs, hidden)
+        rnn = torch.nn.RNN(inputs, hidden, dtype=dtype)
         with torch.no_grad():
             rnn.weight_ih_l0.copy_(torch.from_numpy(w_ih))
             rnn.weight_hh_l0.copy_(torch.from_numpy(w_hh))
             rnn.bias_ih_l0.copy_(torch.from_numpy(b_ih))
             rnn.bias_hh_l0.copy_(torch.from_numpy(b_hh))
-        xt = torch.from_numpy(x)
+        xt = torch.from_numpy(x).to(dtype)
 
         def torch_forward():
             with torch.inference_mode():
@@ -76,8 +82,8 @@ def main():
 
     if "gemm" in peers:
         # One GEMM with the same FLOPs as the forward: [B·T, I + H] x [I + H, H].
-        a = torch.rand(seq * batch, inputs + hidden)
-        b = torch.rand(inputs + hidden, hidden)
+        a = torch.rand(seq * batch, inputs + hidden, dtype=dtype)
+        b = torch.rand(inputs + hidden, hidden, dtype=dtype)
         _, times = timed(lambda: torch.mm(a, b), args.runs, args.warmup)
         report("gemm", times)
 

@@ -1,7 +1,7 @@
-//! The CPU fast path's inner loops: the f32 micro-kernels on packed weights for AVX-512 and
-//! for AVX2 + FMA (a step's products with bias and activation fused in), the register-blocked
-//! loops where neither runs (f64, the generic level), the separate bias + activation pass, and
-//! the output buffer written where it is used. This is the one module with `unsafe`: functions
+//! The CPU fast path's inner loops: the f32 and f64 micro-kernels on packed weights for
+//! AVX-512 and for AVX2 + FMA (a step's products with bias and activation fused in), the
+//! register-blocked loops where none runs (the generic level), the separate bias + activation
+//! pass, and the output buffer written where it is used. This is the one module with `unsafe`: functions
 //! compiled for AVX2/AVX-512, chosen by the run's [`KernelLevel`] as far as run-time feature
 //! detection allows, and the uninitialised output.
 
@@ -25,12 +25,12 @@ fn isa(level: KernelLevel) -> KernelLevel {
 }
 
 /// A right-hand matrix `[k, n]` packed once for [`packed_step`] and [`packed_gemm_acc`],
-/// which multiply by it many times (`W_ih` and `W_hh` in every step): panels of [`NR`]
-/// columns, zero-padded, each `k` rows of `NR` contiguous floats. A panel's rows are then one
-/// stream for the hardware prefetcher and never collide in the L1 sets, as rows `n` floats
-/// apart do.
-pub(crate) struct PackedB {
-    data: Vec<f32>,
+/// which multiply by it many times (`W_ih` and `W_hh` in every step): panels of
+/// [`Kernel::panel_width`] columns (256 bytes of a row for AVX-512, 64 for AVX2), zero-padded,
+/// each `k` rows of that many contiguous elements. A panel's rows are then one stream for the
+/// hardware prefetcher and never collide in the L1 sets, as rows `n` elements apart do.
+pub(crate) struct PackedB<T> {
+    data: Vec<T>,
     k: usize,
     n: usize,
     /// The micro-kernel it is packed for (`Avx2` or `Avx512`, which the CPU supports), which
@@ -38,27 +38,17 @@ pub(crate) struct PackedB {
     isa: KernelLevel,
 }
 
-impl PackedB {
+impl<T: Element> PackedB<T> {
     /// Packs `rhs` for `level`'s micro-kernel; `None` where that level has none (generic, a
-    /// level this CPU lacks, not f32).
-    pub(crate) fn new<T: Element>(
-        level: KernelLevel,
-        rhs: &[T],
-        k: usize,
-        n: usize,
-    ) -> Option<Self> {
-        let rhs = T::as_f32(rhs)?;
+    /// level this CPU lacks).
+    pub(crate) fn new(level: KernelLevel, rhs: &[T], k: usize, n: usize) -> Option<Self> {
         let isa = isa(level);
         if isa != level || rhs.len() != k * n || n == 0 {
             return None;
         }
-        let nr = match isa {
-            KernelLevel::Avx512 => NR,
-            KernelLevel::Avx2 => NR_AVX2,
-            KernelLevel::Generic => return None,
-        };
+        let nr = T::panel_width(isa)?;
         let panels = n.div_ceil(nr);
-        let mut data = vec![0f32; panels * k * nr];
+        let mut data = vec![T::ZERO; panels * k * nr];
         for p in 0..panels {
             let j = p * nr;
             let width = (n - j).min(nr);
@@ -71,118 +61,187 @@ impl PackedB {
     }
 }
 
-/// `out[r][j] += Σ_i lhs[r][i] · b[i][j]` on one thread, with the AVX-512 micro-kernel:
-/// `out` `[rows, n]`, `lhs` `[rows, k]`, row-major.
-pub(crate) fn packed_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB) {
-    let (Some(out), Some(lhs)) = (T::as_f32_mut(out), T::as_f32(lhs)) else {
-        // PackedB exists for f32 only, so neither does a call with another type.
-        return;
-    };
+/// The micro-kernels of an element type on packed weights: f32 and f64 each have one for
+/// AVX-512 and one for AVX2 + FMA.
+pub(crate) trait Kernel: Sized + 'static {
+    /// Columns of a panel packed for `isa`'s micro-kernel; `None` where it has none.
+    fn panel_width(isa: KernelLevel) -> Option<usize>;
+
+    /// [`packed_product`] on `out` (`len` elements), by the micro-kernel the terms are packed
+    /// for.
+    ///
+    /// # Safety
+    /// `out` must be valid for `len` writes, and for reads where `accumulate`; the extents
+    /// must have passed [`check_extents`].
+    unsafe fn packed_kernel(
+        out: *mut Self,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[Self], &PackedB<Self>)],
+        epilogue: Option<Epilogue<Self>>,
+    );
+
+    /// The part of the epilogue left for after [`Kernel::packed_kernel`] has stored `out`:
+    /// nothing for f32 (its tanh is computed in registers); for f64, tanh, the standard
+    /// library's (there is no vector f64 tanh here; f64 runs are held to 1e-12), over all of
+    /// `out` in one pass. Measured against the same calls on each block just after its store
+    /// (docs/performance.md): the pass was as fast or faster in each of six pairs.
+    fn after_store(out: &mut [Self], epilogue: Option<Epilogue<Self>>);
+}
+
+impl Kernel for f32 {
+    fn panel_width(isa: KernelLevel) -> Option<usize> {
+        match isa {
+            KernelLevel::Avx512 => Some(NR),
+            KernelLevel::Avx2 => Some(NR_AVX2),
+            KernelLevel::Generic => None,
+        }
+    }
+
+    fn after_store(_: &mut [f32], _: Option<Epilogue<f32>>) {}
+
+    unsafe fn packed_kernel(
+        out: *mut f32,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[f32], &PackedB<f32>)],
+        epilogue: Option<Epilogue<f32>>,
+    ) {
+        match terms[0].1.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a PackedB for AVX-512 is only made where AVX-512F is present (`isa`);
+            // the extents are checked by the caller and the packing's in `PackedB::new`.
+            KernelLevel::Avx512 => unsafe {
+                avx512_f32::packed_product(out, len, accumulate, terms, epilogue)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2 and FMA.
+            KernelLevel::Avx2 => unsafe {
+                avx2_f32::packed_product(out, len, accumulate, terms, epilogue)
+            },
+            // No PackedB is made for the generic level, nor for any level off x86-64.
+            _ => {
+                let _ = (out, len, accumulate, epilogue);
+                unreachable!("weights packed for no micro-kernel")
+            }
+        }
+    }
+}
+
+impl Kernel for f64 {
+    fn panel_width(isa: KernelLevel) -> Option<usize> {
+        match isa {
+            KernelLevel::Avx512 => Some(NR_F64),
+            KernelLevel::Avx2 => Some(NR_AVX2_F64),
+            KernelLevel::Generic => None,
+        }
+    }
+
+    fn after_store(out: &mut [f64], epilogue: Option<Epilogue<f64>>) {
+        if let Some(Epilogue { relu: false, .. }) = epilogue {
+            for v in out {
+                *v = v.tanh();
+            }
+        }
+    }
+
+    unsafe fn packed_kernel(
+        out: *mut f64,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[f64], &PackedB<f64>)],
+        epilogue: Option<Epilogue<f64>>,
+    ) {
+        match terms[0].1.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as for f32.
+            KernelLevel::Avx512 => unsafe {
+                avx512_f64::packed_product(out, len, accumulate, terms, epilogue)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as for f32.
+            KernelLevel::Avx2 => unsafe {
+                avx2_f64::packed_product(out, len, accumulate, terms, epilogue)
+            },
+            _ => {
+                let _ = (out, len, accumulate, epilogue);
+                unreachable!("weights packed for no micro-kernel")
+            }
+        }
+    }
+}
+
+/// `out[r][j] += Σ_i lhs[r][i] · b[i][j]` on one thread, with the micro-kernel `b` is packed
+/// for: `out` `[rows, n]`, `lhs` `[rows, k]`, row-major.
+pub(crate) fn packed_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB<T>) {
     packed_product(out, true, &[(lhs, b)], None);
 }
 
 /// One time step on packed weights: `out = act(x·W_ih + h·W_hh + bias)` with `input` =
 /// `(x, W_ih)` and `state` = `(h, W_hh)`, or `out = act(out + h·W_hh + bias)` when `input` is
-/// `None` (the projection is already in `out`). Bias and activation are applied in registers
-/// before the last pass's store of each block of `out` (passes cover 128 of the weights' rows
-/// at a time), not by a separate pass over `out`.
+/// `None` (the projection is already in `out`). Bias and activation are applied before the
+/// last pass's store of each block of `out` (passes cover 128 or 256 of the weights' rows at
+/// a time), not by a separate pass over `out`; f64's tanh by one pass over the step's rows
+/// after the product, while they are in L2.
 pub(crate) fn packed_step<T: Element>(
     out: &mut [T],
-    input: Option<(&[T], &PackedB)>,
-    state: (&[T], &PackedB),
+    input: Option<(&[T], &PackedB<T>)>,
+    state: (&[T], &PackedB<T>),
     bias: Option<&[T]>,
     relu: bool,
 ) {
-    let (Some(out), Some(h)) = (T::as_f32_mut(out), T::as_f32(state.0)) else {
-        return;
-    };
-    let bias = bias.map(f32s);
     let epilogue = Some(Epilogue { bias, relu });
-    match input.map(|(x, w)| (f32s(x), w)) {
-        Some(x) => packed_product(out, false, &[x, (h, state.1)], epilogue),
-        None => packed_product(out, true, &[(h, state.1)], epilogue),
+    match input {
+        Some(x) => packed_product(out, false, &[x, state], epilogue),
+        None => packed_product(out, true, &[state], epilogue),
     }
-}
-
-/// `s` as f32, for callers that have seen `T` is f32 (empty otherwise, which none of them
-/// passes on).
-fn f32s<T: Element>(s: &[T]) -> &[f32] {
-    T::as_f32(s).unwrap_or_default()
 }
 
 /// What a product does to its sums before storing them: add `bias` (`[n]`), apply tanh or
 /// ReLU.
 #[derive(Clone, Copy)]
-struct Epilogue<'a> {
-    bias: Option<&'a [f32]>,
+pub(crate) struct Epilogue<'a, T> {
+    bias: Option<&'a [T]>,
     relu: bool,
 }
 
 /// `out = [out +] Σ_t lhs_t · b_t`, then the epilogue: the terms share `out`'s rows and
 /// columns and are summed in order, as one product over their concatenated shared dimension.
-fn packed_product(
-    out: &mut [f32],
+fn packed_product<T: Element>(
+    out: &mut [T],
     accumulate: bool,
-    terms: &[(&[f32], &PackedB)],
-    epilogue: Option<Epilogue>,
+    terms: &[(&[T], &PackedB<T>)],
+    epilogue: Option<Epilogue<T>>,
 ) {
     check_extents(out.len(), terms, epilogue);
-    // SAFETY: `out` is initialised; otherwise as in `dispatch`.
-    unsafe { dispatch(out.as_mut_ptr(), out.len(), accumulate, terms, epilogue) }
-}
-
-/// The micro-kernel the terms are packed for, on `out` (`len` elements).
-///
-/// # Safety
-/// `out` must be valid for `len` writes, and for reads where `accumulate`; the extents must
-/// have passed [`check_extents`].
-unsafe fn dispatch(
-    out: *mut f32,
-    len: usize,
-    accumulate: bool,
-    terms: &[(&[f32], &PackedB)],
-    epilogue: Option<Epilogue>,
-) {
-    match terms[0].1.isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a PackedB for AVX-512 is only made where AVX-512F is present (`isa`); the
-        // extents are checked by the caller and the packing's in `PackedB::new`.
-        KernelLevel::Avx512 => unsafe {
-            avx512_f32::packed_product(out, len, accumulate, terms, epilogue)
-        },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, for AVX2 and FMA.
-        KernelLevel::Avx2 => unsafe {
-            avx2_f32::packed_product(out, len, accumulate, terms, epilogue)
-        },
-        // No PackedB is made for the generic level, nor for any level off x86-64.
-        _ => {
-            let _ = (out, len, accumulate, epilogue);
-            unreachable!("weights packed for no micro-kernel")
-        }
-    }
+    // SAFETY: `out` is initialised and valid for its length; the extents were checked.
+    unsafe { T::packed_kernel(out.as_mut_ptr(), out.len(), accumulate, terms, epilogue) };
+    T::after_store(out, epilogue);
 }
 
 /// [`packed_product`] into memory not yet written (`accumulate` false): returns `out`, every
 /// element written.
-fn fresh_product<'o>(
-    out: &'o mut [MaybeUninit<f32>],
-    terms: &[(&[f32], &PackedB)],
-    epilogue: Option<Epilogue>,
-) -> &'o mut [f32] {
+fn fresh_product<'o, T: Element>(
+    out: &'o mut [MaybeUninit<T>],
+    terms: &[(&[T], &PackedB<T>)],
+    epilogue: Option<Epilogue<T>>,
+) -> &'o mut [T] {
     check_extents(out.len(), terms, epilogue);
-    let (ptr, len) = (out.as_mut_ptr().cast::<f32>(), out.len());
+    let (ptr, len) = (out.as_mut_ptr().cast::<T>(), out.len());
     // SAFETY: as in `packed_product`. Without `accumulate` each kernel's first pass over each
     // block of rows and columns stores every element of it (every row, all its columns,
-    // masked to n) before a later pass loads any, so no uninitialised value is read.
-    unsafe { dispatch(ptr, len, false, terms, epilogue) };
-    // SAFETY: every element was written above, and MaybeUninit<f32> has f32's layout.
-    unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    // masked to n) before a later pass loads any (f64's tanh runs after the kernel), so no
+    // uninitialised value is read.
+    unsafe { T::packed_kernel(ptr, len, false, terms, epilogue) };
+    // SAFETY: every element was written above, and MaybeUninit<T> has T's layout.
+    let out = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+    T::after_store(out, epilogue);
+    out
 }
 
-/// The extents [`avx512_f32::packed_product`] relies on: `out` `[rows, n]`, each term's left
-/// side `[rows, b.k]`, the bias `[n]`.
-fn check_extents(len: usize, terms: &[(&[f32], &PackedB)], epilogue: Option<Epilogue>) {
+/// The extents the micro-kernels rely on: `out` `[rows, n]`, each term's left side
+/// `[rows, b.k]`, the bias `[n]`.
+fn check_extents<T>(len: usize, terms: &[(&[T], &PackedB<T>)], epilogue: Option<Epilogue<T>>) {
     let (n, isa) = (terms[0].1.n, terms[0].1.isa);
     assert!(terms.len() <= 2 && n > 0 && len.is_multiple_of(n));
     let rows = len / n;
@@ -199,6 +258,12 @@ const NR: usize = 64;
 
 /// Columns of a packed panel for AVX2: two registers.
 const NR_AVX2: usize = 16;
+
+/// Columns of an f64 panel for AVX-512: four registers of 8 (256 bytes, as f32's 64).
+const NR_F64: usize = 32;
+
+/// Columns of an f64 panel for AVX2: two registers of 4 (64 bytes, as f32's 16).
+const NR_AVX2_F64: usize = 8;
 
 /// Columns handled per register block by [`small_gemm_acc`]: 32 f32 are two AVX-512 or four
 /// AVX2 registers of accumulators.
@@ -286,26 +351,15 @@ impl<'a, T: Element> Blank<'a, T> {
     /// stores every element before any is read.
     pub(crate) fn written_by_step(
         mut self,
-        input: (&[T], &PackedB),
-        state: (&[T], &PackedB),
+        input: (&[T], &PackedB<T>),
+        state: (&[T], &PackedB<T>),
         bias: Option<&[T]>,
         relu: bool,
     ) -> &'a mut [T] {
-        let out = match T::as_f32_uninit(std::mem::take(&mut self.data)) {
-            Ok(out) => out,
-            Err(data) => {
-                // Packed weights exist for f32 only: not reached.
-                self.data = data;
-                let out = self.zeroed();
-                packed_step(out, Some(input), state, bias, relu);
-                return out;
-            }
-        };
-        let terms = [(f32s(input.0), input.1), (f32s(state.0), state.1)];
-        let bias = bias.map(f32s);
-        let written = fresh_product(out, &terms, Some(Epilogue { bias, relu }));
+        let out = std::mem::take(&mut self.data);
+        let written = fresh_product(out, &[input, state], Some(Epilogue { bias, relu }));
         self.written.fetch_add(written.len(), Ordering::Relaxed);
-        T::from_f32_mut(written)
+        written
     }
 
     /// The piece, zeroed.
@@ -450,7 +504,7 @@ struct Span {
 /// The spans of the terms' concatenated shared dimension `start..end` (at most one per
 /// term).
 #[cfg(target_arch = "x86_64")]
-fn spans(terms: &[(&[f32], &PackedB)], start: usize, end: usize) -> ([Span; 2], usize) {
+fn spans<T>(terms: &[(&[T], &PackedB<T>)], start: usize, end: usize) -> ([Span; 2], usize) {
     let mut spans = [Span::default(); 2];
     let mut count = 0;
     let mut offset = 0;
@@ -504,8 +558,8 @@ mod avx512_f32 {
         out: *mut f32,
         len: usize,
         accumulate: bool,
-        terms: &[(&[f32], &PackedB)],
-        epilogue: Option<Epilogue>,
+        terms: &[(&[f32], &PackedB<f32>)],
+        epilogue: Option<Epilogue<f32>>,
     ) {
         let n = terms[0].1.n;
         let rows = len / n;
@@ -541,8 +595,8 @@ mod avx512_f32 {
         rows: std::ops::Range<usize>,
         panels: std::ops::Range<usize>,
         accumulate: bool,
-        terms: &[(&[f32], &PackedB)],
-        epilogue: Option<Epilogue>,
+        terms: &[(&[f32], &PackedB<f32>)],
+        epilogue: Option<Epilogue<f32>>,
     ) {
         let n = terms[0].1.n;
         let count = rows.len();
@@ -624,7 +678,7 @@ mod avx512_f32 {
         masks: [__mmask16; V],
         /// Whether the sums start from `out` (else from zero).
         load: bool,
-        epilogue: Option<Epilogue<'a>>,
+        epilogue: Option<Epilogue<'a, f32>>,
     }
 
     impl Tile<'_> {
@@ -815,8 +869,8 @@ mod avx2_f32 {
         out: *mut f32,
         len: usize,
         accumulate: bool,
-        terms: &[(&[f32], &PackedB)],
-        epilogue: Option<Epilogue>,
+        terms: &[(&[f32], &PackedB<f32>)],
+        epilogue: Option<Epilogue<f32>>,
     ) {
         let n = terms[0].1.n;
         let rows = len / n;
@@ -840,8 +894,8 @@ mod avx2_f32 {
         rows: std::ops::Range<usize>,
         panels: std::ops::Range<usize>,
         accumulate: bool,
-        terms: &[(&[f32], &PackedB)],
-        epilogue: Option<Epilogue>,
+        terms: &[(&[f32], &PackedB<f32>)],
+        epilogue: Option<Epilogue<f32>>,
     ) {
         let n = terms[0].1.n;
         let count = rows.len();
@@ -930,9 +984,9 @@ mod avx2_f32 {
         p0: usize,
         row: usize,
         spans: &[super::Span],
-        terms: &[(&[f32], &PackedB)],
+        terms: &[(&[f32], &PackedB<f32>)],
         load: bool,
-        epilogue: Option<Epilogue>,
+        epilogue: Option<Epilogue<f32>>,
     ) {
         debug_assert!((p0 + WIDE) * NR <= n);
         let j = p0 * NR;
@@ -993,7 +1047,7 @@ mod avx2_f32 {
         full: bool,
         /// Whether the sums start from `out` (else from zero).
         load: bool,
-        epilogue: Option<Epilogue<'a>>,
+        epilogue: Option<Epilogue<'a, f32>>,
     }
 
     impl Tile<'_> {
@@ -1140,6 +1194,573 @@ mod avx2_f32 {
     }
 }
 
+/// The f64 micro-kernel for AVX-512 on packed weights ([`PackedB`] with panels of
+/// [`NR_F64`] columns), the f32 one's structure at 8 lanes: blocks of 6 rows × 32 columns in
+/// 24 accumulators (of the 32 zmm registers: 4 more hold the panel's row, 1 the broadcast)
+/// that stay in registers while the shared dimension streams past; each step of it loads four
+/// registers of the packed panel and broadcasts 6 values of the left rows for 24
+/// multiply-adds. Against 12 × 16 (also 24 accumulators) it loads 4 registers of `b` per 24
+/// multiply-adds where that shape loads 2 and broadcasts 12, so fewer loads per multiply-add
+/// (10 against 14), and it forms half as many row addresses, as the f32 kernel's note says.
+/// Bias and ReLU are applied in registers before the last store; tanh after the product
+/// ([`Kernel::after_store`]).
+#[cfg(target_arch = "x86_64")]
+mod avx512_f64 {
+    use std::arch::x86_64::*;
+
+    use super::{spans, Epilogue, PackedB, NR_F64 as NR};
+
+    /// Depth of the shared dimension per pass: a 128 × 32 panel slice (32 KiB, as f32's)
+    /// stays in L1 while every block of rows passes over it.
+    const KC: usize = 128;
+
+    /// Rows per register block (the row tails in `rows_product` are matched for 1 to 5).
+    const MR: usize = 6;
+    const _: () = assert!(MR == 6);
+
+    /// Registers per row of a block.
+    const V: usize = NR / 8;
+
+    /// Panels per column block: 128 columns, the same bytes of the weights as f32's 256.
+    const PANELS_PER_BLOCK: usize = 4;
+
+    /// Rows per call of [`rows_product`], as in the f32 kernel.
+    const MC: usize = 80 * MR;
+
+    /// # Safety
+    /// The CPU must support AVX-512F; the extents are those [`super::packed_product`] checks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn packed_product(
+        out: *mut f64,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[f64], &PackedB<f64>)],
+        epilogue: Option<Epilogue<f64>>,
+    ) {
+        let n = terms[0].1.n;
+        let rows = len / n;
+        let panels = n.div_ceil(NR);
+        for p0 in (0..panels).step_by(PANELS_PER_BLOCK) {
+            let block = p0..(p0 + PANELS_PER_BLOCK).min(panels);
+            let mut r0 = 0;
+            while r0 < rows {
+                let r1 = (r0 + MC).min(rows);
+                rows_product(out, r0..r1, block.clone(), accumulate, terms, epilogue);
+                r0 = r1;
+            }
+        }
+    }
+
+    /// [`packed_product`] for rows `rows` of `out` and of the terms' left-hand sides, and for
+    /// the columns of panels `panels`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows_product(
+        out: *mut f64,
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        accumulate: bool,
+        terms: &[(&[f64], &PackedB<f64>)],
+        epilogue: Option<Epilogue<f64>>,
+    ) {
+        let n = terms[0].1.n;
+        let count = rows.len();
+        let total: usize = terms.iter().map(|(_, b)| b.k).sum();
+        // SAFETY: rows.end ≤ len / n (the caller's loop).
+        let o = out.add(rows.start * n);
+        let mut start = 0;
+        loop {
+            let end = (start + KC).min(total);
+            let (spans, span_count) = spans(terms, start, end);
+            let spans = &spans[..span_count];
+            let last = end == total;
+            for p in panels.clone() {
+                let j = p * NR;
+                let mut masks = [0; V];
+                for (v, m) in masks.iter_mut().enumerate() {
+                    *m = mask(n.saturating_sub(j + 8 * v));
+                }
+                let tile = Tile {
+                    o,
+                    n,
+                    j,
+                    masks,
+                    load: accumulate || start > 0,
+                    epilogue: if last { epilogue } else { None },
+                };
+                // Each span's operands for rows r..: its term's packed panel p from the span's
+                // first row, and its term's rows of `lhs`.
+                let operands = |r: usize| {
+                    spans.iter().map(move |span| {
+                        let (lhs, b) = terms[span.term];
+                        Operands {
+                            // SAFETY: panel p holds b.k rows of NR values from (p·b.k)·NR on;
+                            // row rows.start + r of lhs has b.k values.
+                            b: b.data.as_ptr().add((p * b.k + span.k0) * NR),
+                            a: lhs.as_ptr().add((rows.start + r) * b.k + span.k0),
+                            stride: b.k,
+                            depth: span.depth,
+                        }
+                    })
+                };
+                let mut r = 0;
+                while r + MR <= count {
+                    tile.run::<MR>(r, operands(r));
+                    r += MR;
+                }
+                match count - r {
+                    5 => tile.run::<5>(r, operands(r)),
+                    4 => tile.run::<4>(r, operands(r)),
+                    3 => tile.run::<3>(r, operands(r)),
+                    2 => tile.run::<2>(r, operands(r)),
+                    1 => tile.run::<1>(r, operands(r)),
+                    _ => {}
+                }
+            }
+            if last {
+                break;
+            }
+            start = end;
+        }
+    }
+
+    /// One span's operands for [`Tile::run`]: its packed panel from the span's first row, and
+    /// its first row's left-hand values (row `q`'s at `a + q·stride`).
+    struct Operands {
+        b: *const f64,
+        a: *const f64,
+        stride: usize,
+        depth: usize,
+    }
+
+    /// One pass of [`rows_product`] over columns `j..j + NR` of `out` (`o`, `[rows, n]`).
+    #[derive(Clone, Copy)]
+    struct Tile<'a> {
+        o: *mut f64,
+        n: usize,
+        j: usize,
+        /// The lanes of each register of a row that lie before column `n`.
+        masks: [__mmask8; V],
+        /// Whether the sums start from `out` (else from zero).
+        load: bool,
+        epilogue: Option<Epilogue<'a, f64>>,
+    }
+
+    impl Tile<'_> {
+        /// Rows `r..r + R`, `V·R` accumulators, summed over the spans' operands in order.
+        #[inline(always)]
+        unsafe fn run<const R: usize>(&self, r: usize, operands: impl Iterator<Item = Operands>) {
+            let Tile { o, n, j, masks, .. } = *self;
+            // SAFETY (all pointer arithmetic below): as in the f32 kernel, with registers of
+            // 8 values: rows r..r+R are < rows, columns j..j+NR are masked to < n (pointers
+            // past the first register formed with wrapping_add), ii < depth; each span's `a`
+            // starts R rows of at least `depth` values, `stride` apart; its panel has `depth`
+            // rows of NR values from `b`, zero beyond n.
+            // Four arrays of R, one per register of a row (a nested array kept a copy of the
+            // accumulators on the stack in the f32 kernel).
+            let mut c0 = [_mm512_setzero_pd(); R];
+            let mut c1 = [_mm512_setzero_pd(); R];
+            let mut c2 = [_mm512_setzero_pd(); R];
+            let mut c3 = [_mm512_setzero_pd(); R];
+            let [m0, m1, m2, m3] = masks;
+            if self.load {
+                for q in 0..R {
+                    let row = o.add((r + q) * n + j);
+                    c0[q] = _mm512_maskz_loadu_pd(m0, row);
+                    c1[q] = _mm512_maskz_loadu_pd(m1, row.wrapping_add(8));
+                    c2[q] = _mm512_maskz_loadu_pd(m2, row.wrapping_add(16));
+                    c3[q] = _mm512_maskz_loadu_pd(m3, row.wrapping_add(24));
+                }
+            }
+            for Operands {
+                b,
+                a,
+                stride,
+                depth,
+            } in operands
+            {
+                for ii in 0..depth {
+                    let br = b.add(ii * NR);
+                    let b0 = _mm512_loadu_pd(br);
+                    let b1 = _mm512_loadu_pd(br.add(8));
+                    let b2 = _mm512_loadu_pd(br.add(16));
+                    let b3 = _mm512_loadu_pd(br.add(24));
+                    for q in 0..R {
+                        let x = _mm512_set1_pd(*a.add(q * stride + ii));
+                        c0[q] = _mm512_fmadd_pd(x, b0, c0[q]);
+                        c1[q] = _mm512_fmadd_pd(x, b1, c1[q]);
+                        c2[q] = _mm512_fmadd_pd(x, b2, c2[q]);
+                        c3[q] = _mm512_fmadd_pd(x, b3, c3[q]);
+                    }
+                }
+            }
+            if let Some(Epilogue { bias, relu }) = self.epilogue {
+                if let Some(bias) = bias {
+                    // Without a bias nothing is added (adding +0 would turn -0 into +0).
+                    let at = |v: usize| bias.as_ptr().wrapping_add(j + 8 * v);
+                    let (bias0, bias1) = (
+                        _mm512_maskz_loadu_pd(m0, at(0)),
+                        _mm512_maskz_loadu_pd(m1, at(1)),
+                    );
+                    let (bias2, bias3) = (
+                        _mm512_maskz_loadu_pd(m2, at(2)),
+                        _mm512_maskz_loadu_pd(m3, at(3)),
+                    );
+                    for q in 0..R {
+                        c0[q] = _mm512_add_pd(c0[q], bias0);
+                        c1[q] = _mm512_add_pd(c1[q], bias1);
+                        c2[q] = _mm512_add_pd(c2[q], bias2);
+                        c3[q] = _mm512_add_pd(c3[q], bias3);
+                    }
+                }
+                if relu {
+                    for q in 0..R {
+                        c0[q] = relu_lanes(c0[q]);
+                        c1[q] = relu_lanes(c1[q]);
+                        c2[q] = relu_lanes(c2[q]);
+                        c3[q] = relu_lanes(c3[q]);
+                    }
+                }
+            }
+            for q in 0..R {
+                let row = o.add((r + q) * n + j);
+                _mm512_mask_storeu_pd(row, m0, c0[q]);
+                _mm512_mask_storeu_pd(row.wrapping_add(8), m1, c1[q]);
+                _mm512_mask_storeu_pd(row.wrapping_add(16), m2, c2[q]);
+                _mm512_mask_storeu_pd(row.wrapping_add(24), m3, c3[q]);
+            }
+        }
+    }
+
+    /// ReLU of 8 lanes, each exactly what `Element::relu` returns for it: x < 0 is false for
+    /// NaN and -0, which pass through.
+    #[inline(always)]
+    unsafe fn relu_lanes(x: __m512d) -> __m512d {
+        let negative = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, _mm512_setzero_pd());
+        _mm512_mask_mov_pd(x, negative, _mm512_setzero_pd())
+    }
+
+    /// Lanes of an 8-lane register to use when `left` columns remain.
+    #[inline(always)]
+    fn mask(left: usize) -> __mmask8 {
+        if left >= 8 {
+            0xFF
+        } else {
+            ((1u32 << left) - 1) as __mmask8
+        }
+    }
+}
+
+/// The f64 micro-kernel for AVX2 and FMA on packed weights ([`PackedB`] with panels of
+/// [`NR_AVX2_F64`] columns), the f32 one's structure at 4 lanes: blocks of 6 rows × 8 columns
+/// in 12 accumulators (of the 16 ymm registers: 2 more hold the panel's row, 1 the
+/// broadcast), the Haswell shape; a single row over 4 panels at once. The same multiply-adds
+/// in the same order as the AVX-512 f64 kernel and the same epilogue, so the two give the same
+/// bits.
+#[cfg(target_arch = "x86_64")]
+mod avx2_f64 {
+    use std::arch::x86_64::*;
+
+    use super::{spans, Epilogue, PackedB, NR_AVX2_F64 as NR};
+
+    /// Depth of the shared dimension per pass: a 256 × 8 panel slice (16 KiB, as f32's).
+    const KC: usize = 256;
+
+    /// Rows per register block (the row tails in `rows_product` are matched for 1 to 5).
+    const MR: usize = 6;
+    const _: () = assert!(MR == 6);
+
+    /// Panels per column block: 128 columns, as the AVX-512 f64 kernel's 4 panels of 32.
+    const PANELS_PER_BLOCK: usize = 16;
+
+    /// Rows per call of [`rows_product`], as in the AVX-512 kernel.
+    const MC: usize = 80 * MR;
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; the extents are those [`super::packed_product`]
+    /// checks.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn packed_product(
+        out: *mut f64,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[f64], &PackedB<f64>)],
+        epilogue: Option<Epilogue<f64>>,
+    ) {
+        let n = terms[0].1.n;
+        let rows = len / n;
+        let panels = n.div_ceil(NR);
+        for p0 in (0..panels).step_by(PANELS_PER_BLOCK) {
+            let block = p0..(p0 + PANELS_PER_BLOCK).min(panels);
+            let mut r0 = 0;
+            while r0 < rows {
+                let r1 = (r0 + MC).min(rows);
+                rows_product(out, r0..r1, block.clone(), accumulate, terms, epilogue);
+                r0 = r1;
+            }
+        }
+    }
+
+    /// [`packed_product`] for rows `rows` of `out` and of the terms' left-hand sides, and for
+    /// the columns of panels `panels`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_product(
+        out: *mut f64,
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        accumulate: bool,
+        terms: &[(&[f64], &PackedB<f64>)],
+        epilogue: Option<Epilogue<f64>>,
+    ) {
+        let n = terms[0].1.n;
+        let count = rows.len();
+        let total: usize = terms.iter().map(|(_, b)| b.k).sum();
+        // SAFETY: rows.end ≤ len / n (the caller's loop).
+        let o = out.add(rows.start * n);
+        let mut start = 0;
+        loop {
+            let end = (start + KC).min(total);
+            let (spans, span_count) = spans(terms, start, end);
+            let spans = &spans[..span_count];
+            let last = end == total;
+            let mut first = panels.start;
+            if count == 1 {
+                while first + WIDE <= panels.end && (first + WIDE) * NR <= n {
+                    let load = accumulate || start > 0;
+                    let epilogue = if last { epilogue } else { None };
+                    wide_row(o, n, first, rows.start, spans, terms, load, epilogue);
+                    first += WIDE;
+                }
+            }
+            for p in first..panels.end {
+                let j = p * NR;
+                let tile = Tile {
+                    o,
+                    n,
+                    j,
+                    masks: [mask(n - j), mask(n.saturating_sub(j + 4))],
+                    full: n - j >= NR,
+                    load: accumulate || start > 0,
+                    epilogue: if last { epilogue } else { None },
+                };
+                // Each span's operands for rows r..: its term's packed panel p from the span's
+                // first row, and its term's rows of `lhs`.
+                let operands = |r: usize| {
+                    spans.iter().map(move |span| {
+                        let (lhs, b) = terms[span.term];
+                        Operands {
+                            // SAFETY: panel p holds b.k rows of NR values from (p·b.k)·NR on;
+                            // row rows.start + r of lhs has b.k values.
+                            b: b.data.as_ptr().add((p * b.k + span.k0) * NR),
+                            a: lhs.as_ptr().add((rows.start + r) * b.k + span.k0),
+                            stride: b.k,
+                            depth: span.depth,
+                        }
+                    })
+                };
+                let mut r = 0;
+                while r + MR <= count {
+                    tile.run::<MR>(r, operands(r));
+                    r += MR;
+                }
+                match count - r {
+                    5 => tile.run::<5>(r, operands(r)),
+                    4 => tile.run::<4>(r, operands(r)),
+                    3 => tile.run::<3>(r, operands(r)),
+                    2 => tile.run::<2>(r, operands(r)),
+                    1 => tile.run::<1>(r, operands(r)),
+                    _ => {}
+                }
+            }
+            if last {
+                break;
+            }
+            start = end;
+        }
+    }
+
+    /// Panels [`wide_row`] takes at once: 32 columns, as the AVX-512 f64 block's row.
+    const WIDE: usize = 4;
+
+    /// One row over [`WIDE`] whole panels from panel `p0` (columns `p0·NR..`, all before `n`):
+    /// 8 independent accumulators where [`Tile::run`] with one row has 2 per panel, as in the
+    /// f32 kernel (a single sequence's step is a chain of dependent multiply-adds). Each sum
+    /// is formed as in [`Tile::run`], so the result is the same bits.
+    ///
+    /// # Safety
+    /// As [`Tile::run`], for row `row` of `out` (`o` is its row 0) and of the terms' left
+    /// sides, with `(p0 + WIDE)·NR ≤ n`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn wide_row(
+        o: *mut f64,
+        n: usize,
+        p0: usize,
+        row: usize,
+        spans: &[super::Span],
+        terms: &[(&[f64], &PackedB<f64>)],
+        load: bool,
+        epilogue: Option<Epilogue<f64>>,
+    ) {
+        debug_assert!((p0 + WIDE) * NR <= n);
+        let j = p0 * NR;
+        let o = o.add(j);
+        let mut c = [_mm256_setzero_pd(); 2 * WIDE];
+        if load {
+            for (v, c) in c.iter_mut().enumerate() {
+                *c = _mm256_loadu_pd(o.add(4 * v));
+            }
+        }
+        for span in spans {
+            let (lhs, b) = terms[span.term];
+            let a = lhs.as_ptr().add(row * b.k + span.k0);
+            let base = b.data.as_ptr().add((p0 * b.k + span.k0) * NR);
+            let panel = b.k * NR;
+            for ii in 0..span.depth {
+                let x = _mm256_set1_pd(*a.add(ii));
+                for (v, c) in c.iter_mut().enumerate() {
+                    let bp = base.add((v / 2) * panel + ii * NR + (v % 2) * 4);
+                    *c = _mm256_fmadd_pd(x, _mm256_loadu_pd(bp), *c);
+                }
+            }
+        }
+        if let Some(Epilogue { bias, relu }) = epilogue {
+            if let Some(bias) = bias {
+                for (v, c) in c.iter_mut().enumerate() {
+                    *c = _mm256_add_pd(*c, _mm256_loadu_pd(bias.as_ptr().add(j + 4 * v)));
+                }
+            }
+            if relu {
+                for c in c.iter_mut() {
+                    *c = relu_lanes(*c);
+                }
+            }
+        }
+        for (v, c) in c.iter().enumerate() {
+            _mm256_storeu_pd(o.add(4 * v), *c);
+        }
+    }
+
+    /// One span's operands for [`Tile::run`]: its packed panel from the span's first row, and
+    /// its first row's left-hand values (row `q`'s at `a + q·stride`).
+    struct Operands {
+        b: *const f64,
+        a: *const f64,
+        stride: usize,
+        depth: usize,
+    }
+
+    /// One pass of [`rows_product`] over columns `j..j + NR` of `out` (`o`, `[rows, n]`).
+    #[derive(Clone, Copy)]
+    struct Tile<'a> {
+        o: *mut f64,
+        n: usize,
+        j: usize,
+        /// The lanes of each register of a row that lie before column `n` (all bits of a lane
+        /// set, as `vmaskmovpd` wants).
+        masks: [__m256i; 2],
+        /// Whether every column of the tile lies before `n` (plain loads and stores then).
+        full: bool,
+        /// Whether the sums start from `out` (else from zero).
+        load: bool,
+        epilogue: Option<Epilogue<'a, f64>>,
+    }
+
+    impl Tile<'_> {
+        /// Loads the two registers of `NR` values at `at` (lanes past `n` as zero).
+        #[inline(always)]
+        unsafe fn load(&self, at: *const f64) -> (__m256d, __m256d) {
+            if self.full {
+                (_mm256_loadu_pd(at), _mm256_loadu_pd(at.add(4)))
+            } else {
+                let [m0, m1] = self.masks;
+                (
+                    _mm256_maskload_pd(at, m0),
+                    _mm256_maskload_pd(at.wrapping_add(4), m1),
+                )
+            }
+        }
+
+        /// Rows `r..r + R`, `2·R` accumulators, summed over the spans' operands in order.
+        #[inline(always)]
+        unsafe fn run<const R: usize>(&self, r: usize, operands: impl Iterator<Item = Operands>) {
+            let Tile { o, n, j, masks, .. } = *self;
+            // SAFETY (all pointer arithmetic below): as in the f32 AVX2 kernel, with
+            // registers of 4 values: rows r..r+R are < rows, columns j..j+NR lie before n
+            // where `full`, else are masked to < n (the second register's pointer formed with
+            // wrapping_add), ii < depth; each span's `a` starts R rows of at least `depth`
+            // values, `stride` apart; its panel has `depth` rows of NR values from `b`, zero
+            // beyond n.
+            let mut c0 = [_mm256_setzero_pd(); R];
+            let mut c1 = [_mm256_setzero_pd(); R];
+            if self.load {
+                for q in 0..R {
+                    (c0[q], c1[q]) = self.load(o.add((r + q) * n + j));
+                }
+            }
+            for Operands {
+                b,
+                a,
+                stride,
+                depth,
+            } in operands
+            {
+                for ii in 0..depth {
+                    let br = b.add(ii * NR);
+                    let b0 = _mm256_loadu_pd(br);
+                    let b1 = _mm256_loadu_pd(br.add(4));
+                    for q in 0..R {
+                        let x = _mm256_broadcast_sd(&*a.add(q * stride + ii));
+                        c0[q] = _mm256_fmadd_pd(x, b0, c0[q]);
+                        c1[q] = _mm256_fmadd_pd(x, b1, c1[q]);
+                    }
+                }
+            }
+            if let Some(Epilogue { bias, relu }) = self.epilogue {
+                if let Some(bias) = bias {
+                    // Without a bias nothing is added (adding +0 would turn -0 into +0).
+                    let (bias0, bias1) = self.load(bias.as_ptr().wrapping_add(j));
+                    for q in 0..R {
+                        c0[q] = _mm256_add_pd(c0[q], bias0);
+                        c1[q] = _mm256_add_pd(c1[q], bias1);
+                    }
+                }
+                if relu {
+                    for q in 0..R {
+                        c0[q] = relu_lanes(c0[q]);
+                        c1[q] = relu_lanes(c1[q]);
+                    }
+                }
+            }
+            let [m0, m1] = masks;
+            for q in 0..R {
+                let row = o.add((r + q) * n + j);
+                if self.full {
+                    _mm256_storeu_pd(row, c0[q]);
+                    _mm256_storeu_pd(row.add(4), c1[q]);
+                } else {
+                    _mm256_maskstore_pd(row, m0, c0[q]);
+                    _mm256_maskstore_pd(row.wrapping_add(4), m1, c1[q]);
+                }
+            }
+        }
+    }
+
+    /// ReLU of 4 lanes, each exactly what `Element::relu` returns for it: x < 0 is false for
+    /// NaN and -0, which pass through.
+    #[inline(always)]
+    unsafe fn relu_lanes(x: __m256d) -> __m256d {
+        let negative = _mm256_cmp_pd::<_CMP_LT_OQ>(x, _mm256_setzero_pd());
+        _mm256_blendv_pd(x, _mm256_setzero_pd(), negative)
+    }
+
+    /// Lanes of a 4-lane register to use when `left` columns remain: all bits set in each.
+    #[inline(always)]
+    unsafe fn mask(left: usize) -> __m256i {
+        let lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+        _mm256_cmpgt_epi64(_mm256_set1_epi64x(left.min(4) as i64), lanes)
+    }
+}
+
 use gemm_small::{small_gemm_avx2, small_gemm_avx512, small_gemm_generic};
 
 mod activation {
@@ -1247,70 +1868,87 @@ mod tests {
         }
     }
 
-    fn values(len: usize, seed: usize) -> Vec<f32> {
+    fn values<T: Element>(len: usize, seed: usize) -> Vec<T> {
         (0..len)
-            .map(|i| ((i * 37 + seed * 11) % 23) as f32 / 23.0 - 0.5)
+            .map(|i| T::from_f64(((i * 37 + seed * 11) % 23) as f64 / 23.0 - 0.5))
             .collect()
     }
 
     /// Row counts, column counts and shared dimensions (of `x` and `h`) that reach every row
     /// tail of the 6-row blocks, more rows than one row block, both sides of each register
-    /// (8 and 16 lanes) and panel (16 and 64 columns), one column block of 256 or two, and one
-    /// pass of the shared dimension or several (128 and 256 deep).
+    /// (4, 8 and 16 lanes) and panel (8, 16, 32 and 64 columns), one column block of 128 or
+    /// 256 or more, and one pass of the shared dimension or several (128 and 256 deep).
     const ROWS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 13, 487];
-    const COLUMNS: [usize; 10] = [1, 7, 9, 15, 17, 50, 64, 65, 130, 300];
+    const COLUMNS: [usize; 12] = [1, 3, 7, 9, 15, 17, 33, 50, 64, 65, 130, 300];
     const DEPTHS: [(usize, usize); 5] = [(0, 3), (3, 5), (100, 70), (130, 200), (300, 260)];
 
     /// A step written into fresh memory must store every element before reading any: the
     /// memory here starts as NaN, which any element left unwritten, or read before it was
-    /// written, would carry into the result. Checked against the same step over a zeroed
-    /// buffer, at each level with a micro-kernel.
+    /// written (f64's tanh reads what the block stored), would carry into the result. Checked
+    /// against the same step over a zeroed buffer, at each level with a micro-kernel, for f32
+    /// and f64, with each activation.
     #[test]
     fn a_fresh_step_writes_every_element_before_it_reads_any() {
+        fresh_step_cases::<f32>();
+        fresh_step_cases::<f64>();
+    }
+
+    fn fresh_step_cases<T: Element>() {
         for level in packed_levels() {
             let mut cases = 0;
             for rows in ROWS {
                 for n in COLUMNS {
                     for (k_x, k_h) in DEPTHS {
                         let (Some(w_ih), Some(w_hh)) = (
-                            super::PackedB::new(level, &values(k_x * n, 1), k_x, n),
-                            super::PackedB::new(level, &values(k_h * n, 2), k_h, n),
+                            super::PackedB::new(level, &values::<T>(k_x * n, 1), k_x, n),
+                            super::PackedB::new(level, &values::<T>(k_h * n, 2), k_h, n),
                         ) else {
                             panic!("{level}: packing failed for n = {n}");
                         };
-                        let (x, h, bias) =
-                            (values(rows * k_x, 3), values(rows * k_h, 4), values(n, 5));
+                        let (x, h, bias) = (
+                            values::<T>(rows * k_x, 3),
+                            values::<T>(rows * k_h, 4),
+                            values::<T>(n, 5),
+                        );
                         let terms = [(&x[..], &w_ih), (&h[..], &w_hh)];
                         let epilogue = Some(super::Epilogue {
-                            bias: Some(&bias),
-                            relu: false,
+                            bias: Some(&bias[..]),
+                            relu: cases % 2 == 1,
                         });
-                        let mut zeroed = vec![0f32; rows * n];
+                        let mut zeroed = vec![T::ZERO; rows * n];
                         super::packed_product(&mut zeroed, false, &terms, epilogue);
-                        let mut fresh = vec![std::mem::MaybeUninit::new(f32::NAN); rows * n];
+                        let nan = T::from_f64(f64::NAN);
+                        let mut fresh = vec![std::mem::MaybeUninit::new(nan); rows * n];
                         let written = super::fresh_product(&mut fresh, &terms, epilogue);
                         assert!(
                             written
                                 .iter()
                                 .zip(&zeroed)
-                                .all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{level}: rows {rows}, n {n}, k {k_x} + {k_h}: {written:?} against \
-                             {zeroed:?}"
+                                .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
+                            "{level}, {:?}: rows {rows}, n {n}, k {k_x} + {k_h}",
+                            T::DTYPE
                         );
                         cases += 1;
                     }
                 }
             }
-            assert_eq!(cases, 450);
+            assert_eq!(cases, 540);
         }
     }
 
     /// The AVX2 and AVX-512 micro-kernels do the same multiply-adds in the same order (from
     /// zero or from `out`, over the shared dimension in order) and the same epilogue, so they
     /// give the same bits, with and without the bias, for either activation, and when
-    /// accumulating onto a projection; and they hold to the plain loops within a few ulp.
+    /// accumulating onto a projection, in f32 and in f64; and they hold to the plain loops
+    /// within a few ulp (which round each product before adding it, where the kernels fuse
+    /// the multiply-add).
     #[test]
     fn the_micro_kernels_agree_bit_for_bit_and_with_the_plain_loops() {
+        kernels_agree::<f32>(1e-5);
+        kernels_agree::<f64>(1e-13);
+    }
+
+    fn kernels_agree<T: Element>(tolerance: f64) {
         let levels = packed_levels();
         if levels.len() < 2 {
             eprintln!("skipped: this CPU runs at most one micro-kernel");
@@ -1318,17 +1956,22 @@ mod tests {
         for rows in ROWS {
             for n in COLUMNS {
                 for (k_x, k_h) in DEPTHS {
-                    let (w_x, w_h) = (values(k_x * n, 1), values(k_h * n, 2));
-                    let (x, h, bias) = (values(rows * k_x, 3), values(rows * k_h, 4), values(n, 5));
-                    let start = values(rows * n, 6);
+                    let (w_x, w_h) = (values::<T>(k_x * n, 1), values::<T>(k_h * n, 2));
+                    let (x, h, bias) = (
+                        values::<T>(rows * k_x, 3),
+                        values::<T>(rows * k_h, 4),
+                        values::<T>(n, 5),
+                    );
+                    let start = values::<T>(rows * n, 6);
                     for (relu, with_bias, accumulate) in [
                         (false, true, false),
                         (true, false, false),
                         (false, false, true),
                     ] {
                         let case = format!(
-                            "rows {rows}, n {n}, k {k_x} + {k_h}, relu {relu}, bias {with_bias}, \
-                             accumulate {accumulate}"
+                            "{:?}, rows {rows}, n {n}, k {k_x} + {k_h}, relu {relu}, bias \
+                             {with_bias}, accumulate {accumulate}",
+                            T::DTYPE
                         );
                         let epilogue = Some(super::Epilogue {
                             bias: with_bias.then_some(&bias[..]),
@@ -1337,7 +1980,7 @@ mod tests {
                         let mut plain = if accumulate {
                             start.clone()
                         } else {
-                            vec![0f32; rows * n]
+                            vec![T::ZERO; rows * n]
                         };
                         let generic = KernelLevel::Generic;
                         super::small_gemm_acc(generic, &mut plain, &x, &w_x, k_x, n);
@@ -1347,28 +1990,38 @@ mod tests {
                             with_bias.then_some(&bias[..]),
                             relu,
                         );
-                        let mut first: Option<(KernelLevel, Vec<f32>)> = None;
+                        let mut first: Option<(KernelLevel, Vec<T>)> = None;
                         for &level in &levels {
-                            let w_ih = super::PackedB::new(level, &w_x, k_x, n).unwrap();
-                            let w_hh = super::PackedB::new(level, &w_h, k_h, n).unwrap();
+                            let (Some(w_ih), Some(w_hh)) = (
+                                super::PackedB::new(level, &w_x, k_x, n),
+                                super::PackedB::new(level, &w_h, k_h, n),
+                            ) else {
+                                panic!("{level}: packing failed for n = {n}");
+                            };
                             let mut out = if accumulate {
                                 start.clone()
                             } else {
-                                vec![f32::NAN; rows * n]
+                                vec![T::from_f64(f64::NAN); rows * n]
                             };
                             let terms = [(&x[..], &w_ih), (&h[..], &w_hh)];
                             super::packed_product(&mut out, accumulate, &terms, epilogue);
                             let worst = out
                                 .iter()
                                 .zip(&plain)
-                                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-                                .fold(0f32, f32::max);
-                            assert!(worst <= 1e-5, "{level}, {case}: {worst} from the loops");
+                                .map(|(a, b)| {
+                                    let (a, b) = (a.to_f64(), b.to_f64());
+                                    (a - b).abs() / b.abs().max(1.0)
+                                })
+                                .fold(0f64, f64::max);
+                            assert!(
+                                worst <= tolerance,
+                                "{level}, {case}: {worst} from the loops"
+                            );
                             if let Some((other, want)) = &first {
                                 assert!(
                                     out.iter()
                                         .zip(want)
-                                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                                        .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
                                     "{level} and {other} differ: {case}"
                                 );
                             } else {

@@ -20,20 +20,21 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// A set of kernels of the CPU fast path, from the plainest to the widest.
 ///
-/// All levels compute the same function; f32 results of `Avx2` and `Avx512` are bit-identical
-/// to each other (the same multiply-adds in the same order), `Generic` differs from them in
-/// the last bits (separate multiplies and adds where they fuse them). Every level gives the
+/// All levels compute the same function; results of `Avx2` and `Avx512` are bit-identical to
+/// each other, in f32 and in f64 (the same fused multiply-adds in the same order), `Generic`
+/// differs from them in the last bits (separate multiplies and adds where they fuse them: a
+/// CPU without FMA has no fused multiply-add to match them cheaply). Every level gives the
 /// same numbers whatever the thread count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KernelLevel {
     /// Portable loops, summing each element in order with separate multiplies and adds, and
     /// a separate bias and activation pass: the only level off x86-64.
     Generic,
-    /// x86-64 with AVX2 and FMA: the f32 micro-kernel in 6 × 16 register blocks on packed
-    /// weights; f64 on the generic loops compiled for AVX2.
+    /// x86-64 with AVX2 and FMA: micro-kernels on packed weights, in 6 × 16 register blocks
+    /// for f32 and 6 × 8 for f64.
     Avx2,
-    /// x86-64 with AVX-512F: the f32 micro-kernel in 6 × 64 register blocks on packed weights;
-    /// f64 on the generic loops compiled for AVX-512.
+    /// x86-64 with AVX-512F: micro-kernels on packed weights, in 6 × 64 register blocks for
+    /// f32 and 6 × 32 for f64.
     Avx512,
 }
 

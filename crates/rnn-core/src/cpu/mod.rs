@@ -6,10 +6,11 @@
 //!   own parts takes those another thread has not started.
 //! - Each step computes `x_t·W_ihᵀ + h·W_hhᵀ` into its slice of the output as one product
 //!   over the two weights, then bias and activation, fused into the product's last store
-//!   with the AVX-512 or AVX2 micro-kernel (f32; weights packed on the layer's first run at
-//!   that level), or as a separate pass after a row-wise register-blocked loop otherwise (f64,
-//!   the generic level). With only a few sequences, the input projection of every step is
-//!   one product up front instead, summed in the same order.
+//!   with the AVX-512 or AVX2 micro-kernel (f32 and f64; weights packed on the layer's first
+//!   run at that level; f64's tanh, the standard library's, in one pass over the step's
+//!   rows after the product), or as a separate pass after a row-wise register-blocked loop at the generic
+//!   level. With only a few sequences, the input projection of every step is one product up
+//!   front instead, summed in the same order.
 //! - Which kernels run is the run's [`level::KernelLevel`]; every product sums each element
 //!   the same way whatever the rows it is given, so the thread count changes no number.
 //! - The state is the previous step's output, read in place (with variable lengths, a state
@@ -24,7 +25,6 @@ mod kernels;
 pub mod level;
 mod tanh;
 
-use std::mem::MaybeUninit;
 use std::ops::{Add, AddAssign, Mul};
 
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -34,23 +34,24 @@ use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
 use level::KernelLevel;
 pub(crate) use tanh::tanh_f32;
 
-/// The element types the fast path computes in.
+/// The element types the fast path computes in: f32 and f64, each with its micro-kernels
+/// ([`kernels::Kernel`]).
 pub(crate) trait Element:
-    WithDType + Copy + Add<Output = Self> + AddAssign + Mul<Output = Self> + Send + Sync + 'static
+    WithDType
+    + Copy
+    + Add<Output = Self>
+    + AddAssign
+    + Mul<Output = Self>
+    + Send
+    + Sync
+    + 'static
+    + kernels::Kernel
 {
     const ZERO: Self;
     fn relu(self) -> Self;
     fn fast_tanh(self) -> Self;
-    /// The slice as f32, when `Self` is f32 (for kernels written for f32 only); these
-    /// conversions succeed exactly when it is.
-    fn as_f32(s: &[Self]) -> Option<&[f32]>;
-    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
-    /// Memory not yet written, as f32; given back unchanged otherwise.
-    fn as_f32_uninit(
-        s: &mut [MaybeUninit<Self>],
-    ) -> std::result::Result<&mut [MaybeUninit<f32>], &mut [MaybeUninit<Self>]>;
-    /// An f32 result as `Self` (empty when `Self` is not f32, which no caller gets to).
-    fn from_f32_mut(s: &mut [f32]) -> &mut [Self];
+    /// This type's cells of a layer's packed weights.
+    fn packed_cells(packed: &PackedWeights) -> &PackedCells<Self>;
 }
 
 impl Element for f32 {
@@ -68,19 +69,8 @@ impl Element for f32 {
     fn fast_tanh(self) -> Self {
         tanh_f32(self)
     }
-    fn as_f32(s: &[Self]) -> Option<&[f32]> {
-        Some(s)
-    }
-    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
-        Some(s)
-    }
-    fn as_f32_uninit(
-        s: &mut [MaybeUninit<Self>],
-    ) -> std::result::Result<&mut [MaybeUninit<f32>], &mut [MaybeUninit<Self>]> {
-        Ok(s)
-    }
-    fn from_f32_mut(s: &mut [f32]) -> &mut [Self] {
-        s
+    fn packed_cells(packed: &PackedWeights) -> &PackedCells<Self> {
+        &packed.f32
     }
 }
 
@@ -99,19 +89,8 @@ impl Element for f64 {
         // f64 runs are the precise ones (1e-12 against the frameworks): the library's tanh.
         self.tanh()
     }
-    fn as_f32(_: &[Self]) -> Option<&[f32]> {
-        None
-    }
-    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
-        None
-    }
-    fn as_f32_uninit(
-        s: &mut [MaybeUninit<Self>],
-    ) -> std::result::Result<&mut [MaybeUninit<f32>], &mut [MaybeUninit<Self>]> {
-        Err(s)
-    }
-    fn from_f32_mut(_: &mut [f32]) -> &mut [Self] {
-        &mut []
+    fn packed_cells(packed: &PackedWeights) -> &PackedCells<Self> {
+        &packed.f64
     }
 }
 
@@ -138,27 +117,41 @@ pub(crate) struct Run<'a> {
     pub packed: &'a PackedWeights,
 }
 
-/// A layer's `W_ihᵀ` and `W_hhᵀ` packed for a micro-kernel, once per level that has one (the
-/// panels' widths differ); `None` inside where no micro-kernel runs (f64).
+/// A layer's `W_ihᵀ` and `W_hhᵀ` packed for a micro-kernel, once per level and element type
+/// (the panels' widths differ); a layer has one dtype, so only one type's cells are used.
 #[derive(Default)]
 pub(crate) struct PackedWeights {
-    avx512: OnceLock<Option<PackedPair>>,
-    avx2: OnceLock<Option<PackedPair>>,
+    f32: PackedCells<f32>,
+    f64: PackedCells<f64>,
 }
 
-struct PackedPair {
-    w_ih: kernels::PackedB,
-    w_hh: kernels::PackedB,
+/// One element type's packed weights, per level with a micro-kernel (`None` inside where
+/// the CPU lacks it).
+#[derive(Default)]
+pub(crate) struct PackedCells<T> {
+    avx512: OnceLock<Option<PackedPair<T>>>,
+    avx2: OnceLock<Option<PackedPair<T>>>,
+}
+
+struct PackedPair<T> {
+    w_ih: kernels::PackedB<T>,
+    w_hh: kernels::PackedB<T>,
 }
 
 impl PackedWeights {
     /// The weights packed for `level`'s micro-kernel, packed now if this is the first run at
-    /// it; `None` where that level has none for `T`.
-    fn get<T: Element>(&self, run: &Run, w_ih: &[T], w_hh: &[T]) -> Option<&PackedPair> {
+    /// it; `None` where that level has none.
+    fn get<'a, T: Element>(
+        &'a self,
+        run: &Run,
+        w_ih: &[T],
+        w_hh: &[T],
+    ) -> Option<&'a PackedPair<T>> {
+        let cells = T::packed_cells(self);
         let cell = match run.level {
             KernelLevel::Generic => return None,
-            KernelLevel::Avx2 => &self.avx2,
-            KernelLevel::Avx512 => &self.avx512,
+            KernelLevel::Avx2 => &cells.avx2,
+            KernelLevel::Avx512 => &cells.avx512,
         };
         let pack = || {
             Some(PackedPair {
@@ -172,10 +165,14 @@ impl PackedWeights {
 
 impl std::fmt::Debug for PackedWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let packed = |cell: &OnceLock<Option<PackedPair>>| matches!(cell.get(), Some(Some(_)));
+        fn packed<T>(cell: &OnceLock<Option<PackedPair<T>>>) -> bool {
+            matches!(cell.get(), Some(Some(_)))
+        }
         f.debug_struct("PackedWeights")
-            .field("avx512", &packed(&self.avx512))
-            .field("avx2", &packed(&self.avx2))
+            .field("avx512_f32", &packed(&self.f32.avx512))
+            .field("avx2_f32", &packed(&self.f32.avx2))
+            .field("avx512_f64", &packed(&self.f64.avx512))
+            .field("avx2_f64", &packed(&self.f64.avx2))
             .finish()
     }
 }
@@ -386,7 +383,7 @@ fn run_shared<P: Send>(parts: Vec<Mutex<Option<P>>>, threads: usize, run: impl F
 }
 
 /// A right-hand matrix multiplied in every step: packed for the level's micro-kernel where it
-/// has one (f32), else read in place.
+/// has one (AVX2, AVX-512), else read in place.
 ///
 /// Every product sums each output element the same way whatever the number of rows it is
 /// given (in order over the shared dimension, from the value in `out`), so that how the batch
@@ -394,7 +391,7 @@ fn run_shared<P: Send>(parts: Vec<Mutex<Option<P>>>, threads: usize, run: impl F
 /// (The `gemm` crate, which this path once called for large products, does not: its blocking
 /// and its choice of kernel depend on the row count.)
 enum Rhs<'a, T> {
-    Packed(&'a kernels::PackedB),
+    Packed(&'a kernels::PackedB<T>),
     Plain {
         data: &'a [T],
         k: usize,
@@ -405,7 +402,7 @@ enum Rhs<'a, T> {
 
 impl<'a, T: Element> Rhs<'a, T> {
     fn new(
-        packed: Option<&'a kernels::PackedB>,
+        packed: Option<&'a kernels::PackedB<T>>,
         data: &'a [T],
         k: usize,
         n: usize,
