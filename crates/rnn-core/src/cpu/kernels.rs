@@ -30,6 +30,8 @@ fn isa(level: KernelLevel) -> KernelLevel {
 /// each `k` rows of that many contiguous elements. A panel's rows are then one stream for the
 /// hardware prefetcher and never collide in the L1 sets, as rows `n` elements apart do.
 pub(crate) struct PackedB<T> {
+    // Read by the micro-kernels, which exist on x86-64 only; elsewhere nothing is packed.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     data: Vec<T>,
     k: usize,
     n: usize,
