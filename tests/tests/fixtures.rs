@@ -99,6 +99,7 @@ fn canonical_save_round_trips_weights_and_configuration() {
         layer_options: vec![LayerOptions {
             go_backwards: true,
             merge_mode: MergeMode::Concat,
+            reverse: false,
         }],
         masked_steps: MaskedSteps::RepeatLast,
         batch_first: Some(true),

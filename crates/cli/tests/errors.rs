@@ -281,7 +281,6 @@ fn cases() -> Vec<Case> {
         case("framework files", "a truncated legacy .pth (pickle stream)", vec![("m.pth", fixture_file("torch_legacy.pth")[..600].to_vec())], "check DIR/m.pth", 2, Some("m.pth")),
         case("framework files", "a torch.save dict holding a non-tensor (a checkpoint)", vec![("m.pt", legacy_checkpoint())], "check DIR/m.pt", 2, Some("m.pt")),
         case("framework files", "an ONNX file whose RNN is fed by a Gather (an embedding)", vec![("m.onnx", fixture_file("refused_onnx_gather.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
-        case("framework files", "an ONNX RNN node with direction=reverse", vec![("m.onnx", fixture_file("refused_onnx_reverse.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX RNN node whose activation_alpha ONNX Runtime and the spec read differently", vec![("m.onnx", fixture_file("refused_onnx_alpha_order.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX ThresholdedRelu without its alpha", vec![("m.onnx", fixture_file("refused_onnx_thresholded_relu_default.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX file without an RNN node (the dynamo exporter)", vec![("m.onnx", fixture_file("refused_onnx_dynamo.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),

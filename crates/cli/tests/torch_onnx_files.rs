@@ -187,9 +187,14 @@ fn nonlinearity_flag_replaces_both_directions() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
+/// direction=reverse: one direction read from the end, its outputs in time order.
+#[test]
+fn onnx_reverse() {
+    check("onnx_reverse.onnx");
+}
+
 #[test]
 fn onnx_attributes_rnn_cannot_compute_exactly_are_refused_by_name() {
-    refused("refused_onnx_reverse.onnx", "direction=reverse");
     refused(
         "refused_onnx_alpha_order.onnx",
         "activation_alpha=[0.7, 0.3]",

@@ -122,6 +122,12 @@ pub struct LayerOptions {
     /// How the two directions of a bidirectional layer are joined; one-direction layers
     /// ignore it.
     pub merge_mode: MergeMode,
+    /// ONNX's `direction=reverse` (one-direction layers only): the layer reads its sequence
+    /// from the last step to the first, as the second direction of a bidirectional layer does,
+    /// and its outputs stay indexed by time (`output[t]` is the state after reading
+    /// `input[t]`; the final state is the one after reading `input[0]`). Unlike
+    /// `go_backwards`, nothing is put in processing order.
+    pub reverse: bool,
 }
 
 /// What a layer outputs at the steps past a sequence's length (with `lengths`, or Keras's
@@ -199,6 +205,12 @@ impl Rnn {
                     "layer {k}: expected 1 or 2 directions, found {}",
                     layer.len()
                 )
+            })?;
+            ensure(!(layer.len() == 2 && options[k].reverse), || {
+                format!("layer {k}: reverse applies to one-direction layers; a bidirectional layer already has a reverse direction")
+            })?;
+            ensure(!(options[k].reverse && options[k].go_backwards), || {
+                format!("layer {k}: reverse and go_backwards both read from the end; choose one (go_backwards keeps the outputs in processing order, reverse in time order)")
             })?;
             ensure(!(layer.len() == 2 && options[k].go_backwards), || {
                 format!("layer {k}: go_backwards applies to one-direction layers; a bidirectional layer already reads its sequence both ways")
@@ -507,7 +519,7 @@ impl Rnn {
                 let h0 = h0.as_ref().map(|h| &h[states.len()]);
                 // A go_backwards layer is the reverse direction with its outputs left in the
                 // order it computed them.
-                let direction = if d == 0 && !options.go_backwards {
+                let direction = if d == 0 && !options.go_backwards && !options.reverse {
                     Direction::Forward
                 } else {
                     Direction::Reverse

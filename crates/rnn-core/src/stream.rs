@@ -48,7 +48,7 @@ impl Rnn {
     /// - `h0`: `[layers, batch, hidden]`, zeros when `None`; needs equal hidden sizes
     ///
     /// # Errors
-    /// For a bidirectional stack or a `go_backwards` layer, which need a sequence's last step
+    /// For a bidirectional stack or a `go_backwards` or `reverse` layer, which need a sequence's last step
     /// first, and when `h0` does not fit.
     pub fn stream(&self, batch: usize, h0: Option<&Tensor>) -> Result<Stream<'_>> {
         ensure(self.num_states() == self.num_layers(), || {
@@ -56,11 +56,17 @@ impl Rnn {
              step at a time; run the whole sequence instead"
                 .into()
         })?;
-        ensure(!self.layer_options().iter().any(|o| o.go_backwards), || {
-            "a go_backwards layer reads each sequence from its end, so it cannot be fed one step \
+        ensure(
+            !self
+                .layer_options()
+                .iter()
+                .any(|o| o.go_backwards || o.reverse),
+            || {
+                "a go_backwards or reverse layer reads each sequence from its end, so it cannot be fed one step \
              at a time; run the whole sequence instead"
                 .into()
-        })?;
+            },
+        )?;
         ensure(batch > 0, || "stream: the batch is empty".into())?;
         let states = match self.split_h0(h0, batch, false)? {
             Some(states) => states,

@@ -39,6 +39,8 @@ pub struct Model {
     pub clip: Option<Vec<Option<f64>>>,
     /// Each layer's Keras `go_backwards`, if the file's metadata records it.
     pub go_backwards: Option<Vec<bool>>,
+    /// Each layer's ONNX `direction=reverse`, if the file's metadata records it.
+    pub reverse: Option<Vec<bool>>,
     /// Each layer's Keras `merge_mode`, if the file's metadata records it.
     pub merge_mode: Option<Vec<MergeMode>>,
     /// What the outputs hold past a sequence's length, if the file's metadata records it.
@@ -117,6 +119,7 @@ mod key {
     pub const CLIP: &str = "clip";
     pub const BATCH_FIRST: &str = "batch_first";
     pub const GO_BACKWARDS: &str = "go_backwards";
+    pub const REVERSE: &str = "reverse";
     pub const MERGE_MODE: &str = "merge_mode";
     pub const MASKED_STEPS: &str = "masked_steps";
     pub const MASK_VALUE: &str = "mask_value";
@@ -191,6 +194,7 @@ impl Model {
             .merge_mode
             .clone()
             .unwrap_or_else(|| vec![MergeMode::Concat; layers]);
+        let reverse = self.reverse.clone().unwrap_or_else(|| vec![false; layers]);
         StackConfig {
             nonlinearity: self.nonlinearity.clone().unwrap_or_default(),
             nonlinearity_reverse: self.nonlinearity_reverse.clone().unwrap_or_default(),
@@ -198,9 +202,11 @@ impl Model {
             layer_options: go_backwards
                 .into_iter()
                 .zip(merge_mode)
-                .map(|(go_backwards, merge_mode)| LayerOptions {
+                .zip(reverse)
+                .map(|((go_backwards, merge_mode), reverse)| LayerOptions {
                     go_backwards,
                     merge_mode,
+                    reverse,
                 })
                 .collect(),
             masked_steps: self.masked_steps_by_default(),
@@ -271,6 +277,13 @@ impl Model {
             self.go_backwards = Some(
                 per_layer(v, layers, |b| b.parse().ok())
                     .ok_or_else(|| bad(key::GO_BACKWARDS, expected, v))?,
+            );
+        }
+        if let Some(v) = meta.get(key::REVERSE) {
+            let expected = "\"true\" or \"false\" (or one per layer)";
+            self.reverse = Some(
+                per_layer(v, layers, |b| b.parse().ok())
+                    .ok_or_else(|| bad(key::REVERSE, expected, v))?,
             );
         }
         if let Some(v) = meta.get(key::MERGE_MODE) {
@@ -384,6 +397,7 @@ pub(crate) fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Resul
         nonlinearity_reverse: None,
         clip: None,
         go_backwards: None,
+        reverse: None,
         merge_mode: None,
         masked_steps: None,
         mask_value: None,
@@ -635,7 +649,7 @@ impl StackConfig {
 /// `__metadata__`: `layout`, `input_size`, `hidden_size` (comma-separated, one per layer),
 /// `num_layers`, `bidirectional`, `bias`, `nonlinearity`, `masked_steps`, and where they are
 /// set `nonlinearity_reverse` (where a reverse direction's differs), `clip` (a number or
-/// `none`), `go_backwards`, `merge_mode` (one value for all layers, or one per layer),
+/// `none`), `go_backwards`, `reverse`, `merge_mode` (one value for all layers, or one per layer),
 /// `batch_first` and `mask_value`. Extra tensors (inputs, expected outputs) may be stored beside them.
 pub fn save_canonical(
     path: &Path,
@@ -713,6 +727,10 @@ pub fn save_canonical(
     if options.iter().any(|o| o.go_backwards) {
         let values: Vec<bool> = options.iter().map(|o| o.go_backwards).collect();
         meta.insert(key::GO_BACKWARDS.into(), joined(&values, bool::to_string));
+    }
+    if options.iter().any(|o| o.reverse) {
+        let values: Vec<bool> = options.iter().map(|o| o.reverse).collect();
+        meta.insert(key::REVERSE.into(), joined(&values, bool::to_string));
     }
     if options.iter().any(|o| o.merge_mode != MergeMode::Concat) {
         let values: Vec<MergeMode> = options.iter().map(|o| o.merge_mode).collect();

@@ -180,8 +180,8 @@ fn merge_modes_join_the_concatenated_halves() {
     ];
     for (mode, want) in expected {
         let options = vec![LayerOptions {
-            go_backwards: false,
             merge_mode: mode,
+            ..LayerOptions::default()
         }];
         let rnn = Rnn::with_layer_options(concat.layers().to_vec(), options).unwrap();
         let (got, _) = rnn.forward(&x, None).unwrap();
@@ -203,8 +203,8 @@ fn merge_modes_join_the_concatenated_halves() {
         .to_vec();
     let top = RnnLayer::new(&stacked[1][0], Nonlinearity::Tanh).unwrap();
     let sum = LayerOptions {
-        go_backwards: false,
         merge_mode: MergeMode::Sum,
+        ..LayerOptions::default()
     };
     let mut all = layers;
     all.push(vec![top]);
@@ -292,4 +292,40 @@ fn activations_follow_their_definitions() {
         assert_eq!(Nonlinearity::from_name(n.as_str()), Some(n));
     }
     assert_eq!(Nonlinearity::from_name("swish"), Some(Nonlinearity::Silu));
+}
+
+/// ONNX's direction=reverse: the reverse half of a bidirectional layer alone, its outputs in
+/// time order (a go_backwards run with its outputs turned back).
+#[test]
+fn reverse_is_the_reverse_direction_alone() {
+    let weights = vec![vec![two_neurons(1.0)]];
+    let plain = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
+    let with = |options: LayerOptions| {
+        Rnn::with_layer_options(plain.layers().to_vec(), vec![options]).unwrap()
+    };
+    let reverse = with(LayerOptions {
+        reverse: true,
+        ..LayerOptions::default()
+    });
+    let backwards = with(LayerOptions {
+        go_backwards: true,
+        ..LayerOptions::default()
+    });
+    let x = sequence();
+    let (got, got_h) = reverse.forward(&x, None).unwrap();
+    let (gb, gb_h) = backwards.forward(&x, None).unwrap();
+    assert_eq!(
+        got.to_vec3::<f64>().unwrap(),
+        flip(&gb).to_vec3::<f64>().unwrap()
+    );
+    assert_eq!(
+        got_h.to_vec3::<f64>().unwrap(),
+        gb_h.to_vec3::<f64>().unwrap()
+    );
+    let both = LayerOptions {
+        reverse: true,
+        go_backwards: true,
+        ..LayerOptions::default()
+    };
+    assert!(Rnn::with_layer_options(plain.layers().to_vec(), vec![both]).is_err());
 }

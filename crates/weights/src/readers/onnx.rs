@@ -303,13 +303,15 @@ impl<'g> Reader<'g> {
         let mut metadata = HashMap::new();
         let mut nonlinearities: Vec<Vec<Nonlinearity>> = Vec::new();
         let mut clips = Vec::new();
+        let mut reversed = Vec::new();
         let mut h0s = Vec::new();
         let mut lens: Vec<Feed> = Vec::new();
         let mut batch_first = false;
         let mut directions = 0;
         for (k, (node, path)) in stack.iter().enumerate() {
             let attrs = Attributes::new(self.path, node)?;
-            let d = attrs.directions()?;
+            let (d, reverse) = attrs.directions()?;
+            reversed.push(reverse);
             if k == 0 {
                 batch_first = self.first_path(node, path)?;
             } else {
@@ -390,6 +392,10 @@ impl<'g> Reader<'g> {
                 .map(|c| c.map_or("none".into(), |c| c.to_string()))
                 .collect();
             metadata.insert("clip".into(), clips.join(","));
+        }
+        if reversed.contains(&true) {
+            let values: Vec<String> = reversed.iter().map(bool::to_string).collect();
+            metadata.insert("reverse".into(), values.join(","));
         }
         metadata.insert("batch_first".into(), batch_first.to_string());
         let mut fixed = Vec::new();
@@ -816,19 +822,20 @@ impl<'n> Attributes<'n> {
         )
     }
 
-    fn directions(&self) -> Result<usize> {
+    /// The node's directions, and whether its one direction is ONNX's `reverse` (read from
+    /// the end, outputs indexed by time: rnn's `reverse` layer option).
+    fn directions(&self) -> Result<(usize, bool)> {
         let direction = self.find("direction").map_or("forward".into(), |a| {
             String::from_utf8_lossy(&a.s).into_owned()
         });
         match direction.as_str() {
-            "forward" => Ok(1),
-            "bidirectional" => Ok(2),
-            // ONNX's reverse runs one direction from the end, its outputs indexed by time:
-            // rnn runs a reverse direction only as the second of a bidirectional layer.
+            "forward" => Ok((1, false)),
+            "reverse" => Ok((1, true)),
+            "bidirectional" => Ok((2, false)),
             other => Err(self.refuse(
                 "direction",
                 other,
-                "rnn runs forward and bidirectional nodes",
+                "rnn runs forward, reverse and bidirectional nodes",
             )),
         }
     }
@@ -1157,11 +1164,13 @@ mod tests {
     }
 
     #[test]
-    fn reverse_bad_clips_and_foreign_activations_are_refused_by_name() {
-        let reverse = read_bytes(&model(vec![attr_s("direction", "reverse")])).unwrap_err();
+    fn bad_directions_clips_and_foreign_activations_are_refused_by_name() {
+        let reverse = read_bytes(&model(vec![attr_s("direction", "reverse")])).unwrap();
+        assert_eq!(reverse.metadata()["reverse"], "true");
+        let sideways = read_bytes(&model(vec![attr_s("direction", "sideways")])).unwrap_err();
         assert!(
-            reverse.to_string().contains("direction=reverse"),
-            "{reverse}"
+            sideways.to_string().contains("direction=sideways"),
+            "{sideways}"
         );
         for bad in [0.0, -1.0, f32::NAN] {
             let clip = read_bytes(&model(vec![attr_f("clip", bad)])).unwrap_err();
