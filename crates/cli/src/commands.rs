@@ -352,41 +352,17 @@ fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
     )
 }
 
-/// Keras's `Masking`: each sequence's `lengths` from the steps whose features do not all equal
-/// `mask_value`. Only masks that end each sequence have lengths; a mask with holes is refused,
-/// and so are `lengths` that disagree with the mask.
+/// Keras's `Masking`: each sequence's `lengths` from its mask
+/// ([`rnn_core::lengths_from_mask`], which refuses masks with holes); `lengths` the inputs
+/// also give must agree with it.
 fn lengths_from_mask(
     file: &TensorFile,
     inputs: &mut Inputs,
     mask_value: f64,
     batch_first: bool,
 ) -> Result<()> {
-    let x = inputs.input.to_dtype(DType::F64)?;
-    let x = match x.rank() {
-        2 => x.unsqueeze(1)?,
-        _ if batch_first => x.transpose(0, 1)?,
-        _ => x,
-    };
-    // [batch, steps]: 1 where a step holds any feature other than mask_value.
-    let valid: Vec<Vec<f64>> = x
-        .ne(mask_value)?
-        .to_dtype(DType::F64)?
-        .max(2)?
-        .t()?
-        .to_vec2()?;
-    let mut lengths = Vec::with_capacity(valid.len());
-    for (b, steps) in valid.iter().enumerate() {
-        let length = steps.iter().take_while(|&&v| v > 0.0).count();
-        if let Some(t) = (length..steps.len()).find(|&t| steps[t] > 0.0) {
-            bail!(
-                "{}: sequence {b} is masked (every feature {mask_value}) at step {length} but \
-                 not at step {t}: rnn skips only the masked steps that end a sequence, as \
-                 `lengths` does, where Keras skips them anywhere",
-                file.path().display()
-            );
-        }
-        lengths.push(length);
-    }
+    let lengths = rnn_core::lengths_from_mask(&inputs.input, mask_value, batch_first)
+        .with_context(|| file.path().display().to_string())?;
     if let Some(given) = &inputs.lengths {
         if *given != lengths {
             bail!(

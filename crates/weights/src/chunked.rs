@@ -151,7 +151,11 @@ impl ArrayFile {
     /// [`crate::Inputs`] checks it: integers, rank 1, none negative.
     pub fn lengths(&mut self) -> Result<Option<Vec<usize>>> {
         if let Some(found) = self.unloadable.get("lengths") {
-            return Err(crate::data::lengths_dtype_error(&self.path, found.clone()));
+            return Err(crate::data::lengths_dtype_error(
+                &self.path,
+                "lengths",
+                found.clone(),
+            ));
         }
         let Some((shape, _)) = self.describe("lengths") else {
             return Ok(None);
@@ -165,7 +169,7 @@ impl ArrayFile {
             });
         };
         let t = self.read("lengths", 0, 0..rows)?;
-        crate::data::lengths_from(&self.path, &t).map(Some)
+        crate::data::lengths_from(&self.path, "lengths", &t).map(Some)
     }
 
     /// The slice `range` of axis `axis` of array `name`, read from the file.

@@ -171,26 +171,29 @@ fn read_lengths(file: &TensorFile) -> Result<Option<(&'static str, Vec<usize>)>>
         (false, true) => "sequence_length",
     };
     match file.raw(name) {
-        Some(t) => lengths_from(file.path(), t).map(|l| Some((name, l))),
+        Some(t) => lengths_from(file.path(), name, t).map(|l| Some((name, l))),
         None => Err(lengths_dtype_error(
             file.path(),
+            name,
             file.dtype_name(name).unwrap_or_default(),
         )),
     }
 }
 
-/// The counts in a `lengths` tensor read from `path`: integers, rank 1, none negative.
-pub(crate) fn lengths_from(path: &Path, t: &Tensor) -> Result<Vec<usize>> {
+/// The counts in tensor `name` (`lengths` or `sequence_length`) read from `path`: integers,
+/// rank 1, none negative.
+pub(crate) fn lengths_from(path: &Path, name: &str, t: &Tensor) -> Result<Vec<usize>> {
     if t.dtype().is_float() {
         return Err(lengths_dtype_error(
             path,
+            name,
             format!("{:?}", t.dtype()).to_uppercase(),
         ));
     }
     if t.rank() != 1 {
         return Err(WeightsError::Shape {
             path: path.to_owned(),
-            name: "lengths".into(),
+            name: name.into(),
             expected: "[batch]".into(),
             found: t.dims().to_vec(),
         });
@@ -208,18 +211,18 @@ pub(crate) fn lengths_from(path: &Path, t: &Tensor) -> Result<Vec<usize>> {
         .map(|(b, &v)| {
             usize::try_from(v).map_err(|_| WeightsError::Value {
                 path: path.to_owned(),
-                name: "lengths".into(),
+                name: name.into(),
                 reason: format!("element [{b}] is {v}; lengths cannot be negative"),
             })
         })
         .collect()
 }
 
-/// The error for a `lengths` tensor of `path` whose dtype `found` is not an integer one.
-pub(crate) fn lengths_dtype_error(path: &Path, found: String) -> WeightsError {
+/// The error for a lengths tensor `name` of `path` whose dtype `found` is not an integer one.
+pub(crate) fn lengths_dtype_error(path: &Path, name: &str, found: String) -> WeightsError {
     WeightsError::Dtype {
         path: path.to_owned(),
-        name: "lengths".into(),
+        name: name.into(),
         expected: "an integer dtype (I64, I32, U32, U8)".into(),
         found,
     }

@@ -1,0 +1,73 @@
+//! Keras's `Masking` layer as sequence lengths.
+
+use candle_core::{DType, Result, Tensor};
+
+/// Each sequence's length under Keras's `Masking(mask_value)`: a step is masked where every
+/// feature equals `mask_value`, and a sequence's length is its steps before the first masked
+/// one. `rnn` runs masks that end each sequence (as `lengths` does); Keras skips masked steps
+/// anywhere, so a mask with holes is an error rather than another number.
+///
+/// # Shapes
+/// `input`: `[seq_len, batch, features]` (`[batch, seq_len, features]` when `batch_first`),
+/// or unbatched `[seq_len, features]`; returns `batch` lengths (one when unbatched).
+///
+/// # Errors
+/// When a sequence has a masked step before one that is not (the message names the sequence
+/// and both steps), or `input` is not of rank 2 or 3.
+pub fn lengths_from_mask(input: &Tensor, mask_value: f64, batch_first: bool) -> Result<Vec<usize>> {
+    let x = input.to_dtype(DType::F64)?;
+    let x = match x.rank() {
+        2 => x.unsqueeze(1)?,
+        _ if batch_first => x.transpose(0, 1)?,
+        _ => x,
+    };
+    // [batch, steps]: 1 where a step holds any feature other than mask_value.
+    let valid: Vec<Vec<f64>> = x
+        .ne(mask_value)?
+        .to_dtype(DType::F64)?
+        .max(2)?
+        .t()?
+        .to_vec2()?;
+    let mut lengths = Vec::with_capacity(valid.len());
+    for (b, steps) in valid.iter().enumerate() {
+        let length = steps.iter().take_while(|&&v| v > 0.0).count();
+        if let Some(t) = (length..steps.len()).find(|&t| steps[t] > 0.0) {
+            return Err(candle_core::Error::Msg(format!(
+                "sequence {b} is masked (every feature {mask_value}) at step {length} but not \
+                 at step {t}: rnn skips only the masked steps that end a sequence, as `lengths` \
+                 does, where Keras skips them anywhere"
+            )));
+        }
+        lengths.push(length);
+    }
+    Ok(lengths)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use candle_core::Device;
+
+    /// Batch-first [2, 3, 2]: sequence 0 masked from step 2, sequence 1 not at all; then a hole.
+    #[test]
+    fn trailing_masks_are_lengths_and_holes_are_refused() {
+        let x = Tensor::new(
+            &[
+                [[1.0f32, 0.0], [0.5, 2.0], [0.0, 0.0]],
+                [[1.0, 1.0], [0.0, 3.0], [4.0, 0.0]],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(lengths_from_mask(&x, 0.0, true).unwrap(), [2, 3]);
+        let time_major = x.transpose(0, 1).unwrap();
+        assert_eq!(lengths_from_mask(&time_major, 0.0, false).unwrap(), [2, 3]);
+        let hole = Tensor::new(&[[1.0f32], [0.0], [2.0]], &Device::Cpu).unwrap();
+        let err = lengths_from_mask(&hole, 0.0, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at step 1 but not at step 2"), "{err}");
+    }
+}
