@@ -263,7 +263,7 @@ fn lengths_give_what_each_sequence_gives_alone() {
     }
 }
 
-/// The fused CPU path (what `forward_with` runs on the CPU) against the plain candle-ops
+/// The fused CPU path (what `forward_with_lengths` runs on the CPU) against the plain candle-ops
 /// reference, on random shapes, directions, activations and lengths, in f32 and f64.
 #[test]
 fn fused_cpu_path_matches_the_candle_reference() {
@@ -300,7 +300,7 @@ fn fused_cpu_path_matches_the_candle_reference() {
         let direction = if rng.below(2) == 0 {
             rnn_core::Direction::Forward
         } else {
-            rnn_core::Direction::Reverse
+            rnn_core::Direction::Backward
         };
         let lengths: Option<Vec<usize>> =
             (rng.below(2) == 0).then(|| (0..b).map(|_| rng.below(t + 1)).collect());
@@ -318,7 +318,9 @@ fn fused_cpu_path_matches_the_candle_reference() {
                 .to_dtype(dtype)
                 .unwrap();
             let l = lengths.as_deref();
-            let (fast, fast_h) = layer.forward_with(&x, Some(&h0), direction, l).unwrap();
+            let (fast, fast_h) = layer
+                .forward_with_lengths(&x, Some(&h0), direction, l)
+                .unwrap();
             let (slow, slow_h) = layer
                 .forward_reference(&x, Some(&h0), direction, l)
                 .unwrap();

@@ -273,7 +273,7 @@ fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
     }
     Ok(Results {
         named,
-        last: rnn.last_output(&states).with_context(context)?,
+        last: rnn.merge_final_states(&states).with_context(context)?,
         output,
     })
 }

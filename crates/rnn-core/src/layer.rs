@@ -2,6 +2,8 @@
 
 use candle_core::{DType, Result, Tensor};
 
+use candle_nn::rnn::Direction;
+
 use crate::cpu;
 use crate::shape::{check_dims, ensure};
 
@@ -253,15 +255,6 @@ impl std::fmt::Display for Nonlinearity {
     }
 }
 
-/// Which way a layer reads its sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Step 0 first.
-    Forward,
-    /// Step `T-1` first (the second direction of a bidirectional layer).
-    Reverse,
-}
-
 /// Fails unless there is one length per batch element, none above `seq_len`.
 fn check_lengths(lengths: &[usize], seq_len: usize, batch: usize) -> Result<()> {
     ensure(lengths.len() == batch, || {
@@ -313,13 +306,24 @@ pub struct LayerWeights {
 /// One Elman layer in one direction:
 /// `h_t = act(x_t·W_ihᵀ + b_ih + h_{t-1}·W_hhᵀ + b_hh)`.
 ///
-/// The weights are transposed once, here, and the two biases summed once, so a step is one
-/// matmul, one add and one activation.
+/// The layer keeps the weight tensors it was given, so gradients reach them and an
+/// optimiser's in-place update of a [`candle_core::Var`] changes the next run. Weights that
+/// track no gradient are also kept transposed and with the biases summed, once, for
+/// inference.
 ///
-/// Build it with [`RnnLayer::new`] from [`LayerWeights`], or with [`rnn_layer`] from a
-/// [`candle_nn::VarBuilder`] holding a PyTorch state_dict. Run it over a whole sequence with
-/// [`RnnLayer::forward`], or one step at a time with [`RnnLayer::step`], feeding the state back
-/// (streaming). It also implements candle-nn's [`candle_nn::rnn::RNN`] trait, batch-first.
+/// Build it with [`rnn_layer`] from a [`candle_nn::VarBuilder`] (PyTorch's names, a
+/// [`RnnLayerConfig`]) or with [`RnnLayer::new`] from [`LayerWeights`]. Run it over a whole
+/// sequence with [`RnnLayer::forward`], or one step at a time with [`RnnLayer::step`],
+/// feeding the state back (streaming). It also implements candle-nn's
+/// [`candle_nn::rnn::RNN`] trait, batch-first, with [`RnnState`] as its state.
+///
+/// # Training
+///
+/// When the input, `h0` or any weight tracks gradients (a [`candle_core::Var`], or a tensor
+/// computed from one), the layer runs in plain candle ops, whose `backward()` gives the
+/// gradients of the weights, the input and `h0` (checked against torch's autograd by the
+/// `gradients` example's tests). Otherwise, on the CPU in f32 and f64 with tanh or relu, it
+/// takes the fused fast path, which computes the same numbers without recording a graph.
 ///
 /// # Example
 ///
@@ -360,22 +364,67 @@ pub struct LayerWeights {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RnnLayer {
+    /// The weights as given: what a run that tracks gradients reads.
+    weights: LayerWeights,
+    /// The same weights prepared for inference; `None` when a weight tracks gradients (a
+    /// copy would not follow an optimiser's update of the variable).
+    prepared: Option<Prepared>,
+    nonlinearity: Nonlinearity,
+    /// ONNX's `clip`: the pre-activation clamped to `[-clip, clip]`.
+    clip: Option<f64>,
+}
+
+/// A layer's weights made ready for inference, once: transposed and contiguous, the biases
+/// summed, and the packing for the CPU micro-kernel.
+#[derive(Debug, Clone)]
+struct Prepared {
     /// `W_ihᵀ`, `[input_size, hidden_size]`.
     w_ih_t: Tensor,
     /// `W_hhᵀ`, `[hidden_size, hidden_size]`.
     w_hh_t: Tensor,
     /// `b_ih + b_hh`, `[hidden_size]`; `None` when the layer has no bias.
     bias: Option<Tensor>,
-    nonlinearity: Nonlinearity,
-    /// ONNX's `clip`: the pre-activation clamped to `[-clip, clip]`.
-    clip: Option<f64>,
     /// The weights packed for the CPU micro-kernel, made by the first fast-path run and kept,
     /// so that a stream of one-step runs does not repack them every step.
     packed: std::sync::Arc<cpu::PackedWeights>,
 }
 
+impl Prepared {
+    fn new(weights: &LayerWeights) -> Result<Self> {
+        Ok(Self {
+            w_ih_t: weights.w_ih.t()?.contiguous()?,
+            w_hh_t: weights.w_hh.t()?.contiguous()?,
+            bias: summed_bias(weights)?,
+            packed: Default::default(),
+        })
+    }
+}
+
+/// `b_ih + b_hh`, either one, or `None` without a bias.
+fn summed_bias(weights: &LayerWeights) -> Result<Option<Tensor>> {
+    Ok(match (&weights.b_ih, &weights.b_hh) {
+        (Some(a), Some(b)) => Some((a + b)?),
+        (Some(b), None) | (None, Some(b)) => Some(b.clone()),
+        (None, None) => None,
+    })
+}
+
+/// The weights one run multiplies by: `W_ihᵀ`, `W_hhᵀ` and the summed bias, views of the
+/// layer's own tensors where gradients are tracked.
+struct RunWeights {
+    w_ih_t: Tensor,
+    w_hh_t: Tensor,
+    bias: Option<Tensor>,
+}
+
+/// Whether candle records the operations on `t` for `backward()`.
+fn tracks(t: &Tensor) -> bool {
+    t.track_op()
+}
+
 impl RnnLayer {
-    /// Builds the layer from PyTorch-layout weights, checking every shape and dtype.
+    /// Builds the layer from PyTorch-layout weights, checking every shape and dtype. The
+    /// layer keeps these tensors (see [`RnnLayer`]).
     ///
     /// # Shapes
     /// As [`LayerWeights`]: `w_ih` `[hidden_size, input_size]`, `w_hh`
@@ -399,26 +448,29 @@ impl RnnLayer {
                 weights.w_hh.dtype()
             )
         })?;
-        let mut bias: Option<Tensor> = None;
         for (name, b) in [("b_ih", &weights.b_ih), ("b_hh", &weights.b_hh)] {
             if let Some(b) = b {
                 check_dims(name, b, &[hidden_size])?;
                 ensure(b.dtype() == dtype, || {
                     format!("{name}: expected dtype {dtype:?}, found {:?}", b.dtype())
                 })?;
-                bias = Some(match bias {
-                    Some(sum) => (sum + b)?,
-                    None => b.clone(),
-                });
             }
         }
+        let tracked = [&weights.w_ih, &weights.w_hh]
+            .into_iter()
+            .chain(weights.b_ih.iter())
+            .chain(weights.b_hh.iter())
+            .any(tracks);
+        let prepared = if tracked {
+            None
+        } else {
+            Some(Prepared::new(weights)?)
+        };
         Ok(Self {
-            w_ih_t: weights.w_ih.t()?.contiguous()?,
-            w_hh_t: weights.w_hh.t()?.contiguous()?,
-            bias,
+            weights: weights.clone(),
+            prepared,
             nonlinearity,
             clip: None,
-            packed: Default::default(),
         })
     }
 
@@ -443,35 +495,34 @@ impl RnnLayer {
         self.clip
     }
 
-    /// The same layer with its weights on `device` (CPU or a GPU).
+    /// The same layer with its weights on `device` (CPU or a GPU). Copies: gradients of the
+    /// copy's weights do not reach this layer's.
     pub fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
-        Ok(Self {
-            w_ih_t: self.w_ih_t.to_device(device)?,
-            w_hh_t: self.w_hh_t.to_device(device)?,
-            bias: self
-                .bias
-                .as_ref()
-                .map(|b| b.to_device(device))
-                .transpose()?,
-            nonlinearity: self.nonlinearity,
-            clip: self.clip,
-            packed: Default::default(),
-        })
+        let moved = |t: &Tensor| t.to_device(device);
+        let weights = LayerWeights {
+            w_ih: moved(&self.weights.w_ih)?,
+            w_hh: moved(&self.weights.w_hh)?,
+            b_ih: self.weights.b_ih.as_ref().map(moved).transpose()?,
+            b_hh: self.weights.b_hh.as_ref().map(moved).transpose()?,
+        };
+        let mut layer = Self::new(&weights, self.nonlinearity)?;
+        layer.clip = self.clip;
+        Ok(layer)
     }
 
     /// The device the weights are on; inputs must be on it too.
     pub fn device(&self) -> &candle_core::Device {
-        self.w_ih_t.device()
+        self.weights.w_ih.device()
     }
 
     /// Features per input step.
     pub fn input_size(&self) -> usize {
-        self.w_ih_t.dims()[0]
+        self.weights.w_ih.dims()[1]
     }
 
     /// Neurons in the layer.
     pub fn hidden_size(&self) -> usize {
-        self.w_hh_t.dims()[0]
+        self.weights.w_ih.dims()[0]
     }
 
     /// The activation of the layer.
@@ -481,23 +532,18 @@ impl RnnLayer {
 
     /// Whether the layer adds a bias.
     pub fn has_bias(&self) -> bool {
-        self.bias.is_some()
+        self.weights.b_ih.is_some() || self.weights.b_hh.is_some()
     }
 
     /// The element type of the weights; inputs must have the same.
     pub fn dtype(&self) -> DType {
-        self.w_ih_t.dtype()
+        self.weights.w_ih.dtype()
     }
 
-    /// The weights back in PyTorch's layout. The two biases were summed at construction, so
-    /// the sum comes back as `b_ih` and `b_hh` is `None`: the layer computes the same thing.
-    pub fn weights(&self) -> Result<LayerWeights> {
-        Ok(LayerWeights {
-            w_ih: self.w_ih_t.t()?.contiguous()?,
-            w_hh: self.w_hh_t.t()?.contiguous()?,
-            b_ih: self.bias.clone(),
-            b_hh: None,
-        })
+    /// The weights in PyTorch's layout, the tensors the layer was built from (the same
+    /// storage: a [`candle_core::Var`]'s update shows here too).
+    pub fn weights(&self) -> &LayerWeights {
+        &self.weights
     }
 
     /// One time step: `h' = act(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh)` (clamped first where the
@@ -511,27 +557,31 @@ impl RnnLayer {
     /// - `x`: `[batch, input_size]`
     /// - `h`: `[batch, hidden_size]`
     /// - returns `h'`: `[batch, hidden_size]`
+    ///
+    /// # Errors
+    /// When a shape or dtype does not fit.
     pub fn step(&self, x: &Tensor, h: &Tensor) -> Result<Tensor> {
         let batch = x.dims().first().copied().unwrap_or(0);
         check_dims("x", x, &[batch, self.input_size()])?;
         check_dims("h", h, &[batch, self.hidden_size()])?;
         self.check_dtype("x", x)?;
         self.check_dtype("h", h)?;
-        let projected = self.project(x)?;
-        self.recur(&projected, h)
+        let w = self.run_weights()?;
+        let projected = project(&w, x)?;
+        self.recur(&w, &projected, h)
     }
 
     /// Runs the layer over a whole sequence, time-major.
-    ///
-    /// The input projection of all steps is one matmul; only the recurrent product is in the
-    /// loop.
     ///
     /// # Shapes
     /// - `input`: `[seq_len, batch, input_size]`
     /// - `h0`: `[batch, hidden_size]`, zeros when `None`
     /// - returns `(output [seq_len, batch, hidden_size], h_n [batch, hidden_size])`
+    ///
+    /// # Errors
+    /// When a shape or dtype does not fit; the message names the tensor.
     pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        self.forward_with(input, h0, Direction::Forward, None)
+        self.forward_with_lengths(input, h0, Direction::Forward, None)
     }
 
     /// Like [`RnnLayer::forward`], with time running backwards: step `T-1` first. The output
@@ -543,25 +593,31 @@ impl RnnLayer {
     /// - `h0`: `[batch, hidden_size]`, zeros when `None`
     /// - returns `(output [seq_len, batch, hidden_size], h_n [batch, hidden_size])`, where
     ///   `h_n` is the state after reading `input[0]`
+    ///
+    /// # Errors
+    /// As [`RnnLayer::forward`].
     pub fn forward_reversed(
         &self,
         input: &Tensor,
         h0: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        self.forward_with(input, h0, Direction::Reverse, None)
+        self.forward_with_lengths(input, h0, Direction::Backward, None)
     }
 
     /// Runs the layer in either direction over sequences of different lengths, as PyTorch's
     /// packed sequences and TensorFlow's `sequence_length` do: sequence `b` is
     /// `input[..lengths[b], b]`; its outputs past that are zero, its `h_n` is the state at its
-    /// last valid step, and in reverse it starts at its own end.
+    /// last valid step, and backwards it starts at its own end.
     ///
     /// # Shapes
     /// - `input`: `[seq_len, batch, input_size]`
     /// - `h0`: `[batch, hidden_size]`, zeros when `None`
     /// - `lengths`: `batch` values, each at most `seq_len`; `None` means all `seq_len`
     /// - returns `(output [seq_len, batch, hidden_size], h_n [batch, hidden_size])`
-    pub fn forward_with(
+    ///
+    /// # Errors
+    /// When a shape or dtype does not fit, or a length is over `seq_len`.
+    pub fn forward_with_lengths(
         &self,
         input: &Tensor,
         h0: Option<&Tensor>,
@@ -569,6 +625,10 @@ impl RnnLayer {
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
         let (seq_len, batch) = self.check_sequence(input, h0, lengths)?;
+        let prepared = match &self.prepared {
+            Some(p) if !tracks(input) && !h0.is_some_and(tracks) => p,
+            _ => return self.forward_reference(input, h0, direction, lengths),
+        };
         let fused = cpu::supports(input.device(), self.dtype())
             && self.nonlinearity.is_fused()
             && self.clip.is_none();
@@ -580,19 +640,19 @@ impl RnnLayer {
             batch,
             input_size: self.input_size(),
             hidden: self.hidden_size(),
-            reverse: direction == Direction::Reverse,
+            reverse: matches!(direction, Direction::Backward),
             relu: self.nonlinearity == Nonlinearity::Relu,
             lengths,
             threads: cpu::threads(),
             level: cpu::level::get(),
-            packed: &self.packed,
+            packed: &prepared.packed,
         };
         cpu::forward(
             &run,
             input,
-            &self.w_ih_t,
-            &self.w_hh_t,
-            self.bias.as_ref(),
+            &prepared.w_ih_t,
+            &prepared.w_hh_t,
+            prepared.bias.as_ref(),
             h0,
         )
     }
@@ -621,12 +681,14 @@ impl RnnLayer {
         Ok((seq_len, batch))
     }
 
-    /// [`RnnLayer::forward_with`] in plain candle ops, one matmul, add and activation per step:
-    /// the reference the fused fast paths are tested against, and the path for devices and
-    /// dtypes they do not cover.
+    /// [`RnnLayer::forward_with_lengths`] in plain candle ops, one matmul, add and activation
+    /// per step: the path that records gradients, the reference the fused fast paths are
+    /// tested against, and the path for devices and dtypes they do not cover. Public for
+    /// benchmarks and tests; [`RnnLayer::forward_with_lengths`] chooses it where it must.
     ///
     /// # Shapes
-    /// As [`RnnLayer::forward_with`].
+    /// As [`RnnLayer::forward_with_lengths`].
+    #[doc(hidden)]
     pub fn forward_reference(
         &self,
         input: &Tensor,
@@ -648,17 +710,17 @@ impl RnnLayer {
             let output = Tensor::zeros((0, batch, hidden), self.dtype(), input.device())?;
             return Ok((output, h));
         }
-        let projected = self
-            .project(&input.reshape((seq_len * batch, self.input_size()))?)?
+        let w = self.run_weights()?;
+        let projected = project(&w, &input.reshape((seq_len * batch, self.input_size()))?)?
             .reshape((seq_len, batch, hidden))?;
         let zeros = Tensor::zeros((batch, hidden), self.dtype(), input.device())?;
         let mut outputs = Vec::with_capacity(seq_len);
         for i in 0..seq_len {
             let t = match direction {
                 Direction::Forward => i,
-                Direction::Reverse => seq_len - 1 - i,
+                Direction::Backward => seq_len - 1 - i,
             };
-            let next = self.recur(&projected.get(t)?, &h)?;
+            let next = self.recur(&w, &projected.get(t)?, &h)?;
             match &valid {
                 Some(valid) => {
                     let mask = valid.get(t)?.broadcast_as((batch, hidden))?;
@@ -671,24 +733,32 @@ impl RnnLayer {
                 }
             }
         }
-        if direction == Direction::Reverse {
+        if matches!(direction, Direction::Backward) {
             outputs.reverse();
         }
         Ok((Tensor::stack(&outputs, 0)?, h))
     }
 
-    /// `x·W_ihᵀ + b` for any number of rows.
-    fn project(&self, x: &Tensor) -> Result<Tensor> {
-        let xw = x.matmul(&self.w_ih_t)?;
-        match &self.bias {
-            Some(b) => xw.broadcast_add(b),
-            None => Ok(xw),
-        }
+    /// The weights a run multiplies by: the prepared copies for inference, else views of
+    /// the layer's own tensors, so that gradients reach them.
+    fn run_weights(&self) -> Result<RunWeights> {
+        Ok(match &self.prepared {
+            Some(p) => RunWeights {
+                w_ih_t: p.w_ih_t.clone(),
+                w_hh_t: p.w_hh_t.clone(),
+                bias: p.bias.clone(),
+            },
+            None => RunWeights {
+                w_ih_t: self.weights.w_ih.t()?,
+                w_hh_t: self.weights.w_hh.t()?,
+                bias: summed_bias(&self.weights)?,
+            },
+        })
     }
 
     /// `act(projected + h·W_hhᵀ)`, the sum clamped first where the layer clips.
-    fn recur(&self, projected: &Tensor, h: &Tensor) -> Result<Tensor> {
-        let mut pre = (projected + h.matmul(&self.w_hh_t)?)?;
+    fn recur(&self, w: &RunWeights, projected: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let mut pre = (projected + h.matmul(&w.w_hh_t)?)?;
         if let Some(c) = self.clip {
             pre = pre.clamp(-c, c)?;
         }
@@ -706,58 +776,114 @@ impl RnnLayer {
     }
 }
 
-/// candle-nn's recurrent interface, batch-first as candle-nn's LSTM and GRU are. The state is
-/// the hidden state `[batch, hidden_size]`.
+/// `x·W_ihᵀ + b` for any number of rows.
+fn project(w: &RunWeights, x: &Tensor) -> Result<Tensor> {
+    let xw = x.matmul(&w.w_ih_t)?;
+    match &w.bias {
+        Some(b) => xw.broadcast_add(b),
+        None => Ok(xw),
+    }
+}
+
+/// The state of one layer between steps, as candle-nn's [`candle_nn::rnn::GRUState`] is
+/// for a GRU: the hidden state, which is also the layer's output.
+#[derive(Debug, Clone)]
+pub struct RnnState {
+    /// The hidden state, `[batch, hidden_size]`.
+    pub h: Tensor,
+}
+
+impl RnnState {
+    /// The hidden state, `[batch, hidden_size]`.
+    pub fn h(&self) -> &Tensor {
+        &self.h
+    }
+}
+
+/// candle-nn's recurrent interface, batch-first as candle-nn's LSTM and GRU are.
 ///
 /// `seq` and `seq_init` run the whole sequence through [`RnnLayer::forward`] (one projection
 /// matmul, the fast path where there is one), not step by step.
 ///
 /// # Shapes
 /// - `seq(input)`, `seq_init(input, state)`: `input` `[batch, seq_len, input_size]`; return
-///   one state `[batch, hidden_size]` per step, the last being `h_n`
+///   one state per step, the last being `h_n`
 /// - `step(input, state)`: `input` `[batch, input_size]`
 /// - `states_to_tensor(states)`: `[batch, seq_len, hidden_size]`
 impl candle_nn::rnn::RNN for RnnLayer {
-    type State = Tensor;
+    type State = RnnState;
 
-    fn zero_state(&self, batch_dim: usize) -> Result<Tensor> {
-        let dev = self.w_ih_t.device();
-        Tensor::zeros((batch_dim, self.hidden_size()), self.dtype(), dev)
+    fn zero_state(&self, batch_dim: usize) -> Result<RnnState> {
+        let h = Tensor::zeros((batch_dim, self.hidden_size()), self.dtype(), self.device())?;
+        Ok(RnnState { h })
     }
 
-    fn step(&self, input: &Tensor, state: &Tensor) -> Result<Tensor> {
-        RnnLayer::step(self, input, state)
+    fn step(&self, input: &Tensor, state: &RnnState) -> Result<RnnState> {
+        let h = RnnLayer::step(self, input, &state.h)?;
+        Ok(RnnState { h })
     }
 
-    fn seq_init(&self, input: &Tensor, init_state: &Tensor) -> Result<Vec<Tensor>> {
+    fn seq_init(&self, input: &Tensor, init_state: &RnnState) -> Result<Vec<RnnState>> {
         let time_major = input.transpose(0, 1)?.contiguous()?;
-        let (output, _) = self.forward(&time_major, Some(init_state))?;
+        let (output, _) = self.forward(&time_major, Some(&init_state.h))?;
         let seq_len = output.dim(0)?;
-        (0..seq_len).map(|t| output.get(t)).collect()
+        (0..seq_len)
+            .map(|t| Ok(RnnState { h: output.get(t)? }))
+            .collect()
     }
 
-    fn states_to_tensor(&self, states: &[Tensor]) -> Result<Tensor> {
+    fn states_to_tensor(&self, states: &[RnnState]) -> Result<Tensor> {
         // Batch-first like the input: [batch, seq_len, hidden_size].
-        Tensor::stack(states, 1)
+        let hs: Vec<Tensor> = states.iter().map(|s| s.h.clone()).collect();
+        Tensor::stack(&hs, 1)
     }
 }
 
-/// Builds one layer from a [`candle_nn::VarBuilder`] with PyTorch's names:
-/// `weight_ih_l{layer}{suffix}`, `weight_hh_l{layer}{suffix}`, and, when `bias` is true,
-/// `bias_ih_l{layer}{suffix}` and `bias_hh_l{layer}{suffix}`, where `suffix` is `""` or
-/// `"_reverse"`.
+/// How [`rnn_layer`] builds one layer: candle-nn's [`candle_nn::LSTMConfig`] for an Elman
+/// layer, with `torch.nn.RNN`'s defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct RnnLayerConfig {
+    /// The activation; tanh by default.
+    pub nonlinearity: Nonlinearity,
+    /// Whether the layer has `b_ih` and `b_hh`; true by default.
+    pub bias: bool,
+    /// Which of a bidirectional layer's weights to read: [`Direction::Backward`] reads the
+    /// `_reverse` ones. The direction a layer runs in is chosen when it runs
+    /// ([`RnnLayer::forward_reversed`]; [`crate::Rnn`] runs a layer's second direction
+    /// backwards), as for candle-nn's LSTM.
+    pub direction: Direction,
+    /// The layer's index in the stack, `k` in `weight_ih_l{k}`; 0 by default.
+    pub layer_idx: usize,
+}
+
+impl Default for RnnLayerConfig {
+    fn default() -> Self {
+        Self {
+            nonlinearity: Nonlinearity::Tanh,
+            bias: true,
+            direction: Direction::Forward,
+            layer_idx: 0,
+        }
+    }
+}
+
+/// Builds one layer from a [`candle_nn::VarBuilder`] with PyTorch's names, as
+/// [`candle_nn::lstm`] builds an LSTM: `weight_ih_l{k}{suffix}`, `weight_hh_l{k}{suffix}`,
+/// and, with `config.bias`, `bias_ih_l{k}{suffix}` and `bias_hh_l{k}{suffix}`, where `k` is
+/// `config.layer_idx` and `suffix` is `""` or, for [`Direction::Backward`], `"_reverse"`.
 ///
 /// A `torch.nn.RNN` state_dict saved as safetensors loads directly
 /// ([`candle_nn::VarBuilder::from_buffered_safetensors`] or `from_mmaped_safetensors`); a
 /// prefix such as `rnn.` is [`candle_nn::VarBuilder::pp`]'s job. With a
 /// [`candle_nn::VarMap`] behind the builder, missing tensors are created with PyTorch's
-/// initialisation, uniform(−1/√H, 1/√H), and are trainable.
+/// initialisation, uniform(−1/√H, 1/√H), and are trainable: the layer reads the variables
+/// themselves, so an optimiser's step changes its next run.
 ///
 /// # Shapes
-/// The tensors read from `vb`, for `input_size` I and `hidden_size` H:
-/// - `weight_ih_l{layer}{suffix}`: `[H, I]`
-/// - `weight_hh_l{layer}{suffix}`: `[H, H]`
-/// - `bias_ih_l{layer}{suffix}`, `bias_hh_l{layer}{suffix}`: `[H]`
+/// The tensors read from `vb`, for `in_dim` I and `hidden_dim` H:
+/// - `weight_ih_l{k}{suffix}`: `[H, I]`
+/// - `weight_hh_l{k}{suffix}`: `[H, H]`
+/// - `bias_ih_l{k}{suffix}`, `bias_hh_l{k}{suffix}`: `[H]`
 ///
 /// # Errors
 /// When a tensor is missing from `vb` or has another shape, as [`candle_nn::VarBuilder`]
@@ -773,7 +899,7 @@ impl candle_nn::rnn::RNN for RnnLayer {
 ///
 /// use candle_core::{DType, Device, Tensor};
 /// use candle_nn::VarBuilder;
-/// use rnn_core::{rnn_layer, Nonlinearity};
+/// use rnn_core::{rnn_layer, RnnLayerConfig};
 ///
 /// let dev = Device::Cpu;
 /// let mut state_dict = HashMap::new();
@@ -786,7 +912,7 @@ impl candle_nn::rnn::RNN for RnnLayer {
 ///     state_dict.insert(name.to_string(), Tensor::from_vec(values, shape, &dev)?);
 /// }
 /// let vb = VarBuilder::from_tensors(state_dict, DType::F32, &dev);
-/// let layer = rnn_layer(1, 2, 0, false, true, Nonlinearity::Tanh, &vb.pp("rnn"))?;
+/// let layer = rnn_layer(1, 2, RnnLayerConfig::default(), vb.pp("rnn"))?;
 ///
 /// // x_0 = 2 from h = 0: h_1 = tanh(2·W_ih + b_ih + b_hh).
 /// let x = Tensor::new(&[[2.0f32]], &dev)?; // [B=1, I=1]
@@ -796,38 +922,35 @@ impl candle_nn::rnn::RNN for RnnLayer {
 /// assert!((got[0] - want[0]).abs() < 1e-6 && (got[1] - want[1]).abs() < 1e-6);
 ///
 /// // A name that is not there is an error, not a silent zero.
-/// assert!(rnn_layer(1, 2, 1, false, true, Nonlinearity::Tanh, &vb.pp("rnn")).is_err());
+/// let layer_1 = RnnLayerConfig { layer_idx: 1, ..Default::default() };
+/// assert!(rnn_layer(1, 2, layer_1, vb.pp("rnn")).is_err());
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn rnn_layer(
-    input_size: usize,
-    hidden_size: usize,
-    layer: usize,
-    reverse: bool,
-    bias: bool,
-    nonlinearity: Nonlinearity,
-    vb: &candle_nn::VarBuilder,
+    in_dim: usize,
+    hidden_dim: usize,
+    config: RnnLayerConfig,
+    vb: candle_nn::VarBuilder,
 ) -> Result<RnnLayer> {
-    let suffix = if reverse { "_reverse" } else { "" };
-    let bound = 1.0 / (hidden_size.max(1) as f64).sqrt();
+    let suffix = match config.direction {
+        Direction::Forward => "",
+        Direction::Backward => "_reverse",
+    };
+    let k = config.layer_idx;
+    let bound = 1.0 / (hidden_dim.max(1) as f64).sqrt();
     let init = candle_nn::Init::Uniform {
         lo: -bound,
         up: bound,
     };
-    let w_ih = vb.get_with_hints(
-        (hidden_size, input_size),
-        &format!("weight_ih_l{layer}{suffix}"),
-        init,
-    )?;
-    let w_hh = vb.get_with_hints(
-        (hidden_size, hidden_size),
-        &format!("weight_hh_l{layer}{suffix}"),
-        init,
-    )?;
-    let (b_ih, b_hh) = if bias {
+    let get = |shape: &[usize], name: &str| {
+        vb.get_with_hints(shape, &format!("{name}_l{k}{suffix}"), init)
+    };
+    let w_ih = get(&[hidden_dim, in_dim], "weight_ih")?;
+    let w_hh = get(&[hidden_dim, hidden_dim], "weight_hh")?;
+    let (b_ih, b_hh) = if config.bias {
         (
-            Some(vb.get_with_hints(hidden_size, &format!("bias_ih_l{layer}{suffix}"), init)?),
-            Some(vb.get_with_hints(hidden_size, &format!("bias_hh_l{layer}{suffix}"), init)?),
+            Some(get(&[hidden_dim], "bias_ih")?),
+            Some(get(&[hidden_dim], "bias_hh")?),
         )
     } else {
         (None, None)
@@ -838,7 +961,7 @@ pub fn rnn_layer(
         b_ih,
         b_hh,
     };
-    RnnLayer::new(&weights, nonlinearity)
+    RnnLayer::new(&weights, config.nonlinearity)
 }
 
 #[cfg(test)]

@@ -65,10 +65,11 @@ mod rnn;
 mod shape;
 mod stream;
 
+pub use candle_nn::rnn::Direction;
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use cpu::level as cpu_kernel;
 pub use init::{uniform_weights, InitConfig};
-pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, Param, RnnLayer};
+pub use layer::{rnn_layer, LayerWeights, Nonlinearity, Param, RnnLayer, RnnLayerConfig, RnnState};
 pub use mask::lengths_from_mask;
-pub use rnn::{LayerOptions, MaskedSteps, MergeMode, Rnn};
+pub use rnn::{rnn, LayerOptions, MaskedSteps, MergeMode, Rnn, RnnConfig};
 pub use stream::Stream;

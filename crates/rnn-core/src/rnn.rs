@@ -2,7 +2,9 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use crate::layer::{Direction, LayerWeights, Nonlinearity, RnnLayer};
+use candle_nn::rnn::Direction;
+
+use crate::layer::{rnn_layer, LayerWeights, Nonlinearity, RnnLayer, RnnLayerConfig};
 use crate::shape::{check_dims, ensure};
 
 /// A multi-layer, optionally bidirectional Elman RNN with PyTorch's semantics.
@@ -298,7 +300,8 @@ impl Rnn {
     }
 
     /// Whether to use the fused fast path where there is one (the default), or always the plain
-    /// candle-ops reference ([`RnnLayer::forward_reference`]): for comparisons and benchmarks.
+    /// candle-ops reference: for comparisons and benchmarks.
+    #[doc(hidden)]
     pub fn with_fast_path(mut self, fast_path: bool) -> Self {
         self.fast_path = fast_path;
         self
@@ -519,20 +522,21 @@ impl Rnn {
                 let h0 = h0.as_ref().map(|h| &h[states.len()]);
                 // A go_backwards layer is the reverse direction with its outputs left in the
                 // order it computed them.
-                let direction = if d == 0 && !options.go_backwards && !options.reverse {
+                let forward = d == 0 && !options.go_backwards && !options.reverse;
+                let direction = if forward {
                     Direction::Forward
                 } else {
-                    Direction::Reverse
+                    Direction::Backward
                 };
                 let (mut out, h_n) = if self.fast_path {
-                    cell.forward_with(&x, h0, direction, lengths)?
+                    cell.forward_with_lengths(&x, h0, direction, lengths)?
                 } else {
                     cell.forward_reference(&x, h0, direction, lengths)?
                 };
                 // Keras repeats outputs only in a plain one-direction layer: `Bidirectional`
                 // zeroes its layers' masked steps.
-                if let (Some(lengths), MaskedSteps::RepeatLast, Direction::Forward, 1) =
-                    (lengths, self.masked_steps, direction, layer.len())
+                if let (Some(lengths), MaskedSteps::RepeatLast, true, 1) =
+                    (lengths, self.masked_steps, forward, layer.len())
                 {
                     out = repeat_last_valid(&out, lengths)?;
                 }
@@ -567,7 +571,7 @@ impl Rnn {
     ///
     /// # Shapes
     /// `states` as [`Rnn::forward_states`] returns them.
-    pub fn last_output(&self, states: &[Tensor]) -> Result<Tensor> {
+    pub fn merge_final_states(&self, states: &[Tensor]) -> Result<Tensor> {
         let d = self.layers[self.layers.len() - 1].len();
         ensure(states.len() == self.num_states(), || {
             format!(
@@ -610,6 +614,103 @@ impl Rnn {
         };
         Ok(Some((0..count).map(|i| h0.get(i)).collect::<Result<_>>()?))
     }
+}
+
+/// The options of a whole stack, as `torch.nn.RNN` takes them (its defaults too), for
+/// [`rnn`].
+#[derive(Debug, Clone, Copy)]
+pub struct RnnConfig {
+    /// Stacked layers; 1 by default.
+    pub num_layers: usize,
+    /// Every layer's activation; tanh by default.
+    pub nonlinearity: Nonlinearity,
+    /// Whether each layer has `b_ih` and `b_hh`; true by default.
+    pub bias: bool,
+    /// Inputs and outputs `[batch, seq_len, ..]`; false by default.
+    pub batch_first: bool,
+    /// Two directions per layer, their outputs concatenated; false by default.
+    pub bidirectional: bool,
+}
+
+impl Default for RnnConfig {
+    fn default() -> Self {
+        Self {
+            num_layers: 1,
+            nonlinearity: Nonlinearity::Tanh,
+            bias: true,
+            batch_first: false,
+            bidirectional: false,
+        }
+    }
+}
+
+/// Builds a whole stack from a [`candle_nn::VarBuilder`] with PyTorch's names, as
+/// `torch.nn.RNN(in_dim, hidden_dim, num_layers, nonlinearity, bias, batch_first,
+/// bidirectional)` names its state_dict: layer `k`, direction `d` is
+/// [`rnn_layer`]`(in_dim or directions · hidden_dim, hidden_dim, {layer_idx: k, direction: d})`.
+///
+/// A state_dict saved with safetensors loads as it is; with a [`candle_nn::VarMap`] behind
+/// `vb` the weights are created with PyTorch's initialisation and are trainable (see
+/// [`RnnLayer`]'s Training section).
+///
+/// # Errors
+/// When `num_layers` is 0, or a tensor is missing from `vb` or has another shape.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use rnn_core::{rnn, RnnConfig};
+///
+/// let varmap = VarMap::new();
+/// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+/// let config = RnnConfig { num_layers: 2, bidirectional: true, ..Default::default() };
+/// let net = rnn(3, 4, config, vb.pp("rnn"))?;
+/// assert_eq!(varmap.all_vars().len(), 2 * 2 * 4); // layers · directions · 4 tensors
+///
+/// let x = Tensor::zeros((5, 2, 3), DType::F32, &Device::Cpu)?; // [seq, batch, input]
+/// let (output, h_n) = net.forward(&x, None)?;
+/// assert_eq!(output.dims(), &[5, 2, 8]); // directions · hidden features
+/// assert_eq!(h_n.dims(), &[4, 2, 4]); // [layers · directions, batch, hidden]
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn rnn(
+    in_dim: usize,
+    hidden_dim: usize,
+    config: RnnConfig,
+    vb: candle_nn::VarBuilder,
+) -> Result<Rnn> {
+    ensure(config.num_layers > 0, || {
+        "num_layers: expected at least 1, found 0".into()
+    })?;
+    let directions: &[Direction] = if config.bidirectional {
+        &[Direction::Forward, Direction::Backward]
+    } else {
+        &[Direction::Forward]
+    };
+    let layers = (0..config.num_layers)
+        .map(|k| {
+            let input = if k == 0 {
+                in_dim
+            } else {
+                directions.len() * hidden_dim
+            };
+            directions
+                .iter()
+                .map(|&direction| {
+                    let layer = RnnLayerConfig {
+                        nonlinearity: config.nonlinearity,
+                        bias: config.bias,
+                        direction,
+                        layer_idx: k,
+                    };
+                    rnn_layer(input, hidden_dim, layer, vb.clone())
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Rnn::new(layers)?.with_batch_first(config.batch_first))
 }
 
 /// Features out of one layer: its hidden size, times 2 when it has two directions that are

@@ -3,6 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
+use crate::layer::RnnState;
 use crate::rnn::Rnn;
 use crate::shape::{check_dims, ensure};
 
@@ -11,6 +12,10 @@ use crate::shape::{check_dims, ensure};
 ///
 /// Each step runs each layer over a one-step sequence, through the same fast path as a whole
 /// sequence on the CPU.
+///
+/// The stream owns its copy of the network (a clone of [`Rnn`] shares the weight tensors,
+/// it does not copy them), so it can live beside its model in a struct, or move to another
+/// thread; [`Stream::from_states`] resumes from saved states.
 ///
 /// # Example
 ///
@@ -34,10 +39,10 @@ use crate::shape::{check_dims, ensure};
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct Stream<'a> {
-    rnn: &'a Rnn,
+pub struct Stream {
+    rnn: Rnn,
     /// One `[batch, hidden_k]` state per layer.
-    states: Vec<Tensor>,
+    states: Vec<RnnState>,
     steps: usize,
 }
 
@@ -50,7 +55,7 @@ impl Rnn {
     /// # Errors
     /// For a bidirectional stack or a `go_backwards` or `reverse` layer, which need a sequence's last step
     /// first, and when `h0` does not fit.
-    pub fn stream(&self, batch: usize, h0: Option<&Tensor>) -> Result<Stream<'_>> {
+    pub fn stream(&self, batch: usize, h0: Option<&Tensor>) -> Result<Stream> {
         ensure(self.num_states() == self.num_layers(), || {
             "a bidirectional RNN reads each sequence from its end too, so it cannot be fed one \
              step at a time; run the whole sequence instead"
@@ -76,15 +81,49 @@ impl Rnn {
                 .map(|h| Tensor::zeros((batch, h), self.dtype(), self.device()))
                 .collect::<Result<_>>()?,
         };
+        let states = states.into_iter().map(|h| RnnState { h }).collect();
         Ok(Stream {
-            rnn: self,
+            rnn: self.clone(),
             states,
             steps: 0,
         })
     }
 }
 
-impl Stream<'_> {
+impl Stream {
+    /// Resumes a stream from each layer's state, bottom layer first (what
+    /// [`Stream::states`] gave), with `steps` counted as already fed.
+    ///
+    /// # Shapes
+    /// - `states`: one [`RnnState`] per layer, `h` `[batch, hidden_k]`
+    ///
+    /// # Errors
+    /// As [`Rnn::stream`], and when a state's shape or dtype does not fit its layer.
+    pub fn from_states(rnn: &Rnn, states: Vec<RnnState>, steps: usize) -> Result<Self> {
+        ensure(states.len() == rnn.num_layers(), || {
+            format!(
+                "states: expected {} (one per layer), found {}",
+                rnn.num_layers(),
+                states.len()
+            )
+        })?;
+        let batch = states[0].h.dims().first().copied().unwrap_or(0);
+        let mut stream = rnn.stream(batch, None)?;
+        for (k, (state, size)) in states.iter().zip(rnn.hidden_sizes()).enumerate() {
+            check_dims(&format!("states[{k}].h"), &state.h, &[batch, size])?;
+            ensure(state.h.dtype() == rnn.dtype(), || {
+                format!(
+                    "states[{k}].h: expected dtype {:?} like the weights, found {:?}",
+                    rnn.dtype(),
+                    state.h.dtype()
+                )
+            })?;
+        }
+        stream.states = states;
+        stream.steps = steps;
+        Ok(stream)
+    }
+
     /// Feeds one time step through every layer; returns the top layer's new state, which is
     /// the stack's output for this step.
     ///
@@ -92,21 +131,26 @@ impl Stream<'_> {
     /// - `x`: `[batch, input_size]`
     /// - returns `[batch, hidden]` of the top layer
     pub fn step(&mut self, x: &Tensor) -> Result<Tensor> {
-        let batch = self.states[0].dims()[0];
+        let batch = self.states[0].h.dims()[0];
         check_dims("x", x, &[batch, self.rnn.input_size()])?;
         let mut x = x.unsqueeze(0)?;
         for (layer, state) in self.rnn.layers().iter().zip(&mut self.states) {
-            let (output, h_n) = layer[0].forward(&x, Some(state))?;
-            *state = h_n;
+            let (output, h_n) = layer[0].forward(&x, Some(&state.h))?;
+            state.h = h_n;
             x = output;
         }
         self.steps += 1;
         x.squeeze(0)
     }
 
-    /// Each layer's state now, `[batch, hidden_k]`, bottom layer first.
-    pub fn states(&self) -> &[Tensor] {
+    /// Each layer's state now, `h` `[batch, hidden_k]`, bottom layer first.
+    pub fn states(&self) -> &[RnnState] {
         &self.states
+    }
+
+    /// The network the stream runs.
+    pub fn rnn(&self) -> &Rnn {
+        &self.rnn
     }
 
     /// How many steps have been fed.

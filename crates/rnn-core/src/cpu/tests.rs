@@ -6,13 +6,17 @@ type Result2<T> = (Vec<T>, Vec<T>);
 
 /// Runs the fast path as `run` says (threads, level) on a layer's transposed weights.
 fn fast<T: Element>(layer: &RnnLayer, run: &Run, x: &Tensor, h0: &Tensor) -> Result2<T> {
-    let w = layer.weights().unwrap();
+    let w = layer.weights();
     let (w_ih_t, w_hh_t) = (
         w.w_ih.t().unwrap().contiguous().unwrap(),
         w.w_hh.t().unwrap().contiguous().unwrap(),
     );
-    // `weights` gives the layer's summed bias as `b_ih`.
-    let (out, h_n) = forward(run, x, &w_ih_t, &w_hh_t, w.b_ih.as_ref(), Some(h0)).unwrap();
+    // The layer's summed bias, as the layer sums it.
+    let bias = match (&w.b_ih, &w.b_hh) {
+        (Some(a), Some(b)) => Some((a + b).unwrap()),
+        (a, b) => a.clone().or(b.clone()),
+    };
+    let (out, h_n) = forward(run, x, &w_ih_t, &w_hh_t, bias.as_ref(), Some(h0)).unwrap();
     (flat(out), flat(h_n))
 }
 
@@ -31,7 +35,7 @@ fn worst<T: Element + Into<f64>>(a: &Result2<T>, b: &Result2<T>) -> f64 {
 /// The candle-ops reference of the same run.
 fn reference<T: Element>(layer: &RnnLayer, run: &Run, x: &Tensor, h0: &Tensor) -> Result2<T> {
     let direction = if run.reverse {
-        Direction::Reverse
+        Direction::Backward
     } else {
         Direction::Forward
     };

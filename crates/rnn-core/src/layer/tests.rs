@@ -97,12 +97,13 @@ fn clip_clamps_the_pre_activation() {
         [1.0, 0.0, 1.0]
     );
     assert_eq!(h_n.flatten_all().unwrap().to_vec1::<f64>().unwrap(), [1.0]);
-    let f32_layer = layer.weights().unwrap();
+    let f32_layer = layer.weights();
+    let f32 = |b: &Option<Tensor>| b.as_ref().map(|b| b.to_dtype(DType::F32).unwrap());
     let f32_layer = LayerWeights {
         w_ih: f32_layer.w_ih.to_dtype(DType::F32).unwrap(),
         w_hh: f32_layer.w_hh.to_dtype(DType::F32).unwrap(),
-        b_ih: f32_layer.b_ih.map(|b| b.to_dtype(DType::F32).unwrap()),
-        b_hh: None,
+        b_ih: f32(&f32_layer.b_ih),
+        b_hh: f32(&f32_layer.b_hh),
     };
     let f32_layer = RnnLayer::new(&f32_layer, Nonlinearity::Relu)
         .unwrap()
