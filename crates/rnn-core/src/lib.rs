@@ -11,22 +11,37 @@
 //!
 //! # In a candle program
 //!
-//! - [`RnnLayer`] is one layer in one direction: [`RnnLayer::forward`] runs a whole sequence
-//!   (time-major), [`RnnLayer::step`] one step, for streaming. It implements candle-nn's
-//!   [`candle_nn::rnn::RNN`] trait (batch-first, like candle-nn's LSTM and GRU), so it drops
-//!   in where those are used.
-//! - [`rnn_layer`] builds a layer from a [`candle_nn::VarBuilder`] with PyTorch's names
-//!   (`weight_ih_l0`, …): a `torch.nn.RNN` state_dict saved as safetensors loads as it is, and
-//!   a [`candle_nn::VarMap`] gives trainable, PyTorch-initialised weights.
-//! - [`Rnn`] stacks layers and directions with `torch.nn.RNN`'s semantics: `h0`/`h_n`
+//! As candle-nn builds an LSTM (`candle_nn::lstm(in_dim, hidden_dim, LSTMConfig, vb)`):
+//!
+//! - [`rnn`]`(in_dim, hidden_dim, `[`RnnConfig`]`, vb)` builds a whole `torch.nn.RNN` stack
+//!   (`num_layers`, `bidirectional`, `batch_first`, `nonlinearity`, `bias`) from a
+//!   [`candle_nn::VarBuilder`] with PyTorch's names (`weight_ih_l0`, …): a state_dict saved
+//!   as safetensors loads as it is, and a [`candle_nn::VarMap`] gives trainable,
+//!   PyTorch-initialised weights. [`Rnn`] runs it with `torch.nn.RNN`'s semantics: `h0`/`h_n`
 //!   `[layers · directions, batch, hidden]`, batch-first, unbatched inputs, lengths.
-//! - [`compare`] holds a result against a reference as `numpy.allclose` does and says where
-//!   the worst element is; [`uniform_weights`] draws seeded PyTorch-style weights.
+//! - [`rnn_layer`]`(in_dim, hidden_dim, `[`RnnLayerConfig`]`, vb)` builds one layer in one
+//!   direction, an [`RnnLayer`]: [`RnnLayer::forward`] runs a whole sequence (time-major),
+//!   [`RnnLayer::step`] one step. It implements candle-nn's [`candle_nn::rnn::RNN`] trait
+//!   (batch-first, like candle-nn's LSTM and GRU) with [`RnnState`] as its state, so it drops
+//!   in where those are used.
+//! - [`Stream`] feeds a stack one time step at a time; it owns what it runs, so it can sit
+//!   beside its model in a struct or move to another thread.
+//! - [`uniform_weights`] draws seeded PyTorch-style weights.
+//!
+//! # Training
+//!
+//! The layers keep the weight tensors they are given, so gradients reach them: when the
+//! input, `h0` or any weight tracks gradients (a [`candle_core::Var`]), a run records plain
+//! candle ops and `loss.backward()` gives the gradients torch's autograd gives (the
+//! `gradients` example's tests hold them against torch's within 2e-6 in f32 and 3e-15 in
+//! f64); an optimiser's in-place update of the variables changes the next run. Inference
+//! (nothing tracking gradients) takes the fused CPU path.
 //!
 //! The crate's `examples/` show each use whole, and their tests check the numbers:
-//! `torch_state_dict` (a PyTorch state_dict, against torch's own outputs), `stream_steps`
-//! (one step at a time) and `in_candle_model` (the layer inside a candle `Module`):
-//! `cargo run -p rnn-core --example torch_state_dict`.
+//! `torch_state_dict` (a PyTorch state_dict, against torch's own outputs), `gradients`
+//! (backpropagation, against torch's autograd), `train_sine` (a model trained to predict a
+//! sine wave, its loss falling), `stream_steps` (one step at a time) and `in_candle_model`
+//! (the layer inside a candle `Module`): `cargo run -p rnn-core --example train_sine`.
 //!
 //! With the `cuda` feature the layers run on NVIDIA GPUs ([`RnnLayer::to_device`]); on the
 //! CPU, f32 and f64 take a fused fast path, other dtypes and devices plain candle ops.

@@ -329,3 +329,135 @@ fn reverse_is_the_reverse_direction_alone() {
     };
     assert!(Rnn::with_layer_options(plain.layers().to_vec(), vec![both]).is_err());
 }
+
+/// `rnn()` over a `VarMap`: every tensor torch's `nn.RNN(3, 4, num_layers=2,
+/// bidirectional=True)` has, under its names; an SGD step on them changes the next run, on
+/// the path that records gradients.
+#[test]
+fn a_varmap_stack_trains_and_an_optimiser_step_changes_the_next_run() {
+    use candle_nn::optim::{Optimizer, SGD};
+    let dev = Device::Cpu;
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let config = crate::RnnConfig {
+        num_layers: 2,
+        bidirectional: true,
+        batch_first: true,
+        ..Default::default()
+    };
+    let net = crate::rnn(3, 4, config, vb).unwrap();
+    let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+    names.sort();
+    let mut want: Vec<String> = (0..2)
+        .flat_map(|k| {
+            ["", "_reverse"].into_iter().flat_map(move |s| {
+                ["weight_ih", "weight_hh", "bias_ih", "bias_hh"].map(|w| format!("{w}_l{k}{s}"))
+            })
+        })
+        .collect();
+    want.sort();
+    assert_eq!(names, want);
+
+    let x = Tensor::randn(0f32, 1.0, (2, 5, 3), &dev).unwrap(); // [batch, seq, input]
+    let (before, h_n) = net.forward(&x, None).unwrap();
+    assert_eq!(before.dims(), &[2, 5, 8]);
+    assert_eq!(h_n.dims(), &[4, 2, 4]);
+    let loss = before.sqr().unwrap().sum_all().unwrap();
+    let mut sgd = SGD::new(varmap.all_vars(), 0.1).unwrap();
+    sgd.backward_step(&loss).unwrap();
+    let (after, _) = net.forward(&x, None).unwrap();
+    let moved = (before - after)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(moved > 1e-3, "the step did not reach the network: {moved}");
+}
+
+/// A stream owns what it runs: it can outlive the borrow of its model and move to another
+/// thread.
+#[test]
+fn a_stream_is_send_and_static() {
+    fn owned<T: Send + 'static>(_: &T) {}
+    let weights = crate::uniform_weights(
+        &crate::InitConfig {
+            input_size: 2,
+            hidden_sizes: vec![3],
+            bidirectional: false,
+            bias: true,
+        },
+        1,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let stream = {
+        let rnn = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
+        rnn.stream(1, None).unwrap()
+    };
+    owned(&stream);
+    let x = Tensor::ones((1, 2), DType::F32, &Device::Cpu).unwrap();
+    let y = std::thread::spawn(move || {
+        let mut stream = stream;
+        stream.step(&x).unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(y.dims(), &[1, 3]);
+}
+
+/// The fast path and the path that records gradients compute the same numbers.
+#[test]
+fn tracking_gradients_changes_no_number() {
+    let weights = crate::uniform_weights(
+        &crate::InitConfig {
+            input_size: 3,
+            hidden_sizes: vec![5, 5],
+            bidirectional: true,
+            bias: true,
+        },
+        3,
+        DType::F64,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let x = Tensor::randn(0f64, 1.0, (7, 2, 3), &Device::Cpu).unwrap();
+    let plain = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
+    let vars: Vec<Vec<LayerWeights>> = weights
+        .iter()
+        .map(|dirs| {
+            dirs.iter()
+                .map(|w| {
+                    let var = |t: &Tensor| {
+                        candle_core::Var::from_tensor(t)
+                            .unwrap()
+                            .as_tensor()
+                            .clone()
+                    };
+                    LayerWeights {
+                        w_ih: var(&w.w_ih),
+                        w_hh: var(&w.w_hh),
+                        b_ih: w.b_ih.as_ref().map(var),
+                        b_hh: w.b_hh.as_ref().map(var),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let tracked = Rnn::from_weights(&vars, Nonlinearity::Tanh).unwrap();
+    let (a, _) = plain.forward(&x, None).unwrap();
+    let (b, _) = tracked.forward(&x, None).unwrap();
+    assert!(b.track_op(), "the tracked run recorded no graph");
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(diff < 1e-12, "{diff:e}");
+}
