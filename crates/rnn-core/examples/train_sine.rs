@@ -47,14 +47,11 @@ impl Model {
         };
         let drawn = uniform_weights(&rnn_config, SEED, DType::F32, dev)?;
         let w = &drawn[0][0];
-        let optional = |b: &Option<Tensor>, var: &mut dyn FnMut(&Tensor) -> Result<Tensor>| {
-            b.as_ref().map(|b| var(b)).transpose()
-        };
         let layer = LayerWeights {
             w_ih: var(&w.w_ih)?,
             w_hh: var(&w.w_hh)?,
-            b_ih: optional(&w.b_ih, &mut var)?,
-            b_hh: optional(&w.b_hh, &mut var)?,
+            b_ih: w.b_ih.as_ref().map(&mut var).transpose()?,
+            b_hh: w.b_hh.as_ref().map(&mut var).transpose()?,
         };
         // The head, [1, H] and [1], drawn the same way: the first layer of a one-neuron RNN
         // reading H features.
@@ -66,7 +63,7 @@ impl Model {
         };
         let head = &uniform_weights(&head_config, SEED + 1, DType::F32, dev)?[0][0];
         let head_w = var(&head.w_ih)?;
-        let head_b = optional(&head.b_ih, &mut var)?;
+        let head_b = head.b_ih.as_ref().map(&mut var).transpose()?;
         let rnn = Rnn::from_weights(&[vec![layer]], Nonlinearity::Tanh)?;
         Ok(Self {
             rnn,

@@ -624,20 +624,34 @@ impl RnnLayer {
         direction: Direction,
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
-        let (seq_len, batch) = self.check_sequence(input, h0, lengths)?;
-        let prepared = match &self.prepared {
-            Some(p) if !tracks(input) && !h0.is_some_and(tracks) => p,
-            _ => return self.forward_reference(input, h0, direction, lengths),
-        };
+        let (seq_len, _batch) = self.check_sequence(input, h0, lengths)?;
         let fused = cpu::supports(input.device(), self.dtype())
             && self.nonlinearity.is_fused()
             && self.clip.is_none();
         if !fused || seq_len == 0 {
             return self.forward_reference(input, h0, direction, lengths);
         }
+        match &self.prepared {
+            Some(p) if !tracks(input) && !h0.is_some_and(tracks) => {
+                self.forward_fused(p, input, h0, direction, lengths)
+            }
+            _ => self.forward_recorded(input, h0, direction, lengths),
+        }
+    }
+
+    /// The fused CPU path on prepared weights; records no gradient.
+    fn forward_fused(
+        &self,
+        prepared: &Prepared,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        direction: Direction,
+        lengths: Option<&[usize]>,
+    ) -> Result<(Tensor, Tensor)> {
+        let dims = input.dims();
         let run = cpu::Run {
-            seq: seq_len,
-            batch,
+            seq: dims[0],
+            batch: dims[1],
             input_size: self.input_size(),
             hidden: self.hidden_size(),
             reverse: matches!(direction, Direction::Backward),
@@ -655,6 +669,55 @@ impl RnnLayer {
             prepared.bias.as_ref(),
             h0,
         )
+    }
+
+    /// The fused CPU path for a run that tracks gradients: the forward as inference computes
+    /// it, recorded as one operation whose backward is backpropagation through time in one
+    /// pass (`cpu/bptt.rs`).
+    fn forward_recorded(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        direction: Direction,
+        lengths: Option<&[usize]>,
+    ) -> Result<(Tensor, Tensor)> {
+        let w = &self.weights;
+        let detached = LayerWeights {
+            w_ih: w.w_ih.detach(),
+            w_hh: w.w_hh.detach(),
+            b_ih: w.b_ih.as_ref().map(Tensor::detach),
+            b_hh: w.b_hh.as_ref().map(Tensor::detach),
+        };
+        let h0_detached = h0.map(Tensor::detach);
+        let (output, h_n) = self.forward_fused(
+            &Prepared::new(&detached)?,
+            &input.detach(),
+            h0_detached.as_ref(),
+            direction,
+            lengths,
+        )?;
+        let seq_len = output.dim(0)?;
+        let result = Tensor::cat(&[&output, &h_n.unsqueeze(0)?], 0)?;
+        let h0 = match h0 {
+            Some(h0) => h0.clone(),
+            None => h_n.zeros_like()?,
+        };
+        let mut columns = vec![w.w_ih.clone(), w.w_hh.clone()];
+        for b in w.b_ih.iter().chain(w.b_hh.iter()) {
+            columns.push(b.unsqueeze(1)?);
+        }
+        let recurrence = cpu::bptt::Recurrence {
+            result,
+            input_size: self.input_size(),
+            hidden: self.hidden_size(),
+            bias_columns: columns.len() - 2,
+            reverse: matches!(direction, Direction::Backward),
+            relu: self.nonlinearity == Nonlinearity::Relu,
+            lengths: lengths.map(<[usize]>::to_vec),
+            level: cpu::level::get(),
+        };
+        let result = input.apply_op3(&h0, &Tensor::cat(&columns, 1)?, recurrence)?;
+        Ok((result.narrow(0, 0, seq_len)?, result.get(seq_len)?))
     }
 
     /// Checks the shapes and dtypes of a sequence run; returns `(seq_len, batch)`.

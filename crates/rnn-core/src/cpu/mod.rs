@@ -21,6 +21,7 @@
 //! The plain candle-ops implementation in `layer.rs` is the reference; tests hold this path
 //! against it.
 
+pub(crate) mod bptt;
 mod kernels;
 pub mod level;
 mod tanh;

@@ -1,0 +1,394 @@
+//! Backpropagation through time for the fused path: one layer and direction's recurrence as a
+//! candle [`CustomOp3`], so that a run whose input, `h0` or weights track gradients computes
+//! its forward with the fused kernels and its backward in one pass over the steps, instead of
+//! candle differentiating a graph of `3 · seq_len` small operations.
+//!
+//! The operation's arguments are the input `x` `[T, B, I]`, `h0` `[B, H]` and every weight in
+//! one tensor `[W_ih | W_hh | b_ih | b_hh]` `[H, I + H + biases]` (a `cat`, whose gradient
+//! candle splits back); its result is `[T + 1, B, H]`: the outputs, then `h_n`. The forward
+//! was computed before the operation was made (the fused path, the same numbers as inference)
+//! and is handed over as it is.
+//!
+//! The backward, for the loss gradients `G_t` of the outputs and `G_n` of `h_n`, with `y_t`
+//! the output at step `t`, `act'` from the output (`1 − y²` for tanh, `y > 0` for relu):
+//! - going back over the steps in the reverse of the order they were computed, with
+//!   `δh = G_n` first: `δpre_t = (δh + G_t) ⊙ act'(y_t)`, then `δh = δpre_t · W_hh`; a step past
+//!   a sequence's length passes `δh` through unchanged and has `δpre = 0`;
+//! - then, over all steps at once: `[dW_ih | dW_hh] = δPreᵀ · [X | H_prev]` (each step's input
+//!   and previous state), `dx = δPre · W_ih`, `db_ih = db_hh = Σ δPre`; `dh0` is the last
+//!   `δh`.
+//!
+//! Every product runs on the forward's micro-kernels (the right-hand matrix packed once per
+//! backward; the generic level's row-wise loops where there is none): each step's
+//! `δpre · W_hh` with the batch split between threads, the weights' gradients as one product
+//! `δPreᵀ · [X | H_prev]` and `dx`, each with its rows split between threads.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+
+use std::ops::Range;
+
+use super::kernels::{self, PackedB};
+use super::level::KernelLevel;
+use super::{with_slice, Element};
+
+/// One layer and direction's recurrence, its forward already computed.
+pub(crate) struct Recurrence {
+    /// The fused forward's result, `[seq_len + 1, batch, hidden]`: the outputs, then `h_n`.
+    pub result: Tensor,
+    pub input_size: usize,
+    pub hidden: usize,
+    /// How many bias columns follow the weights in the weights argument (0, 1 or 2).
+    pub bias_columns: usize,
+    /// Step `T − 1` first.
+    pub reverse: bool,
+    /// relu, else tanh.
+    pub relu: bool,
+    /// Each sequence's length; `None`: all `seq_len`.
+    pub lengths: Option<Vec<usize>>,
+    /// The kernels the products run on (the forward's).
+    pub level: KernelLevel,
+}
+
+/// What every thread of the backward's loop reads.
+struct Pass<'a, T: Element> {
+    /// The forward's result `[T + 1, B, H]`.
+    out: &'a [T],
+    /// Its gradient, the same shape.
+    grad: &'a [T],
+    /// `W_hh` `[H, H]`, and packed for the level's micro-kernel where it has one.
+    w_hh: &'a [T],
+    packed: Option<&'a PackedB<T>>,
+    seq: usize,
+    batch: usize,
+}
+
+impl<T: Element> Clone for Pass<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Element> Copy for Pass<'_, T> {}
+
+impl Recurrence {
+    /// Whether step `t` is within sequence `b`.
+    fn valid(&self, t: usize, b: usize) -> bool {
+        self.lengths.as_ref().is_none_or(|l| t < l[b])
+    }
+
+    /// The backward's loop over the steps: returns `δPre` `[T·B·H]` and `dh0` `[B·H]`. The
+    /// sequences are independent, so the batch is split between threads, each running every
+    /// step of its part (as the forward does).
+    fn through_time<T: Element>(
+        &self,
+        out: &[T],
+        grad: &[T],
+        w_hh: &[T],
+        seq: usize,
+        batch: usize,
+    ) -> Result<(Vec<T>, Vec<T>)> {
+        let hidden = self.hidden;
+        let level = self.level;
+        // W_hh `[H, H]` is the right-hand `[k, n]` of `δpre · W_hh` as it is laid out.
+        let packed = PackedB::new(level, w_hh, hidden, hidden);
+        let macs = seq * batch * hidden * hidden;
+        let threads = if macs < super::SPLIT_MIN_MACS {
+            1
+        } else {
+            super::threads().min(batch / super::MIN_PART_ROWS).max(1)
+        };
+        let part = batch.div_ceil(threads);
+        let ranges: Vec<Range<usize>> = (0..batch)
+            .step_by(part)
+            .map(|b0| b0..(b0 + part).min(batch))
+            .collect();
+        let pass = Pass {
+            out,
+            grad,
+            w_hh,
+            packed: packed.as_ref(),
+            seq,
+            batch,
+        };
+        let run = |rows: Range<usize>| self.through_time_part(&pass, rows);
+        let parts: Vec<(Vec<T>, Vec<T>)> =
+            std::thread::scope(|scope| {
+                let spawned: Vec<_> = ranges[1..]
+                    .iter()
+                    .map(|rows| {
+                        let rows = rows.clone();
+                        scope.spawn(move || run(rows))
+                    })
+                    .collect();
+                let mut parts = vec![run(ranges[0].clone())];
+                for handle in spawned {
+                    parts.push(handle.join().map_err(|_| {
+                        candle_core::Error::Msg("a backward thread panicked".into())
+                    })?);
+                }
+                Ok::<_, candle_core::Error>(parts)
+            })?;
+        let rows = batch * hidden;
+        let mut d_pre = vec![T::ZERO; seq * rows];
+        let mut dh0 = vec![T::ZERO; rows];
+        for (range, (part_pre, part_dh)) in ranges.iter().zip(&parts) {
+            let (start, len) = (range.start * hidden, range.len() * hidden);
+            for t in 0..seq {
+                d_pre[t * rows + start..t * rows + start + len]
+                    .copy_from_slice(&part_pre[t * len..(t + 1) * len]);
+            }
+            dh0[start..start + len].copy_from_slice(part_dh);
+        }
+        Ok((d_pre, dh0))
+    }
+
+    /// [`Recurrence::through_time`] for the sequences `rows`: their `δPre` `[T, rows, H]` and
+    /// `dh0` `[rows, H]`.
+    fn through_time_part<T: Element>(
+        &self,
+        pass: &Pass<T>,
+        rows: Range<usize>,
+    ) -> (Vec<T>, Vec<T>) {
+        let Pass {
+            out,
+            grad,
+            w_hh,
+            packed,
+            seq,
+            batch,
+        } = *pass;
+        let hidden = self.hidden;
+        let all = batch * hidden;
+        let (first, len) = (rows.start * hidden, rows.len() * hidden);
+        let one = T::from_f64(1.0);
+        let mut dh = grad[seq * all + first..seq * all + first + len].to_vec();
+        let mut d_pre = vec![T::ZERO; seq * len];
+        let mut back = vec![T::ZERO; len];
+        for s in (0..seq).rev() {
+            let t = if self.reverse { seq - 1 - s } else { s };
+            let y = &out[t * all + first..t * all + first + len];
+            let g = &grad[t * all + first..t * all + first + len];
+            let d = &mut d_pre[t * len..(t + 1) * len];
+            for (r, _) in rows.clone().enumerate().filter(|&(_, b)| self.valid(t, b)) {
+                for j in r * hidden..(r + 1) * hidden {
+                    let total = dh[j] + g[j];
+                    d[j] = if self.relu {
+                        if y[j] > T::ZERO {
+                            total
+                        } else {
+                            T::ZERO
+                        }
+                    } else {
+                        total * (one - y[j] * y[j])
+                    };
+                }
+            }
+            back.fill(T::ZERO);
+            match packed {
+                Some(p) => kernels::packed_gemm_acc(&mut back, d, p),
+                None => kernels::small_gemm_acc(self.level, &mut back, d, w_hh, hidden, hidden),
+            }
+            for (r, _) in rows.clone().enumerate().filter(|&(_, b)| self.valid(t, b)) {
+                let r = r * hidden..(r + 1) * hidden;
+                dh[r.clone()].copy_from_slice(&back[r]);
+            }
+        }
+        (d_pre, dh)
+    }
+
+    /// `[X | H_prev]` `[T·B, I + H]`: each step's input beside the state it started from (`h0`
+    /// for a sequence's first step, else the output of the step computed before it).
+    fn inputs_and_previous_states<T: Element>(
+        &self,
+        x: &[T],
+        out: &[T],
+        h0: &[T],
+        seq: usize,
+        batch: usize,
+    ) -> Vec<T> {
+        let (input, hidden) = (self.input_size, self.hidden);
+        let width = input + hidden;
+        let rows = batch * hidden;
+        let mut joined = vec![T::ZERO; seq * batch * width];
+        for t in 0..seq {
+            let before = if self.reverse {
+                t + 1
+            } else {
+                t.wrapping_sub(1)
+            };
+            for b in 0..batch {
+                let row = &mut joined[(t * batch + b) * width..(t * batch + b + 1) * width];
+                let at = (t * batch + b) * input;
+                row[..input].copy_from_slice(&x[at..at + input]);
+                let r = b * hidden..(b + 1) * hidden;
+                // Backwards, a sequence starts at its own last step.
+                let first = if self.reverse {
+                    self.lengths.as_ref().map_or(seq, |l| l[b]) == t + 1
+                } else {
+                    t == 0
+                };
+                let state = if first || before >= seq {
+                    &h0[r]
+                } else {
+                    &out[before * rows + r.start..before * rows + r.end]
+                };
+                row[input..].copy_from_slice(state);
+            }
+        }
+        joined
+    }
+
+    pub(crate) fn backward<T: Element>(
+        &self,
+        x: &Tensor,
+        h0: &Tensor,
+        weights: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (seq, batch, _) = x.dims3()?;
+        let (input, hidden) = (self.input_size, self.hidden);
+        let weights = weights.detach();
+        let w_ih = weights.narrow(1, 0, input)?.contiguous()?;
+        let w_hh = weights.narrow(1, input, hidden)?.contiguous()?;
+        let x = x.detach().contiguous()?;
+        let (res, grad, h0) = (res.contiguous()?, grad.contiguous()?, h0.contiguous()?);
+        let (d_pre, dh0) = with_slice::<T, _>(&res, |out| {
+            with_slice::<T, _>(&grad, |g| {
+                with_slice::<T, _>(&w_hh, |w| self.through_time(out, g, w, seq, batch))
+            })
+        })?;
+        let joined = with_slice::<T, _>(&x, |x| {
+            with_slice::<T, _>(&res, |out| {
+                with_slice::<T, _>(&h0, |h0| {
+                    Ok(self.inputs_and_previous_states(x, out, h0, seq, batch))
+                })
+            })
+        })?;
+        let level = self.level;
+        let steps = seq * batch;
+        // [dW_ih | dW_hh] = δPreᵀ · [X | H_prev]: `[H, I + H]`.
+        let d_pre_t = transpose(&d_pre, steps, hidden);
+        let width = input + hidden;
+        let mut d_weights = vec![T::ZERO; hidden * width];
+        product(level, &mut d_weights, &d_pre_t, &joined, steps, width);
+        // The biases' columns: each row of δPreᵀ summed.
+        let columns = width + self.bias_columns;
+        let mut d_all = vec![T::ZERO; hidden * columns];
+        for j in 0..hidden {
+            let row = &mut d_all[j * columns..(j + 1) * columns];
+            row[..width].copy_from_slice(&d_weights[j * width..(j + 1) * width]);
+            let sum = d_pre_t[j * steps..(j + 1) * steps]
+                .iter()
+                .fold(T::ZERO, |acc, &v| acc + v);
+            row[width..].fill(sum);
+        }
+        // dx = δPre · W_ih: `[T·B, I]`.
+        let mut d_x = vec![T::ZERO; steps * input];
+        with_slice::<T, _>(&w_ih, |w| {
+            product(level, &mut d_x, &d_pre, w, hidden, input);
+            Ok(())
+        })?;
+        let cpu = Device::Cpu;
+        Ok((
+            Some(Tensor::from_vec(d_x, (seq, batch, input), &cpu)?),
+            Some(Tensor::from_vec(dh0, (batch, hidden), &cpu)?),
+            Some(Tensor::from_vec(d_all, (hidden, columns), &cpu)?),
+        ))
+    }
+}
+
+/// `m` `[rows, cols]` transposed: `[cols, rows]`.
+fn transpose<T: Element>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::ZERO; m.len()];
+    for (r, row) in m.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
+}
+
+/// `out += lhs · rhs` (`lhs` `[m, k]`, `rhs` `[k, n]`, row-major) on the forward's kernels:
+/// `rhs` packed for the level's micro-kernel (or the row-wise loops without one), the rows of
+/// `out` split between threads.
+fn product<T: Element>(
+    level: KernelLevel,
+    out: &mut [T],
+    lhs: &[T],
+    rhs: &[T],
+    k: usize,
+    n: usize,
+) {
+    if n == 0 || out.is_empty() {
+        return;
+    }
+    let m = out.len() / n;
+    let packed = PackedB::new(level, rhs, k, n);
+    let threads = if m * n * k < super::SPLIT_MIN_MACS {
+        1
+    } else {
+        super::threads().min(m).max(1)
+    };
+    let part = m.div_ceil(threads);
+    let run = |out: &mut [T], lhs: &[T]| match &packed {
+        Some(p) => kernels::packed_gemm_acc(out, lhs, p),
+        None => kernels::small_gemm_acc(level, out, lhs, rhs, k, n),
+    };
+    std::thread::scope(|scope| {
+        let mut parts = out.chunks_mut(part * n).zip(lhs.chunks(part * k));
+        let first = parts.next();
+        for (out, lhs) in parts {
+            scope.spawn(move || run(out, lhs));
+        }
+        if let Some((out, lhs)) = first {
+            run(out, lhs);
+        }
+    });
+}
+
+impl CustomOp3 for Recurrence {
+    fn name(&self) -> &'static str {
+        "rnn-recurrence"
+    }
+
+    /// The forward computed before: a copy of it.
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let flat = self.result.flatten_all()?;
+        let storage = match flat.dtype() {
+            DType::F32 => CpuStorage::F32(flat.to_vec1()?),
+            DType::F64 => CpuStorage::F64(flat.to_vec1()?),
+            other => {
+                return Err(candle_core::Error::Msg(format!(
+                    "the recurrence's backward runs in f32 or f64, not {other:?}"
+                )))
+            }
+        };
+        Ok((storage, self.result.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        h0: &Tensor,
+        weights: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        match res.dtype() {
+            DType::F32 => self.backward::<f32>(x, h0, weights, res, grad_res),
+            DType::F64 => self.backward::<f64>(x, h0, weights, res, grad_res),
+            other => Err(candle_core::Error::Msg(format!(
+                "the recurrence's backward runs in f32 or f64, not {other:?}"
+            ))),
+        }
+    }
+}
