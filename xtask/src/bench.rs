@@ -125,7 +125,7 @@ fn parse(args: &[String]) -> Result<Options> {
 }
 
 /// The median; NaN for a peer that did not run (f64 leaves some out).
-fn median(values: &mut [f64]) -> f64 {
+pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n == 0 {

@@ -1,6 +1,7 @@
 //! `cargo xtask ...`: the project's automation, in Rust.
 
 mod bench;
+mod bench_backward;
 mod bench_stream;
 mod cuda_toolkit;
 mod fixtures;
@@ -18,6 +19,7 @@ tasks:
   recover-seed   recover the article's weights from its printed table into models/seed/
   fixtures       regenerate tests/fixtures/ with the real frameworks (creates a cached venv)
   bench          rnn against torch, ONNX Runtime and Keras on the CPU [--threads 2] [--rounds 5] [--shape B,T,I,H]
+  bench-backward a training step (forward + backward) against torch's autograd [--threads 2] [--rounds 5]
   bench-stream   what `rnn run --stream` adds per step over a whole run [--steps 100000] [--rounds 7]
   cuda-toolkit   install a CUDA 13.0 build toolkit from PyPI (no GPU needed); print CUDA_HOME
   cuda-build     cuda-toolkit, then cargo build --release --features cuda [and extra cargo args]
@@ -33,6 +35,9 @@ fn main() -> Result<()> {
         Some("gpu-check") => gpu_check::run(&root),
         Some("bench-stream") => {
             bench_stream::run(&root, &std::env::args().skip(2).collect::<Vec<_>>())
+        }
+        Some("bench-backward") => {
+            bench_backward::run(&root, &std::env::args().skip(2).collect::<Vec<_>>())
         }
         Some("bench") => bench::run(&root, &std::env::args().skip(2).collect::<Vec<_>>()),
         Some("-h" | "--help") | None => {

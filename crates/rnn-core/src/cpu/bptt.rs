@@ -14,14 +14,14 @@
 //! - going back over the steps in the reverse of the order they were computed, with
 //!   `δh = G_n` first: `δpre_t = (δh + G_t) ⊙ act'(y_t)`, then `δh = δpre_t · W_hh`; a step past
 //!   a sequence's length passes `δh` through unchanged and has `δpre = 0`;
-//! - then, over all steps at once: `[dW_ih | dW_hh] = δPreᵀ · [X | H_prev]` (each step's input
-//!   and previous state), `dx = δPre · W_ih`, `db_ih = db_hh = Σ δPre`; `dh0` is the last
+//! - then, over all steps at once: `dW_ih = δPreᵀ · X`, `dW_hh = δPreᵀ · H_prev` (each
+//!   step's previous state), `dx = δPre · W_ih`, `db_ih = db_hh = Σ δPre`; `dh0` is the last
 //!   `δh`.
 //!
 //! Every product runs on the forward's micro-kernels (the right-hand matrix packed once per
 //! backward; the generic level's row-wise loops where there is none): each step's
-//! `δpre · W_hh` with the batch split between threads, the weights' gradients as one product
-//! `δPreᵀ · [X | H_prev]` and `dx`, each with its rows split between threads.
+//! `δpre · W_hh` with the batch split between threads, the three products over all steps
+//! with their rows split between threads.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 
@@ -196,46 +196,27 @@ impl Recurrence {
         (d_pre, dh)
     }
 
-    /// `[X | H_prev]` `[T·B, I + H]`: each step's input beside the state it started from (`h0`
-    /// for a sequence's first step, else the output of the step computed before it).
-    fn inputs_and_previous_states<T: Element>(
-        &self,
-        x: &[T],
-        out: &[T],
-        h0: &[T],
-        seq: usize,
-        batch: usize,
-    ) -> Vec<T> {
-        let (input, hidden) = (self.input_size, self.hidden);
-        let width = input + hidden;
-        let rows = batch * hidden;
-        let mut joined = vec![T::ZERO; seq * batch * width];
-        for t in 0..seq {
-            let before = if self.reverse {
-                t + 1
-            } else {
-                t.wrapping_sub(1)
-            };
-            for b in 0..batch {
-                let row = &mut joined[(t * batch + b) * width..(t * batch + b + 1) * width];
-                let at = (t * batch + b) * input;
-                row[..input].copy_from_slice(&x[at..at + input]);
-                let r = b * hidden..(b + 1) * hidden;
-                // Backwards, a sequence starts at its own last step.
-                let first = if self.reverse {
-                    self.lengths.as_ref().map_or(seq, |l| l[b]) == t + 1
-                } else {
-                    t == 0
-                };
-                let state = if first || before >= seq {
-                    &h0[r]
-                } else {
-                    &out[before * rows + r.start..before * rows + r.end]
-                };
-                row[input..].copy_from_slice(state);
+    /// The state each step started from, `[T·B, H]`: `h0` for a sequence's first step, else
+    /// the output of the step computed before it (all but one step's outputs, shifted by one
+    /// step; backwards, a shorter sequence's first step is patched to `h0`).
+    fn previous_states<T: Element>(&self, out: &[T], h0: &[T], seq: usize, batch: usize) -> Vec<T> {
+        let rows = batch * self.hidden;
+        let mut prev = vec![T::ZERO; seq * rows];
+        let shifted = (seq - 1) * rows;
+        if self.reverse {
+            prev[..shifted].copy_from_slice(&out[rows..seq * rows]);
+            prev[shifted..].copy_from_slice(h0);
+            for (b, &len) in self.lengths.iter().flatten().enumerate() {
+                if (1..seq).contains(&len) {
+                    let (at, r) = ((len - 1) * rows + b * self.hidden, b * self.hidden);
+                    prev[at..at + self.hidden].copy_from_slice(&h0[r..r + self.hidden]);
+                }
             }
+        } else {
+            prev[..rows].copy_from_slice(h0);
+            prev[rows..].copy_from_slice(&out[..shifted]);
         }
-        joined
+        prev
     }
 
     pub(crate) fn backward<T: Element>(
@@ -258,26 +239,28 @@ impl Recurrence {
                 with_slice::<T, _>(&w_hh, |w| self.through_time(out, g, w, seq, batch))
             })
         })?;
-        let joined = with_slice::<T, _>(&x, |x| {
-            with_slice::<T, _>(&res, |out| {
-                with_slice::<T, _>(&h0, |h0| {
-                    Ok(self.inputs_and_previous_states(x, out, h0, seq, batch))
-                })
-            })
+        let h_prev = with_slice::<T, _>(&res, |out| {
+            with_slice::<T, _>(&h0, |h0| Ok(self.previous_states(out, h0, seq, batch)))
         })?;
         let level = self.level;
         let steps = seq * batch;
-        // [dW_ih | dW_hh] = δPreᵀ · [X | H_prev]: `[H, I + H]`.
+        // dW_ih = δPreᵀ · X `[H, I]`, dW_hh = δPreᵀ · H_prev `[H, H]`.
         let d_pre_t = transpose(&d_pre, steps, hidden);
+        let mut d_w_ih = vec![T::ZERO; hidden * input];
+        with_slice::<T, _>(&x, |x| {
+            product(level, &mut d_w_ih, &d_pre_t, x, steps, input);
+            Ok(())
+        })?;
+        let mut d_w_hh = vec![T::ZERO; hidden * hidden];
+        product(level, &mut d_w_hh, &d_pre_t, &h_prev, steps, hidden);
+        // [dW_ih | dW_hh | db_ih | db_hh], the biases' columns each row of δPreᵀ summed.
         let width = input + hidden;
-        let mut d_weights = vec![T::ZERO; hidden * width];
-        product(level, &mut d_weights, &d_pre_t, &joined, steps, width);
-        // The biases' columns: each row of δPreᵀ summed.
         let columns = width + self.bias_columns;
         let mut d_all = vec![T::ZERO; hidden * columns];
         for j in 0..hidden {
             let row = &mut d_all[j * columns..(j + 1) * columns];
-            row[..width].copy_from_slice(&d_weights[j * width..(j + 1) * width]);
+            row[..input].copy_from_slice(&d_w_ih[j * input..(j + 1) * input]);
+            row[input..width].copy_from_slice(&d_w_hh[j * hidden..(j + 1) * hidden]);
             let sum = d_pre_t[j * steps..(j + 1) * steps]
                 .iter()
                 .fold(T::ZERO, |acc, &v| acc + v);
@@ -298,12 +281,17 @@ impl Recurrence {
     }
 }
 
-/// `m` `[rows, cols]` transposed: `[cols, rows]`.
+/// `m` `[rows, cols]` transposed: `[cols, rows]`, in tiles that stay in the L1 cache.
 fn transpose<T: Element>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const TILE: usize = 32;
     let mut t = vec![T::ZERO; m.len()];
-    for (r, row) in m.chunks_exact(cols).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            t[c * rows + r] = v;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    t[c * rows + r] = m[r * cols + c];
+                }
+            }
         }
     }
     t
