@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::cli::{BenchArgs, OutputFormat};
 use crate::progress::Progress;
-use crate::{emit, Outcome};
+use crate::print::emit;
+use crate::Outcome;
 
 /// Version of `rnn bench --format json`.
 const SCHEMA_VERSION: u32 = 1;

@@ -1,8 +1,21 @@
 //! What `rnn` prints: tensors the way numpy prints them, and the JSON forms.
 
+use std::io::Write;
+
 use anyhow::Result;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
+
+/// Version of the JSON objects `rnn` prints (`--format json`, `--stream --format json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Writes results to stdout in one piece.
+pub fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
 
 /// Fraction digits numpy prints by default (`np.set_printoptions(precision=8)`).
 const PRECISION: usize = 8;

@@ -9,7 +9,8 @@ use candle_core::{DType, Device};
 use rnn_weights::{ArrayFile, ArrayWriter, FileFormat, Form};
 
 use crate::cli::RunArgs;
-use crate::commands::{prepare, read_model_file, screen, Padding};
+use crate::pipeline::{prepare, read_model_file};
+use crate::screen::{screen, Padding};
 use crate::progress::Progress;
 use crate::Outcome;
 

@@ -9,12 +9,10 @@ use rnn_weights::Form;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs};
-use crate::commands::{prepare, read_model_file, screen};
-use crate::print::numpy_string;
+use crate::pipeline::{prepare, read_model_file};
+use crate::print::{numpy_string, SCHEMA_VERSION};
+use crate::screen::screen;
 use crate::Outcome;
-
-/// Version of the JSON lines `--stream --format json` prints.
-const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Serialize)]
 struct StepJson<'a, T> {
