@@ -187,7 +187,7 @@ pub(crate) fn lengths_from(path: &Path, name: &str, t: &Tensor) -> Result<Vec<us
         return Err(lengths_dtype_error(
             path,
             name,
-            format!("{:?}", t.dtype()).to_uppercase(),
+            crate::dtype::name(t.dtype()),
         ));
     }
     if t.rank() != 1 {

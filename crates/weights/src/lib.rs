@@ -15,20 +15,26 @@
 
 mod chunked;
 mod data;
+mod dtype;
 mod error;
 mod file;
 mod formats;
+mod header_checks;
+mod load_plan;
 mod model;
 mod npy;
 mod npz;
 mod readers;
 mod selection;
 mod text;
+mod write;
 
 pub use chunked::{ArrayFile, ArrayWriter};
 pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX, MODEL_INPUTS};
 pub use error::{Result, WeightsError};
-pub use file::{write_atomically, write_safetensors, write_tensors, FileFormat, TensorFile};
+pub use file::{FileFormat, TensorFile};
 pub use formats::{Format, Transform};
-pub use model::{save_canonical, Model, StackConfig, TensorMapping, CANONICAL_LAYOUT};
+pub use load_plan::TensorMapping;
+pub use model::{save_canonical, Model, StackConfig, CANONICAL_LAYOUT};
 pub use selection::{weight_names, Selection};
+pub use write::{write_atomically, write_safetensors, write_tensors};

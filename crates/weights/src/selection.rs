@@ -202,7 +202,7 @@ fn stacks(file: &TensorFile, order: &[&Plan]) -> bool {
         prefix: String::new(),
         layers: order.iter().flat_map(|p| p.layers.clone()).collect(),
     };
-    crate::model::materialise(file, &stacked, candle_core::DType::F32).is_ok()
+    crate::load_plan::load_plan(file, &stacked, candle_core::DType::F32).is_ok()
 }
 
 /// `keras, 2 layers (bidirectional, one-direction), under "rnn_a/"`.
