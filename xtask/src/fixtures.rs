@@ -23,6 +23,7 @@ const SCRIPTS: &[&str] = &[
     "torch_files.py",
     "onnx_attributes.py",
     "framework_files.py",
+    "numpy_print.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

@@ -8,8 +8,8 @@ use rnn_core::{uniform_weights, InitConfig, Rnn};
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, OutputFormat};
-use crate::progress::Progress;
 use crate::print::emit;
+use crate::progress::Progress;
 use crate::Outcome;
 
 /// Version of `rnn bench --format json`.

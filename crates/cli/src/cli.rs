@@ -190,6 +190,12 @@ pub struct RunArgs {
     /// How to print the outputs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Print every element of the outputs. Without it, text output is as numpy's `str()`:
+    /// outputs of more than 1000 elements show 3 items at each end of every long axis around
+    /// `...`, and rows wrap at 75 characters. `--format json` and --output files always hold
+    /// every element.
+    #[arg(long)]
+    pub print_all: bool,
     #[command(flatten)]
     pub options: ModelOptions,
 }

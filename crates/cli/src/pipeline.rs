@@ -292,11 +292,7 @@ pub struct Prepared {
 }
 
 /// Builds the model of `run --stream`, whose inputs come later, for inputs of `form`.
-pub fn prepare(
-    model_file: &TensorFile,
-    options: &ModelOptions,
-    form: Form,
-) -> Result<Prepared> {
+pub fn prepare(model_file: &TensorFile, options: &ModelOptions, form: Form) -> Result<Prepared> {
     if let Some(fixed) = model_file.metadata().get(rnn_weights::MODEL_INPUTS) {
         bail!(
             "{}: the model fixes {fixed} (ONNX initialisers), which --stream and --batch-size \

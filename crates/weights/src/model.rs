@@ -9,11 +9,10 @@ use rnn_core::{LayerOptions, LayerWeights, MaskedSteps, MergeMode, Nonlinearity}
 
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
-use crate::write::write_safetensors;
 use crate::formats::{Format, Plan};
 use crate::load_plan::{load_plan, Loaded, TensorMapping};
 use crate::selection::Selection;
-
+use crate::write::write_safetensors;
 
 /// RNN weights read from a file, in the canonical layout, with the options the file records.
 #[derive(Debug, Clone)]
@@ -318,7 +317,6 @@ impl Model {
     }
 }
 
-
 /// PyTorch names are regular enough to spot one that the plan did not use (`weight_ih_l1_reverse`
 /// in a file whose layer 0 has no reverse direction): such a file is refused, not half read.
 fn check_leftovers(file: &TensorFile, plan: &Plan, model: &Model) -> Result<()> {
@@ -383,7 +381,6 @@ fn check_biases(file: &TensorFile, plan: &Plan) -> Result<()> {
         found: file.names(),
     })
 }
-
 
 /// A comma-separated metadata value with one entry for every layer, or one for all of them.
 /// Commas inside parentheses (`affine(2,0.5)`) belong to the entry.

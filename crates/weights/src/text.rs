@@ -1,12 +1,43 @@
 //! Arrays as text: JSON (nested arrays, alone or in an object by name) and CSV (one row per
 //! time step of a single sequence). Numbers are read as f64 and written in their shortest
-//! round-trip form, so a float32 written and read back is the same float32.
+//! round-trip form, so a float32 written and read back is the same float32. numpy's printed
+//! form, for people, is [`numpy`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
+
+pub(crate) mod numpy;
+
+/// A float tensor's values as f64, and whether they are narrower floats (f32, f16, bf16),
+/// which are written in the shortest form of their f32 value.
+pub(crate) struct Floats {
+    pub values: Vec<f64>,
+    pub narrow: bool,
+}
+
+/// The values of `t`: f64 as they are, every other dtype through f32.
+pub(crate) fn float_values(t: &Tensor) -> candle_core::Result<Floats> {
+    let flat = t.flatten_all()?;
+    Ok(if t.dtype() == DType::F64 {
+        Floats {
+            values: flat.to_vec1::<f64>()?,
+            narrow: false,
+        }
+    } else {
+        Floats {
+            values: flat
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            narrow: true,
+        }
+    })
+}
 
 /// The arrays of a JSON file: an object of nested arrays by name, or one nested array, which
 /// is named `input`. `lengths` is read as int64, everything else as f64.

@@ -19,4 +19,3 @@ pub fn plot(args: &PlotArgs) -> Result<Outcome> {
     )?;
     Ok(Outcome::Success)
 }
-

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
+use rnn_weights::PrintOptions;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs};
@@ -57,7 +58,14 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     match args.format {
-        OutputFormat::Text => emit(&text_outputs(&outputs)?)?,
+        OutputFormat::Text => {
+            let options = if args.print_all {
+                PrintOptions::default().everything()
+            } else {
+                PrintOptions::default()
+            };
+            emit(&text_outputs(&outputs, &options)?)?
+        }
         OutputFormat::Json => {
             #[derive(Serialize)]
             struct RunJson {
@@ -115,8 +123,8 @@ fn write_outputs(
     Ok(())
 }
 
-/// `Y0 (t = 0)` then the matrix, numpy-style, for each output.
-fn text_outputs(outputs: &[(String, Tensor)]) -> Result<String> {
+/// `Y0 (t = 0)` then the matrix as numpy prints it under `options`, for each output.
+fn text_outputs(outputs: &[(String, Tensor)], options: &PrintOptions) -> Result<String> {
     let mut text = String::new();
     for (i, (name, t)) in outputs.iter().enumerate() {
         if i > 0 {
@@ -126,7 +134,7 @@ fn text_outputs(outputs: &[(String, Tensor)]) -> Result<String> {
             Some(step) if step.parse::<usize>().is_ok() => format!("{name} (t = {step})"),
             _ => format!("{name} {:?}", t.dims()),
         };
-        writeln!(text, "{label}\n{}", numpy_string(t)?)?;
+        writeln!(text, "{label}\n{}", numpy_string(t, options)?)?;
     }
     Ok(text)
 }

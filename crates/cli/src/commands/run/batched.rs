@@ -10,8 +10,8 @@ use rnn_weights::{ArrayFile, ArrayWriter, FileFormat, Form};
 
 use crate::cli::RunArgs;
 use crate::pipeline::{prepare, read_model_file};
-use crate::screen::{screen, Padding};
 use crate::progress::Progress;
+use crate::screen::{screen, Padding};
 use crate::Outcome;
 
 pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
