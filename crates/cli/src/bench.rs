@@ -39,6 +39,18 @@ struct BenchJson {
     gflops: f64,
 }
 
+/// The median of `times` (sorted in place, at least one): the middle one, or the mean of
+/// the two middle ones.
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    }
+}
+
 /// FLOPs of one forward: `2·B·T·(I·H + H·H)` per layer and direction.
 fn flops(args: &BenchArgs) -> f64 {
     let directions = if args.bidirectional { 2.0 } else { 1.0 };
@@ -122,12 +134,7 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
         progress.inc();
     }
     drop(progress);
-    times.sort_by(f64::total_cmp);
-    let median = if times.len() % 2 == 1 {
-        times[times.len() / 2]
-    } else {
-        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
-    };
+    let median = median(&mut times);
 
     if let (Some(path), Some((output, h_n))) = (&args.save_case, output) {
         let cpu = Device::Cpu;

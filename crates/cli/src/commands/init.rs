@@ -19,7 +19,7 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
         bias: !args.no_bias,
     };
     // Drawing holds each tensor in f64 beside its f32 copy: 12 bytes per parameter at most.
-    let bytes = parameter_count(&config).and_then(|n| n.checked_mul(12));
+    let bytes = config.parameter_count().and_then(|n| n.checked_mul(12));
     crate::memory::ensure_fits("these weights", bytes)?;
     let weights =
         rnn_core::uniform_weights(&config, args.seed, DType::F32, &candle_core::Device::Cpu)?;
@@ -28,22 +28,4 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
         .context("cannot write the weights")?;
     eprintln!("wrote {}", args.output.display());
     Ok(Outcome::Success)
-}
-
-/// Parameters of a stack: per layer and direction `H·I + H·H (+ 2H)`; `None` on overflow.
-fn parameter_count(config: &InitConfig) -> Option<u128> {
-    let directions: u128 = if config.bidirectional { 2 } else { 1 };
-    let mut input = config.input_size as u128;
-    let mut total: u128 = 0;
-    for &h in &config.hidden_sizes {
-        let h = h as u128;
-        let bias = if config.bias { 2 * h } else { 0 };
-        let cell = h
-            .checked_mul(input)?
-            .checked_add(h.checked_mul(h)?)?
-            .checked_add(bias)?;
-        total = total.checked_add(cell.checked_mul(directions)?)?;
-        input = directions * h;
-    }
-    Some(total)
 }
