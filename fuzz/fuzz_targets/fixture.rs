@@ -6,8 +6,9 @@ use std::path::Path;
 
 use candle_core::DType;
 use libfuzzer_sys::fuzz_target;
-use rnn_core::{compare, Tolerance};
-use rnn_weights::{expected_outputs, name_outputs, Inputs, Model, TensorFile};
+use rnn_weights::{
+    compare, expected_outputs, name_outputs, Inputs, Model, TensorFile, Tolerance,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(file) = TensorFile::from_safetensors_bytes(Path::new("fuzz.safetensors"), data) else {

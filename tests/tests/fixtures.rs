@@ -6,8 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
-use rnn_core::{compare, LayerOptions, MaskedSteps, MergeMode, Nonlinearity, Tolerance};
-use rnn_weights::{expected_outputs, name_outputs, Form, Inputs, Model, StackConfig, TensorFile};
+use rnn_core::{LayerOptions, MaskedSteps, MergeMode, Nonlinearity};
+use rnn_weights::{
+    compare, expected_outputs, name_outputs, Form, Inputs, Model, StackConfig, TensorFile,
+    Tolerance,
+};
 
 /// Every committed fixture.
 fn fixtures() -> Vec<PathBuf> {

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
-use rnn_core::non_finite;
+use rnn_weights::non_finite;
 
 /// The padding of a batch of sequences: the time steps at and past `lengths[b]` of sequence
 /// `b`, which no run reads and whose values mean nothing.

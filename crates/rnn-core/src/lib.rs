@@ -20,8 +20,7 @@
 //!   a [`candle_nn::VarMap`] gives trainable, PyTorch-initialised weights.
 //! - [`Rnn`] stacks layers and directions with `torch.nn.RNN`'s semantics: `h0`/`h_n`
 //!   `[layers · directions, batch, hidden]`, batch-first, unbatched inputs, lengths.
-//! - [`compare`] holds a result against a reference as `numpy.allclose` does and says where
-//!   the worst element is; [`uniform_weights`] draws seeded PyTorch-style weights.
+//! - [`uniform_weights`] draws seeded PyTorch-style weights.
 //!
 //! The crate's `examples/` show each use whole, and their tests check the numbers:
 //! `torch_state_dict` (a PyTorch state_dict, against torch's own outputs), `stream_steps`
@@ -56,7 +55,6 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-mod compare;
 mod cpu;
 mod init;
 mod layer;
@@ -65,7 +63,6 @@ mod rnn;
 mod shape;
 mod stream;
 
-pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use cpu::level as cpu_kernel;
 pub use init::{uniform_weights, InitConfig};
 pub use layer::{rnn_layer, Direction, LayerWeights, Nonlinearity, Param, RnnLayer};

@@ -1,6 +1,7 @@
 //! Safetensors in and out for [`rnn_core`]: recognises RNN weights by their tensor names,
 //! converts every foreign naming and layout to the canonical one (PyTorch's `nn.RNN`), and
-//! reads the inputs and expected outputs that `rnn run` and `rnn check` use.
+//! reads the inputs and expected outputs that `rnn run` and `rnn check` use, and holds results
+//! against those references as `numpy.allclose` does ([`compare`]).
 //!
 //! # Example
 //!
@@ -14,6 +15,7 @@
 //! ```
 
 mod chunked;
+mod compare;
 mod data;
 mod dtype;
 mod error;
@@ -30,6 +32,7 @@ mod text;
 mod write;
 
 pub use chunked::{ArrayFile, ArrayWriter};
+pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX, MODEL_INPUTS};
 pub use error::{Result, WeightsError};
 pub use file::{FileFormat, TensorFile};

@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
-use rnn_core::{compare, Tolerance};
-use rnn_weights::{expected_outputs, Expected, Form, Inputs, TensorFile, F64_SUFFIX};
+use rnn_weights::{
+    compare, expected_outputs, Expected, Form, Inputs, TensorFile, Tolerance, F64_SUFFIX,
+};
 
 use crate::cli::CheckArgs;
 use crate::device::DeviceChoice;
