@@ -8,12 +8,9 @@ use rnn_core::{uniform_weights, InitConfig, Rnn};
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, OutputFormat};
-use crate::print::emit;
+use crate::print::{emit, SCHEMA_VERSION};
 use crate::progress::Progress;
 use crate::Outcome;
-
-/// Version of `rnn bench --format json`.
-const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Serialize)]
 struct BenchJson {

@@ -75,3 +75,59 @@ fn print_all_prints_every_element() {
     assert!(!text.contains("..."), "{text}");
     assert_eq!(numbers(&text), 1200 + 400, "{text}");
 }
+
+#[test]
+fn json_on_stdout_and_in_files_is_one_document_that_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, input) = wide_run(dir.path());
+    let stdout = ok(&rnn(&[
+        "run", &model, "--input", &input, "--format", "json",
+    ]));
+    let file = dir.path().join("y.json");
+    let safetensors = dir.path().join("y.safetensors");
+    for path in [&file, &safetensors] {
+        ok(&rnn(&[
+            "run",
+            &model,
+            "--input",
+            &input,
+            "-o",
+            path.to_str().unwrap(),
+        ]));
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), stdout);
+    let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(document["schema_version"], rnn_weights::JSON_SCHEMA_VERSION);
+
+    // Read back, the document holds the very numbers of the safetensors file.
+    let read = |path: &Path| rnn_weights::TensorFile::read(path).unwrap();
+    let (from_json, from_safetensors) = (read(&file), read(&safetensors));
+    for name in ["output", "h_n"] {
+        let values = |f: &rnn_weights::TensorFile| -> Vec<f32> {
+            let t = f.float(name, candle_core::DType::F32).unwrap();
+            t.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        assert_eq!(values(&from_json), values(&from_safetensors), "{name}");
+    }
+
+    // A document is an input too: the same input as a document gives the same outputs.
+    let x = rnn_weights::TensorFile::read(Path::new(&input))
+        .unwrap()
+        .float("input", candle_core::DType::F32)
+        .unwrap();
+    let as_document = dir.path().join("x_document.json");
+    std::fs::write(
+        &as_document,
+        rnn_weights::write_json(&[("input".to_string(), x)]).unwrap(),
+    )
+    .unwrap();
+    let again = ok(&rnn(&[
+        "run",
+        &model,
+        "--input",
+        as_document.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(again, stdout);
+}

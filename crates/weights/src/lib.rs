@@ -41,4 +41,5 @@ pub use load_plan::TensorMapping;
 pub use model::{save_canonical, Model, StackConfig, CANONICAL_LAYOUT};
 pub use selection::{weight_names, Selection};
 pub use text::numpy::{array2string, PrintOptions};
+pub use text::{write_json, JSON_SCHEMA_VERSION};
 pub use write::{write_atomically, write_safetensors, write_tensors};

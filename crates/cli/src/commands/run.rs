@@ -11,11 +11,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use rnn_weights::PrintOptions;
-use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs};
 use crate::pipeline::{forward, prepare_with_inputs};
-use crate::print::{emit, numpy_string, JsonTensor, SCHEMA_VERSION};
+use crate::print::{emit, numpy_string};
 use crate::screen::{screen, Padding};
 use crate::Outcome;
 
@@ -66,20 +65,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             };
             emit(&text_outputs(&outputs, &options)?)?
         }
+        // The document `-o FILE.json` writes, which `--input` reads back.
         OutputFormat::Json => {
-            #[derive(Serialize)]
-            struct RunJson {
-                schema_version: u32,
-                outputs: Vec<JsonTensor>,
-            }
-            let json = RunJson {
-                schema_version: SCHEMA_VERSION,
-                outputs: outputs
-                    .iter()
-                    .map(|(n, t)| JsonTensor::new(n, t))
-                    .collect::<Result<_>>()?,
-            };
-            emit(&(serde_json::to_string(&json)? + "\n"))?;
+            emit(&rnn_weights::write_json(&outputs).map_err(anyhow::Error::msg)?)?
         }
     }
     Ok(Outcome::Success)
