@@ -80,7 +80,7 @@ impl SelectArgs {
     /// The selection these flags make.
     pub fn selection(&self) -> rnn_weights::Selection {
         rnn_weights::Selection {
-            format: self.weights_format.map(Into::into),
+            naming: self.weights_format.map(Into::into),
             prefix: self.prefix.clone(),
             stack: self.stack.clone(),
         }
@@ -448,13 +448,13 @@ pub enum WeightsFormat {
     Article,
 }
 
-impl From<WeightsFormat> for rnn_weights::Format {
+impl From<WeightsFormat> for rnn_weights::Naming {
     fn from(f: WeightsFormat) -> Self {
         match f {
-            WeightsFormat::Pytorch => rnn_weights::Format::Pytorch,
-            WeightsFormat::Keras => rnn_weights::Format::Keras,
-            WeightsFormat::Tf1 => rnn_weights::Format::Tf1,
-            WeightsFormat::Article => rnn_weights::Format::Article,
+            WeightsFormat::Pytorch => rnn_weights::Naming::Pytorch,
+            WeightsFormat::Keras => rnn_weights::Naming::Keras,
+            WeightsFormat::Tf1 => rnn_weights::Naming::Tf1,
+            WeightsFormat::Article => rnn_weights::Naming::Article,
         }
     }
 }

@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use rnn_core::{MergeMode, Rnn};
 use rnn_weights::{
-    expected_outputs, name_outputs, Form, Inputs, Model, StackConfig, TensorFile, F64_SUFFIX,
+    expected_outputs, name_outputs, Form, Inputs, LoadedWeights, StackConfig, TensorFile,
+    F64_SUFFIX,
 };
 
 use crate::cli::{FileFormat, ModelOptions, ReadOptions, Sources};
@@ -31,8 +32,12 @@ pub fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
 }
 
 /// Recognises the weights in a file: the RNN the user's selection flags pick, if any.
-pub fn load_model(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<Model> {
-    Ok(Model::select(file, dtype, &read.select.selection())?)
+pub fn load_weights(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<LoadedWeights> {
+    Ok(LoadedWeights::select(
+        file,
+        dtype,
+        &read.select.selection(),
+    )?)
 }
 
 /// One value for every layer, or one per layer, from a flag that takes either.
@@ -49,7 +54,7 @@ fn per_layer<T: Copy>(flag: &str, values: &[T], layers: usize) -> Result<Vec<T>>
 
 /// The stack's configuration: each flag, else the file's metadata, else its framework's
 /// default.
-pub fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<StackConfig> {
+pub fn stack_config(model: &LoadedWeights, read: &ReadOptions, form: Form) -> Result<StackConfig> {
     let layers = model.weights.len();
     let mut config = model.recorded_config();
     if !read.nonlinearity.is_empty() {
@@ -101,7 +106,7 @@ pub fn stack_config(model: &Model, read: &ReadOptions, form: Form) -> Result<Sta
 
 /// Whether sequence inputs are batch-first: the flags, else the file's metadata, else its
 /// framework's default. Step-form inputs are stacked time-major whatever the flags say.
-pub fn batch_first(model: &Model, read: &ReadOptions, form: Form) -> bool {
+pub fn batch_first(model: &LoadedWeights, read: &ReadOptions, form: Form) -> bool {
     match form {
         Form::Steps => false,
         Form::Sequence if read.time_major => false,
@@ -110,7 +115,7 @@ pub fn batch_first(model: &Model, read: &ReadOptions, form: Form) -> bool {
     }
 }
 
-pub fn build_rnn(model: &Model, read: &ReadOptions, form: Form) -> Result<Rnn> {
+pub fn build_rnn(model: &LoadedWeights, read: &ReadOptions, form: Form) -> Result<Rnn> {
     stack_config(model, read, form)?
         .build(&model.weights)
         .context("the weights do not form a valid RNN")
@@ -119,7 +124,7 @@ pub fn build_rnn(model: &Model, read: &ReadOptions, form: Form) -> Result<Rnn> {
 /// Screens the weights (as stored) and the inputs for NaN and Inf.
 pub fn screen_sources(
     model_file: &TensorFile,
-    model: &Model,
+    model: &LoadedWeights,
     input_file: &TensorFile,
     inputs: &Inputs,
     batch_first: bool,
@@ -300,7 +305,7 @@ pub fn prepare(model_file: &TensorFile, options: &ModelOptions, form: Form) -> R
             model_file.path().display()
         );
     }
-    let model = load_model(model_file, options.dtype.into(), &options.read)?;
+    let model = load_weights(model_file, options.dtype.into(), &options.read)?;
     if let Some(value) = stack_config(&model, &options.read, form)?.mask_value {
         bail!(
             "{}: the model masks steps by their values (a Keras Masking layer, mask value \
@@ -311,7 +316,7 @@ pub fn prepare(model_file: &TensorFile, options: &ModelOptions, form: Form) -> R
     build(&model, options, form)
 }
 
-fn build(model: &Model, options: &ModelOptions, form: Form) -> Result<Prepared> {
+fn build(model: &LoadedWeights, options: &ModelOptions, form: Form) -> Result<Prepared> {
     let device = crate::device::open(options.device)?;
     let rnn = build_rnn(model, &options.read, form)?.to_device(&device)?;
     Ok(Prepared { rnn, device })
@@ -325,7 +330,7 @@ pub fn prepare_with_inputs(
 ) -> Result<(Prepared, TensorFile, Inputs)> {
     let dtype: DType = options.dtype.into();
     let model_file = read_model_file(sources.model.as_deref())?;
-    let weights = load_model(&model_file, dtype, &options.read)?;
+    let weights = load_weights(&model_file, dtype, &options.read)?;
     let (input_file, mut inputs) = read_inputs(
         &model_file,
         sources.input.as_deref(),

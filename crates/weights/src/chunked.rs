@@ -151,7 +151,7 @@ impl ArrayFile {
     /// [`crate::Inputs`] checks it: integers, rank 1, none negative.
     pub fn lengths(&mut self) -> Result<Option<Vec<usize>>> {
         if let Some(found) = self.unloadable.get("lengths") {
-            return Err(crate::data::lengths_dtype_error(
+            return Err(crate::inputs::lengths_dtype_error(
                 &self.path,
                 "lengths",
                 found.clone(),
@@ -169,7 +169,7 @@ impl ArrayFile {
             });
         };
         let t = self.read("lengths", 0, 0..rows)?;
-        crate::data::lengths_from(&self.path, "lengths", &t).map(Some)
+        crate::inputs::lengths_from(&self.path, "lengths", &t).map(Some)
     }
 
     /// The slice `range` of axis `axis` of array `name`, read from the file.

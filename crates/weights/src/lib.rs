@@ -7,23 +7,24 @@
 //!
 //! ```no_run
 //! use candle_core::DType;
-//! use rnn_weights::Model;
+//! use rnn_weights::LoadedWeights;
 //!
-//! let model = Model::read("models/seed/article.safetensors".as_ref(), DType::F32)?;
+//! let model = LoadedWeights::read("models/seed/article.safetensors".as_ref(), DType::F32)?;
 //! println!("{} input features, hidden sizes {:?}", model.input_size(), model.hidden_sizes());
 //! # Ok::<(), rnn_weights::WeightsError>(())
 //! ```
 
 mod chunked;
 mod compare;
-mod data;
 mod dtype;
 mod error;
+mod expected;
 mod file;
-mod formats;
 mod header_checks;
+mod inputs;
 mod load_plan;
 mod model;
+mod naming;
 mod npy;
 mod npz;
 mod readers;
@@ -33,12 +34,13 @@ mod write;
 
 pub use chunked::{ArrayFile, ArrayWriter};
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
-pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX, MODEL_INPUTS};
 pub use error::{Result, WeightsError};
+pub use expected::{expected_outputs, name_outputs, Expected, F64_SUFFIX};
 pub use file::{FileFormat, TensorFile};
-pub use formats::{Format, Transform};
+pub use inputs::{Form, Inputs, MODEL_INPUTS};
 pub use load_plan::TensorMapping;
-pub use model::{save_canonical, Model, StackConfig, CANONICAL_LAYOUT};
+pub use model::{save_canonical, LoadedWeights, StackConfig, CANONICAL_LAYOUT};
+pub use naming::{Naming, Transform};
 pub use selection::{weight_names, Selection};
 pub use text::numpy::{array2string, PrintOptions};
 pub use text::{write_json, JSON_SCHEMA_VERSION};

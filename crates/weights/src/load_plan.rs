@@ -6,7 +6,7 @@ use rnn_core::LayerWeights;
 
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
-use crate::formats::{Plan, Source, Transform};
+use crate::naming::{Plan, Source, Transform};
 
 /// How one tensor of the file became part of the canonical weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub(crate) fn load_plan(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<
                 path: file.path().to_owned(),
                 what: format!(
                     "{} weights: layer {k} has no tensors, but a later layer does",
-                    plan.format.as_str()
+                    plan.naming.as_str()
                 ),
                 found: file.names(),
             });

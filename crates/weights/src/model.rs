@@ -9,16 +9,16 @@ use rnn_core::{LayerOptions, LayerWeights, MaskedSteps, MergeMode, Nonlinearity}
 
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
-use crate::formats::{Format, Plan};
 use crate::load_plan::{load_plan, Loaded, TensorMapping};
+use crate::naming::{Naming, Plan};
 use crate::selection::Selection;
 use crate::write::write_safetensors;
 
 /// RNN weights read from a file, in the canonical layout, with the options the file records.
 #[derive(Debug, Clone)]
-pub struct Model {
+pub struct LoadedWeights {
     /// The naming scheme the file was recognised by.
-    pub format: Format,
+    pub naming: Naming,
     /// `weights[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
     pub weights: Vec<Vec<LayerWeights>>,
     /// Each layer's activation, if the file's metadata records it.
@@ -97,7 +97,7 @@ fn recorded_selection(file: &TensorFile, selection: &Selection) -> Result<Option
     }))
 }
 
-/// Metadata keys written by [`save_canonical`] and read back by [`Model::from_file`].
+/// Metadata keys written by [`save_canonical`] and read back by [`LoadedWeights::from_file`].
 mod key {
     pub const LAYOUT: &str = "layout";
     pub const INPUT_SIZE: &str = "input_size";
@@ -119,18 +119,18 @@ mod key {
 /// The value of the `layout` metadata key in files this crate writes.
 pub const CANONICAL_LAYOUT: &str = "rnn/pytorch-v1";
 
-impl Model {
+impl LoadedWeights {
     /// Reads a weights file and recognises its format by tensor names.
     pub fn read(path: &Path, dtype: DType) -> Result<Self> {
         Self::from_file(&TensorFile::read(path)?, dtype, None)
     }
 
-    /// Recognises the format of an already read file (only `format`, when given) and loads the
-    /// weights converted to `dtype`. More than one possible reading is an error that lists
-    /// them.
-    pub fn from_file(file: &TensorFile, dtype: DType, format: Option<Format>) -> Result<Self> {
+    /// Recognises the naming scheme of an already read file (only `naming`, when given) and
+    /// loads the weights converted to `dtype`. More than one possible reading is an error that
+    /// lists them.
+    pub fn from_file(file: &TensorFile, dtype: DType, naming: Option<Naming>) -> Result<Self> {
         let selection = Selection {
-            format,
+            naming,
             ..Selection::default()
         };
         Self::select(file, dtype, &selection)
@@ -147,8 +147,8 @@ impl Model {
         let recorded = recorded_selection(file, selection)?;
         let plan = crate::selection::choose(file, recorded.as_ref().unwrap_or(selection))?;
         let Loaded { weights, mapping } = load_plan(file, &plan, dtype)?;
-        let mut model = Model {
-            format: plan.format,
+        let mut model = LoadedWeights {
+            naming: plan.naming,
             weights,
             nonlinearity: None,
             nonlinearity_reverse: None,
@@ -188,7 +188,7 @@ impl Model {
 
     /// The configuration the file records, with its framework's defaults for the rest:
     /// what runs when the user adds no flag. Sequence inputs are batch-first as
-    /// [`Model::batch_first_by_default`] says.
+    /// [`LoadedWeights::batch_first_by_default`] says.
     pub fn recorded_config(&self) -> StackConfig {
         let layers = self.weights.len();
         let go_backwards = self
@@ -224,8 +224,8 @@ impl Model {
     /// file's metadata says, else as its framework does (Keras repeats the last valid output;
     /// PyTorch and TensorFlow give zeros).
     pub fn masked_steps_by_default(&self) -> MaskedSteps {
-        self.masked_steps.unwrap_or(match self.format {
-            Format::Keras => MaskedSteps::RepeatLast,
+        self.masked_steps.unwrap_or(match self.naming {
+            Naming::Keras => MaskedSteps::RepeatLast,
             _ => MaskedSteps::Zeros,
         })
     }
@@ -239,7 +239,7 @@ impl Model {
     /// metadata says, else as its framework does by default.
     pub fn batch_first_by_default(&self) -> bool {
         self.batch_first
-            .unwrap_or(self.format.batch_first_by_default())
+            .unwrap_or(self.naming.batch_first_by_default())
     }
 
     fn read_metadata(&mut self, file: &TensorFile) -> Result<()> {
@@ -319,9 +319,9 @@ impl Model {
 
 /// PyTorch names are regular enough to spot one that the plan did not use (`weight_ih_l1_reverse`
 /// in a file whose layer 0 has no reverse direction): such a file is refused, not half read.
-fn check_leftovers(file: &TensorFile, plan: &Plan, model: &Model) -> Result<()> {
+fn check_leftovers(file: &TensorFile, plan: &Plan, model: &LoadedWeights) -> Result<()> {
     check_biases(file, plan)?;
-    if plan.format != Format::Pytorch {
+    if plan.naming != Naming::Pytorch {
         return Ok(());
     }
     let used = model.source_names();
@@ -355,9 +355,9 @@ fn check_leftovers(file: &TensorFile, plan: &Plan, model: &Model) -> Result<()> 
 /// of a Keras `Bidirectional` layer share their `use_bias`. (One cell with `bias_ih` alone is
 /// a structure of its own: this crate's canonical files keep Keras's one bias that way.)
 fn check_biases(file: &TensorFile, plan: &Plan) -> Result<()> {
-    let has = |c: &crate::formats::CellPlan| (c.b_ih.is_some(), c.b_hh.is_some());
-    let uneven = match plan.format {
-        Format::Pytorch => {
+    let has = |c: &crate::naming::CellPlan| (c.b_ih.is_some(), c.b_hh.is_some());
+    let uneven = match plan.naming {
+        Naming::Pytorch => {
             let first = has(&plan.layers[0][0]);
             plan.layers.iter().flatten().find(|c| has(c) != first)
         }
@@ -375,7 +375,7 @@ fn check_biases(file: &TensorFile, plan: &Plan) -> Result<()> {
         what: format!(
             "the {} RNN that `{}` belongs to has a bias in some cells and not in others; a \
              bias tensor is missing",
-            plan.format.as_str(),
+            plan.naming.as_str(),
             cell.w_ih.name
         ),
         found: file.names(),
@@ -646,7 +646,7 @@ mod tests {
             "relu,leaky_relu(0.10000000149011612)"
         );
         assert_eq!(file.metadata()[key::CLIP], "none,1.5");
-        let back = Model::from_file(&file, DType::F32, None).unwrap();
+        let back = LoadedWeights::from_file(&file, DType::F32, None).unwrap();
         let recorded = back.recorded_config();
         assert_eq!(recorded.nonlinearity, config.nonlinearity);
         assert_eq!(recorded.nonlinearity_reverse, config.nonlinearity_reverse);

@@ -13,7 +13,7 @@ use rnn_weights::{
 use crate::cli::CheckArgs;
 use crate::device::DeviceChoice;
 use crate::pipeline::{
-    batch_first, build_rnn, check_all_read, forward, lengths_from_mask, load_model,
+    batch_first, build_rnn, check_all_read, forward, lengths_from_mask, load_weights,
     read_model_file, screen_sources, stack_config,
 };
 use crate::print::emit;
@@ -48,7 +48,7 @@ fn check_devices(args: &CheckArgs) -> Vec<DeviceChoice> {
 pub fn check(args: &CheckArgs) -> Result<Outcome> {
     let dtype: DType = args.options.dtype.into();
     let model_file = read_model_file(Some(&args.model))?;
-    let model = load_model(&model_file, dtype, &args.options.read)?;
+    let model = load_weights(&model_file, dtype, &args.options.read)?;
     let fixture = match &args.fixture {
         Some(path) => TensorFile::read(path).context("cannot read the fixture")?,
         None => model_file.clone(),

@@ -6,19 +6,19 @@ use candle_core::DType;
 use rnn_weights::{Form, TensorFile};
 
 use crate::cli::ConvertArgs;
-use crate::pipeline::{load_model, stack_config};
+use crate::pipeline::{load_weights, stack_config};
 use crate::Outcome;
 
 pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
     let file = TensorFile::read(&args.input).context("cannot read the weights")?;
-    let model = load_model(&file, DType::F32, &args.read)?;
+    let model = load_weights(&file, DType::F32, &args.read)?;
     // Keep the source's precision: read again in f64 only if the file holds f64 weights.
     let wide = model
         .mapping
         .iter()
         .any(|m| file.raw(&m.source).is_some_and(|t| t.dtype() == DType::F64));
     let model = if wide {
-        load_model(&file, DType::F64, &args.read)?
+        load_weights(&file, DType::F64, &args.read)?
     } else {
         model
     };
@@ -31,7 +31,7 @@ pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
     eprintln!(
         "wrote {} ({} weights, {} tensors, canonical layout)",
         args.output.display(),
-        model.format.as_str(),
+        model.naming.as_str(),
         model.mapping.len()
     );
     Ok(Outcome::Success)

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use candle_core::DType;
-use rnn_weights::{Model, F64_SUFFIX};
+use rnn_weights::{LoadedWeights, F64_SUFFIX};
 
 use crate::cli::InspectArgs;
 use crate::pipeline::read_model_file;
@@ -15,10 +15,10 @@ use crate::Outcome;
 pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
     let file = read_model_file(Some(&args.model))?;
     let selection = args.select.selection();
-    let model = Model::select(&file, DType::F64, &selection)?;
+    let model = LoadedWeights::select(&file, DType::F64, &selection)?;
     let mut text = String::new();
     writeln!(text, "file:          {}", file.path().display())?;
-    writeln!(text, "format:        {}", model.format.as_str())?;
+    writeln!(text, "format:        {}", model.naming.as_str())?;
     writeln!(text, "input size:    {}", model.input_size())?;
     writeln!(text, "hidden size:   {:?}", model.hidden_sizes())?;
     writeln!(text, "layers:        {}", model.weights.len())?;
