@@ -306,7 +306,7 @@ fn number<F: std::fmt::Debug + Into<f64> + Copy>(v: F) -> String {
 
 /// The tensors as `rnn`'s JSON document, on one line:
 /// `{"schema_version":1,"outputs":[{"name":"output","shape":[2,1,5],"dtype":"f32","values":[…]}]}`.
-/// [`read_json`] reads it back.
+/// [`crate::TensorFile::read`] reads it back.
 pub fn write_json(tensors: &[(String, Tensor)]) -> Result<String, String> {
     let outputs = tensors
         .iter()
