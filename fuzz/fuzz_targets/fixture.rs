@@ -6,8 +6,9 @@ use std::path::Path;
 
 use candle_core::DType;
 use libfuzzer_sys::fuzz_target;
-use rnn_core::{compare, Tolerance};
-use rnn_weights::{expected_outputs, name_outputs, Inputs, Model, TensorFile};
+use rnn_weights::{
+    compare, expected_outputs, name_outputs, Inputs, LoadedWeights, TensorFile, Tolerance,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(file) = TensorFile::from_safetensors_bytes(Path::new("fuzz.safetensors"), data) else {
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(expected) = expected_outputs(&file, inputs.form, false) else {
         return;
     };
-    let Ok(model) = Model::from_file(&file, DType::F32, None) else {
+    let Ok(model) = LoadedWeights::from_file(&file, DType::F32, None) else {
         return;
     };
     // The options the file's metadata records, as `rnn check` runs it without flags.

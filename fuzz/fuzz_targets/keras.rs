@@ -5,7 +5,7 @@
 
 use candle_core::DType;
 use libfuzzer_sys::fuzz_target;
-use rnn_weights::{Model, TensorFile};
+use rnn_weights::{LoadedWeights, TensorFile};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(dir) = tempfile::tempdir() else {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(file) = TensorFile::read(&path) else {
         return;
     };
-    let Ok(model) = Model::from_file(&file, DType::F32, None) else {
+    let Ok(model) = LoadedWeights::from_file(&file, DType::F32, None) else {
         return;
     };
     let _ = rnn_core::Rnn::from_weights(&model.weights, rnn_core::Nonlinearity::Tanh);

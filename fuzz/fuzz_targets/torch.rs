@@ -4,7 +4,7 @@
 
 use candle_core::DType;
 use libfuzzer_sys::fuzz_target;
-use rnn_weights::{Model, TensorFile};
+use rnn_weights::{LoadedWeights, TensorFile};
 
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("rnn-fuzz-{}.pt", std::process::id()));
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(file) = TensorFile::read(&path) else {
         return;
     };
-    let Ok(model) = Model::from_file(&file, DType::F32, None) else {
+    let Ok(model) = LoadedWeights::from_file(&file, DType::F32, None) else {
         return;
     };
     let _ = (model.input_size(), model.hidden_sizes(), model.num_directions());

@@ -6,8 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
-use rnn_core::{compare, LayerOptions, MaskedSteps, MergeMode, Nonlinearity, Tolerance};
-use rnn_weights::{expected_outputs, name_outputs, Form, Inputs, Model, StackConfig, TensorFile};
+use rnn_core::{LayerOptions, MaskedSteps, MergeMode, Nonlinearity};
+use rnn_weights::{
+    compare, expected_outputs, name_outputs, Form, Inputs, LoadedWeights, StackConfig, TensorFile,
+    Tolerance,
+};
 
 /// Every committed fixture.
 fn fixtures() -> Vec<PathBuf> {
@@ -32,7 +35,7 @@ fn worst_error(path: &Path, dtype: DType) -> Option<(f64, String)> {
     {
         return None;
     }
-    let model = Model::from_file(&file, dtype, None).unwrap();
+    let model = LoadedWeights::from_file(&file, dtype, None).unwrap();
     let inputs = Inputs::require(&file, dtype).unwrap();
     let mut config = model.recorded_config();
     config.batch_first = Some(inputs.form == Form::Sequence && model.batch_first_by_default());
@@ -92,7 +95,7 @@ fn canonical_save_round_trips_weights_and_configuration() {
     std::fs::create_dir_all(&dir).unwrap();
     let source =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tf1_article_seed0.safetensors");
-    let model = Model::read(&source, DType::F32).unwrap();
+    let model = LoadedWeights::read(&source, DType::F32).unwrap();
     let saved = dir.join("canonical.safetensors");
     let config = StackConfig {
         nonlinearity: vec![Nonlinearity::Selu],
@@ -108,9 +111,9 @@ fn canonical_save_round_trips_weights_and_configuration() {
         clip: vec![Some(2.5)],
     };
     rnn_weights::save_canonical(&saved, &model.weights, &config, &[]).unwrap();
-    let back = Model::read(&saved, DType::F32).unwrap();
+    let back = LoadedWeights::read(&saved, DType::F32).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(back.format, rnn_weights::Format::Pytorch);
+    assert_eq!(back.naming, rnn_weights::Naming::Pytorch);
     assert_eq!(back.nonlinearity, Some(vec![Nonlinearity::Selu]));
     assert_eq!(back.go_backwards, Some(vec![true]));
     assert_eq!(back.merge_mode, None); // concat, the default, is not written
@@ -119,7 +122,7 @@ fn canonical_save_round_trips_weights_and_configuration() {
     assert_eq!(back.mask_value, Some(0.0));
     assert_eq!(back.clip, Some(vec![Some(2.5)]));
     assert_eq!(back.nonlinearity_reverse, None); // one direction: nothing to record
-    let values = |m: &Model| {
+    let values = |m: &LoadedWeights| {
         m.weights[0][0]
             .w_ih
             .flatten_all()

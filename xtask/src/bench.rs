@@ -124,19 +124,6 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(options)
 }
 
-/// The median; NaN for a peer that did not run (f64 leaves some out).
-pub fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// Runs per round: enough for a stable median, few enough for the large shapes.
 fn runs_for(shape: (usize, usize, usize, usize)) -> usize {
     let (b, t, i, h) = shape;
@@ -247,7 +234,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         }
         let medians: Vec<(String, f64)> = samples
             .iter_mut()
-            .map(|(p, s)| (p.clone(), median(s)))
+            .map(|(p, s)| (p.clone(), crate::stats::median(s)))
             .collect();
         let get = |name: &str| {
             medians

@@ -96,8 +96,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             scale = scale.max(v["max_abs_gradient"].as_f64().context("max_abs_gradient")?);
         }
         let (ours, torch) = (
-            crate::bench::median(&mut ours),
-            crate::bench::median(&mut torch),
+            crate::stats::median(&mut ours),
+            crate::stats::median(&mut torch),
         );
         println!(
             "({b}, {t}, {i}, {h}): rnn {ours:.2} ms  torch {torch:.2} ms  | rnn/torch {:.2} | gradients agree within {worst:.1e} (largest {scale:.1})",

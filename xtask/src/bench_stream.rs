@@ -64,7 +64,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             bail!("rnn run --stream failed ({status})");
         }
     }
-    let (whole, streamed) = (median(&mut whole), median(&mut streamed));
+    let (whole, streamed) = (
+        crate::stats::median(&mut whole),
+        crate::stats::median(&mut streamed),
+    );
     let overhead_us = (streamed - whole) / steps as f64 * 1e6;
     println!("steps: {steps}, rounds: {rounds} (medians)");
     println!("| run | total s | µs per step |");
@@ -87,11 +90,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     );
     std::fs::remove_dir_all(&dir)?;
     Ok(())
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// `steps` lines of 3 pseudo-random values in [-2, 2), 6 decimals, as CSV.

@@ -24,6 +24,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_attributes.py",
     "framework_files.py",
     "torch_gradients.py",
+    "numpy_print.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

@@ -7,6 +7,7 @@ mod cuda_toolkit;
 mod fixtures;
 mod gpu_check;
 mod recover_seed;
+mod stats;
 
 use std::path::PathBuf;
 

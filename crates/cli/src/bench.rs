@@ -8,11 +8,9 @@ use rnn_core::{uniform_weights, InitConfig, Rnn};
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, OutputFormat};
+use crate::print::{emit, SCHEMA_VERSION};
 use crate::progress::Progress;
-use crate::{emit, Outcome};
-
-/// Version of `rnn bench --format json`.
-const SCHEMA_VERSION: u32 = 1;
+use crate::Outcome;
 
 #[derive(Serialize)]
 struct BenchJson {
@@ -36,6 +34,18 @@ struct BenchJson {
     min_ms: f64,
     max_ms: f64,
     gflops: f64,
+}
+
+/// The median of `times` (sorted in place, at least one): the middle one, or the mean of
+/// the two middle ones.
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    }
 }
 
 /// FLOPs of one forward: `2·B·T·(I·H + H·H)` per layer and direction.
@@ -121,12 +131,7 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
         progress.inc();
     }
     drop(progress);
-    times.sort_by(f64::total_cmp);
-    let median = if times.len() % 2 == 1 {
-        times[times.len() / 2]
-    } else {
-        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
-    };
+    let median = median(&mut times);
 
     if let (Some(path), Some((output, h_n))) = (&args.save_case, output) {
         let cpu = Device::Cpu;

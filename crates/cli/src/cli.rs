@@ -80,7 +80,7 @@ impl SelectArgs {
     /// The selection these flags make.
     pub fn selection(&self) -> rnn_weights::Selection {
         rnn_weights::Selection {
-            format: self.weights_format.map(Into::into),
+            naming: self.weights_format.map(Into::into),
             prefix: self.prefix.clone(),
             stack: self.stack.clone(),
         }
@@ -190,6 +190,12 @@ pub struct RunArgs {
     /// How to print the outputs.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Print every element of the outputs. Without it, text output is as numpy's `str()`:
+    /// outputs of more than 1000 elements show 3 items at each end of every long axis around
+    /// `...`, and rows wrap at 75 characters. `--format json` and --output files always hold
+    /// every element.
+    #[arg(long)]
+    pub print_all: bool,
     #[command(flatten)]
     pub options: ModelOptions,
 }
@@ -442,13 +448,13 @@ pub enum WeightsFormat {
     Article,
 }
 
-impl From<WeightsFormat> for rnn_weights::Format {
+impl From<WeightsFormat> for rnn_weights::Naming {
     fn from(f: WeightsFormat) -> Self {
         match f {
-            WeightsFormat::Pytorch => rnn_weights::Format::Pytorch,
-            WeightsFormat::Keras => rnn_weights::Format::Keras,
-            WeightsFormat::Tf1 => rnn_weights::Format::Tf1,
-            WeightsFormat::Article => rnn_weights::Format::Article,
+            WeightsFormat::Pytorch => rnn_weights::Naming::Pytorch,
+            WeightsFormat::Keras => rnn_weights::Naming::Keras,
+            WeightsFormat::Tf1 => rnn_weights::Naming::Tf1,
+            WeightsFormat::Article => rnn_weights::Naming::Article,
         }
     }
 }

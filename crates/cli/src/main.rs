@@ -3,19 +3,18 @@
 //! This is the one place that prints, reads flags and picks exit codes: 0 success, 1 a
 //! comparison outside tolerance, 2 an error (printed once, as `error: ...` with its causes).
 
-mod batched;
 mod bench;
 mod cli;
 mod commands;
 mod device;
-mod heatmap;
 mod memory;
+mod pipeline;
 mod plot;
 mod print;
 mod progress;
-mod stream;
+mod screen;
+mod state_plot;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -62,16 +61,16 @@ fn main() -> ExitCode {
 /// The command, on its arguments.
 fn run(command: &Command) -> anyhow::Result<Outcome> {
     match command {
-        Command::Run(args) => commands::run(args),
-        Command::Check(args) => commands::check(args),
-        Command::Inspect(args) => commands::inspect(args),
-        Command::Init(args) => commands::init(args),
-        Command::Convert(args) => commands::convert(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Check(args) => commands::check::check(args),
+        Command::Inspect(args) => commands::inspect::inspect(args),
+        Command::Init(args) => commands::init::init(args),
+        Command::Convert(args) => commands::convert::convert(args),
         Command::Bench(args) => bench::bench(args),
-        Command::Devices(args) => commands::devices(args),
-        Command::Plot(args) => heatmap::plot(args),
-        Command::Completions(args) => commands::completions(args),
-        Command::Man => commands::man(),
+        Command::Devices(args) => commands::devices::devices(args),
+        Command::Plot(args) => commands::plot::plot(args),
+        Command::Completions(args) => commands::completions::completions(args),
+        Command::Man => commands::man::man(),
     }
 }
 
@@ -81,12 +80,4 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-/// Writes results to stdout in one piece.
-pub fn emit(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
 }

@@ -17,6 +17,44 @@ pub struct InitConfig {
     pub bias: bool,
 }
 
+impl InitConfig {
+    /// Directions per layer: 2 when bidirectional, else 1.
+    pub fn directions(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Each layer's `(input features, hidden size)`: `input_size` for layer 0, then
+    /// `directions · hidden_sizes[k-1]`.
+    pub fn layer_sizes(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let inputs = std::iter::once(self.input_size).chain(
+            self.hidden_sizes
+                .iter()
+                .map(|&h| self.directions().saturating_mul(h)),
+        );
+        inputs.zip(self.hidden_sizes.iter().copied())
+    }
+
+    /// Parameters of the stack: per layer and direction `H·I + H·H (+ 2H)`; `None` on
+    /// overflow.
+    pub fn parameter_count(&self) -> Option<u128> {
+        let directions = self.directions() as u128;
+        self.layer_sizes()
+            .try_fold(0u128, |total, (input, hidden)| {
+                let (i, h) = (input as u128, hidden as u128);
+                let bias = if self.bias { 2 * h } else { 0 };
+                let cell = h
+                    .checked_mul(i)?
+                    .checked_add(h.checked_mul(h)?)?
+                    .checked_add(bias)?;
+                total.checked_add(cell.checked_mul(directions)?)
+            })
+    }
+}
+
 /// Draws weights for every layer and direction from a seeded generator, in PyTorch's order
 /// (`w_ih`, `w_hh`, `b_ih`, `b_hh`, layer by layer, forward before reverse).
 ///
@@ -67,10 +105,9 @@ pub fn uniform_weights(
     device: &Device,
 ) -> Result<Vec<Vec<LayerWeights>>> {
     let mut rng = SplitMix64(seed);
-    let directions = if config.bidirectional { 2 } else { 1 };
-    let mut input_size = config.input_size;
+    let directions = config.directions();
     let mut layers = Vec::with_capacity(config.hidden_sizes.len());
-    for &hidden in &config.hidden_sizes {
+    for (input_size, hidden) in config.layer_sizes() {
         let bound = 1.0 / (hidden.max(1) as f64).sqrt();
         let mut draw = |dims: &[usize]| -> Result<Tensor> {
             let n = dims.iter().product();
@@ -96,7 +133,6 @@ pub fn uniform_weights(
             });
         }
         layers.push(dirs);
-        input_size = directions * hidden;
     }
     Ok(layers)
 }

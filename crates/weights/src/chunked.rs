@@ -130,7 +130,7 @@ impl ArrayFile {
     /// error when its dtype is not floating-point, the one [`crate::TensorFile::float`] gives.
     pub fn float_shape(&self, name: &str) -> Result<Option<&[usize]>> {
         if let Some(found) = self.unloadable.get(name) {
-            return Err(crate::file::float_dtype_error(
+            return Err(crate::error::float_dtype_error(
                 &self.path,
                 name,
                 found.clone(),
@@ -139,10 +139,10 @@ impl ArrayFile {
         match self.arrays.get(name) {
             None => Ok(None),
             Some(l) if l.dtype.is_float() => Ok(Some(l.shape.as_slice())),
-            Some(l) => Err(crate::file::float_dtype_error(
+            Some(l) => Err(crate::error::float_dtype_error(
                 &self.path,
                 name,
-                format!("{:?}", l.dtype).to_uppercase(),
+                crate::dtype::name(l.dtype),
             )),
         }
     }
@@ -151,7 +151,7 @@ impl ArrayFile {
     /// [`crate::Inputs`] checks it: integers, rank 1, none negative.
     pub fn lengths(&mut self) -> Result<Option<Vec<usize>>> {
         if let Some(found) = self.unloadable.get("lengths") {
-            return Err(crate::data::lengths_dtype_error(
+            return Err(crate::inputs::lengths_dtype_error(
                 &self.path,
                 "lengths",
                 found.clone(),
@@ -169,7 +169,7 @@ impl ArrayFile {
             });
         };
         let t = self.read("lengths", 0, 0..rows)?;
-        crate::data::lengths_from(&self.path, "lengths", &t).map(Some)
+        crate::inputs::lengths_from(&self.path, "lengths", &t).map(Some)
     }
 
     /// The slice `range` of axis `axis` of array `name`, read from the file.
@@ -248,7 +248,7 @@ fn safetensors_header(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
         Err(e) => return Err(io(e)),
     };
-    let header_len = crate::file::safetensors_header_len(first, len).map_err(invalid)?;
+    let header_len = crate::header_checks::safetensors_header_len(first, len).map_err(invalid)?;
     let mut header = vec![0u8; header_len];
     file.read_exact(&mut header).map_err(io)?;
     let text = std::str::from_utf8(&header)
@@ -261,7 +261,7 @@ fn safetensors_header(
             SafeTensorError::MetadataIncompleteBuffer.to_string(),
         ));
     }
-    if let Some(name) = crate::file::duplicate_key(&header) {
+    if let Some(name) = crate::header_checks::duplicate_key(&header) {
         return Err(invalid(format!("the header names tensor `{name}` twice")));
     }
     let mut arrays = BTreeMap::new();
@@ -270,13 +270,13 @@ fn safetensors_header(
         let Some(info) = metadata.info(&name) else {
             continue;
         };
-        if !crate::file::strides_fit(&info.shape) {
+        if !crate::header_checks::strides_fit(&info.shape) {
             return Err(invalid(format!(
                 "tensor `{name}` has shape {:?}, whose strides overflow",
                 info.shape
             )));
         }
-        match crate::file::candle_dtype(info.dtype) {
+        match crate::dtype::from_safetensors(info.dtype) {
             Some(dtype) => {
                 let layout = Layout {
                     dtype,
@@ -286,7 +286,7 @@ fn safetensors_header(
                 arrays.insert(name, layout);
             }
             None => {
-                unloadable.insert(name, format!("{:?}", info.dtype));
+                unloadable.insert(name, crate::dtype::stored_name(info.dtype));
             }
         }
     }
@@ -350,7 +350,7 @@ impl ArrayWriter {
             error,
         };
         // Dropped on an error, the temporary file deletes itself.
-        let mut file = crate::file::temporary_file(path).map_err(io)?;
+        let mut file = crate::write::temporary_file(path).map_err(io)?;
         file.as_file()
             .set_len(total)
             .and_then(|()| file.write_all(&header))
@@ -443,7 +443,7 @@ fn safetensors_layout(
     let mut starts = Vec::new();
     for (name, dtype, shape) in arrays {
         let len = (shape.iter().product::<usize>() * dtype.size_in_bytes()) as u64;
-        let st_dtype = format!("{dtype:?}").to_uppercase();
+        let st_dtype = crate::dtype::name(*dtype);
         entries.insert(
             name.clone(),
             serde_json::json!({"dtype": st_dtype, "shape": shape, "data_offsets": [offset, offset + len]}),

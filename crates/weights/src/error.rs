@@ -1,7 +1,7 @@
 //! The one error type of this crate: every variant names the file, and where it applies the
 //! tensor, what was expected and what was found.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What went wrong reading or writing a weights, input or fixture file.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +162,16 @@ pub enum WeightsError {
         /// What candle or rnn-core said.
         error: candle_core::Error,
     },
+}
+
+/// The error for tensor `name` of `path`, of dtype `found`, where a float is needed.
+pub(crate) fn float_dtype_error(path: &Path, name: &str, found: String) -> WeightsError {
+    WeightsError::Dtype {
+        path: path.to_owned(),
+        name: name.to_string(),
+        expected: "a floating-point dtype (F16, BF16, F32, F64)".into(),
+        found,
+    }
 }
 
 fn list(names: &[String]) -> String {

@@ -1,13 +1,16 @@
-//! Tensor files on disk: safetensors, .npy, .npz, JSON and CSV, in and out (atomically).
+//! The tensors of one file ([`TensorFile`]) and the formats `rnn` reads and writes itself
+//! ([`FileFormat`]): safetensors, .npy, .npz, JSON and CSV parsed from their bytes. Which
+//! reader a file on disk needs is `readers/`'s choice ([`TensorFile::read`]); writing is
+//! `write.rs`'s.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::{Dtype as StDtype, SafeTensors};
+use safetensors::tensor::SafeTensors;
 
-use crate::error::{Result, WeightsError};
+use crate::error::{float_dtype_error, Result, WeightsError};
+use crate::header_checks::{duplicate_key, safetensors_header_len, strides_fit};
 
 /// The tensors of one file, by name, with the file's `__metadata__`.
 #[derive(Debug, Clone)]
@@ -23,45 +26,6 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
-    /// Reads a file in the format its extension names (see [`FileFormat::from_path`]).
-    pub fn read(path: &Path) -> Result<Self> {
-        Self::read_as(path, None)
-    }
-
-    /// Reads a file as `format`, or as its extension says when `format` is `None`. A `.npy`
-    /// file's one array is named `input`, and so is a CSV file's (`[steps, features]`, one
-    /// unbatched sequence) and a JSON file's when it holds a bare array.
-    ///
-    /// Without `format`, the file's first bytes pick the reader (see `readers/`): the formats
-    /// above, and the files the frameworks write (`torch.save`, `.keras`, `.weights.h5`,
-    /// ONNX, a TensorFlow checkpoint named by its prefix or its `.index`); the extension
-    /// decides only for JSON and CSV, which have no signature.
-    pub fn read_as(path: &Path, format: Option<FileFormat>) -> Result<Self> {
-        if format.is_none() {
-            if let Some(prefix) = crate::readers::checkpoint_prefix(path) {
-                return crate::readers::read_checkpoint(&prefix);
-            }
-        }
-        let bytes = std::fs::read(path).map_err(|error| WeightsError::Io {
-            path: path.to_owned(),
-            error,
-        })?;
-        let format = match format {
-            Some(format) => format,
-            None => {
-                let container = crate::readers::sniff(path, &bytes)?;
-                if let Some(file) = crate::readers::read_framework_file(path, &bytes, container) {
-                    return file;
-                }
-                match container {
-                    crate::readers::Container::Tensors(format) => format,
-                    _ => FileFormat::from_path(path),
-                }
-            }
-        };
-        Self::from_bytes(path, &bytes, format)
-    }
-
     /// Parses the bytes of a file in `format`; `path` is only for messages.
     pub fn from_bytes(path: &Path, bytes: &[u8], format: FileFormat) -> Result<Self> {
         let malformed = |kind, reason| WeightsError::Malformed {
@@ -106,7 +70,7 @@ impl TensorFile {
                     view.shape()
                 )));
             }
-            match candle_dtype(view.dtype()) {
+            match crate::dtype::from_safetensors(view.dtype()) {
                 Some(dtype) => {
                     let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
                         .map_err(|error| WeightsError::Tensor {
@@ -116,7 +80,7 @@ impl TensorFile {
                     tensors.insert(name, t);
                 }
                 None => {
-                    unloadable.insert(name, format!("{:?}", view.dtype()));
+                    unloadable.insert(name, crate::dtype::stored_name(view.dtype()));
                 }
             }
         }
@@ -209,7 +173,7 @@ impl TensorFile {
     /// The element type as stored (`F32`, `BOOL`, ...).
     pub fn dtype_name(&self, name: &str) -> Option<String> {
         match self.tensors.get(name) {
-            Some(t) => Some(format!("{:?}", t.dtype()).to_uppercase()),
+            Some(t) => Some(crate::dtype::name(t.dtype())),
             None => self.unloadable.get(name).cloned(),
         }
     }
@@ -234,7 +198,7 @@ impl TensorFile {
                 },
             })?;
         if !t.dtype().is_float() {
-            return Err(self.dtype_error(name, format!("{:?}", t.dtype()).to_uppercase()));
+            return Err(self.dtype_error(name, crate::dtype::name(t.dtype())));
         }
         t.to_dtype(dtype).map_err(|error| WeightsError::Tensor {
             path: self.path.clone(),
@@ -279,116 +243,6 @@ impl TensorFile {
     }
 }
 
-/// The error for tensor `name` of `path`, of dtype `found`, where a float is needed.
-pub(crate) fn float_dtype_error(path: &Path, name: &str, found: String) -> WeightsError {
-    WeightsError::Dtype {
-        path: path.to_owned(),
-        name: name.to_string(),
-        expected: "a floating-point dtype (F16, BF16, F32, F64)".into(),
-        found,
-    }
-}
-
-/// The longest safetensors header read, in bytes: the safetensors crate's own limit (private
-/// there), checked before anything is allocated for the header.
-pub(crate) const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
-
-/// The header length a safetensors file of `file_len` bytes gives in its `first` 8 bytes
-/// (`None`: the file is shorter), checked against the file and the crate's limit before anything
-/// is read; the error says what is wrong in the file's terms. Both readers (whole and a batch
-/// at a time) start here.
-pub(crate) fn safetensors_header_len(
-    first: Option<&[u8]>,
-    file_len: u64,
-) -> std::result::Result<usize, String> {
-    if file_len == 0 {
-        return Err("the file is empty".into());
-    }
-    let Some(&[a, b, c, d, e, f, g, h]) = first else {
-        return Err(format!(
-            "{file_len} bytes, shorter than the 8-byte header length that starts every safetensors file"
-        ));
-    };
-    let header_len = u64::from_le_bytes([a, b, c, d, e, f, g, h]);
-    let after = file_len - 8;
-    if header_len > after {
-        return Err(format!(
-            "its first 8 bytes give a header of {header_len} bytes, but only {after} follow \
-             (not a safetensors file, or truncated)"
-        ));
-    }
-    if header_len > MAX_SAFETENSORS_HEADER {
-        return Err(format!(
-            "{} (its first 8 bytes give {header_len} bytes, over the {MAX_SAFETENSORS_HEADER} \
-             the safetensors format allows)",
-            safetensors::SafeTensorError::HeaderTooLarge
-        ));
-    }
-    usize::try_from(header_len)
-        .map_err(|_| safetensors::SafeTensorError::HeaderTooLarge.to_string())
-}
-
-/// Whether a tensor of `dims` can be laid out: its strides (products of trailing dims) must fit
-/// in an `isize`, even when another dim is 0 and the tensor is empty.
-pub(crate) fn strides_fit(dims: &[usize]) -> bool {
-    dims.iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
-        .is_some_and(|n| n <= isize::MAX as usize / 16)
-}
-
-/// The first key that a JSON object names twice. JSON parsers keep the last of duplicates
-/// silently; a file that names a tensor twice is ambiguous, so it is refused.
-pub(crate) fn duplicate_key(json: &[u8]) -> Option<String> {
-    struct FirstDuplicate(Option<String>);
-
-    impl<'de> serde::Deserialize<'de> for FirstDuplicate {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-            d.deserialize_map(FirstDuplicate(None))
-        }
-    }
-
-    impl<'de> serde::de::Visitor<'de> for FirstDuplicate {
-        type Value = FirstDuplicate;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> std::result::Result<Self::Value, A::Error> {
-            let mut seen = std::collections::HashSet::new();
-            while let Some(key) = map.next_key::<String>()? {
-                map.next_value::<serde::de::IgnoredAny>()?;
-                if !seen.insert(key.clone()) {
-                    return Ok(FirstDuplicate(Some(key)));
-                }
-            }
-            Ok(FirstDuplicate(None))
-        }
-    }
-
-    serde_json::from_slice::<FirstDuplicate>(json).ok()?.0
-}
-
-/// The candle dtype of a safetensors dtype; `None` for those candle cannot hold (bool, int8,
-/// ...), which both readers keep by name and refuse where used.
-pub(crate) fn candle_dtype(dtype: StDtype) -> Option<DType> {
-    Some(match dtype {
-        StDtype::F64 => DType::F64,
-        StDtype::F32 => DType::F32,
-        StDtype::F16 => DType::F16,
-        StDtype::BF16 => DType::BF16,
-        StDtype::I64 => DType::I64,
-        StDtype::I32 => DType::I32,
-        StDtype::I16 => DType::I16,
-        StDtype::U32 => DType::U32,
-        StDtype::U8 => DType::U8,
-        _ => return None,
-    })
-}
-
 /// The kinds of file tensors are read from and written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
@@ -424,127 +278,4 @@ impl FileFormat {
     pub fn holds_one_array(self) -> bool {
         matches!(self, Self::Npy | Self::Csv)
     }
-}
-
-/// Writes tensors in `format`, atomically (see [`write_safetensors`]). `metadata` is kept by
-/// safetensors only; .npy and CSV hold exactly one tensor, and CSV a `[steps, features]` one.
-pub fn write_tensors(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    format: FileFormat,
-    metadata: HashMap<String, String>,
-) -> Result<()> {
-    let invalid = |format, reason| WeightsError::Unwritable {
-        path: path.to_owned(),
-        format,
-        reason,
-    };
-    let bytes = match (format, tensors) {
-        (FileFormat::Safetensors, _) => return write_safetensors(path, tensors, metadata),
-        (FileFormat::Npy, [(_, t)]) => {
-            crate::npy::write(t).map_err(|error| WeightsError::Tensor {
-                path: path.to_owned(),
-                error,
-            })?
-        }
-        (FileFormat::Csv, [(_, t)]) => crate::text::write_csv(t)
-            .map_err(|r| invalid("CSV", r))?
-            .into_bytes(),
-        (FileFormat::Npy | FileFormat::Csv, _) => {
-            let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(invalid(
-                if format == FileFormat::Npy {
-                    ".npy"
-                } else {
-                    "CSV"
-                },
-                format!("it holds one array, not {}", names.join(", ")),
-            ));
-        }
-        (FileFormat::Npz, _) => crate::npz::write(tensors).map_err(|r| invalid(".npz", r))?,
-        (FileFormat::Json, _) => crate::text::write_json(tensors)
-            .map_err(|r| invalid("JSON", r))?
-            .into_bytes(),
-    };
-    write_atomically(path, &bytes).map_err(|error| WeightsError::Io {
-        path: path.to_owned(),
-        error,
-    })
-}
-
-/// Writes tensors as a safetensors file, atomically: the bytes go to a temporary file in the
-/// same directory, which is then renamed over `path`. A failure leaves no partial file and an
-/// existing `path` untouched.
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    metadata: HashMap<String, String>,
-) -> Result<()> {
-    let io = |error| WeightsError::Io {
-        path: path.to_owned(),
-        error,
-    };
-    let contiguous = tensors
-        .iter()
-        .map(|(n, t)| Ok((n.clone(), t.contiguous()?)))
-        .collect::<candle_core::Result<Vec<_>>>()
-        .map_err(|error| WeightsError::Tensor {
-            path: path.to_owned(),
-            error,
-        })?;
-    let metadata = (!metadata.is_empty()).then_some(metadata);
-    let bytes =
-        safetensors::serialize(contiguous, metadata).map_err(|e| WeightsError::Safetensors {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-    write_atomically(path, &bytes).map_err(io)
-}
-
-/// Writes `bytes` to a new temporary file beside `path`, syncs it, and renames it into place:
-/// the way every file `rnn` writes is written, so a failure never leaves half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = temporary_file(path)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    // On failure the error holds the temporary file, which deletes itself when dropped.
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// A new, empty temporary file in `path`'s directory, to write to before renaming it over
-/// `path`. Its name (`.NAME.XXXXXX.tmp`) is random and it is created exclusively, so a file or
-/// symlink planted in advance is never opened; it deletes itself when dropped unpersisted. Its
-/// mode is what a plain create gives (0o666 less the umask, applied by the kernel), not
-/// tempfile's 0o600.
-pub(crate) fn temporary_file(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    if path.is_dir() {
-        return Err(std::io::Error::other("is a directory"));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file name"))?;
-    let mut prefix = std::ffi::OsString::from(".");
-    prefix.push(name);
-    prefix.push(".");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    builder.tempfile_in(dir).map_err(|e| {
-        // tempfile appends ` at path ".NAME.XXXXXX.tmp"`: a random name that says nothing the
-        // caller's message (which names the target) does not, and differs on every run.
-        let message = e.to_string();
-        match message.split_once(" at path \"") {
-            Some((head, _)) => std::io::Error::new(e.kind(), head.to_string()),
-            None => e,
-        }
-    })
 }

@@ -1,34 +1,47 @@
 //! Safetensors in and out for [`rnn_core`]: recognises RNN weights by their tensor names,
 //! converts every foreign naming and layout to the canonical one (PyTorch's `nn.RNN`), and
-//! reads the inputs and expected outputs that `rnn run` and `rnn check` use.
+//! reads the inputs and expected outputs that `rnn run` and `rnn check` use, and holds results
+//! against those references as `numpy.allclose` does ([`compare`]).
 //!
 //! # Example
 //!
 //! ```no_run
 //! use candle_core::DType;
-//! use rnn_weights::Model;
+//! use rnn_weights::LoadedWeights;
 //!
-//! let model = Model::read("models/seed/article.safetensors".as_ref(), DType::F32)?;
+//! let model = LoadedWeights::read("models/seed/article.safetensors".as_ref(), DType::F32)?;
 //! println!("{} input features, hidden sizes {:?}", model.input_size(), model.hidden_sizes());
 //! # Ok::<(), rnn_weights::WeightsError>(())
 //! ```
 
 mod chunked;
-mod data;
+mod compare;
+mod dtype;
 mod error;
+mod expected;
 mod file;
-mod formats;
+mod header_checks;
+mod inputs;
+mod load_plan;
 mod model;
+mod naming;
 mod npy;
 mod npz;
 mod readers;
 mod selection;
 mod text;
+mod write;
 
 pub use chunked::{ArrayFile, ArrayWriter};
-pub use data::{expected_outputs, name_outputs, Expected, Form, Inputs, F64_SUFFIX, MODEL_INPUTS};
+pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use error::{Result, WeightsError};
-pub use file::{write_atomically, write_safetensors, write_tensors, FileFormat, TensorFile};
-pub use formats::{Format, Transform};
-pub use model::{save_canonical, Model, StackConfig, TensorMapping, CANONICAL_LAYOUT};
+pub use expected::{expected_outputs, name_outputs, Expected, F64_SUFFIX};
+pub use file::{FileFormat, TensorFile};
+pub use inputs::{Form, Inputs, MODEL_INPUTS};
+pub use load_plan::TensorMapping;
+pub use model::{save_canonical, LoadedWeights, StackConfig, CANONICAL_LAYOUT};
+pub use naming::{Naming, Transform};
 pub use selection::{weight_names, Selection};
+pub use text::numpy::{array2string, PrintOptions};
+pub use text::{write_json, JSON_SCHEMA_VERSION};
+pub use write::{write_atomically, write_safetensors, write_tensors};

@@ -8,26 +8,17 @@ use candle_core::{DType, Tensor};
 use rnn_core::{LayerOptions, LayerWeights, MaskedSteps, MergeMode, Nonlinearity};
 
 use crate::error::{Result, WeightsError};
-use crate::file::{write_safetensors, TensorFile};
-use crate::formats::{Format, Plan, Source, Transform};
+use crate::file::TensorFile;
+use crate::load_plan::{load_plan, Loaded, TensorMapping};
+use crate::naming::{Naming, Plan};
 use crate::selection::Selection;
-
-/// How one tensor of the file became part of the canonical weights.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorMapping {
-    /// The name in the file.
-    pub source: String,
-    /// The canonical (PyTorch) name.
-    pub target: String,
-    /// What was done to it.
-    pub transform: Transform,
-}
+use crate::write::write_safetensors;
 
 /// RNN weights read from a file, in the canonical layout, with the options the file records.
 #[derive(Debug, Clone)]
-pub struct Model {
+pub struct LoadedWeights {
     /// The naming scheme the file was recognised by.
-    pub format: Format,
+    pub naming: Naming,
     /// `weights[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
     pub weights: Vec<Vec<LayerWeights>>,
     /// Each layer's activation, if the file's metadata records it.
@@ -106,7 +97,7 @@ fn recorded_selection(file: &TensorFile, selection: &Selection) -> Result<Option
     }))
 }
 
-/// Metadata keys written by [`save_canonical`] and read back by [`Model::from_file`].
+/// Metadata keys written by [`save_canonical`] and read back by [`LoadedWeights::from_file`].
 mod key {
     pub const LAYOUT: &str = "layout";
     pub const INPUT_SIZE: &str = "input_size";
@@ -128,18 +119,18 @@ mod key {
 /// The value of the `layout` metadata key in files this crate writes.
 pub const CANONICAL_LAYOUT: &str = "rnn/pytorch-v1";
 
-impl Model {
+impl LoadedWeights {
     /// Reads a weights file and recognises its format by tensor names.
     pub fn read(path: &Path, dtype: DType) -> Result<Self> {
         Self::from_file(&TensorFile::read(path)?, dtype, None)
     }
 
-    /// Recognises the format of an already read file (only `format`, when given) and loads the
-    /// weights converted to `dtype`. More than one possible reading is an error that lists
-    /// them.
-    pub fn from_file(file: &TensorFile, dtype: DType, format: Option<Format>) -> Result<Self> {
+    /// Recognises the naming scheme of an already read file (only `naming`, when given) and
+    /// loads the weights converted to `dtype`. More than one possible reading is an error that
+    /// lists them.
+    pub fn from_file(file: &TensorFile, dtype: DType, naming: Option<Naming>) -> Result<Self> {
         let selection = Selection {
-            format,
+            naming,
             ..Selection::default()
         };
         Self::select(file, dtype, &selection)
@@ -155,7 +146,21 @@ impl Model {
     pub fn select(file: &TensorFile, dtype: DType, selection: &Selection) -> Result<Self> {
         let recorded = recorded_selection(file, selection)?;
         let plan = crate::selection::choose(file, recorded.as_ref().unwrap_or(selection))?;
-        let mut model = materialise(file, &plan, dtype)?;
+        let Loaded { weights, mapping } = load_plan(file, &plan, dtype)?;
+        let mut model = LoadedWeights {
+            naming: plan.naming,
+            weights,
+            nonlinearity: None,
+            nonlinearity_reverse: None,
+            clip: None,
+            go_backwards: None,
+            reverse: None,
+            merge_mode: None,
+            masked_steps: None,
+            mask_value: None,
+            batch_first: None,
+            mapping,
+        };
         check_leftovers(file, &plan, &model)?;
         model.read_metadata(file)?;
         Ok(model)
@@ -183,7 +188,7 @@ impl Model {
 
     /// The configuration the file records, with its framework's defaults for the rest:
     /// what runs when the user adds no flag. Sequence inputs are batch-first as
-    /// [`Model::batch_first_by_default`] says.
+    /// [`LoadedWeights::batch_first_by_default`] says.
     pub fn recorded_config(&self) -> StackConfig {
         let layers = self.weights.len();
         let go_backwards = self
@@ -219,8 +224,8 @@ impl Model {
     /// file's metadata says, else as its framework does (Keras repeats the last valid output;
     /// PyTorch and TensorFlow give zeros).
     pub fn masked_steps_by_default(&self) -> MaskedSteps {
-        self.masked_steps.unwrap_or(match self.format {
-            Format::Keras => MaskedSteps::RepeatLast,
+        self.masked_steps.unwrap_or(match self.naming {
+            Naming::Keras => MaskedSteps::RepeatLast,
             _ => MaskedSteps::Zeros,
         })
     }
@@ -234,7 +239,7 @@ impl Model {
     /// metadata says, else as its framework does by default.
     pub fn batch_first_by_default(&self) -> bool {
         self.batch_first
-            .unwrap_or(self.format.batch_first_by_default())
+            .unwrap_or(self.naming.batch_first_by_default())
     }
 
     fn read_metadata(&mut self, file: &TensorFile) -> Result<()> {
@@ -312,105 +317,11 @@ impl Model {
     }
 }
 
-/// Loads the tensors a plan names, transforms them to the canonical layout, and checks every
-/// shape against the layer before it.
-pub(crate) fn materialise(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Model> {
-    let mut mapping = Vec::new();
-    let mut weights = Vec::new();
-    // Input features of the current layer: unknown for layer 0, then D · H of the previous.
-    let mut input_size: Option<usize> = None;
-    for (k, layer) in plan.layers.iter().enumerate() {
-        if layer.is_empty() {
-            return Err(WeightsError::Unrecognised {
-                path: file.path().to_owned(),
-                what: format!(
-                    "{} weights: layer {k} has no tensors, but a later layer does",
-                    plan.format.as_str()
-                ),
-                found: file.names(),
-            });
-        }
-        let mut dirs = Vec::new();
-        let suffixes = ["", "_reverse"];
-        for (d, cell) in layer.iter().enumerate() {
-            let target = |kind: &str| format!("{kind}_l{k}{}", suffixes[d.min(1)]);
-            let mut load = |source: &Source, kind: &str| -> Result<Tensor> {
-                let t = load_source(file, source, dtype, input_size)?;
-                mapping.push(TensorMapping {
-                    source: source.name.clone(),
-                    target: target(kind),
-                    transform: source.transform,
-                });
-                Ok(t)
-            };
-            let w_ih = load(&cell.w_ih, "weight_ih")?;
-            let &[hidden, inputs] = w_ih.dims() else {
-                return Err(shape_error(file, &cell.w_ih, "[hidden, input]".into()));
-            };
-            let w_hh = load(&cell.w_hh, "weight_hh")?;
-            // A bidirectional layer below feeds D · H features, or H when its directions are
-            // merged by sum, ave or mul (Keras's merge_mode, recorded in the metadata or given
-            // by a flag, and checked against these shapes when the stack is built).
-            let merged = (k > 0
-                && weights.last().is_some_and(|below: &Vec<LayerWeights>| {
-                    below.len() == 2
-                        && below[0].w_hh.dims()[0] == inputs
-                        && below[1].w_hh.dims()[0] == inputs
-                }))
-            .then_some(inputs);
-            if let Some(want) = input_size.filter(|&i| i != inputs && Some(inputs) != merged) {
-                let why = format!("{want} input features, the output of layer {}", k - 1);
-                let expected = in_file_layout(&[hidden, want], cell.w_ih.transform, &why);
-                return Err(shape_error(file, &cell.w_ih, expected));
-            }
-            if w_hh.dims() != [hidden, hidden] {
-                let expected =
-                    format!("[{hidden}, {hidden}] (hidden size from {})", cell.w_ih.name);
-                return Err(shape_error(file, &cell.w_hh, expected));
-            }
-            let mut bias = |source: &Option<Source>, kind: &str| -> Result<Option<Tensor>> {
-                let Some(source) = source else {
-                    return Ok(None);
-                };
-                let b = load(source, kind)?;
-                if b.dims() != [hidden] {
-                    return Err(shape_error(file, source, format!("[{hidden}]")));
-                }
-                Ok(Some(b))
-            };
-            let b_ih = bias(&cell.b_ih, "bias_ih")?;
-            let b_hh = bias(&cell.b_hh, "bias_hh")?;
-            dirs.push(LayerWeights {
-                w_ih,
-                w_hh,
-                b_ih,
-                b_hh,
-            });
-        }
-        input_size = Some(dirs.iter().map(|w| w.w_hh.dims()[0]).sum());
-        weights.push(dirs);
-    }
-    Ok(Model {
-        format: plan.format,
-        weights,
-        nonlinearity: None,
-        nonlinearity_reverse: None,
-        clip: None,
-        go_backwards: None,
-        reverse: None,
-        merge_mode: None,
-        masked_steps: None,
-        mask_value: None,
-        batch_first: None,
-        mapping,
-    })
-}
-
 /// PyTorch names are regular enough to spot one that the plan did not use (`weight_ih_l1_reverse`
 /// in a file whose layer 0 has no reverse direction): such a file is refused, not half read.
-fn check_leftovers(file: &TensorFile, plan: &Plan, model: &Model) -> Result<()> {
+fn check_leftovers(file: &TensorFile, plan: &Plan, model: &LoadedWeights) -> Result<()> {
     check_biases(file, plan)?;
-    if plan.format != Format::Pytorch {
+    if plan.naming != Naming::Pytorch {
         return Ok(());
     }
     let used = model.source_names();
@@ -444,9 +355,9 @@ fn check_leftovers(file: &TensorFile, plan: &Plan, model: &Model) -> Result<()> 
 /// of a Keras `Bidirectional` layer share their `use_bias`. (One cell with `bias_ih` alone is
 /// a structure of its own: this crate's canonical files keep Keras's one bias that way.)
 fn check_biases(file: &TensorFile, plan: &Plan) -> Result<()> {
-    let has = |c: &crate::formats::CellPlan| (c.b_ih.is_some(), c.b_hh.is_some());
-    let uneven = match plan.format {
-        Format::Pytorch => {
+    let has = |c: &crate::naming::CellPlan| (c.b_ih.is_some(), c.b_hh.is_some());
+    let uneven = match plan.naming {
+        Naming::Pytorch => {
             let first = has(&plan.layers[0][0]);
             plan.layers.iter().flatten().find(|c| has(c) != first)
         }
@@ -464,79 +375,11 @@ fn check_biases(file: &TensorFile, plan: &Plan) -> Result<()> {
         what: format!(
             "the {} RNN that `{}` belongs to has a bias in some cells and not in others; a \
              bias tensor is missing",
-            plan.format.as_str(),
+            plan.naming.as_str(),
             cell.w_ih.name
         ),
         found: file.names(),
     })
-}
-
-/// A canonical shape as the file stores it (transposed back where the format transposes), with
-/// the reason: `[5, 2] (2 input features, the output of layer 0)`.
-fn in_file_layout(canonical: &[usize], transform: Transform, why: &str) -> String {
-    let mut dims = canonical.to_vec();
-    if transform == Transform::Transposed {
-        dims.reverse();
-    }
-    format!("{dims:?} ({why})")
-}
-
-/// A shape error about `source`, giving the shape as stored in the file. `expected` is in the
-/// file's layout too.
-fn shape_error(file: &TensorFile, source: &Source, expected: String) -> WeightsError {
-    let found = file
-        .raw(&source.name)
-        .map(|t| t.dims().to_vec())
-        .unwrap_or_default();
-    file.shape_error(&source.name, expected, &found)
-}
-
-/// One canonical tensor from the file: loaded, converted to `dtype`, transformed.
-fn load_source(
-    file: &TensorFile,
-    source: &Source,
-    dtype: DType,
-    input_size: Option<usize>,
-) -> Result<Tensor> {
-    let t = file.float(&source.name, dtype)?;
-    let err = |expected: &str| file.shape_error(&source.name, expected.into(), t.dims());
-    let transposed = |t: Tensor| t.t().and_then(|t| t.contiguous());
-    let result = match source.transform {
-        Transform::AsIs => Ok(t.clone()),
-        Transform::Transposed => {
-            if t.rank() != 2 {
-                return Err(err("rank 2"));
-            }
-            transposed(t.clone())
-        }
-        Transform::Flattened => match t.dims() {
-            &[1, h] | &[h] => t.reshape(h),
-            _ => return Err(err("[1, hidden] or [hidden]")),
-        },
-        Transform::InputRows | Transform::RecurrentRows => {
-            let &[rows, hidden] = t.dims() else {
-                return Err(err("[input + hidden, hidden]"));
-            };
-            if rows <= hidden || input_size.is_some_and(|i| i + hidden != rows) {
-                let expected = match input_size {
-                    Some(i) => format!(
-                        "[{}, {hidden}] (input {i} + hidden {hidden} rows)",
-                        i + hidden
-                    ),
-                    None => format!("[input + {hidden}, {hidden}] with at least one input row"),
-                };
-                return Err(file.shape_error(&source.name, expected, t.dims()));
-            }
-            let inputs = rows - hidden;
-            let part = if source.transform == Transform::InputRows {
-                t.narrow(0, 0, inputs)
-            } else {
-                t.narrow(0, inputs, hidden)
-            };
-            part.and_then(transposed)
-        }
-    };
-    result.map_err(|e| file.tensor_error(e))
 }
 
 /// A comma-separated metadata value with one entry for every layer, or one for all of them.
@@ -803,7 +646,7 @@ mod tests {
             "relu,leaky_relu(0.10000000149011612)"
         );
         assert_eq!(file.metadata()[key::CLIP], "none,1.5");
-        let back = Model::from_file(&file, DType::F32, None).unwrap();
+        let back = LoadedWeights::from_file(&file, DType::F32, None).unwrap();
         let recorded = back.recorded_config();
         assert_eq!(recorded.nonlinearity, config.nonlinearity);
         assert_eq!(recorded.nonlinearity_reverse, config.nonlinearity_reverse);

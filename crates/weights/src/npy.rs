@@ -63,20 +63,14 @@ pub(crate) fn header(bytes: &[u8], file_len: usize) -> Result<Header, String> {
         return Err("Fortran-order arrays are not supported; save with C order".into());
     }
     let shape = parse_shape(field(header, "shape").ok_or("the header has no 'shape'")?)?;
-    let (dtype, size) = match descr {
-        "<f4" => (DType::F32, 4),
-        "<f8" => (DType::F64, 8),
-        "<f2" => (DType::F16, 2),
-        "<i8" => (DType::I64, 8),
-        "<i4" => (DType::I32, 4),
-        "|u1" => (DType::U8, 1),
-        other => {
-            return Err(format!(
-                "unsupported dtype '{other}'; expected little-endian float or int ('<f4', '<f8', '<f2', '<i8', '<i4')"
-            ))
-        }
+    let Some(dtype) = crate::dtype::from_npy(descr) else {
+        return Err(format!(
+            "unsupported dtype '{descr}'; expected little-endian float or int ({})",
+            crate::dtype::npy_descrs()
+        ));
     };
-    if !crate::file::strides_fit(&shape) {
+    let size = dtype.size_in_bytes();
+    if !crate::header_checks::strides_fit(&shape) {
         return Err(format!("shape {shape:?} is too large to lay out"));
     }
     let data_len = shape
@@ -121,14 +115,8 @@ pub(crate) fn write(tensor: &Tensor) -> candle_core::Result<Vec<u8>> {
 /// The header of a `.npy` file of `shape` and `dtype`, padded as numpy pads it: the data
 /// starts on a multiple of 64 bytes; version 1.0 (2-byte header length), 2.0 when longer.
 pub(crate) fn header_for(dtype: DType, shape: &[usize]) -> candle_core::Result<Vec<u8>> {
-    let descr = match dtype {
-        DType::F32 => "<f4",
-        DType::F64 => "<f8",
-        DType::F16 => "<f2",
-        DType::I64 => "<i8",
-        DType::I32 => "<i4",
-        DType::U8 => "|u1",
-        other => candle_core::bail!("no .npy type for {other:?}"),
+    let Some(descr) = crate::dtype::npy_descr(dtype) else {
+        candle_core::bail!("no .npy type for {dtype:?}")
     };
     let shape = match shape {
         [n] => format!("({n},)"),

@@ -4,13 +4,13 @@
 
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
-use crate::formats::{self, Format, Names, Plan};
+use crate::naming::{self, Names, Naming, Plan};
 
 /// Which RNN of a file to read, when the names alone do not settle it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
     /// Read the names in this scheme only.
-    pub format: Option<Format>,
+    pub naming: Option<Naming>,
     /// Read only the tensors whose names start with this (`encoder.`, `bidirectional_rnn/`).
     pub prefix: Option<String>,
     /// Read the RNN under each of these prefixes and stack them, bottom layer first: for
@@ -22,7 +22,7 @@ pub struct Selection {
 /// The names of every tensor in `file` that some reader takes for an RNN weight, whichever RNN
 /// it belongs to: a fixture may carry the weights it was made with beside its inputs.
 pub fn weight_names(file: &TensorFile) -> Vec<String> {
-    let found = formats::detect(&Names::new(&file.names()), None);
+    let found = naming::detect(&Names::new(&file.names()), None);
     let mut names: Vec<String> = found
         .plans
         .iter()
@@ -48,7 +48,7 @@ pub fn weight_names(file: &TensorFile) -> Vec<String> {
 pub(crate) fn choose(file: &TensorFile, selection: &Selection) -> Result<Plan> {
     let names = file.names();
     if selection.stack.is_empty() {
-        return one_plan(file, &names, selection.format, selection.prefix.as_deref());
+        return one_plan(file, &names, selection.naming, selection.prefix.as_deref());
     }
     for (i, prefix) in selection.stack.iter().enumerate() {
         if let Some(other) = selection.stack[..i]
@@ -63,16 +63,16 @@ pub(crate) fn choose(file: &TensorFile, selection: &Selection) -> Result<Plan> {
     }
     let mut stacked: Option<Plan> = None;
     for prefix in &selection.stack {
-        let plan = one_plan(file, &names, selection.format, Some(prefix))?;
+        let plan = one_plan(file, &names, selection.naming, Some(prefix))?;
         stacked = Some(match stacked {
             None => plan,
-            Some(below) if below.format != plan.format => {
+            Some(below) if below.naming != plan.naming => {
                 return Err(unrecognised(
                     file,
                     format!(
                         "--stack: `{prefix}` holds {} weights, the layers below {}",
-                        plan.format.as_str(),
-                        below.format.as_str()
+                        plan.naming.as_str(),
+                        below.naming.as_str()
                     ),
                 ))
             }
@@ -91,7 +91,7 @@ pub(crate) fn choose(file: &TensorFile, selection: &Selection) -> Result<Plan> {
 fn one_plan(
     file: &TensorFile,
     names: &[String],
-    format: Option<Format>,
+    format: Option<Naming>,
     prefix: Option<&str>,
 ) -> Result<Plan> {
     let under: Vec<String> = names
@@ -99,7 +99,7 @@ fn one_plan(
         .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
         .cloned()
         .collect();
-    let found = formats::detect(&Names::new(&under), format);
+    let found = naming::detect(&Names::new(&under), format);
     let flag = |p: &str| format!("--prefix {p}");
     if !found.refusals.is_empty() {
         let mut what = found.refusals.join("; ");
@@ -157,7 +157,7 @@ fn ambiguous(file: &TensorFile, plans: &[Plan], prefix: Option<&str>) -> Weights
             } else if by_prefix {
                 format!("--prefix {}", plan.prefix)
             } else {
-                let mut flags = format!("--weights-format {}", plan.format.as_str());
+                let mut flags = format!("--weights-format {}", plan.naming.as_str());
                 if let Some(p) = prefix.filter(|p| !p.is_empty()) {
                     flags.push_str(&format!(" --prefix {p}"));
                 }
@@ -166,7 +166,7 @@ fn ambiguous(file: &TensorFile, plans: &[Plan], prefix: Option<&str>) -> Weights
             format!("{} ({flags})", describe(plan))
         })
         .collect();
-    let same_format = plans.iter().all(|p| p.format == plans[0].format);
+    let same_format = plans.iter().all(|p| p.naming == plans[0].naming);
     // Orders in which the candidates stack by their shapes: both of two, else the file's.
     let orders: Vec<Vec<&Plan>> = match plans {
         [a, b] => vec![vec![a, b], vec![b, a]],
@@ -198,11 +198,11 @@ fn ambiguous(file: &TensorFile, plans: &[Plan], prefix: Option<&str>) -> Weights
 /// Whether the candidates' shapes chain when stacked in this order.
 fn stacks(file: &TensorFile, order: &[&Plan]) -> bool {
     let stacked = Plan {
-        format: order[0].format,
+        naming: order[0].naming,
         prefix: String::new(),
         layers: order.iter().flat_map(|p| p.layers.clone()).collect(),
     };
-    crate::model::materialise(file, &stacked, candle_core::DType::F32).is_ok()
+    crate::load_plan::load_plan(file, &stacked, candle_core::DType::F32).is_ok()
 }
 
 /// `keras, 2 layers (bidirectional, one-direction), under "rnn_a/"`.
@@ -226,11 +226,11 @@ fn describe(plan: &Plan) -> String {
         n => format!("{n} layers ({})", directions.join(", ")),
     };
     if plan.prefix.is_empty() {
-        format!("{} RNN, {layers}", plan.format.as_str())
+        format!("{} RNN, {layers}", plan.naming.as_str())
     } else {
         format!(
             "{} RNN under `{}`, {layers}",
-            plan.format.as_str(),
+            plan.naming.as_str(),
             plan.prefix
         )
     }

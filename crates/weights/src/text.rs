@@ -1,17 +1,80 @@
 //! Arrays as text: JSON (nested arrays, alone or in an object by name) and CSV (one row per
 //! time step of a single sequence). Numbers are read as f64 and written in their shortest
-//! round-trip form, so a float32 written and read back is the same float32.
+//! round-trip form, so a float32 written and read back is the same float32. numpy's printed
+//! form, for people, is [`numpy`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-/// The arrays of a JSON file: an object of nested arrays by name, or one nested array, which
-/// is named `input`. `lengths` is read as int64, everything else as f64.
+pub(crate) mod numpy;
+
+/// A float tensor's values as f64, and whether they are narrower floats (f32, f16, bf16),
+/// which are written in the shortest form of their f32 value.
+pub(crate) struct Floats {
+    pub values: Vec<f64>,
+    pub narrow: bool,
+}
+
+/// The values of `t`: f64 as they are, every other dtype through f32.
+pub(crate) fn float_values(t: &Tensor) -> candle_core::Result<Floats> {
+    let flat = t.flatten_all()?;
+    Ok(if t.dtype() == DType::F64 {
+        Floats {
+            values: flat.to_vec1::<f64>()?,
+            narrow: false,
+        }
+    } else {
+        Floats {
+            values: flat
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            narrow: true,
+        }
+    })
+}
+
+/// Version of the JSON document of tensors `rnn` writes ([`write_json`]): `rnn run --format
+/// json` on stdout and `rnn run -o FILE.json`.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// The JSON document `rnn` writes and reads back: every tensor with its shape, its dtype
+/// (lowercase: `f32`, `f64`) and its values in row-major order, each in the shortest form of
+/// its own precision; NaN and infinities, which JSON lacks, as `null`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Document<V> {
+    schema_version: u32,
+    outputs: Vec<JsonTensor<V>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JsonTensor<V> {
+    name: String,
+    shape: Vec<usize>,
+    dtype: String,
+    values: V,
+}
+
+/// Values as written: f64 as f64, every other float through f32.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Values {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// The arrays of a JSON file: `rnn`'s own document (an object with `schema_version`, see
+/// [`write_json`]), an object of nested arrays by name, or one nested array, which is named
+/// `input`. `lengths` is read as int64, everything else as f64.
 pub(crate) fn read_json(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if value.get("schema_version").is_some() {
+        return read_document(value);
+    }
     let named = match value {
         Value::Object(map) => map.into_iter().collect(),
         array @ Value::Array(_) => vec![("input".to_string(), array)],
@@ -45,6 +108,45 @@ fn json_array(value: &Value, integers: bool) -> Result<Tensor, String> {
     }
     let mut values = Vec::new();
     flatten(value, &shape, &mut Vec::new(), &mut values)?;
+    tensor(values, shape, integers)
+}
+
+/// The tensors of `rnn`'s own document, checked: the version this reader knows, each tensor's
+/// values as many as its shape holds; `null` is read as NaN.
+fn read_document(value: Value) -> Result<BTreeMap<String, Tensor>, String> {
+    let version = value.get("schema_version").and_then(Value::as_u64);
+    if version != Some(u64::from(JSON_SCHEMA_VERSION)) {
+        return Err(format!(
+            "schema_version {}: this rnn reads version {JSON_SCHEMA_VERSION}",
+            value["schema_version"]
+        ));
+    }
+    let document: Document<Vec<Option<f64>>> =
+        serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let mut tensors = BTreeMap::new();
+    for t in document.outputs {
+        let count = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if count != Some(t.values.len()) {
+            return Err(format!(
+                "`{}`: shape {:?} holds {} values, found {}",
+                t.name,
+                t.shape,
+                count.map_or("too many".to_string(), |n| n.to_string()),
+                t.values.len()
+            ));
+        }
+        let values = t.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        let tensor = tensor(values, t.shape, t.name == "lengths")
+            .map_err(|reason| format!("`{}`: {reason}", t.name))?;
+        if tensors.insert(t.name.clone(), tensor).is_some() {
+            return Err(format!("tensor `{}` appears twice", t.name));
+        }
+    }
+    Ok(tensors)
+}
+
+/// `values` in `shape`, as int64 when `integers` (each must be a whole number), else f64.
+fn tensor(values: Vec<f64>, shape: Vec<usize>, integers: bool) -> Result<Tensor, String> {
     if integers {
         let ints = values
             .iter()
@@ -202,56 +304,37 @@ fn number<F: std::fmt::Debug + Into<f64> + Copy>(v: F) -> String {
     }
 }
 
-/// The tensors as one JSON object of nested arrays, a line per innermost array.
-pub(crate) fn write_json(tensors: &[(String, Tensor)]) -> Result<String, String> {
-    let mut out = String::from("{\n");
-    for (i, (name, t)) in tensors.iter().enumerate() {
-        let elements = element_strings(t).map_err(|e| format!("`{name}`: {e}"))?;
-        if let Some(bad) = elements
-            .iter()
-            .position(|e| e.ends_with("nan") || e.ends_with("inf"))
-        {
-            return Err(format!(
-                "`{name}` has a non-finite value (element {bad}: {}), which JSON cannot hold; \
-                 write .npy, .npz or .safetensors",
-                elements[bad]
-            ));
-        }
-        let separator = if i + 1 < tensors.len() { "," } else { "" };
-        let _ = write!(out, "  {}: ", Value::String(name.clone()));
-        nest(&elements, t.dims(), 1, &mut out);
-        out.push_str(separator);
-        out.push('\n');
-    }
-    out.push_str("}\n");
-    Ok(out)
-}
-
-/// Writes `elements` with shape `dims` as nested JSON arrays, indented `depth` levels.
-fn nest(elements: &[String], dims: &[usize], depth: usize, out: &mut String) {
-    match dims {
-        [] => out.push_str(elements.first().map_or("0", String::as_str)),
-        [_] => {
-            out.push('[');
-            out.push_str(&elements.join(", "));
-            out.push(']');
-        }
-        [n, rest @ ..] => {
-            let size: usize = rest.iter().product();
-            out.push('[');
-            for i in 0..*n {
-                out.push('\n');
-                out.push_str(&"  ".repeat(depth + 1));
-                nest(&elements[i * size..(i + 1) * size], rest, depth + 1, out);
-                if i + 1 < *n {
-                    out.push(',');
-                }
+/// The tensors as `rnn`'s JSON document, on one line:
+/// `{"schema_version":1,"outputs":[{"name":"output","shape":[2,1,5],"dtype":"f32","values":[…]}]}`.
+/// [`crate::TensorFile::read`] reads it back.
+pub fn write_json(tensors: &[(String, Tensor)]) -> Result<String, String> {
+    let outputs = tensors
+        .iter()
+        .map(|(name, t)| {
+            let flat = t.flatten_all();
+            let values = match t.dtype() {
+                DType::F64 => flat.and_then(|f| f.to_vec1::<f64>()).map(Values::F64),
+                _ => flat
+                    .and_then(|f| f.to_dtype(DType::F32))
+                    .and_then(|f| f.to_vec1::<f32>())
+                    .map(Values::F32),
             }
-            out.push('\n');
-            out.push_str(&"  ".repeat(depth));
-            out.push(']');
-        }
-    }
+            .map_err(|e| format!("`{name}`: {e}"))?;
+            Ok(JsonTensor {
+                name: name.clone(),
+                shape: t.dims().to_vec(),
+                dtype: crate::dtype::name(t.dtype()).to_lowercase(),
+                values,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let document = Document {
+        schema_version: JSON_SCHEMA_VERSION,
+        outputs,
+    };
+    let mut text = serde_json::to_string(&document).map_err(|e| e.to_string())?;
+    text.push('\n');
+    Ok(text)
 }
 
 /// A `[rows, columns]` tensor as CSV, one row per line, no header (what `numpy.loadtxt(...,

@@ -16,6 +16,47 @@ mod sstable;
 mod tf_checkpoint;
 mod torch;
 
+impl TensorFile {
+    /// Reads a file in the format its extension names (see [`FileFormat::from_path`]).
+    pub fn read(path: &Path) -> Result<Self> {
+        Self::read_as(path, None)
+    }
+
+    /// Reads a file as `format`, or as its extension says when `format` is `None`. A `.npy`
+    /// file's one array is named `input`, and so is a CSV file's (`[steps, features]`, one
+    /// unbatched sequence) and a JSON file's when it holds a bare array.
+    ///
+    /// Without `format`, the file's first bytes pick the reader (see `readers/`): the formats
+    /// above, and the files the frameworks write (`torch.save`, `.keras`, `.weights.h5`,
+    /// ONNX, a TensorFlow checkpoint named by its prefix or its `.index`); the extension
+    /// decides only for JSON and CSV, which have no signature.
+    pub fn read_as(path: &Path, format: Option<FileFormat>) -> Result<Self> {
+        if format.is_none() {
+            if let Some(prefix) = checkpoint_prefix(path) {
+                return read_checkpoint(&prefix);
+            }
+        }
+        let bytes = std::fs::read(path).map_err(|error| WeightsError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        let format = match format {
+            Some(format) => format,
+            None => {
+                let container = sniff(path, &bytes)?;
+                if let Some(file) = read_framework_file(path, &bytes, container) {
+                    return file;
+                }
+                match container {
+                    Container::Tensors(format) => format,
+                    _ => FileFormat::from_path(path),
+                }
+            }
+        };
+        Self::from_bytes(path, &bytes, format)
+    }
+}
+
 /// What a file's first bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Container {

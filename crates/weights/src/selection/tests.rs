@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::*;
-use crate::model::Model;
+use crate::model::LoadedWeights;
 
 /// A structure to write: hidden size per layer, bidirectional or not.
 #[derive(Debug, Clone, Copy)]
@@ -232,7 +232,7 @@ fn cases() -> Vec<(String, Written, Written)> {
 /// another one, `Err` when it was refused.
 fn reads_back(w: &Written, selection: &Selection) -> std::result::Result<bool, String> {
     let file = w.file();
-    let model = Model::select(&file, DType::F32, selection).map_err(|e| e.to_string())?;
+    let model = LoadedWeights::select(&file, DType::F32, selection).map_err(|e| e.to_string())?;
     let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for m in &model.mapping {
         got.entry(m.source.clone())

@@ -64,21 +64,55 @@ fn float32_values_survive_json_and_csv_bit_for_bit() {
 }
 
 #[test]
-fn json_is_nested_and_indented() {
+fn json_is_one_versioned_document_of_named_tensors() {
     let t = Tensor::new(&[[[1f32, 2.0]], [[3.0, 4.5]]], &Device::Cpu).unwrap();
     let h = Tensor::new(&[0.25f64], &Device::Cpu).unwrap();
     let json = write_json(&[("output".into(), t), ("h_n".into(), h)]).unwrap();
     assert_eq!(
         json,
-        "{\n  \"output\": [\n    [\n      [1.0, 2.0]\n    ],\n    [\n      [3.0, 4.5]\n    ]\n  ],\n  \"h_n\": [0.25]\n}\n"
+        "{\"schema_version\":1,\"outputs\":[\
+         {\"name\":\"output\",\"shape\":[2,1,2],\"dtype\":\"f32\",\"values\":[1.0,2.0,3.0,4.5]},\
+         {\"name\":\"h_n\",\"shape\":[1],\"dtype\":\"f64\",\"values\":[0.25]}]}\n"
     );
+    let back = read_json(json.as_bytes()).unwrap();
+    assert_eq!(back["output"].dims(), [2, 1, 2]);
+    assert_eq!(back["h_n"].to_vec1::<f64>().unwrap(), [0.25]);
 }
 
 #[test]
-fn json_refuses_nan_which_it_cannot_hold() {
-    let t = Tensor::new(&[1f32, f32::NAN], &Device::Cpu).unwrap();
-    let err = write_json(&[("output".into(), t)]).unwrap_err();
-    assert!(err.contains("non-finite value (element 1: nan)"), "{err}");
+fn json_writes_nan_and_infinities_as_null_read_back_as_nan() {
+    let t = Tensor::new(&[1f32, f32::NAN, f32::INFINITY], &Device::Cpu).unwrap();
+    let json = write_json(&[("output".into(), t)]).unwrap();
+    assert!(json.contains("\"values\":[1.0,null,null]"), "{json}");
+    let back = read_json(json.as_bytes()).unwrap()["output"]
+        .to_vec1::<f64>()
+        .unwrap();
+    assert_eq!(back[0], 1.0);
+    assert!(back[1].is_nan() && back[2].is_nan());
+}
+
+#[test]
+fn json_documents_are_checked_when_read() {
+    let read = |text: &str| read_json(text.as_bytes()).unwrap_err();
+    let err = read(r#"{"schema_version": 2, "outputs": []}"#);
+    assert!(
+        err.contains("schema_version 2: this rnn reads version 1"),
+        "{err}"
+    );
+    let err = read(
+        r#"{"schema_version": 1, "outputs": [{"name": "input", "shape": [2, 2], "dtype": "f32", "values": [1, 2, 3]}]}"#,
+    );
+    assert!(
+        err.contains("`input`: shape [2, 2] holds 4 values, found 3"),
+        "{err}"
+    );
+    let err = read(
+        r#"{"schema_version": 1, "outputs": [{"name": "lengths", "shape": [1], "dtype": "i64", "values": [1.5]}]}"#,
+    );
+    assert!(
+        err.contains("`lengths`: element 0 is 1.5, not an integer"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -42,7 +42,7 @@ fn keras_stack_in_creation_order_and_bidirectional() {
         "seq/simple_rnn_9/simple_rnn_cell/recurrent_kernel",
         "seq/simple_rnn_9/simple_rnn_cell/bias",
     ]);
-    assert_eq!(p[0].format, Format::Keras);
+    assert_eq!(p[0].naming, Naming::Keras);
     assert_eq!(
         p[0].layers[0][0].w_ih.name,
         "seq/simple_rnn_9/simple_rnn_cell/kernel"
@@ -74,8 +74,8 @@ fn tf1_multi_cell_and_ambiguity() {
     let bias = p[0].layers[1][0].b_ih.as_ref().map(|b| b.name.as_str());
     assert_eq!(bias, Some("rnn/multi_rnn_cell/cell_1/basic_rnn_cell/bias"));
     let both = plans(&["weight_ih_l0", "weight_hh_l0", "Wx", "Wy"]);
-    let formats: Vec<Format> = both.iter().map(|p| p.format).collect();
-    assert_eq!(formats, [Format::Pytorch, Format::Article]);
+    let formats: Vec<Naming> = both.iter().map(|p| p.naming).collect();
+    assert_eq!(formats, [Naming::Pytorch, Naming::Article]);
 }
 
 #[test]

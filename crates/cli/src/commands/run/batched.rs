@@ -9,8 +9,9 @@ use candle_core::{DType, Device};
 use rnn_weights::{ArrayFile, ArrayWriter, FileFormat, Form};
 
 use crate::cli::RunArgs;
-use crate::commands::{prepare, read_model_file, screen, Padding};
+use crate::pipeline::{prepare, read_model_file};
 use crate::progress::Progress;
+use crate::screen::{screen, Padding};
 use crate::Outcome;
 
 pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// A naming scheme of RNN weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Format {
+pub enum Naming {
     /// `torch.nn.RNN`'s state_dict (`weight_ih_l0`, …): the canonical layout.
     Pytorch,
     /// Keras `SimpleRNN`: `<layer>/simple_rnn_cell/kernel` `[I, H]`, `recurrent_kernel`
@@ -25,32 +25,32 @@ pub enum Format {
     Article,
 }
 
-impl Format {
+impl Naming {
     /// Every format, in the order they are tried.
-    pub const ALL: [Format; 4] = [Format::Pytorch, Format::Keras, Format::Tf1, Format::Article];
+    pub const ALL: [Naming; 4] = [Naming::Pytorch, Naming::Keras, Naming::Tf1, Naming::Article];
 
     /// Its name in messages, metadata and `--format`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Format::Pytorch => "pytorch",
-            Format::Keras => "keras",
-            Format::Tf1 => "tf1",
-            Format::Article => "article",
+            Naming::Pytorch => "pytorch",
+            Naming::Keras => "keras",
+            Naming::Tf1 => "tf1",
+            Naming::Article => "article",
         }
     }
 
     /// Whether the framework's sequence inputs are batch-first by default (Keras, and TF's
     /// `dynamic_rnn`), where PyTorch's are time-major.
     pub fn batch_first_by_default(self) -> bool {
-        matches!(self, Format::Keras | Format::Tf1)
+        matches!(self, Naming::Keras | Naming::Tf1)
     }
 
     fn detect(self, names: &Names, found: &mut Detected) {
         match self {
-            Format::Pytorch => detect_pytorch(names, found),
-            Format::Keras => detect_keras(names, found),
-            Format::Tf1 => detect_tf1(names, found),
-            Format::Article => detect_article(names, found),
+            Naming::Pytorch => detect_pytorch(names, found),
+            Naming::Keras => detect_keras(names, found),
+            Naming::Tf1 => detect_tf1(names, found),
+            Naming::Article => detect_article(names, found),
         }
     }
 }
@@ -102,7 +102,7 @@ pub(crate) struct CellPlan {
 /// A complete reading of a file: `layers[k][d]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
-    pub format: Format,
+    pub naming: Naming,
     /// What distinguishes this reading from others of the same format (the name prefix).
     pub prefix: String,
     pub layers: Vec<Vec<CellPlan>>,
@@ -157,9 +157,9 @@ pub(crate) struct Detected {
 }
 
 /// Every reading of the file, in the formats allowed (`only`, or all).
-pub(crate) fn detect(names: &Names, only: Option<Format>) -> Detected {
+pub(crate) fn detect(names: &Names, only: Option<Naming>) -> Detected {
     let mut found = Detected::default();
-    for format in Format::ALL {
+    for format in Naming::ALL {
         if only.is_none_or(|o| o == format) {
             format.detect(names, &mut found);
         }
@@ -200,7 +200,7 @@ fn detect_pytorch(names: &Names, found: &mut Detected) {
             })
             .collect();
         found.plans.push(Plan {
-            format: Format::Pytorch,
+            naming: Naming::Pytorch,
             prefix: p,
             layers,
         });
@@ -386,7 +386,7 @@ fn keras_plan(names: &Names, prefix: String, units: &[&KerasUnit]) -> Plan {
         })
         .collect();
     Plan {
-        format: Format::Keras,
+        naming: Naming::Keras,
         prefix,
         layers,
     }
@@ -491,7 +491,7 @@ fn detect_tf1(names: &Names, found: &mut Detected) {
                 if scope.is_empty() { "/" } else { &scope }
             )),
             None => found.plans.push(Plan {
-                format: Format::Tf1,
+                naming: Naming::Tf1,
                 prefix: scope_prefix(&scope),
                 layers,
             }),
@@ -501,7 +501,7 @@ fn detect_tf1(names: &Names, found: &mut Detected) {
 
 fn detect_article(names: &Names, found: &mut Detected) {
     let plans = prefixes_of(names, "Wx").map(|p| Plan {
-        format: Format::Article,
+        naming: Naming::Article,
         layers: vec![vec![CellPlan {
             w_ih: names.source(&format!("{p}Wx"), Transform::Transposed),
             w_hh: names.source(&format!("{p}Wy"), Transform::Transposed),

@@ -1,6 +1,7 @@
-//! Inputs and expected outputs in a tensor file, in the two forms `rnn` reads and writes:
-//! step form (`X0`, `X1`, … in, `Y0`, `Y1`, … out, one `[batch, features]` tensor per step, as
-//! the tutorial feeds them) and sequence form (`input`, optional `h0` in; `output`, `h_n` out).
+//! The inputs in a tensor file, in the two forms `rnn` reads: step form (`X0`, `X1`, …, one
+//! `[batch, features]` tensor per step, as the tutorial feeds them) and sequence form
+//! (`input`), each with optional `h0` and `lengths` (or TF's `sequence_length`). The outputs of
+//! each form are named in `expected.rs`.
 
 use std::path::Path;
 
@@ -187,7 +188,7 @@ pub(crate) fn lengths_from(path: &Path, name: &str, t: &Tensor) -> Result<Vec<us
         return Err(lengths_dtype_error(
             path,
             name,
-            format!("{:?}", t.dtype()).to_uppercase(),
+            crate::dtype::name(t.dtype()),
         ));
     }
     if t.rank() != 1 {
@@ -229,76 +230,9 @@ pub(crate) fn lengths_dtype_error(path: &Path, name: &str, found: String) -> Wei
 }
 
 /// `prefix0`, `prefix1`, … for as long as they are present.
-fn step_names(file: &TensorFile, prefix: &str) -> Vec<String> {
+pub(crate) fn step_names(file: &TensorFile, prefix: &str) -> Vec<String> {
     (0..)
         .map(|t| format!("{prefix}{t}"))
         .take_while(|n| file.contains(n))
         .collect()
-}
-
-/// One expected output of a fixture.
-#[derive(Debug, Clone)]
-pub struct Expected {
-    /// The output it is compared with (`Y0`, `output`, `h_n`).
-    pub name: String,
-    /// The tensor's name in the file: `name`, or `name_f64` for a float64 reference.
-    pub source: String,
-    /// The values, as f64.
-    pub tensor: Tensor,
-}
-
-/// Suffix of the float64 references stored beside float32 ones (`output_f64`).
-pub const F64_SUFFIX: &str = "_f64";
-
-/// The expected outputs a fixture holds for inputs of `form`: `Y<t>` for step form, `output`
-/// (or Keras's `output_forward` and `output_backward`) and `h_n` for sequence form, as far as
-/// they are present, read as f64. With `prefer_f64`, a
-/// float64 reference (`output_f64`) is used where the fixture has one.
-pub fn expected_outputs(file: &TensorFile, form: Form, prefer_f64: bool) -> Result<Vec<Expected>> {
-    let names = match form {
-        Form::Steps => step_names(file, "Y"),
-        Form::Sequence => ["output", "output_forward", "output_backward", "h_n"]
-            .into_iter()
-            .filter(|n| file.contains(n))
-            .map(String::from)
-            .collect(),
-    };
-    names
-        .into_iter()
-        .map(|name| {
-            let wide = format!("{name}{F64_SUFFIX}");
-            let source = if prefer_f64 && file.contains(&wide) {
-                wide
-            } else {
-                name.clone()
-            };
-            let tensor = file.float(&source, DType::F64)?;
-            Ok(Expected {
-                name,
-                source,
-                tensor,
-            })
-        })
-        .collect()
-}
-
-/// Names the results of a run as the matching form does: `Y<t>` = `output[t]` for step form
-/// (`output` time-major), `output` and `h_n` for sequence form.
-pub fn name_outputs(
-    form: Form,
-    output: &Tensor,
-    h_n: Option<&Tensor>,
-) -> candle_core::Result<Vec<(String, Tensor)>> {
-    match form {
-        Form::Steps => (0..output.dim(0)?)
-            .map(|t| Ok((format!("Y{t}"), output.get(t)?)))
-            .collect(),
-        Form::Sequence => {
-            let mut named = vec![("output".to_string(), output.clone())];
-            if let Some(h_n) = h_n {
-                named.push(("h_n".into(), h_n.clone()));
-            }
-            Ok(named)
-        }
-    }
 }

@@ -1,8 +1,6 @@
 //! Comparing a result with a reference, elementwise, as `numpy.allclose` does.
 
-use candle_core::{DType, Result, Tensor};
-
-use crate::shape::ensure;
+use candle_core::{DType, Error, Result, Tensor};
 
 /// `|got − want| ≤ atol + rtol·|want|`, numpy.allclose's test, as [`compare`] applies it.
 ///
@@ -65,7 +63,7 @@ impl Comparison {
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use rnn_core::{compare, Tolerance};
+/// use rnn_weights::{compare, Tolerance};
 ///
 /// let dev = Device::Cpu;
 /// let want = Tensor::new(&[[1.0f64, 2.0], [-3.0, 4.0]], &dev)?;
@@ -84,13 +82,13 @@ impl Comparison {
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn compare(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<Comparison> {
-    ensure(got.dims() == want.dims(), || {
-        format!(
+    if got.dims() != want.dims() {
+        return Err(Error::Msg(format!(
             "expected shape {:?} (the reference), found {:?}",
             want.dims(),
             got.dims()
-        )
-    })?;
+        )));
+    }
     let as_f64 = |t: &Tensor| t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>();
     let (g, w) = (as_f64(got)?, as_f64(want)?);
     let mut result = Comparison {

@@ -1,5 +1,5 @@
-//! `rnn plot` and `rnn run --plot`: each layer's hidden states over a run, as the panels that
-//! `plot` draws.
+//! A run's hidden states drawn to a picture: each layer's states over the steps as the panels
+//! that [`crate::plot`] renders, written to a file. `rnn plot` and `rnn run --plot` use it.
 
 use std::path::Path;
 
@@ -8,26 +8,10 @@ use candle_core::{DType, Tensor};
 use rnn_core::Rnn;
 use rnn_weights::Inputs;
 
-use crate::cli::PlotArgs;
-use crate::commands::prepare_with_inputs;
 use crate::plot::{dimensions, render, ImageFormat, Panel};
-use crate::Outcome;
 
 /// Panels drawn when the user does not pick a sequence; more would make cells too small.
 const MAX_PANELS: usize = 16;
-
-pub fn plot(args: &PlotArgs) -> Result<Outcome> {
-    image_format(&args.output)?;
-    let (prepared, input_file, inputs) = prepare_with_inputs(&args.sources, &args.options)?;
-    draw(
-        &prepared.rnn,
-        &inputs,
-        input_file.path(),
-        &args.output,
-        args.sequence,
-    )?;
-    Ok(Outcome::Success)
-}
 
 /// Runs `rnn` on `inputs` (read from `source`) and draws its layers' states to `path`:
 /// sequence `sequence` of the batch, or every sequence while they fit in [`MAX_PANELS`].

@@ -5,16 +5,14 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
-use rnn_weights::Form;
+use rnn_weights::{Form, PrintOptions};
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RunArgs};
-use crate::commands::{prepare, read_model_file, screen};
-use crate::print::numpy_string;
+use crate::pipeline::{prepare, read_model_file};
+use crate::print::{numpy_string, SCHEMA_VERSION};
+use crate::screen::screen;
 use crate::Outcome;
-
-/// Version of the JSON lines `--stream --format json` prints.
-const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Serialize)]
 struct StepJson<'a, T> {
@@ -69,7 +67,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         match args.format {
             OutputFormat::Text => {
                 let y = y.to_device(&candle_core::Device::Cpu)?;
-                writeln!(out, "Y{step} {}", numpy_string(&y)?)?;
+                // One line per step, whatever its length.
+                let text = numpy_string(&y, &PrintOptions::default().one_line())?;
+                writeln!(out, "Y{step} {text}")?;
             }
             // Each value in the shortest form of its own precision: f64 as f64, every
             // narrower float through its f32 value, as `rnn run` prints them.

@@ -1,0 +1,38 @@
+//! `rnn convert`: any weights `rnn` reads, written in the canonical layout with the options
+//! the run needs recorded.
+
+use anyhow::{Context, Result};
+use candle_core::DType;
+use rnn_weights::{Form, TensorFile};
+
+use crate::cli::ConvertArgs;
+use crate::pipeline::{load_weights, stack_config};
+use crate::Outcome;
+
+pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
+    let file = TensorFile::read(&args.input).context("cannot read the weights")?;
+    let model = load_weights(&file, DType::F32, &args.read)?;
+    // Keep the source's precision: read again in f64 only if the file holds f64 weights.
+    let wide = model
+        .mapping
+        .iter()
+        .any(|m| file.raw(&m.source).is_some_and(|t| t.dtype() == DType::F64));
+    let model = if wide {
+        load_weights(&file, DType::F64, &args.read)?
+    } else {
+        model
+    };
+    let config = stack_config(&model, &args.read, Form::Sequence)?;
+    config
+        .build(&model.weights)
+        .context("the weights do not form a valid RNN")?;
+    rnn_weights::save_canonical(&args.output, &model.weights, &config, &[])
+        .context("cannot write the weights")?;
+    eprintln!(
+        "wrote {} ({} weights, {} tensors, canonical layout)",
+        args.output.display(),
+        model.naming.as_str(),
+        model.mapping.len()
+    );
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,136 @@
+//! `rnn inspect`: what a weights file holds, which RNN `rnn` reads from it, and each tensor's
+//! role.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use candle_core::DType;
+use rnn_weights::{LoadedWeights, F64_SUFFIX};
+
+use crate::cli::InspectArgs;
+use crate::pipeline::read_model_file;
+use crate::print::emit;
+use crate::Outcome;
+
+pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
+    let file = read_model_file(Some(&args.model))?;
+    let selection = args.select.selection();
+    let model = LoadedWeights::select(&file, DType::F64, &selection)?;
+    let mut text = String::new();
+    writeln!(text, "file:          {}", file.path().display())?;
+    writeln!(text, "format:        {}", model.naming.as_str())?;
+    writeln!(text, "input size:    {}", model.input_size())?;
+    writeln!(text, "hidden size:   {:?}", model.hidden_sizes())?;
+    writeln!(text, "layers:        {}", model.weights.len())?;
+    let directions: Vec<usize> = model.weights.iter().map(Vec::len).collect();
+    writeln!(text, "directions:    {}", join_per_layer(&directions))?;
+    writeln!(text, "bias:          {}", model.has_bias())?;
+    let recorded = |values: Option<String>, otherwise: &str| match values {
+        Some(v) => v,
+        None => format!("not recorded ({otherwise})"),
+    };
+    let nonlinearity = model.nonlinearity.as_ref().map(|v| join_per_layer(v));
+    writeln!(
+        text,
+        "nonlinearity:  {}",
+        recorded(nonlinearity, "tanh unless --nonlinearity says otherwise")
+    )?;
+    // Shown only where the file records them (ONNX's per-direction activations and clip).
+    if let Some(reverse) = &model.nonlinearity_reverse {
+        writeln!(text, "reverse:       {}", join_per_layer(reverse))?;
+    }
+    if let Some(clip) = &model.clip {
+        let clip: Vec<String> = clip
+            .iter()
+            .map(|c| c.map_or("none".into(), |c| c.to_string()))
+            .collect();
+        writeln!(text, "clip:          {}", join_per_layer(&clip))?;
+    }
+    let go_backwards = model.go_backwards.as_ref().map(|v| join_per_layer(v));
+    writeln!(
+        text,
+        "go_backwards:  {}",
+        recorded(go_backwards, "false unless --go-backwards")
+    )?;
+    let merge_mode = model.merge_mode.as_ref().map(|v| {
+        let names: Vec<&str> = v.iter().map(|m| m.as_str()).collect();
+        join_per_layer(&names)
+    });
+    writeln!(
+        text,
+        "merge_mode:    {}",
+        recorded(merge_mode, "concat unless --merge-mode says otherwise")
+    )?;
+    writeln!(
+        text,
+        "masked steps:  {}",
+        model.masked_steps_by_default().as_str()
+    )?;
+    let mask_value = model.mask_value.map(|v| format!("{v} (Keras Masking)"));
+    writeln!(
+        text,
+        "mask value:    {}",
+        recorded(mask_value, "none unless --mask-value")
+    )?;
+    writeln!(text, "\ntensors:")?;
+    for name in file.names() {
+        let shape = file
+            .raw(&name)
+            .map(|t| format!("{:?}", t.dims()))
+            .unwrap_or_default();
+        let dtype = file.dtype_name(&name).unwrap_or_default();
+        let targets: Vec<String> = model
+            .mapping
+            .iter()
+            .filter(|m| m.source == name)
+            .map(|m| format!("-> {} ({})", m.target, m.transform.describe()))
+            .collect();
+        let mut role = if targets.is_empty() {
+            format!("not used: {}", why_unused(&name, &selection))
+        } else {
+            targets.join("; ")
+        };
+        if let Some(stored) = file.alias_of(&name) {
+            role.push_str(&format!(" [stored as {stored}]"));
+        }
+        writeln!(text, "  {name:<20} {shape:<12} {dtype:<5} {role}")?;
+    }
+    emit(&text)?;
+    Ok(Outcome::Success)
+}
+
+/// `a` for values that are all equal, else `a, b, c` (one per layer).
+fn join_per_layer<T: PartialEq + std::fmt::Display>(values: &[T]) -> String {
+    match values.first() {
+        Some(first) if values.iter().all(|v| v == first) => first.to_string(),
+        _ => values
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Why `rnn inspect` shows a tensor as unused: an input, an expected output, outside the
+/// selection, or a name no reader knows.
+fn why_unused(name: &str, selection: &rnn_weights::Selection) -> String {
+    let base = name.strip_suffix(F64_SUFFIX).unwrap_or(name);
+    let step = |prefix: &str| {
+        base.strip_prefix(prefix)
+            .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if ["input", "h0", "lengths", "sequence_length"].contains(&base) || step("X") {
+        return "an input".into();
+    }
+    if ["output", "h_n", "output_forward", "output_backward"].contains(&base) || step("Y") {
+        return "an expected output".into();
+    }
+    if let Some(p) = selection.prefix.as_deref().filter(|p| !name.starts_with(p)) {
+        return format!("outside --prefix {p}");
+    }
+    if !selection.stack.is_empty() && !selection.stack.iter().any(|p| name.starts_with(p.as_str()))
+    {
+        return format!("outside --stack {}", selection.stack.join(","));
+    }
+    "not a weight of any RNN rnn reads".into()
+}

@@ -1,0 +1,118 @@
+//! Each element type's micro-kernels on packed weights ([`Kernel`]): f32 and f64 each have
+//! one for AVX-512 and one for AVX2 + FMA, chosen by the level the weights are packed for.
+
+use super::gemm::Epilogue;
+use super::packing::{PackedB, NR, NR_AVX2, NR_AVX2_F64, NR_F64};
+#[cfg(target_arch = "x86_64")]
+use super::{avx2_f32, avx2_f64, avx512_f32, avx512_f64};
+use crate::cpu::level::KernelLevel;
+
+/// The micro-kernels of an element type on packed weights: f32 and f64 each have one for
+/// AVX-512 and one for AVX2 + FMA.
+pub(crate) trait Kernel: Sized + 'static {
+    /// Columns of a panel packed for `isa`'s micro-kernel; `None` where it has none.
+    fn panel_width(isa: KernelLevel) -> Option<usize>;
+
+    /// [`packed_product`] on `out` (`len` elements), by the micro-kernel the terms are packed
+    /// for.
+    ///
+    /// # Safety
+    /// `out` must be valid for `len` writes, and for reads where `accumulate`; the extents
+    /// must have passed [`check_extents`].
+    unsafe fn packed_kernel(
+        out: *mut Self,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[Self], &PackedB<Self>)],
+        epilogue: Option<Epilogue<Self>>,
+    );
+
+    /// The part of the epilogue left for after [`Kernel::packed_kernel`] has stored `out`:
+    /// nothing for f32 (its tanh is computed in registers); for f64, tanh, the standard
+    /// library's (there is no vector f64 tanh here; f64 runs are held to 1e-12), over all of
+    /// `out` in one pass. Measured against the same calls on each block just after its store
+    /// (docs/performance.md): the pass was as fast or faster in each of six pairs.
+    fn after_store(out: &mut [Self], epilogue: Option<Epilogue<Self>>);
+}
+
+impl Kernel for f32 {
+    fn panel_width(isa: KernelLevel) -> Option<usize> {
+        match isa {
+            KernelLevel::Avx512 => Some(NR),
+            KernelLevel::Avx2 => Some(NR_AVX2),
+            KernelLevel::Generic => None,
+        }
+    }
+
+    fn after_store(_: &mut [f32], _: Option<Epilogue<f32>>) {}
+
+    unsafe fn packed_kernel(
+        out: *mut f32,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[f32], &PackedB<f32>)],
+        epilogue: Option<Epilogue<f32>>,
+    ) {
+        match terms[0].1.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a PackedB for AVX-512 is only made where AVX-512F is present (`isa`);
+            // the extents are checked by the caller and the packing's in `PackedB::new`.
+            KernelLevel::Avx512 => unsafe {
+                avx512_f32::packed_product(out, len, accumulate, terms, epilogue)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2 and FMA.
+            KernelLevel::Avx2 => unsafe {
+                avx2_f32::packed_product(out, len, accumulate, terms, epilogue)
+            },
+            // No PackedB is made for the generic level, nor for any level off x86-64.
+            _ => {
+                let _ = (out, len, accumulate, epilogue);
+                unreachable!("weights packed for no micro-kernel")
+            }
+        }
+    }
+}
+
+impl Kernel for f64 {
+    fn panel_width(isa: KernelLevel) -> Option<usize> {
+        match isa {
+            KernelLevel::Avx512 => Some(NR_F64),
+            KernelLevel::Avx2 => Some(NR_AVX2_F64),
+            KernelLevel::Generic => None,
+        }
+    }
+
+    fn after_store(out: &mut [f64], epilogue: Option<Epilogue<f64>>) {
+        if let Some(Epilogue { relu: false, .. }) = epilogue {
+            for v in out {
+                *v = v.tanh();
+            }
+        }
+    }
+
+    unsafe fn packed_kernel(
+        out: *mut f64,
+        len: usize,
+        accumulate: bool,
+        terms: &[(&[f64], &PackedB<f64>)],
+        epilogue: Option<Epilogue<f64>>,
+    ) {
+        match terms[0].1.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as for f32.
+            KernelLevel::Avx512 => unsafe {
+                avx512_f64::packed_product(out, len, accumulate, terms, epilogue)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as for f32.
+            KernelLevel::Avx2 => unsafe {
+                avx2_f64::packed_product(out, len, accumulate, terms, epilogue)
+            },
+            _ => {
+                let _ = (out, len, accumulate, epilogue);
+                unreachable!("weights packed for no micro-kernel")
+            }
+        }
+    }
+}

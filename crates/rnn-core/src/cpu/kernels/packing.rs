@@ -1,0 +1,57 @@
+//! Weights packed into panels for one level's micro-kernel ([`PackedB`]), and the panel
+//! widths of each micro-kernel.
+
+use super::dispatch::isa;
+use crate::cpu::level::KernelLevel;
+use crate::cpu::Element;
+
+/// A right-hand matrix `[k, n]` packed once for [`packed_step`] and [`packed_gemm_acc`],
+/// which multiply by it many times (`W_ih` and `W_hh` in every step): panels of
+/// [`Kernel::panel_width`] columns (256 bytes of a row for AVX-512, 64 for AVX2), zero-padded,
+/// each `k` rows of that many contiguous elements. A panel's rows are then one stream for the
+/// hardware prefetcher and never collide in the L1 sets, as rows `n` elements apart do.
+pub(crate) struct PackedB<T> {
+    // Read by the micro-kernels, which exist on x86-64 only; elsewhere nothing is packed.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) data: Vec<T>,
+    pub(super) k: usize,
+    pub(super) n: usize,
+    /// The micro-kernel it is packed for (`Avx2` or `Avx512`, which the CPU supports), which
+    /// sets the panels' width.
+    pub(super) isa: KernelLevel,
+}
+
+impl<T: Element> PackedB<T> {
+    /// Packs `rhs` for `level`'s micro-kernel; `None` where that level has none (generic, a
+    /// level this CPU lacks).
+    pub(crate) fn new(level: KernelLevel, rhs: &[T], k: usize, n: usize) -> Option<Self> {
+        let isa = isa(level);
+        if isa != level || rhs.len() != k * n || n == 0 {
+            return None;
+        }
+        let nr = T::panel_width(isa)?;
+        let panels = n.div_ceil(nr);
+        let mut data = vec![T::ZERO; panels * k * nr];
+        for p in 0..panels {
+            let j = p * nr;
+            let width = (n - j).min(nr);
+            for i in 0..k {
+                let dst = (p * k + i) * nr;
+                data[dst..dst + width].copy_from_slice(&rhs[i * n + j..i * n + j + width]);
+            }
+        }
+        Some(Self { data, k, n, isa })
+    }
+}
+
+/// Columns of a packed panel for AVX-512: four registers.
+pub(super) const NR: usize = 64;
+
+/// Columns of a packed panel for AVX2: two registers.
+pub(super) const NR_AVX2: usize = 16;
+
+/// Columns of an f64 panel for AVX-512: four registers of 8 (256 bytes, as f32's 64).
+pub(super) const NR_F64: usize = 32;
+
+/// Columns of an f64 panel for AVX2: two registers of 4 (64 bytes, as f32's 16).
+pub(super) const NR_AVX2_F64: usize = 8;

@@ -1,0 +1,175 @@
+//! A plan's tensors loaded from the file: each read, converted, transformed into the canonical
+//! (PyTorch) layout and checked against the layer below, with a record of how.
+
+use candle_core::{DType, Tensor};
+use rnn_core::LayerWeights;
+
+use crate::error::{Result, WeightsError};
+use crate::file::TensorFile;
+use crate::naming::{Plan, Source, Transform};
+
+/// How one tensor of the file became part of the canonical weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorMapping {
+    /// The name in the file.
+    pub source: String,
+    /// The canonical (PyTorch) name.
+    pub target: String,
+    /// What was done to it.
+    pub transform: Transform,
+}
+
+/// The canonical weights of a plan (layers × directions) and how each tensor was mapped.
+pub(crate) struct Loaded {
+    pub weights: Vec<Vec<LayerWeights>>,
+    pub mapping: Vec<TensorMapping>,
+}
+
+/// Loads the tensors a plan names, transforms them to the canonical layout, and checks every
+/// shape against the layer before it.
+pub(crate) fn load_plan(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Loaded> {
+    let mut mapping = Vec::new();
+    let mut weights = Vec::new();
+    // Input features of the current layer: unknown for layer 0, then D · H of the previous.
+    let mut input_size: Option<usize> = None;
+    for (k, layer) in plan.layers.iter().enumerate() {
+        if layer.is_empty() {
+            return Err(WeightsError::Unrecognised {
+                path: file.path().to_owned(),
+                what: format!(
+                    "{} weights: layer {k} has no tensors, but a later layer does",
+                    plan.naming.as_str()
+                ),
+                found: file.names(),
+            });
+        }
+        let mut dirs = Vec::new();
+        let suffixes = ["", "_reverse"];
+        for (d, cell) in layer.iter().enumerate() {
+            let target = |kind: &str| format!("{kind}_l{k}{}", suffixes[d.min(1)]);
+            let mut load = |source: &Source, kind: &str| -> Result<Tensor> {
+                let t = load_source(file, source, dtype, input_size)?;
+                mapping.push(TensorMapping {
+                    source: source.name.clone(),
+                    target: target(kind),
+                    transform: source.transform,
+                });
+                Ok(t)
+            };
+            let w_ih = load(&cell.w_ih, "weight_ih")?;
+            let &[hidden, inputs] = w_ih.dims() else {
+                return Err(shape_error(file, &cell.w_ih, "[hidden, input]".into()));
+            };
+            let w_hh = load(&cell.w_hh, "weight_hh")?;
+            // A bidirectional layer below feeds D · H features, or H when its directions are
+            // merged by sum, ave or mul (Keras's merge_mode, recorded in the metadata or given
+            // by a flag, and checked against these shapes when the stack is built).
+            let merged = (k > 0
+                && weights.last().is_some_and(|below: &Vec<LayerWeights>| {
+                    below.len() == 2
+                        && below[0].w_hh.dims()[0] == inputs
+                        && below[1].w_hh.dims()[0] == inputs
+                }))
+            .then_some(inputs);
+            if let Some(want) = input_size.filter(|&i| i != inputs && Some(inputs) != merged) {
+                let why = format!("{want} input features, the output of layer {}", k - 1);
+                let expected = in_file_layout(&[hidden, want], cell.w_ih.transform, &why);
+                return Err(shape_error(file, &cell.w_ih, expected));
+            }
+            if w_hh.dims() != [hidden, hidden] {
+                let expected =
+                    format!("[{hidden}, {hidden}] (hidden size from {})", cell.w_ih.name);
+                return Err(shape_error(file, &cell.w_hh, expected));
+            }
+            let mut bias = |source: &Option<Source>, kind: &str| -> Result<Option<Tensor>> {
+                let Some(source) = source else {
+                    return Ok(None);
+                };
+                let b = load(source, kind)?;
+                if b.dims() != [hidden] {
+                    return Err(shape_error(file, source, format!("[{hidden}]")));
+                }
+                Ok(Some(b))
+            };
+            let b_ih = bias(&cell.b_ih, "bias_ih")?;
+            let b_hh = bias(&cell.b_hh, "bias_hh")?;
+            dirs.push(LayerWeights {
+                w_ih,
+                w_hh,
+                b_ih,
+                b_hh,
+            });
+        }
+        input_size = Some(dirs.iter().map(|w| w.w_hh.dims()[0]).sum());
+        weights.push(dirs);
+    }
+    Ok(Loaded { weights, mapping })
+}
+
+/// A canonical shape as the file stores it (transposed back where the format transposes), with
+/// the reason: `[5, 2] (2 input features, the output of layer 0)`.
+fn in_file_layout(canonical: &[usize], transform: Transform, why: &str) -> String {
+    let mut dims = canonical.to_vec();
+    if transform == Transform::Transposed {
+        dims.reverse();
+    }
+    format!("{dims:?} ({why})")
+}
+
+/// A shape error about `source`, giving the shape as stored in the file. `expected` is in the
+/// file's layout too.
+fn shape_error(file: &TensorFile, source: &Source, expected: String) -> WeightsError {
+    let found = file
+        .raw(&source.name)
+        .map(|t| t.dims().to_vec())
+        .unwrap_or_default();
+    file.shape_error(&source.name, expected, &found)
+}
+
+/// One canonical tensor from the file: loaded, converted to `dtype`, transformed.
+fn load_source(
+    file: &TensorFile,
+    source: &Source,
+    dtype: DType,
+    input_size: Option<usize>,
+) -> Result<Tensor> {
+    let t = file.float(&source.name, dtype)?;
+    let err = |expected: &str| file.shape_error(&source.name, expected.into(), t.dims());
+    let transposed = |t: Tensor| t.t().and_then(|t| t.contiguous());
+    let result = match source.transform {
+        Transform::AsIs => Ok(t.clone()),
+        Transform::Transposed => {
+            if t.rank() != 2 {
+                return Err(err("rank 2"));
+            }
+            transposed(t.clone())
+        }
+        Transform::Flattened => match t.dims() {
+            &[1, h] | &[h] => t.reshape(h),
+            _ => return Err(err("[1, hidden] or [hidden]")),
+        },
+        Transform::InputRows | Transform::RecurrentRows => {
+            let &[rows, hidden] = t.dims() else {
+                return Err(err("[input + hidden, hidden]"));
+            };
+            if rows <= hidden || input_size.is_some_and(|i| i + hidden != rows) {
+                let expected = match input_size {
+                    Some(i) => format!(
+                        "[{}, {hidden}] (input {i} + hidden {hidden} rows)",
+                        i + hidden
+                    ),
+                    None => format!("[input + {hidden}, {hidden}] with at least one input row"),
+                };
+                return Err(file.shape_error(&source.name, expected, t.dims()));
+            }
+            let inputs = rows - hidden;
+            let part = if source.transform == Transform::InputRows {
+                t.narrow(0, 0, inputs)
+            } else {
+                t.narrow(0, inputs, hidden)
+            };
+            part.and_then(transposed)
+        }
+    };
+    result.map_err(|e| file.tensor_error(e))
+}
