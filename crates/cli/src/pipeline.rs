@@ -156,15 +156,27 @@ pub struct Results {
     pub named: Vec<(String, Tensor)>,
     pub output: Tensor,
     pub last: Tensor,
+    /// Every layer's output, time-major (what `--plot` draws); empty unless asked for.
+    pub layer_outputs: Vec<Tensor>,
 }
 
-/// Runs the network on the inputs. `h_n` is left out when the layers' hidden sizes differ,
-/// since their states cannot be stacked into one tensor.
-pub fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
+/// Runs the network on the inputs, keeping every layer's output when `keep_layers`. `h_n`
+/// is left out when the layers' hidden sizes differ, since their states cannot be stacked
+/// into one tensor.
+pub fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path, keep_layers: bool) -> Result<Results> {
     let context = || format!("cannot run the model on the inputs of {}", source.display());
-    let (output, states) = rnn
-        .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
-        .with_context(context)?;
+    let (input, h0, lengths) = (&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref());
+    let (output, states, layer_outputs) = if keep_layers {
+        let run = rnn
+            .forward_layers(input, h0, lengths)
+            .with_context(context)?;
+        (run.output, run.states, run.layer_outputs)
+    } else {
+        let (output, states) = rnn
+            .forward_states(input, h0, lengths)
+            .with_context(context)?;
+        (output, states, Vec::new())
+    };
     let h_n = rnn.stack_states(&states)?;
     let mut named = name_outputs(inputs.form, &output, h_n.as_ref())?;
     let top = rnn.layer_options()[rnn.num_layers() - 1];
@@ -189,6 +201,7 @@ pub fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path) -> Result<Results> {
         named,
         last: rnn.merge_final_states(&states).with_context(context)?,
         output,
+        layer_outputs,
     })
 }
 

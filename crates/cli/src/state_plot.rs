@@ -6,26 +6,17 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use rnn_core::Rnn;
-use rnn_weights::Inputs;
 
 use crate::plot::{dimensions, render, ImageFormat, Panel};
 
 /// Panels drawn when the user does not pick a sequence; more would make cells too small.
 const MAX_PANELS: usize = 16;
 
-/// Runs `rnn` on `inputs` (read from `source`) and draws its layers' states to `path`:
-/// sequence `sequence` of the batch, or every sequence while they fit in [`MAX_PANELS`].
-pub fn draw(
-    rnn: &Rnn,
-    inputs: &Inputs,
-    source: &Path,
-    path: &Path,
-    sequence: Option<usize>,
-) -> Result<()> {
+/// Draws the layers' states of a run of `rnn` to `path`: `layers` as
+/// [`rnn_core::StackRun::layer_outputs`] holds them; sequence `sequence` of the batch, or every
+/// sequence while they fit in [`MAX_PANELS`].
+pub fn draw(rnn: &Rnn, layers: &[Tensor], path: &Path, sequence: Option<usize>) -> Result<()> {
     let format = image_format(path)?;
-    let layers = rnn
-        .layer_outputs(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
-        .with_context(|| format!("cannot run the model on the inputs of {}", source.display()))?;
     let batch = layers[0].dim(1)?;
     // A layer's panels: one per direction, or one when its directions were merged.
     let panels_of: Vec<usize> = layers

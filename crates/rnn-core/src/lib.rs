@@ -86,5 +86,5 @@ pub use cpu::level as cpu_kernel;
 pub use init::{uniform_weights, InitConfig};
 pub use layer::{rnn_layer, LayerWeights, Nonlinearity, Param, RnnLayer, RnnLayerConfig, RnnState};
 pub use mask::lengths_from_mask;
-pub use rnn::{rnn, LayerOptions, MaskedSteps, MergeMode, Rnn, RnnConfig};
+pub use rnn::{rnn, LayerOptions, MaskedSteps, MergeMode, Rnn, RnnConfig, StackRun};
 pub use stream::Stream;

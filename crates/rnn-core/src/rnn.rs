@@ -46,6 +46,18 @@ pub struct Rnn {
     fast_path: bool,
 }
 
+/// What [`Rnn::forward_layers`] computed: the output and final states of
+/// [`Rnn::forward_states`], and every layer's output.
+#[derive(Debug, Clone)]
+pub struct StackRun {
+    /// The top layer's output, in the input's layout.
+    pub output: Tensor,
+    /// The final states, one per layer and direction, layer-major.
+    pub states: Vec<Tensor>,
+    /// Every layer's output, bottom layer first, time-major `[seq_len, batch, features]`.
+    pub layer_outputs: Vec<Tensor>,
+}
+
 /// How a bidirectional layer joins its two directions' outputs: Keras's `Bidirectional`
 /// `merge_mode`. PyTorch always concatenates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -454,29 +466,47 @@ impl Rnn {
         let output = outputs
             .pop()
             .ok_or_else(|| candle_core::Error::Msg("no layers".into()))?;
-        // Back to the input's layout.
-        let output = if input.rank() == 2 {
-            output.squeeze(1)?
-        } else if self.batch_first {
-            output.transpose(0, 1)?.contiguous()?
-        } else {
-            output
-        };
-        Ok((output, states))
+        Ok((self.in_input_layout(output, input.rank())?, states))
     }
 
-    /// Every layer's output, bottom layer first: what each layer's neurons did at each step.
+    /// Like [`Rnn::forward_states`], keeping every layer's output too: what each layer's
+    /// neurons did at each step (what `rnn plot` draws), from the same run.
     ///
     /// # Shapes
-    /// Inputs as [`Rnn::forward_states`]; layer `k`'s output is time-major whatever the input's
-    /// layout, `[seq_len, batch, directions · hidden_k]` (batch 1 for an unbatched input).
-    pub fn layer_outputs(
+    /// Inputs as [`Rnn::forward_states`]; `output` and `states` as it returns them;
+    /// `layer_outputs[k]`, bottom layer first, is time-major whatever the input's layout,
+    /// `[seq_len, batch, directions · hidden_k]` (batch 1 for an unbatched input).
+    ///
+    /// # Errors
+    /// As [`Rnn::forward_states`].
+    pub fn forward_layers(
         &self,
         input: &Tensor,
         h0: Option<&Tensor>,
         lengths: Option<&[usize]>,
-    ) -> Result<Vec<Tensor>> {
-        Ok(self.run(input, h0, lengths, true)?.0)
+    ) -> Result<StackRun> {
+        let (layer_outputs, states) = self.run(input, h0, lengths, true)?;
+        let top = layer_outputs
+            .last()
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg("no layers".into()))?;
+        Ok(StackRun {
+            output: self.in_input_layout(top, input.rank())?,
+            states,
+            layer_outputs,
+        })
+    }
+
+    /// The top layer's time-major output back in the layout of an input of rank
+    /// `input_rank`.
+    fn in_input_layout(&self, output: Tensor, input_rank: usize) -> Result<Tensor> {
+        if input_rank == 2 {
+            output.squeeze(1)
+        } else if self.batch_first {
+            output.transpose(0, 1)?.contiguous()
+        } else {
+            Ok(output)
+        }
     }
 
     /// Runs the stack; returns the outputs (every layer's with `all_layers`, else the top

@@ -111,7 +111,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     for choice in &devices {
         let device = crate::device::open(*choice)?;
         let rnn = build_rnn(&model, &args.options.read, inputs.form)?.to_device(&device)?;
-        let results = forward(&rnn, &inputs.to_device(&device)?, fixture.path())?;
+        let results = forward(&rnn, &inputs.to_device(&device)?, fixture.path(), false)?;
         let padding = Padding::of(inputs.lengths.as_deref(), rnn.batch_first());
         let named = results
             .named

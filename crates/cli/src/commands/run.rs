@@ -31,7 +31,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     let (prepared, input_file, inputs) = prepare_with_inputs(&args.sources, &args.options)?;
     let rnn = &prepared.rnn;
     let progress = crate::progress::Progress::new(None, "running");
-    let results = forward(rnn, &inputs, input_file.path())?;
+    let results = forward(rnn, &inputs, input_file.path(), args.plot.is_some())?;
     drop(progress);
     let outputs = results
         .named
@@ -44,7 +44,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         .map(|(n, t)| (n.as_str(), t, padding.filter(|_| n == "output")));
     screen("computed output", named, args.options.strict)?;
     if let Some(path) = &args.plot {
-        crate::state_plot::draw(rnn, &inputs, input_file.path(), path, None)?;
+        crate::state_plot::draw(rnn, &results.layer_outputs, path, None)?;
     }
 
     if let Some(path) = &args.output {

@@ -84,7 +84,7 @@ fn mismatched_layer_sizes_are_rejected() {
 /// The same stack as `bidirectional_two_layers_by_hand`, batch-first: layer 0's outputs are
 /// [1, 2] then [3, 4] (forward, reverse), layer 1's are zeros; each comes time-major.
 #[test]
-fn layer_outputs_are_each_layers_states_time_major() {
+fn forward_layers_keeps_each_layers_states_time_major() {
     let dev = Device::Cpu;
     let w1 = Tensor::new(&[[1.0f64, -1.0]], &dev).unwrap();
     let weights = vec![
@@ -95,16 +95,27 @@ fn layer_outputs_are_each_layers_states_time_major() {
         .unwrap()
         .with_batch_first(true);
     let input = Tensor::new(&[[[1.0f64], [2.0]]], &dev).unwrap(); // [batch 1, seq 2, 1]
-    let layers = rnn.layer_outputs(&input, None, None).unwrap();
+    let run = rnn.forward_layers(&input, None, None).unwrap();
+    let layers = &run.layer_outputs;
     assert_eq!(layers.len(), 2);
     assert_eq!(
         layers[0].to_vec3::<f64>().unwrap(),
         [[[1.0, 2.0]], [[3.0, 4.0]]]
     );
-    let (output, _) = rnn.forward(&input, None).unwrap();
+    let (output, h_n) = rnn.forward(&input, None).unwrap();
     assert_eq!(
         layers[1].transpose(0, 1).unwrap().to_vec3::<f64>().unwrap(),
         output.to_vec3::<f64>().unwrap()
+    );
+    // The same run's output and states as forward's.
+    assert_eq!(
+        run.output.to_vec3::<f64>().unwrap(),
+        output.to_vec3::<f64>().unwrap()
+    );
+    let stacked = rnn.stack_states(&run.states).unwrap().unwrap();
+    assert_eq!(
+        stacked.to_vec3::<f64>().unwrap(),
+        h_n.to_vec3::<f64>().unwrap()
     );
 }
 
