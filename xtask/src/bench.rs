@@ -139,18 +139,29 @@ fn runs_for(shape: (usize, usize, usize, usize)) -> usize {
 
 /// Builds the release binary; returns its path.
 pub fn build_rnn(root: &Path) -> Result<std::path::PathBuf> {
+    build_release(root, &["-p", "rnn-cli"], "rnn")
+}
+
+/// `cargo build --release --quiet CARGO_ARGS`; returns the path of `artifact` under the
+/// release directory (`rnn`, `examples/bench_backward`).
+pub fn build_release(
+    root: &Path,
+    cargo_args: &[&str],
+    artifact: &str,
+) -> Result<std::path::PathBuf> {
     let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "rnn-cli"])
+        .args(["build", "--release", "--quiet"])
+        .args(cargo_args)
         .current_dir(root)
         .status()?;
     if !status.success() {
-        bail!("cargo build --release failed");
+        bail!("cargo build --release {} failed", cargo_args.join(" "));
     }
     // Cargo puts it under CARGO_TARGET_DIR where that is set (relative to the root if relative).
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|dir| root.join(dir))
         .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/rnn"))
+    Ok(target.join("release").join(artifact))
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {

@@ -29,25 +29,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "rnn-core",
-            "--example",
-        ])
-        .arg("bench_backward")
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release --example bench_backward failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| root.join(dir))
-        .unwrap_or_else(|| root.join("target"));
-    let example = target.join("release/examples/bench_backward");
+    let example = crate::bench::build_release(
+        root,
+        &["-p", "rnn-core", "--example", "bench_backward"],
+        "examples/bench_backward",
+    )?;
     let python = crate::fixtures::venv_python(root)?;
     let scratch = std::env::temp_dir().join(format!("rnn-bench-backward-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
