@@ -73,18 +73,24 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+mod config;
 mod cpu;
 mod init;
 mod layer;
 mod mask;
+mod nonlinearity;
+mod options;
 mod rnn;
 mod shape;
 mod stream;
 
 pub use candle_nn::rnn::Direction;
+pub use config::{rnn, rnn_layer, RnnConfig, RnnLayerConfig};
 pub use cpu::level as cpu_kernel;
 pub use init::{uniform_weights, InitConfig};
-pub use layer::{rnn_layer, LayerWeights, Nonlinearity, Param, RnnLayer, RnnLayerConfig, RnnState};
+pub use layer::{LayerWeights, RnnLayer, RnnState};
 pub use mask::lengths_from_mask;
-pub use rnn::{rnn, LayerOptions, MaskedSteps, MergeMode, Rnn, RnnConfig, StackRun};
+pub use nonlinearity::{Nonlinearity, Param};
+pub use options::{LayerOptions, MaskedSteps, MergeMode};
+pub use rnn::{Rnn, StackRun};
 pub use stream::Stream;

@@ -4,7 +4,9 @@ use candle_core::{DType, Result, Tensor};
 
 use candle_nn::rnn::Direction;
 
-use crate::layer::{rnn_layer, LayerWeights, Nonlinearity, RnnLayer, RnnLayerConfig};
+use crate::layer::{LayerWeights, RnnLayer};
+use crate::nonlinearity::Nonlinearity;
+use crate::options::{LayerOptions, MaskedSteps, MergeMode};
 use crate::shape::{check_dims, ensure};
 
 /// A multi-layer, optionally bidirectional Elman RNN with PyTorch's semantics.
@@ -56,123 +58,6 @@ pub struct StackRun {
     pub states: Vec<Tensor>,
     /// Every layer's output, bottom layer first, time-major `[seq_len, batch, features]`.
     pub layer_outputs: Vec<Tensor>,
-}
-
-/// How a bidirectional layer joins its two directions' outputs: Keras's `Bidirectional`
-/// `merge_mode`. PyTorch always concatenates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MergeMode {
-    /// `[forward, backward]` along the features: `2 · hidden` features (PyTorch; Keras's
-    /// default).
-    #[default]
-    Concat,
-    /// `forward + backward`: `hidden` features.
-    Sum,
-    /// `(forward + backward) / 2`: `hidden` features.
-    Ave,
-    /// `forward · backward`, element by element: `hidden` features.
-    Mul,
-    /// Keras's `merge_mode=None`: the two outputs kept apart. Only the top layer can have it;
-    /// [`Rnn::forward`] returns them concatenated, the forward direction's first.
-    Separate,
-}
-
-impl MergeMode {
-    /// Every mode, in the order `--help` lists them.
-    pub const ALL: [MergeMode; 5] = [
-        MergeMode::Concat,
-        MergeMode::Sum,
-        MergeMode::Ave,
-        MergeMode::Mul,
-        MergeMode::Separate,
-    ];
-
-    /// Keras's name for it (`"none"` for `merge_mode=None`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergeMode::Concat => "concat",
-            MergeMode::Sum => "sum",
-            MergeMode::Ave => "ave",
-            MergeMode::Mul => "mul",
-            MergeMode::Separate => "none",
-        }
-    }
-
-    /// Parses Keras's name for it (`"none"` for `merge_mode=None`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == name)
-    }
-
-    /// Features out of a bidirectional layer of `hidden` neurons.
-    fn features(self, hidden: usize) -> usize {
-        match self {
-            MergeMode::Concat | MergeMode::Separate => 2 * hidden,
-            MergeMode::Sum | MergeMode::Ave | MergeMode::Mul => hidden,
-        }
-    }
-
-    /// The layer's output from its directions' outputs `[seq_len, batch, hidden]` each.
-    fn merge(self, mut outputs: Vec<Tensor>) -> Result<Tensor> {
-        if outputs.len() == 1 {
-            return Ok(outputs.remove(0));
-        }
-        let (forward, backward) = (&outputs[0], &outputs[1]);
-        match self {
-            MergeMode::Concat | MergeMode::Separate => Tensor::cat(&outputs, 2),
-            MergeMode::Sum => forward + backward,
-            MergeMode::Ave => (forward + backward)? * 0.5,
-            MergeMode::Mul => forward * backward,
-        }
-    }
-}
-
-/// What one layer of a stack does beyond `torch.nn.RNN`: Keras's layer options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LayerOptions {
-    /// Keras's `go_backwards` (one-direction layers only): the layer reads its sequence from
-    /// the last step to the first and returns its outputs in that order, so `output[0]` is the
-    /// state after reading `input[T-1]`; its final state is the one after reading `input[0]`.
-    pub go_backwards: bool,
-    /// How the two directions of a bidirectional layer are joined; one-direction layers
-    /// ignore it.
-    pub merge_mode: MergeMode,
-    /// ONNX's `direction=reverse` (one-direction layers only): the layer reads its sequence
-    /// from the last step to the first, as the second direction of a bidirectional layer does,
-    /// and its outputs stay indexed by time (`output[t]` is the state after reading
-    /// `input[t]`; the final state is the one after reading `input[0]`). Unlike
-    /// `go_backwards`, nothing is put in processing order.
-    pub reverse: bool,
-}
-
-/// What a layer outputs at the steps past a sequence's length (with `lengths`, or Keras's
-/// mask). The final state is the state at the last valid step either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MaskedSteps {
-    /// Zeros: PyTorch's packed sequences, TensorFlow's `sequence_length`.
-    #[default]
-    Zeros,
-    /// Keras's convention: a plain one-direction layer repeats its last valid output (zeros
-    /// for an empty sequence). A `go_backwards` layer meets the masked steps before any valid
-    /// one, so it outputs zeros there, and `Bidirectional` zeroes both directions' masked
-    /// steps, as Keras 3 does.
-    RepeatLast,
-}
-
-impl MaskedSteps {
-    /// Its name in metadata and on the command line: `"zeros"` or `"repeat-last"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MaskedSteps::Zeros => "zeros",
-            MaskedSteps::RepeatLast => "repeat-last",
-        }
-    }
-
-    /// Parses [`MaskedSteps::as_str`]'s names.
-    pub fn from_name(name: &str) -> Option<Self> {
-        [MaskedSteps::Zeros, MaskedSteps::RepeatLast]
-            .into_iter()
-            .find(|m| m.as_str() == name)
-    }
 }
 
 impl Rnn {
@@ -644,103 +529,6 @@ impl Rnn {
         };
         Ok(Some((0..count).map(|i| h0.get(i)).collect::<Result<_>>()?))
     }
-}
-
-/// The options of a whole stack, as `torch.nn.RNN` takes them (its defaults too), for
-/// [`rnn`].
-#[derive(Debug, Clone, Copy)]
-pub struct RnnConfig {
-    /// Stacked layers; 1 by default.
-    pub num_layers: usize,
-    /// Every layer's activation; tanh by default.
-    pub nonlinearity: Nonlinearity,
-    /// Whether each layer has `b_ih` and `b_hh`; true by default.
-    pub bias: bool,
-    /// Inputs and outputs `[batch, seq_len, ..]`; false by default.
-    pub batch_first: bool,
-    /// Two directions per layer, their outputs concatenated; false by default.
-    pub bidirectional: bool,
-}
-
-impl Default for RnnConfig {
-    fn default() -> Self {
-        Self {
-            num_layers: 1,
-            nonlinearity: Nonlinearity::Tanh,
-            bias: true,
-            batch_first: false,
-            bidirectional: false,
-        }
-    }
-}
-
-/// Builds a whole stack from a [`candle_nn::VarBuilder`] with PyTorch's names, as
-/// `torch.nn.RNN(in_dim, hidden_dim, num_layers, nonlinearity, bias, batch_first,
-/// bidirectional)` names its state_dict: layer `k`, direction `d` is
-/// [`rnn_layer`]`(in_dim or directions · hidden_dim, hidden_dim, {layer_idx: k, direction: d})`.
-///
-/// A state_dict saved with safetensors loads as it is; with a [`candle_nn::VarMap`] behind
-/// `vb` the weights are created with PyTorch's initialisation and are trainable (see
-/// [`RnnLayer`]'s Training section).
-///
-/// # Errors
-/// When `num_layers` is 0, or a tensor is missing from `vb` or has another shape.
-///
-/// # Example
-///
-/// ```
-/// use candle_core::{DType, Device, Tensor};
-/// use candle_nn::{VarBuilder, VarMap};
-/// use rnn_core::{rnn, RnnConfig};
-///
-/// let varmap = VarMap::new();
-/// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-/// let config = RnnConfig { num_layers: 2, bidirectional: true, ..Default::default() };
-/// let net = rnn(3, 4, config, vb.pp("rnn"))?;
-/// assert_eq!(varmap.all_vars().len(), 2 * 2 * 4); // layers · directions · 4 tensors
-///
-/// let x = Tensor::zeros((5, 2, 3), DType::F32, &Device::Cpu)?; // [seq, batch, input]
-/// let (output, h_n) = net.forward(&x, None)?;
-/// assert_eq!(output.dims(), &[5, 2, 8]); // directions · hidden features
-/// assert_eq!(h_n.dims(), &[4, 2, 4]); // [layers · directions, batch, hidden]
-/// # Ok::<(), candle_core::Error>(())
-/// ```
-pub fn rnn(
-    in_dim: usize,
-    hidden_dim: usize,
-    config: RnnConfig,
-    vb: candle_nn::VarBuilder,
-) -> Result<Rnn> {
-    ensure(config.num_layers > 0, || {
-        "num_layers: expected at least 1, found 0".into()
-    })?;
-    let directions: &[Direction] = if config.bidirectional {
-        &[Direction::Forward, Direction::Backward]
-    } else {
-        &[Direction::Forward]
-    };
-    let layers = (0..config.num_layers)
-        .map(|k| {
-            let input = if k == 0 {
-                in_dim
-            } else {
-                directions.len() * hidden_dim
-            };
-            directions
-                .iter()
-                .map(|&direction| {
-                    let layer = RnnLayerConfig {
-                        nonlinearity: config.nonlinearity,
-                        bias: config.bias,
-                        direction,
-                        layer_idx: k,
-                    };
-                    rnn_layer(input, hidden_dim, layer, vb.clone())
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Rnn::new(layers)?.with_batch_first(config.batch_first))
 }
 
 /// Features out of one layer: its hidden size, times 2 when it has two directions that are

@@ -1,0 +1,121 @@
+//! What a layer of a stack does beyond `torch.nn.RNN`: Keras's `Bidirectional` merge modes,
+//! `go_backwards`, ONNX's `reverse`, and what masked steps output.
+
+use candle_core::{Result, Tensor};
+
+/// How a bidirectional layer joins its two directions' outputs: Keras's `Bidirectional`
+/// `merge_mode`. PyTorch always concatenates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergeMode {
+    /// `[forward, backward]` along the features: `2 · hidden` features (PyTorch; Keras's
+    /// default).
+    #[default]
+    Concat,
+    /// `forward + backward`: `hidden` features.
+    Sum,
+    /// `(forward + backward) / 2`: `hidden` features.
+    Ave,
+    /// `forward · backward`, element by element: `hidden` features.
+    Mul,
+    /// Keras's `merge_mode=None`: the two outputs kept apart. Only the top layer can have it;
+    /// [`crate::Rnn::forward`] returns them concatenated, the forward direction's first.
+    Separate,
+}
+
+impl MergeMode {
+    /// Every mode, in the order `--help` lists them.
+    pub const ALL: [MergeMode; 5] = [
+        MergeMode::Concat,
+        MergeMode::Sum,
+        MergeMode::Ave,
+        MergeMode::Mul,
+        MergeMode::Separate,
+    ];
+
+    /// Keras's name for it (`"none"` for `merge_mode=None`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMode::Concat => "concat",
+            MergeMode::Sum => "sum",
+            MergeMode::Ave => "ave",
+            MergeMode::Mul => "mul",
+            MergeMode::Separate => "none",
+        }
+    }
+
+    /// Parses Keras's name for it (`"none"` for `merge_mode=None`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// Features out of a bidirectional layer of `hidden` neurons.
+    pub(crate) fn features(self, hidden: usize) -> usize {
+        match self {
+            MergeMode::Concat | MergeMode::Separate => 2 * hidden,
+            MergeMode::Sum | MergeMode::Ave | MergeMode::Mul => hidden,
+        }
+    }
+
+    /// The layer's output from its directions' outputs `[seq_len, batch, hidden]` each.
+    pub(crate) fn merge(self, mut outputs: Vec<Tensor>) -> Result<Tensor> {
+        if outputs.len() == 1 {
+            return Ok(outputs.remove(0));
+        }
+        let (forward, backward) = (&outputs[0], &outputs[1]);
+        match self {
+            MergeMode::Concat | MergeMode::Separate => Tensor::cat(&outputs, 2),
+            MergeMode::Sum => forward + backward,
+            MergeMode::Ave => (forward + backward)? * 0.5,
+            MergeMode::Mul => forward * backward,
+        }
+    }
+}
+
+/// What one layer of a stack does beyond `torch.nn.RNN`: Keras's layer options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LayerOptions {
+    /// Keras's `go_backwards` (one-direction layers only): the layer reads its sequence from
+    /// the last step to the first and returns its outputs in that order, so `output[0]` is the
+    /// state after reading `input[T-1]`; its final state is the one after reading `input[0]`.
+    pub go_backwards: bool,
+    /// How the two directions of a bidirectional layer are joined; one-direction layers
+    /// ignore it.
+    pub merge_mode: MergeMode,
+    /// ONNX's `direction=reverse` (one-direction layers only): the layer reads its sequence
+    /// from the last step to the first, as the second direction of a bidirectional layer does,
+    /// and its outputs stay indexed by time (`output[t]` is the state after reading
+    /// `input[t]`; the final state is the one after reading `input[0]`). Unlike
+    /// `go_backwards`, nothing is put in processing order.
+    pub reverse: bool,
+}
+
+/// What a layer outputs at the steps past a sequence's length (with `lengths`, or Keras's
+/// mask). The final state is the state at the last valid step either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaskedSteps {
+    /// Zeros: PyTorch's packed sequences, TensorFlow's `sequence_length`.
+    #[default]
+    Zeros,
+    /// Keras's convention: a plain one-direction layer repeats its last valid output (zeros
+    /// for an empty sequence). A `go_backwards` layer meets the masked steps before any valid
+    /// one, so it outputs zeros there, and `Bidirectional` zeroes both directions' masked
+    /// steps, as Keras 3 does.
+    RepeatLast,
+}
+
+impl MaskedSteps {
+    /// Its name in metadata and on the command line: `"zeros"` or `"repeat-last"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaskedSteps::Zeros => "zeros",
+            MaskedSteps::RepeatLast => "repeat-last",
+        }
+    }
+
+    /// Parses [`MaskedSteps::as_str`]'s names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [MaskedSteps::Zeros, MaskedSteps::RepeatLast]
+            .into_iter()
+            .find(|m| m.as_str() == name)
+    }
+}
