@@ -2,7 +2,10 @@
 
 use anyhow::{Context, Result};
 
-use super::{font, text_width, Anchor, Figure, Item, Rgb, SCALE};
+use super::colour::Rgb;
+use super::figure::{Anchor, Figure, Item};
+use super::font;
+use super::layout::{text_width, SCALE};
 
 /// The figure as the bytes of a PNG file (RGB, 8 bits per channel).
 pub fn png(figure: &Figure) -> Result<Vec<u8>> {

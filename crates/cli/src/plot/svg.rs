@@ -2,7 +2,9 @@
 
 use std::fmt::{self, Write};
 
-use super::{font, Anchor, Figure, Item, SCALE};
+use super::figure::{Anchor, Figure, Item};
+use super::font;
+use super::layout::SCALE;
 
 /// The figure as an SVG document.
 pub fn svg(figure: &Figure) -> Result<String, fmt::Error> {

@@ -1,3 +1,6 @@
+use super::colour::*;
+use super::figure::*;
+use super::layout::*;
 use super::*;
 
 fn panel(title: &str, steps: usize, neurons: usize, value: impl Fn(usize, usize) -> f32) -> Panel {

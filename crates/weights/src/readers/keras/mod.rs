@@ -1,0 +1,90 @@
+//! Keras 3's files: `model.save("m.keras")` (a zip of `config.json`, `metadata.json` and
+//! `model.weights.h5`) and `model.save_weights("w.weights.h5")` (HDF5).
+//!
+//! Keras 3.15 stores a model's weights in HDF5 by the attributes that hold them:
+//! `layers/<key>/cell/vars/0` (kernel), `/1` (recurrent_kernel), `/2` (bias) for a
+//! `SimpleRNN`, `layers/<key>/forward_layer/cell/vars/…` and `backward_layer/…` for a
+//! `Bidirectional`, each `vars` group carrying the layer's `name` as an attribute. `<key>` is
+//! numbered per class within the model's list (`simple_rnn`, `simple_rnn_1`, `bidirectional`),
+//! which says nothing about the order across classes; the layers' own names do, where they are
+//! Keras's defaults. The weights are therefore named by the layers' own names as Keras
+//! variable paths (`simple_rnn_1/simple_rnn_cell/kernel`), which `formats.rs` orders by
+//! Keras's default numbering only. A `.keras` archive's `config.json` gives the order and the
+//! options, recorded in the metadata.
+
+mod config;
+mod h5;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Result, WeightsError};
+use crate::file::TensorFile;
+
+use config::model_config;
+use h5::read_h5;
+
+/// The most a `config.json` may hold; Keras's are a few kilobytes per layer.
+const MAX_CONFIG: u64 = 64 << 20;
+
+/// Reads a `.keras` archive: weights and the options its config records.
+pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
+    let malformed = |reason: String| WeightsError::Malformed {
+        path: path.to_owned(),
+        kind: ".keras",
+        reason,
+    };
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| malformed(format!("the zip archive does not open: {e}")))?;
+    let mut entry = |name: &str, limit: u64| -> Result<Vec<u8>> {
+        let file = archive
+            .by_name(name)
+            .map_err(|e| malformed(format!("expected an entry `{name}`, found none ({e})")))?;
+        let size = file.size();
+        if size > limit {
+            return Err(malformed(format!(
+                "expected `{name}` of at most {limit} bytes, found {size}"
+            )));
+        }
+        let mut out = Vec::new();
+        file.take(limit)
+            .read_to_end(&mut out)
+            .map_err(|e| malformed(format!("`{name}` does not unpack: {e}")))?;
+        Ok(out)
+    };
+    let config = entry("config.json", MAX_CONFIG)?;
+    // The weights are stored, not deflated, by Keras; a deflated entry still cannot unpack to
+    // more than the size its header declares, checked against this bound.
+    let weights = entry("model.weights.h5", 16 * bytes.len() as u64 + (1 << 20))?;
+    let config: Value = serde_json::from_slice(&config)
+        .map_err(|e| malformed(format!("config.json is not valid JSON: {e}")))?;
+    let model = model_config(&config).map_err(|e| malformed(format!("config.json: {e}")))?;
+    let (tensors, h5_layers) = read_h5(path, &weights)?;
+    let metadata = model.metadata(&h5_layers).map_err(malformed)?;
+    Ok(TensorFile::from_tensors(path, tensors, metadata))
+}
+
+/// Reads a `.weights.h5` file.
+pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
+    let (tensors, layers) = read_h5(path, bytes)?;
+    let mut metadata = HashMap::new();
+    let others: Vec<&str> = layers
+        .iter()
+        .filter(|l| !l.recurrent)
+        .map(|l| l.name.as_str())
+        .collect();
+    if !others.is_empty() {
+        metadata.insert(NOT_RUN.to_string(), others.join(", "));
+    }
+    Ok(TensorFile::from_tensors(path, tensors, metadata))
+}
+
+/// Metadata key: the model's layers with weights that are not part of the RNN (the reader's
+/// words, `name (Class)` or `name`); a file that records it is refused unless `--prefix` or
+/// `--stack` picks the RNN.
+pub const NOT_RUN: &str = "keras_not_run";
+/// Metadata key: the RNN's layers, bottom first, as `--stack` prefixes.
+pub const STACK: &str = "keras_stack";

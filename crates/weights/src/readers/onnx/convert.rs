@@ -1,0 +1,284 @@
+//! The stack's nodes converted to canonical weights under PyTorch's names, with the options
+//! their attributes record as metadata and the initialisers that fix `h0` and `lengths`.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Tensor};
+use rnn_core::Nonlinearity;
+
+use super::attributes::Attributes;
+use super::graph::{Feed, Reader, GLUE};
+use super::proto::Node;
+use super::tensor::to_tensor;
+use super::{refuse, EXPORT_RNN_ALONE};
+use crate::error::{Result, WeightsError};
+
+impl<'g> Reader<'g> {
+    pub(super) fn read(&self) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+        let rnns: Vec<&Node> = self
+            .graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "RNN" && (n.domain.is_empty() || n.domain == "ai.onnx"))
+            .collect();
+        if rnns.is_empty() {
+            let mut ops: Vec<&str> = self.graph.node.iter().map(|n| n.op_type.as_str()).collect();
+            ops.sort_unstable();
+            ops.dedup();
+            return Err(refuse(
+                self.path,
+                format!(
+                    "an ONNX graph without an RNN node (its ops: {})",
+                    if ops.is_empty() {
+                        "none".into()
+                    } else {
+                        ops.join(", ")
+                    }
+                ),
+                "torch.onnx.export's default (dynamo) exporter unrolls nn.RNN into such ops: \
+                 export with torch.onnx.export(..., dynamo=False), or save the state_dict",
+            ));
+        }
+        for node in &self.graph.node {
+            let glue = GLUE.contains(&node.op_type.as_str()) && node.domain.is_empty();
+            if node.op_type == "RNN" && (node.domain.is_empty() || node.domain == "ai.onnx") {
+                continue;
+            }
+            let gather_on_shape = node.op_type != "Gather"
+                || node
+                    .input
+                    .first()
+                    .and_then(|i| self.producer.get(i.as_str()))
+                    .is_some_and(|p| p.op_type == "Shape");
+            if !glue || !gather_on_shape {
+                return Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX graph with a {} between or around its RNN nodes",
+                        Self::node_name(node)
+                    ),
+                    EXPORT_RNN_ALONE,
+                ));
+            }
+        }
+        let stack = self.order(&rnns)?;
+        let mut tensors = HashMap::new();
+        let mut metadata = HashMap::new();
+        let mut nonlinearities: Vec<Vec<Nonlinearity>> = Vec::new();
+        let mut clips = Vec::new();
+        let mut reversed = Vec::new();
+        let mut h0s = Vec::new();
+        let mut lens: Vec<Feed> = Vec::new();
+        let mut batch_first = false;
+        let mut directions = 0;
+        for (k, (node, path)) in stack.iter().enumerate() {
+            let attrs = Attributes::new(self.path, node)?;
+            let (d, reverse) = attrs.directions()?;
+            reversed.push(reverse);
+            if k == 0 {
+                batch_first = self.first_path(node, path)?;
+            } else {
+                self.between_path(node, path, directions)?;
+            }
+            directions = d;
+            let layout = attrs.int("layout", 0);
+            if layout != 0 && (stack.len() > 1 || batch_first) {
+                return Err(self.attribute(node, "layout", &layout.to_string()));
+            }
+            if layout == 1 {
+                batch_first = true;
+            }
+            nonlinearities.push(attrs.nonlinearities(d)?);
+            clips.push(attrs.clip()?);
+            let w = self.weight(node, 1, "W")?;
+            let r = self.weight(node, 2, "R")?;
+            let b = self.optional_weight(node, 3, "B")?;
+            let hidden = r.dims().get(1).copied().unwrap_or(0);
+            let expect = |t: &Tensor, what: &str, shape: &[usize]| {
+                if t.dims() != shape
+                    && !(what == "W" && t.rank() == 3 && t.dims()[..2] == shape[..2])
+                {
+                    return Err(WeightsError::Shape {
+                        path: self.path.to_owned(),
+                        name: format!("{what} of {}", Self::node_name(node)),
+                        expected: format!("{shape:?} (directions, hidden_size, ...)"),
+                        found: t.dims().to_vec(),
+                    });
+                }
+                Ok(())
+            };
+            expect(&r, "R", &[d, hidden, hidden])?;
+            expect(&w, "W", &[d, hidden, 0])?;
+            if let Some(b) = &b {
+                expect(b, "B", &[d, 2 * hidden])?;
+            }
+            let declared = attrs.int("hidden_size", hidden as i64);
+            if declared != hidden as i64 {
+                return Err(self.attribute(node, "hidden_size", &declared.to_string()));
+            }
+            let tensor_error = |error| WeightsError::Tensor {
+                path: self.path.to_owned(),
+                error,
+            };
+            for dir in 0..d {
+                let suffix = if dir == 1 { "_reverse" } else { "" };
+                let mut put = |kind: &str, t: candle_core::Result<Tensor>| -> Result<()> {
+                    let t = t.and_then(|t| t.contiguous()).map_err(tensor_error)?;
+                    tensors.insert(format!("{kind}_l{k}{suffix}"), t);
+                    Ok(())
+                };
+                put("weight_ih", w.get(dir))?;
+                put("weight_hh", r.get(dir))?;
+                if let Some(b) = &b {
+                    put("bias_ih", b.get(dir).and_then(|b| b.narrow(0, 0, hidden)))?;
+                    put(
+                        "bias_hh",
+                        b.get(dir).and_then(|b| b.narrow(0, hidden, hidden)),
+                    )?;
+                }
+            }
+            h0s.push(self.feed(node, 5, "initial_h")?);
+            lens.push(self.feed(node, 4, "sequence_lens")?);
+        }
+        let forward: Vec<String> = nonlinearities.iter().map(|n| n[0].to_string()).collect();
+        let reverse: Vec<String> = nonlinearities
+            .iter()
+            .map(|n| n[n.len() - 1].to_string())
+            .collect();
+        metadata.insert("nonlinearity".into(), forward.join(","));
+        if reverse != forward {
+            metadata.insert("nonlinearity_reverse".into(), reverse.join(","));
+        }
+        if clips.iter().any(Option::is_some) {
+            let clips: Vec<String> = clips
+                .iter()
+                .map(|c| c.map_or("none".into(), |c| c.to_string()))
+                .collect();
+            metadata.insert("clip".into(), clips.join(","));
+        }
+        if reversed.contains(&true) {
+            let values: Vec<String> = reversed.iter().map(bool::to_string).collect();
+            metadata.insert("reverse".into(), values.join(","));
+        }
+        metadata.insert("batch_first".into(), batch_first.to_string());
+        let mut fixed = Vec::new();
+        if let Some(h0) = self.initial_state(&stack, &h0s)? {
+            tensors.insert("h0".into(), h0);
+            fixed.push("h0");
+        }
+        if let Some(lengths) = self.lengths(&stack, &lens)? {
+            if let Some(h0) = tensors.get("h0") {
+                let nonzero = h0
+                    .abs()
+                    .and_then(|a| a.max_all())
+                    .and_then(|m| m.to_dtype(DType::F64))
+                    .and_then(|m| m.to_scalar::<f64>())
+                    .map_err(|error| WeightsError::Tensor {
+                        path: self.path.to_owned(),
+                        error,
+                    })?
+                    > 0.0;
+                let empty = lengths
+                    .to_vec1::<i64>()
+                    .map_err(|error| WeightsError::Tensor {
+                        path: self.path.to_owned(),
+                        error,
+                    })?
+                    .contains(&0);
+                if nonzero && empty {
+                    return Err(refuse(
+                        self.path,
+                        "an ONNX RNN whose initialisers fix a nonzero initial_h and a \
+                         sequence_lens of 0 (ONNX Runtime gives such a sequence a final state \
+                         of 0, rnn its initial state)"
+                            .into(),
+                        "drop the empty sequence, or give initial_h at run time",
+                    ));
+                }
+            }
+            tensors.insert("lengths".into(), lengths);
+            fixed.push("lengths");
+        }
+        if !fixed.is_empty() {
+            metadata.insert("model_inputs".into(), fixed.join(","));
+        }
+        Ok((tensors, metadata))
+    }
+
+    fn attribute(&self, node: &Node, name: &str, value: &str) -> WeightsError {
+        refuse(
+            self.path,
+            format!("an ONNX {} with {name}={value}", Self::node_name(node)),
+            EXPORT_RNN_ALONE,
+        )
+    }
+
+    /// `h0` `[layers · directions, batch, hidden]` when initialisers fix every node's.
+    fn initial_state(
+        &self,
+        stack: &[(&Node, Vec<&Node>)],
+        feeds: &[Feed],
+    ) -> Result<Option<Tensor>> {
+        if feeds.iter().all(|f| matches!(f, Feed::Absent | Feed::Zero)) {
+            return Ok(None);
+        }
+        if let ([_], [Feed::GraphInput]) = (stack, feeds) {
+            // A run-time input: the user gives `h0`.
+            return Ok(None);
+        }
+        let mut parts = Vec::new();
+        for ((node, _), feed) in stack.iter().zip(feeds) {
+            match feed {
+                Feed::Initializer(t) => parts.push(to_tensor(self.path, t)?),
+                _ => {
+                    return Err(refuse(
+                        self.path,
+                        format!(
+                            "an ONNX stack whose initial_h is fixed for some RNN nodes and not \
+                             for the {}",
+                            Self::node_name(node)
+                        ),
+                        "give every node's initial_h as an initialiser, or none",
+                    ))
+                }
+            }
+        }
+        Tensor::cat(&parts, 0)
+            .map(Some)
+            .map_err(|error| WeightsError::Tensor {
+                path: self.path.to_owned(),
+                error,
+            })
+    }
+
+    /// `lengths` `[batch]` (int64) when an initialiser fixes them, the same for every node.
+    fn lengths(&self, stack: &[(&Node, Vec<&Node>)], feeds: &[Feed]) -> Result<Option<Tensor>> {
+        match feeds {
+            [] => Ok(None),
+            [Feed::Initializer(t), rest @ ..]
+                if rest
+                    .iter()
+                    .all(|f| matches!(f, Feed::Initializer(o) if o.name == t.name)) =>
+            {
+                let lengths = to_tensor(self.path, t)?
+                    .to_dtype(DType::I64)
+                    .map_err(|error| WeightsError::Tensor {
+                        path: self.path.to_owned(),
+                        error,
+                    })?;
+                Ok(Some(lengths))
+            }
+            _ if feeds.iter().all(|f| matches!(f, Feed::Absent)) => Ok(None),
+            [Feed::GraphInput] => Ok(None),
+            _ => Err(refuse(
+                self.path,
+                format!(
+                    "an ONNX stack of {} RNN nodes whose sequence_lens are not one initialiser \
+                     for all",
+                    stack.len()
+                ),
+                "give the lengths at run time",
+            )),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The graph walked from each RNN node back to the graph input: the exporter's glue between
+//! the nodes of one stack, the stack's order, and where each node's inputs come from.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+
+use super::attributes::Attributes;
+use super::proto::{Graph, Node, TensorProto};
+use super::tensor::to_tensor;
+use super::{malformed, refuse, EXPORT_RNN_ALONE};
+use crate::error::{Result, WeightsError};
+
+/// Ops that may join the RNN nodes of a stack (shape bookkeeping, as the exporter writes it).
+pub(super) const GLUE: [&str; 12] = [
+    "Transpose",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Concat",
+    "Slice",
+    "Shape",
+    "Gather",
+    "Constant",
+    "ConstantOfShape",
+    "Expand",
+    "Identity",
+];
+
+/// Where a node's `initial_h` or `sequence_lens` comes from.
+pub(super) enum Feed<'g> {
+    Absent,
+    /// A zero state made by `Expand` of a zero `Constant` (the exporter's `h0=None`).
+    Zero,
+    Initializer(&'g TensorProto),
+    GraphInput,
+}
+
+pub(super) struct Reader<'g> {
+    pub(super) path: &'g Path,
+    pub(super) graph: &'g Graph,
+    /// Output name → the node that produces it.
+    pub(super) producer: HashMap<&'g str, &'g Node>,
+    pub(super) initializers: HashMap<&'g str, &'g TensorProto>,
+    pub(super) inputs: Vec<&'g str>,
+}
+
+impl<'g> Reader<'g> {
+    pub(super) fn new(path: &'g Path, graph: &'g Graph) -> Self {
+        let mut producer = HashMap::new();
+        for node in &graph.node {
+            for output in &node.output {
+                producer.insert(output.as_str(), node);
+            }
+        }
+        let initializers: HashMap<&str, &TensorProto> = graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        let inputs = graph
+            .input
+            .iter()
+            .map(|v| v.name.as_str())
+            .filter(|n| !initializers.contains_key(n))
+            .collect();
+        Self {
+            path,
+            graph,
+            producer,
+            initializers,
+            inputs,
+        }
+    }
+
+    pub(super) fn node_name(node: &Node) -> String {
+        if node.name.is_empty() {
+            format!("{} node", node.op_type)
+        } else {
+            format!("{} node `{}`", node.op_type, node.name)
+        }
+    }
+}
+
+impl<'g> Reader<'g> {
+    /// The RNN nodes in stack order, each with the glue nodes between its `X` and the node
+    /// (or graph input) before it, nearest first.
+    pub(super) fn order(&self, rnns: &[&'g Node]) -> Result<Vec<(&'g Node, Vec<&'g Node>)>> {
+        let mut by_source: HashMap<Option<&str>, (&Node, Vec<&Node>)> = HashMap::new();
+        for &node in rnns {
+            let x = node.input.first().map(String::as_str).unwrap_or("");
+            let (source, path) = self.trace(x)?;
+            let key = source.map(|s| s.output.first().map(String::as_str).unwrap_or(""));
+            if key.is_none() && !self.inputs.contains(&self.origin(x, &path)) {
+                return Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX graph whose {} is fed by `{}`, neither a graph input nor an \
+                         RNN",
+                        Self::node_name(node),
+                        self.origin(x, &path)
+                    ),
+                    EXPORT_RNN_ALONE,
+                ));
+            }
+            if by_source.insert(key, (node, path)).is_some() {
+                return Err(refuse(
+                    self.path,
+                    "an ONNX graph whose RNN nodes do not form one stack (two read the same \
+                     input)"
+                        .into(),
+                    EXPORT_RNN_ALONE,
+                ));
+            }
+        }
+        let mut stack = Vec::new();
+        let mut key: Option<&str> = None;
+        while let Some((node, path)) = by_source.remove(&key) {
+            key = Some(node.output.first().map(String::as_str).unwrap_or(""));
+            stack.push((node, path));
+        }
+        if !by_source.is_empty() || stack.is_empty() {
+            return Err(refuse(
+                self.path,
+                "an ONNX graph whose RNN nodes do not form one stack".into(),
+                EXPORT_RNN_ALONE,
+            ));
+        }
+        Ok(stack)
+    }
+
+    /// Follows `name` back through glue nodes (their first input) to an RNN node's output
+    /// (`Some`) or to a value no node produces (`None`): the glue nodes on the way, nearest
+    /// first.
+    fn trace(&self, name: &str) -> Result<(Option<&'g Node>, Vec<&'g Node>)> {
+        let mut path = Vec::new();
+        let mut name = name;
+        while let Some(&node) = self.producer.get(name) {
+            if node.op_type == "RNN" {
+                if node.output.first().map(String::as_str) != Some(name) {
+                    return Err(refuse(
+                        self.path,
+                        format!(
+                            "an ONNX graph whose RNN reads the final state `{name}` of the {} \
+                             as its input",
+                            Self::node_name(node)
+                        ),
+                        EXPORT_RNN_ALONE,
+                    ));
+                }
+                return Ok((Some(node), path));
+            }
+            if path.len() > self.graph.node.len() {
+                return Err(malformed(self.path, "a cycle in the graph".into()));
+            }
+            path.push(node);
+            name = node.input.first().map(String::as_str).unwrap_or("");
+        }
+        Ok((None, path))
+    }
+
+    fn origin<'a>(&self, x: &'a str, path: &[&'a Node]) -> &'a str {
+        path.last()
+            .and_then(|n| n.input.first())
+            .map(String::as_str)
+            .unwrap_or(x)
+    }
+
+    /// The first node's input: the graph input itself, or its batch-first Transpose.
+    pub(super) fn first_path(&self, node: &Node, path: &[&Node]) -> Result<bool> {
+        match path {
+            [] => Ok(false),
+            [t] if t.op_type == "Transpose" && Attributes::ints_of(t, "perm") == [1, 0, 2] => {
+                Ok(true)
+            }
+            _ => Err(self.glue_error(node, path)),
+        }
+    }
+
+    /// Between two nodes: `[seq, D, batch, H]` to `[seq, batch, D·H]`.
+    pub(super) fn between_path(
+        &self,
+        node: &Node,
+        path: &[&Node],
+        directions: usize,
+    ) -> Result<()> {
+        // `path` is nearest first: the Reshape, then the Transpose.
+        let fits = match (directions, path) {
+            (2, [reshape, transpose]) => {
+                transpose.op_type == "Transpose"
+                    && Attributes::ints_of(transpose, "perm") == [0, 2, 1, 3]
+                    && reshape.op_type == "Reshape"
+                    && self.constant_ints(reshape.input.get(1)) == Some(vec![0, 0, -1])
+            }
+            (1, [squeeze]) => {
+                squeeze.op_type == "Squeeze"
+                    && (Attributes::ints_of(squeeze, "axes") == [1]
+                        || self.constant_ints(squeeze.input.get(1)) == Some(vec![1]))
+            }
+            _ => false,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(self.glue_error(node, path))
+        }
+    }
+
+    fn glue_error(&self, node: &Node, path: &[&Node]) -> WeightsError {
+        let ops: Vec<String> = path.iter().rev().map(|n| Self::node_name(n)).collect();
+        refuse(
+            self.path,
+            format!(
+                "an ONNX graph whose {} is fed through {}, not the layout torch.onnx.export \
+                 writes between stacked RNNs",
+                Self::node_name(node),
+                ops.join(" then ")
+            ),
+            EXPORT_RNN_ALONE,
+        )
+    }
+
+    /// The integers of an initialiser or `Constant` named `name`.
+    fn constant_ints(&self, name: Option<&String>) -> Option<Vec<i64>> {
+        let t = self.constant(name?)?;
+        let t = to_tensor(self.path, t).ok()?;
+        t.to_dtype(DType::I64)
+            .ok()?
+            .flatten_all()
+            .ok()?
+            .to_vec1()
+            .ok()
+    }
+
+    fn constant(&self, name: &str) -> Option<&'g TensorProto> {
+        if let Some(t) = self.initializers.get(name) {
+            return Some(t);
+        }
+        let node = self.producer.get(name)?;
+        if node.op_type != "Constant" {
+            return None;
+        }
+        node.attribute
+            .iter()
+            .find(|a| a.name == "value")
+            .and_then(|a| a.t.as_ref())
+    }
+
+    pub(super) fn weight(&self, node: &Node, index: usize, what: &str) -> Result<Tensor> {
+        self.optional_weight(node, index, what)?.ok_or_else(|| {
+            malformed(
+                self.path,
+                format!("the {} has no {what} input", Self::node_name(node)),
+            )
+        })
+    }
+
+    pub(super) fn optional_weight(
+        &self,
+        node: &Node,
+        index: usize,
+        what: &str,
+    ) -> Result<Option<Tensor>> {
+        let name = match node.input.get(index) {
+            None => return Ok(None),
+            Some(n) if n.is_empty() => return Ok(None),
+            Some(n) => n,
+        };
+        match self.constant(name) {
+            Some(t) => {
+                let t = to_tensor(self.path, t)?;
+                if !t.dtype().is_float() || t.rank() < 2 {
+                    return Err(WeightsError::Shape {
+                        path: self.path.to_owned(),
+                        name: format!("{what} of {}", Self::node_name(node)),
+                        expected: "a floating-point tensor of rank 2 or 3".into(),
+                        found: t.dims().to_vec(),
+                    });
+                }
+                Ok(Some(t))
+            }
+            None => Err(refuse(
+                self.path,
+                format!(
+                    "an ONNX {} whose {what} `{name}` is computed or given at run time, not \
+                     stored in the file",
+                    Self::node_name(node)
+                ),
+                "export with the weights as initialisers (torch.onnx.export's default \
+                 do_constant_folding=True)",
+            )),
+        }
+    }
+
+    pub(super) fn feed(&self, node: &'g Node, index: usize, what: &str) -> Result<Feed<'g>> {
+        let name = match node.input.get(index) {
+            None => return Ok(Feed::Absent),
+            Some(n) if n.is_empty() => return Ok(Feed::Absent),
+            Some(n) => n.as_str(),
+        };
+        if let Some(t) = self.initializers.get(name) {
+            return Ok(Feed::Initializer(t));
+        }
+        if self.inputs.contains(&name) {
+            return Ok(Feed::GraphInput);
+        }
+        if let Some(expand) = self.producer.get(name).filter(|n| n.op_type == "Expand") {
+            let zero = expand
+                .input
+                .first()
+                .and_then(|v| self.constant(v))
+                .and_then(|t| to_tensor(self.path, t).ok())
+                .and_then(|t| {
+                    t.to_dtype(DType::F64)
+                        .ok()?
+                        .flatten_all()
+                        .ok()?
+                        .to_vec1()
+                        .ok()
+                })
+                .is_some_and(|v: Vec<f64>| v.iter().all(|&x| x == 0.0));
+            if zero {
+                return Ok(Feed::Zero);
+            }
+        }
+        Err(refuse(
+            self.path,
+            format!(
+                "an ONNX {} whose {what} `{name}` is computed in the graph",
+                Self::node_name(node)
+            ),
+            "give it as an initialiser or a graph input",
+        ))
+    }
+}

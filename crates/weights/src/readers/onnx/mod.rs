@@ -1,0 +1,80 @@
+//! ONNX models: every `RNN` node of the graph, with its attributes, as one stack under
+//! PyTorch's canonical names.
+//!
+//! A graph runs as one model when its RNN nodes form one stack joined only by the glue that
+//! `torch.onnx.export(..., dynamo=False)` writes: the first node fed by a graph input (or its
+//! `Transpose` perm `[1, 0, 2]`, batch-first), each next node fed by the one before through
+//! `Transpose` perm `[0, 2, 1, 3]` and `Reshape` to `[0, 0, -1]` (bidirectional) or
+//! `Squeeze` of axis 1 (one direction), and a zero initial state built by `Expand` from the
+//! input's `Shape`. Any other op between or around the nodes is refused by name, and so is
+//! every attribute whose meaning `rnn` does not share exactly.
+//!
+//! `initial_h` and `sequence_lens` given as initialisers are part of the model: they are read
+//! as the tensors `h0` and `lengths` and the metadata key `model_inputs` names them, so that
+//! runs take them from the model and refuse inputs that contradict them. Given as graph
+//! inputs, they are inputs like any other: the user passes `h0` and `lengths` at run time.
+//!
+//! # Sequences of length 0
+//!
+//! `rnn` gives a sequence of length 0 its initial state as final state (TensorFlow's
+//! convention, and the state at its last valid step read literally); ONNX Runtime gives 0.
+//! The two agree whenever the initial state is zero. A model whose initialisers fix both a
+//! nonzero `initial_h` and a length of 0 is refused; lengths given at run time follow `rnn`'s
+//! convention.
+
+mod attributes;
+mod convert;
+mod graph;
+mod proto;
+mod tensor;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::Tensor;
+use prost::Message;
+
+use crate::error::{Result, WeightsError};
+use crate::file::TensorFile;
+
+use graph::Reader;
+
+/// Reads the RNN nodes of an ONNX model.
+pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
+    let model = proto::Model::decode(bytes).map_err(|e| WeightsError::Malformed {
+        path: path.to_owned(),
+        kind: "ONNX",
+        reason: e.to_string(),
+    })?;
+    let Some(graph) = &model.graph else {
+        return Err(malformed(path, "a model without a graph".into()));
+    };
+    let reader = Reader::new(path, graph);
+    let (mut tensors, mut metadata) = reader.read()?;
+    let producer = format!("{} {}", model.producer_name, model.producer_version);
+    metadata.insert("producer".into(), producer.trim().to_string());
+    // Tensors of the graph, named as rnn names them; sorted for stable messages.
+    let tensors: BTreeMap<String, Tensor> = std::mem::take(&mut tensors).into_iter().collect();
+    Ok(TensorFile::from_tensors(path, tensors, metadata))
+}
+
+fn malformed(path: &Path, reason: String) -> WeightsError {
+    WeightsError::Malformed {
+        path: path.to_owned(),
+        kind: "ONNX",
+        reason,
+    }
+}
+
+fn refuse(path: &Path, format: String, advice: &str) -> WeightsError {
+    WeightsError::Unsupported {
+        path: path.to_owned(),
+        format,
+        advice: advice.into(),
+    }
+}
+
+const EXPORT_RNN_ALONE: &str = "export the nn.RNN alone (torch.onnx.export(rnn, ..., \
+                                dynamo=False)), or save its state_dict";

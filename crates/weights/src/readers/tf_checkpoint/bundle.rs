@@ -1,0 +1,228 @@
+//! The bundle itself: the index's `BundleHeaderProto` and `BundleEntryProto`s as
+//! hand-written prost messages, TensorFlow's dtypes, and the data shards the entries point
+//! into.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use super::with_suffix;
+use crate::error::{Result, WeightsError};
+use crate::readers::sstable;
+
+/// `tensorflow/core/protobuf/tensor_bundle.proto`: the `""` entry of the index.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct BundleHeaderProto {
+    #[prost(int32, tag = "1")]
+    pub(super) num_shards: i32,
+    /// 0 little-endian, 1 big-endian.
+    #[prost(int32, tag = "2")]
+    pub(super) endianness: i32,
+    #[prost(message, optional, tag = "3")]
+    pub(super) version: Option<VersionDef>,
+}
+
+/// `tensorflow/core/framework/versions.proto`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct VersionDef {
+    #[prost(int32, tag = "1")]
+    producer: i32,
+    #[prost(int32, tag = "2")]
+    pub(super) min_consumer: i32,
+    #[prost(int32, repeated, tag = "3")]
+    pub(super) bad_consumers: Vec<i32>,
+}
+
+/// `tensor_bundle.proto`: one variable's place in the data shards.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct BundleEntryProto {
+    /// A `tensorflow.DataType`.
+    #[prost(int32, tag = "1")]
+    pub(super) dtype: i32,
+    #[prost(message, optional, tag = "2")]
+    shape: Option<TensorShapeProto>,
+    #[prost(int32, tag = "3")]
+    shard_id: i32,
+    #[prost(int64, tag = "4")]
+    offset: i64,
+    #[prost(int64, tag = "5")]
+    size: i64,
+    /// The masked CRC-32C of the tensor's bytes.
+    #[prost(fixed32, tag = "6")]
+    crc32c: u32,
+    /// Non-empty for a partitioned variable, whose parts are other entries.
+    #[prost(message, repeated, tag = "7")]
+    pub(super) slices: Vec<TensorSliceProto>,
+}
+
+/// `tensor_shape.proto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TensorShapeProto {
+    #[prost(message, repeated, tag = "2")]
+    dim: Vec<Dim>,
+    #[prost(bool, tag = "3")]
+    unknown_rank: bool,
+}
+
+/// `TensorShapeProto.Dim`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Dim {
+    #[prost(int64, tag = "1")]
+    size: i64,
+    #[prost(string, tag = "2")]
+    name: String,
+}
+
+/// `tensor_slice.proto` (only its presence matters here).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct TensorSliceProto {}
+
+/// The TensorFlow version this reader follows: `kTensorBundleVersion`.
+pub(super) const BUNDLE_VERSION: i32 = 1;
+/// More shards than TensorFlow's 5-digit shard names can number.
+pub(super) const MAX_SHARDS: i32 = 100_000;
+
+/// A `tensorflow.DataType` this reader loads: candle's type and the size of one element.
+pub(super) fn dtype_of(code: i32) -> Option<(DType, usize)> {
+    Some(match code {
+        1 => (DType::F32, 4),
+        2 => (DType::F64, 8),
+        3 => (DType::I32, 4),
+        9 => (DType::I64, 8),
+        14 => (DType::BF16, 2),
+        19 => (DType::F16, 2),
+        _ => return None,
+    })
+}
+
+/// The name of a `tensorflow.DataType`, for messages.
+pub(super) fn dtype_name(code: i32) -> String {
+    match code {
+        4 => "uint8".into(),
+        5 => "int16".into(),
+        6 => "int8".into(),
+        7 => "string".into(),
+        8 => "complex64".into(),
+        10 => "bool".into(),
+        17 => "uint16".into(),
+        18 => "complex128".into(),
+        20 => "resource".into(),
+        21 => "variant".into(),
+        22 => "uint32".into(),
+        23 => "uint64".into(),
+        _ => format!("DataType {code}"),
+    }
+}
+
+/// The data shards, each read when a tensor first needs it.
+pub(super) struct Shards<'a> {
+    pub(super) prefix: &'a Path,
+    pub(super) index: &'a Path,
+    pub(super) count: i32,
+    pub(super) loaded: HashMap<i32, Vec<u8>>,
+}
+
+impl Shards<'_> {
+    pub(super) fn tensor(
+        &mut self,
+        name: &str,
+        entry: &BundleEntryProto,
+        dtype: DType,
+        width: usize,
+    ) -> Result<Tensor> {
+        let malformed = |reason: String| WeightsError::Malformed {
+            path: self.index.to_owned(),
+            kind: "TensorFlow checkpoint index",
+            reason: format!("`{name}`: {reason}"),
+        };
+        let shape = entry.shape.clone().unwrap_or_default();
+        if shape.unknown_rank {
+            return Err(malformed(
+                "expected a known shape, found unknown rank".into(),
+            ));
+        }
+        let dims: Option<Vec<usize>> = shape
+            .dim
+            .iter()
+            .map(|d| usize::try_from(d.size).ok())
+            .collect();
+        let dims = dims.ok_or_else(|| {
+            malformed(format!(
+                "expected a shape of sizes ≥ 0, found {:?}",
+                shape.dim.iter().map(|d| d.size).collect::<Vec<_>>()
+            ))
+        })?;
+        let bytes = dims
+            .iter()
+            .try_fold(width, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| malformed(format!("shape {dims:?} overflows")))?;
+        if u64::try_from(entry.size).ok() != Some(bytes as u64) {
+            return Err(malformed(format!(
+                "expected {bytes} bytes for shape {dims:?}, found size {}",
+                entry.size
+            )));
+        }
+        if !(0..self.count).contains(&entry.shard_id) {
+            return Err(malformed(format!(
+                "expected a shard below {}, found shard {}",
+                self.count, entry.shard_id
+            )));
+        }
+        let shard_path = self.shard_path(entry.shard_id);
+        let data = self.shard(entry.shard_id)?;
+        let start = usize::try_from(entry.offset).ok();
+        let range = start
+            .and_then(|s| Some(s..s.checked_add(bytes)?))
+            .filter(|r| r.end <= data.len())
+            .ok_or_else(|| WeightsError::Malformed {
+                path: shard_path.clone(),
+                kind: "TensorFlow checkpoint data shard",
+                reason: format!(
+                    "`{name}`: expected {bytes} bytes at offset {}, but the shard has {}",
+                    entry.offset,
+                    data.len()
+                ),
+            })?;
+        let raw = &data[range];
+        let crc = sstable::mask(sstable::crc32c(raw));
+        if crc != entry.crc32c {
+            return Err(WeightsError::Malformed {
+                path: shard_path,
+                kind: "TensorFlow checkpoint data shard",
+                reason: format!(
+                    "`{name}`: the checksum does not match (index {:#010x}, data {crc:#010x})",
+                    entry.crc32c
+                ),
+            });
+        }
+        Tensor::from_raw_buffer(raw, dtype, &dims, &Device::Cpu).map_err(|error| {
+            WeightsError::Tensor {
+                path: shard_path,
+                error,
+            }
+        })
+    }
+
+    fn shard_path(&self, id: i32) -> PathBuf {
+        with_suffix(self.prefix, &format!(".data-{id:05}-of-{:05}", self.count))
+    }
+
+    fn shard(&mut self, id: i32) -> Result<&[u8]> {
+        if !self.loaded.contains_key(&id) {
+            let path = self.shard_path(id);
+            let bytes = std::fs::read(&path).map_err(|error| WeightsError::MissingPart {
+                path: path.clone(),
+                what: format!(
+                    "data shard {} of {} of the checkpoint {}",
+                    id + 1,
+                    self.count,
+                    self.index.display()
+                ),
+                error,
+            })?;
+            self.loaded.insert(id, bytes);
+        }
+        Ok(self.loaded.get(&id).map(Vec::as_slice).unwrap_or_default())
+    }
+}
