@@ -33,7 +33,7 @@ pub(super) const MAX_TICKS: usize = 10;
 pub(super) const BAR_W: u32 = 20;
 pub(super) const BAR_MIN_H: u32 = 150;
 pub(super) const BAR_MAX_H: u32 = 400;
-/// The longest label [`format_value`](super::figure::format_value) writes, e.g. "-1.2e-10".
+/// The longest label `format_value` (figure.rs) writes, e.g. "-1.2e-10".
 pub(super) const BAR_LABEL_CHARS: usize = 8;
 pub(super) const X_LABEL: &str = "time step";
 pub(super) const Y_LABEL: &str = "neuron";

@@ -5,10 +5,9 @@ use std::path::Path;
 
 use rnn_core::{Nonlinearity, Param};
 
-use super::graph::Reader;
 use super::proto::{self, Node};
-use super::refuse;
 use super::EXPORT_RNN_ALONE;
+use super::{node_name, refuse};
 use crate::error::{Result, WeightsError};
 
 /// A node's attributes, checked against what `rnn` runs.
@@ -37,7 +36,7 @@ impl<'n> Attributes<'n> {
                 path,
                 format!(
                     "an ONNX {} with attribute {}, which the RNN op does not define",
-                    Reader::node_name(node),
+                    node_name(node),
                     a.name
                 ),
                 EXPORT_RNN_ALONE,
@@ -65,10 +64,7 @@ impl<'n> Attributes<'n> {
     fn refuse(&self, name: &str, value: &str, advice: &str) -> WeightsError {
         refuse(
             self.path,
-            format!(
-                "an ONNX {} with {name}={value}",
-                Reader::node_name(self.node)
-            ),
+            format!("an ONNX {} with {name}={value}", node_name(self.node)),
             advice,
         )
     }

@@ -10,7 +10,7 @@ use super::attributes::Attributes;
 use super::graph::{Feed, Reader, GLUE};
 use super::proto::Node;
 use super::tensor::to_tensor;
-use super::{refuse, EXPORT_RNN_ALONE};
+use super::{node_name, refuse, EXPORT_RNN_ALONE};
 use crate::error::{Result, WeightsError};
 
 impl<'g> Reader<'g> {
@@ -55,7 +55,7 @@ impl<'g> Reader<'g> {
                     self.path,
                     format!(
                         "an ONNX graph with a {} between or around its RNN nodes",
-                        Self::node_name(node)
+                        node_name(node)
                     ),
                     EXPORT_RNN_ALONE,
                 ));
@@ -100,7 +100,7 @@ impl<'g> Reader<'g> {
                 {
                     return Err(WeightsError::Shape {
                         path: self.path.to_owned(),
-                        name: format!("{what} of {}", Self::node_name(node)),
+                        name: format!("{what} of {}", node_name(node)),
                         expected: format!("{shape:?} (directions, hidden_size, ...)"),
                         found: t.dims().to_vec(),
                     });
@@ -208,7 +208,7 @@ impl<'g> Reader<'g> {
     fn attribute(&self, node: &Node, name: &str, value: &str) -> WeightsError {
         refuse(
             self.path,
-            format!("an ONNX {} with {name}={value}", Self::node_name(node)),
+            format!("an ONNX {} with {name}={value}", node_name(node)),
             EXPORT_RNN_ALONE,
         )
     }
@@ -236,7 +236,7 @@ impl<'g> Reader<'g> {
                         format!(
                             "an ONNX stack whose initial_h is fixed for some RNN nodes and not \
                              for the {}",
-                            Self::node_name(node)
+                            node_name(node)
                         ),
                         "give every node's initial_h as an initialiser, or none",
                     ))

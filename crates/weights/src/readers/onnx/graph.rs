@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor};
 use super::attributes::Attributes;
 use super::proto::{Graph, Node, TensorProto};
 use super::tensor::to_tensor;
-use super::{malformed, refuse, EXPORT_RNN_ALONE};
+use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
 use crate::error::{Result, WeightsError};
 
 /// Ops that may join the RNN nodes of a stack (shape bookkeeping, as the exporter writes it).
@@ -73,14 +73,6 @@ impl<'g> Reader<'g> {
             inputs,
         }
     }
-
-    pub(super) fn node_name(node: &Node) -> String {
-        if node.name.is_empty() {
-            format!("{} node", node.op_type)
-        } else {
-            format!("{} node `{}`", node.op_type, node.name)
-        }
-    }
 }
 
 impl<'g> Reader<'g> {
@@ -98,7 +90,7 @@ impl<'g> Reader<'g> {
                     format!(
                         "an ONNX graph whose {} is fed by `{}`, neither a graph input nor an \
                          RNN",
-                        Self::node_name(node),
+                        node_name(node),
                         self.origin(x, &path)
                     ),
                     EXPORT_RNN_ALONE,
@@ -144,7 +136,7 @@ impl<'g> Reader<'g> {
                         format!(
                             "an ONNX graph whose RNN reads the final state `{name}` of the {} \
                              as its input",
-                            Self::node_name(node)
+                            node_name(node)
                         ),
                         EXPORT_RNN_ALONE,
                     ));
@@ -208,13 +200,13 @@ impl<'g> Reader<'g> {
     }
 
     fn glue_error(&self, node: &Node, path: &[&Node]) -> WeightsError {
-        let ops: Vec<String> = path.iter().rev().map(|n| Self::node_name(n)).collect();
+        let ops: Vec<String> = path.iter().rev().map(|n| node_name(n)).collect();
         refuse(
             self.path,
             format!(
                 "an ONNX graph whose {} is fed through {}, not the layout torch.onnx.export \
                  writes between stacked RNNs",
-                Self::node_name(node),
+                node_name(node),
                 ops.join(" then ")
             ),
             EXPORT_RNN_ALONE,
@@ -251,7 +243,7 @@ impl<'g> Reader<'g> {
         self.optional_weight(node, index, what)?.ok_or_else(|| {
             malformed(
                 self.path,
-                format!("the {} has no {what} input", Self::node_name(node)),
+                format!("the {} has no {what} input", node_name(node)),
             )
         })
     }
@@ -273,7 +265,7 @@ impl<'g> Reader<'g> {
                 if !t.dtype().is_float() || t.rank() < 2 {
                     return Err(WeightsError::Shape {
                         path: self.path.to_owned(),
-                        name: format!("{what} of {}", Self::node_name(node)),
+                        name: format!("{what} of {}", node_name(node)),
                         expected: "a floating-point tensor of rank 2 or 3".into(),
                         found: t.dims().to_vec(),
                     });
@@ -285,7 +277,7 @@ impl<'g> Reader<'g> {
                 format!(
                     "an ONNX {} whose {what} `{name}` is computed or given at run time, not \
                      stored in the file",
-                    Self::node_name(node)
+                    node_name(node)
                 ),
                 "export with the weights as initialisers (torch.onnx.export's default \
                  do_constant_folding=True)",
@@ -328,7 +320,7 @@ impl<'g> Reader<'g> {
             self.path,
             format!(
                 "an ONNX {} whose {what} `{name}` is computed in the graph",
-                Self::node_name(node)
+                node_name(node)
             ),
             "give it as an initialiser or a graph input",
         ))

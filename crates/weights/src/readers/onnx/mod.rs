@@ -78,3 +78,12 @@ fn refuse(path: &Path, format: String, advice: &str) -> WeightsError {
 
 const EXPORT_RNN_ALONE: &str = "export the nn.RNN alone (torch.onnx.export(rnn, ..., \
                                 dynamo=False)), or save its state_dict";
+
+/// How messages name a node: its operator, and its name where the exporter gave one.
+fn node_name(node: &proto::Node) -> String {
+    if node.name.is_empty() {
+        format!("{} node", node.op_type)
+    } else {
+        format!("{} node `{}`", node.op_type, node.name)
+    }
+}
