@@ -3,6 +3,9 @@
 //! `crate::a::b` or `super::x` in its code (not its comments, not its test modules) is an edge
 //! to the longest module that path names.
 
+// A test: a file it cannot read is a failure, said by the panic.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
