@@ -15,6 +15,8 @@ import numpy as np
 from . import load
 
 _MODELS: Dict[Tuple[str, Tuple[Tuple[str, Any], ...]], Any] = {}
+# How many times this process loaded a model: once per (path, options), not once per task.
+loads = 0
 
 
 def _key(options: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:
@@ -27,6 +29,8 @@ def _model(path: str, key: Tuple[Tuple[str, Any], ...]):
     """This process's model for (path, options): loaded on the first task, then reused."""
     model = _MODELS.get((path, key))
     if model is None:
+        global loads
+        loads += 1
         model = load(path, **dict(key))
         _MODELS[(path, key)] = model
     return model
