@@ -52,10 +52,7 @@ fn rnn_error(error: impl std::fmt::Display) -> PyErr {
 fn names(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     if value.is_instance_of::<PyString>() {
         let text: String = value.extract()?;
-        return Ok(text
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .collect());
+        return Ok(text.split(',').map(|s| s.trim().to_string()).collect());
     }
     value.extract::<Vec<String>>()
 }
@@ -183,9 +180,7 @@ fn parse_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
         }
     }
     if batch_first && time_major {
-        return Err(rnn_error(
-            "--batch-first: cannot be used with --time-major",
-        ));
+        return Err(rnn_error("--batch-first: cannot be used with --time-major"));
     }
     read.batch_first = match (batch_first, time_major) {
         (_, true) => Some(false),
@@ -210,7 +205,9 @@ fn open_device(name: &str) -> PyResult<(Device, String)> {
     let ordinal = match name {
         "cpu" => return Ok((Device::Cpu, "cpu".into())),
         "cuda" | "gpu" => Some(0),
-        _ => name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()),
+        _ => name
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok()),
     };
     let Some(n) = ordinal else {
         return Err(rnn_error(format!(
@@ -234,10 +231,7 @@ fn open_device(name: &str) -> PyResult<(Device, String)> {
 fn devices() -> Vec<String> {
     let mut found = vec!["cpu".to_string()];
     if cfg!(feature = "cuda") {
-        found.extend(
-            (0..64)
-                .map_while(|n| Device::new_cuda(n).ok().map(|_| format!("cuda:{n}"))),
-        );
+        found.extend((0..64).map_while(|n| Device::new_cuda(n).ok().map(|_| format!("cuda:{n}"))));
     }
     found
 }
@@ -282,7 +276,11 @@ impl Model {
         if dtype == self.first.dtype() {
             return Ok(&self.first);
         }
-        let cell = if dtype == DType::F64 { &self.f64 } else { &self.f32 };
+        let cell = if dtype == DType::F64 {
+            &self.f64
+        } else {
+            &self.f32
+        };
         if let Some(rnn) = cell.get() {
             return Ok(rnn);
         }
@@ -325,7 +323,11 @@ fn tensor(
             Err(_) => Tensor::from_vec(array.as_array().iter().copied().collect(), shape, device),
         }
     } else {
-        let name = if dtype == Some(DType::F64) { "float64" } else { "float32" };
+        let name = if dtype == Some(DType::F64) {
+            "float64"
+        } else {
+            "float32"
+        };
         let numpy = py.import("numpy")?;
         let array = numpy.call_method1("asarray", (x, name)).map_err(|e| {
             PyTypeError::new_err(format!("{what}: expected an array of numbers ({e})"))
@@ -376,7 +378,10 @@ fn lengths(value: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
             array.getattr("dtype")?.str()?
         )));
     }
-    let values: Vec<i64> = array.call_method0("ravel")?.call_method0("tolist")?.extract()?;
+    let values: Vec<i64> = array
+        .call_method0("ravel")?
+        .call_method0("tolist")?
+        .extract()?;
     values
         .into_iter()
         .map(|l| {
@@ -404,10 +409,7 @@ impl Model {
             .transpose()?;
         let given = lengths.map(self::lengths).transpose()?;
         let rnn = self.rnn(dtype)?;
-        let fixed = self
-            .file
-            .metadata()
-            .contains_key(rnn_weights::MODEL_INPUTS);
+        let fixed = self.file.metadata().contains_key(rnn_weights::MODEL_INPUTS);
         let mask_value = self.mask_value;
         let file = &self.file;
         let result = py.detach(move || -> Result<(Tensor, Option<Tensor>), String> {
@@ -460,7 +462,12 @@ impl Model {
     /// Raises `rnn.RnnError` for a bidirectional or `go_backwards` model, which needs a
     /// sequence's last step first.
     #[pyo3(signature = (batch=1, h0=None))]
-    fn stream(&self, py: Python<'_>, batch: usize, h0: Option<&Bound<'_, PyAny>>) -> PyResult<Stream> {
+    fn stream(
+        &self,
+        py: Python<'_>,
+        batch: usize,
+        h0: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Stream> {
         let dtype = self.first.dtype();
         let h0 = h0
             .map(|h| tensor(py, "h0", h, Some(dtype), &self.device))
@@ -587,10 +594,10 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
     let device = options.device;
     let (file, first, mask_value) = py
         .detach(|| -> Result<_, String> {
-            let file = TensorFile::read(&path)
-                .map_err(|e| format!("cannot read the model: {e}"))?;
-            let weights = LoadedWeights::select(&file, dtype, &read.selection)
-                .map_err(|e| e.to_string())?;
+            let file =
+                TensorFile::read(&path).map_err(|e| format!("cannot read the model: {e}"))?;
+            let weights =
+                LoadedWeights::select(&file, dtype, &read.selection).map_err(|e| e.to_string())?;
             let mask_value = weights
                 .stack_config(&read, Form::Sequence)
                 .map_err(|e| e.to_string())?
