@@ -1,6 +1,6 @@
-//! The `rnn` Python module's native part (`rnn._rnn`): [`load`] reads a weights file through
+//! The `rnn` Python module's native part (`rnn._rnn`): `load` reads a weights file through
 //! rnn-weights with the CLI's reading options (by their long names, as keywords), and a
-//! [`Model`] runs it on numpy arrays with the GIL released. The pure-Python package around it
+//! `Model` runs it on numpy arrays with the GIL released. The pure-Python package around it
 //! (`python/rnn/`) re-exports these and adds `rnn.dask`.
 //!
 //! Copies: an input is copied once into the tensor rnn-core computes on (candle tensors own
@@ -48,10 +48,14 @@ fn rnn_error(error: impl std::fmt::Display) -> PyErr {
     RnnError::new_err(error.to_string())
 }
 
-/// One value or a list of them (a string may also hold them comma-separated, as the flag does).
+/// One value or a list of them (a string may also hold them comma-separated, as the flag does,
+/// unless it is one parametrised activation such as `affine(1.0,0.5)`).
 fn names(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     if value.is_instance_of::<PyString>() {
         let text: String = value.extract()?;
+        if text.contains('(') {
+            return Ok(vec![text]);
+        }
         return Ok(text.split(',').map(|s| s.trim().to_string()).collect());
     }
     value.extract::<Vec<String>>()
