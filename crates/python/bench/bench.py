@@ -63,7 +63,7 @@ def dask_rates(model_dir, binary):
 
     import rnn.dask
 
-    seq, batch, input_size, hidden = 50, 60_000, 32, 64
+    seq, batch, input_size, hidden, chunk = 100, 1800, 64, 1024, 225
     model_path = model_dir / "bench_model.safetensors"
     input_path = model_dir / "bench_input.npy"
     subprocess.run(
@@ -75,6 +75,7 @@ def dask_rates(model_dir, binary):
     np.save(input_path, x)
     model = rnn.load(model_path)
     model(x[:, :64])
+    print(f"workload: seq {seq}, batch {batch}, input {input_size}, hidden {hidden}, chunks of {chunk}")
     start = time.perf_counter()
     want, _ = model(x)
     one_process = time.perf_counter() - start
@@ -83,12 +84,12 @@ def dask_rates(model_dir, binary):
     out = model_dir / "bench_out.npy"
     start = time.perf_counter()
     subprocess.run(
-        [binary, "run", str(model_path), "--input", str(input_path), "--batch-size", "4096",
+        [binary, "run", str(model_path), "--input", str(input_path), "--batch-size", str(chunk),
          "-o", str(out)],
         check=True, stdout=subprocess.DEVNULL,
     )
     cli = time.perf_counter() - start
-    print(f"rnn run --batch-size 4096 (whole process, file in and out): {cli:.2f} s, "
+    print(f"rnn run --batch-size {chunk} (whole process, file in and out): {cli:.2f} s, "
           f"{batch / cli:,.0f} sequences/s")
 
     results = {}
@@ -98,8 +99,8 @@ def dask_rates(model_dir, binary):
             env={"RAYON_NUM_THREADS": "1"},
         )
         with distributed.Client(cluster):
-            xd = da.from_array(x, chunks=(seq, 4096, input_size))
-            rnn.dask.run(model_path, xd[:, :8192].rechunk((seq, 4096, input_size))).compute()
+            xd = da.from_array(x, chunks=(seq, chunk, input_size))
+            rnn.dask.run(model_path, xd[:, : 2 * chunk]).compute()
             times = []
             for _ in range(3):
                 start = time.perf_counter()
