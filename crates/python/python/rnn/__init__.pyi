@@ -65,7 +65,10 @@ class Model:
         lengths: Optional[npt.ArrayLike] = None,
     ) -> Tuple[np.ndarray, Optional[np.ndarray]]: ...
     def stream(self, batch: int = 1, h0: Optional[npt.ArrayLike] = None) -> Stream:
-        """Feeds the model one step at a time; ``h0`` is ``[num_layers, batch, hidden_size]``."""
+        """Feeds the model one step at a time; ``h0`` is ``[num_layers, batch, hidden_size]``.
+
+        The stream computes in the dtype the model was loaded in (float32 unless
+        ``load(dtype="float64")``), whatever the dtype of the steps fed to it."""
 
 class Stream:
     """A model fed one step at a time (``Model.stream()``)."""
