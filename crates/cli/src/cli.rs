@@ -132,6 +132,29 @@ pub struct ReadOptions {
     pub select: SelectArgs,
 }
 
+impl ReadOptions {
+    /// The options these flags give, as rnn-weights (and the Python module) take them.
+    pub fn options(&self) -> rnn_weights::ReadOptions {
+        rnn_weights::ReadOptions {
+            nonlinearity: self.nonlinearity.iter().map(|&n| n.into()).collect(),
+            go_backwards: self.go_backwards,
+            merge_mode: self.merge_mode.iter().map(|&m| m.into()).collect(),
+            masked_steps: self.masked_steps.map(Into::into),
+            mask_value: self.mask_value,
+            clip: self.clip.clone(),
+            // clap refuses both; the time-major flag was the one read first.
+            batch_first: if self.time_major {
+                Some(false)
+            } else if self.batch_first {
+                Some(true)
+            } else {
+                None
+            },
+            selection: self.select.selection(),
+        }
+    }
+}
+
 /// How to build and feed the model.
 #[derive(Debug, Args)]
 pub struct ModelOptions {

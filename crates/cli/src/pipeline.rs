@@ -36,83 +36,20 @@ pub fn load_weights(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Resu
     Ok(LoadedWeights::select(
         file,
         dtype,
-        &read.select.selection(),
+        &read.options().selection,
     )?)
 }
 
-/// One value for every layer, or one per layer, from a flag that takes either.
-fn per_layer<T: Copy>(flag: &str, values: &[T], layers: usize) -> Result<Vec<T>> {
-    match values {
-        [one] => Ok(vec![*one; layers]),
-        many if many.len() == layers => Ok(many.to_vec()),
-        many => bail!(
-            "{flag}: expected one value or {layers} (one per layer of the model), found {}",
-            many.len()
-        ),
-    }
-}
-
 /// The stack's configuration: each flag, else the file's metadata, else its framework's
-/// default.
+/// default ([`LoadedWeights::stack_config`], which the Python module shares).
 pub fn stack_config(model: &LoadedWeights, read: &ReadOptions, form: Form) -> Result<StackConfig> {
-    let layers = model.weights.len();
-    let mut config = model.recorded_config();
-    if !read.nonlinearity.is_empty() {
-        config.nonlinearity = per_layer("--nonlinearity", &read.nonlinearity, layers)?
-            .into_iter()
-            .map(Into::into)
-            .collect();
-        // The flag names one activation per layer, for both of its directions.
-        config.nonlinearity_reverse.clear();
-    }
-    if !read.merge_mode.is_empty() {
-        if model.weights.iter().all(|l| l.len() == 1) {
-            bail!("--merge-mode: this model has no bidirectional layer, whose directions it joins");
-        }
-        let modes = per_layer("--merge-mode", &read.merge_mode, layers)?;
-        for (options, mode) in config.layer_options.iter_mut().zip(modes) {
-            options.merge_mode = mode.into();
-        }
-    }
-    if read.go_backwards {
-        if model.weights.iter().all(|l| l.len() == 2) {
-            bail!(
-                "--go-backwards: every layer of this model is bidirectional; Keras's \
-                 go_backwards applies to one-direction layers"
-            );
-        }
-        for (options, layer) in config.layer_options.iter_mut().zip(&model.weights) {
-            options.go_backwards = layer.len() == 1;
-        }
-    }
-    if let Some(masked_steps) = read.masked_steps {
-        config.masked_steps = masked_steps.into();
-    }
-    if read.mask_value.is_some() {
-        config.mask_value = read.mask_value;
-    }
-    if !read.clip.is_empty() {
-        if let Some(c) = read.clip.iter().find(|c| c.is_nan() || **c <= 0.0) {
-            bail!("--clip: expected a positive bound, found {c}");
-        }
-        config.clip = per_layer("--clip", &read.clip, layers)?
-            .into_iter()
-            .map(Some)
-            .collect();
-    }
-    config.batch_first = Some(batch_first(model, read, form));
-    Ok(config)
+    Ok(model.stack_config(&read.options(), form)?)
 }
 
 /// Whether sequence inputs are batch-first: the flags, else the file's metadata, else its
 /// framework's default. Step-form inputs are stacked time-major whatever the flags say.
 pub fn batch_first(model: &LoadedWeights, read: &ReadOptions, form: Form) -> bool {
-    match form {
-        Form::Steps => false,
-        Form::Sequence if read.time_major => false,
-        Form::Sequence if read.batch_first => true,
-        Form::Sequence => model.batch_first_by_default(),
-    }
+    model.batch_first(&read.options(), form)
 }
 
 pub fn build_rnn(model: &LoadedWeights, read: &ReadOptions, form: Form) -> Result<Rnn> {

@@ -1,5 +1,5 @@
-//! The one error type of this crate: every variant names the file, and where it applies the
-//! tensor, what was expected and what was found.
+//! The one error type of this crate: every variant names the file (or, for a reading option,
+//! the option), and where it applies the tensor, what was expected and what was found.
 
 use std::path::{Path, PathBuf};
 
@@ -153,6 +153,15 @@ pub enum WeightsError {
         expected: String,
         /// The value in the file.
         found: String,
+    },
+    /// A reading option (a flag of the CLI, a keyword of the Python module) that does not fit
+    /// the model: it names the option, by the CLI's flag, not a file.
+    #[error("{option}: {reason}")]
+    Option {
+        /// The option, as the CLI's flag (`--nonlinearity`).
+        option: &'static str,
+        /// What is wrong with its value for this model.
+        reason: String,
     },
     /// The tensors are individually fine but do not make a valid RNN together.
     #[error("{}: {error}", path.display())]

@@ -1,0 +1,78 @@
+"""Type stubs of the ``rnn`` module (its native part is ``rnn._rnn``)."""
+
+from os import PathLike
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Names = Union[str, Sequence[str]]
+_Floats = Union[float, Sequence[float]]
+
+class RnnError(ValueError):
+    """A file, a shape or an option rnn cannot use; the message is the rnn CLI's."""
+
+def load(
+    path: Union[str, PathLike[str]],
+    *,
+    nonlinearity: Optional[_Names] = ...,
+    go_backwards: bool = ...,
+    merge_mode: Optional[_Names] = ...,
+    masked_steps: Optional[str] = ...,
+    mask_value: Optional[float] = ...,
+    clip: Optional[_Floats] = ...,
+    batch_first: bool = ...,
+    time_major: bool = ...,
+    weights_format: Optional[str] = ...,
+    prefix: Optional[str] = ...,
+    stack: Optional[_Names] = ...,
+    dtype: Optional[str] = ...,
+    device: str = ...,
+) -> Model:
+    """Loads the RNN in ``path`` with the CLI's reading options (by their long names).
+
+    Raises ``TypeError`` for an unknown option and ``RnnError`` (a ``ValueError``) with the
+    CLI's message for a file, structure or option rnn cannot use."""
+
+def devices() -> list[str]:
+    """``"cpu"``, then ``"cuda:N"`` for each GPU (none unless built with CUDA)."""
+
+class Model:
+    """A loaded RNN.
+
+    ``model(x, h0=None, lengths=None) -> (output, h_n)``:
+
+    - ``x``: ``[seq, batch, input_size]`` (``[batch, seq, input_size]`` when ``batch_first``),
+      or one sequence ``[seq, input_size]``; float32 or float64.
+    - ``h0``: ``[num_layers * num_directions, batch, hidden_size]``; zeros when ``None``.
+    - ``lengths``: one integer per sequence, each at most ``seq``.
+    - ``output``: like ``x`` with the top layer's output features; ``h_n`` like ``h0``
+      (``None`` when the layers' hidden sizes differ).
+
+    Results have the input's dtype unless ``load(dtype=...)`` fixed one. Releases the GIL.
+    Raises ``RnnError`` when a shape does not fit."""
+
+    input_size: int
+    hidden_size: Union[int, list[int]]
+    num_layers: int
+    bidirectional: bool
+    batch_first: bool
+    device: str
+    def __call__(
+        self,
+        x: npt.ArrayLike,
+        h0: Optional[npt.ArrayLike] = None,
+        lengths: Optional[npt.ArrayLike] = None,
+    ) -> Tuple[np.ndarray, Optional[np.ndarray]]: ...
+    def stream(self, batch: int = 1, h0: Optional[npt.ArrayLike] = None) -> Stream:
+        """Feeds the model one step at a time; ``h0`` is ``[num_layers, batch, hidden_size]``.
+
+        The stream computes in the dtype the model was loaded in (float32 unless
+        ``load(dtype="float64")``), whatever the dtype of the steps fed to it."""
+
+class Stream:
+    """A model fed one step at a time (``Model.stream()``)."""
+
+    steps: int
+    def step(self, x: npt.ArrayLike) -> np.ndarray:
+        """``x`` ``[batch, input_size]`` -> the top layer's new state ``[batch, hidden_size]``."""

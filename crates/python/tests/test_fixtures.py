@@ -1,0 +1,111 @@
+"""The committed framework fixtures (weights, inputs, and the outputs PyTorch, Keras,
+TensorFlow or ONNX Runtime computed) run through the Python module and held against the
+framework's numbers with numpy.allclose (the CLI's tolerance: atol 1e-5, rtol 1e-4)."""
+
+import numpy as np
+import pytest
+
+import rnn
+from conftest import FIXTURES, check_options, read_safetensors
+
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def _inputs(tensors):
+    """(x, h0, lengths, expected by name) in sequence form; step form (X0, X1, …) stacked
+    time-major, its Y<t> as output[t]."""
+    h0 = tensors.get("h0")
+    lengths = tensors.get("lengths", tensors.get("sequence_length"))
+    if "input" in tensors:
+        return tensors["input"], h0, lengths, "sequence"
+    steps = sorted(
+        (int(n[1:]), t) for n, t in tensors.items() if n[0] == "X" and n[1:].isdigit()
+    )
+    return np.stack([t for _, t in steps]), h0, lengths, "steps"
+
+
+def _expected(tensors, form, f64):
+    suffix = "_f64" if f64 else ""
+    if form == "steps":
+        return {
+            n: tensors[n + suffix]
+            for n in tensors
+            if n[0] == "Y" and n[1:].isdigit() and n + suffix in tensors
+        }
+    names = ["output", "output_forward", "output_backward", "h_n"]
+    return {n: tensors[n + suffix] for n in names if n + suffix in tensors}
+
+
+def _run(model_path, fixture, dtype):
+    tensors, metadata = read_safetensors(fixture)
+    x, h0, lengths, form = _inputs(tensors)
+    options = check_options(metadata)
+    if form == "steps":
+        # The steps are stacked time-major, as the CLI stacks them.
+        options["time_major"] = True
+    model = rnn.load(model_path, **options)
+    output, h_n = model(x.astype(dtype), h0=None if h0 is None else h0.astype(dtype), lengths=lengths)
+    assert output.dtype == dtype
+    expected = _expected(tensors, form, dtype == np.float64)
+    if not expected and dtype == np.float64:
+        pytest.skip("the framework wrote no float64 reference")
+    assert expected, f"{fixture.name}: no expected outputs"
+    half = output.shape[-1] // 2
+    compared = 0
+    for name, want in expected.items():
+        if name == "h_n":
+            got = h_n
+        elif name == "output_forward":
+            got = output[..., :half]
+        elif name == "output_backward":
+            got = output[..., half:]
+        elif name.startswith("Y"):
+            got = output[int(name[1:])]
+        else:
+            got = output
+        if got is None or got.ndim != want.ndim:
+            # Keras's return_sequences=False: the merged final states, which the Python
+            # module does not return.
+            continue
+        assert got.shape == want.shape, f"{fixture.name}: {name}"
+        assert np.allclose(got, want, atol=ATOL, rtol=RTOL), (
+            f"{fixture.name}: {name}: worst |error| {np.abs(got - want).max()}"
+        )
+        compared += 1
+    return compared
+
+
+FIXTURE_FILES = sorted(FIXTURES.glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("fixture", FIXTURE_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_fixture(fixture, dtype):
+    if _run(fixture, fixture, dtype) == 0:
+        pytest.skip("only a return_sequences=False output, which Model does not return")
+
+
+def _framework_files():
+    """Each model file of tests/fixtures/files/ with the fixture of the same stem."""
+    directory = FIXTURES / "files"
+    pairs = []
+    for fixture in sorted(directory.glob("*.safetensors")):
+        stem = fixture.name.split(".")[0]
+        for model in sorted(directory.glob(stem + ".*")):
+            # A TensorFlow checkpoint is read from its .index, which names its data shards.
+            if model.name != fixture.name and ".data-" not in model.name:
+                pairs.append((model, fixture))
+    return pairs
+
+
+@pytest.mark.parametrize(
+    "model,fixture", _framework_files(), ids=lambda p: p.name if hasattr(p, "name") else p
+)
+def test_framework_file(model, fixture):
+    if _run(model, fixture, np.float32) == 0:
+        pytest.skip("only a return_sequences=False output, which Model does not return")
+
+
+def test_framework_files_are_found():
+    kinds = {m.suffix for m, _ in _framework_files()}
+    assert {".onnx", ".pt", ".h5", ".keras", ".index"} <= kinds, kinds

@@ -1,0 +1,125 @@
+//! The reading options, as plain data: what the CLI's reading flags (and the Python module's
+//! keywords) say over what a weights file records. The CLI turns its clap structs into
+//! [`ReadOptions`]; both then configure a model through [`LoadedWeights::stack_config`], so the
+//! flags mean the same everywhere.
+
+use rnn_core::{MaskedSteps, MergeMode, Nonlinearity};
+
+use crate::error::{Result, WeightsError};
+use crate::inputs::Form;
+use crate::model::{LoadedWeights, StackConfig};
+use crate::selection::Selection;
+
+/// How to read and configure a model: each field left at its default (empty, `None`, `false`)
+/// keeps what the file records, else its framework's default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadOptions {
+    /// Activation: one for every layer, or one per layer (`--nonlinearity`).
+    pub nonlinearity: Vec<Nonlinearity>,
+    /// Every one-direction layer reads its sequence from the end (Keras's `go_backwards`).
+    pub go_backwards: bool,
+    /// How each bidirectional layer joins its directions: one for every layer, or one per
+    /// layer (`--merge-mode`).
+    pub merge_mode: Vec<MergeMode>,
+    /// What the outputs hold past a sequence's length (`--masked-steps`).
+    pub masked_steps: Option<MaskedSteps>,
+    /// Keras's `Masking(mask_value)` before the RNN (`--mask-value`).
+    pub mask_value: Option<f64>,
+    /// ONNX's `clip`: one positive bound for every layer, or one per layer (`--clip`).
+    pub clip: Vec<f64>,
+    /// `Some(true)`: sequence inputs are `[batch, seq, features]` (`--batch-first`);
+    /// `Some(false)`: `[seq, batch, features]` (`--time-major`); `None`: the file's default.
+    pub batch_first: Option<bool>,
+    /// Which RNN of the file to read (`--weights-format`, `--prefix`, `--stack`).
+    pub selection: Selection,
+}
+
+/// One value for every layer, or one per layer, from an option that takes either.
+fn per_layer<T: Copy>(option: &'static str, values: &[T], layers: usize) -> Result<Vec<T>> {
+    match values {
+        [one] => Ok(vec![*one; layers]),
+        many if many.len() == layers => Ok(many.to_vec()),
+        many => Err(WeightsError::Option {
+            option,
+            reason: format!(
+                "expected one value or {layers} (one per layer of the model), found {}",
+                many.len()
+            ),
+        }),
+    }
+}
+
+impl LoadedWeights {
+    /// The stack's configuration for inputs of `form`: each option, else the file's metadata,
+    /// else its framework's default.
+    ///
+    /// # Errors
+    /// [`WeightsError::Option`] when an option does not fit the model: a per-layer list of the
+    /// wrong length, `merge_mode` without a bidirectional layer, `go_backwards` with only
+    /// bidirectional ones, a `clip` bound that is not positive.
+    pub fn stack_config(&self, read: &ReadOptions, form: Form) -> Result<StackConfig> {
+        let layers = self.weights.len();
+        let mut config = self.recorded_config();
+        if !read.nonlinearity.is_empty() {
+            config.nonlinearity = per_layer("--nonlinearity", &read.nonlinearity, layers)?;
+            // The option names one activation per layer, for both of its directions.
+            config.nonlinearity_reverse.clear();
+        }
+        if !read.merge_mode.is_empty() {
+            if self.weights.iter().all(|l| l.len() == 1) {
+                return Err(WeightsError::Option {
+                    option: "--merge-mode",
+                    reason: "this model has no bidirectional layer, whose directions it joins"
+                        .into(),
+                });
+            }
+            let modes = per_layer("--merge-mode", &read.merge_mode, layers)?;
+            for (options, mode) in config.layer_options.iter_mut().zip(modes) {
+                options.merge_mode = mode;
+            }
+        }
+        if read.go_backwards {
+            if self.weights.iter().all(|l| l.len() == 2) {
+                return Err(WeightsError::Option {
+                    option: "--go-backwards",
+                    reason: "every layer of this model is bidirectional; Keras's go_backwards \
+                             applies to one-direction layers"
+                        .into(),
+                });
+            }
+            for (options, layer) in config.layer_options.iter_mut().zip(&self.weights) {
+                options.go_backwards = layer.len() == 1;
+            }
+        }
+        if let Some(masked_steps) = read.masked_steps {
+            config.masked_steps = masked_steps;
+        }
+        if read.mask_value.is_some() {
+            config.mask_value = read.mask_value;
+        }
+        if !read.clip.is_empty() {
+            if let Some(c) = read.clip.iter().find(|c| c.is_nan() || **c <= 0.0) {
+                return Err(WeightsError::Option {
+                    option: "--clip",
+                    reason: format!("expected a positive bound, found {c}"),
+                });
+            }
+            config.clip = per_layer("--clip", &read.clip, layers)?
+                .into_iter()
+                .map(Some)
+                .collect();
+        }
+        config.batch_first = Some(self.batch_first(read, form));
+        Ok(config)
+    }
+
+    /// Whether sequence inputs are batch-first: the option, else the file's metadata, else its
+    /// framework's default. Step-form inputs are stacked time-major whatever the options say.
+    pub fn batch_first(&self, read: &ReadOptions, form: Form) -> bool {
+        match (form, read.batch_first) {
+            (Form::Steps, _) => false,
+            (Form::Sequence, Some(batch_first)) => batch_first,
+            (Form::Sequence, None) => self.batch_first_by_default(),
+        }
+    }
+}
