@@ -1,10 +1,9 @@
 //! Recognising RNN weights by their tensor names and bringing them to the canonical layout
-//! (PyTorch's), and saving that layout with its configuration.
+//! (PyTorch's), with the options the file records.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use rnn_core::{LayerOptions, LayerWeights, MaskedSteps, MergeMode, Nonlinearity};
 
 use crate::error::{Result, WeightsError};
@@ -12,7 +11,7 @@ use crate::file::TensorFile;
 use crate::load_plan::{load_plan, Loaded, TensorMapping};
 use crate::naming::{Naming, Plan};
 use crate::selection::Selection;
-use crate::write::write_safetensors;
+use crate::stack_config::{key, per_layer, StackConfig};
 
 /// RNN weights read from a file, in the canonical layout, with the options the file records.
 #[derive(Debug, Clone)]
@@ -45,28 +44,6 @@ pub struct LoadedWeights {
     pub mapping: Vec<TensorMapping>,
 }
 
-/// A stack's configuration beyond its weights, as [`save_canonical`] records it.
-#[derive(Debug, Clone, Default)]
-pub struct StackConfig {
-    /// One activation per layer (or one for every layer).
-    pub nonlinearity: Vec<Nonlinearity>,
-    /// The activation of each layer's reverse direction, one per layer (or one for every
-    /// layer); empty: the same as [`StackConfig::nonlinearity`]. One-direction layers ignore
-    /// it.
-    pub nonlinearity_reverse: Vec<Nonlinearity>,
-    /// Each layer's clamp of the pre-activation to `[-clip, clip]` (ONNX's `clip`), one per
-    /// layer (or one for every layer); empty: none.
-    pub clip: Vec<Option<f64>>,
-    /// One entry per layer (or none: PyTorch's behaviour throughout).
-    pub layer_options: Vec<LayerOptions>,
-    /// What the outputs hold past a sequence's length.
-    pub masked_steps: MaskedSteps,
-    /// Whether sequence inputs are batch-first, when known.
-    pub batch_first: Option<bool>,
-    /// Keras's `Masking(mask_value)` before the RNN, if there is one.
-    pub mask_value: Option<f64>,
-}
-
 /// Where the user picks no RNN, what a Keras file records: the stack of a `.keras` config,
 /// bottom first (`Some`), or a refusal when the model has layers rnn does not run.
 fn recorded_selection(file: &TensorFile, selection: &Selection) -> Result<Option<Selection>> {
@@ -96,28 +73,6 @@ fn recorded_selection(file: &TensorFile, selection: &Selection) -> Result<Option
         ..selection.clone()
     }))
 }
-
-/// Metadata keys written by [`save_canonical`] and read back by [`LoadedWeights::from_file`].
-mod key {
-    pub const LAYOUT: &str = "layout";
-    pub const INPUT_SIZE: &str = "input_size";
-    pub const HIDDEN_SIZE: &str = "hidden_size";
-    pub const NUM_LAYERS: &str = "num_layers";
-    pub const BIDIRECTIONAL: &str = "bidirectional";
-    pub const BIAS: &str = "bias";
-    pub const NONLINEARITY: &str = "nonlinearity";
-    pub const NONLINEARITY_REVERSE: &str = "nonlinearity_reverse";
-    pub const CLIP: &str = "clip";
-    pub const BATCH_FIRST: &str = "batch_first";
-    pub const GO_BACKWARDS: &str = "go_backwards";
-    pub const REVERSE: &str = "reverse";
-    pub const MERGE_MODE: &str = "merge_mode";
-    pub const MASKED_STEPS: &str = "masked_steps";
-    pub const MASK_VALUE: &str = "mask_value";
-}
-
-/// The value of the `layout` metadata key in files this crate writes.
-pub const CANONICAL_LAYOUT: &str = "rnn/pytorch-v1";
 
 impl LoadedWeights {
     /// Reads a weights file and recognises its format by tensor names.
@@ -380,280 +335,4 @@ fn check_biases(file: &TensorFile, plan: &Plan) -> Result<()> {
         ),
         found: file.names(),
     })
-}
-
-/// A comma-separated metadata value with one entry for every layer, or one for all of them.
-/// Commas inside parentheses (`affine(2,0.5)`) belong to the entry.
-fn per_layer<T: Clone>(
-    value: &str,
-    layers: usize,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Option<Vec<T>> {
-    let mut entries = Vec::new();
-    let (mut depth, mut start) = (0usize, 0);
-    for (i, c) in value.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.checked_sub(1)?,
-            ',' if depth == 0 => {
-                entries.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    entries.push(&value[start..]);
-    let values: Vec<T> = entries
-        .into_iter()
-        .map(|v| parse(v.trim()))
-        .collect::<Option<_>>()?;
-    match values.len() {
-        1 => Some(vec![values[0].clone(); layers]),
-        n if n == layers => Some(values),
-        _ => None,
-    }
-}
-
-/// `values` as one metadata value: the one value when all are equal, else one per layer.
-fn joined<T: PartialEq>(values: &[T], name: impl Fn(&T) -> String) -> String {
-    match values.first() {
-        Some(first) if values.iter().all(|v| v == first) => name(first),
-        _ => values.iter().map(name).collect::<Vec<_>>().join(","),
-    }
-}
-
-impl StackConfig {
-    /// PyTorch's `nn.RNN` with one activation for every layer: no Keras options, zeros past
-    /// each sequence's length.
-    pub fn uniform(nonlinearity: Nonlinearity, batch_first: Option<bool>) -> Self {
-        Self {
-            nonlinearity: vec![nonlinearity],
-            batch_first,
-            ..Self::default()
-        }
-    }
-
-    /// The stack that `weights` (`weights[k][d]`) make with this configuration; batch-first
-    /// when [`StackConfig::batch_first`] says so.
-    ///
-    /// # Errors
-    /// When the activations, clips or layer options are not one for all layers or one per
-    /// layer, when a clip is not positive, and as [`rnn_core::Rnn::with_layer_options`].
-    pub fn build(&self, weights: &[Vec<LayerWeights>]) -> candle_core::Result<rnn_core::Rnn> {
-        let per_layer = |what: &str, n: usize| {
-            candle_core::Error::Msg(format!(
-                "{what}: expected one value or {} (one per layer), found {n}",
-                weights.len()
-            ))
-        };
-        let nonlinearity = match self.nonlinearity.as_slice() {
-            [] => vec![Nonlinearity::default(); weights.len()],
-            [one] => vec![*one; weights.len()],
-            many if many.len() == weights.len() => many.to_vec(),
-            many => return Err(per_layer("nonlinearity", many.len())),
-        };
-        let reverse = match self.nonlinearity_reverse.as_slice() {
-            [] => nonlinearity.clone(),
-            [one] => vec![*one; weights.len()],
-            many if many.len() == weights.len() => many.to_vec(),
-            many => return Err(per_layer("nonlinearity_reverse", many.len())),
-        };
-        let clip = match self.clip.as_slice() {
-            [] => vec![None; weights.len()],
-            [one] => vec![*one; weights.len()],
-            many if many.len() == weights.len() => many.to_vec(),
-            many => return Err(per_layer("clip", many.len())),
-        };
-        let options = match self.layer_options.as_slice() {
-            [] => vec![LayerOptions::default(); weights.len()],
-            many if many.len() == weights.len() => many.to_vec(),
-            many => return Err(per_layer("layer options", many.len())),
-        };
-        let layers = weights
-            .iter()
-            .enumerate()
-            .map(|(k, dirs)| {
-                dirs.iter()
-                    .enumerate()
-                    .map(|(d, w)| {
-                        let n = if d == 1 { reverse[k] } else { nonlinearity[k] };
-                        rnn_core::RnnLayer::new(w, n)?.with_clip(clip[k])
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(rnn_core::Rnn::with_layer_options(layers, options)?
-            .with_masked_steps(self.masked_steps)
-            .with_batch_first(self.batch_first.unwrap_or(false)))
-    }
-}
-
-/// Saves weights in the canonical layout (PyTorch's names) with the configuration in
-/// `__metadata__`: `layout`, `input_size`, `hidden_size` (comma-separated, one per layer),
-/// `num_layers`, `bidirectional`, `bias`, `nonlinearity`, `masked_steps`, and where they are
-/// set `nonlinearity_reverse` (where a reverse direction's differs), `clip` (a number or
-/// `none`), `go_backwards`, `reverse`, `merge_mode` (one value for all layers, or one per layer),
-/// `batch_first` and `mask_value`. Extra tensors (inputs, expected outputs) may be stored beside them.
-pub fn save_canonical(
-    path: &Path,
-    weights: &[Vec<LayerWeights>],
-    config: &StackConfig,
-    extra: &[(String, Tensor)],
-) -> Result<()> {
-    let rnn = config
-        .build(weights)
-        .map_err(|error| WeightsError::Tensor {
-            path: path.to_owned(),
-            error,
-        })?;
-    let nonlinearity: Vec<Nonlinearity> =
-        rnn.layers().iter().map(|l| l[0].nonlinearity()).collect();
-    let reverse: Vec<Nonlinearity> = rnn
-        .layers()
-        .iter()
-        .map(|l| l[l.len() - 1].nonlinearity())
-        .collect();
-    let clip: Vec<Option<f64>> = rnn.layers().iter().map(|l| l[0].clip()).collect();
-    let options = rnn.layer_options();
-    let first = &weights[0][0]; // a valid Rnn has at least one layer and direction
-    let mut tensors = Vec::new();
-    for (k, dirs) in weights.iter().enumerate() {
-        for (d, w) in dirs.iter().enumerate() {
-            let suffix = if d == 1 { "_reverse" } else { "" };
-            tensors.push((format!("weight_ih_l{k}{suffix}"), w.w_ih.clone()));
-            tensors.push((format!("weight_hh_l{k}{suffix}"), w.w_hh.clone()));
-            if let Some(b) = &w.b_ih {
-                tensors.push((format!("bias_ih_l{k}{suffix}"), b.clone()));
-            }
-            if let Some(b) = &w.b_hh {
-                tensors.push((format!("bias_hh_l{k}{suffix}"), b.clone()));
-            }
-        }
-    }
-    tensors.extend(extra.iter().cloned());
-    let hidden: Vec<String> = weights
-        .iter()
-        .map(|l| l[0].w_hh.dims()[0].to_string())
-        .collect();
-    let mut meta = HashMap::from([
-        (key::LAYOUT.to_string(), CANONICAL_LAYOUT.to_string()),
-        (key::INPUT_SIZE.into(), first.w_ih.dims()[1].to_string()),
-        (key::HIDDEN_SIZE.into(), hidden.join(",")),
-        (key::NUM_LAYERS.into(), weights.len().to_string()),
-        (
-            key::BIDIRECTIONAL.into(),
-            (weights[0].len() == 2).to_string(),
-        ),
-        (
-            key::BIAS.into(),
-            (first.b_ih.is_some() || first.b_hh.is_some()).to_string(),
-        ),
-        (
-            key::NONLINEARITY.into(),
-            joined(&nonlinearity, Nonlinearity::to_string),
-        ),
-        (
-            key::MASKED_STEPS.into(),
-            rnn.masked_steps().as_str().to_string(),
-        ),
-    ]);
-    if reverse != nonlinearity {
-        meta.insert(
-            key::NONLINEARITY_REVERSE.into(),
-            joined(&reverse, Nonlinearity::to_string),
-        );
-    }
-    if clip.iter().any(Option::is_some) {
-        let name = |c: &Option<f64>| c.map_or("none".into(), |c| c.to_string());
-        meta.insert(key::CLIP.into(), joined(&clip, name));
-    }
-    if options.iter().any(|o| o.go_backwards) {
-        let values: Vec<bool> = options.iter().map(|o| o.go_backwards).collect();
-        meta.insert(key::GO_BACKWARDS.into(), joined(&values, bool::to_string));
-    }
-    if options.iter().any(|o| o.reverse) {
-        let values: Vec<bool> = options.iter().map(|o| o.reverse).collect();
-        meta.insert(key::REVERSE.into(), joined(&values, bool::to_string));
-    }
-    if options.iter().any(|o| o.merge_mode != MergeMode::Concat) {
-        let values: Vec<MergeMode> = options.iter().map(|o| o.merge_mode).collect();
-        meta.insert(
-            key::MERGE_MODE.into(),
-            joined(&values, |m| m.as_str().to_string()),
-        );
-    }
-    if let Some(b) = config.batch_first {
-        meta.insert(key::BATCH_FIRST.into(), b.to_string());
-    }
-    if let Some(m) = config.mask_value {
-        meta.insert(key::MASK_VALUE.into(), m.to_string());
-    }
-    write_safetensors(path, &tensors, meta)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rnn_core::{uniform_weights, InitConfig, Param};
-
-    #[test]
-    fn per_layer_keeps_commas_inside_parentheses() {
-        let affine = Nonlinearity::Affine {
-            alpha: Param::new(2.0),
-            beta: Param::new(0.5),
-        };
-        let parse = Nonlinearity::from_name;
-        assert_eq!(
-            per_layer("affine(2,0.5), tanh", 2, parse),
-            Some(vec![affine, Nonlinearity::Tanh])
-        );
-        assert_eq!(per_layer("affine(2,0.5)", 3, parse), Some(vec![affine; 3]));
-        for bad in ["affine(2,0.5", "tanh)", "affine(2,0.5),tanh,relu"] {
-            assert_eq!(per_layer(bad, 2, parse), None, "{bad}");
-        }
-    }
-
-    /// Two bidirectional layers whose directions differ, one of them clipped: what
-    /// `save_canonical` writes reads back as the same configuration.
-    #[test]
-    fn reverse_activations_parameters_and_clips_round_trip() {
-        let init = InitConfig {
-            input_size: 2,
-            hidden_sizes: vec![3, 3],
-            bidirectional: true,
-            bias: true,
-        };
-        let weights = uniform_weights(&init, 1, DType::F32, &candle_core::Device::Cpu).unwrap();
-        let leaky = Nonlinearity::LeakyRelu {
-            alpha: Param::new(f64::from(0.1f32)),
-        };
-        let config = StackConfig {
-            nonlinearity: vec![Nonlinearity::Tanh, leaky],
-            nonlinearity_reverse: vec![Nonlinearity::Relu, leaky],
-            clip: vec![None, Some(1.5)],
-            ..StackConfig::default()
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.safetensors");
-        save_canonical(&path, &weights, &config, &[]).unwrap();
-        let file = TensorFile::read(&path).unwrap();
-        assert_eq!(
-            file.metadata()[key::NONLINEARITY],
-            "tanh,leaky_relu(0.10000000149011612)"
-        );
-        assert_eq!(
-            file.metadata()[key::NONLINEARITY_REVERSE],
-            "relu,leaky_relu(0.10000000149011612)"
-        );
-        assert_eq!(file.metadata()[key::CLIP], "none,1.5");
-        let back = LoadedWeights::from_file(&file, DType::F32, None).unwrap();
-        let recorded = back.recorded_config();
-        assert_eq!(recorded.nonlinearity, config.nonlinearity);
-        assert_eq!(recorded.nonlinearity_reverse, config.nonlinearity_reverse);
-        assert_eq!(recorded.clip, config.clip);
-        let rnn = recorded.build(&back.weights).unwrap();
-        assert_eq!(rnn.layers()[0][1].nonlinearity(), Nonlinearity::Relu);
-        assert_eq!(rnn.layers()[1][1].clip(), Some(1.5));
-        assert_eq!(rnn.layers()[0][0].clip(), None);
-    }
 }

@@ -7,8 +7,9 @@ use rnn_core::{MaskedSteps, MergeMode, Nonlinearity};
 
 use crate::error::{Result, WeightsError};
 use crate::inputs::Form;
-use crate::model::{LoadedWeights, StackConfig};
+use crate::model::LoadedWeights;
 use crate::selection::Selection;
+use crate::stack_config::StackConfig;
 
 /// How to read and configure a model: each field left at its default (empty, `None`, `false`)
 /// keeps what the file records, else its framework's default.

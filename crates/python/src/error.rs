@@ -1,0 +1,16 @@
+//! `rnn.RnnError`, what a bad file, shape or option raises, with the CLI's message.
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::PyErr;
+
+create_exception!(
+    rnn,
+    RnnError,
+    PyValueError,
+    "A file, a shape or an option rnn cannot use; the message is the rnn CLI's."
+);
+
+pub(crate) fn rnn_error(error: impl std::fmt::Display) -> PyErr {
+    RnnError::new_err(error.to_string())
+}
