@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The crates' source roots, relative to the workspace.
-const ROOTS: [&str; 4] = [
+const ROOTS: [&str; 5] = [
     "crates/rnn-core/src",
     "crates/weights/src",
     "crates/cli/src",
+    "crates/python/src",
     "xtask/src",
 ];
 
