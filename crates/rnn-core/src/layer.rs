@@ -450,7 +450,6 @@ impl RnnLayer {
             lengths,
         )?;
         let seq_len = output.dim(0)?;
-        let result = Tensor::cat(&[&output, &h_n.unsqueeze(0)?], 0)?;
         let h0 = match h0 {
             Some(h0) => h0.clone(),
             None => h_n.zeros_like()?,
@@ -460,7 +459,8 @@ impl RnnLayer {
             columns.push(b.unsqueeze(1)?);
         }
         let recurrence = cpu::bptt::Recurrence {
-            result,
+            output,
+            h_n,
             input_size: self.input_size(),
             hidden: self.hidden_size(),
             bias_columns: columns.len() - 2,

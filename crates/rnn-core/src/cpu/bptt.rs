@@ -33,8 +33,10 @@ use super::{with_slice, Element};
 
 /// One layer and direction's recurrence, its forward already computed.
 pub(crate) struct Recurrence {
-    /// The fused forward's result, `[seq_len + 1, batch, hidden]`: the outputs, then `h_n`.
-    pub result: Tensor,
+    /// The fused forward's output, `[seq_len, batch, hidden]`.
+    pub output: Tensor,
+    /// Its final state, `[batch, hidden]`.
+    pub h_n: Tensor,
     pub input_size: usize,
     pub hidden: usize,
     /// How many bias columns follow the weights in the weights argument (0, 1 or 2).
@@ -71,6 +73,14 @@ impl<T: Element> Clone for Pass<'_, T> {
 impl<T: Element> Copy for Pass<'_, T> {}
 
 impl Recurrence {
+    /// `[output; h_n]`, `[seq_len + 1, batch, hidden]` row-major.
+    fn stacked<T: Element>(&self) -> Result<Vec<T>> {
+        let (output, h_n) = (self.output.contiguous()?, self.h_n.contiguous()?);
+        with_slice::<T, _>(&output, |o| {
+            with_slice::<T, _>(&h_n, |h| Ok([o, h].concat()))
+        })
+    }
+
     /// Whether step `t` is within sequence `b`.
     fn valid(&self, t: usize, b: usize) -> bool {
         self.lengths.as_ref().is_none_or(|l| t < l[b])
@@ -340,7 +350,7 @@ impl CustomOp3 for Recurrence {
         "rnn-recurrence"
     }
 
-    /// The forward computed before: a copy of it.
+    /// The forward computed before: its output and `h_n` copied into one buffer.
     fn cpu_fwd(
         &self,
         _: &CpuStorage,
@@ -350,17 +360,17 @@ impl CustomOp3 for Recurrence {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let flat = self.result.flatten_all()?;
-        let storage = match flat.dtype() {
-            DType::F32 => CpuStorage::F32(flat.to_vec1()?),
-            DType::F64 => CpuStorage::F64(flat.to_vec1()?),
+        let (seq, batch, hidden) = self.output.dims3()?;
+        let storage = match self.output.dtype() {
+            DType::F32 => CpuStorage::F32(self.stacked()?),
+            DType::F64 => CpuStorage::F64(self.stacked()?),
             other => {
                 return Err(candle_core::Error::Msg(format!(
                     "the recurrence's backward runs in f32 or f64, not {other:?}"
                 )))
             }
         };
-        Ok((storage, self.result.shape().clone()))
+        Ok((storage, Shape::from((seq + 1, batch, hidden))))
     }
 
     fn bwd(

@@ -308,7 +308,8 @@ fn the_backward_agrees_at_every_level() {
     for reverse in [false, true] {
         let gradients = |level| {
             let op = bptt::Recurrence {
-                result: res.clone(),
+                output: res.narrow(0, 0, seq).unwrap(),
+                h_n: res.get(seq).unwrap(),
                 input_size: input,
                 hidden,
                 bias_columns: 2,
