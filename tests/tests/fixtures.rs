@@ -107,6 +107,7 @@ fn canonical_save_round_trips_weights_and_configuration() {
         masked_steps: MaskedSteps::RepeatLast,
         batch_first: Some(true),
         mask_value: Some(0.0),
+        input_mask: Some("`embedding` (Embedding, mask_zero=True)".into()),
         nonlinearity_reverse: Vec::new(),
         clip: vec![Some(2.5)],
     };
@@ -120,6 +121,10 @@ fn canonical_save_round_trips_weights_and_configuration() {
     assert_eq!(back.masked_steps, Some(MaskedSteps::RepeatLast));
     assert_eq!(back.batch_first, Some(true));
     assert_eq!(back.mask_value, Some(0.0));
+    assert_eq!(
+        back.input_mask.as_deref(),
+        Some("`embedding` (Embedding, mask_zero=True)")
+    );
     assert_eq!(back.clip, Some(vec![Some(2.5)]));
     assert_eq!(back.nonlinearity_reverse, None); // one direction: nothing to record
     let values = |m: &LoadedWeights| {

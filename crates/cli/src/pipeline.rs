@@ -32,12 +32,14 @@ pub fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
 }
 
 /// Recognises the weights in a file: the RNN the user's selection flags pick, if any.
+/// The weights the options pick, in `dtype`; says on stderr when the file records that its
+/// framework computes in another dtype ([`rnn_weights::compute_dtype_note`]).
 pub fn load_weights(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<LoadedWeights> {
-    Ok(LoadedWeights::select(
-        file,
-        dtype,
-        &read.options().selection,
-    )?)
+    let weights = LoadedWeights::select(file, dtype, &read.options().selection)?;
+    if let Some(note) = rnn_weights::compute_dtype_note(file, dtype) {
+        eprintln!("warning: {note}");
+    }
+    Ok(weights)
 }
 
 /// The stack's configuration: each flag, else the file's metadata, else its framework's
@@ -216,10 +218,25 @@ pub fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
     )
 }
 
-/// Keras's `Masking`: each sequence's `lengths` from its mask
-/// ([`rnn_core::lengths_from_mask`], which refuses masks with holes); `lengths` the inputs
-/// also give must agree with it.
-pub fn lengths_from_mask(
+/// The masks a file records, applied to the inputs of `file` or refused: Keras's `Masking`
+/// gives each sequence's `lengths` from its mask ([`rnn_core::lengths_from_mask`], which
+/// refuses masks with holes; `lengths` the inputs also give must agree with it), and a mask
+/// the inputs cannot show ([`StackConfig::check_lengths`]) needs `lengths` given.
+pub fn apply_masks(
+    file: &TensorFile,
+    inputs: &mut Inputs,
+    config: &StackConfig,
+    batch_first: bool,
+) -> Result<()> {
+    if let Some(mask_value) = config.mask_value {
+        lengths_from_mask(file, inputs, mask_value, batch_first)?;
+    }
+    config
+        .check_lengths(inputs.lengths.is_some())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.path().display()))
+}
+
+fn lengths_from_mask(
     file: &TensorFile,
     inputs: &mut Inputs,
     mask_value: f64,
@@ -256,10 +273,18 @@ pub fn prepare(model_file: &TensorFile, options: &ModelOptions, form: Form) -> R
         );
     }
     let model = load_weights(model_file, options.dtype.into(), &options.read)?;
-    if let Some(value) = stack_config(&model, &options.read, form)?.mask_value {
+    let config = stack_config(&model, &options.read, form)?;
+    if let Some(value) = config.mask_value {
         bail!(
             "{}: the model masks steps by their values (a Keras Masking layer, mask value \
              {value}), which --stream and --batch-size do not apply; run it without them",
+            model_file.path().display()
+        );
+    }
+    if let Some(layer) = &config.input_mask {
+        bail!(
+            "{}: the model masks steps before its RNN at {layer}, which --stream and \
+             --batch-size cannot apply; run it whole with each sequence's `lengths`",
             model_file.path().display()
         );
     }
@@ -288,9 +313,8 @@ pub fn prepare_with_inputs(
         dtype,
     )?;
     let layout = batch_first(&weights, &options.read, inputs.form);
-    if let Some(mask_value) = stack_config(&weights, &options.read, inputs.form)?.mask_value {
-        lengths_from_mask(&input_file, &mut inputs, mask_value, layout)?;
-    }
+    let config = stack_config(&weights, &options.read, inputs.form)?;
+    apply_masks(&input_file, &mut inputs, &config, layout)?;
     screen_sources(
         &model_file,
         &weights,

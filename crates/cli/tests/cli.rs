@@ -894,3 +894,29 @@ fn an_unknown_or_unavailable_cpu_kernel_is_refused() {
         );
     }
 }
+
+/// A Keras 3.15 text classifier, `Embedding(12, 4, mask_zero=True) → SimpleRNN(5) → Dense(1)`
+/// (copied from shared/cases/keras3-embedding-mask-zero, as Keras saved it), its SimpleRNN fed
+/// the embedded vectors of post-padded ids: with each sequence's unmasked steps as `lengths`
+/// ([7, 4, 2], the rows that are not id 0's embedding), `rnn check` gives Keras's own final
+/// states; without them it refuses (errors.rs), never running over the padding.
+#[test]
+fn a_keras_embedding_mask_is_honoured_through_lengths() {
+    let files = repo("tests/fixtures/files");
+    let out = rnn(&[
+        "check",
+        files
+            .join("keras_embedding_mask_zero.keras")
+            .to_str()
+            .unwrap(),
+        "--stack",
+        "simple_rnn/",
+        "--fixture",
+        files
+            .join("keras_embedding_mask_zero_lengths.npz")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 of 1 tensors within tolerance"));
+}

@@ -223,3 +223,33 @@ fn an_output_that_is_a_directory_is_refused() {
     assert!(stderr.contains("is a directory"), "{stderr}");
     assert_eq!(listing(dir.path()).len(), 1);
 }
+
+/// An output that exists and is not a regular file (a FIFO, a symlink to a device or to a
+/// file) is refused before anything is written: it is neither replaced nor written through.
+#[test]
+fn an_output_that_is_not_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.safetensors");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"not yours").unwrap();
+    let to_file = dir.path().join("to_file.safetensors");
+    std::os::unix::fs::symlink(&victim, &to_file).unwrap();
+    let to_device = dir.path().join("to_device.npy");
+    std::os::unix::fs::symlink("/dev/null", &to_device).unwrap();
+    for target in [&fifo, &to_file, &to_device] {
+        let before = listing(dir.path());
+        let out = rnn(&["run", "-o", target.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{target:?}: {stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+        assert_eq!(listing(dir.path()), before, "{target:?}");
+        let kind = std::fs::symlink_metadata(target).unwrap().file_type();
+        assert!(!kind.is_file(), "{target:?} was replaced");
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not yours");
+}

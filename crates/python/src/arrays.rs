@@ -18,19 +18,9 @@ pub(crate) fn tensor(
     device: &Device,
 ) -> PyResult<Tensor> {
     let result = if let Ok(array) = x.cast::<PyArrayDyn<f32>>() {
-        let array = array.readonly();
-        let shape = array.shape().to_vec();
-        match array.as_slice() {
-            Ok(slice) => Tensor::from_slice(slice, shape, device),
-            Err(_) => Tensor::from_vec(array.as_array().iter().copied().collect(), shape, device),
-        }
+        logical_order(array, device)
     } else if let Ok(array) = x.cast::<PyArrayDyn<f64>>() {
-        let array = array.readonly();
-        let shape = array.shape().to_vec();
-        match array.as_slice() {
-            Ok(slice) => Tensor::from_slice(slice, shape, device),
-            Err(_) => Tensor::from_vec(array.as_array().iter().copied().collect(), shape, device),
-        }
+        logical_order(array, device)
     } else {
         let name = if dtype == Some(DType::F64) {
             "float64"
@@ -47,6 +37,22 @@ pub(crate) fn tensor(
     match dtype {
         Some(dtype) if dtype != tensor.dtype() => tensor.to_dtype(dtype).map_err(rnn_error),
         _ => Ok(tensor),
+    }
+}
+
+/// The array's values in C (row-major) order, whatever its strides: numpy hands over
+/// Fortran-ordered arrays (`np.asfortranarray`, a `.T`, `np.load` of a Fortran-order `.npy`),
+/// strided views and negative strides, and only a C-contiguous buffer can be read as it lies
+/// (`as_slice` alone accepts a Fortran-contiguous one too, which would read it transposed).
+fn logical_order<T: numpy::Element + candle_core::WithDType>(
+    array: &Bound<'_, PyArrayDyn<T>>,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let array = array.readonly();
+    let shape = array.shape().to_vec();
+    match array.as_slice() {
+        Ok(slice) if array.is_c_contiguous() => Tensor::from_slice(slice, shape, device),
+        _ => Tensor::from_vec(array.as_array().iter().copied().collect(), shape, device),
     }
 }
 

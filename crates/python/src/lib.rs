@@ -43,27 +43,32 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
     let dtype = options.dtype.unwrap_or(DType::F32);
     let read = options.read;
     let device = options.device;
-    let (file, first, mask_value) = py
+    let (file, first, config) = py
         .detach(|| -> Result<_, String> {
             let file =
                 TensorFile::read(&path).map_err(|e| format!("cannot read the model: {e}"))?;
             let weights =
                 LoadedWeights::select(&file, dtype, &read.selection).map_err(|e| e.to_string())?;
-            let mask_value = weights
+            let config = weights
                 .stack_config(&read, Form::Sequence)
-                .map_err(|e| e.to_string())?
-                .mask_value;
+                .map_err(|e| e.to_string())?;
             let first = build_rnn(&weights, &read, &device)?;
-            Ok((file, first, mask_value))
+            Ok((file, first, config))
         })
         .map_err(rnn_error)?;
+    if let Some(note) = rnn_weights::compute_dtype_note(&file, dtype) {
+        // A UserWarning, shown once per call site by Python's default filters.
+        let message = std::ffi::CString::new(note).map_err(rnn_error)?;
+        let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+        PyErr::warn(py, &category, &message, 1)?;
+    }
     Ok(Model {
         file,
         read,
         dtype: options.dtype,
         device,
         device_name: options.device_name,
-        mask_value,
+        config,
         f32: OnceLock::new(),
         f64: OnceLock::new(),
         first,

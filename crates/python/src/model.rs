@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use rnn_core::Rnn;
-use rnn_weights::{Form, Inputs, LoadedWeights, ReadOptions, TensorFile};
+use rnn_weights::{Form, Inputs, LoadedWeights, ReadOptions, StackConfig, TensorFile};
 
 use crate::arrays::{array, lengths, tensor};
 use crate::error::rnn_error;
@@ -33,7 +33,8 @@ pub(crate) struct Model {
     pub(crate) dtype: Option<DType>,
     pub(crate) device: Device,
     pub(crate) device_name: String,
-    pub(crate) mask_value: Option<f64>,
+    /// The stack's configuration as loaded: its masks apply to every call.
+    pub(crate) config: StackConfig,
     pub(crate) f32: OnceLock<Rnn>,
     pub(crate) f64: OnceLock<Rnn>,
     pub(crate) first: Rnn,
@@ -90,6 +91,14 @@ impl Model {
         lengths: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let input = tensor(py, "x", x, self.dtype, &self.device)?;
+        if input.elem_count() == 0 {
+            // As the CLI's inputs: a shape that holds no data may claim any batch.
+            return Err(rnn_error(format!(
+                "x: expected at least one step of one sequence, as torch.nn.RNN requires, found \
+                 shape {:?}",
+                input.dims()
+            )));
+        }
         let dtype = input.dtype();
         let h0 = h0
             .map(|h| tensor(py, "h0", h, Some(dtype), &self.device))
@@ -97,7 +106,7 @@ impl Model {
         let given = lengths.map(self::lengths).transpose()?;
         let rnn = self.rnn(dtype)?;
         let fixed = self.file.metadata().contains_key(rnn_weights::MODEL_INPUTS);
-        let mask_value = self.mask_value;
+        let config = &self.config;
         let file = &self.file;
         let result = py.detach(move || -> Result<(Tensor, Option<Tensor>), String> {
             let mut inputs = Inputs {
@@ -112,7 +121,7 @@ impl Model {
                     .with_model_inputs(file, dtype)
                     .map_err(|e| e.to_string())?;
             }
-            if let Some(mask_value) = mask_value {
+            if let Some(mask_value) = config.mask_value {
                 let from_mask =
                     rnn_core::lengths_from_mask(&inputs.input, mask_value, rnn.batch_first())
                         .map_err(|e| format!("x: {e}"))?;
@@ -126,6 +135,7 @@ impl Model {
                 }
                 inputs.lengths = Some(from_mask);
             }
+            config.check_lengths(inputs.lengths.is_some())?;
             let (output, states) = rnn
                 .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
                 .map_err(|e| format!("cannot run the model on the inputs: {e}"))?;
@@ -147,7 +157,8 @@ impl Model {
     /// - `h0`: `[num_layers, batch, hidden_size]`, zeros when `None`.
     ///
     /// Raises `rnn.RnnError` for a bidirectional or `go_backwards` model, which needs a
-    /// sequence's last step first.
+    /// sequence's last step first, and for a model that masks steps (Keras's `Masking`, or a
+    /// mask made before the RNN), which a stream cannot apply.
     #[pyo3(signature = (batch=1, h0=None))]
     fn stream(
         &self,
@@ -155,6 +166,18 @@ impl Model {
         batch: usize,
         h0: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Stream> {
+        if let Some(value) = self.config.mask_value {
+            return Err(rnn_error(format!(
+                "the model masks steps by their values (a Keras Masking layer, mask value \
+                 {value}), which a stream does not apply; call the model on whole sequences"
+            )));
+        }
+        if let Some(layer) = &self.config.input_mask {
+            return Err(rnn_error(format!(
+                "the model masks steps before its RNN at {layer}, which a stream cannot apply; \
+                 call the model on whole sequences with lengths="
+            )));
+        }
         let dtype = self.first.dtype();
         let h0 = h0
             .map(|h| tensor(py, "h0", h, Some(dtype), &self.device))

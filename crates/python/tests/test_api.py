@@ -145,3 +145,26 @@ def test_python_runs_while_a_model_computes():
     middle = [t for t in ticks if start + quarter < t < end - quarter]
     assert middle, f"the main thread did not run during a {end - start:.3f} s call"
 
+
+
+KERAS_MASK_ZERO = FIXTURES / "files" / "keras_embedding_mask_zero.keras"
+
+
+def test_a_mask_made_before_the_rnn_needs_lengths():
+    """Keras 3.15's Embedding(mask_zero=True) → SimpleRNN(5): its embedded, post-padded inputs
+    give Keras's final states with each sequence's unmasked steps as lengths, and are refused
+    without them (the RNN would run over the padding), also as a stream."""
+    fixture = np.load(FIXTURES / "files" / "keras_embedding_mask_zero_lengths.npz")
+    model = rnn.load(KERAS_MASK_ZERO, stack="simple_rnn/")
+    with pytest.raises(rnn.RnnError, match="mask_zero=True.*lengths"):
+        model(fixture["input"])
+    _, h_n = model(fixture["input"], lengths=fixture["lengths"])
+    assert np.allclose(h_n, fixture["h_n"], atol=1e-5, rtol=0)
+    with pytest.raises(rnn.RnnError, match="stream cannot apply"):
+        model.stream(3)
+
+
+def test_an_input_without_data_is_refused():
+    model = rnn.load(ARTICLE)
+    with pytest.raises(rnn.RnnError, match="at least one step"):
+        model(np.zeros((0, 2**40, 3), np.float32))

@@ -425,6 +425,30 @@ impl Rnn {
                 input.dims()
             )
         })?;
+        // An input without steps holds no data whatever batch it claims, yet the states are
+        // one per sequence: their allocation is checked rather than left to abort.
+        if time_major.dims()[0] == 0 {
+            let per_sequence: usize = (0..self.layers.len())
+                .map(|k| self.layers[k].len() * self.layers[k][0].hidden_size())
+                .sum();
+            crate::shape::ensure_allocatable(
+                "the states of an input without steps",
+                batch.checked_mul(per_sequence),
+                self.dtype(),
+            )?;
+        }
+        let features = time_major.dims()[2];
+        ensure(features == self.input_size(), || {
+            let mut expected = input.dims().to_vec();
+            if let Some(last) = expected.last_mut() {
+                *last = self.input_size();
+            }
+            format!(
+                "input: expected shape {expected:?} (the model's input_size is {}), found {:?}",
+                self.input_size(),
+                input.dims()
+            )
+        })?;
         let h0 = self.split_h0(h0, batch, unbatched)?;
 
         let mut x = time_major;

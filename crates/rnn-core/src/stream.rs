@@ -73,6 +73,11 @@ impl Rnn {
             },
         )?;
         ensure(batch > 0, || "stream: the batch is empty".into())?;
+        let elements = self
+            .hidden_sizes()
+            .iter()
+            .try_fold(0usize, |sum, &h| sum.checked_add(batch.checked_mul(h)?));
+        crate::shape::ensure_allocatable("stream: the states", elements, self.dtype())?;
         let states = match self.split_h0(h0, batch, false)? {
             Some(states) => states,
             None => self

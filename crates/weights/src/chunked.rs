@@ -70,6 +70,14 @@ impl ArrayFile {
                 file.read_exact(&mut head).map_err(io)?;
                 let h = crate::npy::header(&head, usize::try_from(len).unwrap_or(usize::MAX))
                     .map_err(npy_error)?;
+                if h.fortran && h.shape.iter().filter(|&&d| d > 1).count() > 1 {
+                    return Err(npy_error(
+                        "a Fortran-order array cannot be read a batch at a time (its \
+                         sequences are interleaved on disk); save it in C order \
+                         (numpy.ascontiguousarray) or run it without --batch-size"
+                            .into(),
+                    ));
+                }
                 let layout = Layout {
                     dtype: h.dtype,
                     shape: h.shape,

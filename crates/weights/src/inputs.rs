@@ -61,6 +61,15 @@ impl Inputs {
         let lengths = lengths.map(|(_, l)| l);
         if file.contains("input") {
             let input = file.float("input", dtype)?;
+            if input.elem_count() == 0 {
+                // No steps, no sequences or no features: nothing to run, and a shape that
+                // holds no data may claim any batch (the states are one per sequence).
+                return Err(file.shape_error(
+                    "input",
+                    "with at least one step of one sequence (torch.nn.RNN requires one)".into(),
+                    input.dims(),
+                ));
+            }
             let mut names = vec!["input".to_string()];
             names.extend(extras);
             return Ok(Some(Self {

@@ -38,6 +38,9 @@ pub struct LoadedWeights {
     /// Keras's `Masking(mask_value)` before the RNN, if the file's metadata records one: a
     /// step whose features all equal it is masked.
     pub mask_value: Option<f64>,
+    /// A mask made before the RNN that its input cannot show, if the file's metadata records
+    /// one ([`StackConfig::input_mask`]).
+    pub input_mask: Option<String>,
     /// Whether the file's metadata says inputs are batch-first, if it says.
     pub batch_first: Option<bool>,
     /// Where each canonical tensor came from.
@@ -113,6 +116,7 @@ impl LoadedWeights {
             merge_mode: None,
             masked_steps: None,
             mask_value: None,
+            input_mask: None,
             batch_first: None,
             mapping,
         };
@@ -172,6 +176,7 @@ impl LoadedWeights {
             masked_steps: self.masked_steps_by_default(),
             batch_first: Some(self.batch_first_by_default()),
             mask_value: self.mask_value,
+            input_mask: self.input_mask.clone(),
         }
     }
 
@@ -257,6 +262,7 @@ impl LoadedWeights {
             let m: f64 = v.parse().map_err(|_| bad(key::MASK_VALUE, "a number", v))?;
             self.mask_value = Some(m);
         }
+        self.input_mask = meta.get(key::INPUT_MASK).cloned();
         if let Some(v) = meta.get(key::MASKED_STEPS) {
             let m = MaskedSteps::from_name(v)
                 .ok_or_else(|| bad(key::MASKED_STEPS, "\"zeros\" or \"repeat-last\"", v))?;

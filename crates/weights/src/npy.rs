@@ -1,4 +1,6 @@
-//! numpy's `.npy` format (versions 1 to 3): little-endian float and integer arrays in C order.
+//! numpy's `.npy` format (versions 1 to 3): little-endian float and integer arrays, in C
+//! order or Fortran order (`fortran_order: True`, what `numpy.save` writes for an
+//! F-contiguous array: the axes' order reversed in memory).
 //! Written as version 1.0 (2.0 when the header needs it), as `numpy.save` does.
 
 use candle_core::{DType, Device, Tensor};
@@ -15,6 +17,8 @@ pub(crate) const MAX_HEADER_LEN: usize = 10_000;
 pub(crate) struct Header {
     pub dtype: DType,
     pub shape: Vec<usize>,
+    /// Whether the data is in Fortran order: the first axis varies fastest.
+    pub fortran: bool,
     /// Where the data starts: the header's length.
     pub data_start: usize,
 }
@@ -58,10 +62,18 @@ pub(crate) fn header(bytes: &[u8], file_len: usize) -> Result<Header, String> {
         .map_err(|_| "the header is not UTF-8 text".to_string())?;
     let descr = field(header, "descr").ok_or("the header has no 'descr'")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = field(header, "fortran_order").ok_or("the header has no 'fortran_order'")?;
-    if fortran.trim() != "False" {
-        return Err("Fortran-order arrays are not supported; save with C order".into());
-    }
+    let fortran = match field(header, "fortran_order")
+        .ok_or("the header has no 'fortran_order'")?
+        .trim()
+    {
+        "False" => false,
+        "True" => true,
+        other => {
+            return Err(format!(
+                "expected 'fortran_order' True or False, found {other}"
+            ))
+        }
+    };
     let shape = parse_shape(field(header, "shape").ok_or("the header has no 'shape'")?)?;
     let Some(dtype) = crate::dtype::from_npy(descr) else {
         return Err(format!(
@@ -87,6 +99,7 @@ pub(crate) fn header(bytes: &[u8], file_len: usize) -> Result<Header, String> {
     Ok(Header {
         dtype,
         shape,
+        fortran,
         data_start: header_end,
     })
 }
@@ -95,8 +108,17 @@ pub(crate) fn header(bytes: &[u8], file_len: usize) -> Result<Header, String> {
 pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
     let header = header(bytes, bytes.len())?;
     let data = &bytes[header.data_start..];
-    Tensor::from_raw_buffer(data, header.dtype, &header.shape, &Device::Cpu)
-        .map_err(|e| e.to_string())
+    let tensor = if header.fortran {
+        // Fortran order is C order of the axes reversed: read it so, then reverse the axes.
+        let reversed: Vec<usize> = header.shape.iter().rev().copied().collect();
+        let axes: Vec<usize> = (0..reversed.len()).rev().collect();
+        Tensor::from_raw_buffer(data, header.dtype, &reversed, &Device::Cpu)
+            .and_then(|t| t.permute(axes))
+            .and_then(|t| t.contiguous())
+    } else {
+        Tensor::from_raw_buffer(data, header.dtype, &header.shape, &Device::Cpu)
+    };
+    tensor.map_err(|e| e.to_string())
 }
 
 /// The bytes of a `.npy` file holding `tensor` (contiguous or not). bf16, which numpy has no

@@ -31,6 +31,11 @@ pub struct StackConfig {
     pub batch_first: Option<bool>,
     /// Keras's `Masking(mask_value)` before the RNN, if there is one.
     pub mask_value: Option<f64>,
+    /// A mask made before the RNN that its input vectors cannot show, if the file records one:
+    /// the layer that makes it, in the reader's words (`embedding (Embedding, mask_zero=True)`).
+    /// Keras skips the masked steps; a run must be given each sequence's `lengths`
+    /// ([`StackConfig::check_lengths`]).
+    pub input_mask: Option<String>,
 }
 
 /// Metadata keys written by [`save_canonical`] and read back by
@@ -51,6 +56,7 @@ pub(crate) mod key {
     pub const MERGE_MODE: &str = "merge_mode";
     pub const MASKED_STEPS: &str = "masked_steps";
     pub const MASK_VALUE: &str = "mask_value";
+    pub const INPUT_MASK: &str = "input_mask";
 }
 
 /// The value of the `layout` metadata key in files this crate writes.
@@ -97,6 +103,24 @@ fn joined<T: PartialEq>(values: &[T], name: impl Fn(&T) -> String) -> String {
 }
 
 impl StackConfig {
+    /// Refuses a run without `lengths` where the file records a mask its input cannot show
+    /// ([`StackConfig::input_mask`]): the RNN would run over the padding and give other numbers
+    /// than the framework, silently.
+    ///
+    /// # Errors
+    /// The refusal, naming the masking layer and how to give `lengths`.
+    pub fn check_lengths(&self, lengths_given: bool) -> std::result::Result<(), String> {
+        match &self.input_mask {
+            Some(layer) if !lengths_given => Err(format!(
+                "the model masks steps before its RNN at {layer}, which the input vectors \
+                 cannot show (Keras skips the masked steps); give each sequence's count of \
+                 unmasked steps as `lengths` (a tensor beside the input, or lengths= in Python), \
+                 which holds where the padding is at the end"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// PyTorch's `nn.RNN` with one activation for every layer: no Keras options, zeros past
     /// each sequence's length.
     pub fn uniform(nonlinearity: Nonlinearity, batch_first: Option<bool>) -> Self {
@@ -167,7 +191,7 @@ impl StackConfig {
 /// `num_layers`, `bidirectional`, `bias`, `nonlinearity`, `masked_steps`, and where they are
 /// set `nonlinearity_reverse` (where a reverse direction's differs), `clip` (a number or
 /// `none`), `go_backwards`, `reverse`, `merge_mode` (one value for all layers, or one per layer),
-/// `batch_first` and `mask_value`. Extra tensors (inputs, expected outputs) may be stored beside them.
+/// `batch_first`, `mask_value` and `input_mask`. Extra tensors (inputs, expected outputs) may be stored beside them.
 pub fn save_canonical(
     path: &Path,
     weights: &[Vec<LayerWeights>],
@@ -261,6 +285,9 @@ pub fn save_canonical(
     }
     if let Some(m) = config.mask_value {
         meta.insert(key::MASK_VALUE.into(), m.to_string());
+    }
+    if let Some(layer) = &config.input_mask {
+        meta.insert(key::INPUT_MASK.into(), layer.clone());
     }
     write_safetensors(path, &tensors, meta)
 }

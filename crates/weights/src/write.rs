@@ -101,9 +101,20 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// symlink planted in advance is never opened; it deletes itself when dropped unpersisted. Its
 /// mode is what a plain create gives (0o666 less the umask, applied by the kernel), not
 /// tempfile's 0o600.
+///
+/// # Errors
+/// When `path` exists and is not a regular file: a directory, or a symlink, FIFO, socket or
+/// device, which the rename would replace (and a symlink is not written through either).
 pub(crate) fn temporary_file(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    if path.is_dir() {
-        return Err(std::io::Error::other("is a directory"));
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => return Err(std::io::Error::other("is a directory")),
+        Ok(m) if !m.file_type().is_file() => {
+            return Err(std::io::Error::other(
+                "exists and is not a regular file (a symlink, FIFO, socket or device), which \
+                 rnn does not replace; name a regular file (without -o, results go to stdout)",
+            ))
+        }
+        _ => {}
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

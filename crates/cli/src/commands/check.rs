@@ -13,8 +13,8 @@ use rnn_weights::{
 use crate::cli::CheckArgs;
 use crate::device::DeviceChoice;
 use crate::pipeline::{
-    batch_first, build_rnn, check_all_read, forward, lengths_from_mask, load_weights,
-    read_model_file, screen_sources, stack_config,
+    apply_masks, batch_first, build_rnn, check_all_read, forward, load_weights, read_model_file,
+    screen_sources, stack_config,
 };
 use crate::print::emit;
 use crate::screen::{screen, Padding};
@@ -59,10 +59,8 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         inputs = inputs.with_model_inputs(&model_file, dtype)?;
     }
     let config = stack_config(&model, &args.options.read, inputs.form)?;
-    if let Some(mask_value) = config.mask_value {
-        let layout = batch_first(&model, &args.options.read, inputs.form);
-        lengths_from_mask(&fixture, &mut inputs, mask_value, layout)?;
-    }
+    let layout = batch_first(&model, &args.options.read, inputs.form);
+    apply_masks(&fixture, &mut inputs, &config, layout)?;
     // f32 runs compare with the framework's f32 outputs; every other dtype with its float64
     // results where the fixture has them.
     let expected = expected_outputs(

@@ -72,6 +72,12 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
         "mask value:    {}",
         recorded(mask_value, "none unless --mask-value")
     )?;
+    if let Some(layer) = &model.input_mask {
+        writeln!(
+            text,
+            "input mask:    {layer}, before the RNN: runs need each sequence's lengths"
+        )?;
+    }
     writeln!(text, "\ntensors:")?;
     for name in file.names() {
         let shape = file

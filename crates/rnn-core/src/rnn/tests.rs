@@ -596,3 +596,24 @@ fn the_fused_backward_gives_candles_autograd_gradients() {
         }
     }
 }
+
+/// An input without steps holds no data, yet may claim any batch: the states it would need
+/// are refused with an error, not an aborted allocation (2^50 sequences here), and a small
+/// batch still runs (empty output, h_n zeros). The stream's states are checked the same way.
+#[test]
+fn a_batch_claimed_by_an_input_without_data_is_not_allocated_blindly() {
+    let dev = Device::Cpu;
+    let rnn = Rnn::from_weights(&[vec![cell(scalar(1.0), 0.5)]], Nonlinearity::Tanh).unwrap();
+    let huge = Tensor::zeros((0, 1usize << 50, 1), candle_core::DType::F64, &dev).unwrap();
+    let err = rnn.forward(&huge, None).unwrap_err().to_string();
+    assert!(err.contains("cannot be allocated"), "{err}");
+    let small = Tensor::zeros((0, 2, 1), candle_core::DType::F64, &dev).unwrap();
+    let (output, h_n) = rnn.forward(&small, None).unwrap();
+    assert_eq!(output.dims(), [0, 2, 1]);
+    assert_eq!(
+        h_n.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+        [0.0, 0.0]
+    );
+    let err = rnn.stream(1usize << 62, None).err().unwrap().to_string();
+    assert!(err.contains("cannot be allocated"), "{err}");
+}

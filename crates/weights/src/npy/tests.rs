@@ -27,12 +27,51 @@ fn reads_a_float32_matrix() {
 }
 
 #[test]
-fn rejects_fortran_order_objects_and_short_data() {
+fn reads_fortran_order_as_its_values_in_c_order() {
+    // numpy.save(np.asfortranarray([[1, 2, 3], [4, 5, 6]], dtype='<f4')) stores the columns
+    // one after another: 1 4 2 5 3 6.
+    let data: Vec<u8> = [1f32, 4., 2., 5., 3., 6.]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let f = npy(
-        "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }",
+        "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
+        &data,
+    );
+    let t = parse(&f).unwrap();
+    assert_eq!(
+        t.to_vec2::<f32>().unwrap(),
+        [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    );
+    // Three axes: element [i, j, k] lies at i + 2j + 2·3k.
+    let data: Vec<u8> = (0..24u32)
+        .map(|n| {
+            let (i, j, k) = (n % 2, n / 2 % 3, n / 6);
+            (100 * i + 10 * j + k) as f64
+        })
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let f = npy(
+        "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3, 4), }",
+        &data,
+    );
+    let t = parse(&f).unwrap().to_vec3::<f64>().unwrap();
+    for (i, plane) in t.iter().enumerate() {
+        for (j, row) in plane.iter().enumerate() {
+            for (k, v) in row.iter().enumerate() {
+                assert_eq!(*v, (100 * i + 10 * j + k) as f64);
+            }
+        }
+    }
+}
+
+#[test]
+fn rejects_a_bad_fortran_flag_objects_and_short_data() {
+    let f = npy(
+        "{'descr': '<f4', 'fortran_order': 1, 'shape': (1,), }",
         &[0; 4],
     );
-    assert!(parse(&f).unwrap_err().contains("Fortran"));
+    assert!(parse(&f).unwrap_err().contains("fortran_order"));
     let o = npy(
         "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
         &[0; 8],

@@ -36,7 +36,7 @@ impl TensorFile {
                 return read_checkpoint(&prefix);
             }
         }
-        let bytes = std::fs::read(path).map_err(|error| WeightsError::Io {
+        let bytes = read_regular_file(path).map_err(|error| WeightsError::Io {
             path: path.to_owned(),
             error,
         })?;
@@ -55,6 +55,41 @@ impl TensorFile {
         };
         Self::from_bytes(path, &bytes, format)
     }
+}
+
+/// The bytes of the regular file at `path` (a symlink to one is followed), read up to the size
+/// the file had when it was opened: a FIFO, socket or device (`/dev/zero`, a pipe that never
+/// ends or never opens) is refused before it is opened, and a file that grows while it is
+/// read is not read past that size.
+pub(crate) fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let not_regular = || {
+        std::io::Error::other(
+            "not a regular file (a FIFO, socket or device); rnn reads models and inputs from \
+             files on disk",
+        )
+    };
+    let kind = std::fs::metadata(path)?.file_type();
+    if kind.is_dir() {
+        return Err(std::io::Error::other(
+            "is a directory; name the model file inside it",
+        ));
+    }
+    if !kind.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(not_regular());
+    }
+    let len = metadata.len();
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
+        .map_err(|_| std::io::Error::other(format!("{len} bytes cannot be held in memory")))?;
+    file.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// What a file's first bytes say it is.

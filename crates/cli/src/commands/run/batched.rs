@@ -67,6 +67,13 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
         );
     }
     let batch = shape[axis];
+    if shape[1 - axis] == 0 {
+        // Such a file holds no data whatever batch it claims; refused before any is planned.
+        bail!(
+            "{source}: tensor `input`: expected at least one time step, found {shape:?} (as \
+             torch.nn.RNN refuses a sequence length of 0)"
+        );
+    }
     let lengths = input.lengths().context("cannot read the input")?;
     if let Some(lengths) = &lengths {
         if lengths.len() != batch {

@@ -7,7 +7,7 @@ use rnn_core::Nonlinearity;
 use serde_json::Value;
 
 use super::h5::H5Layer;
-use super::{NOT_RUN, STACK};
+use super::{COMPUTE_DTYPE, INPUT_MASK, NOT_RUN, STACK};
 
 /// One recurrent layer of a `.keras` config.
 #[derive(Debug)]
@@ -25,7 +25,14 @@ struct RnnLayer {
 #[derive(Debug)]
 pub(super) struct ModelConfig {
     rnn: Vec<RnnLayer>,
-    mask_value: Option<f64>,
+    /// The leading `Masking` layer's name and mask value, if there is one.
+    mask_value: Option<(String, f64)>,
+    /// A layer before a recurrent one whose mask the RNN's input vectors cannot show
+    /// (`Embedding(mask_zero=True)`, a `Masking` after another layer), in words.
+    input_mask: Option<String>,
+    /// The dtypes the recurrent layers compute in, where a layer's dtype policy is not
+    /// float32 (`mixed_float16` computes in float16), with the policy's name.
+    compute_dtypes: Vec<(String, String)>,
     /// Layers that are not part of the RNN, and why (`dense (Dense)`).
     not_run: Vec<String>,
     /// Whether the RNN layers are one contiguous stack fed by the model's input.
@@ -55,6 +62,25 @@ impl ModelConfig {
         if !self.not_run.is_empty() {
             meta.insert(NOT_RUN.into(), self.not_run.join(", "));
         }
+        // A leading Masking masks the model's input, which reaches the RNN as it is only when
+        // the stack is contiguous; else its mask is hidden from the stack's input as well.
+        let hidden_masking = match &self.mask_value {
+            Some((name, value)) if !self.contiguous => {
+                Some(format!("`{name}` (Masking, mask_value={value})"))
+            }
+            _ => None,
+        };
+        if let Some(layer) = self.input_mask.clone().or(hidden_masking) {
+            meta.insert(INPUT_MASK.into(), layer);
+        }
+        if !self.compute_dtypes.is_empty() {
+            let words: Vec<String> = self
+                .compute_dtypes
+                .iter()
+                .map(|(dtype, policy)| format!("{dtype} (dtype policy {policy})"))
+                .collect();
+            meta.insert(COMPUTE_DTYPE.into(), words.join(", "));
+        }
         if !self.contiguous {
             // The user picks the layers; the options of the ones picked come from flags.
             return Ok(meta);
@@ -79,7 +105,7 @@ impl ModelConfig {
         if let Some(top) = self.rnn.last() {
             meta.insert("return_sequences".into(), top.return_sequences.to_string());
         }
-        if let Some(value) = self.mask_value {
+        if let Some((_, value)) = self.mask_value {
             meta.insert("mask_value".into(), value.to_string());
         }
         Ok(meta)
@@ -105,12 +131,16 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
     let mut out = ModelConfig {
         rnn: Vec::new(),
         mask_value: None,
+        input_mask: None,
+        compute_dtypes: Vec::new(),
         not_run: Vec::new(),
         contiguous: true,
     };
     // The RNN must be InputLayer, then at most one Masking, then the recurrent layers in a row;
     // any other layer is listed as not run, and one before or among them breaks the stack.
     let mut after_rnn = false;
+    // A mask made by a layer seen so far, hidden from a recurrent layer that comes later.
+    let mut pending_mask: Option<String> = None;
     for layer in layers {
         let class = layer["class_name"].as_str().unwrap_or("");
         let cfg = &layer["config"];
@@ -120,15 +150,26 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
             "Masking"
                 if out.rnn.is_empty() && out.not_run.is_empty() && out.mask_value.is_none() =>
             {
-                out.mask_value = Some(cfg["mask_value"].as_f64().ok_or_else(|| {
+                let value = cfg["mask_value"].as_f64().ok_or_else(|| {
                     format!("Masking layer `{name}`: expected a numeric mask_value")
-                })?);
+                })?;
+                out.mask_value = Some((name, value));
             }
             "SimpleRNN" | "RNN" | "Bidirectional" => {
+                if out.input_mask.is_none() {
+                    out.input_mask = pending_mask.take();
+                }
                 if after_rnn || !out.not_run.is_empty() {
                     out.contiguous = false;
                 }
                 let rnn = rnn_layer(class, cfg, &name)?;
+                for policy in [&cfg["dtype"], &cfg["layer"]["config"]["dtype"]] {
+                    if let Some(computed) = compute_dtype(policy) {
+                        if !out.compute_dtypes.contains(&computed) {
+                            out.compute_dtypes.push(computed);
+                        }
+                    }
+                }
                 if let Some(below) = out.rnn.last() {
                     if !below.return_sequences {
                         return Err(format!(
@@ -142,11 +183,42 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
             }
             _ => {
                 after_rnn = !out.rnn.is_empty();
+                if pending_mask.is_none() {
+                    pending_mask = mask_made_by(class, cfg, &name);
+                }
                 out.not_run.push(format!("{name} ({class})"));
             }
         }
     }
     Ok(out)
+}
+
+/// The mask a layer that rnn does not run makes, in words: Keras's `Embedding(mask_zero=True)`
+/// masks id 0, and a `Masking` after another layer masks that layer's outputs, neither of which
+/// the RNN's input vectors show.
+fn mask_made_by(class: &str, cfg: &Value, name: &str) -> Option<String> {
+    match class {
+        "Embedding" if cfg["mask_zero"].as_bool() == Some(true) => {
+            Some(format!("`{name}` (Embedding, mask_zero=True)"))
+        }
+        "Masking" => Some(format!(
+            "`{name}` (Masking, mask_value={})",
+            cfg["mask_value"]
+        )),
+        _ => None,
+    }
+}
+
+/// The dtype a layer's dtype policy computes in and the policy's name, where it is not float32:
+/// Keras 3 writes `{"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}`, tf-keras
+/// `{"class_name": "Policy", …}` or a plain name; a `mixed_` policy keeps float32 variables and
+/// computes in the half type.
+fn compute_dtype(policy: &Value) -> Option<(String, String)> {
+    let name = policy
+        .as_str()
+        .or_else(|| policy["config"]["name"].as_str())?;
+    let computed = name.strip_prefix("mixed_").unwrap_or(name);
+    (computed != "float32").then(|| (computed.to_string(), name.to_string()))
 }
 
 /// A `Functional` model must be a chain: each layer fed by the one before it only.
@@ -260,5 +332,102 @@ fn rnn_layer(class: &str, cfg: &Value, name: &str) -> std::result::Result<RnnLay
                 ..forward
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Keras 3 Sequential config (the shapes of `config.json` as Keras 3.15 writes it, cut
+    /// to the keys read) of the given layers.
+    fn sequential(layers: Value) -> Value {
+        serde_json::json!({"class_name": "Sequential", "config": {"layers": layers}})
+    }
+
+    fn policy(name: &str) -> Value {
+        serde_json::json!({"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}})
+    }
+
+    fn simple_rnn(name: &str, dtype: Value) -> Value {
+        serde_json::json!({"class_name": "SimpleRNN", "config": {
+            "name": name, "units": 5, "activation": "tanh", "return_sequences": false,
+            "dtype": dtype}})
+    }
+
+    fn metadata(config: &Value) -> HashMap<String, String> {
+        let h5 = [H5Layer {
+            name: "simple_rnn".into(),
+            recurrent: true,
+        }];
+        model_config(config).unwrap().metadata(&h5).unwrap()
+    }
+
+    #[test]
+    fn a_mask_made_before_the_rnn_is_recorded() {
+        let embedding = serde_json::json!({"class_name": "Embedding",
+            "config": {"name": "embedding", "mask_zero": true}});
+        let meta = metadata(&sequential(serde_json::json!([
+            embedding,
+            simple_rnn("simple_rnn", policy("float32"))
+        ])));
+        assert_eq!(
+            meta.get(INPUT_MASK).map(String::as_str),
+            Some("`embedding` (Embedding, mask_zero=True)")
+        );
+        // Without mask_zero, no mask; a leading Masking over a contiguous stack is the
+        // mask_value the input shows, not a hidden one.
+        let plain = serde_json::json!({"class_name": "Embedding",
+            "config": {"name": "embedding", "mask_zero": false}});
+        let meta = metadata(&sequential(serde_json::json!([
+            plain,
+            simple_rnn("simple_rnn", policy("float32"))
+        ])));
+        assert!(!meta.contains_key(INPUT_MASK));
+        let masking = serde_json::json!({"class_name": "Masking",
+            "config": {"name": "masking", "mask_value": 0.0}});
+        let meta = metadata(&sequential(serde_json::json!([
+            masking.clone(),
+            simple_rnn("simple_rnn", policy("float32"))
+        ])));
+        assert!(!meta.contains_key(INPUT_MASK));
+        assert_eq!(meta.get("mask_value").map(String::as_str), Some("0"));
+        // A Masking whose outputs pass through a Dense first: its mask is hidden too.
+        let dense = serde_json::json!({"class_name": "Dense", "config": {"name": "dense"}});
+        let meta = metadata(&sequential(serde_json::json!([
+            masking,
+            dense,
+            simple_rnn("simple_rnn", policy("float32"))
+        ])));
+        assert_eq!(
+            meta.get(INPUT_MASK).map(String::as_str),
+            Some("`masking` (Masking, mask_value=0)")
+        );
+    }
+
+    #[test]
+    fn a_dtype_policy_other_than_float32_is_recorded() {
+        let meta = metadata(&sequential(serde_json::json!([simple_rnn(
+            "simple_rnn",
+            policy("mixed_float16")
+        )])));
+        assert_eq!(
+            meta.get(COMPUTE_DTYPE).map(String::as_str),
+            Some("float16 (dtype policy mixed_float16)")
+        );
+        // tf-keras writes a plain name or a `Policy`.
+        let meta = metadata(&sequential(serde_json::json!([simple_rnn(
+            "simple_rnn",
+            serde_json::json!("float64")
+        )])));
+        assert_eq!(
+            meta.get(COMPUTE_DTYPE).map(String::as_str),
+            Some("float64 (dtype policy float64)")
+        );
+        let meta = metadata(&sequential(serde_json::json!([simple_rnn(
+            "simple_rnn",
+            policy("float32")
+        )])));
+        assert!(!meta.contains_key(COMPUTE_DTYPE));
     }
 }

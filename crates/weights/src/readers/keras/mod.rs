@@ -86,5 +86,66 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
 /// words, `name (Class)` or `name`); a file that records it is refused unless `--prefix` or
 /// `--stack` picks the RNN.
 pub const NOT_RUN: &str = "keras_not_run";
+/// Metadata key: a layer before the RNN whose mask its input cannot show (the canonical
+/// `input_mask`, [`crate::StackConfig::input_mask`]).
+pub(crate) const INPUT_MASK: &str = crate::stack_config::key::INPUT_MASK;
+/// Metadata key: the dtypes the recurrent layers compute in where their dtype policy is not
+/// float32, in words (`float16 (dtype policy mixed_float16)`).
+pub(crate) const COMPUTE_DTYPE: &str = "keras_compute_dtype";
+
+/// What to tell a user who computes in `dtype` a model whose file records another compute dtype
+/// (a Keras dtype policy such as `mixed_float16`): the numbers differ from the framework's by
+/// that rounding, so it is said, never silent. `None` when the file records none or `dtype` is
+/// what it records.
+pub fn compute_dtype_note(file: &TensorFile, dtype: candle_core::DType) -> Option<String> {
+    let recorded = file.metadata().get(COMPUTE_DTYPE)?;
+    use candle_core::DType;
+    // Keras's names for the dtypes rnn computes in.
+    let name = match dtype {
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        DType::F64 => "float64",
+        _ => "float32",
+    };
+    if recorded
+        .split(", ")
+        .all(|d| d.split(' ').next() == Some(name))
+    {
+        return None;
+    }
+    Some(format!(
+        "{}: Keras computes this model's RNN in {recorded}; rnn computes it in {name}, so the \
+         numbers differ from Keras's by that rounding (choose the dtype rnn computes in with \
+         --dtype, or dtype= in Python)",
+        file.path().display()
+    ))
+}
+
 /// Metadata key: the RNN's layers, bottom first, as `--stack` prefixes.
 pub const STACK: &str = "keras_stack";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    fn file_with(recorded: &str) -> TensorFile {
+        let metadata = HashMap::from([(COMPUTE_DTYPE.to_string(), recorded.to_string())]);
+        TensorFile::from_tensors(Path::new("m.keras"), Default::default(), metadata)
+    }
+
+    #[test]
+    fn a_recorded_compute_dtype_is_said_unless_it_is_the_one_used() {
+        let file = file_with("float16 (dtype policy mixed_float16)");
+        let note = compute_dtype_note(&file, DType::F32).unwrap();
+        assert!(
+            note.contains("Keras computes this model's RNN in float16")
+                && note.contains("rnn computes it in float32"),
+            "{note}"
+        );
+        assert_eq!(compute_dtype_note(&file, DType::F16), None);
+        let plain =
+            TensorFile::from_tensors(Path::new("m.keras"), Default::default(), HashMap::new());
+        assert_eq!(compute_dtype_note(&plain, DType::F32), None);
+    }
+}

@@ -211,15 +211,17 @@ impl Shards<'_> {
     fn shard(&mut self, id: i32) -> Result<&[u8]> {
         if !self.loaded.contains_key(&id) {
             let path = self.shard_path(id);
-            let bytes = std::fs::read(&path).map_err(|error| WeightsError::MissingPart {
-                path: path.clone(),
-                what: format!(
-                    "data shard {} of {} of the checkpoint {}",
-                    id + 1,
-                    self.count,
-                    self.index.display()
-                ),
-                error,
+            let bytes = crate::readers::read_regular_file(&path).map_err(|error| {
+                WeightsError::MissingPart {
+                    path: path.clone(),
+                    what: format!(
+                        "data shard {} of {} of the checkpoint {}",
+                        id + 1,
+                        self.count,
+                        self.index.display()
+                    ),
+                    error,
+                }
             })?;
             self.loaded.insert(id, bytes);
         }

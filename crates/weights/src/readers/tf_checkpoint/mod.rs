@@ -29,10 +29,11 @@ use names::{is_bookkeeping, rename};
 /// Reads the checkpoint with this prefix.
 pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
     let index_path = with_suffix(prefix, ".index");
-    let bytes = std::fs::read(&index_path).map_err(|error| WeightsError::Io {
-        path: index_path.clone(),
-        error,
-    })?;
+    let bytes =
+        crate::readers::read_regular_file(&index_path).map_err(|error| WeightsError::Io {
+            path: index_path.clone(),
+            error,
+        })?;
     let malformed = |reason: String| WeightsError::Malformed {
         path: index_path.clone(),
         kind: "TensorFlow checkpoint index",
