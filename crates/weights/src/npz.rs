@@ -6,10 +6,22 @@ use std::io::{Cursor, Read, Write};
 
 use candle_core::Tensor;
 
+/// A zip archive that starts at the first byte, as torch.save's, numpy's and Keras's do. The zip
+/// crate's default guesses an offset for data prepended to the archive, and guessed wrong for
+/// torch.save files whose name makes its alignment padding leave an empty extra-field record
+/// (a 21-character stem, `model_checkpoint_best.pt`): "Invalid Central Directory header".
+pub(crate) fn zip_archive(
+    bytes: &[u8],
+) -> zip::result::ZipResult<zip::ZipArchive<std::io::Cursor<&[u8]>>> {
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes))
+}
+
 /// The arrays of an archive, by name (without `.npy`); the error says what is wrong, in words.
 pub(crate) fn read(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, String> {
-    let mut archive =
-        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a zip archive ({e})"))?;
+    let mut archive = zip_archive(bytes).map_err(|e| format!("not a zip archive ({e})"))?;
     let mut arrays = BTreeMap::new();
     for i in 0..archive.len() {
         let mut entry = archive

@@ -169,12 +169,11 @@ fn looks_like_safetensors(bytes: &[u8]) -> bool {
 
 /// Which framework wrote a zip archive, from the names of its entries.
 fn zip_kind(path: &Path, bytes: &[u8]) -> Result<Container> {
-    let archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| WeightsError::Malformed {
-            path: path.to_owned(),
-            kind: "zip",
-            reason: e.to_string(),
-        })?;
+    let archive = crate::npz::zip_archive(bytes).map_err(|e| WeightsError::Malformed {
+        path: path.to_owned(),
+        kind: "zip",
+        reason: e.to_string(),
+    })?;
     let names: Vec<String> = archive
         .file_names()
         .filter_map(|n| n.ok().map(|n| n.into_owned()))

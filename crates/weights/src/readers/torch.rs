@@ -202,8 +202,7 @@ fn open_zip<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Node, Source<'a>)> {
         kind: "PyTorch torch.save",
         reason,
     };
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| malformed(format!("zip: {e}")))?;
+    let mut archive = crate::npz::zip_archive(bytes).map_err(|e| malformed(format!("zip: {e}")))?;
     let names: Vec<String> = archive
         .file_names()
         .filter_map(|n| n.ok().map(|n| n.into_owned()))

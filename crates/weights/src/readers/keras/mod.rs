@@ -37,7 +37,7 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         kind: ".keras",
         reason,
     };
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+    let mut archive = crate::npz::zip_archive(bytes)
         .map_err(|e| malformed(format!("the zip archive does not open: {e}")))?;
     let mut entry = |name: &str, limit: u64| -> Result<Vec<u8>> {
         let file = archive
