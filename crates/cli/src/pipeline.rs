@@ -31,7 +31,6 @@ pub fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
     }
 }
 
-/// Recognises the weights in a file: the RNN the user's selection flags pick, if any.
 /// The weights the options pick, in `dtype`; says on stderr when the file records that its
 /// framework computes in another dtype ([`rnn_weights::compute_dtype_note`]).
 pub fn load_weights(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<LoadedWeights> {
@@ -218,43 +217,17 @@ pub fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
     )
 }
 
-/// The masks a file records, applied to the inputs of `file` or refused: Keras's `Masking`
-/// gives each sequence's `lengths` from its mask ([`rnn_core::lengths_from_mask`], which
-/// refuses masks with holes; `lengths` the inputs also give must agree with it), and a mask
-/// the inputs cannot show ([`StackConfig::check_lengths`]) needs `lengths` given.
+/// The masks a file records, applied to the inputs read from `file`, or refused
+/// ([`StackConfig::apply_masks`]).
 pub fn apply_masks(
     file: &TensorFile,
     inputs: &mut Inputs,
     config: &StackConfig,
     batch_first: bool,
 ) -> Result<()> {
-    if let Some(mask_value) = config.mask_value {
-        lengths_from_mask(file, inputs, mask_value, batch_first)?;
-    }
     config
-        .check_lengths(inputs.lengths.is_some())
+        .apply_masks(inputs, batch_first)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.path().display()))
-}
-
-fn lengths_from_mask(
-    file: &TensorFile,
-    inputs: &mut Inputs,
-    mask_value: f64,
-    batch_first: bool,
-) -> Result<()> {
-    let lengths = rnn_core::lengths_from_mask(&inputs.input, mask_value, batch_first)
-        .with_context(|| file.path().display().to_string())?;
-    if let Some(given) = &inputs.lengths {
-        if *given != lengths {
-            bail!(
-                "{}: lengths {given:?} disagree with the mask of value {mask_value}, which gives \
-                 {lengths:?}",
-                file.path().display()
-            );
-        }
-    }
-    inputs.lengths = Some(lengths);
-    Ok(())
 }
 
 /// A model ready to run on inputs of `form`, on the device the user chose.
@@ -273,21 +246,9 @@ pub fn prepare(model_file: &TensorFile, options: &ModelOptions, form: Form) -> R
         );
     }
     let model = load_weights(model_file, options.dtype.into(), &options.read)?;
-    let config = stack_config(&model, &options.read, form)?;
-    if let Some(value) = config.mask_value {
-        bail!(
-            "{}: the model masks steps by their values (a Keras Masking layer, mask value \
-             {value}), which --stream and --batch-size do not apply; run it without them",
-            model_file.path().display()
-        );
-    }
-    if let Some(layer) = &config.input_mask {
-        bail!(
-            "{}: the model masks steps before its RNN at {layer}, which --stream and \
-             --batch-size cannot apply; run it whole with each sequence's `lengths`",
-            model_file.path().display()
-        );
-    }
+    stack_config(&model, &options.read, form)?
+        .check_stepwise()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model_file.path().display()))?;
     build(&model, options, form)
 }
 

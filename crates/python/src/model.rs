@@ -121,21 +121,7 @@ impl Model {
                     .with_model_inputs(file, dtype)
                     .map_err(|e| e.to_string())?;
             }
-            if let Some(mask_value) = config.mask_value {
-                let from_mask =
-                    rnn_core::lengths_from_mask(&inputs.input, mask_value, rnn.batch_first())
-                        .map_err(|e| format!("x: {e}"))?;
-                if let Some(given) = &inputs.lengths {
-                    if *given != from_mask {
-                        return Err(format!(
-                            "lengths {given:?} disagree with the mask of value {mask_value}, \
-                             which gives {from_mask:?}"
-                        ));
-                    }
-                }
-                inputs.lengths = Some(from_mask);
-            }
-            config.check_lengths(inputs.lengths.is_some())?;
+            config.apply_masks(&mut inputs, rnn.batch_first())?;
             let (output, states) = rnn
                 .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
                 .map_err(|e| format!("cannot run the model on the inputs: {e}"))?;
@@ -166,18 +152,7 @@ impl Model {
         batch: usize,
         h0: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Stream> {
-        if let Some(value) = self.config.mask_value {
-            return Err(rnn_error(format!(
-                "the model masks steps by their values (a Keras Masking layer, mask value \
-                 {value}), which a stream does not apply; call the model on whole sequences"
-            )));
-        }
-        if let Some(layer) = &self.config.input_mask {
-            return Err(rnn_error(format!(
-                "the model masks steps before its RNN at {layer}, which a stream cannot apply; \
-                 call the model on whole sequences with lengths="
-            )));
-        }
+        self.config.check_stepwise().map_err(rnn_error)?;
         let dtype = self.first.dtype();
         let h0 = h0
             .map(|h| tensor(py, "h0", h, Some(dtype), &self.device))

@@ -428,8 +428,10 @@ impl Rnn {
         // An input without steps holds no data whatever batch it claims, yet the states are
         // one per sequence: their allocation is checked rather than left to abort.
         if time_major.dims()[0] == 0 {
-            let per_sequence: usize = (0..self.layers.len())
-                .map(|k| self.layers[k].len() * self.layers[k][0].hidden_size())
+            let per_sequence: usize = self
+                .layers
+                .iter()
+                .map(|layer| layer.len() * layer[0].hidden_size())
                 .sum();
             crate::shape::ensure_allocatable(
                 "the states of an input without steps",

@@ -9,6 +9,7 @@ use candle_core::Tensor;
 use rnn_core::{LayerOptions, LayerWeights, MaskedSteps, MergeMode, Nonlinearity};
 
 use crate::error::{Result, WeightsError};
+use crate::inputs::Inputs;
 use crate::write::write_safetensors;
 
 /// A stack's configuration beyond its weights, as [`save_canonical`] records it.
@@ -34,7 +35,7 @@ pub struct StackConfig {
     /// A mask made before the RNN that its input vectors cannot show, if the file records one:
     /// the layer that makes it, in the reader's words (`embedding (Embedding, mask_zero=True)`).
     /// Keras skips the masked steps; a run must be given each sequence's `lengths`
-    /// ([`StackConfig::check_lengths`]).
+    /// ([`StackConfig::apply_masks`]).
     pub input_mask: Option<String>,
 }
 
@@ -103,15 +104,37 @@ fn joined<T: PartialEq>(values: &[T], name: impl Fn(&T) -> String) -> String {
 }
 
 impl StackConfig {
-    /// Refuses a run without `lengths` where the file records a mask its input cannot show
-    /// ([`StackConfig::input_mask`]): the RNN would run over the padding and give other numbers
-    /// than the framework, silently.
+    /// Applies the masks the configuration records to a run's `inputs`, or refuses the run:
+    /// Keras's `Masking` ([`StackConfig::mask_value`]) gives each sequence's `lengths` from
+    /// its mask ([`rnn_core::lengths_from_mask`], which refuses masks with holes; `lengths` the
+    /// inputs also give must agree with it), and a mask the input cannot show
+    /// ([`StackConfig::input_mask`]) needs `lengths` given, else the RNN would run over the
+    /// padding and give other numbers than the framework, silently. The CLI's and the Python
+    /// module's runs both come here.
     ///
     /// # Errors
-    /// The refusal, naming the masking layer and how to give `lengths`.
-    pub fn check_lengths(&self, lengths_given: bool) -> std::result::Result<(), String> {
+    /// The refusal in words, without the file's name (the caller adds where the inputs came
+    /// from).
+    pub fn apply_masks(
+        &self,
+        inputs: &mut Inputs,
+        batch_first: bool,
+    ) -> std::result::Result<(), String> {
+        if let Some(mask_value) = self.mask_value {
+            let from_mask = rnn_core::lengths_from_mask(&inputs.input, mask_value, batch_first)
+                .map_err(|e| e.to_string())?;
+            if let Some(given) = &inputs.lengths {
+                if *given != from_mask {
+                    return Err(format!(
+                        "lengths {given:?} disagree with the mask of value {mask_value}, which \
+                         gives {from_mask:?}"
+                    ));
+                }
+            }
+            inputs.lengths = Some(from_mask);
+        }
         match &self.input_mask {
-            Some(layer) if !lengths_given => Err(format!(
+            Some(layer) if inputs.lengths.is_none() => Err(format!(
                 "the model masks steps before its RNN at {layer}, which the input vectors \
                  cannot show (Keras skips the masked steps); give each sequence's count of \
                  unmasked steps as `lengths` (a tensor beside the input, or lengths= in Python), \
@@ -119,6 +142,30 @@ impl StackConfig {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Refuses to feed a stack one step at a time (`--stream`, `--batch-size`,
+    /// `Model.stream`) where it masks steps: a mask needs each whole sequence.
+    ///
+    /// # Errors
+    /// The refusal in words, naming the mask.
+    pub fn check_stepwise(&self) -> std::result::Result<(), String> {
+        let ways = "--stream, --batch-size, Model.stream";
+        if let Some(value) = self.mask_value {
+            return Err(format!(
+                "the model masks steps by their values (a Keras Masking layer, mask value \
+                 {value}), which a stream does not apply, nor a run batch by batch ({ways}); \
+                 run it on whole inputs"
+            ));
+        }
+        if let Some(layer) = &self.input_mask {
+            return Err(format!(
+                "the model masks steps before its RNN at {layer}, which a stream cannot apply, \
+                 nor a run batch by batch ({ways}); run it on whole inputs with each sequence's \
+                 `lengths`"
+            ));
+        }
+        Ok(())
     }
 
     /// PyTorch's `nn.RNN` with one activation for every layer: no Keras options, zeros past

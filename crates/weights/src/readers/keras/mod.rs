@@ -98,8 +98,8 @@ pub(crate) const COMPUTE_DTYPE: &str = "keras_compute_dtype";
 /// that rounding, so it is said, never silent. `None` when the file records none or `dtype` is
 /// what it records.
 pub fn compute_dtype_note(file: &TensorFile, dtype: candle_core::DType) -> Option<String> {
-    let recorded = file.metadata().get(COMPUTE_DTYPE)?;
     use candle_core::DType;
+    let recorded = file.metadata().get(COMPUTE_DTYPE)?;
     // Keras's names for the dtypes rnn computes in.
     let name = match dtype {
         DType::F16 => "float16",
