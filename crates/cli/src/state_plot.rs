@@ -17,6 +17,9 @@ const MAX_PANELS: usize = 16;
 /// sequence while they fit in [`MAX_PANELS`].
 pub fn draw(rnn: &Rnn, layers: &[Tensor], path: &Path, sequence: Option<usize>) -> Result<()> {
     let format = image_format(path)?;
+    if let Some(k) = rnn.hidden_sizes().iter().position(|&h| h == 0) {
+        bail!("layer {k} has hidden size 0: it has no states to plot");
+    }
     let batch = layers[0].dim(1)?;
     // A layer's panels: one per direction, or one when its directions were merged.
     let panels_of: Vec<usize> = layers

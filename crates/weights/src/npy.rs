@@ -3,6 +3,8 @@
 //! F-contiguous array: the axes' order reversed in memory).
 //! Written as version 1.0 (2.0 when the header needs it), as `numpy.save` does.
 
+use std::io::Read;
+
 use candle_core::{DType, Device, Tensor};
 
 use safetensors::View;
@@ -119,6 +121,89 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
         Tensor::from_raw_buffer(data, header.dtype, &header.shape, &Device::Cpu)
     };
     tensor.map_err(|e| e.to_string())
+}
+
+/// Reads a `.npy` file of `len` bytes from `reader` (an archive's entry), the data straight
+/// into the tensor's own buffer for f32, f64, i64, i32 and u8: one copy of the array in memory,
+/// where reading the bytes first and building the tensor from them would hold two. Fortran
+/// order is made C order by one more copy. The error says what is wrong, in words.
+pub(crate) fn read(reader: &mut impl Read, len: u64) -> Result<Tensor, String> {
+    let file_len = usize::try_from(len).map_err(|_| format!("{len} bytes, more than memory"))?;
+    let cut = |e: std::io::Error| format!("cannot be read ({e})");
+    let mut head = Vec::new();
+    reader.take(12).read_to_end(&mut head).map_err(cut)?;
+    let end = header_end(&head)?;
+    if end > file_len {
+        return Err(format!(
+            "header length {end} runs past the end of the file ({file_len} bytes)"
+        ));
+    }
+    let more = (end - head.len().min(end)) as u64;
+    reader.take(more).read_to_end(&mut head).map_err(cut)?;
+    let header = header(&head, file_len)?;
+    // After the header, the 12 bytes read may already hold the first data bytes (a header of
+    // a 10-byte prefix and no text is not numpy's, but is read as it says).
+    let early = head.get(header.data_start..).unwrap_or_default();
+    let shape = if header.fortran {
+        header.shape.iter().rev().copied().collect()
+    } else {
+        header.shape.clone()
+    };
+    let numel: usize = shape.iter().product();
+    let tensor = match header.dtype {
+        DType::F32 => typed::<f32>(reader, early, numel, &shape),
+        DType::F64 => typed::<f64>(reader, early, numel, &shape),
+        DType::I64 => typed::<i64>(reader, early, numel, &shape),
+        DType::I32 => typed::<i32>(reader, early, numel, &shape),
+        DType::U8 => typed::<u8>(reader, early, numel, &shape),
+        dtype => {
+            let mut data = early.to_vec();
+            let want = numel * dtype.size_in_bytes();
+            data.try_reserve_exact(want.saturating_sub(data.len()))
+                .map_err(|_| format!("{want} data bytes, more than memory can hold"))?;
+            reader
+                .take((want - data.len().min(want)) as u64)
+                .read_to_end(&mut data)
+                .map_err(cut)?;
+            if data.len() != want {
+                return Err(format!("{want} data bytes declared, {} found", data.len()));
+            }
+            Tensor::from_raw_buffer(&data, dtype, &shape, &Device::Cpu).map_err(|e| e.to_string())
+        }
+    }?;
+    if header.fortran {
+        let axes: Vec<usize> = (0..shape.len()).rev().collect();
+        return tensor
+            .permute(axes)
+            .and_then(|t| t.contiguous())
+            .map_err(|e| e.to_string());
+    }
+    Ok(tensor)
+}
+
+/// `numel` elements of `T` (little-endian, as x86-64 and ARM hold them), `early` their first
+/// bytes already read, the rest from `reader`, into one buffer allocated once.
+fn typed<T: bytemuck::Pod + candle_core::WithDType>(
+    reader: &mut impl Read,
+    early: &[u8],
+    numel: usize,
+    shape: &[usize],
+) -> Result<Tensor, String> {
+    let mut data: Vec<T> = Vec::new();
+    data.try_reserve_exact(numel).map_err(|_| {
+        format!(
+            "{numel} elements of {} bytes, more than memory can hold",
+            std::mem::size_of::<T>()
+        )
+    })?;
+    data.resize(numel, T::zeroed());
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut data);
+    let n = early.len().min(bytes.len());
+    bytes[..n].copy_from_slice(&early[..n]);
+    reader
+        .read_exact(&mut bytes[n..])
+        .map_err(|e| format!("the data cannot be read ({e})"))?;
+    Tensor::from_vec(data, shape, &Device::Cpu).map_err(|e| e.to_string())
 }
 
 /// The bytes of a `.npy` file holding `tensor` (contiguous or not). bf16, which numpy has no

@@ -16,7 +16,39 @@ pub(crate) fn zip_archive(
     let config = zip::read::Config {
         archive_offset: zip::read::ArchiveOffset::Known(0),
     };
-    zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes))
+    let mut archive = zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes))?;
+    refuse_overlaps(&mut archive)?;
+    Ok(archive)
+}
+
+/// Refuses an archive whose entries share bytes: a central directory whose entries all point
+/// at one stored entry would have each reader decode the same data once per name (a small file
+/// read as many copies). Zip writers lay entries end to end; each entry's local header, name
+/// and data must end before the next one starts.
+fn refuse_overlaps(
+    archive: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+) -> zip::result::ZipResult<()> {
+    let mut spans = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let entry = archive.by_index_raw(i)?;
+        let start = entry.header_start();
+        let end = entry
+            .data_start()
+            .and_then(|d| d.checked_add(entry.compressed_size()))
+            .unwrap_or(u64::MAX);
+        spans.push((start, end, i));
+    }
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+        if start < end {
+            return Err(zip::result::ZipError::InvalidArchive(
+                format!("entries {a} and {b} share bytes (an archive built to repeat its data)")
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The arrays of an archive, by name (without `.npy`); the error says what is wrong, in words.
@@ -35,28 +67,21 @@ pub(crate) fn read(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, String> {
             return Err(format!("entry `{name}` is not a .npy array"));
         };
         let declared = entry.size();
-        let mut data = Vec::new();
-        usize::try_from(declared)
-            .ok()
-            .and_then(|n| data.try_reserve_exact(n).ok())
-            .ok_or_else(|| {
-                format!("array `{array}` declares {declared} bytes, more than memory can hold")
-            })?;
-        // One byte past the declared size: reaching the entry's end checks its CRC, and an
-        // entry that inflates to more than it declared is caught.
+        let tensor = crate::npy::read(&mut entry, declared)
+            .map_err(|reason| format!("array `{array}`: {reason}"))?;
+        // Reading to the entry's end checks its CRC; an entry that holds more than its
+        // header and data is caught.
+        let mut past = Vec::new();
         entry
             .by_ref()
-            .take(declared.saturating_add(1))
-            .read_to_end(&mut data)
+            .take(1)
+            .read_to_end(&mut past)
             .map_err(|e| format!("array `{array}` cannot be decompressed ({e})"))?;
-        if data.len() as u64 != declared {
+        if !past.is_empty() {
             return Err(format!(
-                "array `{array}` declares {declared} bytes but holds {}",
-                data.len()
+                "array `{array}` holds more bytes than its header and data"
             ));
         }
-        let tensor =
-            crate::npy::parse(&data).map_err(|reason| format!("array `{array}`: {reason}"))?;
         if arrays.insert(array.to_string(), tensor).is_some() {
             return Err(format!("the archive holds array `{array}` twice"));
         }

@@ -6,7 +6,7 @@
 //! opcode claims, clones memoised objects without limit, shifts out of range on `LONG1` of more
 //! than 8 bytes (the legacy format's magic number is 10) and indexes tuples without checking
 //! their length, so content could panic it or exhaust memory. This one bounds every length by
-//! the bytes that remain, the nesting depth and the objects that memo reads may copy.
+//! the bytes that remain, the nesting depth and the bytes that memo reads may copy.
 
 /// A value on the pickle machine's stack.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,7 @@ pub(crate) enum Value {
 }
 
 /// A value with the depth and size of the tree under it, kept so that neither is recomputed.
+/// `size` is in bytes, roughly: [`NODE_BYTES`] per node plus the bytes of its strings.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Node {
     pub value: Value,
@@ -52,20 +53,30 @@ pub(crate) struct Node {
 
 /// Deeper trees are refused: dropping and walking them is recursive.
 const MAX_DEPTH: u32 = 100;
-/// Objects that memo reads (`BINGET`) may copy in all.
-const MAX_COPIED: u64 = 10_000_000;
+/// What one node costs in `size`, about what it takes in memory.
+const NODE_BYTES: u64 = 64;
+/// Bytes that memo reads (`BINGET`, `MEMOIZE`, `DUP`) may copy in all: 64 MiB, plus 16 per
+/// byte of pickle (what torch.save writes copies a few small strings and tuples per tensor).
+const COPY_BASE: u64 = 64 << 20;
 
 impl Node {
     fn leaf(value: Value) -> Self {
+        let payload = match &value {
+            Value::Str(s) => s.len(),
+            Value::Bytes(b) | Value::BigInt(b) => b.len(),
+            Value::Global { module, name } => module.len() + name.len(),
+            _ => 0,
+        };
         Self {
             value,
             depth: 1,
-            size: 1,
+            size: NODE_BYTES + payload as u64,
         }
     }
 
     fn new(value: Value) -> Result<Self, String> {
-        let mut node = Self::leaf(Value::None);
+        let mut node = Self::leaf(value);
+        let value = std::mem::replace(&mut node.value, Value::None);
         let children: Vec<&Node> = match &value {
             Value::Tuple(v) | Value::List(v) => v.iter().collect(),
             Value::Dict(v) => v.iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -446,9 +457,11 @@ impl<'a> Machine<'a> {
 
     fn copy(&mut self, node: &Node) -> Result<(), String> {
         self.copied = self.copied.saturating_add(node.size);
-        if self.copied > MAX_COPIED {
+        let limit = COPY_BASE.saturating_add(16 * self.bytes.len() as u64);
+        if self.copied > limit {
             return Err(format!(
-                "memo reads copy more than {MAX_COPIED} objects (a pickle built to exhaust memory?)"
+                "memo reads copy more than {limit} bytes (64 MiB plus 16 per byte of pickle): \
+                 a pickle built to exhaust memory"
             ));
         }
         Ok(())
@@ -523,6 +536,22 @@ mod tests {
             error.contains("nested") || error.contains("memo"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn memo_copies_are_counted_in_bytes() {
+        // One 1 MB string memoised and read back 5,000 times: 5 GB of copies from a 1 MB
+        // pickle, refused after about 80 of them.
+        let mut bytes = b"\x80\x02](X".to_vec();
+        bytes.extend((1u32 << 20).to_le_bytes());
+        bytes.extend(std::iter::repeat_n(b'a', 1 << 20));
+        bytes.extend(b"q\x00");
+        for _ in 0..5000 {
+            bytes.extend(b"h\x00");
+        }
+        bytes.extend(b"e.");
+        let error = Machine::new(&bytes).load().unwrap_err();
+        assert!(error.contains("memo reads copy more than"), "{error}");
     }
 
     #[test]

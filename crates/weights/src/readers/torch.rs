@@ -85,11 +85,18 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         infos.push((name.to_string(), info));
     }
     let storages = source.storages(&infos).map_err(malformed)?;
+    // Each storage becomes one tensor; a tensor that is a contiguous run of it is a view that
+    // shares it (thousands of entries naming one storage cost nothing). Only strided views are
+    // copied, and their copies together may not exceed the storages' own bytes (plus 64 MiB):
+    // a file cannot make rnn hold many times what it stores.
+    let mut whole: HashMap<&str, Tensor> = HashMap::new();
+    let stored: usize = storages.values().map(Vec::len).sum();
+    let mut copy_budget = stored.saturating_add(64 << 20);
     let mut tensors = BTreeMap::new();
     let mut unloadable = BTreeMap::new();
-    for (name, info) in infos {
+    for (name, info) in &infos {
         let Some(dtype) = info.dtype else {
-            unloadable.insert(name, info.storage_type);
+            unloadable.insert(name.clone(), info.storage_type.clone());
             continue;
         };
         let storage = storages.get(&info.key).ok_or_else(|| {
@@ -98,10 +105,24 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
                 info.key
             ))
         })?;
-        let tensor = info
-            .gather(storage, dtype)
-            .map_err(|reason| malformed(format!("tensor `{name}`: {reason}")))?;
-        tensors.insert(name, tensor);
+        let tensor = if let Some(numel) = info.contiguous_numel() {
+            let base = match whole.get(info.key.as_str()) {
+                Some(base) => base.clone(),
+                None => {
+                    let count = storage.len() / info.element_size;
+                    let bytes = &storage[..count * info.element_size];
+                    let base = Tensor::from_raw_buffer(bytes, dtype, &[count], &Device::Cpu)
+                        .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
+                    whole.insert(info.key.as_str(), base.clone());
+                    base
+                }
+            };
+            info.view(&base, numel)
+        } else {
+            info.gather(storage, dtype, &mut copy_budget)
+        };
+        let tensor = tensor.map_err(|reason| malformed(format!("tensor `{name}`: {reason}")))?;
+        tensors.insert(name.clone(), tensor);
     }
     Ok(TensorFile::from_tensors(path, tensors, HashMap::new()).with_unloadable(unloadable))
 }
@@ -400,10 +421,10 @@ fn rebuild_args(args: &[Node]) -> std::result::Result<TensorInfo, String> {
         node.as_tuple()
             .ok_or_else(|| format!("its {what} is {}, not a tuple", node.kind()))?
             .iter()
-            .map(|d| {
-                d.as_int()
-                    .and_then(|d| usize::try_from(d).ok())
-                    .ok_or_else(|| format!("its {what} holds {}", d.kind()))
+            .map(|d| match d.as_int() {
+                Some(n) => usize::try_from(n)
+                    .map_err(|_| format!("its {what} holds {n}; a {what} is at least 0 in torch")),
+                None => Err(format!("its {what} holds {}", d.kind())),
             })
             .collect::<std::result::Result<Vec<usize>, String>>()
     };
@@ -431,9 +452,46 @@ fn rebuild_args(args: &[Node]) -> std::result::Result<TensorInfo, String> {
 }
 
 impl TensorInfo {
+    /// The element count when the tensor is a contiguous, row-major run of its storage (its
+    /// strides those of its shape, as every tensor torch did not view strided has); `None`
+    /// otherwise.
+    fn contiguous_numel(&self) -> Option<usize> {
+        let mut expected = 1usize;
+        for (&d, &s) in self.size.iter().zip(&self.stride).rev() {
+            if d != 1 && s != expected {
+                return None;
+            }
+            expected = expected.checked_mul(d)?;
+        }
+        Some(expected)
+    }
+
+    /// The contiguous tensor as a view of `base`, its storage as one tensor: nothing copied.
+    fn view(&self, base: &Tensor, numel: usize) -> std::result::Result<Tensor, String> {
+        let storage_len = base.elem_count();
+        if self
+            .offset
+            .checked_add(numel)
+            .is_none_or(|end| end > storage_len)
+        {
+            return Err(format!(
+                "offset {} and shape {:?} reach past its storage's {storage_len} elements",
+                self.offset, self.size
+            ));
+        }
+        base.narrow(0, self.offset, numel)
+            .and_then(|t| t.reshape(self.size.as_slice()))
+            .map_err(|e| e.to_string())
+    }
+
     /// The tensor's elements gathered from its storage by offset and strides, every index
-    /// checked to fall inside the storage.
-    fn gather(&self, storage: &[u8], dtype: DType) -> std::result::Result<Tensor, String> {
+    /// checked to fall inside the storage; the bytes copied are taken from `budget`.
+    fn gather(
+        &self,
+        storage: &[u8],
+        dtype: DType,
+        budget: &mut usize,
+    ) -> std::result::Result<Tensor, String> {
         let storage_len = storage.len() / self.element_size;
         let numel = self
             .size
@@ -446,7 +504,15 @@ impl TensorInfo {
                     self.size
                 )
             })?;
-        let mut out = Vec::with_capacity(numel * self.element_size);
+        let bytes = numel * self.element_size;
+        *budget = budget.checked_sub(bytes).ok_or_else(|| {
+            format!(
+                "a strided view of {bytes} bytes, past what the file's strided views may copy \
+                 (the bytes of its storages plus 64 MiB): views that repeat one storage many \
+                 times"
+            )
+        })?;
+        let mut out = Vec::with_capacity(bytes);
         let mut index = vec![0usize; self.size.len()];
         for _ in 0..numel {
             let at = index

@@ -1,7 +1,7 @@
 //! `rnn run --stream`: inference as data arrives. One time step per line on stdin, one output
 //! line per step on stdout, the hidden state kept between lines.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
@@ -35,13 +35,30 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut line = String::new();
     let mut values: Vec<f64> = Vec::with_capacity(input_size);
+    // A step's line holds `input_size` numbers; each fits in 64 characters with its separator
+    // (an f64 in full is 24), so a longer line is refused before it is read further.
+    let line_limit = input_size.saturating_mul(64).saturating_add(4096);
     for number in 1u64.. {
         if reader.buffer().is_empty() {
             out.flush()?;
         }
         line.clear();
-        if reader.read_line(&mut line).context("cannot read stdin")? == 0 {
+        let limit = u64::try_from(line_limit)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let read = (&mut reader)
+            .take(limit)
+            .read_line(&mut line)
+            .context("cannot read stdin")?;
+        if read == 0 {
             break;
+        }
+        if line.len() > line_limit {
+            bail!(
+                "stdin line {number}: expected at most {line_limit} bytes ({input_size} values, \
+                 the model's input size, of at most 64 characters each), found more; one line \
+                 holds one time step"
+            );
         }
         let text = line.trim();
         if text.is_empty() || text.starts_with('#') {
