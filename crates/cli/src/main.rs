@@ -52,7 +52,12 @@ fn main() -> ExitCode {
         Ok(Outcome::Mismatch) => ExitCode::from(1),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Bounded, whatever a file put into the message.
+            let message = format!("{e:#}");
+            eprintln!(
+                "error: {}",
+                rnn_weights::clip(&message, rnn_weights::MESSAGE_CHARS)
+            );
             ExitCode::from(2)
         }
     }

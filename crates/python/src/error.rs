@@ -11,6 +11,8 @@ create_exception!(
     "A file, a shape or an option rnn cannot use; the message is the rnn CLI's."
 );
 
+/// The error's message, bounded as the CLI bounds it ([`rnn_weights::MESSAGE_CHARS`]).
 pub(crate) fn rnn_error(error: impl std::fmt::Display) -> PyErr {
-    RnnError::new_err(error.to_string())
+    let message = error.to_string();
+    RnnError::new_err(rnn_weights::clip(&message, rnn_weights::MESSAGE_CHARS).into_owned())
 }

@@ -1,6 +1,6 @@
 //! Comparing a result with a reference, elementwise, as `numpy.allclose` does.
 
-use candle_core::{DType, Error, Result, Tensor};
+use candle_core::{CpuStorage, DType, Error, Result, Storage, Tensor};
 
 /// `|got − want| ≤ atol + rtol·|want|`, numpy.allclose's test, as [`compare`] applies it.
 ///
@@ -155,16 +155,40 @@ pub struct NonFinite {
 /// # Shapes
 /// `t`: any shape; the index returned is in `t`'s dimensions.
 pub fn non_finite(t: &Tensor) -> Result<Option<NonFinite>> {
-    let values = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let mut bad = values.iter().enumerate().filter(|(_, v)| !v.is_finite());
-    let Some((first, &first_value)) = bad.next() else {
-        return Ok(None);
+    if !t.device().is_cpu() || !t.is_contiguous() {
+        let t = t.to_device(&candle_core::Device::Cpu)?.contiguous()?;
+        return non_finite(&t);
+    }
+    // Read in place: a large input is screened without a copy of it (let alone an f64 one).
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Err(Error::Msg("a CPU tensor without CPU storage".into()));
     };
-    Ok(Some(NonFinite {
-        count: 1 + bad.count(),
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| Error::Msg("a contiguous tensor without contiguous offsets".into()))?;
+    let found = match cpu {
+        CpuStorage::F32(v) => first_non_finite(&v[start..end], |x| f64::from(*x)),
+        CpuStorage::F64(v) => first_non_finite(&v[start..end], |x| *x),
+        CpuStorage::F16(v) => first_non_finite(&v[start..end], |x| x.to_f64()),
+        CpuStorage::BF16(v) => first_non_finite(&v[start..end], |x| x.to_f64()),
+        _ => None,
+    };
+    Ok(found.map(|(first, first_value, count)| NonFinite {
+        count,
         first_index: unravel(first, t.dims()),
         first_value,
     }))
+}
+
+/// The first non-finite value's index and value, and how many there are.
+fn first_non_finite<T>(values: &[T], to_f64: impl Fn(&T) -> f64) -> Option<(usize, f64, usize)> {
+    let mut bad = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !to_f64(v).is_finite());
+    let (first, value) = bad.next()?;
+    Some((first, to_f64(value), 1 + bad.count()))
 }
 
 #[cfg(test)]

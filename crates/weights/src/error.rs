@@ -65,7 +65,7 @@ pub enum WeightsError {
         reason: String,
     },
     /// A tensor the format needs is not in the file.
-    #[error("{}: tensor `{name}` is missing; the file has: {}", path.display(), list(available))]
+    #[error("{}: tensor `{name}` is missing; the file has: {}", path.display(), list(available), name = clip(name, QUOTED_CHARS))]
     MissingTensor {
         /// The file.
         path: PathBuf,
@@ -75,7 +75,7 @@ pub enum WeightsError {
         available: Vec<String>,
     },
     /// A tensor has the wrong shape.
-    #[error("{}: tensor `{name}`: expected shape {expected}, found {found:?}", path.display())]
+    #[error("{}: tensor `{name}`: expected shape {expected}, found {found:?}", path.display(), name = clip(name, QUOTED_CHARS))]
     Shape {
         /// The file.
         path: PathBuf,
@@ -87,7 +87,7 @@ pub enum WeightsError {
         found: Vec<usize>,
     },
     /// A tensor has an element type that cannot be used where it is.
-    #[error("{}: tensor `{name}`: expected {expected}, found dtype {found}", path.display())]
+    #[error("{}: tensor `{name}`: expected {expected}, found dtype {found}", path.display(), name = clip(name, QUOTED_CHARS))]
     Dtype {
         /// The file.
         path: PathBuf,
@@ -99,7 +99,7 @@ pub enum WeightsError {
         found: String,
     },
     /// A tensor holds a value that makes no sense where it is used.
-    #[error("{}: tensor `{name}`: {reason}", path.display())]
+    #[error("{}: tensor `{name}`: {reason}", path.display(), name = clip(name, QUOTED_CHARS))]
     Value {
         /// The file.
         path: PathBuf,
@@ -183,12 +183,39 @@ pub(crate) fn float_dtype_error(path: &Path, name: &str, found: String) -> Weigh
     }
 }
 
+/// The most characters of a name or value from a file that a message quotes.
+pub const QUOTED_CHARS: usize = 200;
+/// The most characters of one message: a backstop for text built from a file's content.
+pub const MESSAGE_CHARS: usize = 4000;
+/// The most names a message lists.
+const LISTED_NAMES: usize = 40;
+
+/// `text` whole when it holds at most `max_chars` characters; else its first `max_chars`, then
+/// how many were cut, so that no file can make a message as long as itself.
+pub fn clip(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => text.into(),
+        Some((end, _)) => {
+            let cut = text[end..].chars().count();
+            format!("{}… ({cut} more characters)", &text[..end]).into()
+        }
+    }
+}
+
 fn list(names: &[String]) -> String {
     if names.is_empty() {
-        "no tensors".to_string()
-    } else {
-        names.join(", ")
+        return "no tensors".to_string();
     }
+    let mut text = names
+        .iter()
+        .take(LISTED_NAMES)
+        .map(|n| clip(n, QUOTED_CHARS))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > LISTED_NAMES {
+        text.push_str(&format!(" and {} more", names.len() - LISTED_NAMES));
+    }
+    text
 }
 
 /// This crate's result type.

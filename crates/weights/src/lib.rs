@@ -36,7 +36,7 @@ mod write;
 
 pub use chunked::{ArrayFile, ArrayWriter};
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
-pub use error::{Result, WeightsError};
+pub use error::{clip, Result, WeightsError, MESSAGE_CHARS, QUOTED_CHARS};
 pub use expected::{expected_outputs, name_outputs, Expected, F64_SUFFIX};
 pub use file::{FileFormat, TensorFile};
 pub use inputs::{Form, Inputs, MODEL_INPUTS};

@@ -48,9 +48,13 @@ pub(super) fn read_h5(
     let layers = root
         .group("layers")
         .map_err(|e| malformed(format!("`layers`: {e}")))?;
-    reader.layers_of(&layers, "layers", "")?;
+    reader.layers_of(&layers, "layers", "", 0)?;
     Ok((reader.tensors, reader.layers))
 }
+
+/// Models nested in models, deeper than any Keras user builds: the walk ends on a hard link
+/// back to a group above (HDF5 allows such cycles) and on files built to nest without end.
+const MAX_NESTING: usize = 32;
 
 struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     malformed: &'a F,
@@ -62,8 +66,15 @@ struct H5Reader<'a, F: Fn(String) -> WeightsError> {
 
 impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
     /// The layers of one `layers` group (`where_` its path in the file), named under `scope`
-    /// (a nested model's name and `/`).
-    fn layers_of(&mut self, layers: &Group, where_: &str, scope: &str) -> Result<()> {
+    /// (a nested model's name and `/`), `depth` models deep.
+    fn layers_of(&mut self, layers: &Group, where_: &str, scope: &str, depth: usize) -> Result<()> {
+        if depth > MAX_NESTING {
+            return Err((self.malformed)(format!(
+                "`{}`: models nested more than {MAX_NESTING} deep (or a group that links back \
+                 to one above it)",
+                crate::error::clip(where_, crate::error::QUOTED_CHARS)
+            )));
+        }
         for key in self.groups(layers, where_)? {
             let at = format!("{where_}/{key}");
             let group = self.group(layers, &key, &at)?;
@@ -89,7 +100,12 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 });
             } else if has("layers") {
                 let inner = self.group(&group, "layers", &format!("{at}/layers"))?;
-                self.layers_of(&inner, &format!("{at}/layers"), &format!("{name}/"))?;
+                self.layers_of(
+                    &inner,
+                    &format!("{at}/layers"),
+                    &format!("{name}/"),
+                    depth + 1,
+                )?;
             } else {
                 let before = self.tensors.len();
                 self.vars(&group, &at, |k| format!("{at}/vars/{k}"))?;

@@ -27,8 +27,10 @@ use crate::file::TensorFile;
 use config::model_config;
 use h5::read_h5;
 
-/// The most a `config.json` may hold; Keras's are a few kilobytes per layer.
-const MAX_CONFIG: u64 = 64 << 20;
+/// The most a `config.json` may hold: Keras's are a few kilobytes per layer (8 MiB is over a
+/// thousand layers). Parsed, JSON takes up to about 16 times its text, so this also bounds
+/// what a file built to inflate can make rnn hold (a 272 KB archive inflating to 64 MB).
+const MAX_CONFIG: u64 = 8 << 20;
 
 /// Reads a `.keras` archive: weights and the options its config records.
 pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {

@@ -43,6 +43,18 @@ use graph::Reader;
 
 /// Reads the RNN nodes of an ONNX model.
 pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
+    let decoded = proto::decoded_size(bytes).map_err(|e| malformed(path, e))?;
+    let budget = 8 * bytes.len() as u64 + (64 << 20);
+    if decoded > budget {
+        return Err(malformed(
+            path,
+            format!(
+                "decoded, its messages would take about {decoded} bytes, more than 8 per byte \
+                 of the file plus 64 MiB ({budget}): many empty messages, built to exhaust \
+                 memory"
+            ),
+        ));
+    }
     let model = proto::Model::decode(bytes).map_err(|e| WeightsError::Malformed {
         path: path.to_owned(),
         kind: "ONNX",

@@ -105,3 +105,132 @@ pub struct ValueInfo {
     #[prost(string, tag = "1")]
     pub name: String,
 }
+
+/// What decoding `bytes` as a [`Model`] would hold in memory, estimated from the wire format
+/// before anything is decoded: each message the decoder keeps costs its struct's size, each
+/// string or byte field its bytes and a `Vec`'s 24, each packed varint 8 bytes. A message of 2
+/// bytes on the wire can be a struct of hundreds of bytes once decoded (five million empty
+/// attributes are a 10 MB file and 2 GB of `Attribute`s), so the caller bounds this first.
+pub(crate) fn decoded_size(bytes: &[u8]) -> Result<u64, String> {
+    size_of_message(bytes, Kind::Model)
+}
+
+/// The messages of this subset, for [`decoded_size`].
+#[derive(Clone, Copy)]
+enum Kind {
+    Model,
+    Graph,
+    Node,
+    Attribute,
+    Tensor,
+    Entry,
+    ValueInfo,
+}
+
+impl Kind {
+    fn struct_size(self) -> u64 {
+        (match self {
+            Kind::Model => std::mem::size_of::<Model>(),
+            Kind::Graph => std::mem::size_of::<Graph>(),
+            Kind::Node => std::mem::size_of::<Node>(),
+            Kind::Attribute => std::mem::size_of::<Attribute>(),
+            Kind::Tensor => std::mem::size_of::<TensorProto>(),
+            Kind::Entry => std::mem::size_of::<StringStringEntry>(),
+            Kind::ValueInfo => std::mem::size_of::<ValueInfo>(),
+        }) as u64
+    }
+
+    /// The message a length-delimited field holds, if the decoder keeps one there.
+    fn submessage(self, field: u64) -> Option<Kind> {
+        match (self, field) {
+            (Kind::Model, 7) => Some(Kind::Graph),
+            (Kind::Graph, 1) => Some(Kind::Node),
+            (Kind::Graph, 5) | (Kind::Attribute, 5) => Some(Kind::Tensor),
+            (Kind::Graph, 11 | 12) => Some(Kind::ValueInfo),
+            (Kind::Node, 5) => Some(Kind::Attribute),
+            (Kind::Tensor, 13) => Some(Kind::Entry),
+            _ => None,
+        }
+    }
+
+    /// Whether a length-delimited field is a string or bytes the decoder keeps (the others
+    /// it skips).
+    fn kept_bytes(self, field: u64) -> bool {
+        matches!(
+            (self, field),
+            (Kind::Model, 2 | 3)
+                | (Kind::Node, 1 | 2 | 3 | 4 | 7)
+                | (Kind::Attribute, 1 | 4 | 7 | 9)
+                | (Kind::Tensor, 4 | 8 | 9 | 10)
+                | (Kind::Entry, 1 | 2)
+                | (Kind::ValueInfo, 1)
+        )
+    }
+
+    /// Whether a length-delimited field is packed varints the decoder keeps (8 bytes each).
+    fn packed_varints(self, field: u64) -> bool {
+        matches!(
+            (self, field),
+            (Kind::Attribute, 8) | (Kind::Tensor, 1 | 5 | 7)
+        )
+    }
+}
+
+fn size_of_message(mut bytes: &[u8], kind: Kind) -> Result<u64, String> {
+    let mut size = kind.struct_size();
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes)?;
+        let field = key >> 3;
+        let cost = match key & 7 {
+            0 => {
+                varint(&mut bytes)?;
+                8
+            }
+            1 => {
+                skip(&mut bytes, 8)?;
+                8
+            }
+            5 => {
+                skip(&mut bytes, 4)?;
+                4
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut bytes)?).unwrap_or(usize::MAX);
+                let body = skip(&mut bytes, len)?;
+                match kind.submessage(field) {
+                    Some(inner) => size_of_message(body, inner)?,
+                    None if kind.packed_varints(field) => {
+                        8 * body.iter().filter(|&&b| b < 0x80).count() as u64
+                    }
+                    None if kind.kept_bytes(field) => 24 + len as u64,
+                    None => 0,
+                }
+            }
+            other => return Err(format!("wire type {other}, which ONNX does not use")),
+        };
+        size = size.saturating_add(cost);
+    }
+    Ok(size)
+}
+
+fn varint(bytes: &mut &[u8]) -> Result<u64, String> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first().ok_or("truncated in a varint")?;
+        *bytes = rest;
+        value |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err("a varint longer than 10 bytes".into())
+}
+
+fn skip<'a>(bytes: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
+    if len > bytes.len() {
+        return Err("a field longer than what follows it".into());
+    }
+    let (body, rest) = bytes.split_at(len);
+    *bytes = rest;
+    Ok(body)
+}
