@@ -160,6 +160,10 @@ fn state_dict_pickle(names: &[String], count: u32) -> Vec<u8> {
     p
 }
 
+fn deflated_options() -> zip::write::SimpleFileOptions {
+    zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated)
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -250,13 +254,99 @@ fn files_built_to_amplify_are_refused_within_their_budget() {
         200 * MIB,
     );
 
+    // 3,000 RNN nodes naming the same two 64 KiB initialisers: a 130 KB file describing
+    // 390 MB of weights.
+    let h = 128usize;
+    let tensor = |name: &str, dims: &[usize], raw: &[u8]| {
+        let mut t = Vec::new();
+        for &d in dims {
+            varint(1 << 3, &mut t);
+            varint(d as u64, &mut t);
+        }
+        t.extend([2 << 3, 1]);
+        field(8, name.as_bytes(), &mut t);
+        field(9, raw, &mut t);
+        t
+    };
+    let mut graph = Vec::new();
+    let mut x = "X".to_string();
+    for k in 0..3000 {
+        let mut node = Vec::new();
+        for input in [x.as_str(), "W", "R"] {
+            field(1, input.as_bytes(), &mut node);
+        }
+        field(2, format!("Y{k}").as_bytes(), &mut node);
+        field(4, b"RNN", &mut node);
+        let mut attribute = Vec::new();
+        field(1, b"hidden_size", &mut attribute);
+        attribute.push(3 << 3);
+        varint(h as u64, &mut attribute);
+        varint(20 << 3, &mut attribute);
+        attribute.push(2);
+        field(5, &attribute, &mut node);
+        field(1, &node, &mut graph);
+        let mut squeeze = Vec::new();
+        field(1, format!("Y{k}").as_bytes(), &mut squeeze);
+        field(1, b"axes", &mut squeeze);
+        x = format!("X{}", k + 1);
+        field(2, x.as_bytes(), &mut squeeze);
+        field(4, b"Squeeze", &mut squeeze);
+        field(1, &squeeze, &mut graph);
+    }
+    let weights = vec![0u8; 4 * h * h];
+    field(5, &tensor("W", &[1, h, h], &weights), &mut graph);
+    field(5, &tensor("R", &[1, h, h], &weights), &mut graph);
+    let mut axes = tensor("axes", &[1], &1i64.to_le_bytes());
+    axes.extend([2 << 3, 7]);
+    field(5, &axes, &mut graph);
+    let mut input = Vec::new();
+    field(1, b"X", &mut input);
+    field(11, &input, &mut graph);
+    let mut onnx = Vec::new();
+    field(7, &graph, &mut onnx);
+    let onnx = write(dir, "shared_initialisers.onnx", &onnx);
+    refused(
+        "3,000 ONNX RNN nodes sharing their initialisers",
+        &["inspect", &onnx],
+        None,
+        "nodes that share their initialisers",
+        200 * MIB,
+    );
+
+    // A nested Keras model whose `layers` links back to the file's own (an HDF5 cycle).
+    let cycle = repo("tests/fixtures/files/keras_stack_layers_cycle.weights.h5");
+    refused(
+        "an HDF5 group that links back up",
+        &["inspect", cycle.to_str().unwrap()],
+        None,
+        "nested more than 32 deep",
+        200 * MIB,
+    );
+
+    // A torch.save storage deflated from 256 MiB to a few hundred KB (torch stores them
+    // uncompressed).
+    let pickle = state_dict_pickle(&["weight_ih_l0".to_string()], 1 << 26);
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("archive/data.pkl", stored).unwrap();
+    zip.write_all(&pickle).unwrap();
+    zip.start_file("archive/data/0", deflated_options())
+        .unwrap();
+    zip.write_all(&vec![0u8; 1 << 28]).unwrap();
+    let inflating = write(dir, "inflating.pt", &zip.finish().unwrap().into_inner());
+    refused(
+        "a torch storage deflated from 256 MiB",
+        &["inspect", &inflating],
+        None,
+        "more than the",
+        200 * MIB,
+    );
+
     // A .keras whose config.json inflates to 64 MiB of JSON arrays.
     let mut config = b"[".to_vec();
     config.extend(b"[0],".repeat(16 << 20));
     config.extend(b"[0]]");
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let deflated = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let deflated = deflated_options();
     zip.start_file("config.json", deflated).unwrap();
     zip.write_all(&config).unwrap();
     let keras = write(dir, "bomb.keras", &zip.finish().unwrap().into_inner());

@@ -285,7 +285,7 @@ fn check_leftovers(file: &TensorFile, plan: &Plan, model: &LoadedWeights) -> Res
     if plan.naming != Naming::Pytorch {
         return Ok(());
     }
-    let used = model.source_names();
+    let used: std::collections::HashSet<&str> = model.source_names().into_iter().collect();
     let stray = file.names().into_iter().find(|n| {
         n.strip_prefix(plan.prefix.as_str())
             .is_some_and(|rest| rest.starts_with("weight_") || rest.starts_with("bias_"))

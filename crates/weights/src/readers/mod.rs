@@ -36,10 +36,26 @@ impl TensorFile {
                 return read_checkpoint(&prefix);
             }
         }
-        let bytes = read_regular_file(path).map_err(|error| WeightsError::Io {
+        let io = |error| WeightsError::Io {
             path: path.to_owned(),
             error,
-        })?;
+        };
+        let (mut file, len) = open_regular_file(path).map_err(io)?;
+        // A .npy is read straight into its tensor's buffer: one copy of a large array in
+        // memory, not the file's bytes and then the tensor.
+        let mut magic = Vec::with_capacity(6);
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 6), &mut magic)
+            .map_err(io)?;
+        if magic == b"\x93NUMPY" && matches!(format, None | Some(FileFormat::Npy)) {
+            let mut whole = std::io::Read::take(std::io::Read::chain(magic.as_slice(), file), len);
+            let tensor = crate::npy::read(&mut whole, len).map_err(|reason| WeightsError::Npy {
+                path: path.to_owned(),
+                reason,
+            })?;
+            let tensors = std::collections::BTreeMap::from([("input".to_string(), tensor)]);
+            return Ok(Self::from_tensors(path, tensors, Default::default()));
+        }
+        let bytes = read_rest(magic, file, len).map_err(io)?;
         let format = match format {
             Some(format) => format,
             None => {
@@ -62,7 +78,29 @@ impl TensorFile {
 /// ends or never opens) is refused before it is opened, and a file that grows while it is
 /// read is not read past that size.
 pub(crate) fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let (file, len) = open_regular_file(path)?;
+    read_rest(Vec::new(), file, len)
+}
+
+/// The file's bytes: `start`, its first bytes already read, then the rest of its `len`.
+fn read_rest(start: Vec<u8>, file: std::fs::File, len: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    let mut bytes = start;
+    let rest = usize::try_from(len)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(bytes.len());
+    bytes
+        .try_reserve_exact(rest)
+        .map_err(|_| std::io::Error::other(format!("{len} bytes cannot be held in memory")))?;
+    let read = bytes.len() as u64;
+    file.take(len.saturating_sub(read))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The regular file at `path`, opened, and its length when opened (see
+/// [`read_regular_file`]).
+fn open_regular_file(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
     let not_regular = || {
         std::io::Error::other(
             "not a regular file (a FIFO, socket or device); rnn reads models and inputs from \
@@ -83,13 +121,7 @@ pub(crate) fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
     if !metadata.is_file() {
         return Err(not_regular());
     }
-    let len = metadata.len();
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
-        .map_err(|_| std::io::Error::other(format!("{len} bytes cannot be held in memory")))?;
-    file.take(len).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    Ok((file, metadata.len()))
 }
 
 /// What a file's first bytes say it is.

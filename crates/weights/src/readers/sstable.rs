@@ -37,24 +37,38 @@ pub(crate) fn entries(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     let mut pos = 0;
     let _metaindex = BlockHandle::decode(footer, &mut pos)?;
     let index = BlockHandle::decode(footer, &mut pos)?;
+    // What the entries may hold in all: keys are rebuilt whole from shared prefixes, so a
+    // small index could otherwise claim gigabytes of keys.
+    let mut budget = bytes.len().saturating_mul(4).saturating_add(64 << 20);
     let index_block = block(bytes, index, "the index block")?;
     let mut out = Vec::new();
-    for (key, value) in block_entries(index_block, "the index block")? {
+    let mut previous_end = 0u64;
+    for (key, value) in block_entries(index_block, "the index block", &mut budget)? {
         let mut pos = 0;
         let handle = BlockHandle::decode(&value, &mut pos)?;
         let what = format!(
             "the data block for keys up to {:?}",
-            String::from_utf8_lossy(&key)
+            crate::error::clip(&String::from_utf8_lossy(&key), crate::error::QUOTED_CHARS)
         );
+        // TensorFlow writes the data blocks one after another; a handle that points back
+        // would have one block decoded once per handle.
+        if handle.offset < previous_end {
+            return Err(format!(
+                "{what}: expected a block after offset {previous_end} (each block once, in \
+                 order), found one at {}",
+                handle.offset
+            ));
+        }
+        previous_end = handle.offset.saturating_add(handle.size);
         let data = block(bytes, handle, &what)?;
-        out.extend(block_entries(data, &what)?);
+        out.extend(block_entries(data, &what, &mut budget)?);
     }
     for pair in out.windows(2) {
         if pair[0].0 >= pair[1].0 {
             return Err(format!(
                 "expected keys in increasing order, found {:?} before {:?}",
-                String::from_utf8_lossy(&pair[0].0),
-                String::from_utf8_lossy(&pair[1].0)
+                crate::error::clip(&String::from_utf8_lossy(&pair[0].0), 200),
+                crate::error::clip(&String::from_utf8_lossy(&pair[1].0), 200)
             ));
         }
     }
@@ -116,8 +130,9 @@ fn block<'a>(bytes: &'a [u8], handle: BlockHandle, what: &str) -> Result<&'a [u8
     Ok(contents)
 }
 
-/// The entries of one block: keys rebuilt from their shared prefixes.
-fn block_entries(block: &[u8], what: &str) -> Result<Vec<Entry>, String> {
+/// The entries of one block: keys rebuilt from their shared prefixes, their bytes taken from
+/// `budget`.
+fn block_entries(block: &[u8], what: &str, budget: &mut usize) -> Result<Vec<Entry>, String> {
     let fail = |why: String| format!("{what}: {why}");
     if block.len() < 4 {
         return Err(fail(format!(
@@ -150,6 +165,12 @@ fn block_entries(block: &[u8], what: &str) -> Result<Vec<Entry>, String> {
             "restart point {bad} lies past the entries, which end at {limit}"
         )));
     }
+    if restarts.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(fail("expected restart points in increasing order".into()));
+    }
+    // The restart points not yet passed: the entries are walked in order, so each point is
+    // looked at once.
+    let mut next_restart = restarts.iter().peekable();
     let mut entries: Vec<Entry> = Vec::new();
     let mut pos = 0;
     let mut key: Vec<u8> = Vec::new();
@@ -165,7 +186,8 @@ fn block_entries(block: &[u8], what: &str) -> Result<Vec<Entry>, String> {
                 key.len()
             )));
         }
-        if restarts.contains(&at) && shared != 0 {
+        while next_restart.next_if(|&&r| r < at).is_some() {}
+        if next_restart.next_if_eq(&&at).is_some() && shared != 0 {
             return Err(fail(format!(
                 "the entry at restart point {at} shares {shared} bytes with the previous key; a \
                  restart point's key is whole"
@@ -179,6 +201,15 @@ fn block_entries(block: &[u8], what: &str) -> Result<Vec<Entry>, String> {
             .checked_add(value_len)
             .filter(|&e| e <= limit)
             .ok_or_else(cut)?;
+        *budget = budget
+            .checked_sub(shared + unshared + value_len)
+            .ok_or_else(|| {
+                fail(format!(
+                    "the entry at offset {at}: the keys and values rebuilt so far exceed 4 \
+                     bytes per byte of the file plus 64 MiB (keys that share ever longer \
+                     prefixes)"
+                ))
+            })?;
         key.truncate(shared);
         key.extend_from_slice(&block[pos..key_end]);
         entries.push((key.clone(), block[key_end..value_end].to_vec()));
@@ -251,6 +282,14 @@ pub(crate) fn mask(crc: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The entries of a block, without a budget.
+    fn all(block: &[u8]) -> Result<Vec<Entry>, String> {
+        {
+            let mut budget = usize::MAX;
+            block_entries(block, "b", &mut budget)
+        }
+    }
 
     fn varint(mut v: u64, out: &mut Vec<u8>) {
         while v >= 0x80 {
@@ -397,9 +436,7 @@ mod tests {
         block.extend_from_slice(b"ab");
         block.extend_from_slice(&0u32.to_le_bytes());
         block.extend_from_slice(&1u32.to_le_bytes());
-        assert!(block_entries(&block, "b")
-            .unwrap_err()
-            .contains("cut short"));
+        assert!(all(&block).unwrap_err().contains("cut short"));
     }
 
     #[test]
@@ -411,17 +448,54 @@ mod tests {
         block.push(b'a');
         block.extend_from_slice(&4u32.to_le_bytes());
         block.extend_from_slice(&1u32.to_le_bytes());
-        let err = block_entries(&block, "b").unwrap_err();
+        let err = all(&block).unwrap_err();
         assert!(err.contains("shares 3 bytes"), "{err}");
 
         let huge = u32::MAX.to_le_bytes();
-        assert!(block_entries(&huge, "b")
-            .unwrap_err()
-            .contains("restart points"));
-        assert_eq!(block_entries(&[0, 0, 0, 0], "b").unwrap(), Vec::new());
-        assert!(block_entries(&[0, 0, 0, 0, 0], "b")
-            .unwrap_err()
-            .contains("found none"));
+        assert!(all(&huge).unwrap_err().contains("restart points"));
+        assert_eq!(all(&[0, 0, 0, 0]).unwrap(), Vec::new());
+        assert!(all(&[0, 0, 0, 0, 0]).unwrap_err().contains("found none"));
+    }
+
+    #[test]
+    fn refuses_restart_points_out_of_order() {
+        let mut block = encode_block(&[(b"a", b"1"), (b"b", b"2")], 1);
+        // Both restart points say 0.
+        let n = block.len();
+        block[n - 8..n - 4].copy_from_slice(&0u32.to_le_bytes());
+        let err = all(&block).unwrap_err();
+        assert!(err.contains("increasing order"), "{err}");
+    }
+
+    #[test]
+    fn refuses_keys_rebuilt_past_the_budget() {
+        // Each key shares the whole previous key and adds one byte: n entries rebuild n²/2
+        // bytes of keys from about 4n bytes of block.
+        let keys: Vec<Vec<u8>> = (1..=200).map(|n| vec![b'k'; n]).collect();
+        let entries: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (k.as_slice(), &b""[..])).collect();
+        let block = encode_block(&entries, 1000);
+        assert!(all(&block).is_ok());
+        let mut budget = 10_000;
+        let err = block_entries(&block, "b", &mut budget).unwrap_err();
+        assert!(err.contains("rebuilt so far exceed"), "{err}");
+    }
+
+    #[test]
+    fn refuses_index_handles_that_point_back() {
+        // Two index entries naming the same data block: it would be decoded once per handle.
+        let mut file = Vec::new();
+        let data = encode_block(&[(b"a", b"1")], 16);
+        let handle = push_block(&mut file, &data, 0);
+        let index = encode_block(&[(b"a", &handle), (b"b", &handle)], 16);
+        let index_handle = push_block(&mut file, &index, 0);
+        let mut footer = Vec::new();
+        footer.extend_from_slice(&index_handle);
+        footer.extend_from_slice(&index_handle);
+        footer.resize(40, 0);
+        footer.extend_from_slice(&MAGIC.to_le_bytes());
+        file.extend_from_slice(&footer);
+        let err = entries(&file).unwrap_err();
+        assert!(err.contains("each block once"), "{err}");
     }
 
     #[test]

@@ -133,6 +133,8 @@ enum Source<'a> {
     Zip {
         archive: Box<zip::ZipArchive<std::io::Cursor<&'a [u8]>>>,
         dir: String,
+        /// The archive's length in bytes.
+        file_len: usize,
     },
     /// The legacy format: after the pickles, in the order of `keys`, each storage as its
     /// element count (u64, little-endian) and its elements.
@@ -165,9 +167,18 @@ impl Source<'_> {
         }
         let mut out = HashMap::new();
         match self {
-            Source::Zip { mut archive, dir } => {
+            Source::Zip {
+                mut archive,
+                dir,
+                file_len,
+            } => {
+                // torch.save stores its storages uncompressed, so each fits in the file; a
+                // deflated one may unpack to 16 times the file (plus 64 MiB), no more.
+                let left = (file_len as u64)
+                    .saturating_mul(16)
+                    .saturating_add(64 << 20);
                 for (key, (size, count)) in wanted {
-                    let len = byte_len(key, size, count, u64::MAX)?;
+                    let len = byte_len(key, size, count, left)?;
                     let name = format!("{dir}data/{key}");
                     let data = read_entry(&mut archive, &name, len)?;
                     if data.len() < len {
@@ -271,6 +282,7 @@ fn open_zip<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Node, Source<'a>)> {
         Source::Zip {
             archive: Box::new(archive),
             dir,
+            file_len: bytes.len(),
         },
     ))
 }

@@ -75,9 +75,13 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 crate::error::clip(where_, crate::error::QUOTED_CHARS)
             )));
         }
-        for key in self.groups(layers, where_)? {
+        // Each child with its handle, from one walk of the group: looking each up by name
+        // walks the group again (30,000 layers took minutes).
+        let children = layers
+            .iter_groups()
+            .map_err(|e| (self.malformed)(format!("`{where_}` does not list: {e}")))?;
+        for (key, group) in children {
             let at = format!("{where_}/{key}");
-            let group = self.group(layers, &key, &at)?;
             let name = format!("{scope}{}", self.own_name(&group, &at, &key)?);
             let children = self.groups(&group, &at)?;
             let has = |c: &str| children.iter().any(|g| g == c);

@@ -10,7 +10,7 @@ use super::attributes::Attributes;
 use super::graph::{Feed, Reader, GLUE};
 use super::proto::Node;
 use super::tensor::to_tensor;
-use super::{node_name, refuse, EXPORT_RNN_ALONE};
+use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
 use crate::error::{Result, WeightsError};
 
 impl<'g> Reader<'g> {
@@ -63,6 +63,10 @@ impl<'g> Reader<'g> {
         }
         let stack = self.order(&rnns)?;
         let mut tensors = HashMap::new();
+        // The weights the nodes name, in bytes: each initialiser is stored once, so nodes that
+        // all name the same ones would make a small file a large model.
+        let mut named = 0usize;
+        let budget = self.file_len.saturating_mul(4).saturating_add(64 << 20);
         let mut metadata = HashMap::new();
         let mut nonlinearities: Vec<Vec<Nonlinearity>> = Vec::new();
         let mut clips = Vec::new();
@@ -93,6 +97,19 @@ impl<'g> Reader<'g> {
             let w = self.weight(node, 1, "W")?;
             let r = self.weight(node, 2, "R")?;
             let b = self.optional_weight(node, 3, "B")?;
+            for t in [Some(&w), Some(&r), b.as_ref()].into_iter().flatten() {
+                named = named.saturating_add(t.elem_count() * t.dtype().size_in_bytes());
+            }
+            if named > budget {
+                return Err(malformed(
+                    self.path,
+                    format!(
+                        "the RNN nodes up to the {} name {named} bytes of weights, more than 4 \
+                         per byte of the file plus 64 MiB: nodes that share their initialisers",
+                        node_name(node)
+                    ),
+                ));
+            }
             let hidden = r.dims().get(1).copied().unwrap_or(0);
             let expect = |t: &Tensor, what: &str, shape: &[usize]| {
                 if t.dims() != shape

@@ -44,10 +44,12 @@ pub(super) struct Reader<'g> {
     pub(super) producer: HashMap<&'g str, &'g Node>,
     pub(super) initializers: HashMap<&'g str, &'g TensorProto>,
     pub(super) inputs: Vec<&'g str>,
+    /// The file's length in bytes, against which the weights the nodes name are bounded.
+    pub(super) file_len: usize,
 }
 
 impl<'g> Reader<'g> {
-    pub(super) fn new(path: &'g Path, graph: &'g Graph) -> Self {
+    pub(super) fn new(path: &'g Path, graph: &'g Graph, file_len: usize) -> Self {
         let mut producer = HashMap::new();
         for node in &graph.node {
             for output in &node.output {
@@ -71,6 +73,7 @@ impl<'g> Reader<'g> {
             producer,
             initializers,
             inputs,
+            file_len,
         }
     }
 }

@@ -63,7 +63,7 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     let Some(graph) = &model.graph else {
         return Err(malformed(path, "a model without a graph".into()));
     };
-    let reader = Reader::new(path, graph);
+    let reader = Reader::new(path, graph, bytes.len());
     let (mut tensors, mut metadata) = reader.read()?;
     let producer = format!("{} {}", model.producer_name, model.producer_version);
     metadata.insert("producer".into(), producer.trim().to_string());

@@ -116,7 +116,7 @@ pub(crate) fn decoded_size(bytes: &[u8]) -> Result<u64, String> {
 }
 
 /// The messages of this subset, for [`decoded_size`].
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Kind {
     Model,
     Graph,
@@ -196,7 +196,9 @@ fn size_of_message(mut bytes: &[u8], kind: Kind) -> Result<u64, String> {
             }
             2 => {
                 let len = usize::try_from(varint(&mut bytes)?).unwrap_or(usize::MAX);
-                let body = skip(&mut bytes, len)?;
+                let body = skip(&mut bytes, len).map_err(|e| {
+                    format!("{kind:?}, field {field}: {e} (a truncated file, or not ONNX)")
+                })?;
                 match kind.submessage(field) {
                     Some(inner) => size_of_message(body, inner)?,
                     None if kind.packed_varints(field) => {
@@ -228,7 +230,10 @@ fn varint(bytes: &mut &[u8]) -> Result<u64, String> {
 
 fn skip<'a>(bytes: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
     if len > bytes.len() {
-        return Err("a field longer than what follows it".into());
+        return Err(format!(
+            "expected {len} bytes, found {} before the end of its message",
+            bytes.len()
+        ));
     }
     let (body, rest) = bytes.split_at(len);
     *bytes = rest;

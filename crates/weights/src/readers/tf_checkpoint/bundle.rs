@@ -121,6 +121,10 @@ pub(super) struct Shards<'a> {
     pub(super) index: &'a Path,
     pub(super) count: i32,
     pub(super) loaded: HashMap<i32, Vec<u8>>,
+    /// Bytes of each shard handed out to variables so far: TensorFlow writes each variable
+    /// to its own range, so together they never exceed the shard (an index whose entries all
+    /// name one range would have each copied).
+    pub(super) used: HashMap<i32, usize>,
 }
 
 impl Shards<'_> {
@@ -170,6 +174,9 @@ impl Shards<'_> {
             )));
         }
         let shard_path = self.shard_path(entry.shard_id);
+        let used = self.used.entry(entry.shard_id).or_default();
+        *used = used.saturating_add(bytes);
+        let used = *used;
         let data = self.shard(entry.shard_id)?;
         let start = usize::try_from(entry.offset).ok();
         let range = start
@@ -184,6 +191,17 @@ impl Shards<'_> {
                     data.len()
                 ),
             })?;
+        if used > data.len() {
+            return Err(WeightsError::Malformed {
+                path: shard_path,
+                kind: "TensorFlow checkpoint data shard",
+                reason: format!(
+                    "`{name}`: the variables read so far take {used} bytes of a shard of {}: \
+                     their ranges overlap (TensorFlow writes each variable to its own)",
+                    data.len()
+                ),
+            });
+        }
         let raw = &data[range];
         let crc = sstable::mask(sstable::crc32c(raw));
         if crc != entry.crc32c {
@@ -226,5 +244,37 @@ impl Shards<'_> {
             self.loaded.insert(id, bytes);
         }
         Ok(self.loaded.get(&id).map(Vec::as_slice).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_over_one_range_of_a_shard_are_refused() {
+        // Two float32 scalars both at offset 0 of a 4-byte shard: the second would be a copy
+        // of the first's bytes (thousands of them, gigabytes from a small shard).
+        let data = 1.5f32.to_le_bytes().to_vec();
+        let entry = BundleEntryProto {
+            dtype: 1,
+            size: 4,
+            crc32c: sstable::mask(sstable::crc32c(&data)),
+            ..Default::default()
+        };
+        let mut shards = Shards {
+            prefix: Path::new("ckpt"),
+            index: Path::new("ckpt.index"),
+            count: 1,
+            loaded: HashMap::from([(0, data)]),
+            used: HashMap::new(),
+        };
+        let first = shards.tensor("a", &entry, DType::F32, 4).unwrap();
+        assert_eq!(first.to_vec0::<f32>().unwrap(), 1.5);
+        let error = shards
+            .tensor("b", &entry, DType::F32, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("their ranges overlap"), "{error}");
     }
 }

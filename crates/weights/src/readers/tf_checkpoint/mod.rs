@@ -83,6 +83,7 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
         index: &index_path,
         count: header.num_shards,
         loaded: HashMap::new(),
+        used: HashMap::new(),
     };
     let mut tensors = BTreeMap::new();
     let mut unloadable = BTreeMap::new();
