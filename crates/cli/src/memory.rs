@@ -88,6 +88,25 @@ fn cgroup_room(
     best
 }
 
+/// The room under the address-space limit (`ulimit -v`, `prlimit --as`): the limit in a
+/// `/proc/self/limits` text less `VmSize` in a `/proc/self/status` text. Past it an allocation
+/// fails, and Rust aborts, whatever memory the machine has free.
+fn address_space_room(limits: &str, status: &str) -> Option<Available> {
+    let limit: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let used_kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Available {
+        bytes: limit.saturating_sub(used_kib.saturating_mul(1024)),
+        source: "the address-space limit (ulimit -v) less what this process has mapped".into(),
+    })
+}
+
 /// What `root` (`/` on a real system) says is available: the smallest figure, or `None` when
 /// there is none.
 fn available_under(root: &Path) -> Option<Available> {
@@ -98,6 +117,9 @@ fn available_under(root: &Path) -> Option<Available> {
             bytes,
             source: "MemAvailable".into(),
         });
+    }
+    if let (Some(limits), Some(status)) = (read("proc/self/limits"), read("proc/self/status")) {
+        figures.extend(address_space_room(&limits, &status));
     }
     if let Some(cgroups) = read("proc/self/cgroup") {
         let (v2, v1) = cgroup_paths(&cgroups);

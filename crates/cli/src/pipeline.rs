@@ -104,6 +104,29 @@ pub struct Results {
 pub fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path, keep_layers: bool) -> Result<Results> {
     let context = || format!("cannot run the model on the inputs of {}", source.display());
     let (input, h0, lengths) = (&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref());
+    // What the run allocates, refused before it aborts: per step of each sequence, about
+    // three buffers as wide as the widest layer's outputs (its input projection, its output,
+    // the next layer's input), and every layer's output when they are kept.
+    let positions = (input.elem_count() / rnn.input_size().max(1)) as u128;
+    let widths: Vec<u128> = rnn
+        .hidden_sizes()
+        .iter()
+        .map(|&h| (h * rnn.num_directions()) as u128)
+        .collect();
+    let widest = widths.iter().copied().max().unwrap_or(0);
+    let mut per_position = 3 * widest;
+    if keep_layers {
+        per_position += widths.iter().sum::<u128>();
+    }
+    let size = input.dtype().size_in_bytes() as u128;
+    // (An input of another feature count is refused by the run itself, with its shape.)
+    let fits_model = input.dims().last() == Some(&rnn.input_size());
+    if fits_model {
+        crate::memory::ensure_fits(
+            &format!("running the model on the inputs of {}", source.display()),
+            positions.checked_mul(per_position * size),
+        )?;
+    }
     let (output, states, layer_outputs) = if keep_layers {
         let run = rnn
             .forward_layers(input, h0, lengths)

@@ -178,7 +178,7 @@ fn files_built_to_amplify_are_refused_within_their_budget() {
     let model = model.to_str().unwrap();
 
     // 5,000 state_dict entries, each viewing the whole of one 1 MiB storage: 5 GiB if each
-    // were copied, one storage when views share it.
+    // were copied, and a model 5,000 times its file if they were all layers.
     let names: Vec<String> = (0..5000).map(|i| format!("extra.{i}")).collect();
     let count = 1u32 << 18;
     let storage = vec![0u8; 4 << 18];
@@ -198,7 +198,7 @@ fn files_built_to_amplify_are_refused_within_their_budget() {
         "5,000 tensors viewing one storage",
         &["inspect", &shared],
         None,
-        "no RNN weights recognised",
+        "view the same storage again and again",
         200 * MIB,
     );
 

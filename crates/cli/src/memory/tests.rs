@@ -132,3 +132,14 @@ fn no_figure_at_all_is_none() {
     let r = root(&[]);
     assert_eq!(available_under(r.path()), None);
 }
+
+#[test]
+fn the_address_space_limit_leaves_the_room_not_yet_mapped() {
+    let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                  Max address space         4000000000           unlimited            bytes\n";
+    let status = "Name:\trnn\nVmSize:\t  100000 kB\n";
+    let room = address_space_room(limits, status).unwrap();
+    assert_eq!(room.bytes, 4_000_000_000 - 100_000 * 1024);
+    let unlimited = limits.replace("4000000000", "unlimited");
+    assert_eq!(address_space_room(&unlimited, status), None);
+}

@@ -86,12 +86,12 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     }
     let storages = source.storages(&infos).map_err(malformed)?;
     // Each storage becomes one tensor; a tensor that is a contiguous run of it is a view that
-    // shares it (thousands of entries naming one storage cost nothing). Only strided views are
-    // copied, and their copies together may not exceed the storages' own bytes (plus 64 MiB):
-    // a file cannot make rnn hold many times what it stores.
+    // shares it, and only strided views are copied. The tensors together may hold at most 4
+    // bytes per byte of the file, plus 64 MiB: views of one storage, however many, cannot
+    // describe a model many times the file's size (every layer of which would later be
+    // prepared, and copied, on its own).
     let mut whole: HashMap<&str, Tensor> = HashMap::new();
-    let stored: usize = storages.values().map(Vec::len).sum();
-    let mut copy_budget = stored.saturating_add(64 << 20);
+    let mut budget = bytes.len().saturating_mul(4).saturating_add(64 << 20);
     let mut tensors = BTreeMap::new();
     let mut unloadable = BTreeMap::new();
     for (name, info) in &infos {
@@ -103,6 +103,17 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
             malformed(format!(
                 "tensor `{name}`: its storage `{}` is not in the file",
                 info.key
+            ))
+        })?;
+        let tensor_bytes = info
+            .size
+            .iter()
+            .try_fold(info.element_size, |n, &d| n.checked_mul(d))
+            .unwrap_or(usize::MAX);
+        budget = budget.checked_sub(tensor_bytes).ok_or_else(|| {
+            malformed(format!(
+                "tensor `{name}`: the tensors so far hold more than 4 bytes per byte of the \
+                 file plus 64 MiB: entries that view the same storage again and again"
             ))
         })?;
         let tensor = if let Some(numel) = info.contiguous_numel() {
@@ -119,7 +130,7 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
             };
             info.view(&base, numel)
         } else {
-            info.gather(storage, dtype, &mut copy_budget)
+            info.gather(storage, dtype)
         };
         let tensor = tensor.map_err(|reason| malformed(format!("tensor `{name}`: {reason}")))?;
         tensors.insert(name.clone(), tensor);
@@ -497,13 +508,8 @@ impl TensorInfo {
     }
 
     /// The tensor's elements gathered from its storage by offset and strides, every index
-    /// checked to fall inside the storage; the bytes copied are taken from `budget`.
-    fn gather(
-        &self,
-        storage: &[u8],
-        dtype: DType,
-        budget: &mut usize,
-    ) -> std::result::Result<Tensor, String> {
+    /// checked to fall inside the storage.
+    fn gather(&self, storage: &[u8], dtype: DType) -> std::result::Result<Tensor, String> {
         let storage_len = storage.len() / self.element_size;
         let numel = self
             .size
@@ -517,13 +523,6 @@ impl TensorInfo {
                 )
             })?;
         let bytes = numel * self.element_size;
-        *budget = budget.checked_sub(bytes).ok_or_else(|| {
-            format!(
-                "a strided view of {bytes} bytes, past what the file's strided views may copy \
-                 (the bytes of its storages plus 64 MiB): views that repeat one storage many \
-                 times"
-            )
-        })?;
         let mut out = Vec::with_capacity(bytes);
         let mut index = vec![0usize; self.size.len()];
         for _ in 0..numel {
