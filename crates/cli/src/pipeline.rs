@@ -104,9 +104,10 @@ pub struct Results {
 pub fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path, keep_layers: bool) -> Result<Results> {
     let context = || format!("cannot run the model on the inputs of {}", source.display());
     let (input, h0, lengths) = (&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref());
-    // What the run allocates, refused before it aborts: per step of each sequence, about
-    // three buffers as wide as the widest layer's outputs (its input projection, its output,
-    // the next layer's input), and every layer's output when they are kept.
+    // What the run allocates in this machine's memory, refused before it aborts: per step of
+    // each sequence, about three buffers as wide as the widest layer's outputs (its input
+    // projection, its output, the next layer's input), and every layer's output when they are
+    // kept.
     let positions = (input.elem_count() / rnn.input_size().max(1)) as u128;
     let widths: Vec<u128> = rnn
         .hidden_sizes()
@@ -114,7 +115,12 @@ pub fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path, keep_layers: bool) -> 
         .map(|&h| (h * rnn.num_directions()) as u128)
         .collect();
     let widest = widths.iter().copied().max().unwrap_or(0);
-    let mut per_position = 3 * widest;
+    // On a GPU only the outputs come back to this machine's memory.
+    let mut per_position = if rnn.device().is_cpu() {
+        3 * widest
+    } else {
+        widths.last().copied().unwrap_or(0)
+    };
     if keep_layers {
         per_position += widths.iter().sum::<u128>();
     }

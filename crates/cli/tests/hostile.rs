@@ -250,7 +250,7 @@ fn files_built_to_amplify_are_refused_within_their_budget() {
         "5,000,000 empty ONNX attributes",
         &["inspect", &onnx],
         None,
-        "built to exhaust memory",
+        "more than rnn reads",
         200 * MIB,
     );
 

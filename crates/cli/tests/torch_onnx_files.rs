@@ -234,3 +234,138 @@ fn clip_flag_gives_what_the_attribute_gives() {
         "{stderr}"
     );
 }
+
+/// `rnn check MODEL --fixture NAME.npz`, where the fixture holds the framework's own outputs.
+fn check_npz(model: &str, fixture: &str) {
+    let dir = repo("tests/fixtures/files");
+    let out = rnn(&[
+        "check",
+        dir.join(model).to_str().unwrap(),
+        "--fixture",
+        dir.join(fixture).to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{model}: {stdout}{stderr}");
+    assert!(
+        stdout.contains("2 of 2 tensors within tolerance"),
+        "{stdout}"
+    );
+}
+
+/// The tutorial's checkpoint, `torch.save({"epoch", "model_state_dict", "optimizer_state_dict",
+/// "loss"})` after Adam steps (torch 2.15, from shared/cases/torch-checkpoint-dict): the
+/// state_dict inside is read (`model_state_dict.rnn.*`), the optimizer's moments and the
+/// scalars are not the model's, and torch's numbers come out.
+#[test]
+fn a_training_checkpoint_dict_is_read() {
+    check_npz("torch_checkpoint_dict.pt", "torch_checkpoint_dict.npz");
+    let path = repo("tests/fixtures/files/torch_checkpoint_dict.pt");
+    let out = rnn(&["inspect", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("model_state_dict.rnn.weight_hh_l1")
+            && stdout.contains("optimizer_state_dict.state.0.exp_avg"),
+        "{stdout}"
+    );
+}
+
+/// `nn.utils.weight_norm(model.rnn, "weight_hh_l0")`'s state_dict (`_g` and `_v`, torch 2.15,
+/// from shared/cases/torch-weight-norm): the weight computed as torch does, torch's numbers.
+#[test]
+fn a_weight_norm_state_dict_is_computed() {
+    check_npz("torch_weight_norm.pt", "torch_weight_norm.npz");
+    let path = repo("tests/fixtures/files/torch_weight_norm.pt");
+    let out = rnn(&["inspect", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("weight norm"), "{stdout}");
+}
+
+/// Tensor names and shapes.
+type StateDict<'a> = &'a [(&'a str, &'a [usize])];
+
+/// A `torch.save` zip of a dict of dicts (`{outer: {name: float32 tensor of shape dims}}`),
+/// each tensor in its own storage of zeros, written as torch.save lays it out.
+fn torch_dicts(path: &std::path::Path, dicts: &[(&str, StateDict)]) {
+    use std::io::Write;
+    let text = |p: &mut Vec<u8>, s: &str| {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    };
+    let int = |p: &mut Vec<u8>, n: usize| {
+        p.push(b'J');
+        p.extend((n as u32).to_le_bytes());
+    };
+    let mut pickle = b"\x80\x02}(".to_vec();
+    let mut storages = Vec::new();
+    for (outer, tensors) in dicts {
+        text(&mut pickle, outer);
+        pickle.extend(b"}(");
+        for (name, dims) in *tensors {
+            let key = storages.len().to_string();
+            let count: usize = dims.iter().product();
+            text(&mut pickle, name);
+            pickle.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+            text(&mut pickle, "storage");
+            pickle.extend(b"ctorch\nFloatStorage\n");
+            text(&mut pickle, &key);
+            text(&mut pickle, "cpu");
+            int(&mut pickle, count);
+            pickle.extend(b"tQ");
+            int(&mut pickle, 0);
+            pickle.push(b'(');
+            for &d in *dims {
+                int(&mut pickle, d);
+            }
+            pickle.extend(b"t(");
+            for k in 0..dims.len() {
+                int(&mut pickle, dims[k + 1..].iter().product());
+            }
+            pickle.extend(b"t\x89ccollections\nOrderedDict\n)RtR");
+            storages.push((key, vec![0u8; 4 * count]));
+        }
+        pickle.push(b'u');
+    }
+    pickle.extend(b"u.");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("archive/data.pkl", stored).unwrap();
+    zip.write_all(&pickle).unwrap();
+    for (key, data) in &storages {
+        zip.start_file(format!("archive/data/{key}"), stored)
+            .unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// A checkpoint holding two state_dicts of an RNN (a model and its moving average): nothing
+/// says which to run, so rnn names both with the flag that picks each, and that flag runs it.
+#[test]
+fn two_state_dicts_in_one_checkpoint_are_named_not_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.pt");
+    let rnn_dict: &[(&str, &[usize])] =
+        &[("rnn.weight_ih_l0", &[4, 3]), ("rnn.weight_hh_l0", &[4, 4])];
+    torch_dicts(&path, &[("model", rnn_dict), ("ema", rnn_dict)]);
+    let model = path.to_str().unwrap();
+    let input = dir.path().join("x.json");
+    std::fs::write(&input, "[[[0.1, 0.2, 0.3]]]").unwrap();
+    let input = input.to_str().unwrap();
+    let out = rnn(&["run", model, "--input", input]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--prefix model.rnn.") && stderr.contains("--prefix ema.rnn."),
+        "{stderr}"
+    );
+    let out = rnn(&["run", model, "--input", input, "--prefix", "ema.rnn."]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -136,6 +136,13 @@ impl TensorFile {
         }
     }
 
+    /// The same tensors, with how some of them were computed or where they are stored
+    /// (name → a description that `inspect` prints as "stored as").
+    pub(crate) fn with_aliases(mut self, aliases: BTreeMap<String, String>) -> Self {
+        self.aliases.extend(aliases);
+        self
+    }
+
     /// The same tensors, with tensors whose element type candle cannot hold (name → the
     /// file's name for its dtype), listed by [`TensorFile::names`] and refused when used.
     pub(crate) fn with_unloadable(mut self, unloadable: BTreeMap<String, String>) -> Self {

@@ -12,6 +12,7 @@ use crate::file::{FileFormat, TensorFile};
 pub(crate) mod keras;
 mod onnx;
 mod pickle;
+mod reparametrised;
 mod sstable;
 mod tf_checkpoint;
 mod torch;

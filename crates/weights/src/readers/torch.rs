@@ -56,33 +56,26 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         };
         return Err(unsupported(format, SAVE_STATE_DICT));
     };
-    let mut infos = Vec::with_capacity(entries.len());
-    for (key, value) in entries {
-        let Some(name) = key.as_str() else {
-            return Err(unsupported(
-                format!("a torch.save dict with {} as a key", key.kind()),
-                SAVE_STATE_DICT,
-            ));
-        };
-        let Some(info) = tensor_info(value) else {
-            let advice = if matches!(value.value, Value::Dict(_)) {
-                format!(
-                    "if that dict is the state_dict, save it alone \
-                     (torch.save(checkpoint[\"{name}\"], path)); else {SAVE_STATE_DICT}"
-                )
-            } else {
-                SAVE_STATE_DICT.to_string()
-            };
-            return Err(unsupported(
-                format!(
-                    "a torch.save dict whose entry `{name}` is {}, not a tensor",
-                    value.kind()
-                ),
-                &advice,
-            ));
-        };
-        let info = info.map_err(|reason| malformed(format!("tensor `{name}`: {reason}")))?;
-        infos.push((name.to_string(), info));
+    let mut found = Found::default();
+    found
+        .collect(entries, "")
+        .map_err(|refusal| match refusal {
+            Refusal::Malformed(reason) => malformed(reason),
+            Refusal::Unsupported(format) => unsupported(format, SAVE_STATE_DICT),
+        })?;
+    let Found {
+        tensors: infos,
+        skipped,
+        ..
+    } = found;
+    if infos.is_empty() {
+        return Err(unsupported(
+            format!(
+                "a torch.save dict without tensors (its entries: {})",
+                skipped.join(", ")
+            ),
+            SAVE_STATE_DICT,
+        ));
     }
     let storages = source.storages(&infos).map_err(malformed)?;
     // Each storage becomes one tensor; a tensor that is a contiguous run of it is a view that
@@ -113,7 +106,8 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         budget = budget.checked_sub(tensor_bytes).ok_or_else(|| {
             malformed(format!(
                 "tensor `{name}`: the tensors so far hold more than 4 bytes per byte of the \
-                 file plus 64 MiB: entries that view the same storage again and again"
+                 file plus 64 MiB (entries that view the same storage again and again, or \
+                 shapes larger than their storages)"
             ))
         })?;
         let tensor = if let Some(numel) = info.contiguous_numel() {
@@ -128,14 +122,123 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
                     base
                 }
             };
-            info.view(&base, numel)
+            // A view of the whole storage shares it; a part is copied (its own bytes only), so
+            // that a tensor moved to a GPU later carries its elements and not the storage
+            // (cuDNN's flatten_parameters keeps all of a module's weights in one).
+            let whole_storage = info.offset == 0 && numel == base.elem_count();
+            info.view(&base, numel).and_then(|t| {
+                if whole_storage {
+                    Ok(t)
+                } else {
+                    t.copy().map_err(|e| e.to_string())
+                }
+            })
         } else {
             info.gather(storage, dtype)
         };
         let tensor = tensor.map_err(|reason| malformed(format!("tensor `{name}`: {reason}")))?;
         tensors.insert(name.clone(), tensor);
     }
-    Ok(TensorFile::from_tensors(path, tensors, HashMap::new()).with_unloadable(unloadable))
+    let computed = super::reparametrised::compute(&mut tensors).map_err(|reason| {
+        WeightsError::Unsupported {
+            path: path.to_owned(),
+            format: "a reparametrised weight".into(),
+            advice: reason,
+        }
+    })?;
+    let mut metadata = HashMap::new();
+    if !skipped.is_empty() {
+        metadata.insert("skipped".to_string(), skipped.join(","));
+    }
+    Ok(TensorFile::from_tensors(path, tensors, metadata)
+        .with_unloadable(unloadable)
+        .with_aliases(computed))
+}
+
+/// What a `torch.save` dict holds: its tensors by name, and the names of the other entries.
+#[derive(Default)]
+struct Found {
+    tensors: Vec<(String, TensorInfo)>,
+    /// Entries that are neither tensors nor dicts (a checkpoint's `epoch` and `loss`, an
+    /// optimizer's `param_groups`), with what they are.
+    skipped: Vec<String>,
+    /// Every name given so far, nested or not.
+    names: std::collections::HashSet<String>,
+}
+
+/// Why a dict is not read.
+enum Refusal {
+    Malformed(String),
+    Unsupported(String),
+}
+
+impl Found {
+    /// The entries of a dict, named under `prefix`. A dict inside (a checkpoint's
+    /// `model_state_dict`, an optimizer's state) is read too, its entries named
+    /// `outer.inner` as torch names a submodule's: `torch.save({"epoch": 3,
+    /// "model_state_dict": model.state_dict(), ...})` gives `model_state_dict.rnn.weight_ih_l0`,
+    /// which the naming finds as any prefixed RNN (and refuses to choose between two, naming
+    /// the `--prefix` of each). A pickled module anywhere is refused: its weights are not a
+    /// dict of tensors and rnn does not run code.
+    fn collect(
+        &mut self,
+        entries: &[(Node, Node)],
+        prefix: &str,
+    ) -> std::result::Result<(), Refusal> {
+        for (key, value) in entries {
+            let name = match (key.as_str(), key.as_int()) {
+                (Some(s), _) => format!("{prefix}{s}"),
+                (None, Some(i)) => format!("{prefix}{i}"),
+                _ => {
+                    self.skip(format!("{prefix}… ({} as a key)", key.kind()));
+                    continue;
+                }
+            };
+            if !self.names.insert(name.clone()) {
+                return Err(Refusal::Malformed(format!(
+                    "two entries are both named `{}` (one nested, one with a dot in its key)",
+                    crate::error::clip(&name, crate::error::QUOTED_CHARS)
+                )));
+            }
+            if let Some(info) = tensor_info(value) {
+                let info = info.map_err(|reason| {
+                    Refusal::Malformed(format!(
+                        "tensor `{}`: {reason}",
+                        crate::error::clip(&name, crate::error::QUOTED_CHARS)
+                    ))
+                })?;
+                self.tensors.push((name, info));
+                continue;
+            }
+            if let Value::Dict(inner) = &value.value {
+                self.collect(inner, &format!("{name}."))?;
+                continue;
+            }
+            // A module pickled whole names torch.nn's classes (a class of the user's own holds
+            // them in its `_modules`); other objects (a config dataclass, a scheduler's state)
+            // are left out.
+            let mut globals = Vec::new();
+            value.globals(&mut globals);
+            if globals
+                .iter()
+                .any(|(m, _)| m.starts_with("torch.nn.modules"))
+            {
+                return Err(Refusal::Unsupported(format!(
+                    "a torch.save dict whose entry `{}` is a pickled whole module ({})",
+                    crate::error::clip(&name, crate::error::QUOTED_CHARS),
+                    value.kind()
+                )));
+            }
+            self.skip(format!("{name} ({})", value.kind()));
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, what: String) {
+        if self.skipped.len() < 1000 {
+            self.skipped.push(what);
+        }
+    }
 }
 
 /// Where the storages are.
@@ -163,13 +266,18 @@ impl Source<'_> {
         self,
         infos: &[(String, TensorInfo)],
     ) -> std::result::Result<HashMap<String, Vec<u8>>, String> {
-        let mut wanted: HashMap<&str, (usize, u64)> = HashMap::new();
+        let mut wanted: HashMap<&str, (usize, u64, &str)> = HashMap::new();
         for (name, info) in infos {
-            let entry = (info.element_size, info.storage_len);
+            let entry = (
+                info.element_size,
+                info.storage_len,
+                info.storage_type.as_str(),
+            );
             match wanted.insert(info.key.as_str(), entry) {
                 Some(other) if other != entry => {
                     return Err(format!(
-                        "tensor `{name}`: storage `{}` is used with two element types or sizes",
+                        "tensor `{name}`: storage `{}` is used with two element types or sizes \
+                         (torch.save writes each storage with one)",
                         info.key
                     ))
                 }
@@ -188,7 +296,7 @@ impl Source<'_> {
                 let left = (file_len as u64)
                     .saturating_mul(16)
                     .saturating_add(64 << 20);
-                for (key, (size, count)) in wanted {
+                for (key, (size, count, _)) in wanted {
                     let len = byte_len(key, size, count, left)?;
                     let name = format!("{dir}data/{key}");
                     let data = read_entry(&mut archive, &name, len)?;
@@ -211,7 +319,7 @@ impl Source<'_> {
                     le.copy_from_slice(count);
                     let count = u64::from_le_bytes(le);
                     pos += 8;
-                    let Some(&(size, _)) = wanted.get(key.as_str()) else {
+                    let Some(&(size, _, _)) = wanted.get(key.as_str()) else {
                         return Err(format!("storage `{key}` is used by no tensor"));
                     };
                     let len = byte_len(&key, size, count, (bytes.len() - pos) as u64)?;

@@ -33,7 +33,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     // rnn waits for the next line, while input that arrives in bulk is answered in bulk.
     let mut reader = BufReader::with_capacity(1 << 16, std::io::stdin());
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let mut line = String::new();
+    let mut line: Vec<u8> = Vec::new();
     let mut values: Vec<f64> = Vec::with_capacity(input_size);
     // A step's line holds `input_size` numbers; each fits in 64 characters with its separator
     // (an f64 in full is 24), so a longer line is refused before it is read further.
@@ -48,7 +48,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             .saturating_add(1);
         let read = (&mut reader)
             .take(limit)
-            .read_line(&mut line)
+            .read_until(b'\n', &mut line)
             .context("cannot read stdin")?;
         if read == 0 {
             break;
@@ -60,7 +60,10 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                  holds one time step"
             );
         }
-        let text = line.trim();
+        let Ok(text) = std::str::from_utf8(&line) else {
+            bail!("stdin line {number}: expected UTF-8 text, found other bytes");
+        };
+        let text = text.trim();
         if text.is_empty() || text.starts_with('#') {
             continue;
         }

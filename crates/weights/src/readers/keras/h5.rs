@@ -33,6 +33,7 @@ pub(super) fn read_h5(
     let mut reader = H5Reader {
         malformed: &malformed,
         limit: bytes.len(),
+        visits_left: bytes.len() / 32 + 1000,
         tensors: BTreeMap::new(),
         layers: Vec::new(),
     };
@@ -60,6 +61,10 @@ struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     malformed: &'a F,
     /// The file's length: no dataset of an unfiltered file holds more.
     limit: usize,
+    /// Layer groups the walk may still enter: every group takes tens of bytes of the file,
+    /// so more visits than that mean links that reach one group many times (two links back
+    /// to a parent make the walk exponential within the depth bound).
+    visits_left: usize,
     tensors: BTreeMap<String, Tensor>,
     layers: Vec<H5Layer>,
 }
@@ -82,6 +87,14 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             .map_err(|e| (self.malformed)(format!("`{where_}` does not list: {e}")))?;
         for (key, group) in children {
             let at = format!("{where_}/{key}");
+            self.visits_left = self.visits_left.checked_sub(1).ok_or_else(|| {
+                (self.malformed)(format!(
+                    "`{}`: more layer groups than a file of {} bytes holds (links that reach \
+                     one group many times)",
+                    crate::error::clip(&at, crate::error::QUOTED_CHARS),
+                    self.limit
+                ))
+            })?;
             let name = format!("{scope}{}", self.own_name(&group, &at, &key)?);
             let children = self.groups(&group, &at)?;
             let has = |c: &str| children.iter().any(|g| g == c);

@@ -50,8 +50,8 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
             path,
             format!(
                 "decoded, its messages would take about {decoded} bytes, more than 8 per byte \
-                 of the file plus 64 MiB ({budget}): many empty messages, built to exhaust \
-                 memory"
+                 of the file plus 64 MiB ({budget}): a graph of very many small nodes, \
+                 attributes or initialisers, more than rnn reads"
             ),
         ));
     }
