@@ -131,3 +131,50 @@ fn a_keras_masking_layer_gives_the_lengths() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `rnn check` of a file against the framework's outputs in an `.npz` (Keras 3.15, copied from
+/// shared/cases), with `flags`.
+fn check_npz(model: &str, fixture: &str, flags: &[&str]) {
+    let dir = repo("tests/fixtures/files");
+    let (model, fixture) = (dir.join(model), dir.join(fixture));
+    let mut args = vec![
+        "check",
+        model.to_str().unwrap(),
+        "--fixture",
+        fixture.to_str().unwrap(),
+    ];
+    args.extend(flags);
+    let out = rnn(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?}\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 of 1 tensors within tolerance"),
+        "{stdout}"
+    );
+}
+
+/// Keras 3 `RNN(SimpleRNNCell(5), return_sequences=True)`: the same computation as a
+/// SimpleRNN, read from the cell's config and the RNN layer's options.
+#[test]
+fn an_rnn_over_a_simple_rnn_cell_is_a_simple_rnn() {
+    check_npz("keras_rnn_cell.keras", "keras_rnn_cell.npz", &[]);
+}
+
+/// Functional(Input → Sequential `encoder`[SimpleRNN(5), SimpleRNN(3)] → Dense(2)): the nested
+/// stack is found under `encoder/`; the Dense head is refused with the flag that picks the
+/// stack, and that flag gives Keras's output of the nested Sequential.
+#[test]
+fn a_stack_inside_a_nested_sequential_is_found() {
+    let path = repo("tests/fixtures/files/keras_nested_sequential.keras");
+    let out = rnn(&["inspect", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let flag = "--stack encoder/simple_rnn_1/,encoder/simple_rnn_2/";
+    assert!(stderr.contains(flag), "{stderr}");
+    check_npz(
+        "keras_nested_sequential.keras",
+        "keras_nested_sequential.npz",
+        &["--stack", "encoder/simple_rnn_1/,encoder/simple_rnn_2/"],
+    );
+}

@@ -115,19 +115,9 @@ impl ModelConfig {
 /// The model's layers from `config.json`: a `Sequential`, or a `Functional` whose layers form
 /// one chain.
 pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, String> {
-    let class = config["class_name"].as_str().unwrap_or("");
-    let layers = config["config"]["layers"]
-        .as_array()
-        .ok_or_else(|| format!("expected config.layers, a list, in a {class:?} model"))?;
-    match class {
-        "Sequential" => {}
-        "Functional" | "Model" => check_chain(layers)?,
-        other => {
-            return Err(format!(
-                "expected a Sequential or Functional model, found class {other:?}"
-            ))
-        }
-    }
+    let mut flat = Vec::new();
+    flatten(config, "", 0, &mut flat)?;
+    let layers = &flat;
     let mut out = ModelConfig {
         rnn: Vec::new(),
         mask_value: None,
@@ -141,10 +131,10 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
     let mut after_rnn = false;
     // A mask made by a layer seen so far, hidden from a recurrent layer that comes later.
     let mut pending_mask: Option<String> = None;
-    for layer in layers {
+    for (scope, layer) in layers {
         let class = layer["class_name"].as_str().unwrap_or("");
         let cfg = &layer["config"];
-        let name = cfg["name"].as_str().unwrap_or("").to_string();
+        let name = format!("{scope}{}", cfg["name"].as_str().unwrap_or(""));
         match class {
             "InputLayer" => {}
             "Masking"
@@ -162,7 +152,8 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
                 if after_rnn || !out.not_run.is_empty() {
                     out.contiguous = false;
                 }
-                let rnn = rnn_layer(class, cfg, &name)?;
+                let mut rnn = rnn_layer(class, cfg, &name)?;
+                rnn.name = name.clone();
                 for policy in [&cfg["dtype"], &cfg["layer"]["config"]["dtype"]] {
                     if let Some(computed) = compute_dtype(policy) {
                         if !out.compute_dtypes.contains(&computed) {
@@ -191,6 +182,51 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
         }
     }
     Ok(out)
+}
+
+/// Models nested in models, deeper than Keras users build (config.json is bounded in size, and
+/// this bounds the walk's recursion).
+const MAX_NESTING: usize = 32;
+
+/// The layers of a `Sequential` or `Functional` model in order, each with the scope its
+/// weights are named under (`encoder/` for the layers of a nested model `encoder`): a model
+/// inside a model is walked in its place, as Keras runs it. A `Functional` model must be one
+/// chain (see [`check_chain`]).
+fn flatten<'a>(
+    model: &'a Value,
+    scope: &str,
+    depth: usize,
+    out: &mut Vec<(String, &'a Value)>,
+) -> std::result::Result<(), String> {
+    let class = model["class_name"].as_str().unwrap_or("");
+    let layers = model["config"]["layers"]
+        .as_array()
+        .ok_or_else(|| format!("expected config.layers, a list, in a {class:?} model"))?;
+    match class {
+        "Sequential" => {}
+        "Functional" | "Model" => check_chain(layers)?,
+        other => {
+            return Err(format!(
+                "expected a Sequential or Functional model, found class {other:?}"
+            ))
+        }
+    }
+    if depth > MAX_NESTING {
+        return Err(format!("models nested more than {MAX_NESTING} deep"));
+    }
+    for layer in layers {
+        let nested = matches!(
+            layer["class_name"].as_str(),
+            Some("Sequential" | "Functional" | "Model")
+        );
+        if nested {
+            let name = layer["config"]["name"].as_str().unwrap_or("");
+            flatten(layer, &format!("{scope}{name}/"), depth + 1, out)?;
+        } else {
+            out.push((scope.to_string(), layer));
+        }
+    }
+    Ok(())
 }
 
 /// The mask a layer that rnn does not run makes, in words: Keras's `Embedding(mask_zero=True)`
@@ -279,6 +315,17 @@ fn rnn_layer(class: &str, cfg: &Value, name: &str) -> std::result::Result<RnnLay
     };
     match class {
         "SimpleRNN" => simple(cfg, name),
+        // `RNN(SimpleRNNCell(…))`, unrolled or not, computes what `SimpleRNN` does: the cell
+        // gives units and activation, the RNN layer its direction and what it returns.
+        "RNN" if cfg["cell"]["class_name"].as_str() == Some("SimpleRNNCell") => {
+            let flag = |key: &str| cfg[key].as_bool().unwrap_or(false);
+            Ok(RnnLayer {
+                name: name.to_string(),
+                go_backwards: flag("go_backwards"),
+                return_sequences: flag("return_sequences"),
+                ..simple(&cfg["cell"]["config"], name)?
+            })
+        }
         "RNN" => Err(format!(
             "layer `{name}` is an RNN over {}, which rnn does not read; build it from SimpleRNN \
              layers instead",
