@@ -178,3 +178,11 @@ fn a_stack_inside_a_nested_sequential_is_found() {
         &["--stack", "encoder/simple_rnn_1/,encoder/simple_rnn_2/"],
     );
 }
+
+/// tf-keras (Keras 2.21) `model.save("m.h5")` of SimpleRNN(6, relu) → SimpleRNN(4), the legacy
+/// HDF5 layout (`model_weights/`, `layer_names`, `weight_names`, the root's `model_config`):
+/// weights, order and relu from the file alone, Keras's numbers.
+#[test]
+fn a_tf_keras_full_model_h5_is_read_with_its_config() {
+    check_npz("tfkeras_full.h5", "tfkeras_full.npz", &[]);
+}

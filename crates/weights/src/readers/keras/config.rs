@@ -279,7 +279,8 @@ fn check_chain(layers: &[Value]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The layer names of every `keras_history` in `value`.
+/// The layer names of every `keras_history` in `value` (Keras 3), or of every inbound entry
+/// `[name, node_index, tensor_index, kwargs]` (tf-keras's `inbound_nodes: [[[…]]]`).
 fn histories<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     match value {
         Value::Object(map) => {
@@ -288,9 +289,14 @@ fn histories<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
                     out.push(name);
                 }
             }
-            map.values().for_each(|v| histories(v, out));
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "keras_history")
+                .for_each(|(_, v)| histories(v, out));
         }
-        Value::Array(items) => items.iter().for_each(|v| histories(v, out)),
+        Value::Array(items) => match items.as_slice() {
+            [Value::String(name), Value::Number(_), Value::Number(_), ..] => out.push(name),
+            _ => items.iter().for_each(|v| histories(v, out)),
+        },
         _ => {}
     }
 }
@@ -476,5 +482,31 @@ mod tests {
             policy("float32")
         )])));
         assert!(!meta.contains_key(COMPUTE_DTYPE));
+    }
+
+    #[test]
+    fn tf_keras_inbound_nodes_make_a_chain() {
+        // tf-keras writes `inbound_nodes: [[[name, node, tensor, kwargs]]]`; Keras 3 a
+        // `keras_history` inside its call arguments.
+        let layer = |name: &str, inbound: Value| serde_json::json!({"class_name": "X", "config": {"name": name}, "inbound_nodes": inbound});
+        let keras2 = [
+            layer("in", serde_json::json!([])),
+            layer("rnn", serde_json::json!([[["in", 0, 0, {}]]])),
+        ];
+        assert!(check_chain(&keras2).is_ok());
+        let keras3 = [
+            layer("in", serde_json::json!([])),
+            layer(
+                "rnn",
+                serde_json::json!([{"args": [{"config": {"keras_history": ["in", 0, 0]}}]}]),
+            ),
+        ];
+        assert!(check_chain(&keras3).is_ok());
+        let skipped = [
+            layer("in", serde_json::json!([])),
+            layer("a", serde_json::json!([[["in", 0, 0, {}]]])),
+            layer("b", serde_json::json!([[["in", 0, 0, {}]]])),
+        ];
+        assert!(check_chain(&skipped).is_err());
     }
 }

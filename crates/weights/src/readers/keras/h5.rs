@@ -18,11 +18,12 @@ pub(super) struct H5Layer {
     pub(super) recurrent: bool,
 }
 
-/// The weights of a Keras 3 HDF5 file under Keras variable paths, and its layers.
-pub(super) fn read_h5(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(BTreeMap<String, Tensor>, Vec<H5Layer>)> {
+/// The weights of a Keras HDF5 file under Keras variable paths, its layers, and the model's
+/// config where the file records one: Keras 3's `layers/` tree (`save_weights`, a `.keras`
+/// archive's `model.weights.h5`), or the legacy layout of tf-keras (Keras 2) `model.save("m.h5")`
+/// (`model_weights/`, the config in the root's `model_config` attribute) and `save_weights`
+/// (the layers at the root), which Keras 3's `model.save("m.h5")` still writes.
+pub(super) fn read_h5(path: &Path, bytes: &[u8]) -> Result<H5Contents> {
     let malformed = |reason: String| WeightsError::Malformed {
         path: path.to_owned(),
         kind: "Keras HDF5",
@@ -38,19 +39,77 @@ pub(super) fn read_h5(
         layers: Vec::new(),
     };
     let root = file.root();
-    let groups = root
-        .groups()
-        .map_err(|e| malformed(format!("the root group does not list: {e}")))?;
-    if !groups.iter().any(|g| g == "layers") {
+    let groups = reader.groups(&root, "/")?;
+    let root_attrs = root
+        .attrs()
+        .map_err(|e| malformed(format!("the root group's attributes: {e}")))?;
+    let mut model_config = None;
+    if groups.iter().any(|g| g == "layers") {
+        let layers = reader.group(&root, "layers", "layers")?;
+        reader.layers_of(&layers, "layers", "", 0)?;
+    } else if groups.iter().any(|g| g == "model_weights") {
+        model_config = text_attr(&root_attrs, "model_config");
+        let weights = reader.group(&root, "model_weights", "model_weights")?;
+        reader.legacy_layers(&weights, "model_weights")?;
+    } else if root_attrs.contains_key("layer_names") {
+        reader.legacy_layers(&root, "")?;
+    } else {
         return Err(malformed(format!(
-            "expected a group `layers` (Keras 3's save_weights), found groups {groups:?}"
+            "expected a group `layers` (Keras 3's save_weights), `model_weights` or a \
+             `layer_names` attribute (tf-keras's model.save and save_weights), found groups \
+             {:?}",
+            groups.iter().take(40).collect::<Vec<_>>()
         )));
     }
-    let layers = root
-        .group("layers")
-        .map_err(|e| malformed(format!("`layers`: {e}")))?;
-    reader.layers_of(&layers, "layers", "", 0)?;
-    Ok((reader.tensors, reader.layers))
+    Ok(H5Contents {
+        tensors: reader.tensors,
+        layers: reader.layers,
+        model_config,
+    })
+}
+
+/// What a Keras HDF5 file holds; see [`read_h5`].
+pub(super) struct H5Contents {
+    pub(super) tensors: BTreeMap<String, Tensor>,
+    pub(super) layers: Vec<H5Layer>,
+    /// The root's `model_config` attribute (JSON), in a legacy full-model file.
+    pub(super) model_config: Option<String>,
+}
+
+/// A string attribute, whichever of HDF5's string types holds it.
+fn text_attr(attrs: &std::collections::HashMap<String, AttrValue>, key: &str) -> Option<String> {
+    match attrs.get(key)? {
+        AttrValue::String(s)
+        | AttrValue::VarLenString(s)
+        | AttrValue::AsciiString(s)
+        | AttrValue::VarLenAsciiString(s) => Some(s.clone()),
+        AttrValue::StringSized { value, .. } | AttrValue::AsciiStringSized { value, .. } => {
+            Some(value.clone())
+        }
+        AttrValue::U8Array(bytes) => String::from_utf8(bytes.clone()).ok(),
+        _ => None,
+    }
+}
+
+/// A list-of-strings attribute (`layer_names`, `weight_names`); `None` when it is not one.
+/// h5py writes them as fixed-width byte strings or variable-length strings; an empty list as
+/// an empty float array.
+fn names_attr(
+    attrs: &std::collections::HashMap<String, AttrValue>,
+    key: &str,
+) -> Option<Vec<String>> {
+    match attrs.get(key)? {
+        AttrValue::StringArray(v)
+        | AttrValue::AsciiStringArray(v)
+        | AttrValue::VarLenStringArray(v)
+        | AttrValue::VarLenAsciiStringArray(v)
+        | AttrValue::VarLenAsciiCharArray(v) => Some(v.clone()),
+        AttrValue::StringArraySized { values, .. }
+        | AttrValue::AsciiStringArraySized { values, .. } => Some(values.clone()),
+        AttrValue::F64Array(v) if v.is_empty() => Some(Vec::new()),
+        AttrValue::F32Array(v) if v.is_empty() => Some(Vec::new()),
+        _ => text_attr(attrs, key).map(|s| vec![s]),
+    }
 }
 
 /// Models nested in models, deeper than any Keras user builds: the walk ends on a hard link
@@ -137,6 +196,48 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
         Ok(())
     }
 
+    /// The layers of tf-keras's legacy layout under `group` (`at` its path): its `layer_names`
+    /// attribute gives them in model order, each layer group's `weight_names` its weights
+    /// (`simple_rnn/simple_rnn_cell/kernel:0`), read under those names without `:0`.
+    fn legacy_layers(&mut self, group: &Group, at: &str) -> Result<()> {
+        let attrs = group
+            .attrs()
+            .map_err(|e| (self.malformed)(format!("`{at}`: attributes: {e}")))?;
+        let names = names_attr(&attrs, "layer_names").ok_or_else(|| {
+            (self.malformed)(format!(
+                "`{at}`: expected a `layer_names` attribute of strings (tf-keras's layout)"
+            ))
+        })?;
+        for name in names {
+            let layer_at = format!("{at}/{name}");
+            self.visits_left = self.visits_left.checked_sub(1).ok_or_else(|| {
+                (self.malformed)(format!(
+                    "`{at}`: more layers than a file of {} bytes holds",
+                    self.limit
+                ))
+            })?;
+            let layer = self.group(group, &name, &layer_at)?;
+            let layer_attrs = layer
+                .attrs()
+                .map_err(|e| (self.malformed)(format!("`{layer_at}`: attributes: {e}")))?;
+            let weights = names_attr(&layer_attrs, "weight_names").unwrap_or_default();
+            let mut recurrent = false;
+            for weight in weights {
+                let d_at = format!("{layer_at}/{weight}");
+                let tensor = self.dataset(&layer, &weight, &d_at)?;
+                let key = weight.strip_suffix(":0").unwrap_or(&weight).to_string();
+                recurrent |= key.contains("simple_rnn_cell/");
+                if self.tensors.insert(key.clone(), tensor).is_some() {
+                    return Err((self.malformed)(format!(
+                        "two layers' weights are both named `{key}`"
+                    )));
+                }
+            }
+            self.layers.push(H5Layer { name, recurrent });
+        }
+        Ok(())
+    }
+
     /// A `SimpleRNN`'s cell under `layer` (its `cell/vars` 0, 1, 2), as `{name}/simple_rnn_cell/…`.
     fn cell(&mut self, layer: &Group, at: &str, name: &str) -> Result<()> {
         let cell_at = format!("{at}/cell");
@@ -189,46 +290,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             .map_err(|e| (self.malformed)(format!("`{vars_at}` does not list: {e}")))?;
         for key in datasets {
             let d_at = format!("{vars_at}/{key}");
-            let bad = |e: hdf5_pure::Error| (self.malformed)(format!("`{d_at}`: {e}"));
-            let dataset = vars.dataset(&key).map_err(bad)?;
-            let shape: Vec<usize> = dataset
-                .shape()
-                .map_err(bad)?
-                .iter()
-                .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
-                .collect();
-            let dtype = dataset.dtype().map_err(bad)?;
-            let width = match dtype {
-                H5Type::F32 => 4,
-                H5Type::F64 => 8,
-                other => {
-                    return Err((self.malformed)(format!(
-                        "`{d_at}`: expected float32 or float64 weights, found {other:?}"
-                    )))
-                }
-            };
-            let bytes = shape
-                .iter()
-                .try_fold(width, |n: usize, &d| n.checked_mul(d));
-            if bytes.is_none_or(|b| b > self.limit) {
-                return Err((self.malformed)(format!(
-                    "`{d_at}`: shape {shape:?} holds more than the file's {} bytes",
-                    self.limit
-                )));
-            }
-            let tensor = match dtype {
-                H5Type::F64 => Tensor::from_vec(
-                    dataset.read_f64().map_err(bad)?,
-                    shape.as_slice(),
-                    &Device::Cpu,
-                ),
-                _ => Tensor::from_vec(
-                    dataset.read_f32().map_err(bad)?,
-                    shape.as_slice(),
-                    &Device::Cpu,
-                ),
-            }
-            .map_err(|e| (self.malformed)(format!("`{d_at}`: {e}")))?;
+            let tensor = self.dataset(&vars, &key, &d_at)?;
             let name = rename(&key);
             if self.tensors.insert(name.clone(), tensor).is_some() {
                 return Err((self.malformed)(format!(
@@ -237,6 +299,51 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             }
         }
         Ok(())
+    }
+
+    /// The float32 or float64 dataset `key` of `group` (`at` its path), its size checked
+    /// against the file's before it is read.
+    fn dataset(&self, group: &Group, key: &str, at: &str) -> Result<Tensor> {
+        let bad = |e: hdf5_pure::Error| (self.malformed)(format!("`{at}`: {e}"));
+        let dataset = group.dataset(key).map_err(bad)?;
+        let shape: Vec<usize> = dataset
+            .shape()
+            .map_err(bad)?
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
+        let dtype = dataset.dtype().map_err(bad)?;
+        let width = match dtype {
+            H5Type::F32 => 4,
+            H5Type::F64 => 8,
+            other => {
+                return Err((self.malformed)(format!(
+                    "`{at}`: expected float32 or float64 weights, found {other:?}"
+                )))
+            }
+        };
+        let bytes = shape
+            .iter()
+            .try_fold(width, |n: usize, &d| n.checked_mul(d));
+        if bytes.is_none_or(|b| b > self.limit) {
+            return Err((self.malformed)(format!(
+                "`{at}`: shape {shape:?} holds more than the file's {} bytes",
+                self.limit
+            )));
+        }
+        match dtype {
+            H5Type::F64 => Tensor::from_vec(
+                dataset.read_f64().map_err(bad)?,
+                shape.as_slice(),
+                &Device::Cpu,
+            ),
+            _ => Tensor::from_vec(
+                dataset.read_f32().map_err(bad)?,
+                shape.as_slice(),
+                &Device::Cpu,
+            ),
+        }
+        .map_err(|e| (self.malformed)(format!("`{at}`: {e}")))
     }
 
     fn groups(&self, group: &Group, at: &str) -> Result<Vec<String>> {

@@ -64,14 +64,38 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     let config: Value = serde_json::from_slice(&config)
         .map_err(|e| malformed(format!("config.json is not valid JSON: {e}")))?;
     let model = model_config(&config).map_err(|e| malformed(format!("config.json: {e}")))?;
-    let (tensors, h5_layers) = read_h5(path, &weights)?;
-    let metadata = model.metadata(&h5_layers).map_err(malformed)?;
-    Ok(TensorFile::from_tensors(path, tensors, metadata))
+    let h5 = read_h5(path, &weights)?;
+    let metadata = model.metadata(&h5.layers).map_err(malformed)?;
+    Ok(TensorFile::from_tensors(path, h5.tensors, metadata))
 }
 
-/// Reads a `.weights.h5` file.
+/// Reads a Keras HDF5 file: Keras 3's `.weights.h5`, or tf-keras's (Keras 2) `model.save("m.h5")`
+/// and `save_weights("w.h5")`; a full model's `model_config` gives the layers' order and
+/// options as a `.keras` archive's `config.json` does.
 pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
-    let (tensors, layers) = read_h5(path, bytes)?;
+    let h5::H5Contents {
+        tensors,
+        layers,
+        model_config: config,
+    } = read_h5(path, bytes)?;
+    if let Some(config) = config {
+        let malformed = |reason: String| WeightsError::Malformed {
+            path: path.to_owned(),
+            kind: "Keras HDF5",
+            reason,
+        };
+        if config.len() as u64 > MAX_CONFIG {
+            return Err(malformed(format!(
+                "expected a model_config of at most {MAX_CONFIG} bytes, found {}",
+                config.len()
+            )));
+        }
+        let config: Value = serde_json::from_str(&config)
+            .map_err(|e| malformed(format!("model_config is not valid JSON: {e}")))?;
+        let model = model_config(&config).map_err(|e| malformed(format!("model_config: {e}")))?;
+        let metadata = model.metadata(&layers).map_err(malformed)?;
+        return Ok(TensorFile::from_tensors(path, tensors, metadata));
+    }
     let mut metadata = HashMap::new();
     let others: Vec<&str> = layers
         .iter()
