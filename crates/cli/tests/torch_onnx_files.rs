@@ -369,3 +369,72 @@ fn two_state_dicts_in_one_checkpoint_are_named_not_chosen() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A 2-layer bidirectional export re-saved with `save_as_external_data=True` (torch 2.15 and
+/// onnx, from shared/cases/onnx-external-data): the tensors read from the file beside it.
+#[test]
+fn onnx_external_data_beside_the_model_is_read() {
+    check_npz("onnx_external_data.onnx", "onnx_external_data.npz");
+}
+
+/// The same model, its data's location rewritten (same length) to leave the model's folder:
+/// up a level, absolute, through a link, onto a FIFO. Each is refused with exit 2; none is
+/// read or waited on.
+#[test]
+fn onnx_external_data_outside_the_folder_is_refused() {
+    let files = repo("tests/fixtures/files");
+    let model = std::fs::read(files.join("onnx_external_data.onnx")).unwrap();
+    let data = std::fs::read(files.join("onnx_external_data.onnx.data")).unwrap();
+    let location = b"onnx_external_data.onnx.data";
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("w.data"), &data).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("model");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(dir.path().join("up_external_data.onnx.data"), &data).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("w.data"),
+        folder.join("link_external_data.onnx.data"),
+    )
+    .unwrap();
+    let fifo = folder.join("fifo_external_data.onnx.data");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let absolute = format!("/{}", "x".repeat(location.len() - 1));
+    for (to, says) in [
+        ("../up_external_data.onnx.data", "not a plain path"),
+        (absolute.as_str(), "not a plain path"),
+        (
+            "link_external_data.onnx.data",
+            "leads out of the model's folder",
+        ),
+        ("fifo_external_data.onnx.data", "not a regular file"),
+    ] {
+        // The same length, so the protobuf's lengths still hold.
+        let mut to = to.as_bytes().to_vec();
+        to.resize(location.len(), b'a');
+        let mut bytes = model.clone();
+        let mut at = 0;
+        while let Some(k) = bytes[at..]
+            .windows(location.len())
+            .position(|w| w == location)
+        {
+            bytes[at + k..at + k + location.len()].copy_from_slice(&to);
+            at += k + location.len();
+        }
+        let path = folder.join("m.onnx");
+        std::fs::write(&path, &bytes).unwrap();
+        let out = rnn(&["inspect", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {stderr}",
+            String::from_utf8_lossy(&to)
+        );
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}

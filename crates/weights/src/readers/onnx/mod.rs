@@ -63,7 +63,22 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     let Some(graph) = &model.graph else {
         return Err(malformed(path, "a model without a graph".into()));
     };
-    let reader = Reader::new(path, graph, bytes.len());
+    // The weights may lie in files beside the model (external data); they count toward what
+    // the model may name, each file once.
+    let mut external: std::collections::BTreeMap<std::path::PathBuf, u64> = Default::default();
+    for t in &graph.initializer {
+        let location = t.external_data.iter().find(|e| e.key == "location");
+        if let Some(file) = location.and_then(|l| tensor::external_file(path, &l.value).ok()) {
+            let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            external.insert(file, len);
+        }
+    }
+    let described = bytes.len() as u64 + external.values().sum::<u64>();
+    let reader = Reader::new(
+        path,
+        graph,
+        usize::try_from(described).unwrap_or(usize::MAX),
+    );
     let (mut tensors, mut metadata) = reader.read()?;
     let producer = format!("{} {}", model.producer_name, model.producer_version);
     metadata.insert("producer".into(), producer.trim().to_string());
