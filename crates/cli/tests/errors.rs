@@ -194,6 +194,7 @@ fn cases() -> Vec<Case> {
     vec![
         case("files", "missing file", vec![], "run DIR/missing.safetensors", 2, Some("missing.safetensors")),
         case("files", "a directory", vec![], "run DIR", 2, Some("DIR")),
+        case("files", "a TensorFlow SavedModel folder", vec![("sm/saved_model.pb", b"\x08\x01".to_vec())], "run DIR/sm", 2, Some("sm")),
         case("files", "unreadable (the read fails)", vec![], "run /proc/self/mem", 2, Some("/proc/self/mem")),
         case("files", "empty file", vec![("m.safetensors", vec![])], "run DIR/m.safetensors", 2, Some("m.safetensors")),
         case("files", "not safetensors (text)", vec![("m.safetensors", b"hello, this is a text file\n".to_vec())], "run DIR/m.safetensors", 2, Some("m.safetensors")),
@@ -307,7 +308,9 @@ fn run_cases() -> Vec<String> {
     for c in cases() {
         let dir = tempfile::tempdir().unwrap();
         for (name, bytes) in &c.files {
-            std::fs::write(dir.path().join(name), bytes).unwrap();
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
         }
         for (name, len) in &c.grow {
             let file = std::fs::OpenOptions::new()

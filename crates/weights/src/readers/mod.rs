@@ -37,6 +37,15 @@ impl TensorFile {
                 return read_checkpoint(&prefix);
             }
         }
+        if path.is_dir() && path.join("saved_model.pb").is_file() {
+            return Err(WeightsError::Unsupported {
+                path: path.to_owned(),
+                format: "a TensorFlow SavedModel folder (model.save(\"dir\") of tf-keras, or \
+                         model.export(\"dir\"))"
+                    .into(),
+                advice: tf_checkpoint::SAVE_KERAS.into(),
+            });
+        }
         let io = |error| WeightsError::Io {
             path: path.to_owned(),
             error,
@@ -175,8 +184,7 @@ pub(crate) fn sniff(path: &Path, bytes: &[u8]) -> Result<Container> {
     if name == "saved_model.pb" {
         return Err(refuse(
             "a TensorFlow SavedModel graph (saved_model.pb)",
-            "point rnn at the checkpoint in its variables/ folder (variables/variables, the \
-             prefix of variables.index), which holds the weights",
+            tf_checkpoint::SAVE_KERAS,
         ));
     }
     let extension = path

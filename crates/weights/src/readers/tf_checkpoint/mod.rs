@@ -24,6 +24,7 @@ use crate::file::TensorFile;
 use bundle::{
     dtype_name, dtype_of, BundleEntryProto, BundleHeaderProto, Shards, BUNDLE_VERSION, MAX_SHARDS,
 };
+pub(crate) use names::SAVE_KERAS;
 use names::{is_bookkeeping, rename};
 
 /// Reads the checkpoint with this prefix.

@@ -35,6 +35,11 @@ pub(super) fn is_bookkeeping(name: &str) -> bool {
 /// model as Keras variable paths, the article's unnamed variables as `Wx`, `Wy`, `b`; every
 /// other name as it is. Also returns the object-graph variables of no recurrent layer (a
 /// Dense head's), which make the file refused unless the user picks the RNN.
+/// What to save instead of a SavedModel, in words rnn reads.
+pub(crate) const SAVE_KERAS: &str = "save the model as Keras writes it by default and rnn reads \
+    it: model.save(\"m.keras\") (Keras 3), model.save(\"m.h5\") (tf-keras), or \
+    model.save_weights(\"w.weights.h5\")";
+
 pub(super) fn rename(
     path: &Path,
     tensors: BTreeMap<String, Tensor>,
@@ -44,6 +49,22 @@ pub(super) fn rename(
         what,
         found: tensors.keys().cloned().collect(),
     };
+    // A SavedModel's variables/ checkpoint names its variables by number (`variables/0/…`);
+    // only the object graph ties them to layers, which rnn does not follow yet.
+    let numbered = |n: &String| {
+        n.strip_prefix("variables/")
+            .and_then(|r| r.strip_suffix("/.ATTRIBUTES/VARIABLE_VALUE"))
+            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if !tensors.is_empty() && tensors.keys().all(numbered) {
+        return Err(WeightsError::Unsupported {
+            path: path.to_owned(),
+            format: "a SavedModel's variables (named variables/0, variables/1, …: only the \
+                     SavedModel's object graph says which layer each belongs to)"
+                .into(),
+            advice: SAVE_KERAS.into(),
+        });
+    }
     let mut out = BTreeMap::new();
     let mut not_run = Vec::new();
     for (name, tensor) in &tensors {
