@@ -36,7 +36,10 @@ pub fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
 pub fn load_weights(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<LoadedWeights> {
     let weights = LoadedWeights::select(file, dtype, &read.options().selection)?;
     if let Some(note) = rnn_weights::compute_dtype_note(file, dtype) {
-        eprintln!("warning: {note}");
+        eprintln!(
+            "warning: {}",
+            rnn_weights::clip(&note, rnn_weights::MESSAGE_CHARS)
+        );
     }
     Ok(weights)
 }

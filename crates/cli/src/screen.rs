@@ -80,7 +80,10 @@ pub fn screen<'a>(
             if strict {
                 bail!("{message} (--strict)");
             }
-            eprintln!("warning: {message}");
+            eprintln!(
+                "warning: {}",
+                rnn_weights::clip(&message, rnn_weights::MESSAGE_CHARS)
+            );
         }
     }
     Ok(())
