@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::{check_args, repo, rnn};
+use common::{check_args, check_npz, repo, rnn};
 
 /// `rnn check NAME.<ext> --fixture NAME.safetensors` with the fixture's flags, within 1e-5.
 fn check(model: &str) {
@@ -235,31 +235,18 @@ fn clip_flag_gives_what_the_attribute_gives() {
     );
 }
 
-/// `rnn check MODEL --fixture NAME.npz`, where the fixture holds the framework's own outputs.
-fn check_npz(model: &str, fixture: &str) {
-    let dir = repo("tests/fixtures/files");
-    let out = rnn(&[
-        "check",
-        dir.join(model).to_str().unwrap(),
-        "--fixture",
-        dir.join(fixture).to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{model}: {stdout}{stderr}");
-    assert!(
-        stdout.contains("2 of 2 tensors within tolerance"),
-        "{stdout}"
-    );
-}
-
 /// The tutorial's checkpoint, `torch.save({"epoch", "model_state_dict", "optimizer_state_dict",
 /// "loss"})` after Adam steps (torch 2.15, from shared/cases/torch-checkpoint-dict): the
 /// state_dict inside is read (`model_state_dict.rnn.*`), the optimizer's moments and the
 /// scalars are not the model's, and torch's numbers come out.
 #[test]
 fn a_training_checkpoint_dict_is_read() {
-    check_npz("torch_checkpoint_dict.pt", "torch_checkpoint_dict.npz");
+    check_npz(
+        "torch_checkpoint_dict.pt",
+        "torch_checkpoint_dict.npz",
+        &[],
+        2,
+    );
     let path = repo("tests/fixtures/files/torch_checkpoint_dict.pt");
     let out = rnn(&["inspect", path.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -274,7 +261,7 @@ fn a_training_checkpoint_dict_is_read() {
 /// from shared/cases/torch-weight-norm): the weight computed as torch does, torch's numbers.
 #[test]
 fn a_weight_norm_state_dict_is_computed() {
-    check_npz("torch_weight_norm.pt", "torch_weight_norm.npz");
+    check_npz("torch_weight_norm.pt", "torch_weight_norm.npz", &[], 2);
     let path = repo("tests/fixtures/files/torch_weight_norm.pt");
     let out = rnn(&["inspect", path.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -374,7 +361,7 @@ fn two_state_dicts_in_one_checkpoint_are_named_not_chosen() {
 /// onnx, from shared/cases/onnx-external-data): the tensors read from the file beside it.
 #[test]
 fn onnx_external_data_beside_the_model_is_read() {
-    check_npz("onnx_external_data.onnx", "onnx_external_data.npz");
+    check_npz("onnx_external_data.onnx", "onnx_external_data.npz", &[], 2);
 }
 
 /// The same model, its data's location rewritten (same length) to leave the model's folder:

@@ -51,3 +51,24 @@ pub fn check_args(path: &Path) -> Vec<String> {
         .map(|a| a.split_whitespace().map(String::from).collect())
         .unwrap_or_default()
 }
+
+/// `rnn check MODEL --fixture FIXTURE FLAGS…` on files of `tests/fixtures/files/` whose fixture
+/// is an `.npz` of the framework's own outputs (copied from shared/cases): passes when every
+/// one of the `tensors` outputs is within the default tolerance.
+pub fn check_npz(model: &str, fixture: &str, flags: &[&str], tensors: usize) {
+    let dir = repo("tests/fixtures/files");
+    let (model, fixture) = (dir.join(model), dir.join(fixture));
+    let mut args = vec![
+        "check",
+        model.to_str().unwrap(),
+        "--fixture",
+        fixture.to_str().unwrap(),
+    ];
+    args.extend(flags);
+    let out = rnn(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?}\n{stdout}\n{stderr}");
+    let all = format!("{tensors} of {tensors} tensors within tolerance");
+    assert!(stdout.contains(&all), "{stdout}");
+}
