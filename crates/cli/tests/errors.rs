@@ -258,6 +258,7 @@ fn cases() -> Vec<Case> {
         case("stream", "--stream with a bidirectional model", vec![("m.safetensors", with(vec![("weight_ih_l0_reverse", "F32", &[2, 3], f32s(6, 0.5)), ("weight_hh_l0_reverse", "F32", &[2, 2], f32s(4, 0.5)), ("bias_ih_l0_reverse", "F32", &[2], f32s(2, 0.1))]))], "run DIR/m.safetensors --stream", 2, None),
         case("plot", "a picture format rnn does not write", vec![], "plot -o DIR/p.jpg", 2, Some("p.jpg")),
         case("plot", "--sequence beyond the batch", vec![], "plot -o DIR/p.png --sequence 4", 2, None),
+        case("plot", "a model of hidden size 0 (no states to draw)", vec![("m.safetensors", safetensors(&[("weight_ih_l0", "F32", &[0, 3], f32s(0, 0.5)), ("weight_hh_l0", "F32", &[0, 0], f32s(0, 0.5))])), ("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 0.5))]))], "plot DIR/m.safetensors --input DIR/x.safetensors -o DIR/p.png", 2, None),
         case("batches", "--batch-size without --output", vec![("x.safetensors", input(&[2, 4, 3]))], "run --input DIR/x.safetensors --batch-size 2", 2, None),
         case("batches", "--batch-size into a format written whole", vec![("x.safetensors", input(&[2, 4, 3]))], "run --input DIR/x.safetensors --batch-size 2 -o DIR/y.json", 2, Some("y.json")),
         case("batches", "--batch-size on an unbatched input", vec![("x.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", &f32s(6, 1.0)))], "run --input DIR/x.npy --batch-size 2 -o DIR/y.npy", 2, Some("x.npy")),
