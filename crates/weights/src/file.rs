@@ -113,9 +113,11 @@ impl TensorFile {
     /// Parses the bytes of a `.npy` file (its one array is named `input`); `path` is only for
     /// messages.
     pub fn from_npy_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let tensor = crate::npy::parse(bytes).map_err(|reason| WeightsError::Npy {
-            path: path.to_owned(),
-            reason,
+        let tensor = crate::npy::read(&mut &bytes[..], bytes.len() as u64).map_err(|reason| {
+            WeightsError::Npy {
+                path: path.to_owned(),
+                reason,
+            }
         })?;
         let tensors = BTreeMap::from([("input".to_string(), tensor)]);
         Ok(Self::from_tensors(path, tensors, HashMap::new()))

@@ -106,23 +106,6 @@ pub(crate) fn header(bytes: &[u8], file_len: usize) -> Result<Header, String> {
     })
 }
 
-/// Parses a whole `.npy` file; the error says what is wrong, in words.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Tensor, String> {
-    let header = header(bytes, bytes.len())?;
-    let data = &bytes[header.data_start..];
-    let tensor = if header.fortran {
-        // Fortran order is C order of the axes reversed: read it so, then reverse the axes.
-        let reversed: Vec<usize> = header.shape.iter().rev().copied().collect();
-        let axes: Vec<usize> = (0..reversed.len()).rev().collect();
-        Tensor::from_raw_buffer(data, header.dtype, &reversed, &Device::Cpu)
-            .and_then(|t| t.permute(axes))
-            .and_then(|t| t.contiguous())
-    } else {
-        Tensor::from_raw_buffer(data, header.dtype, &header.shape, &Device::Cpu)
-    };
-    tensor.map_err(|e| e.to_string())
-}
-
 /// Reads a `.npy` file of `len` bytes from `reader` (an archive's entry), the data straight
 /// into the tensor's own buffer for f32, f64, i64, i32 and u8: one copy of the array in memory,
 /// where reading the bytes first and building the tensor from them would hold two. Fortran

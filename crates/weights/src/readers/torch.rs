@@ -78,8 +78,8 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         ));
     }
     let storages = source.storages(&infos).map_err(malformed)?;
-    // Each storage becomes one tensor; a tensor that is a contiguous run of it is a view that
-    // shares it, and only strided views are copied. The tensors together may hold at most 4
+    // A tensor that is a whole storage shares it with every other entry that is; parts are
+    // copied, contiguous ones as one slice. The tensors together may hold at most 4
     // bytes per byte of the file, plus 64 MiB: views of one storage, however many, cannot
     // describe a model many times the file's size (every layer of which would later be
     // prepared, and copied, on its own).
@@ -110,31 +110,29 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
                  shapes larger than their storages)"
             ))
         })?;
-        let tensor = if let Some(numel) = info.contiguous_numel() {
-            let base = match whole.get(info.key.as_str()) {
-                Some(base) => base.clone(),
-                None => {
-                    let count = storage.len() / info.element_size;
-                    let bytes = &storage[..count * info.element_size];
-                    let base = Tensor::from_raw_buffer(bytes, dtype, &[count], &Device::Cpu)
-                        .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
-                    whole.insert(info.key.as_str(), base.clone());
-                    base
-                }
-            };
-            // A view of the whole storage shares it; a part is copied (its own bytes only), so
-            // that a tensor moved to a GPU later carries its elements and not the storage
-            // (cuDNN's flatten_parameters keeps all of a module's weights in one).
-            let whole_storage = info.offset == 0 && numel == base.elem_count();
-            info.view(&base, numel).and_then(|t| {
-                if whole_storage {
-                    Ok(t)
-                } else {
-                    t.copy().map_err(|e| e.to_string())
-                }
-            })
-        } else {
-            info.gather(storage, dtype)
+        let storage_len = storage.len() / info.element_size;
+        let tensor = match info.contiguous_numel() {
+            // The whole storage: one tensor, shared by every entry that is all of it.
+            Some(numel) if info.offset == 0 && numel == storage_len => {
+                let base = match whole.get(info.key.as_str()) {
+                    Some(base) => base.clone(),
+                    None => {
+                        let bytes = &storage[..storage_len * info.element_size];
+                        let base =
+                            Tensor::from_raw_buffer(bytes, dtype, &[storage_len], &Device::Cpu)
+                                .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
+                        whole.insert(info.key.as_str(), base.clone());
+                        base
+                    }
+                };
+                base.reshape(info.size.as_slice())
+                    .map_err(|e| e.to_string())
+            }
+            // A contiguous part: its own bytes, copied once, so that a tensor moved to a GPU
+            // later carries its elements and not the storage (cuDNN's flatten_parameters
+            // keeps all of a module's weights in one).
+            Some(numel) => info.slice(storage, numel, dtype),
+            None => info.gather(storage, dtype),
         };
         let tensor = tensor.map_err(|reason| malformed(format!("tensor `{name}`: {reason}")))?;
         tensors.insert(name.clone(), tensor);
@@ -597,22 +595,26 @@ impl TensorInfo {
         Some(expected)
     }
 
-    /// The contiguous tensor as a view of `base`, its storage as one tensor: nothing copied.
-    fn view(&self, base: &Tensor, numel: usize) -> std::result::Result<Tensor, String> {
-        let storage_len = base.elem_count();
-        if self
+    /// The contiguous tensor's `numel` elements, copied from its storage's bytes.
+    fn slice(
+        &self,
+        storage: &[u8],
+        numel: usize,
+        dtype: DType,
+    ) -> std::result::Result<Tensor, String> {
+        let storage_len = storage.len() / self.element_size;
+        let end = self
             .offset
             .checked_add(numel)
-            .is_none_or(|end| end > storage_len)
-        {
-            return Err(format!(
-                "offset {} and shape {:?} reach past its storage's {storage_len} elements",
-                self.offset, self.size
-            ));
-        }
-        base.narrow(0, self.offset, numel)
-            .and_then(|t| t.reshape(self.size.as_slice()))
-            .map_err(|e| e.to_string())
+            .filter(|&end| end <= storage_len)
+            .ok_or_else(|| {
+                format!(
+                    "offset {} and shape {:?} reach past its storage's {storage_len} elements",
+                    self.offset, self.size
+                )
+            })?;
+        let bytes = &storage[self.offset * self.element_size..end * self.element_size];
+        Tensor::from_raw_buffer(bytes, dtype, &self.size, &Device::Cpu).map_err(|e| e.to_string())
     }
 
     /// The tensor's elements gathered from its storage by offset and strides, every index
