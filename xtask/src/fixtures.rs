@@ -21,6 +21,7 @@ const SCRIPTS: &[&str] = &[
     "torch_aliases.py",
     "numpy_formats.py",
     "torch_files.py",
+    "onnx_exports.py",
     "onnx_attributes.py",
     "framework_files.py",
     "torch_gradients.py",

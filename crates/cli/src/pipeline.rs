@@ -31,11 +31,11 @@ pub fn read_model_file(path: Option<&Path>) -> Result<TensorFile> {
     }
 }
 
-/// The weights the options pick, in `dtype`; says on stderr when the file records that its
-/// framework computes in another dtype ([`rnn_weights::compute_dtype_note`]).
+/// The weights the options pick, in `dtype`; says on stderr what the file's notes say
+/// ([`rnn_weights::notes`]: another compute dtype, a length an ONNX graph had fixed).
 pub fn load_weights(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Result<LoadedWeights> {
     let weights = LoadedWeights::select(file, dtype, &read.options().selection)?;
-    if let Some(note) = rnn_weights::compute_dtype_note(file, dtype) {
+    for note in rnn_weights::notes(file, dtype) {
         eprintln!(
             "warning: {}",
             rnn_weights::clip(&note, rnn_weights::MESSAGE_CHARS)

@@ -96,9 +96,64 @@ fn onnx_gather_is_refused() {
     refused("refused_onnx_gather.onnx", "Gather");
 }
 
+/// The default exporter's graph of one step holds no W_hh (h0·W_hhᵀ is folded away).
 #[test]
-fn onnx_without_rnn_node_is_refused() {
-    refused("refused_onnx_dynamo.onnx", "dynamo=False");
+fn onnx_unrolled_graph_of_one_step_is_refused() {
+    refused(
+        "refused_onnx_dynamo_one_step.onnx",
+        "W_hh is not in the file",
+    );
+}
+
+/// torch.onnx.export's default (dynamo) exporter unrolls nn.RNN step by step with a fixed
+/// length: the recurrence is lifted from the steps, checked against ONNX Runtime on the file
+/// (`NAME.npz`) and against torch for another length and batch (`NAME_other.npz`), with a
+/// warning that says what the graph fixed.
+#[test]
+fn onnx_unrolled_by_the_default_exporter_runs_any_length_and_batch() {
+    for name in [
+        "onnx_dynamo_1l",
+        "onnx_dynamo_2l",
+        "onnx_dynamo_bidir",
+        "onnx_dynamo_relu_no_bias",
+        "onnx_dynamo_h0",
+        "onnx_dynamo_batch_first_dynamic",
+    ] {
+        let model = format!("{name}.onnx");
+        check_npz(&model, &format!("{name}.npz"), &[], 2);
+        check_npz(&model, &format!("{name}_other.npz"), &[], 2);
+    }
+    let path = repo("tests/fixtures/files/onnx_dynamo_bidir.onnx");
+    let fixture = repo("tests/fixtures/files/onnx_dynamo_bidir_other.npz");
+    let out = rnn(&[
+        "check",
+        path.to_str().unwrap(),
+        "--fixture",
+        fixture.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unrolls the RNN over 4 steps for a batch of 2"),
+        "{stderr}"
+    );
+}
+
+/// The legacy exporter's glue around RNN nodes: batch-first Transposes with a zero h0 built by
+/// ConstantOfShape and sliced per layer; `forward(x, h0)`'s graph input h0 sliced per layer.
+#[test]
+fn onnx_legacy_export_glue_is_evaluated() {
+    check_npz(
+        "onnx_legacy_batch_first.onnx",
+        "onnx_legacy_batch_first.npz",
+        &[],
+        2,
+    );
+    check_npz(
+        "onnx_legacy_h0_input.onnx",
+        "onnx_legacy_h0_input.npz",
+        &[],
+        2,
+    );
 }
 
 #[test]

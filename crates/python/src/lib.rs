@@ -56,7 +56,7 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
             Ok((file, first, config))
         })
         .map_err(rnn_error)?;
-    if let Some(note) = rnn_weights::compute_dtype_note(&file, dtype) {
+    for note in rnn_weights::notes(&file, dtype) {
         // A UserWarning, shown once per call site by Python's default filters.
         let note = rnn_weights::clip(&note, rnn_weights::MESSAGE_CHARS).into_owned();
         let message = std::ffi::CString::new(note).map_err(rnn_error)?;

@@ -109,3 +109,32 @@ def test_framework_file(model, fixture):
 def test_framework_files_are_found():
     kinds = {m.suffix for m, _ in _framework_files()}
     assert {".onnx", ".pt", ".h5", ".keras", ".index"} <= kinds, kinds
+
+
+ONNX_EXPORTS = [
+    "onnx_dynamo_1l", "onnx_dynamo_2l", "onnx_dynamo_bidir", "onnx_dynamo_relu_no_bias",
+    "onnx_dynamo_h0", "onnx_dynamo_batch_first_dynamic", "onnx_legacy_batch_first",
+    "onnx_legacy_h0_input",
+]
+
+
+@pytest.mark.parametrize("name", ONNX_EXPORTS)
+def test_onnx_export(name):
+    """torch.onnx.export on both exporters (xtask/fixtures/onnx_exports.py): ONNX Runtime's
+    numbers on the file; for the default exporter's unrolled graph, torch's numbers at another
+    length and batch too, with a warning that says what the graph fixed."""
+    directory = FIXTURES / "files"
+    fixtures = [directory / f"{name}.npz"]
+    if "dynamo" in name:
+        fixtures.append(directory / f"{name}_other.npz")
+    for path in fixtures:
+        fixture = np.load(path)
+        h0 = fixture["h0"] if "h0" in fixture else None
+        if "dynamo" in name:
+            with pytest.warns(UserWarning, match="unrolls the RNN over 4 steps"):
+                model = rnn.load(directory / f"{name}.onnx")
+        else:
+            model = rnn.load(directory / f"{name}.onnx")
+        output, h_n = model(fixture["input"], h0=h0)
+        assert np.allclose(output, fixture["output"], atol=1e-5, rtol=0), path
+        assert np.allclose(h_n, fixture["h_n"], atol=1e-5, rtol=0), path

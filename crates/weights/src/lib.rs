@@ -45,6 +45,7 @@ pub use model::LoadedWeights;
 pub use naming::{Naming, Transform};
 pub use options::ReadOptions;
 pub use readers::keras::compute_dtype_note;
+pub use readers::notes;
 pub use selection::{weight_names, Selection};
 pub use stack_config::{save_canonical, StackConfig, CANONICAL_LAYOUT};
 pub use text::numpy::{array2string, PrintOptions};

@@ -17,6 +17,17 @@ mod sstable;
 mod tf_checkpoint;
 mod torch;
 
+/// What to tell a user who runs `file` in `dtype` beyond its numbers, one line each: a
+/// compute dtype the file records and `dtype` is not ([`keras::compute_dtype_note`]), what an
+/// ONNX graph that unrolled its recurrence had fixed.
+pub fn notes(file: &TensorFile, dtype: candle_core::DType) -> Vec<String> {
+    let mut notes: Vec<String> = keras::compute_dtype_note(file, dtype).into_iter().collect();
+    if let Some(unrolled) = file.metadata().get(onnx::UNROLLED) {
+        notes.push(format!("{}: {unrolled}", file.path().display()));
+    }
+    notes
+}
+
 impl TensorFile {
     /// Reads a file in the format its extension names (see [`FileFormat::from_path`]).
     pub fn read(path: &Path) -> Result<Self> {

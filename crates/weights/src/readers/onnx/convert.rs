@@ -21,6 +21,10 @@ impl<'g> Reader<'g> {
             .iter()
             .filter(|n| n.op_type == "RNN" && (n.domain.is_empty() || n.domain == "ai.onnx"))
             .collect();
+        let unrolls = self.graph.node.iter().any(|n| n.op_type == "MatMul");
+        if rnns.is_empty() && unrolls {
+            return super::unrolled::lift(self);
+        }
         if rnns.is_empty() {
             let mut ops: Vec<&str> = self.graph.node.iter().map(|n| n.op_type.as_str()).collect();
             ops.sort_unstable();
@@ -35,8 +39,7 @@ impl<'g> Reader<'g> {
                         ops.join(", ")
                     }
                 ),
-                "torch.onnx.export's default (dynamo) exporter unrolls nn.RNN into such ops: \
-                 export with torch.onnx.export(..., dynamo=False), or save the state_dict",
+                "export the nn.RNN with torch.onnx.export, or save the state_dict",
             ));
         }
         for node in &self.graph.node {
@@ -75,6 +78,7 @@ impl<'g> Reader<'g> {
         let mut lens: Vec<Feed> = Vec::new();
         let mut batch_first = false;
         let mut directions = 0;
+        let mut node_directions = Vec::new();
         for (k, (node, path)) in stack.iter().enumerate() {
             let attrs = Attributes::new(self.path, node)?;
             let (d, reverse) = attrs.directions()?;
@@ -85,6 +89,7 @@ impl<'g> Reader<'g> {
                 self.between_path(node, path, directions)?;
             }
             directions = d;
+            node_directions.push(d);
             let layout = attrs.int("layout", 0);
             if layout != 0 && (stack.len() > 1 || batch_first) {
                 return Err(self.attribute(node, "layout", &layout.to_string()));
@@ -179,7 +184,7 @@ impl<'g> Reader<'g> {
         }
         metadata.insert("batch_first".into(), batch_first.to_string());
         let mut fixed = Vec::new();
-        if let Some(h0) = self.initial_state(&stack, &h0s)? {
+        if let Some(h0) = self.initial_state(&stack, &node_directions, &h0s)? {
             tensors.insert("h0".into(), h0);
             fixed.push("h0");
         }
@@ -230,17 +235,43 @@ impl<'g> Reader<'g> {
         )
     }
 
-    /// `h0` `[layers · directions, batch, hidden]` when initialisers fix every node's.
+    /// `h0` `[layers · directions, batch, hidden]` when initialisers fix every node's; `None`
+    /// when every node starts from zeros or from its part of one graph input (the user's
+    /// `h0`, in the same layout).
     fn initial_state(
         &self,
         stack: &[(&Node, Vec<&Node>)],
+        directions: &[usize],
         feeds: &[Feed],
     ) -> Result<Option<Tensor>> {
         if feeds.iter().all(|f| matches!(f, Feed::Absent | Feed::Zero)) {
             return Ok(None);
         }
-        if let ([_], [Feed::GraphInput]) = (stack, feeds) {
-            // A run-time input: the user gives `h0`.
+        if let [Feed::GraphInput { range: None, .. }] = feeds {
+            return Ok(None);
+        }
+        if let Some(Feed::GraphInput { name, .. }) = feeds.first() {
+            // Each node must read the next rows of the same input, in stack order.
+            let mut row = 0i64;
+            for (((node, _), feed), &d) in stack.iter().zip(feeds).zip(directions) {
+                let next = row + d as i64;
+                let fits = matches!(feed, Feed::GraphInput { name: n, range: Some((start, end)) }
+                    if n == name && *start == row && *end == next);
+                if !fits {
+                    return Err(refuse(
+                        self.path,
+                        format!(
+                            "an ONNX stack whose {} does not read rows {row}..{next} of the \
+                             graph input `{name}` as its initial_h, as the layers before it \
+                             lead to expect",
+                            node_name(node)
+                        ),
+                        "export with h0 given as one graph input sliced per layer, or left \
+                         out",
+                    ));
+                }
+                row = next;
+            }
             return Ok(None);
         }
         let mut parts = Vec::new();
@@ -286,7 +317,13 @@ impl<'g> Reader<'g> {
                 Ok(Some(lengths))
             }
             _ if feeds.iter().all(|f| matches!(f, Feed::Absent)) => Ok(None),
-            [Feed::GraphInput] => Ok(None),
+            [Feed::GraphInput { name, range: None }, rest @ ..]
+                if rest.iter().all(
+                    |f| matches!(f, Feed::GraphInput { name: n, range: None } if n == name),
+                ) =>
+            {
+                Ok(None)
+            }
             _ => Err(refuse(
                 self.path,
                 format!(

@@ -31,10 +31,16 @@ pub(super) const GLUE: [&str; 12] = [
 /// Where a node's `initial_h` or `sequence_lens` comes from.
 pub(super) enum Feed<'g> {
     Absent,
-    /// A zero state made by `Expand` of a zero `Constant` (the exporter's `h0=None`).
+    /// A state of zeros built in the graph (the exporter's `h0=None`): `ConstantOfShape` or
+    /// `Expand` of zeros, then shaped or sliced, whatever the shape it is given.
     Zero,
     Initializer(&'g TensorProto),
-    GraphInput,
+    /// A graph input, whole (`range` is `None`) or its rows `range` along axis 0 (one
+    /// layer's part of a stack's `h0`, as `forward(x, h0)` exports it).
+    GraphInput {
+        name: &'g str,
+        range: Option<(i64, i64)>,
+    },
 }
 
 pub(super) struct Reader<'g> {
@@ -217,7 +223,7 @@ impl<'g> Reader<'g> {
     }
 
     /// The integers of an initialiser or `Constant` named `name`.
-    fn constant_ints(&self, name: Option<&String>) -> Option<Vec<i64>> {
+    pub(super) fn constant_ints(&self, name: Option<&String>) -> Option<Vec<i64>> {
         let t = self.constant(name?)?;
         let t = to_tensor(self.path, t).ok()?;
         t.to_dtype(DType::I64)
@@ -228,7 +234,7 @@ impl<'g> Reader<'g> {
             .ok()
     }
 
-    fn constant(&self, name: &str) -> Option<&'g TensorProto> {
+    pub(super) fn constant(&self, name: &str) -> Option<&'g TensorProto> {
         if let Some(t) = self.initializers.get(name) {
             return Some(t);
         }
@@ -297,15 +303,96 @@ impl<'g> Reader<'g> {
         if let Some(t) = self.initializers.get(name) {
             return Ok(Feed::Initializer(t));
         }
-        if self.inputs.contains(&name) {
-            return Ok(Feed::GraphInput);
+        if let Some(&input) = self.inputs.iter().find(|&&i| i == name) {
+            return Ok(Feed::GraphInput {
+                name: input,
+                range: None,
+            });
         }
-        if let Some(expand) = self.producer.get(name).filter(|n| n.op_type == "Expand") {
-            let zero = expand
-                .input
-                .first()
-                .and_then(|v| self.constant(v))
-                .and_then(|t| to_tensor(self.path, t).ok())
+        if self.zeros(name) {
+            return Ok(Feed::Zero);
+        }
+        if let Some(slice) = self.producer.get(name).filter(|n| n.op_type == "Slice") {
+            let data = slice.input.first().map(String::as_str).unwrap_or("");
+            let ints = |i: usize| self.constant_ints(slice.input.get(i));
+            let axes = match slice.input.get(3) {
+                Some(a) if !a.is_empty() => ints(3),
+                _ => Some(vec![0]),
+            };
+            let steps = match slice.input.get(4) {
+                Some(s) if !s.is_empty() => ints(4),
+                _ => Some(vec![1]),
+            };
+            if let (Some(&input), Some([start]), Some([end]), Some([0]), Some([1])) = (
+                self.inputs.iter().find(|&&i| i == data),
+                ints(1).as_deref(),
+                ints(2).as_deref(),
+                axes.as_deref(),
+                steps.as_deref(),
+            ) {
+                return Ok(Feed::GraphInput {
+                    name: input,
+                    range: Some((*start, *end)),
+                });
+            }
+        }
+        let source = self
+            .producer
+            .get(name)
+            .map_or_else(|| "an op".to_string(), |n| node_name(n));
+        Err(refuse(
+            self.path,
+            format!(
+                "an ONNX {} whose {what} `{name}` is computed in the graph by a {source} that \
+                 is neither zeros nor a part of a graph input",
+                node_name(node)
+            ),
+            "export with h0 given as a graph input or left out (zeros)",
+        ))
+    }
+
+    /// Whether the value `name` is zeros in every element whatever the graph's inputs: a
+    /// `ConstantOfShape` of 0, an initialiser or `Constant` of zeros, or what shape ops make
+    /// of one (`Expand`, `Slice`, `Reshape`, `Squeeze`, `Unsqueeze`, `Transpose`,
+    /// `Identity`, `Cast`, `Gather` from it, `Concat` of such).
+    pub(super) fn zeros(&self, name: &str) -> bool {
+        self.zeros_within(name, &mut HashMap::new(), 0)
+    }
+
+    /// [`Self::zeros`], each value decided once (`known`): a graph that names one value many
+    /// times takes one visit per node, not one per path.
+    fn zeros_within<'n>(
+        &self,
+        name: &'n str,
+        known: &mut HashMap<&'n str, bool>,
+        depth: usize,
+    ) -> bool
+    where
+        'g: 'n,
+    {
+        if let Some(&zero) = known.get(name) {
+            return zero;
+        }
+        if depth > self.graph.node.len() {
+            return false;
+        }
+        let zero = self.zeros_step(name, known, depth);
+        known.insert(name, zero);
+        zero
+    }
+
+    fn zeros_step<'n>(
+        &self,
+        name: &'n str,
+        known: &mut HashMap<&'n str, bool>,
+        depth: usize,
+    ) -> bool
+    where
+        'g: 'n,
+    {
+        let all_zero = |t: &TensorProto| {
+            to_tensor(self.path, t)
+                .ok()
                 .and_then(|t| {
                     t.to_dtype(DType::F64)
                         .ok()?
@@ -314,18 +401,40 @@ impl<'g> Reader<'g> {
                         .to_vec1()
                         .ok()
                 })
-                .is_some_and(|v: Vec<f64>| v.iter().all(|&x| x == 0.0));
-            if zero {
-                return Ok(Feed::Zero);
-            }
+                .is_some_and(|v: Vec<f64>| v.iter().all(|&x| x == 0.0))
+        };
+        if let Some(t) = self.initializers.get(name) {
+            return all_zero(t);
         }
-        Err(refuse(
-            self.path,
-            format!(
-                "an ONNX {} whose {what} `{name}` is computed in the graph",
-                node_name(node)
-            ),
-            "give it as an initialiser or a graph input",
-        ))
+        let Some(node) = self.producer.get(name) else {
+            return false;
+        };
+        if !node.domain.is_empty() {
+            return false;
+        }
+        let mut first = || {
+            node.input
+                .first()
+                .is_some_and(|i| self.zeros_within(i, known, depth + 1))
+        };
+        match node.op_type.as_str() {
+            "Constant" => self.constant(name).is_some_and(all_zero),
+            // Without a `value` the op fills with float 0.
+            "ConstantOfShape" => node
+                .attribute
+                .iter()
+                .find(|a| a.name == "value")
+                .is_none_or(|a| a.t.as_ref().is_some_and(all_zero)),
+            "Expand" | "Slice" | "Reshape" | "Squeeze" | "Unsqueeze" | "Transpose" | "Identity"
+            | "Cast" | "Gather" => first(),
+            "Concat" => {
+                !node.input.is_empty()
+                    && node
+                        .input
+                        .iter()
+                        .all(|i| self.zeros_within(i, known, depth + 1))
+            }
+            _ => false,
+        }
     }
 }

@@ -5,9 +5,14 @@
 //! `torch.onnx.export(..., dynamo=False)` writes: the first node fed by a graph input (or its
 //! `Transpose` perm `[1, 0, 2]`, batch-first), each next node fed by the one before through
 //! `Transpose` perm `[0, 2, 1, 3]` and `Reshape` to `[0, 0, -1]` (bidirectional) or
-//! `Squeeze` of axis 1 (one direction), and a zero initial state built by `Expand` from the
-//! input's `Shape`. Any other op between or around the nodes is refused by name, and so is
-//! every attribute whose meaning `rnn` does not share exactly.
+//! `Squeeze` of axis 1 (one direction), and an initial state of zeros built from the input's
+//! `Shape` (`Expand` or `ConstantOfShape`, sliced per layer) or one graph input `h0` sliced
+//! per layer (rows `l·D..(l+1)·D`). Any other op between or around the nodes is refused by
+//! name, and so is every attribute whose meaning `rnn` does not share exactly.
+//!
+//! A graph without RNN nodes is read as the default (dynamo) exporter's unrolled `nn.RNN`
+//! (`unrolled.rs`): lifted where every node is part of one recurrence, else refused naming
+//! the first node that is not.
 //!
 //! `initial_h` and `sequence_lens` given as initialisers are part of the model: they are read
 //! as the tensors `h0` and `lengths` and the metadata key `model_inputs` names them, so that
@@ -29,6 +34,7 @@ mod proto;
 mod tensor;
 #[cfg(test)]
 mod tests;
+mod unrolled;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +46,7 @@ use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
 
 use graph::Reader;
+pub(crate) use unrolled::UNROLLED;
 
 /// Reads the RNN nodes of an ONNX model.
 pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {

@@ -227,3 +227,208 @@ fn garbage_is_an_error() {
     assert!(read_bytes(b"\xff\xff\xff\xff").is_err());
     assert!(read_bytes(b"").is_err());
 }
+
+/// The default exporter's unrolled 2-layer graph (tests/fixtures/files), decoded for editing.
+fn unrolled() -> proto::Model {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/files/onnx_dynamo_2l.onnx"
+    );
+    proto::Model::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
+}
+
+fn unrolled_error(edit: impl FnOnce(&mut Graph)) -> String {
+    let mut model = unrolled();
+    edit(model.graph.as_mut().unwrap());
+    match read_bytes(&model.encode_to_vec()) {
+        Ok(_) => panic!("the edited graph was read"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The node whose output is `name`.
+fn producing<'a>(graph: &'a mut Graph, name: &str) -> &'a mut Node {
+    graph
+        .node
+        .iter_mut()
+        .find(|n| n.output.iter().any(|o| o == name))
+        .unwrap()
+}
+
+#[test]
+fn an_unrolled_graph_is_lifted_into_canonical_weights() {
+    let file = read_bytes(&unrolled().encode_to_vec()).unwrap();
+    assert_eq!(
+        file.names(),
+        [
+            "bias_hh_l0",
+            "bias_hh_l1",
+            "bias_ih_l0",
+            "bias_ih_l1",
+            "weight_hh_l0",
+            "weight_hh_l1",
+            "weight_ih_l0",
+            "weight_ih_l1"
+        ]
+    );
+    assert_eq!(file.metadata()["nonlinearity"], "tanh,tanh");
+    assert!(file.metadata()[UNROLLED].contains("over 4 steps for a batch of 2"));
+}
+
+#[test]
+fn a_step_that_reads_other_weights_is_refused() {
+    let error = unrolled_error(|g| {
+        // The third step's recurrent MatMul reads a copy of W_hhᵀ with one number changed.
+        let matmul = producing(g, "val_38");
+        let original = matmul.input[1].clone();
+        matmul.input[1] = "other".into();
+        let mut copy = g
+            .initializer
+            .iter()
+            .find(|t| t.name == original)
+            .unwrap()
+            .clone();
+        copy.name = "other".into();
+        copy.raw_data[0] ^= 1;
+        g.initializer.push(copy);
+    });
+    assert!(error.contains("reads other weights"), "{error}");
+}
+
+#[test]
+fn a_step_that_skips_the_state_before_is_refused() {
+    let error = unrolled_error(|g| {
+        // The fourth step reads the state of the second, not of the third.
+        producing(g, "val_40").input[0] = "tanh".into();
+    });
+    assert!(
+        error.contains("does not read the state of the step before"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_folded_first_term_other_than_the_bias_is_refused() {
+    let error = unrolled_error(|g| {
+        let folded = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == "linear_1")
+            .unwrap();
+        folded.raw_data[0] ^= 1;
+    });
+    assert!(error.contains("that is not b_hh"), "{error}");
+}
+
+#[test]
+fn a_node_outside_the_recurrence_is_refused_by_name() {
+    let error = unrolled_error(|g| {
+        g.node.push(Node {
+            input: vec!["output".into()],
+            output: vec!["extra".into()],
+            op_type: "Neg".into(),
+            name: "stray".into(),
+            ..Default::default()
+        });
+    });
+    assert!(
+        error.contains("Neg node `stray` breaks the pattern"),
+        "{error}"
+    );
+}
+
+#[test]
+fn steps_out_of_order_are_refused() {
+    let error = unrolled_error(|g| {
+        // The first layer's states gathered in another order than they were computed.
+        let concat = producing(g, "cat");
+        concat.input.swap(1, 2);
+    });
+    assert!(error.contains("breaks the pattern"), "{error}");
+}
+
+#[test]
+fn a_layer_that_reads_another_part_of_the_graph_input_h0_is_refused() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/files/onnx_legacy_h0_input.onnx"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    assert!(read_bytes(&bytes).is_ok());
+    let mut model = proto::Model::decode(bytes.as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    // The second layer reads the first layer's rows 0..2 of h0 again, not rows 2..4.
+    let slice = producing(graph, "/Slice_1_output_0");
+    slice.input[1] = "/Constant_1_output_0".into();
+    slice.input[2] = "/Constant_2_output_0".into();
+    let error = read_bytes(&model.encode_to_vec())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("does not read rows 2..4 of the graph input `h0`"),
+        "{error}"
+    );
+}
+
+/// An initial_h of zeros built by 80 Concats that each name the one before twice: decided in
+/// one visit per node (2^80 paths would never end).
+#[test]
+fn zeros_named_along_many_paths_are_decided_once_per_node() {
+    let mut nodes = vec![Node {
+        input: vec!["shape".into()],
+        output: vec!["c0".into()],
+        op_type: "ConstantOfShape".into(),
+        ..Default::default()
+    }];
+    for i in 1..=80 {
+        let before = format!("c{}", i - 1);
+        nodes.push(Node {
+            input: vec![before.clone(), before],
+            output: vec![format!("c{i}")],
+            op_type: "Concat".into(),
+            attribute: vec![Attribute {
+                name: "axis".into(),
+                i: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    nodes.push(Node {
+        input: vec![
+            "X".into(),
+            "W".into(),
+            "R".into(),
+            "".into(),
+            "".into(),
+            "c80".into(),
+        ],
+        output: vec!["Y".into()],
+        op_type: "RNN".into(),
+        ..Default::default()
+    });
+    let graph = Graph {
+        node: nodes,
+        initializer: vec![
+            tensor("W", &[1, 1, 1], &[0.5]),
+            tensor("R", &[1, 1, 1], &[0.25]),
+            TensorProto {
+                name: "shape".into(),
+                dims: vec![3],
+                data_type: 7,
+                int64_data: vec![1, 1, 1],
+                ..Default::default()
+            },
+        ],
+        input: vec![ValueInfo { name: "X".into() }],
+        output: vec![ValueInfo { name: "Y".into() }],
+    };
+    let bytes = proto::Model {
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let file = read_bytes(&bytes).unwrap();
+    assert!(!file.names().contains(&"h0".to_string()));
+}
