@@ -24,6 +24,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_exports.py",
     "onnx_attributes.py",
     "framework_files.py",
+    "tfkeras_saved_models.py",
     "torch_gradients.py",
     "numpy_print.py",
 ];

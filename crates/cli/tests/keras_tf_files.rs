@@ -165,3 +165,64 @@ fn a_stack_inside_a_nested_sequential_is_found() {
 fn a_tf_keras_full_model_h5_is_read_with_its_config() {
     check_npz("tfkeras_full.h5", "tfkeras_full.npz", &[], 1);
 }
+
+/// tf-keras `model.save("dir")` (a SavedModel folder, xtask/fixtures/tfkeras_saved_models.py):
+/// read by the folder, its saved_model.pb and its variables' index alike, the checkpoint's
+/// object graph and keras_metadata.pb giving names, order and options (relu; a Bidirectional
+/// with merge_mode="sum" under a go_backwards layer), against tf-keras's `predict` on the model
+/// loaded back.
+#[test]
+fn a_tf_keras_savedmodel_folder_is_read_with_its_config() {
+    for name in ["tfkeras_savedmodel", "tfkeras_savedmodel_bidir"] {
+        for entry in ["", "/saved_model.pb", "/variables/variables.index"] {
+            check_npz(&format!("{name}{entry}"), &format!("{name}.npz"), &[], 1);
+        }
+    }
+}
+
+/// A SavedModel with a Dense head: refused with the flag that picks the stack, which gives
+/// the RNN's own numbers.
+#[test]
+fn a_tf_keras_savedmodel_with_a_head_names_the_stack_flag() {
+    let dir = repo("tests/fixtures/files");
+    let model = dir.join("tfkeras_savedmodel_dense");
+    let out = rnn(&["inspect", model.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("dense (Dense)") && stderr.contains("--stack simple_rnn/"),
+        "{stderr}"
+    );
+    check_npz(
+        "tfkeras_savedmodel_dense",
+        "tfkeras_savedmodel_dense.npz",
+        &["--stack", "simple_rnn/"],
+        1,
+    );
+}
+
+/// The same folder without tf-keras's keras_metadata.pb (as Keras 3's `model.export` writes
+/// none): nothing ties the numbered variables to layers, so it is refused with what to save.
+#[test]
+fn a_savedmodel_without_keras_metadata_is_refused_with_what_to_save() {
+    let source = repo("tests/fixtures/files/tfkeras_savedmodel");
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("exported");
+    std::fs::create_dir_all(folder.join("variables")).unwrap();
+    for entry in [
+        "saved_model.pb",
+        "variables/variables.index",
+        "variables/variables.data-00000-of-00001",
+    ] {
+        std::fs::copy(source.join(entry), folder.join(entry)).unwrap();
+    }
+    let out = rnn(&["run", folder.to_str().unwrap(), "--input", "x.npy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("without the keras_metadata.pb")
+            && stderr.contains("model.save(\"m.keras\")"),
+        "{stderr}"
+    );
+}

@@ -138,3 +138,12 @@ def test_onnx_export(name):
         output, h_n = model(fixture["input"], h0=h0)
         assert np.allclose(output, fixture["output"], atol=1e-5, rtol=0), path
         assert np.allclose(h_n, fixture["h_n"], atol=1e-5, rtol=0), path
+
+
+@pytest.mark.parametrize("name", ["tfkeras_savedmodel", "tfkeras_savedmodel_bidir"])
+def test_tf_keras_savedmodel_folder(name):
+    """tf-keras model.save("dir") read from the folder (xtask/fixtures/tfkeras_saved_models.py):
+    the last layer returns its final state, tf-keras's predict on the model loaded back."""
+    fixture = np.load(FIXTURES / "files" / f"{name}.npz")
+    _, h_n = rnn.load(FIXTURES / "files" / name)(fixture["input"])
+    assert np.allclose(h_n[-1], fixture["output"], atol=1e-5, rtol=0)

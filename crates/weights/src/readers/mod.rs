@@ -48,11 +48,26 @@ impl TensorFile {
                 return read_checkpoint(&prefix);
             }
         }
+        // A SavedModel, named by its folder or its saved_model.pb: its variables/ checkpoint,
+        // whose object graph tf-keras's keras_metadata.pb ties to layers.
+        let folder = if path.is_dir() {
+            Some(path)
+        } else {
+            path.parent()
+                .filter(|_| path.file_name().is_some_and(|n| n == "saved_model.pb"))
+        };
+        if let Some(folder) = folder.filter(|f| f.join("saved_model.pb").is_file()) {
+            let variables = folder.join("variables").join("variables");
+            if format.is_none() && variables.with_extension("index").is_file() {
+                return read_checkpoint(&variables);
+            }
+        }
         if path.is_dir() && path.join("saved_model.pb").is_file() {
             return Err(WeightsError::Unsupported {
                 path: path.to_owned(),
-                format: "a TensorFlow SavedModel folder (model.save(\"dir\") of tf-keras, or \
-                         model.export(\"dir\"))"
+                format: "a TensorFlow SavedModel folder without variables/variables.index (rnn \
+                         reads the variables of tf-keras's model.save(\"dir\") beside its \
+                         keras_metadata.pb)"
                     .into(),
                 advice: tf_checkpoint::SAVE_KERAS.into(),
             });
@@ -194,7 +209,8 @@ pub(crate) fn sniff(path: &Path, bytes: &[u8]) -> Result<Container> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if name == "saved_model.pb" {
         return Err(refuse(
-            "a TensorFlow SavedModel graph (saved_model.pb)",
+            "a TensorFlow SavedModel graph (saved_model.pb) without variables/ beside it (rnn \
+             reads the variables of tf-keras's model.save(\"dir\"), not the graph)",
             tf_checkpoint::SAVE_KERAS,
         ));
     }

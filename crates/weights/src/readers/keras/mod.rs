@@ -108,6 +108,24 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     Ok(TensorFile::from_tensors(path, tensors, metadata))
 }
 
+/// The metadata a tf-keras model config (`{"class_name": …, "config": …}`) records, checked
+/// against `layers`, the model's layers with weights by name, each with whether it is
+/// recurrent (a SavedModel's, whose variables the checkpoint's object graph names).
+pub(crate) fn config_metadata(
+    config: &Value,
+    layers: &[(String, bool)],
+) -> std::result::Result<HashMap<String, String>, String> {
+    let model = model_config(config)?;
+    let layers: Vec<h5::H5Layer> = layers
+        .iter()
+        .map(|(name, recurrent)| h5::H5Layer {
+            name: name.clone(),
+            recurrent: *recurrent,
+        })
+        .collect();
+    model.metadata(&layers)
+}
+
 /// Metadata key: the model's layers with weights that are not part of the RNN (the reader's
 /// words, `name (Class)` or `name`); a file that records it is refused unless `--prefix` or
 /// `--stack` picks the RNN.

@@ -47,7 +47,7 @@ pub(super) struct BundleEntryProto {
     #[prost(int64, tag = "4")]
     offset: i64,
     #[prost(int64, tag = "5")]
-    size: i64,
+    pub(super) size: i64,
     /// The masked CRC-32C of the tensor's bytes.
     #[prost(fixed32, tag = "6")]
     crc32c: u32,
@@ -69,7 +69,7 @@ struct TensorShapeProto {
 #[derive(Clone, PartialEq, prost::Message)]
 struct Dim {
     #[prost(int64, tag = "1")]
-    size: i64,
+    pub(super) size: i64,
     #[prost(string, tag = "2")]
     name: String,
 }
@@ -167,6 +167,35 @@ impl Shards<'_> {
                 entry.size
             )));
         }
+        let shard_path = self.shard_path(entry.shard_id);
+        let raw = self.raw(name, entry, bytes)?;
+        let crc = sstable::mask(sstable::crc32c(raw));
+        if crc != entry.crc32c {
+            return Err(WeightsError::Malformed {
+                path: shard_path,
+                kind: "TensorFlow checkpoint data shard",
+                reason: format!(
+                    "`{name}`: the checksum does not match (index {:#010x}, data {crc:#010x})",
+                    entry.crc32c
+                ),
+            });
+        }
+        Tensor::from_raw_buffer(raw, dtype, &dims, &Device::Cpu).map_err(|error| {
+            WeightsError::Tensor {
+                path: shard_path,
+                error,
+            }
+        })
+    }
+
+    /// The `bytes` bytes of `name` in its shard, checked to lie within it and, with the
+    /// variables read before, to take no more than the shard holds.
+    fn raw(&mut self, name: &str, entry: &BundleEntryProto, bytes: usize) -> Result<&[u8]> {
+        let malformed = |reason: String| WeightsError::Malformed {
+            path: self.index.to_owned(),
+            kind: "TensorFlow checkpoint index",
+            reason: format!("`{name}`: {reason}"),
+        };
         if !(0..self.count).contains(&entry.shard_id) {
             return Err(malformed(format!(
                 "expected a shard below {}, found shard {}",
@@ -202,24 +231,28 @@ impl Shards<'_> {
                 ),
             });
         }
-        let raw = &data[range];
-        let crc = sstable::mask(sstable::crc32c(raw));
-        if crc != entry.crc32c {
-            return Err(WeightsError::Malformed {
-                path: shard_path,
-                kind: "TensorFlow checkpoint data shard",
-                reason: format!(
-                    "`{name}`: the checksum does not match (index {:#010x}, data {crc:#010x})",
-                    entry.crc32c
-                ),
-            });
-        }
-        Tensor::from_raw_buffer(raw, dtype, &dims, &Device::Cpu).map_err(|error| {
-            WeightsError::Tensor {
-                path: shard_path,
-                error,
-            }
-        })
+        Ok(&data[range])
+    }
+
+    /// A scalar string variable (TensorFlow's layout: the length as a varint, a 4-byte
+    /// checksum of the lengths, then the bytes), such as `_CHECKPOINTABLE_OBJECT_GRAPH`.
+    pub(super) fn string(&mut self, name: &str, entry: &BundleEntryProto) -> Result<Vec<u8>> {
+        let index = self.index.to_owned();
+        let size = usize::try_from(entry.size).unwrap_or(usize::MAX);
+        let raw = self.raw(name, entry, size)?;
+        let malformed = |reason: &str| WeightsError::Malformed {
+            path: index.clone(),
+            kind: "TensorFlow checkpoint index",
+            reason: format!("`{name}`: {reason}"),
+        };
+        let mut rest = raw;
+        let length = prost::encoding::decode_varint(&mut rest)
+            .map_err(|_| malformed("expected a string's length, found other bytes"))?;
+        let text = rest
+            .get(4..)
+            .filter(|t| t.len() as u64 == length)
+            .ok_or_else(|| malformed("expected one string filling the variable"))?;
+        Ok(text.to_vec())
     }
 
     fn shard_path(&self, id: i32) -> PathBuf {

@@ -6,12 +6,14 @@
 //! are brought to what `formats.rs` reads: TF1 names as they are; TF2's object-graph names of
 //! a Keras model (`model/layer_with_weights-0/cell/kernel/.ATTRIBUTES/VARIABLE_VALUE`) to
 //! Keras variable paths in layer order; the article's unnamed `Variable`, `Variable_1`,
-//! `Variable_2` to `Wx`, `Wy`, `b` when their shapes say which is which. TensorFlow's
+//! `Variable_2` to `Wx`, `Wy`, `b` when their shapes say which is which; a tf-keras
+//! SavedModel's numbered `variables/` through its object graph (`saved_model.rs`). TensorFlow's
 //! bookkeeping (the object graph, step counters, optimizer slots) is left out and listed in
 //! the metadata key `skipped`.
 
 mod bundle;
 mod names;
+mod saved_model;
 #[cfg(test)]
 mod tests;
 
@@ -89,7 +91,11 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
     let mut tensors = BTreeMap::new();
     let mut unloadable = BTreeMap::new();
     let mut skipped = Vec::new();
+    let mut object_graph = None;
     for (name, entry) in variables {
+        if name == "_CHECKPOINTABLE_OBJECT_GRAPH" {
+            object_graph = Some(entry.clone());
+        }
         if is_bookkeeping(&name) {
             skipped.push(name);
             continue;
@@ -109,6 +115,25 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
             None => {
                 unloadable.insert(name, dtype_name(entry.dtype));
             }
+        }
+    }
+    // A tf-keras SavedModel (`DIR/variables/variables` with `DIR/keras_metadata.pb`): its
+    // variables, mostly numbered, named by the object graph and the Keras metadata.
+    if let (Some(entry), Some(keras)) = (&object_graph, saved_model::keras_metadata_beside(prefix))
+    {
+        if !tensors.is_empty() {
+            if usize::try_from(entry.size).map_or(true, |n| n > saved_model::MAX_OBJECT_GRAPH) {
+                return Err(malformed(format!(
+                    "expected an object graph of at most {} bytes, found {}",
+                    saved_model::MAX_OBJECT_GRAPH,
+                    entry.size
+                )));
+            }
+            let graph = shards.string("_CHECKPOINTABLE_OBJECT_GRAPH", entry)?;
+            let (tensors, metadata) =
+                saved_model::keras_names(&index_path, &graph, &keras, tensors)?;
+            return Ok(TensorFile::from_tensors(&index_path, tensors, metadata)
+                .with_unloadable(unloadable));
         }
     }
     let (tensors, not_run) = rename(&index_path, tensors)?;

@@ -40,6 +40,17 @@ pub(crate) const SAVE_KERAS: &str = "save the model as Keras writes it by defaul
     it: model.save(\"m.keras\") (Keras 3), model.save(\"m.h5\") (tf-keras), or \
     model.save_weights(\"w.weights.h5\")";
 
+/// Whether every variable is named by number, as a SavedModel's `variables/` names them
+/// (`variables/0/.ATTRIBUTES/VARIABLE_VALUE`).
+pub(super) fn numbered(tensors: &BTreeMap<String, Tensor>) -> bool {
+    let numbered = |n: &String| {
+        n.strip_prefix("variables/")
+            .and_then(|r| r.strip_suffix("/.ATTRIBUTES/VARIABLE_VALUE"))
+            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+    };
+    !tensors.is_empty() && tensors.keys().all(numbered)
+}
+
 pub(super) fn rename(
     path: &Path,
     tensors: BTreeMap<String, Tensor>,
@@ -50,17 +61,14 @@ pub(super) fn rename(
         found: tensors.keys().cloned().collect(),
     };
     // A SavedModel's variables/ checkpoint names its variables by number (`variables/0/…`);
-    // only the object graph ties them to layers, which rnn does not follow yet.
-    let numbered = |n: &String| {
-        n.strip_prefix("variables/")
-            .and_then(|r| r.strip_suffix("/.ATTRIBUTES/VARIABLE_VALUE"))
-            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
-    };
-    if !tensors.is_empty() && tensors.keys().all(numbered) {
+    // without tf-keras's keras_metadata.pb beside them (saved_model.rs) nothing says which
+    // layer each belongs to.
+    if numbered(&tensors) {
         return Err(WeightsError::Unsupported {
             path: path.to_owned(),
-            format: "a SavedModel's variables (named variables/0, variables/1, …: only the \
-                     SavedModel's object graph says which layer each belongs to)"
+            format: "a SavedModel's variables (named variables/0, variables/1, …) without the \
+                     keras_metadata.pb that tf-keras writes beside them (Keras 3's \
+                     model.export), so nothing says which layer each belongs to"
                 .into(),
             advice: SAVE_KERAS.into(),
         });

@@ -1,0 +1,318 @@
+//! A tf-keras SavedModel (`model.save("dir")` of tf-keras, Keras 2): its `variables/`
+//! checkpoint names every variable by number (`variables/3/.ATTRIBUTES/VARIABLE_VALUE`); the
+//! checkpoint's object graph (`_CHECKPOINTABLE_OBJECT_GRAPH`, a `TrackableObjectGraph`) ties
+//! each to the objects that hold it (`root → layer_with_weights-0 → cell → kernel`), and
+//! `keras_metadata.pb` beside `variables/` (a `SavedMetadata`) gives each object's Keras name
+//! and class and the model's config. The variables are named as tf-keras's `.h5` names them
+//! (`simple_rnn/simple_rnn_cell/kernel`) and the config read as that file's `model_config`.
+//!
+//! Keras 3's `model.export("dir")` writes no `keras_metadata.pb`: its variables are tied to no
+//! layer rnn can name, and it is refused with what to save instead.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+
+use candle_core::Tensor;
+use prost::Message;
+use serde_json::Value;
+
+use crate::error::{Result, WeightsError};
+
+/// The most `keras_metadata.pb` may hold (a few kilobytes of JSON per layer).
+const MAX_METADATA: u64 = 8 << 20;
+/// The most the object graph may hold: decoded, its many small messages take up to about 16
+/// times their bytes.
+pub(super) const MAX_OBJECT_GRAPH: usize = 4 << 20;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TrackableObjectGraph {
+    #[prost(message, repeated, tag = "1")]
+    nodes: Vec<TrackableObject>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TrackableObject {
+    #[prost(message, repeated, tag = "1")]
+    children: Vec<ObjectReference>,
+    #[prost(message, repeated, tag = "2")]
+    attributes: Vec<SerializedTensor>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ObjectReference {
+    #[prost(int32, tag = "1")]
+    node_id: i32,
+    #[prost(string, tag = "2")]
+    local_name: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SerializedTensor {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "3")]
+    checkpoint_key: String,
+}
+
+/// The deepest a variable may lie below the root: Keras's are 3 to 5 objects deep, and models
+/// nested in models add one or two each.
+const MAX_DEPTH: usize = 32;
+
+/// `keras_metadata.pb`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SavedMetadata {
+    #[prost(message, repeated, tag = "1")]
+    nodes: Vec<SavedObject>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SavedObject {
+    #[prost(string, tag = "3")]
+    node_path: String,
+    #[prost(string, tag = "5")]
+    metadata: String,
+}
+
+/// The Keras metadata file of the SavedModel whose variables' prefix is `prefix`
+/// (`DIR/variables/variables` → `DIR/keras_metadata.pb`), where there is one.
+pub(super) fn keras_metadata_beside(prefix: &Path) -> Option<std::path::PathBuf> {
+    if prefix.file_name()? != "variables" {
+        return None;
+    }
+    let dir = prefix.parent()?.parent()?;
+    let path = dir.join("keras_metadata.pb");
+    path.is_file().then_some(path)
+}
+
+/// The variables named as tf-keras's `.h5` names them, and the metadata the model's config
+/// gives.
+pub(super) fn keras_names(
+    index: &Path,
+    object_graph: &[u8],
+    metadata_path: &Path,
+    tensors: BTreeMap<String, Tensor>,
+) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
+    let malformed = |kind: &'static str, path: &Path, reason: String| WeightsError::Malformed {
+        path: path.to_owned(),
+        kind,
+        reason,
+    };
+    let graph = TrackableObjectGraph::decode(object_graph).map_err(|e| {
+        malformed(
+            "TensorFlow checkpoint index",
+            index,
+            format!("the object graph does not decode: {e}"),
+        )
+    })?;
+    let size = std::fs::metadata(metadata_path)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if size > MAX_METADATA {
+        return Err(malformed(
+            "Keras SavedModel metadata",
+            metadata_path,
+            format!("expected at most {MAX_METADATA} bytes, found {size}"),
+        ));
+    }
+    let bytes =
+        crate::readers::read_regular_file(metadata_path).map_err(|error| WeightsError::Io {
+            path: metadata_path.to_owned(),
+            error,
+        })?;
+    let saved = SavedMetadata::decode(bytes.as_slice()).map_err(|e| {
+        malformed(
+            "Keras SavedModel metadata",
+            metadata_path,
+            format!("does not decode: {e}"),
+        )
+    })?;
+    let objects: HashMap<&str, &str> = saved
+        .nodes
+        .iter()
+        .map(|n| (n.node_path.as_str(), n.metadata.as_str()))
+        .collect();
+    let json = |path: &str| -> Result<Option<Value>> {
+        match objects.get(path) {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
+                malformed(
+                    "Keras SavedModel metadata",
+                    metadata_path,
+                    format!("the metadata of `{path}` is not JSON: {e}"),
+                )
+            }),
+        }
+    };
+    let paths = variable_paths(&graph);
+    // Each object's Keras name and class, read once.
+    let mut described: HashMap<String, (String, String)> = HashMap::new();
+    let mut renamed = BTreeMap::new();
+    let mut layers: Vec<(String, bool)> = Vec::new();
+    for (key, tensor) in tensors {
+        let Some(path) = paths.get(key.as_str()) else {
+            return Err(malformed(
+                "TensorFlow checkpoint index",
+                index,
+                format!(
+                    "the object graph ties `{key}` to no layer (layer_with_weights-K) of the \
+                     model"
+                ),
+            ));
+        };
+        let mut names = Vec::new();
+        let mut layer: Option<String> = None;
+        for depth in 1..path.len() {
+            let object = format!("root.{}", path[..depth].join("."));
+            if !described.contains_key(&object) {
+                let Some(meta) = json(&object)? else {
+                    return Err(malformed(
+                        "Keras SavedModel metadata",
+                        metadata_path,
+                        format!("expected the object `{object}`, which holds `{key}`"),
+                    ));
+                };
+                let field = |f: &str| {
+                    meta.get(f)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                described.insert(object.clone(), (field("name"), field("class_name")));
+            }
+            let (name, class) = &described[&object];
+            names.push(name.clone());
+            if layer.is_none() && matches!(class.as_str(), "SimpleRNN" | "Bidirectional" | "RNN") {
+                layer = Some(names.join("/"));
+            }
+        }
+        let var = path.last().map_or("", String::as_str);
+        let recurrent = layer.is_some();
+        let layer = layer.unwrap_or_else(|| names.first().cloned().unwrap_or_default());
+        if !layers.iter().any(|(l, _)| *l == layer) {
+            layers.push((layer, recurrent));
+        }
+        renamed.insert(format!("{}/{var}", names.join("/")), tensor);
+    }
+    let root = json("root")?.unwrap_or(Value::Null);
+    let Some(config) = root.get("model_config") else {
+        return Err(malformed(
+            "Keras SavedModel metadata",
+            metadata_path,
+            "expected the model's config (`model_config` of the object `root`), found none".into(),
+        ));
+    };
+    let metadata = crate::readers::keras::config_metadata(config, &layers)
+        .map_err(|e| malformed("Keras SavedModel metadata", metadata_path, e))?;
+    Ok((renamed, metadata))
+}
+
+/// Each variable's checkpoint key → the local names from the root to it, through layers
+/// (`layer_with_weights-K`), cells and a `Bidirectional`'s two layers only: the shortest such
+/// path, each object visited once.
+fn variable_paths(graph: &TrackableObjectGraph) -> HashMap<&str, Vec<String>> {
+    let mut paths = HashMap::new();
+    let mut seen = vec![false; graph.nodes.len()];
+    let mut queue = VecDeque::from([(0usize, Vec::<String>::new())]);
+    if let Some(s) = seen.first_mut() {
+        *s = true;
+    }
+    while let Some((id, path)) = queue.pop_front() {
+        let Some(node) = graph.nodes.get(id).filter(|_| path.len() < MAX_DEPTH) else {
+            continue;
+        };
+        for child in &node.children {
+            let Some(target) = usize::try_from(child.node_id)
+                .ok()
+                .filter(|&t| t < graph.nodes.len())
+            else {
+                continue;
+            };
+            let mut next = path.clone();
+            next.push(child.local_name.clone());
+            let variable = graph.nodes[target]
+                .attributes
+                .iter()
+                .find(|a| a.name == "VARIABLE_VALUE");
+            if let Some(variable) = variable {
+                paths
+                    .entry(variable.checkpoint_key.as_str())
+                    .or_insert(next);
+                continue;
+            }
+            let through = child.local_name.starts_with("layer_with_weights-")
+                || matches!(
+                    child.local_name.as_str(),
+                    "cell" | "forward_layer" | "backward_layer"
+                );
+            if through && !seen[target] {
+                seen[target] = true;
+                queue.push_back((target, next));
+            }
+        }
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An object: its children (id, local name), and its checkpoint key if it is a variable.
+    type Object<'a> = (Vec<(usize, &'a str)>, Option<&'a str>);
+
+    /// Nodes `(children (id, local name), checkpoint key of a variable)`, in id order.
+    fn graph(nodes: &[Object]) -> TrackableObjectGraph {
+        let nodes = nodes
+            .iter()
+            .map(|(children, key)| TrackableObject {
+                children: children
+                    .iter()
+                    .map(|(id, name)| ObjectReference {
+                        node_id: *id as i32,
+                        local_name: (*name).into(),
+                    })
+                    .collect(),
+                attributes: key
+                    .iter()
+                    .map(|k| SerializedTensor {
+                        name: "VARIABLE_VALUE".into(),
+                        checkpoint_key: (*k).into(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        TrackableObjectGraph { nodes }
+    }
+
+    /// root → layer_with_weights-0 → cell → kernel, with the numbered list beside it.
+    #[test]
+    fn variables_are_named_by_the_path_through_layers_and_cells() {
+        let graph = graph(&[
+            (vec![(1, "variables"), (2, "layer_with_weights-0")], None),
+            (vec![(4, "0")], None),
+            (vec![(3, "cell")], None),
+            (vec![(4, "kernel")], None),
+            (vec![], Some("variables/0/.ATTRIBUTES/VARIABLE_VALUE")),
+        ]);
+        let paths = variable_paths(&graph);
+        assert_eq!(
+            paths["variables/0/.ATTRIBUTES/VARIABLE_VALUE"],
+            ["layer_with_weights-0", "cell", "kernel"]
+        );
+    }
+
+    /// Objects that name each other in a cycle, and a chain deeper than any Keras model: each
+    /// object is visited once and nothing below depth 32 is named.
+    #[test]
+    fn cycles_and_deep_chains_end() {
+        let mut nodes: Vec<Object> = (0..1000)
+            .map(|i| (vec![(i + 1, "cell"), (0, "cell")], None))
+            .collect();
+        nodes.push((vec![], Some("deep")));
+        assert!(variable_paths(&graph(&nodes)).is_empty());
+        // The same variable 31 objects down is named.
+        let mut nodes: Vec<Object> = (0..31).map(|i| (vec![(i + 1, "cell")], None)).collect();
+        nodes.push((vec![], Some("shallow")));
+        assert_eq!(variable_paths(&graph(&nodes))["shallow"].len(), 31);
+    }
+}
