@@ -22,6 +22,7 @@ const SCRIPTS: &[&str] = &[
     "numpy_formats.py",
     "torch_files.py",
     "onnx_exports.py",
+    "torch_stems.py",
     "onnx_attributes.py",
     "framework_files.py",
     "tfkeras_saved_models.py",

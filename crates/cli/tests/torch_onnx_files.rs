@@ -480,3 +480,13 @@ fn onnx_external_data_outside_the_folder_is_refused() {
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+/// torch.save under every file stem of 1 to 80 characters (xtask/fixtures/torch_stems.py):
+/// the stem names the zip's records and moves torch's alignment padding; every one reads to
+/// torch's numbers.
+#[test]
+fn torch_save_files_read_whatever_their_stem() {
+    for n in 1..=80 {
+        check_npz(&format!("stems/{}.pt", "a".repeat(n)), "stems.npz", &[], 2);
+    }
+}
