@@ -26,6 +26,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_attributes.py",
     "framework_files.py",
     "tfkeras_saved_models.py",
+    "keras3_train_checkpoint.py",
     "torch_gradients.py",
     "numpy_print.py",
 ];

@@ -226,3 +226,16 @@ fn a_savedmodel_without_keras_metadata_is_refused_with_what_to_save() {
         "{stderr}"
     );
 }
+
+/// Keras 3.15 `tf.train.Checkpoint(model=…, optimizer=…)` after a step of Adam
+/// (xtask/fixtures/keras3_train_checkpoint.py): the model's variables are keyed under the
+/// optimizer; the object graph ties them to the layers, and the Adam slots are left out.
+#[test]
+fn a_keras3_checkpoint_with_its_optimizer_reads_the_model() {
+    check_npz(
+        "keras3_train_checkpoint.index",
+        "keras3_train_checkpoint.npz",
+        &[],
+        1,
+    );
+}

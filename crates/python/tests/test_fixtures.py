@@ -147,3 +147,11 @@ def test_tf_keras_savedmodel_folder(name):
     fixture = np.load(FIXTURES / "files" / f"{name}.npz")
     _, h_n = rnn.load(FIXTURES / "files" / name)(fixture["input"])
     assert np.allclose(h_n[-1], fixture["output"], atol=1e-5, rtol=0)
+
+
+def test_keras3_checkpoint_with_its_optimizer():
+    """tf.train.Checkpoint(model=…, optimizer=…) of a Keras 3 model: the model's weights, found
+    through the checkpoint's object graph."""
+    fixture = np.load(FIXTURES / "files" / "keras3_train_checkpoint.npz")
+    _, h_n = rnn.load(FIXTURES / "files" / "keras3_train_checkpoint.index")(fixture["input"])
+    assert np.allclose(h_n[-1], fixture["output"], atol=1e-5, rtol=0)

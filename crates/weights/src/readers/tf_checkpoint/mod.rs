@@ -7,7 +7,8 @@
 //! a Keras model (`model/layer_with_weights-0/cell/kernel/.ATTRIBUTES/VARIABLE_VALUE`) to
 //! Keras variable paths in layer order; the article's unnamed `Variable`, `Variable_1`,
 //! `Variable_2` to `Wx`, `Wy`, `b` when their shapes say which is which; a tf-keras
-//! SavedModel's numbered `variables/` through its object graph (`saved_model.rs`). TensorFlow's
+//! SavedModel's numbered `variables/`, and a Keras model's variables keyed under a
+//! checkpoint's optimizer, through the object graph (`saved_model.rs`). TensorFlow's
 //! bookkeeping (the object graph, step counters, optimizer slots) is left out and listed in
 //! the metadata key `skipped`.
 
@@ -91,11 +92,25 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
     let mut tensors = BTreeMap::new();
     let mut unloadable = BTreeMap::new();
     let mut skipped = Vec::new();
-    let mut object_graph = None;
-    for (name, entry) in variables {
-        if name == "_CHECKPOINTABLE_OBJECT_GRAPH" {
-            object_graph = Some(entry.clone());
+    let object_graph = variables
+        .iter()
+        .find(|(name, _)| name == "_CHECKPOINTABLE_OBJECT_GRAPH")
+        .map(|(_, entry)| entry.clone());
+    let saved_model = saved_model::keras_metadata_beside(prefix);
+    // A tf.train.Checkpoint's variables keyed under its optimizer that the object graph ties
+    // to the model's layers are read under the model's keys.
+    let mut model_keys = HashMap::new();
+    if let (Some(entry), None) = (&object_graph, &saved_model) {
+        if variables
+            .iter()
+            .any(|(name, _)| name.starts_with("optimizer/"))
+        {
+            let graph = object_graph_bytes(&mut shards, entry, &malformed)?;
+            model_keys = saved_model::model_keys(&index_path, &graph)?;
         }
+    }
+    for (name, entry) in variables {
+        let name = model_keys.remove(&name).unwrap_or(name);
         if is_bookkeeping(&name) {
             skipped.push(name);
             continue;
@@ -119,17 +134,9 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
     }
     // A tf-keras SavedModel (`DIR/variables/variables` with `DIR/keras_metadata.pb`): its
     // variables, mostly numbered, named by the object graph and the Keras metadata.
-    if let (Some(entry), Some(keras)) = (&object_graph, saved_model::keras_metadata_beside(prefix))
-    {
+    if let (Some(entry), Some(keras)) = (&object_graph, saved_model) {
         if !tensors.is_empty() {
-            if usize::try_from(entry.size).map_or(true, |n| n > saved_model::MAX_OBJECT_GRAPH) {
-                return Err(malformed(format!(
-                    "expected an object graph of at most {} bytes, found {}",
-                    saved_model::MAX_OBJECT_GRAPH,
-                    entry.size
-                )));
-            }
-            let graph = shards.string("_CHECKPOINTABLE_OBJECT_GRAPH", entry)?;
+            let graph = object_graph_bytes(&mut shards, entry, &malformed)?;
             let (tensors, metadata) =
                 saved_model::keras_names(&index_path, &graph, &keras, tensors)?;
             return Ok(TensorFile::from_tensors(&index_path, tensors, metadata)
@@ -145,6 +152,22 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
         metadata.insert("skipped".to_string(), skipped.join(","));
     }
     Ok(TensorFile::from_tensors(&index_path, tensors, metadata).with_unloadable(unloadable))
+}
+
+/// The bytes of the checkpoint's object graph, at most [`saved_model::MAX_OBJECT_GRAPH`].
+fn object_graph_bytes(
+    shards: &mut Shards,
+    entry: &BundleEntryProto,
+    malformed: &dyn Fn(String) -> WeightsError,
+) -> Result<Vec<u8>> {
+    if usize::try_from(entry.size).map_or(true, |n| n > saved_model::MAX_OBJECT_GRAPH) {
+        return Err(malformed(format!(
+            "expected an object graph of at most {} bytes, found {}",
+            saved_model::MAX_OBJECT_GRAPH,
+            entry.size
+        )));
+    }
+    shards.string("_CHECKPOINTABLE_OBJECT_GRAPH", entry)
 }
 
 /// `prefix` with `suffix` appended to its last component.

@@ -143,7 +143,7 @@ pub(super) fn keras_names(
             }),
         }
     };
-    let paths = variable_paths(&graph);
+    let paths = variable_paths(&graph, Root::Model);
     // Each object's Keras name and class, read once.
     let mut described: HashMap<String, (String, String)> = HashMap::new();
     let mut renamed = BTreeMap::new();
@@ -206,10 +206,43 @@ pub(super) fn keras_names(
     Ok((renamed, metadata))
 }
 
-/// Each variable's checkpoint key → the local names from the root to it, through layers
-/// (`layer_with_weights-K`), cells and a `Bidirectional`'s two layers only: the shortest such
-/// path, each object visited once.
-fn variable_paths(graph: &TrackableObjectGraph) -> HashMap<&str, Vec<String>> {
+/// What the object graph's root is.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Root {
+    /// A SavedModel's: the Keras model itself.
+    Model,
+    /// A `tf.train.Checkpoint(model=…, optimizer=…)`'s: objects the user named, of which
+    /// `optimizer` (and `save_counter`) hold no layer.
+    Checkpoint,
+}
+
+/// A `tf.train.Checkpoint`'s variables that its object graph ties to a Keras model under
+/// another key (Keras 3 with an optimizer: `optimizer/_trainable_variables/0` is the model's
+/// `model/_functional/_operations/1/cell/kernel`): checkpoint key → the key of that path.
+pub(super) fn model_keys(index: &Path, object_graph: &[u8]) -> Result<HashMap<String, String>> {
+    let graph =
+        TrackableObjectGraph::decode(object_graph).map_err(|e| WeightsError::Malformed {
+            path: index.to_owned(),
+            kind: "TensorFlow checkpoint index",
+            reason: format!("the object graph does not decode: {e}"),
+        })?;
+    Ok(variable_paths(&graph, Root::Checkpoint)
+        .into_iter()
+        .map(|(key, path)| {
+            let keyed = format!("{}/.ATTRIBUTES/VARIABLE_VALUE", path.join("/"));
+            (key.to_string(), keyed)
+        })
+        .filter(|(key, keyed)| key != keyed)
+        .collect())
+}
+
+/// Each variable's checkpoint key → the local names from the root to it through the objects
+/// of a Keras model only (its layers `layer_with_weights-K` or Keras 3's
+/// `_functional/_operations/K` and `_layers/K`, cells, a `Bidirectional`'s two layers): the
+/// shortest such path, each object visited once. TensorFlow keys each variable by its shortest
+/// path through any objects (`variables/3`, `optimizer/_trainable_variables/3`), which says
+/// nothing about its layer.
+fn variable_paths(graph: &TrackableObjectGraph, root: Root) -> HashMap<&str, Vec<String>> {
     let mut paths = HashMap::new();
     let mut seen = vec![false; graph.nodes.len()];
     let mut queue = VecDeque::from([(0usize, Vec::<String>::new())]);
@@ -239,11 +272,25 @@ fn variable_paths(graph: &TrackableObjectGraph) -> HashMap<&str, Vec<String>> {
                     .or_insert(next);
                 continue;
             }
-            let through = child.local_name.starts_with("layer_with_weights-")
+            let name = child.local_name.as_str();
+            let list = path
+                .last()
+                .is_some_and(|p| matches!(p.as_str(), "_operations" | "_layers" | "layers"));
+            let through = name.starts_with("layer_with_weights-")
                 || matches!(
-                    child.local_name.as_str(),
-                    "cell" | "forward_layer" | "backward_layer"
-                );
+                    name,
+                    "cell"
+                        | "forward_layer"
+                        | "backward_layer"
+                        | "_functional"
+                        | "_operations"
+                        | "_layers"
+                        | "layers"
+                )
+                || (list && !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()))
+                || (root == Root::Checkpoint
+                    && path.is_empty()
+                    && !matches!(name, "optimizer" | "save_counter"));
             if through && !seen[target] {
                 seen[target] = true;
                 queue.push_back((target, next));
@@ -294,7 +341,7 @@ mod tests {
             (vec![(4, "kernel")], None),
             (vec![], Some("variables/0/.ATTRIBUTES/VARIABLE_VALUE")),
         ]);
-        let paths = variable_paths(&graph);
+        let paths = variable_paths(&graph, Root::Model);
         assert_eq!(
             paths["variables/0/.ATTRIBUTES/VARIABLE_VALUE"],
             ["layer_with_weights-0", "cell", "kernel"]
@@ -309,10 +356,37 @@ mod tests {
             .map(|i| (vec![(i + 1, "cell"), (0, "cell")], None))
             .collect();
         nodes.push((vec![], Some("deep")));
-        assert!(variable_paths(&graph(&nodes)).is_empty());
+        assert!(variable_paths(&graph(&nodes), Root::Model).is_empty());
         // The same variable 31 objects down is named.
         let mut nodes: Vec<Object> = (0..31).map(|i| (vec![(i + 1, "cell")], None)).collect();
         nodes.push((vec![], Some("shallow")));
-        assert_eq!(variable_paths(&graph(&nodes))["shallow"].len(), 31);
+        assert_eq!(
+            variable_paths(&graph(&nodes), Root::Model)["shallow"].len(),
+            31
+        );
+    }
+
+    /// A checkpoint's root names the model and its optimizer; the model's kernel is keyed
+    /// through the optimizer (the shorter path) and found through the model's layers.
+    #[test]
+    fn a_checkpoint_finds_the_model_path_not_the_optimizers() {
+        let key = "optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE";
+        let graph = graph(&[
+            (vec![(1, "model"), (2, "optimizer")], None),
+            (vec![(3, "_functional"), (2, "optimizer")], None),
+            (vec![(6, "_trainable_variables")], None),
+            (vec![(4, "_operations")], None),
+            (vec![(5, "1")], None),
+            (vec![(7, "cell")], None),
+            (vec![(8, "0")], None),
+            (vec![(8, "kernel")], None),
+            (vec![], Some(key)),
+        ]);
+        let paths = variable_paths(&graph, Root::Checkpoint);
+        assert_eq!(
+            paths[key].join("/"),
+            "model/_functional/_operations/1/cell/kernel"
+        );
+        assert!(variable_paths(&graph, Root::Model).is_empty());
     }
 }
