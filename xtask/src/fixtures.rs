@@ -27,6 +27,7 @@ const SCRIPTS: &[&str] = &[
     "framework_files.py",
     "tfkeras_saved_models.py",
     "keras3_train_checkpoint.py",
+    "keras3_stacked_cells.py",
     "torch_gradients.py",
     "numpy_print.py",
 ];

@@ -239,3 +239,15 @@ fn a_keras3_checkpoint_with_its_optimizer_reads_the_model() {
         1,
     );
 }
+
+/// Keras 3 `RNN(StackedRNNCells([SimpleRNNCell(4, relu), SimpleRNNCell(3)]))`: the stack of
+/// layers it computes, each cell's options from the config, Keras's numbers.
+#[test]
+fn keras3_stacked_cells_run_as_a_stack() {
+    check_npz(
+        "keras3_stacked_cells.keras",
+        "keras3_stacked_cells.npz",
+        &[],
+        1,
+    );
+}

@@ -152,8 +152,15 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
                 if after_rnn || !out.not_run.is_empty() {
                     out.contiguous = false;
                 }
-                let mut rnn = rnn_layer(class, cfg, &name)?;
-                rnn.name = name.clone();
+                let stacked = stacked_cells(class, cfg, &name)?;
+                let mut rnns = match stacked {
+                    Some(cells) => cells,
+                    None => {
+                        let mut rnn = rnn_layer(class, cfg, &name)?;
+                        rnn.name = name.clone();
+                        vec![rnn]
+                    }
+                };
                 for policy in [&cfg["dtype"], &cfg["layer"]["config"]["dtype"]] {
                     if let Some(computed) = compute_dtype(policy) {
                         if !out.compute_dtypes.contains(&computed) {
@@ -161,16 +168,18 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
                         }
                     }
                 }
-                if let Some(below) = out.rnn.last() {
-                    if !below.return_sequences {
-                        return Err(format!(
-                            "layer `{}` returns its last step only (return_sequences=False) but \
-                             feeds the recurrent layer `{name}`",
-                            below.name
-                        ));
+                for rnn in rnns.drain(..) {
+                    if let Some(below) = out.rnn.last() {
+                        if !below.return_sequences {
+                            return Err(format!(
+                                "layer `{}` returns its last step only (return_sequences=False) \
+                                 but feeds the recurrent layer `{}`",
+                                below.name, rnn.name
+                            ));
+                        }
                     }
+                    out.rnn.push(rnn);
                 }
-                out.rnn.push(rnn);
             }
             _ => {
                 after_rnn = !out.rnn.is_empty();
@@ -299,6 +308,49 @@ fn histories<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
         },
         _ => {}
     }
+}
+
+/// `RNN(StackedRNNCells([SimpleRNNCell, …]))` as the stack of layers it computes: at each step
+/// each cell reads the output of the cell below, which is what SimpleRNN layers one above the
+/// other compute, each but the top returning every step. Each is named `{layer}/{cell}` (its
+/// weights `{layer}/{cell}/simple_rnn_cell/kernel`). `None` for any other layer.
+fn stacked_cells(
+    class: &str,
+    cfg: &Value,
+    name: &str,
+) -> std::result::Result<Option<Vec<RnnLayer>>, String> {
+    if class != "RNN" || cfg["cell"]["class_name"].as_str() != Some("StackedRNNCells") {
+        return Ok(None);
+    }
+    let cells = cfg["cell"]["config"]["cells"]
+        .as_array()
+        .ok_or_else(|| format!("layer `{name}`: expected StackedRNNCells with a list of cells"))?;
+    if cfg["go_backwards"].as_bool() == Some(true) {
+        return Err(format!(
+            "layer `{name}` runs stacked cells with go_backwards=True, which rnn does not run; \
+             build it from SimpleRNN layers instead"
+        ));
+    }
+    let top = cfg["return_sequences"].as_bool().unwrap_or(false);
+    let mut layers = Vec::new();
+    for (k, cell) in cells.iter().enumerate() {
+        let class = cell["class_name"].as_str().unwrap_or("(unknown)");
+        if class != "SimpleRNNCell" {
+            return Err(format!(
+                "layer `{name}` stacks the cell {class:?}, not a SimpleRNNCell, which rnn does \
+                 not run"
+            ));
+        }
+        let cell_name = cell["config"]["name"].as_str().unwrap_or("");
+        let mut layer = rnn_layer("SimpleRNN", &cell["config"], cell_name)?;
+        layer.name = format!("{name}/{cell_name}");
+        layer.return_sequences = k + 1 < cells.len() || top;
+        layers.push(layer);
+    }
+    if layers.is_empty() {
+        return Err(format!("layer `{name}` stacks no cells"));
+    }
+    Ok(Some(layers))
 }
 
 /// One recurrent layer's options, refused where rnn cannot run it as configured.
@@ -508,5 +560,37 @@ mod tests {
             layer("b", serde_json::json!([[["in", 0, 0, {}]]])),
         ];
         assert!(check_chain(&skipped).is_err());
+    }
+
+    fn stacked(go_backwards: bool, second: &str) -> Value {
+        serde_json::json!({"class_name": "RNN", "config": {
+            "name": "rnn", "return_sequences": false, "go_backwards": go_backwards,
+            "cell": {"class_name": "StackedRNNCells", "config": {"cells": [
+                {"class_name": "SimpleRNNCell", "config": {"name": "a", "units": 4,
+                 "activation": "relu"}},
+                {"class_name": second, "config": {"name": "b", "units": 3}}]}}}})
+    }
+
+    #[test]
+    fn stacked_cells_become_a_stack_of_layers() {
+        let model = model_config(&sequential(serde_json::json!([stacked(
+            false,
+            "SimpleRNNCell"
+        )])))
+        .unwrap();
+        let names: Vec<&str> = model.rnn.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["rnn/a", "rnn/b"]);
+        assert!(model.rnn[0].return_sequences && !model.rnn[1].return_sequences);
+        assert_eq!(model.rnn[0].activation.to_string(), "relu");
+        let backwards = model_config(&sequential(serde_json::json!([stacked(
+            true,
+            "SimpleRNNCell"
+        )])));
+        assert!(backwards.err().unwrap().contains("go_backwards=True"));
+        let lstm = model_config(&sequential(serde_json::json!([stacked(false, "LSTMCell")])));
+        assert!(lstm
+            .err()
+            .unwrap()
+            .contains("\"LSTMCell\", not a SimpleRNNCell"));
     }
 }

@@ -168,6 +168,8 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     name,
                     recurrent: true,
                 });
+            } else if has("cell") && self.stacked(&group, &at, &name)? {
+                // RNN(StackedRNNCells([…])): one layer per cell, `{name}/{cell}`.
             } else if has("cell") {
                 self.cell(&group, &at, &name)?;
                 self.layers.push(H5Layer {
@@ -238,16 +240,55 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
         Ok(())
     }
 
+    /// The cells of `RNN(StackedRNNCells([…]))` under `layer` (`cell/cells/<key>`), each read
+    /// as a layer `{name}/{cell's own name}` with its own `vars`; `false` where the layer's
+    /// cell stacks none.
+    fn stacked(&mut self, layer: &Group, at: &str, name: &str) -> Result<bool> {
+        let cell_at = format!("{at}/cell");
+        let cell = self.group(layer, "cell", &cell_at)?;
+        if !self.groups(&cell, &cell_at)?.iter().any(|g| g == "cells") {
+            return Ok(false);
+        }
+        let cells_at = format!("{cell_at}/cells");
+        let cells = self.group(&cell, "cells", &cells_at)?;
+        let children = cells
+            .iter_groups()
+            .map_err(|e| (self.malformed)(format!("`{cells_at}` does not list: {e}")))?;
+        for (key, inner) in children {
+            let inner_at = format!("{cells_at}/{key}");
+            self.visits_left = self.visits_left.checked_sub(1).ok_or_else(|| {
+                (self.malformed)(format!(
+                    "`{}`: more cells than a file of {} bytes holds",
+                    crate::error::clip(&inner_at, crate::error::QUOTED_CHARS),
+                    self.limit
+                ))
+            })?;
+            let layer_name = format!("{name}/{}", self.own_name(&inner, &inner_at, &key)?);
+            self.cell_vars(&inner, &inner_at, &layer_name)?;
+            self.layers.push(H5Layer {
+                name: layer_name,
+                recurrent: true,
+            });
+        }
+        Ok(true)
+    }
+
     /// A `SimpleRNN`'s cell under `layer` (its `cell/vars` 0, 1, 2), as `{name}/simple_rnn_cell/…`.
     fn cell(&mut self, layer: &Group, at: &str, name: &str) -> Result<()> {
         let cell_at = format!("{at}/cell");
         let cell = self.group(layer, "cell", &cell_at)?;
+        self.cell_vars(&cell, &cell_at, name)
+    }
+
+    /// The variables 0, 1, 2 of the SimpleRNN cell `cell` (at `cell_at`), as
+    /// `{name}/simple_rnn_cell/…`.
+    fn cell_vars(&mut self, cell: &Group, cell_at: &str, name: &str) -> Result<()> {
         let vars_at = format!("{cell_at}/vars");
-        let vars = self.group(&cell, "vars", &vars_at)?;
+        let vars = self.group(cell, "vars", &vars_at)?;
         let class = self.name_attr(&vars, &vars_at)?.unwrap_or_default();
         if !class.starts_with("simple_rnn_cell") {
             return Err((self.malformed)(format!(
-                "layer `{name}` ({at}) has the cell `{class}`, not a SimpleRNN's \
+                "layer `{name}` ({cell_at}) has the cell `{class}`, not a SimpleRNN's \
                  simple_rnn_cell; rnn runs SimpleRNN layers only"
             )));
         }
@@ -272,7 +313,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             }
         }
         let names = ["kernel", "recurrent_kernel", "bias"];
-        self.vars(&cell, &cell_at, |k| {
+        self.vars(cell, cell_at, |k| {
             let var = k.parse::<usize>().ok().and_then(|i| names.get(i)).copied();
             format!("{name}/simple_rnn_cell/{}", var.unwrap_or(k))
         })
