@@ -23,6 +23,7 @@ const SCRIPTS: &[&str] = &[
     "torch_files.py",
     "onnx_exports.py",
     "torch_stems.py",
+    "torch_export.py",
     "onnx_attributes.py",
     "framework_files.py",
     "tfkeras_saved_models.py",

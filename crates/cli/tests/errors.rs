@@ -282,6 +282,7 @@ fn cases() -> Vec<Case> {
         case("output", "--output into a missing directory", vec![], "run --output DIR/no/such/dir/y.safetensors", 2, Some("y.safetensors")),
         case("output", "--output over a directory", vec![], "run --output DIR", 2, Some("DIR")),
         case("framework files", "a pickled whole module (torch.save(model))", vec![("m.pt", fixture_file("refused_whole_module.pt"))], "check DIR/m.pt", 2, Some("m.pt")),
+        case("framework files", "a torch.export archive whose graph computes a Linear head beside its RNN", vec![("m.pt2", fixture_file("refused_torch_export_head.pt2"))], "check DIR/m.pt2", 2, Some("m.pt2")),
         case("framework files", "a TorchScript archive (torch.jit.save)", vec![("m.pt", fixture_file("refused_torchscript.pt"))], "check DIR/m.pt", 2, Some("m.pt")),
         case("framework files", "a truncated .pt (zip)", vec![("m.pt", fixture_file("torch_zip_bidir.pt")[..3000].to_vec())], "check DIR/m.pt", 2, Some("m.pt")),
         case("framework files", "a truncated legacy .pth (pickle stream)", vec![("m.pth", fixture_file("torch_legacy.pth")[..600].to_vec())], "check DIR/m.pth", 2, Some("m.pth")),

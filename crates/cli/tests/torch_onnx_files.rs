@@ -490,3 +490,18 @@ fn torch_save_files_read_whatever_their_stem() {
         check_npz(&format!("stems/{}.pt", "a".repeat(n)), "stems.npz", &[], 2);
     }
 }
+
+/// `torch.export.save` archives (xtask/fixtures/torch_export.py, torch 2.15): the weights from
+/// the archive, the options from the graph's aten.rnn node, against the exported program
+/// loaded back; a graph that computes more than the RNN is refused naming the op.
+#[test]
+fn torch_export_archives_run_with_the_options_of_their_rnn_node() {
+    for name in [
+        "torch_export_2l",
+        "torch_export_relu_bidir",
+        "torch_export_f64",
+    ] {
+        check_npz(&format!("{name}.pt2"), &format!("{name}.npz"), &[], 2);
+    }
+    refused("refused_torch_export_head.pt2", "aten.linear.default");
+}

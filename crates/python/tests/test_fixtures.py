@@ -155,3 +155,13 @@ def test_keras3_checkpoint_with_its_optimizer():
     fixture = np.load(FIXTURES / "files" / "keras3_train_checkpoint.npz")
     _, h_n = rnn.load(FIXTURES / "files" / "keras3_train_checkpoint.index")(fixture["input"])
     assert np.allclose(h_n[-1], fixture["output"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["torch_export_2l", "torch_export_relu_bidir", "torch_export_f64"])
+def test_torch_export_archive(name):
+    """torch.export.save archives: the exported program's own outputs (torch_export.py)."""
+    fixture = np.load(FIXTURES / "files" / f"{name}.npz")
+    h0 = fixture["h0"] if "h0" in fixture else None
+    output, h_n = rnn.load(FIXTURES / "files" / f"{name}.pt2")(fixture["input"], h0=h0)
+    assert np.allclose(output, fixture["output"], atol=1e-5, rtol=0)
+    assert np.allclose(h_n, fixture["h_n"], atol=1e-5, rtol=0)

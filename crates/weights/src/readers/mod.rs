@@ -16,6 +16,7 @@ mod reparametrised;
 mod sstable;
 mod tf_checkpoint;
 mod torch;
+mod torch_export;
 
 /// What to tell a user who runs `file` in `dtype` beyond its numbers, one line each: a
 /// compute dtype the file records and `dtype` is not ([`keras::compute_dtype_note`]), what an
@@ -167,6 +168,8 @@ pub(crate) enum Container {
     Tensors(FileFormat),
     /// A zip archive holding `data.pkl`: `torch.save` since PyTorch 1.6.
     TorchZip,
+    /// A zip archive of `torch.export.save` (`.pt2`): raw weights and the exported graph.
+    TorchExport,
     /// A pickle stream: `torch.save(..., _use_new_zipfile_serialization=False)`.
     Pickle,
     /// A zip archive holding `config.json`: Keras 3's `model.save("m.keras")`.
@@ -249,6 +252,9 @@ fn zip_kind(path: &Path, bytes: &[u8]) -> Result<Container> {
     if names.iter().any(|n| n == "config.json") {
         return Ok(Container::KerasArchive);
     }
+    if torch_export::is_export(&names) {
+        return Ok(Container::TorchExport);
+    }
     if names
         .iter()
         .any(|n| n.ends_with("/data.pkl") || *n == "data.pkl")
@@ -267,6 +273,7 @@ pub(crate) fn read_framework_file(
     Some(match container {
         Container::Tensors(_) => return None,
         Container::TorchZip | Container::Pickle => torch::read(path, bytes),
+        Container::TorchExport => torch_export::read(path, bytes),
         Container::KerasArchive => keras::read_archive(path, bytes),
         Container::Hdf5 => keras::read_weights_h5(path, bytes),
         Container::Onnx => onnx::read(path, bytes),
