@@ -24,6 +24,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_exports.py",
     "torch_stems.py",
     "torch_export.py",
+    "tf2onnx_loop.py",
     "onnx_attributes.py",
     "framework_files.py",
     "tfkeras_saved_models.py",

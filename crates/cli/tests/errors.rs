@@ -290,6 +290,7 @@ fn cases() -> Vec<Case> {
         case("framework files", "an ONNX file whose RNN is fed by a Gather (an embedding)", vec![("m.onnx", fixture_file("refused_onnx_gather.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX RNN node whose activation_alpha ONNX Runtime and the spec read differently", vec![("m.onnx", fixture_file("refused_onnx_alpha_order.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX ThresholdedRelu without its alpha", vec![("m.onnx", fixture_file("refused_onnx_thresholded_relu_default.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
+        case("framework files", "tf2onnx's Keras SimpleRNN (ONNX Loop nodes)", vec![("m.onnx", fixture_file("refused_tf2onnx_loop.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX graph that unrolls one step of an nn.RNN (the default exporter, W_hh folded away)", vec![("m.onnx", fixture_file("refused_onnx_dynamo_one_step.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "a truncated .onnx", vec![("m.onnx", fixture_file("onnx_export_bidir.onnx")[..1000].to_vec())], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "ONNX inputs that contradict the model's initial_h initialiser", vec![("m.onnx", fixture_file("onnx_relu_h0_lengths.onnx")), ("x.safetensors", safetensors(&[("input", "F32", &[5, 3, 2], f32s(30, 0.5)), ("h0", "F32", &[2, 3, 3], f32s(18, 0.5))]))], "run DIR/m.onnx --input DIR/x.safetensors", 2, Some("m.onnx")),

@@ -96,6 +96,12 @@ fn onnx_gather_is_refused() {
     refused("refused_onnx_gather.onnx", "Gather");
 }
 
+/// tf2onnx's Keras SimpleRNN runs in ONNX Loop nodes: refused with the Keras files to read.
+#[test]
+fn onnx_loop_of_tf2onnx_is_refused_with_what_to_read() {
+    refused("refused_tf2onnx_loop.onnx", "model.save(\"m.keras\")");
+}
+
 /// The default exporter's graph of one step holds no W_hh (h0·W_hhᵀ is folded away).
 #[test]
 fn onnx_unrolled_graph_of_one_step_is_refused() {

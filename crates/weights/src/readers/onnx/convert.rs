@@ -21,6 +21,24 @@ impl<'g> Reader<'g> {
             .iter()
             .filter(|n| n.op_type == "RNN" && (n.domain.is_empty() || n.domain == "ai.onnx"))
             .collect();
+        if let Some(looping) = self
+            .graph
+            .node
+            .iter()
+            .find(|n| matches!(n.op_type.as_str(), "Loop" | "Scan"))
+        {
+            return Err(refuse(
+                self.path,
+                format!(
+                    "an ONNX graph that runs its recurrence in a {} (as tf2onnx converts a \
+                     Keras SimpleRNN)",
+                    node_name(looping)
+                ),
+                "give rnn the model it was converted from: a Keras model saved with \
+                 model.save(\"m.keras\") (Keras 3) or model.save(\"m.h5\") (tf-keras), or a \
+                 PyTorch nn.RNN exported with torch.onnx.export or saved as a state_dict",
+            ));
+        }
         let unrolls = self.graph.node.iter().any(|n| n.op_type == "MatMul");
         if rnns.is_empty() && unrolls {
             return super::unrolled::lift(self);
