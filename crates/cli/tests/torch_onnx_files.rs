@@ -96,10 +96,26 @@ fn onnx_gather_is_refused() {
     refused("refused_onnx_gather.onnx", "Gather");
 }
 
-/// tf2onnx's Keras SimpleRNN runs in ONNX Loop nodes: refused with the Keras files to read.
+/// tf2onnx's Keras SimpleRNN runs in ONNX Loop nodes (xtask/fixtures/tf2onnx_loop.py): the
+/// recurrence lifted from each loop, ONNX Runtime's numbers on the file, and Keras's for
+/// another length where the graph does not fix one; go_backwards's reversal is refused with
+/// the Keras files to read instead.
 #[test]
-fn onnx_loop_of_tf2onnx_is_refused_with_what_to_read() {
-    refused("refused_tf2onnx_loop.onnx", "model.save(\"m.keras\")");
+fn onnx_loops_of_tf2onnx_are_lifted() {
+    check_npz("tf2onnx_stack.onnx", "tf2onnx_stack.npz", &[], 1);
+    check_npz(
+        "tf2onnx_relu_sequences.onnx",
+        "tf2onnx_relu_sequences.npz",
+        &[],
+        1,
+    );
+    check_npz(
+        "tf2onnx_relu_sequences.onnx",
+        "tf2onnx_relu_sequences_other.npz",
+        &[],
+        1,
+    );
+    refused("refused_tf2onnx_backwards.onnx", "model.save(\"m.keras\")");
 }
 
 /// The default exporter's graph of one step holds no W_hh (h0·W_hhᵀ is folded away).

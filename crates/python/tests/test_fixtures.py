@@ -165,3 +165,15 @@ def test_torch_export_archive(name):
     output, h_n = rnn.load(FIXTURES / "files" / f"{name}.pt2")(fixture["input"], h0=h0)
     assert np.allclose(output, fixture["output"], atol=1e-5, rtol=0)
     assert np.allclose(h_n, fixture["h_n"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("fixture", ["tf2onnx_stack", "tf2onnx_relu_sequences",
+                                     "tf2onnx_relu_sequences_other"])
+def test_tf2onnx_loop(fixture):
+    """tf2onnx's Keras SimpleRNN in Loop nodes: ONNX Runtime's (and Keras's) numbers."""
+    name = fixture.removesuffix("_other")
+    data = np.load(FIXTURES / "files" / f"{fixture}.npz")
+    output, h_n = rnn.load(FIXTURES / "files" / f"{name}.onnx")(data["input"])
+    want = data["output"]
+    got = output if want.ndim == 3 else h_n[-1]
+    assert np.allclose(got, want, atol=1e-5, rtol=0)

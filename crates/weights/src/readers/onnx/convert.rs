@@ -21,18 +21,15 @@ impl<'g> Reader<'g> {
             .iter()
             .filter(|n| n.op_type == "RNN" && (n.domain.is_empty() || n.domain == "ai.onnx"))
             .collect();
-        if let Some(looping) = self
-            .graph
-            .node
-            .iter()
-            .find(|n| matches!(n.op_type.as_str(), "Loop" | "Scan"))
-        {
+        if rnns.is_empty() && self.graph.node.iter().any(|n| n.op_type == "Loop") {
+            return super::looped::lift(self);
+        }
+        if let Some(scan) = self.graph.node.iter().find(|n| n.op_type == "Scan") {
             return Err(refuse(
                 self.path,
                 format!(
-                    "an ONNX graph that runs its recurrence in a {} (as tf2onnx converts a \
-                     Keras SimpleRNN)",
-                    node_name(looping)
+                    "an ONNX graph that runs its recurrence in a {}",
+                    node_name(scan)
                 ),
                 "give rnn the model it was converted from: a Keras model saved with \
                  model.save(\"m.keras\") (Keras 3) or model.save(\"m.h5\") (tf-keras), or a \

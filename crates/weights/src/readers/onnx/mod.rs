@@ -12,7 +12,8 @@
 //!
 //! A graph without RNN nodes is read as the default (dynamo) exporter's unrolled `nn.RNN`
 //! (`unrolled.rs`): lifted where every node is part of one recurrence, else refused naming
-//! the first node that is not.
+//! the first node that is not. A graph of `Loop` nodes is read as tf2onnx's Keras SimpleRNN
+//! (`looped.rs`), each body proven one step of the cell.
 //!
 //! `initial_h` and `sequence_lens` given as initialisers are part of the model: they are read
 //! as the tensors `h0` and `lengths` and the metadata key `model_inputs` names them, so that
@@ -30,6 +31,7 @@
 mod attributes;
 mod convert;
 mod graph;
+mod looped;
 mod proto;
 mod tensor;
 #[cfg(test)]

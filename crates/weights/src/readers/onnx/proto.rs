@@ -42,7 +42,7 @@ pub struct Node {
     pub domain: String,
 }
 
-/// `AttributeProto` (without subgraphs: an op that carries one is refused anyway).
+/// `AttributeProto`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Attribute {
     #[prost(string, tag = "1")]
@@ -55,6 +55,9 @@ pub struct Attribute {
     pub s: Vec<u8>,
     #[prost(message, optional, tag = "5")]
     pub t: Option<TensorProto>,
+    /// A subgraph (a `Loop`'s body), at most [`MAX_SUBGRAPH_DEPTH`] deep.
+    #[prost(message, optional, tag = "6")]
+    pub g: Option<Graph>,
     #[prost(float, repeated, tag = "7")]
     pub floats: Vec<f32>,
     #[prost(int64, repeated, tag = "8")]
@@ -112,8 +115,12 @@ pub struct ValueInfo {
 /// bytes on the wire can be a struct of hundreds of bytes once decoded (five million empty
 /// attributes are a 10 MB file and 2 GB of `Attribute`s), so the caller bounds this first.
 pub(crate) fn decoded_size(bytes: &[u8]) -> Result<u64, String> {
-    size_of_message(bytes, Kind::Model)
+    size_of_message(bytes, Kind::Model, 0)
 }
+
+/// Graphs inside graphs (a `Loop` body holding a `Loop`): deeper than exporters write, and a
+/// bound on the decoder's recursion.
+pub(crate) const MAX_SUBGRAPH_DEPTH: usize = 8;
 
 /// The messages of this subset, for [`decoded_size`].
 #[derive(Clone, Copy, Debug)]
@@ -146,6 +153,7 @@ impl Kind {
             (Kind::Model, 7) => Some(Kind::Graph),
             (Kind::Graph, 1) => Some(Kind::Node),
             (Kind::Graph, 5) | (Kind::Attribute, 5) => Some(Kind::Tensor),
+            (Kind::Attribute, 6) => Some(Kind::Graph),
             (Kind::Graph, 11 | 12) => Some(Kind::ValueInfo),
             (Kind::Node, 5) => Some(Kind::Attribute),
             (Kind::Tensor, 13) => Some(Kind::Entry),
@@ -176,7 +184,13 @@ impl Kind {
     }
 }
 
-fn size_of_message(mut bytes: &[u8], kind: Kind) -> Result<u64, String> {
+fn size_of_message(mut bytes: &[u8], kind: Kind, graphs: usize) -> Result<u64, String> {
+    let graphs = graphs + usize::from(matches!(kind, Kind::Graph));
+    if graphs > MAX_SUBGRAPH_DEPTH + 1 {
+        return Err(format!(
+            "graphs nested more than {MAX_SUBGRAPH_DEPTH} deep in attributes"
+        ));
+    }
     let mut size = kind.struct_size();
     while !bytes.is_empty() {
         let key = varint(&mut bytes)?;
@@ -200,7 +214,7 @@ fn size_of_message(mut bytes: &[u8], kind: Kind) -> Result<u64, String> {
                     format!("{kind:?}, field {field}: {e} (a truncated file, or not ONNX)")
                 })?;
                 match kind.submessage(field) {
-                    Some(inner) => size_of_message(body, inner)?,
+                    Some(inner) => size_of_message(body, inner, graphs)?,
                     None if kind.packed_varints(field) => {
                         8 * body.iter().filter(|&&b| b < 0x80).count() as u64
                     }

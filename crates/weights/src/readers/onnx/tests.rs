@@ -432,3 +432,115 @@ fn zeros_named_along_many_paths_are_decided_once_per_node() {
     let file = read_bytes(&bytes).unwrap();
     assert!(!file.names().contains(&"h0".to_string()));
 }
+
+/// tf2onnx's Keras stack in Loop nodes (tests/fixtures/files), decoded for editing.
+fn looped_error(edit: impl FnOnce(&mut Graph)) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/files/tf2onnx_stack.onnx"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    assert!(read_bytes(&bytes).is_ok());
+    let mut model = proto::Model::decode(bytes.as_slice()).unwrap();
+    edit(model.graph.as_mut().unwrap());
+    match read_bytes(&model.encode_to_vec()) {
+        Ok(_) => panic!("the edited graph was read"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The first Loop's body.
+fn first_body(graph: &mut Graph) -> &mut Graph {
+    let node = graph.node.iter_mut().find(|n| n.op_type == "Loop").unwrap();
+    node.attribute
+        .iter_mut()
+        .find(|a| a.name == "body")
+        .and_then(|a| a.g.as_mut())
+        .unwrap()
+}
+
+#[test]
+fn a_loop_whose_counter_adds_other_than_one_is_refused() {
+    let error = looped_error(|g| {
+        let body = first_body(g);
+        let one = body
+            .initializer
+            .iter_mut()
+            .find(|t| t.name.ends_with("while/add/y:0"))
+            .unwrap();
+        *one = TensorProto {
+            name: one.name.clone(),
+            data_type: 1,
+            float_data: vec![2.0],
+            ..Default::default()
+        };
+    });
+    assert!(
+        error.contains("does not add 1 to its step counter"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_loop_whose_counter_starts_elsewhere_is_refused() {
+    let error = looped_error(|g| {
+        let start = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name.ends_with("/time:0"))
+            .unwrap();
+        *start = TensorProto {
+            name: start.name.clone(),
+            data_type: 1,
+            float_data: vec![1.0],
+            ..Default::default()
+        };
+    });
+    assert!(error.contains("step counter to start at 0"), "{error}");
+}
+
+#[test]
+fn a_loop_body_with_more_than_a_step_is_refused_by_name() {
+    let error = looped_error(|g| {
+        let body = first_body(g);
+        let act = body.node.iter().position(|n| n.op_type == "Tanh").unwrap();
+        // The activation's input negated first.
+        let added = body.node[act].input[0].clone();
+        body.node.push(Node {
+            input: vec![added],
+            output: vec!["negated".into()],
+            op_type: "Neg".into(),
+            name: "stray".into(),
+            ..Default::default()
+        });
+        body.node[act].input[0] = "negated".into();
+    });
+    assert!(error.contains("breaks the pattern"), "{error}");
+}
+
+/// Graphs nested in attributes deeper than exporters write are refused before decoding.
+#[test]
+fn deeply_nested_subgraphs_are_refused() {
+    let mut graph = Graph::default();
+    for _ in 0..20 {
+        graph = Graph {
+            node: vec![Node {
+                op_type: "Loop".into(),
+                attribute: vec![Attribute {
+                    name: "body".into(),
+                    g: Some(graph),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+    }
+    let bytes = proto::Model {
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let error = read_bytes(&bytes).err().unwrap().to_string();
+    assert!(error.contains("nested more than"), "{error}");
+}
