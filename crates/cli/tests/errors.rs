@@ -482,6 +482,11 @@ fn fuzz_regressions_give_clean_errors() {
                 "-o".into(),
                 out.to_str().unwrap().into(),
             ]
+        } else if let Some(rest) = name.strip_prefix("onnx-") {
+            // The onnx target reads its input as a `.onnx` file.
+            let file = scratch.path().join(format!("{rest}.onnx"));
+            std::fs::write(&file, &bytes).unwrap();
+            vec!["check".into(), file.to_str().unwrap().into()]
         } else if name.starts_with("weights-") {
             vec!["inspect".into(), path.to_str().unwrap().into()]
         } else {

@@ -98,6 +98,12 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
                 info.key
             ))
         })?;
+        if !crate::header_checks::strides_fit(&info.size) {
+            return Err(malformed(format!(
+                "tensor `{name}`: shape {:?} overflows",
+                info.size
+            )));
+        }
         let tensor_bytes = info
             .size
             .iter()

@@ -275,6 +275,9 @@ fn weight(meta: &Value, pickled: Option<bool>, raw: &[u8]) -> std::result::Resul
         step = step.saturating_mul(*size);
     }
     expected.reverse();
+    if !crate::header_checks::strides_fit(&sizes) {
+        return Err(format!("shape {sizes:?} overflows"));
+    }
     let offset = meta["storage_offset"]["as_int"].as_u64();
     if strides != expected || offset != Some(0) {
         return Err(format!(

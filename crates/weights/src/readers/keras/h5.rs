@@ -366,7 +366,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
         let bytes = shape
             .iter()
             .try_fold(width, |n: usize, &d| n.checked_mul(d));
-        if bytes.is_none_or(|b| b > self.limit) {
+        if bytes.is_none_or(|b| b > self.limit) || !crate::header_checks::strides_fit(&shape) {
             return Err((self.malformed)(format!(
                 "`{at}`: shape {shape:?} holds more than the file's {} bytes",
                 self.limit

@@ -39,6 +39,7 @@ pub(super) fn to_tensor(path: &Path, t: &TensorProto) -> Result<Tensor> {
     let numel = dims
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|_| crate::header_checks::strides_fit(&dims))
         .ok_or_else(|| bad(format!("shape {dims:?} overflows")))?;
     let (dtype, size) = match t.data_type {
         1 => (DType::F32, 4),

@@ -160,6 +160,7 @@ impl Shards<'_> {
         let bytes = dims
             .iter()
             .try_fold(width, |n, &d| n.checked_mul(d))
+            .filter(|_| crate::header_checks::strides_fit(&dims))
             .ok_or_else(|| malformed(format!("shape {dims:?} overflows")))?;
         if u64::try_from(entry.size).ok() != Some(bytes as u64) {
             return Err(malformed(format!(
