@@ -24,6 +24,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_exports.py",
     "torch_stems.py",
     "torch_export.py",
+    "torch_reparametrised.py",
     "tf2onnx_loop.py",
     "onnx_attributes.py",
     "framework_files.py",

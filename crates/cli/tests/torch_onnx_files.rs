@@ -527,3 +527,17 @@ fn torch_export_archives_run_with_the_options_of_their_rnn_node() {
     }
     refused("refused_torch_export_head.pt2", "aten.linear.default");
 }
+
+/// Pruning (`_orig` · `_mask`) and the parametrizations API's weight norm (`original0`,
+/// `original1`) as torch.save stores them (xtask/fixtures/torch_reparametrised.py): the weights
+/// as torch computes them, torch's numbers.
+#[test]
+fn pruned_and_parametrized_state_dicts_compute_their_weights() {
+    check_npz("torch_pruned.pt", "torch_pruned.npz", &[], 2);
+    check_npz(
+        "torch_parametrized_weight_norm.pt",
+        "torch_parametrized_weight_norm.npz",
+        &[],
+        2,
+    );
+}
