@@ -84,7 +84,7 @@ impl<'g> Reader<'g> {
         // The weights the nodes name, in bytes: each initialiser is stored once, so nodes that
         // all name the same ones would make a small file a large model.
         let mut named = 0usize;
-        let budget = self.file_len.saturating_mul(4).saturating_add(64 << 20);
+        let budget = self.weight_budget();
         let mut metadata = HashMap::new();
         let mut nonlinearities: Vec<Vec<Nonlinearity>> = Vec::new();
         let mut clips = Vec::new();

@@ -1,7 +1,7 @@
 //! The graph walked from each RNN node back to the graph input: the exporter's glue between
 //! the nodes of one stack, the stack's order, and where each node's inputs come from.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
@@ -27,6 +27,46 @@ pub(super) const GLUE: [&str; 12] = [
     "Expand",
     "Identity",
 ];
+
+/// The nodes a lifter (`unrolled.rs`, `looped.rs`) has accounted for, by address.
+#[derive(Default)]
+pub(super) struct Used(HashSet<*const Node>);
+
+impl Used {
+    /// Marks `node`; `false` if it was marked before.
+    pub(super) fn mark(&mut self, node: &Node) -> bool {
+        self.0.insert(node as *const Node)
+    }
+
+    pub(super) fn contains(&self, node: &Node) -> bool {
+        self.0.contains(&(node as *const Node))
+    }
+
+    /// Marks the node that computes `name`, if one does (a `Constant`).
+    pub(super) fn mark_constant(&mut self, reader: &Reader, name: &str) {
+        if let Some(&node) = reader.producer.get(name) {
+            self.mark(node);
+        }
+    }
+
+    /// Marks the shape ops that build `name` (a value of zeros), not what their `Shape`
+    /// measures.
+    pub(super) fn mark_glue(&mut self, reader: &Reader, name: &str) {
+        let mut pending = vec![name.to_string()];
+        while let Some(name) = pending.pop() {
+            let Some(&node) = reader.producer.get(name.as_str()) else {
+                continue;
+            };
+            let glue = GLUE.contains(&node.op_type.as_str()) || node.op_type == "Cast";
+            if !glue || !self.mark(node) {
+                continue;
+            }
+            if node.op_type != "Shape" {
+                pending.extend(node.input.iter().cloned());
+            }
+        }
+    }
+}
 
 /// Where a node's `initial_h` or `sequence_lens` comes from.
 pub(super) enum Feed<'g> {
@@ -85,6 +125,13 @@ impl<'g> Reader<'g> {
 }
 
 impl<'g> Reader<'g> {
+    /// The bytes of weights the graph's nodes may name: 4 per byte of the file (and its
+    /// external data) plus 64 MiB, since nodes that share initialisers would make a small file
+    /// a large model.
+    pub(super) fn weight_budget(&self) -> usize {
+        self.file_len.saturating_mul(4).saturating_add(64 << 20)
+    }
+
     /// The RNN nodes in stack order, each with the glue nodes between its `X` and the node
     /// (or graph input) before it, nearest first.
     pub(super) fn order(&self, rnns: &[&'g Node]) -> Result<Vec<(&'g Node, Vec<&'g Node>)>> {

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use candle_core::{DType, Tensor};
 
-use super::graph::{Reader, GLUE};
+use super::graph::{Reader, Used, GLUE};
 use super::proto::{Graph, Node, TensorProto};
 use super::tensor::to_tensor;
 use super::unrolled::UNROLLED;
@@ -43,14 +43,14 @@ struct Layer<'g> {
 
 struct Lifter<'r, 'g> {
     reader: &'r Reader<'g>,
-    used: HashSet<*const Node>,
+    used: Used,
 }
 
 /// The tensors under PyTorch's names and the metadata of the stack `reader`'s `Loop` nodes run.
 pub(super) fn lift(reader: &Reader) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let mut lifter = Lifter {
         reader,
-        used: HashSet::new(),
+        used: Used::default(),
     };
     lifter.run()
 }
@@ -120,8 +120,8 @@ impl<'r, 'g> Lifter<'r, 'g> {
         if !last {
             return None;
         }
-        self.mark(squeeze);
-        self.mark(slice);
+        self.used.mark(squeeze);
+        self.used.mark(slice);
         Some(input(slice, 0))
     }
 
@@ -131,7 +131,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         if super::attributes::Attributes::ints_of(node, "perm") != [1, 0, 2] {
             return None;
         }
-        self.mark(node);
+        self.used.mark(node);
         Some(input(node, 0))
     }
 
@@ -144,7 +144,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
             .copied()
             .filter(|n| n.op_type == "Loop" && n.domain.is_empty())
             .ok_or_else(|| self.plain(format!("a graph whose `{scan}` is not a Loop's output")))?;
-        self.mark(node);
+        self.used.mark(node);
         let body = node
             .attribute
             .iter()
@@ -313,7 +313,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
                     Some(k) => self.reader.scalar(b) == Some(k as f64) && k > 0,
                     None => self.steps(node, b, sequence)?.is_none(),
                 };
-                self.mark(l);
+                self.used.mark(l);
                 zero && steps_ok
             }
             None => false,
@@ -325,7 +325,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         if !self.reader.zeros(input(node, 2 + state)) {
             return Err(self.breaks(node, "expected its state to start from zeros".into()));
         }
-        self.mark_glue(input(node, 2 + state));
+        self.used.mark_glue(self.reader, input(node, 2 + state));
         // Every other carried value is one of these; every body node is part of the step.
         let known = [time, state, limit];
         for j in 0..carried {
@@ -365,13 +365,13 @@ impl<'r, 'g> Lifter<'r, 'g> {
     /// `sequence` (axis 0 of its `Shape`, sliced and squeezed, cast or not; `None`).
     fn steps(&mut self, node: &Node, limit: &str, sequence: &str) -> Result<Option<i64>> {
         if let Some(k) = self.reader.scalar(limit) {
-            self.mark_constant(limit);
+            self.used.mark_constant(self.reader, limit);
             return Ok(Some(k as i64));
         }
         let mut name = self.through_casts(limit);
         if let Some(squeeze) = self.producer_of(name, "Squeeze") {
             if self.ints(squeeze.input.get(1)).as_deref() == Some(&[0]) {
-                self.mark(squeeze);
+                self.used.mark(squeeze);
                 name = self.through_casts(input(squeeze, 0));
             }
         }
@@ -386,8 +386,8 @@ impl<'r, 'g> Lifter<'r, 'g> {
         });
         match shape {
             Some((slice, shape)) => {
-                self.mark(slice);
-                self.mark(shape);
+                self.used.mark(slice);
+                self.used.mark(shape);
                 self.mark_casts(limit);
                 Ok(None)
             }
@@ -404,10 +404,10 @@ impl<'r, 'g> Lifter<'r, 'g> {
         for node in &self.reader.graph.node {
             let shape_op = GLUE.contains(&node.op_type.as_str())
                 || matches!(node.op_type.as_str(), "Cast" | "Less");
-            if !shape_op && !self.used.contains(&(node as *const Node)) {
+            if !shape_op && !self.used.contains(node) {
                 return Err(self.breaks(node, "it is not part of the recurrence".into()));
             }
-            if shape_op && !self.used.contains(&(node as *const Node)) {
+            if shape_op && !self.used.contains(node) {
                 // A shape op may only feed other shape ops or a Loop's control inputs.
                 for output in &node.output {
                     let fed_data = self.reader.graph.node.iter().any(|n| {
@@ -433,7 +433,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
     /// Whether input `position` of a lifted `Loop` is its step counter's start, its number of
     /// steps or its state's start (all checked), not data.
     fn loop_control(&self, node: &Node, position: usize) -> bool {
-        self.used.contains(&(node as *const Node)) && {
+        self.used.contains(node) && {
             let value = input(node, position);
             self.reader.scalar(value).is_some() || self.reader.zeros(value) || {
                 // The number of steps, checked by `steps`.
@@ -455,11 +455,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
             error,
         };
         let mut named = 0usize;
-        let budget = self
-            .reader
-            .file_len
-            .saturating_mul(4)
-            .saturating_add(64 << 20);
+        let budget = self.reader.weight_budget();
         for (l, layer) in layers.iter().enumerate() {
             let w = to_tensor(self.reader.path, layer.w)?;
             let r = to_tensor(self.reader.path, layer.r)?;
@@ -541,7 +537,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
     fn mark_casts(&mut self, name: &str) {
         let mut name = name.to_string();
         while let Some(cast) = self.producer_of(&name, "Cast") {
-            if !self.used.insert(cast as *const Node) {
+            if !self.used.mark(cast) {
                 break;
             }
             name = input(cast, 0).to_string();
@@ -550,33 +546,6 @@ impl<'r, 'g> Lifter<'r, 'g> {
 
     fn ints(&self, name: Option<&String>) -> Option<Vec<i64>> {
         self.reader.constant_ints(name)
-    }
-
-    fn mark(&mut self, node: &Node) {
-        self.used.insert(node as *const Node);
-    }
-
-    fn mark_constant(&mut self, name: &str) {
-        if let Some(&node) = self.reader.producer.get(name) {
-            self.mark(node);
-        }
-    }
-
-    /// Marks the shape ops that build a value of zeros.
-    fn mark_glue(&mut self, name: &str) {
-        let mut pending = vec![name.to_string()];
-        while let Some(name) = pending.pop() {
-            let Some(&node) = self.reader.producer.get(name.as_str()) else {
-                continue;
-            };
-            let glue = GLUE.contains(&node.op_type.as_str()) || node.op_type == "Cast";
-            if !glue || !self.used.insert(node as *const Node) {
-                continue;
-            }
-            if node.op_type != "Shape" {
-                pending.extend(node.input.iter().cloned());
-            }
-        }
     }
 
     fn body_breaks(&self, node: &Node, why: String) -> WeightsError {

@@ -18,11 +18,11 @@
 //! What is lifted runs for any sequence length and batch; the length (and batch) the graph
 //! fixed is said as a note (metadata key [`UNROLLED`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::graph::{Reader, GLUE};
+use super::graph::{Reader, Used};
 use super::proto::Node;
 use super::tensor::to_tensor;
 use super::{node_name, refuse};
@@ -62,7 +62,7 @@ struct Chain<'g> {
 
 struct Lifter<'r, 'g> {
     reader: &'r Reader<'g>,
-    used: HashSet<*const Node>,
+    used: Used,
     /// The batch a folded first recurrent term fixes (`[1, batch, hidden]`).
     batch: Option<usize>,
 }
@@ -72,7 +72,7 @@ struct Lifter<'r, 'g> {
 pub(super) fn lift(reader: &Reader) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let mut lifter = Lifter {
         reader,
-        used: HashSet::new(),
+        used: Used::default(),
         batch: None,
     };
     lifter.run()
@@ -220,7 +220,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
                 return Err(self.breaks(node, format!("step {k} differs in its activation")));
             }
             activation = op;
-            self.mark(node);
+            self.used.mark(node);
             let add = self.producer(node.input.first().map_or("", |s| s), "Add")?;
             let (a, b) = (input(add, 0), input(add, 1));
             let (step, term) = if self.is_step_row(a) { (a, b) } else { (b, a) };
@@ -253,7 +253,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
                 "the order of its states does not match the direction its projection reads".into(),
             ));
         }
-        self.mark(concat);
+        self.used.mark(concat);
         Ok(Chain {
             states,
             activation,
@@ -303,31 +303,10 @@ impl<'r, 'g> Lifter<'r, 'g> {
         term: &'g str,
     ) -> Result<(&'g str, &'g str, Option<&'g str>)> {
         let node = self.node(term)?;
-        let (matmul, bias) = match node.op_type.as_str() {
-            "Add" => {
-                self.mark(node);
-                let (a, b) = (input(node, 0), input(node, 1));
-                let (m, bias) = if self.reader.constant(b).is_some() {
-                    (a, b)
-                } else {
-                    (b, a)
-                };
-                (
-                    self.producer(m, "MatMul")?,
-                    Some(self.weight(node, bias, 1)?),
-                )
-            }
-            "MatMul" => (node, None),
-            _ => {
-                return Err(self.breaks(
-                    node,
-                    format!("expected the recurrent term the {} adds", node_name(add)),
-                ))
-            }
-        };
-        self.mark(matmul);
-        let w_hh = self.weight(matmul, input(matmul, 1), 2)?;
-        Ok((input(matmul, 0), w_hh, bias))
+        let (matmul, weight, bias) = self.affine(node, || {
+            format!("expected the recurrent term the {} adds", node_name(add))
+        })?;
+        Ok((input(matmul, 0), weight, bias))
     }
 
     /// How the first step's recurrent term starts: from zeros (folded to `b_hh` or computed)
@@ -341,7 +320,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
     ) -> Result<Start<'g>> {
         if let Some(folded) = self.reader.constant(term) {
             // 0 · W_hhᵀ + b_hh is b_hh in every row, bit for bit.
-            self.mark_constant(term);
+            self.used.mark_constant(self.reader, term);
             let rows = self.tensor(folded)?;
             if rows.rank() >= 2 {
                 self.batch = Some(rows.dims()[rows.rank() - 2]);
@@ -369,20 +348,11 @@ impl<'r, 'g> Lifter<'r, 'g> {
             )));
         }
         if self.reader.zeros(previous) {
-            self.mark_glue(previous);
+            self.used.mark_glue(self.reader, previous);
             return Ok(Start::Zero);
         }
         // Unsqueeze(Squeeze(Slice(h0, [i], [i+1], axes [0]), [0]), [0]), or the Slice alone.
-        let mut name = previous;
-        for op in ["Unsqueeze", "Squeeze"] {
-            if let Some(node) = self.reader.producer.get(name).filter(|n| n.op_type == op) {
-                if self.axes(node) != Some(vec![0]) {
-                    return Err(self.breaks(node, "expected axis 0".into()));
-                }
-                self.mark(node);
-                name = input(node, 0);
-            }
-        }
+        let name = self.row(previous)?;
         let slice = self.producer(name, "Slice")?;
         let h0 = input(slice, 0);
         match self.slice(slice) {
@@ -412,14 +382,30 @@ impl<'r, 'g> Lifter<'r, 'g> {
                 Some((-1, end, 0, -1)) if end <= i64::from(i32::MIN) => {}
                 _ => return Err(self.breaks(flip, "expected a reversal along time".into())),
             }
-            self.mark(flip);
+            self.used.mark(flip);
             reversed = true;
             name = input(flip, 0);
         }
         let node = self.node(name)?;
+        let (matmul, weight, bias) = self.affine(node, || {
+            format!(
+                "expected the input projection the steps of the {} read",
+                node_name(concat)
+            )
+        })?;
+        Ok((weight, bias, input(matmul, 0), reversed))
+    }
+
+    /// `MatMul(x, W)` with `Add` of a stored bias, or the `MatMul` alone (`node` is the one or
+    /// the other): the `MatMul`, `W` and the bias, all stored in the file.
+    fn affine(
+        &mut self,
+        node: &'g Node,
+        expected: impl Fn() -> String,
+    ) -> Result<(&'g Node, &'g str, Option<&'g str>)> {
         let (matmul, bias) = match node.op_type.as_str() {
             "Add" => {
-                self.mark(node);
+                self.used.mark(node);
                 let (a, b) = (input(node, 0), input(node, 1));
                 let (m, bias) = if self.reader.constant(b).is_some() {
                     (a, b)
@@ -432,19 +418,11 @@ impl<'r, 'g> Lifter<'r, 'g> {
                 )
             }
             "MatMul" => (node, None),
-            _ => {
-                return Err(self.breaks(
-                    node,
-                    format!(
-                        "expected the input projection the steps of the {} read",
-                        node_name(concat)
-                    ),
-                ))
-            }
+            _ => return Err(self.breaks(node, expected())),
         };
-        self.mark(matmul);
-        let w_ih = self.weight(matmul, input(matmul, 1), 2)?;
-        Ok((w_ih, bias, input(matmul, 0), reversed))
+        self.used.mark(matmul);
+        let weight = self.weight(matmul, input(matmul, 1), 2)?;
+        Ok((matmul, weight, bias))
     }
 
     /// `h_n`: the last state of each layer and direction, in PyTorch's order, each
@@ -460,7 +438,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
                 if self.axis(n) != 0 {
                     return Err(self.breaks(n, "expected final states joined along axis 0".into()));
                 }
-                self.mark(n);
+                self.used.mark(n);
                 n.input.iter().map(String::as_str).collect()
             }
             _ => vec![h_n],
@@ -473,16 +451,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
             )));
         }
         for (j, (&part, &state)) in parts.iter().zip(&last).enumerate() {
-            let mut name = part;
-            for op in ["Unsqueeze", "Squeeze"] {
-                if let Some(node) = self.reader.producer.get(name).filter(|n| n.op_type == op) {
-                    if self.axes(node) != Some(vec![0]) {
-                        return Err(self.breaks(node, "expected axis 0".into()));
-                    }
-                    self.mark(node);
-                    name = input(node, 0);
-                }
-            }
+            let name = self.row(part)?;
             if name != state {
                 return Err(self.plain(format!(
                     "a graph whose h_n `{h_n}` does not hold the final state of layer {} at \
@@ -494,10 +463,26 @@ impl<'r, 'g> Lifter<'r, 'g> {
         Ok(())
     }
 
+    /// `name` without the `Unsqueeze` and `Squeeze` of axis 0 around it (`[1, batch, hidden]`
+    /// to `[batch, hidden]` and back), each marked as used.
+    fn row(&mut self, name: &'g str) -> Result<&'g str> {
+        let mut name = name;
+        for op in ["Unsqueeze", "Squeeze"] {
+            if let Some(node) = self.reader.producer.get(name).filter(|n| n.op_type == op) {
+                if self.axes(node) != Some(vec![0]) {
+                    return Err(self.breaks(node, "expected axis 0".into()));
+                }
+                self.used.mark(node);
+                name = input(node, 0);
+            }
+        }
+        Ok(name)
+    }
+
     /// Refuses a node of the graph that the recurrence does not account for.
     fn accounted(&self) -> Result<()> {
         for node in &self.reader.graph.node {
-            if node.op_type != "Constant" && !self.used.contains(&(node as *const Node)) {
+            if node.op_type != "Constant" && !self.used.contains(node) {
                 return Err(self.breaks(
                     node,
                     "it is not part of the recurrence the graph unrolls".into(),
@@ -519,11 +504,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
             error,
         };
         let mut named = 0usize;
-        let budget = self
-            .reader
-            .file_len
-            .saturating_mul(4)
-            .saturating_add(64 << 20);
+        let budget = self.reader.weight_budget();
         let directions = layers[0].len();
         let mut starts = Vec::new();
         let mut activations: [Vec<&str>; 2] = [Vec::new(), Vec::new()];
@@ -641,7 +622,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         if node.op_type != op || !node.domain.is_empty() {
             return Err(self.breaks(node, format!("expected a {op}")));
         }
-        self.mark(node);
+        self.used.mark(node);
         Ok(node)
     }
 
@@ -653,40 +634,11 @@ impl<'r, 'g> Lifter<'r, 'g> {
         })
     }
 
-    fn mark(&mut self, node: &Node) {
-        self.used.insert(node as *const Node);
-    }
-
-    fn mark_constant(&mut self, name: &str) {
-        if let Some(&node) = self.reader.producer.get(name) {
-            self.mark(node);
-        }
-    }
-
-    /// Marks the shape ops that build a value of zeros (not what their `Shape` measures).
-    fn mark_glue(&mut self, name: &str) {
-        let mut pending = vec![name.to_string()];
-        let mut seen = HashSet::new();
-        while let Some(name) = pending.pop() {
-            let Some(&node) = self.reader.producer.get(name.as_str()) else {
-                continue;
-            };
-            let glue = GLUE.contains(&node.op_type.as_str()) || node.op_type == "Cast";
-            if !glue || !seen.insert(node as *const Node) {
-                continue;
-            }
-            self.mark(node);
-            if node.op_type != "Shape" {
-                pending.extend(node.input.iter().cloned());
-            }
-        }
-    }
-
     /// A float initialiser or `Constant` of `rank` dimensions named `name`.
     fn weight(&mut self, node: &Node, name: &'g str, rank: usize) -> Result<&'g str> {
         match self.reader.constant(name) {
             Some(t) if t.dims.len() == rank => {
-                self.mark_constant(name);
+                self.used.mark_constant(self.reader, name);
                 Ok(name)
             }
             _ => Err(self.breaks(
@@ -716,7 +668,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         let step = one(ints(4), 1)?;
         for i in 1..node.input.len() {
             let name = node.input[i].clone();
-            self.mark_constant(&name);
+            self.used.mark_constant(self.reader, &name);
         }
         Some((start, end, axis, step))
     }
@@ -726,7 +678,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         if let Some(name) = node.input.get(1).filter(|n| !n.is_empty()) {
             let axes = self.reader.constant_ints(Some(name));
             let name = name.clone();
-            self.mark_constant(&name);
+            self.used.mark_constant(self.reader, &name);
             return axes;
         }
         let axes = super::attributes::Attributes::ints_of(node, "axes");
@@ -748,7 +700,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         {
             return None;
         }
-        self.mark(node);
+        self.used.mark(node);
         Some(input(node, 0))
     }
 
