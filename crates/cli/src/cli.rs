@@ -338,9 +338,10 @@ pub struct DevicesArgs {
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Weights in any recognised format (.safetensors).
+    /// Weights in any file rnn reads (README's table of files).
     pub input: PathBuf,
-    /// Where to write the canonical weights (.safetensors).
+    /// Where to write the canonical weights: a .safetensors file (a name that promises
+    /// another format is refused).
     #[arg(long, short)]
     pub output: PathBuf,
     #[command(flatten)]

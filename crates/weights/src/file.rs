@@ -283,6 +283,37 @@ impl FileFormat {
         }
     }
 
+    /// The format an output file is written in: `explicit` where the user names one, else
+    /// the one its extension names (`.safetensors`, `.npy`, `.npz`, `.json`, `.csv`). An
+    /// extension that names a format rnn does not write (`.pt`, `.onnx`, `.keras`, `.h5`, …),
+    /// or none, is an error that says so: never safetensors bytes under a name that promises
+    /// another format.
+    pub fn for_output(path: &Path, explicit: Option<Self>) -> std::result::Result<Self, String> {
+        if let Some(format) = explicit {
+            return Ok(format);
+        }
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("safetensors") => Ok(Self::Safetensors),
+            Some("npy" | "npz" | "json" | "csv") => Ok(Self::from_path(path)),
+            other => Err(format!(
+                "{}: {} names no format rnn writes; name the file .safetensors, .npz, .npy, \
+                 .json or .csv, or choose the format with --output-format",
+                path.display(),
+                match other {
+                    Some(e) => format!(
+                        "the extension .{}",
+                        crate::error::clip(e, crate::error::QUOTED_CHARS)
+                    ),
+                    None => "a name without an extension".to_string(),
+                }
+            )),
+        }
+    }
+
     /// Whether a file of this format holds one array only (the others hold named tensors).
     pub fn holds_one_array(self) -> bool {
         matches!(self, Self::Npy | Self::Csv)

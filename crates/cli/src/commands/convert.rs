@@ -1,7 +1,7 @@
 //! `rnn convert`: any weights `rnn` reads, written in the canonical layout with the options
 //! the run needs recorded.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use rnn_weights::{Form, TensorFile};
 
@@ -10,6 +10,19 @@ use crate::pipeline::{load_weights, stack_config};
 use crate::Outcome;
 
 pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
+    // The canonical layout is a safetensors file: a name that promises another format is
+    // refused before anything is read.
+    let safetensors = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    if !safetensors {
+        bail!(
+            "{}: rnn convert writes the canonical layout, a .safetensors file; name the output \
+             .safetensors (PyTorch, ONNX and Keras files are not written yet)",
+            args.output.display()
+        );
+    }
     let file = TensorFile::read(&args.input).context("cannot read the weights")?;
     let model = load_weights(&file, DType::F32, &args.read)?;
     // Keep the source's precision: read again in f64 only if the file holds f64 weights.

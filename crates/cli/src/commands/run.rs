@@ -48,10 +48,8 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     }
 
     if let Some(path) = &args.output {
-        let format = args
-            .output_format
-            .map(Into::into)
-            .unwrap_or_else(|| rnn_weights::FileFormat::from_path(path));
+        let format = rnn_weights::FileFormat::for_output(path, args.output_format.map(Into::into))
+            .map_err(anyhow::Error::msg)?;
         let output = results.output.to_device(&candle_core::Device::Cpu)?;
         write_outputs(path, format, &outputs, &output, rnn.batch_first())?;
         return Ok(Outcome::Success);

@@ -30,7 +30,8 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
             .unwrap_or_else(|| FileFormat::from_path(path))
     };
     let in_format = format_of(input_path, args.sources.input_format);
-    let out_format = format_of(output_path, args.output_format);
+    let out_format = FileFormat::for_output(output_path, args.output_format.map(Into::into))
+        .map_err(anyhow::Error::msg)?;
     for (path, format) in [(input_path, in_format), (output_path, out_format)] {
         if !matches!(format, FileFormat::Npy | FileFormat::Safetensors) {
             bail!(
