@@ -24,8 +24,8 @@ Environment:
   RNN_CPU_KERNEL=avx512|avx2|generic   force the CPU kernels (default: the best this CPU has;
                                        `rnn devices` lists them)";
 
-/// Run basic (Elman) recurrent networks from safetensors weights exported by PyTorch,
-/// Keras or TensorFlow, and check them against reference outputs.
+/// Run basic (Elman) recurrent networks from the files PyTorch, Keras, TensorFlow and ONNX
+/// write, and check them against reference outputs.
 #[derive(Debug, Parser)]
 #[command(name = "rnn", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -175,7 +175,8 @@ pub struct ModelOptions {
 /// The model and the inputs it runs on: `run` and `plot`.
 #[derive(Debug, Args)]
 pub struct Sources {
-    /// Weights (.safetensors). Without it, the article's model built into `rnn`.
+    /// The model: any file rnn reads (README's table of files). Without it, the article's
+    /// model built into `rnn`.
     pub model: Option<PathBuf>,
     /// Inputs: sequence form (input, optional h0 and lengths) or step form (X0, X1, …) in
     /// .safetensors, .npz or .json (an object of arrays); one `input` array in .npy, .json or
@@ -246,7 +247,7 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Weights (.safetensors).
+    /// The model: any file rnn reads (README's table of files).
     pub model: PathBuf,
     /// Fixture with inputs and expected outputs; without it, MODEL's own file.
     #[arg(long)]
@@ -273,7 +274,7 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Weights (.safetensors).
+    /// The model: any file rnn reads (README's table of files).
     pub model: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,

@@ -72,11 +72,14 @@ pub struct LayerWeights {
 ///
 /// # Training
 ///
-/// When the input, `h0` or any weight tracks gradients (a [`candle_core::Var`], or a tensor
-/// computed from one), the layer runs in plain candle ops, whose `backward()` gives the
+/// On the CPU in f32 and f64 with tanh or relu and no clip, the layer takes the fused fast
+/// path. When the input, `h0` or any weight tracks gradients (a [`candle_core::Var`], or a
+/// tensor computed from one), that path is recorded as one operation per direction whose
+/// `backward()` is backpropagation through time in one pass (`cpu/bptt.rs`), giving the
 /// gradients of the weights, the input and `h0` (checked against torch's autograd by the
-/// `gradients` example's tests). Otherwise, on the CPU in f32 and f64 with tanh or relu, it
-/// takes the fused fast path, which computes the same numbers without recording a graph.
+/// `gradients` example's tests); otherwise it records nothing. Every other case (another
+/// device, dtype or activation, a clip) runs in plain candle ops, which record their own
+/// graph.
 ///
 /// # Example
 ///

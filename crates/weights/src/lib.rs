@@ -1,4 +1,5 @@
-//! Safetensors in and out for [`rnn_core`]: recognises RNN weights by their tensor names,
+//! Every file the frameworks write, read for [`rnn_core`] (README's table of files): recognises
+//! RNN weights by their tensor names,
 //! converts every foreign naming and layout to the canonical one (PyTorch's `nn.RNN`), and
 //! reads the inputs and expected outputs that `rnn run` and `rnn check` use, and holds results
 //! against those references as `numpy.allclose` does ([`compare`]).

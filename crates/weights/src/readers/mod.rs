@@ -1,6 +1,6 @@
 //! Files as the frameworks write them: what a file's first bytes say it is, and one reader per
 //! framework format, each turning a file into a [`TensorFile`] whose names the naming schemes
-//! of `formats.rs` recognise and whose metadata records the options the file records.
+//! of `naming.rs` recognise and whose metadata records the options the file records.
 //!
 //! The extension decides only where the bytes say nothing (JSON and CSV have no signature).
 

@@ -8,7 +8,7 @@
 //! numbered per class within the model's list (`simple_rnn`, `simple_rnn_1`, `bidirectional`),
 //! which says nothing about the order across classes; the layers' own names do, where they are
 //! Keras's defaults. The weights are therefore named by the layers' own names as Keras
-//! variable paths (`simple_rnn_1/simple_rnn_cell/kernel`), which `formats.rs` orders by
+//! variable paths (`simple_rnn_1/simple_rnn_cell/kernel`), which `naming.rs` orders by
 //! Keras's default numbering only. A `.keras` archive's `config.json` gives the order and the
 //! options, recorded in the metadata.
 

@@ -3,7 +3,7 @@
 //!
 //! The index is an SSTable (`sstable.rs`) whose `""` key holds a `BundleHeaderProto` and
 //! every other key a variable's `BundleEntryProto`: where its bytes lie in which shard. Names
-//! are brought to what `formats.rs` reads: TF1 names as they are; TF2's object-graph names of
+//! are brought to what `naming.rs` reads: TF1 names as they are; TF2's object-graph names of
 //! a Keras model (`model/layer_with_weights-0/cell/kernel/.ATTRIBUTES/VARIABLE_VALUE`) to
 //! Keras variable paths in layer order; the article's unnamed `Variable`, `Variable_1`,
 //! `Variable_2` to `Wx`, `Wy`, `b` when their shapes say which is which; a tf-keras

@@ -1,4 +1,4 @@
-//! The checkpoint's names brought to what `formats.rs` reads: TensorFlow's bookkeeping left
+//! The checkpoint's names brought to what `naming.rs` reads: TensorFlow's bookkeeping left
 //! out, TF2 object-graph names of a Keras model as Keras variable paths, the article's unnamed
 //! variables by shape.
 
@@ -31,7 +31,7 @@ pub(super) fn is_bookkeeping(name: &str) -> bool {
         || SLOTS.iter().any(|s| name.ends_with(s))
 }
 
-/// The checkpoint's names as `formats.rs` reads them: TF2 object-graph names of a Keras
+/// The checkpoint's names as `naming.rs` reads them: TF2 object-graph names of a Keras
 /// model as Keras variable paths, the article's unnamed variables as `Wx`, `Wy`, `b`; every
 /// other name as it is. Also returns the object-graph variables of no recurrent layer (a
 /// Dense head's), which make the file refused unless the user picks the RNN.
