@@ -106,7 +106,7 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
         bias: true,
     };
     let weights = uniform_weights(&config, args.seed, dtype, &Device::Cpu)?;
-    let nonlinearity: rnn_core::Nonlinearity = args.nonlinearity.into();
+    let nonlinearity = args.nonlinearity;
     let rnn = Rnn::from_weights(&weights, nonlinearity)?.with_fast_path(!args.reference);
     let input = Tensor::rand(
         -1f32,

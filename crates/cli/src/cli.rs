@@ -93,8 +93,8 @@ pub struct ReadOptions {
     /// Activation: one for every layer, or one per layer (comma-separated); overrides the
     /// weights file's metadata (default tanh). Keras's names: hard_sigmoid is Keras 3's
     /// relu6(x + 3) / 6, gelu the exact (erf) form.
-    #[arg(long, value_enum, value_delimiter = ',', num_args = 1..)]
-    pub nonlinearity: Vec<Nonlinearity>,
+    #[arg(long, value_parser = parse_nonlinearities, num_args = 1..)]
+    pub nonlinearity: Vec<Vec<rnn_core::Nonlinearity>>,
     /// Every one-direction layer reads its sequence from the end, as Keras's
     /// `go_backwards=True`: outputs in the order they are computed (the last input's first),
     /// h_n the state after the first input.
@@ -136,7 +136,7 @@ impl ReadOptions {
     /// The options these flags give, as rnn-weights (and the Python module) take them.
     pub fn options(&self) -> rnn_weights::ReadOptions {
         rnn_weights::ReadOptions {
-            nonlinearity: self.nonlinearity.iter().map(|&n| n.into()).collect(),
+            nonlinearity: self.nonlinearity.iter().flatten().copied().collect(),
             go_backwards: self.go_backwards,
             merge_mode: self.merge_mode.iter().map(|&m| m.into()).collect(),
             masked_steps: self.masked_steps.map(Into::into),
@@ -300,8 +300,8 @@ pub struct BenchArgs {
     /// Two directions per layer.
     #[arg(long)]
     pub bidirectional: bool,
-    #[arg(long, value_enum, default_value_t = Nonlinearity::Tanh)]
-    pub nonlinearity: Nonlinearity,
+    #[arg(long, value_parser = parse_nonlinearity, default_value = "tanh")]
+    pub nonlinearity: rnn_core::Nonlinearity,
     /// Element type.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
@@ -370,50 +370,40 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Activation recorded in the file's metadata.
-    #[arg(long, value_enum, default_value_t = Nonlinearity::Tanh)]
-    pub nonlinearity: Nonlinearity,
+    #[arg(long, value_parser = parse_nonlinearity, default_value = "tanh")]
+    pub nonlinearity: rnn_core::Nonlinearity,
     /// Where to write the weights (.safetensors).
     #[arg(long, short)]
     pub output: PathBuf,
 }
 
-/// The activations, by the names PyTorch and Keras give them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Nonlinearity {
-    Tanh,
-    Relu,
-    Sigmoid,
-    #[value(name = "hard_sigmoid", alias = "hard-sigmoid")]
-    HardSigmoid,
-    Linear,
-    Elu,
-    Selu,
-    Softsign,
-    Softplus,
-    Gelu,
-    #[value(alias = "swish")]
-    Silu,
-    Exponential,
+/// An activation by PyTorch's or Keras's name (`hard-sigmoid` for `hard_sigmoid` too), or a
+/// parametrised one as the file metadata writes it: `leaky_relu(0.1)`, `thresholded_relu(α)`,
+/// `elu(α)`, `affine(α,β)`, `scaled_tanh(α,β)`, `hard_sigmoid(α,β)`
+/// ([`rnn_core::Nonlinearity::from_name`], which the Python module and the readers share).
+fn parse_nonlinearity(text: &str) -> Result<rnn_core::Nonlinearity, String> {
+    let name = text.trim().replace('-', "_");
+    rnn_core::Nonlinearity::from_name(&name).ok_or_else(|| {
+        let names: Vec<&str> = rnn_core::Nonlinearity::ALL
+            .iter()
+            .map(|n| n.as_str())
+            .collect();
+        format!(
+            "expected one of {}, or leaky_relu(α), thresholded_relu(α), elu(α), affine(α,β), \
+             scaled_tanh(α,β), hard_sigmoid(α,β)",
+            names.join(", ")
+        )
+    })
 }
 
-impl From<Nonlinearity> for rnn_core::Nonlinearity {
-    fn from(n: Nonlinearity) -> Self {
-        use rnn_core::Nonlinearity as N;
-        match n {
-            Nonlinearity::Tanh => N::Tanh,
-            Nonlinearity::Relu => N::Relu,
-            Nonlinearity::Sigmoid => N::Sigmoid,
-            Nonlinearity::HardSigmoid => N::HardSigmoid,
-            Nonlinearity::Linear => N::Linear,
-            Nonlinearity::Elu => N::Elu,
-            Nonlinearity::Selu => N::Selu,
-            Nonlinearity::Softsign => N::Softsign,
-            Nonlinearity::Softplus => N::Softplus,
-            Nonlinearity::Gelu => N::Gelu,
-            Nonlinearity::Silu => N::Silu,
-            Nonlinearity::Exponential => N::Exponential,
-        }
-    }
+/// One activation or one per layer, comma-separated; commas inside parentheses belong to a
+/// parametrised activation (`affine(0.7,1.5),tanh`).
+fn parse_nonlinearities(text: &str) -> Result<Vec<rnn_core::Nonlinearity>, String> {
+    rnn_weights::split_entries(text)
+        .ok_or_else(|| format!("`{text}`: unpaired parentheses"))?
+        .into_iter()
+        .map(parse_nonlinearity)
+        .collect()
 }
 
 /// Keras's `Bidirectional` merge modes.

@@ -541,3 +541,33 @@ fn pruned_and_parametrized_state_dicts_compute_their_weights() {
         2,
     );
 }
+
+/// `--nonlinearity` takes the parametrised activations the metadata and the Python module
+/// take (`leaky_relu(0.01)`, ONNX Runtime's LeakyRelu default, gives its numbers; another
+/// alpha does not), and commas inside parentheses belong to the activation.
+#[test]
+fn parametrised_activations_are_given_on_the_command_line() {
+    let dir = repo("tests/fixtures/files");
+    let model = dir.join("onnx_leaky_default.onnx");
+    let fixture = dir.join("onnx_leaky_default.safetensors");
+    let run = |activation: &str| {
+        rnn(&[
+            "check",
+            model.to_str().unwrap(),
+            "--fixture",
+            fixture.to_str().unwrap(),
+            "--nonlinearity",
+            activation,
+        ])
+        .status
+        .code()
+    };
+    assert_eq!(run("leaky_relu(0.01)"), Some(0));
+    assert_eq!(run("leaky_relu(0.3)"), Some(1));
+    assert_eq!(
+        run("affine(0.7,0.2),tanh"),
+        Some(2),
+        "one layer, two activations"
+    );
+    assert_eq!(run("leaky_relu(0.01"), Some(2));
+}

@@ -48,7 +48,7 @@ pub use options::ReadOptions;
 pub use readers::keras::compute_dtype_note;
 pub use readers::notes;
 pub use selection::{weight_names, Selection};
-pub use stack_config::{save_canonical, StackConfig, CANONICAL_LAYOUT};
+pub use stack_config::{save_canonical, split_entries, StackConfig, CANONICAL_LAYOUT};
 pub use text::numpy::{array2string, PrintOptions};
 pub use text::{write_json, JSON_SCHEMA_VERSION};
 pub use write::{write_atomically, write_safetensors, write_tensors};

@@ -63,13 +63,9 @@ pub(crate) mod key {
 /// The value of the `layout` metadata key in files this crate writes.
 pub const CANONICAL_LAYOUT: &str = "rnn/pytorch-v1";
 
-/// A comma-separated metadata value with one entry for every layer, or one for all of them.
-/// Commas inside parentheses (`affine(2,0.5)`) belong to the entry.
-pub(crate) fn per_layer<T: Clone>(
-    value: &str,
-    layers: usize,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Option<Vec<T>> {
+/// The entries of a comma-separated list, trimmed; commas inside parentheses
+/// (`affine(2,0.5)`) belong to the entry. `None` where the parentheses do not pair.
+pub fn split_entries(value: &str) -> Option<Vec<&str>> {
     let mut entries = Vec::new();
     let (mut depth, mut start) = (0usize, 0);
     for (i, c) in value.char_indices() {
@@ -77,17 +73,25 @@ pub(crate) fn per_layer<T: Clone>(
             '(' => depth += 1,
             ')' => depth = depth.checked_sub(1)?,
             ',' if depth == 0 => {
-                entries.push(&value[start..i]);
+                entries.push(value[start..i].trim());
                 start = i + 1;
             }
             _ => {}
         }
     }
-    entries.push(&value[start..]);
-    let values: Vec<T> = entries
-        .into_iter()
-        .map(|v| parse(v.trim()))
-        .collect::<Option<_>>()?;
+    entries.push(value[start..].trim());
+    (depth == 0).then_some(entries)
+}
+
+/// A comma-separated metadata value with one entry for every layer, or one for all of them
+/// ([`split_entries`]).
+pub(crate) fn per_layer<T: Clone>(
+    value: &str,
+    layers: usize,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<Vec<T>> {
+    let entries = split_entries(value)?;
+    let values: Vec<T> = entries.into_iter().map(parse).collect::<Option<_>>()?;
     match values.len() {
         1 => Some(vec![values[0].clone(); layers]),
         n if n == layers => Some(values),

@@ -23,7 +23,7 @@ pub fn init(args: &InitArgs) -> Result<Outcome> {
     crate::memory::ensure_fits("these weights", bytes)?;
     let weights =
         rnn_core::uniform_weights(&config, args.seed, DType::F32, &candle_core::Device::Cpu)?;
-    let config = StackConfig::uniform(args.nonlinearity.into(), None);
+    let config = StackConfig::uniform(args.nonlinearity, None);
     rnn_weights::save_canonical(&args.output, &weights, &config, &[])
         .context("cannot write the weights")?;
     eprintln!("wrote {}", args.output.display());
