@@ -27,10 +27,40 @@ const AGREEMENT: f64 = 1e-4;
 const AGREEMENT_F64: f64 = 1e-10;
 
 const USAGE: &str =
-    "cargo xtask bench [--threads N] [--rounds N] [--dtype f32|f64] [--shape B,T,I,H]...
+    "cargo xtask bench [--threads N] [--rounds N] [--dtype f32|f64] [--isa avx2|avx512]
+                   [--shape B,T,I,H]...
   --dtype   f64 times rnn and torch (nn.RNN and one GEMM) in float64; ONNX Runtime's RNN
             and Keras are left out, and the record in docs/bench (f32) is left alone
-  --shape   run only this shape (repeatable); the record in docs/bench is then left alone";
+  --shape   run only this shape (repeatable); the record in docs/bench is then left alone
+  --isa     hold rnn and the peers to one x86-64 level: rnn's kernels (RNN_CPU_KERNEL), MKL's
+            (MKL_ENABLE_INSTRUCTIONS) and oneDNN's (ONEDNN_MAX_CPU_ISA) alike; a trial run,
+            not recorded";
+
+/// An x86-64 level that rnn and the peers' libraries are both held to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    /// The variables that hold each side to the level: rnn's own, MKL's and oneDNN's (torch
+    /// and ONNX Runtime compute through them).
+    fn env(self) -> [(&'static str, &'static str); 3] {
+        match self {
+            Self::Avx2 => [
+                ("RNN_CPU_KERNEL", "avx2"),
+                ("MKL_ENABLE_INSTRUCTIONS", "AVX2"),
+                ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+            ],
+            Self::Avx512 => [
+                ("RNN_CPU_KERNEL", "avx512"),
+                ("MKL_ENABLE_INSTRUCTIONS", "AVX512"),
+                ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE"),
+            ],
+        }
+    }
+}
 
 /// The element type of a benchmark run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -78,6 +108,8 @@ struct Options {
     dtype: Dtype,
     /// Only these shapes (a trial run, not recorded); all of [`SHAPES`] when empty.
     shapes: Vec<(usize, usize, usize, usize)>,
+    /// The level rnn and the peers are held to; each its best when `None`.
+    isa: Option<Isa>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -86,6 +118,7 @@ fn parse(args: &[String]) -> Result<Options> {
         rounds: 5,
         dtype: Dtype::F32,
         shapes: Vec::new(),
+        isa: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -105,6 +138,13 @@ fn parse(args: &[String]) -> Result<Options> {
                     "f64" => Dtype::F64,
                     other => bail!("--dtype {other}: expected f32 or f64"),
                 }
+            }
+            "--isa" => {
+                options.isa = Some(match value.as_str() {
+                    "avx2" => Isa::Avx2,
+                    "avx512" => Isa::Avx512,
+                    other => bail!("--isa {other}: expected avx2 or avx512"),
+                })
             }
             "--shape" => {
                 let dims: Vec<usize> =
@@ -172,20 +212,26 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&scratch)?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let dtype = options.dtype;
+    let isa_env: Vec<(&str, &str)> = options.isa.map(|i| i.env().to_vec()).unwrap_or_default();
     println!(
-        "threads {}, rounds {}, dtype {}, load before: {}",
+        "threads {}, rounds {}, dtype {}, isa {}, load before: {}",
         options.threads,
         options.rounds,
         dtype.rnn_name(),
+        if isa_env.is_empty() {
+            "each its best".to_string()
+        } else {
+            format!("{isa_env:?}")
+        },
         load.trim()
     );
 
     let mut records = Vec::new();
-    let trial = !options.shapes.is_empty() || dtype != Dtype::F32;
-    let shapes = if trial {
-        options.shapes.clone()
-    } else {
+    let trial = !options.shapes.is_empty() || dtype != Dtype::F32 || options.isa.is_some();
+    let shapes = if options.shapes.is_empty() {
         SHAPES.to_vec()
+    } else {
+        options.shapes.clone()
     };
     for shape in shapes {
         let (b, t, i, h) = shape;
@@ -210,6 +256,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .args(["--dtype", dtype.rnn_name()])
                 .args(["--runs", &runs, "--save-case"])
                 .arg(&case)
+                .envs(isa_env.iter().copied())
                 .output()?;
             if !out.status.success() {
                 bail!("rnn bench failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -225,6 +272,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .args(["--threads", &options.threads.to_string(), "--runs", &runs])
                 .args(["--dtype", dtype.numpy_name(), "--peers", dtype.peers()])
                 .env("TF_CPP_MIN_LOG_LEVEL", "3")
+                .envs(isa_env.iter().copied())
                 .output()?;
             if !out.status.success() {
                 bail!("peers.py failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -288,7 +336,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load after: {}", load.trim());
     if trial {
-        println!("a trial of chosen shapes, or f64: docs/bench is left as it was");
+        println!("a trial (chosen shapes, f64 or one --isa): docs/bench is left as it was");
         return Ok(());
     }
     let results = root.join("docs/bench/cpu.json");
