@@ -21,6 +21,30 @@ pub(crate) fn zip_archive(
     Ok(archive)
 }
 
+/// The entry `name`, which may declare at most `most` bytes unpacked and is read to at most
+/// that many (a deflated entry cannot unpack to more than it declares, checked here); the
+/// error says what is wrong, in words.
+pub(crate) fn read_entry(
+    archive: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+    name: &str,
+    most: u64,
+) -> Result<Vec<u8>, String> {
+    let file = archive
+        .by_name(name)
+        .map_err(|e| format!("expected an entry `{name}`, found none ({e})"))?;
+    if file.size() > most {
+        return Err(format!(
+            "expected `{name}` of at most {most} bytes, found {}",
+            file.size()
+        ));
+    }
+    let mut out = Vec::new();
+    file.take(most)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("`{name}` does not unpack: {e}"))?;
+    Ok(out)
+}
+
 /// Refuses an archive whose entries share bytes: a central directory whose entries all point
 /// at one stored entry would have each reader decode the same data once per name (a small file
 /// read as many copies). Zip writers lay entries end to end; each entry's local header, name

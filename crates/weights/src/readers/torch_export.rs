@@ -12,7 +12,6 @@
 //! pass rnn does not run yet.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -60,22 +59,8 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     // What one entry may unpack to: its declared size, bounded by the file's (torch stores
     // them uncompressed).
     let limit = 16 * bytes.len() as u64 + (64 << 20);
-    let mut entry = |name: &str, most: u64| -> Result<Vec<u8>> {
-        let file = archive
-            .by_name(name)
-            .map_err(|e| malformed(format!("expected an entry `{name}`, found none ({e})")))?;
-        if file.size() > most {
-            return Err(malformed(format!(
-                "expected `{name}` of at most {most} bytes, found {}",
-                file.size()
-            )));
-        }
-        let mut out = Vec::new();
-        file.take(most)
-            .read_to_end(&mut out)
-            .map_err(|e| malformed(format!("`{name}` does not unpack: {e}")))?;
-        Ok(out)
-    };
+    let mut entry =
+        |name: &str, most: u64| crate::npz::read_entry(&mut archive, name, most).map_err(malformed);
     let json = |text: Vec<u8>, what: &str| -> Result<Value> {
         serde_json::from_slice(&text).map_err(|e| malformed(format!("{what} is not JSON: {e}")))
     };

@@ -16,7 +16,6 @@ mod config;
 mod h5;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 use serde_json::Value;
@@ -41,21 +40,8 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     };
     let mut archive = crate::npz::zip_archive(bytes)
         .map_err(|e| malformed(format!("the zip archive does not open: {e}")))?;
-    let mut entry = |name: &str, limit: u64| -> Result<Vec<u8>> {
-        let file = archive
-            .by_name(name)
-            .map_err(|e| malformed(format!("expected an entry `{name}`, found none ({e})")))?;
-        let size = file.size();
-        if size > limit {
-            return Err(malformed(format!(
-                "expected `{name}` of at most {limit} bytes, found {size}"
-            )));
-        }
-        let mut out = Vec::new();
-        file.take(limit)
-            .read_to_end(&mut out)
-            .map_err(|e| malformed(format!("`{name}` does not unpack: {e}")))?;
-        Ok(out)
+    let mut entry = |name: &str, limit: u64| {
+        crate::npz::read_entry(&mut archive, name, limit).map_err(malformed)
     };
     let config = entry("config.json", MAX_CONFIG)?;
     // The weights are stored, not deflated, by Keras; a deflated entry still cannot unpack to

@@ -28,6 +28,11 @@ pub(super) const GLUE: [&str; 12] = [
     "Identity",
 ];
 
+/// A node's input `index` by name, `""` where it has none (ONNX's absent optional input).
+pub(super) fn input(node: &Node, index: usize) -> &str {
+    node.input.get(index).map_or("", String::as_str)
+}
+
 /// The nodes a lifter (`unrolled.rs`, `looped.rs`) has accounted for, by address.
 #[derive(Default)]
 pub(super) struct Used(HashSet<*const Node>);

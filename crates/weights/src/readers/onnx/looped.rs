@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use candle_core::{DType, Tensor};
 
-use super::graph::{Reader, Used, GLUE};
+use super::graph::{input, Reader, Used, GLUE};
 use super::proto::{Graph, Node, TensorProto};
 use super::tensor::to_tensor;
 use super::unrolled::UNROLLED;
@@ -44,6 +44,9 @@ struct Layer<'g> {
 struct Lifter<'r, 'g> {
     reader: &'r Reader<'g>,
     used: Used,
+    /// The inputs of the lifted loops that steer them rather than carry data (the first
+    /// condition, the counter's start, the number of steps, the state's start), each checked.
+    controls: HashSet<&'g str>,
 }
 
 /// The tensors under PyTorch's names and the metadata of the stack `reader`'s `Loop` nodes run.
@@ -51,6 +54,7 @@ pub(super) fn lift(reader: &Reader) -> Result<(HashMap<String, Tensor>, HashMap<
     let mut lifter = Lifter {
         reader,
         used: Used::default(),
+        controls: HashSet::new(),
     };
     lifter.run()
 }
@@ -326,6 +330,9 @@ impl<'r, 'g> Lifter<'r, 'g> {
             return Err(self.breaks(node, "expected its state to start from zeros".into()));
         }
         self.used.mark_glue(self.reader, input(node, 2 + state));
+        for control in [1, 2 + time, 2 + limit, 2 + state] {
+            self.controls.insert(input(node, control));
+        }
         // Every other carried value is one of these; every body node is part of the step.
         let known = [time, state, limit];
         for j in 0..carried {
@@ -399,50 +406,40 @@ impl<'r, 'g> Lifter<'r, 'g> {
     }
 
     /// Refuses a node of the graph that the stack does not account for. Shape ops left over
-    /// feed nothing the numbers depend on (they built values checked above).
+    /// may feed only other shape ops and the lifted loops' control inputs (values checked
+    /// above); each value's readers are listed once, so this is linear in the graph.
     fn accounted(&self) -> Result<()> {
+        let shape_op = |op: &str| GLUE.contains(&op) || matches!(op, "Cast" | "Less");
+        let mut readers: HashMap<&str, Vec<&Node>> = HashMap::new();
         for node in &self.reader.graph.node {
-            let shape_op = GLUE.contains(&node.op_type.as_str())
-                || matches!(node.op_type.as_str(), "Cast" | "Less");
-            if !shape_op && !self.used.contains(node) {
+            for name in &node.input {
+                readers.entry(name.as_str()).or_default().push(node);
+            }
+        }
+        for node in &self.reader.graph.node {
+            if self.used.contains(node) {
+                continue;
+            }
+            if !shape_op(&node.op_type) {
                 return Err(self.breaks(node, "it is not part of the recurrence".into()));
             }
-            if shape_op && !self.used.contains(node) {
-                // A shape op may only feed other shape ops or a Loop's control inputs.
-                for output in &node.output {
-                    let fed_data = self.reader.graph.node.iter().any(|n| {
-                        let position = n.input.iter().position(|i| i == output);
-                        match (n.op_type.as_str(), position) {
-                            (_, None) => false,
-                            ("Loop", Some(p)) => p >= 2 && !self.loop_control(n, p),
-                            (op, Some(_)) => !(GLUE.contains(&op) || matches!(op, "Cast" | "Less")),
-                        }
-                    });
-                    let is_output = self.reader.graph.output.iter().any(|o| &o.name == output);
-                    if fed_data || is_output {
-                        return Err(
-                            self.breaks(node, "it computes a value the recurrence reads".into())
-                        );
-                    }
+            for output in &node.output {
+                let control = self.controls.contains(output.as_str());
+                let fed_data = readers.get(output.as_str()).is_some_and(|readers| {
+                    readers.iter().any(|n| match n.op_type.as_str() {
+                        "Loop" => !(self.used.contains(n) && control),
+                        op => !shape_op(op),
+                    })
+                });
+                let is_output = self.reader.graph.output.iter().any(|o| &o.name == output);
+                if fed_data || is_output {
+                    return Err(
+                        self.breaks(node, "it computes a value the recurrence reads".into())
+                    );
                 }
             }
         }
         Ok(())
-    }
-
-    /// Whether input `position` of a lifted `Loop` is its step counter's start, its number of
-    /// steps or its state's start (all checked), not data.
-    fn loop_control(&self, node: &Node, position: usize) -> bool {
-        self.used.contains(node) && {
-            let value = input(node, position);
-            self.reader.scalar(value).is_some() || self.reader.zeros(value) || {
-                // The number of steps, checked by `steps`.
-                self.reader
-                    .producer
-                    .get(value)
-                    .is_some_and(|n| matches!(n.op_type.as_str(), "Cast" | "Squeeze"))
-            }
-        }
     }
 
     fn canonical(
@@ -656,8 +653,4 @@ fn scalar_of(t: &TensorProto) -> Option<f64> {
         [v] => Some(v),
         _ => None,
     }
-}
-
-fn input(node: &Node, index: usize) -> &str {
-    node.input.get(index).map_or("", String::as_str)
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::graph::{Reader, Used};
+use super::graph::{input, Reader, Used};
 use super::proto::Node;
 use super::tensor::to_tensor;
 use super::{node_name, refuse};
@@ -555,14 +555,11 @@ impl<'r, 'g> Lifter<'r, 'g> {
                     Ok(Some(t))
                 };
                 let (b_ih, b_hh) = (vector(chain.b_ih)?, vector(chain.b_hh)?);
-                if b_ih.is_some() || b_hh.is_some() {
-                    let zeros = |t: &Option<Tensor>, other: &Option<Tensor>| match (t, other) {
-                        (Some(t), _) => Ok(t.clone()),
-                        (None, Some(o)) => o.zeros_like().map_err(tensor_error),
-                        (None, None) => unreachable!("one bias is there"),
-                    };
-                    put("bias_ih", zeros(&b_ih, &b_hh)?)?;
-                    put("bias_hh", zeros(&b_hh, &b_ih)?)?;
+                // One bias alone (the exporter folds a bias into another term): the other is 0.
+                if let Some(some) = b_ih.as_ref().or(b_hh.as_ref()) {
+                    let zeros = some.zeros_like().map_err(tensor_error)?;
+                    put("bias_ih", b_ih.unwrap_or_else(|| zeros.clone()))?;
+                    put("bias_hh", b_hh.unwrap_or(zeros))?;
                 }
             }
         }
@@ -721,10 +718,6 @@ impl<'r, 'g> Lifter<'r, 'g> {
             ADVICE,
         )
     }
-}
-
-fn input(node: &Node, index: usize) -> &str {
-    node.input.get(index).map_or("", String::as_str)
 }
 
 /// Whether every row of `folded` (`[1, batch, hidden]` or `[batch, hidden]`) is `bias` (or
