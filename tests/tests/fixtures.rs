@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
-use rnn_core::{LayerOptions, MaskedSteps, MergeMode, Nonlinearity};
+use rnn_core::{MaskedSteps, Nonlinearity, TimeOrder};
 use rnn_weights::{
-    compare, expected_outputs, name_outputs, Form, Inputs, LoadedWeights, StackConfig, TensorFile,
-    Tolerance,
+    compare, expected_outputs, name_outputs, Form, Inputs, LayerConfig, LoadedWeights, StackConfig,
+    TensorFile, Tolerance,
 };
 
 /// Every committed fixture.
@@ -97,36 +97,31 @@ fn canonical_save_round_trips_weights_and_configuration() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tf1_article_seed0.safetensors");
     let model = LoadedWeights::read(&source, DType::F32).unwrap();
     let saved = dir.join("canonical.safetensors");
+    let layer = LayerConfig {
+        time: TimeOrder::GoBackwards,
+        clip: Some(2.5),
+        ..LayerConfig::new(Nonlinearity::Selu)
+    };
     let config = StackConfig {
-        nonlinearity: vec![Nonlinearity::Selu],
-        layer_options: vec![LayerOptions {
-            go_backwards: true,
-            merge_mode: MergeMode::Concat,
-            reverse: false,
-        }],
+        layers: vec![layer],
         masked_steps: MaskedSteps::RepeatLast,
         batch_first: Some(true),
         mask_value: Some(0.0),
         input_mask: Some("`embedding` (Embedding, mask_zero=True)".into()),
-        nonlinearity_reverse: Vec::new(),
-        clip: vec![Some(2.5)],
     };
     rnn_weights::save_canonical(&saved, &model.weights, &config, &[]).unwrap();
     let back = LoadedWeights::read(&saved, DType::F32).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(back.naming, rnn_weights::Naming::Pytorch);
-    assert_eq!(back.nonlinearity, Some(vec![Nonlinearity::Selu]));
-    assert_eq!(back.go_backwards, Some(vec![true]));
-    assert_eq!(back.merge_mode, None); // concat, the default, is not written
-    assert_eq!(back.masked_steps, Some(MaskedSteps::RepeatLast));
-    assert_eq!(back.batch_first, Some(true));
-    assert_eq!(back.mask_value, Some(0.0));
+    assert_eq!(back.recorded.layers, Some(vec![layer]));
+    assert_eq!(back.recorded.masked_steps, Some(MaskedSteps::RepeatLast));
+    assert_eq!(back.recorded.batch_first, Some(true));
+    assert_eq!(back.recorded.mask_value, Some(0.0));
     assert_eq!(
-        back.input_mask.as_deref(),
+        back.recorded.input_mask.as_deref(),
         Some("`embedding` (Embedding, mask_zero=True)")
     );
-    assert_eq!(back.clip, Some(vec![Some(2.5)]));
-    assert_eq!(back.nonlinearity_reverse, None); // one direction: nothing to record
+    assert_eq!(back.recorded_config(), config);
     let values = |m: &LoadedWeights| {
         m.weights[0][0]
             .w_ih

@@ -250,15 +250,15 @@ pub fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
 }
 
 /// The masks a file records, applied to the inputs read from `file`, or refused
-/// ([`StackConfig::apply_masks`]).
+/// ([`Inputs::apply_masks`]).
 pub fn apply_masks(
     file: &TensorFile,
     inputs: &mut Inputs,
     config: &StackConfig,
     batch_first: bool,
 ) -> Result<()> {
-    config
-        .apply_masks(inputs, batch_first)
+    inputs
+        .apply_masks(config, batch_first)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.path().display()))
 }
 

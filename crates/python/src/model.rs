@@ -121,7 +121,7 @@ impl Model {
                     .with_model_inputs(file, dtype)
                     .map_err(|e| e.to_string())?;
             }
-            config.apply_masks(&mut inputs, rnn.batch_first())?;
+            inputs.apply_masks(config, rnn.batch_first())?;
             let (output, states) = rnn
                 .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
                 .map_err(|e| format!("cannot run the model on the inputs: {e}"))?;

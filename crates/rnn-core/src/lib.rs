@@ -91,6 +91,6 @@ pub use init::{uniform_weights, InitConfig};
 pub use layer::{LayerWeights, RnnLayer, RnnState};
 pub use mask::lengths_from_mask;
 pub use nonlinearity::{Nonlinearity, Param};
-pub use options::{LayerOptions, MaskedSteps, MergeMode};
+pub use options::{LayerOptions, MaskedSteps, MergeMode, TimeOrder};
 pub use rnn::{Rnn, StackRun};
 pub use stream::Stream;

@@ -71,22 +71,60 @@ impl MergeMode {
     }
 }
 
-/// What one layer of a stack does beyond `torch.nn.RNN`: Keras's layer options.
+/// How a one-direction layer reads time: `torch.nn.RNN`'s way, Keras's `go_backwards`, or
+/// ONNX's `direction=reverse`. A bidirectional layer reads both ways and takes
+/// [`TimeOrder::Forward`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeOrder {
+    /// From the first step to the last (PyTorch; Keras's and ONNX's default).
+    #[default]
+    Forward,
+    /// Keras's `go_backwards=True`: the layer reads its sequence from the last step to the
+    /// first and returns its outputs in that order, so `output[0]` is the state after reading
+    /// `input[T-1]`; its final state is the one after reading `input[0]`.
+    GoBackwards,
+    /// ONNX's `direction=reverse`: the layer reads its sequence from the last step to the
+    /// first, as the second direction of a bidirectional layer does, and its outputs stay
+    /// indexed by time (`output[t]` is the state after reading `input[t]`; the final state is
+    /// the one after reading `input[0]`). Unlike `GoBackwards`, nothing is put in processing
+    /// order.
+    Reverse,
+}
+
+impl TimeOrder {
+    /// Every order, in the order `--help` lists them.
+    pub const ALL: [TimeOrder; 3] = [
+        TimeOrder::Forward,
+        TimeOrder::GoBackwards,
+        TimeOrder::Reverse,
+    ];
+
+    /// Its name in metadata: `"forward"`, `"go_backwards"` (Keras's keyword) or `"reverse"`
+    /// (ONNX's `direction`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeOrder::Forward => "forward",
+            TimeOrder::GoBackwards => "go_backwards",
+            TimeOrder::Reverse => "reverse",
+        }
+    }
+
+    /// Whether the layer reads its sequence from the last step.
+    pub fn from_end(self) -> bool {
+        self != TimeOrder::Forward
+    }
+}
+
+/// What one layer of a stack does beyond `torch.nn.RNN`: how it reads time and how its two
+/// directions are joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LayerOptions {
-    /// Keras's `go_backwards` (one-direction layers only): the layer reads its sequence from
-    /// the last step to the first and returns its outputs in that order, so `output[0]` is the
-    /// state after reading `input[T-1]`; its final state is the one after reading `input[0]`.
-    pub go_backwards: bool,
+    /// How a one-direction layer reads time; a bidirectional layer must read
+    /// [`TimeOrder::Forward`].
+    pub time: TimeOrder,
     /// How the two directions of a bidirectional layer are joined; one-direction layers
     /// ignore it.
     pub merge_mode: MergeMode,
-    /// ONNX's `direction=reverse` (one-direction layers only): the layer reads its sequence
-    /// from the last step to the first, as the second direction of a bidirectional layer does,
-    /// and its outputs stay indexed by time (`output[t]` is the state after reading
-    /// `input[t]`; the final state is the one after reading `input[0]`). Unlike
-    /// `go_backwards`, nothing is put in processing order.
-    pub reverse: bool,
 }
 
 /// What a layer outputs at the steps past a sequence's length (with `lengths`, or Keras's

@@ -6,7 +6,7 @@ use candle_nn::rnn::Direction;
 
 use crate::layer::{LayerWeights, RnnLayer};
 use crate::nonlinearity::Nonlinearity;
-use crate::options::{LayerOptions, MaskedSteps, MergeMode};
+use crate::options::{LayerOptions, MaskedSteps, MergeMode, TimeOrder};
 use crate::shape::{check_dims, ensure};
 
 /// A multi-layer, optionally bidirectional Elman RNN with PyTorch's semantics.
@@ -105,15 +105,12 @@ impl Rnn {
                     layer.len()
                 )
             })?;
-            ensure(!(layer.len() == 2 && options[k].reverse), || {
-                format!("layer {k}: reverse applies to one-direction layers; a bidirectional layer already has a reverse direction")
-            })?;
-            ensure(!(options[k].reverse && options[k].go_backwards), || {
-                format!("layer {k}: reverse and go_backwards both read from the end; choose one (go_backwards keeps the outputs in processing order, reverse in time order)")
-            })?;
-            ensure(!(layer.len() == 2 && options[k].go_backwards), || {
-                format!("layer {k}: go_backwards applies to one-direction layers; a bidirectional layer already reads its sequence both ways")
-            })?;
+            ensure(
+                layer.len() == 1 || options[k].time == TimeOrder::Forward,
+                || {
+                    format!("layer {k}: {} applies to one-direction layers; a bidirectional layer already reads its sequence both ways", options[k].time.as_str())
+                },
+            )?;
             ensure(
                 options[k].merge_mode != MergeMode::Separate || k + 1 == layers.len(),
                 || {
@@ -463,7 +460,7 @@ impl Rnn {
                 let h0 = h0.as_ref().map(|h| &h[states.len()]);
                 // A go_backwards layer is the reverse direction with its outputs left in the
                 // order it computed them.
-                let forward = d == 0 && !options.go_backwards && !options.reverse;
+                let forward = d == 0 && options.time == TimeOrder::Forward;
                 let direction = if forward {
                     Direction::Forward
                 } else {
@@ -481,7 +478,7 @@ impl Rnn {
                 {
                     out = repeat_last_valid(&out, lengths)?;
                 }
-                if options.go_backwards {
+                if options.time == TimeOrder::GoBackwards {
                     out = reverse_time(&out)?;
                 }
                 outputs.push(out);

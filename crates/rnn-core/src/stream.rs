@@ -62,10 +62,7 @@ impl Rnn {
                 .into()
         })?;
         ensure(
-            !self
-                .layer_options()
-                .iter()
-                .any(|o| o.go_backwards || o.reverse),
+            !self.layer_options().iter().any(|o| o.time.from_end()),
             || {
                 "a go_backwards or reverse layer reads each sequence from its end, so it cannot be fed one step \
              at a time; run the whole sequence instead"

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use safetensors::tensor::SafeTensors;
 
+use crate::config::Recorded;
 use crate::error::{float_dtype_error, Result, WeightsError};
 use crate::header_checks::{duplicate_key, safetensors_header_len, strides_fit};
 
@@ -20,6 +21,9 @@ pub struct TensorFile {
     /// Tensors whose element type candle cannot hold (bool, int8, ...): name and dtype.
     unloadable: BTreeMap<String, String>,
     metadata: HashMap<String, String>,
+    /// What a reader of a foreign format found the file to record of its model (`None`: read
+    /// from `__metadata__`, as a canonical file records it).
+    recorded: Option<Recorded>,
     /// Names the file stores as aliases of another tensor (shared, tied tensors): alias →
     /// the stored name.
     aliases: BTreeMap<String, String>,
@@ -100,6 +104,7 @@ impl TensorFile {
             tensors,
             unloadable,
             metadata,
+            recorded: None,
             aliases,
         })
     }
@@ -134,6 +139,7 @@ impl TensorFile {
             tensors,
             unloadable: BTreeMap::new(),
             metadata,
+            recorded: None,
             aliases: BTreeMap::new(),
         }
     }
@@ -143,6 +149,18 @@ impl TensorFile {
     pub(crate) fn with_aliases(mut self, aliases: BTreeMap<String, String>) -> Self {
         self.aliases.extend(aliases);
         self
+    }
+
+    /// The same tensors, with what the reader found the file to record of its model.
+    pub(crate) fn with_recorded(mut self, recorded: Recorded) -> Self {
+        self.recorded = Some(recorded);
+        self
+    }
+
+    /// What a reader of a foreign format found the file to record of its model; `None` for
+    /// the formats whose `__metadata__` records it ([`Recorded::from_metadata`]).
+    pub fn recorded(&self) -> Option<&Recorded> {
+        self.recorded.as_ref()
     }
 
     /// The same tensors, with tensors whose element type candle cannot hold (name → the

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Tensor};
 
+use crate::config::StackConfig;
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
 
@@ -36,6 +37,46 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// Applies the masks `config` records to these inputs, or refuses the run:
+    /// Keras's `Masking` ([`StackConfig::mask_value`]) gives each sequence's `lengths` from
+    /// its mask ([`rnn_core::lengths_from_mask`], which refuses masks with holes; `lengths` the
+    /// inputs also give must agree with it), and a mask the input cannot show
+    /// ([`StackConfig::input_mask`]) needs `lengths` given, else the RNN would run over the
+    /// padding and give other numbers than the framework, silently. The CLI's and the Python
+    /// module's runs both come here.
+    ///
+    /// # Errors
+    /// The refusal in words, without the file's name (the caller adds where the inputs came
+    /// from).
+    pub fn apply_masks(
+        &mut self,
+        config: &StackConfig,
+        batch_first: bool,
+    ) -> std::result::Result<(), String> {
+        if let Some(mask_value) = config.mask_value {
+            let from_mask = rnn_core::lengths_from_mask(&self.input, mask_value, batch_first)
+                .map_err(|e| e.to_string())?;
+            if let Some(given) = &self.lengths {
+                if *given != from_mask {
+                    return Err(format!(
+                        "lengths {given:?} disagree with the mask of value {mask_value}, which \
+                         gives {from_mask:?}"
+                    ));
+                }
+            }
+            self.lengths = Some(from_mask);
+        }
+        match &config.input_mask {
+            Some(layer) if self.lengths.is_none() => Err(format!(
+                "the model masks steps before its RNN at {layer}, which the input vectors \
+                 cannot show (Keras skips the masked steps); give each sequence's count of \
+                 unmasked steps as `lengths` (a tensor beside the input, or lengths= in Python), \
+                 which holds where the padding is at the end"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The same inputs on `device`.
     pub fn to_device(&self, device: &candle_core::Device) -> candle_core::Result<Self> {
         Ok(Self {

@@ -15,8 +15,10 @@
 //! # Ok::<(), rnn_weights::WeightsError>(())
 //! ```
 
+mod canonical;
 mod chunked;
 mod compare;
+mod config;
 mod dtype;
 mod error;
 mod expected;
@@ -31,12 +33,15 @@ mod npz;
 mod options;
 mod readers;
 mod selection;
-mod stack_config;
 mod text;
 mod write;
 
+pub use canonical::save_canonical;
 pub use chunked::{ArrayFile, ArrayWriter};
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
+pub use config::{
+    one_or_each, split_entries, LayerConfig, Recorded, StackConfig, CANONICAL_LAYOUT,
+};
 pub use error::{clip, Result, WeightsError, MESSAGE_CHARS, QUOTED_CHARS};
 pub use expected::{expected_outputs, name_outputs, Expected, F64_SUFFIX};
 pub use file::{FileFormat, TensorFile};
@@ -48,7 +53,6 @@ pub use options::ReadOptions;
 pub use readers::keras::compute_dtype_note;
 pub use readers::notes;
 pub use selection::{weight_names, Selection};
-pub use stack_config::{save_canonical, split_entries, StackConfig, CANONICAL_LAYOUT};
 pub use text::numpy::{array2string, PrintOptions};
 pub use text::{write_json, JSON_SCHEMA_VERSION};
 pub use write::{write_atomically, write_safetensors, write_tensors};

@@ -4,14 +4,14 @@
 use std::path::Path;
 
 use candle_core::DType;
-use rnn_core::{LayerOptions, LayerWeights, MaskedSteps, MergeMode, Nonlinearity};
+use rnn_core::{LayerWeights, MaskedSteps};
 
+use crate::config::{LayerConfig, Recorded, StackConfig};
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
 use crate::load_plan::{load_plan, Loaded, TensorMapping};
 use crate::naming::{Naming, Plan};
 use crate::selection::Selection;
-use crate::stack_config::{key, per_layer, StackConfig};
 
 /// RNN weights read from a file, in the canonical layout, with the options the file records.
 #[derive(Debug, Clone)]
@@ -20,29 +20,9 @@ pub struct LoadedWeights {
     pub naming: Naming,
     /// `weights[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
     pub weights: Vec<Vec<LayerWeights>>,
-    /// Each layer's activation, if the file's metadata records it.
-    pub nonlinearity: Option<Vec<Nonlinearity>>,
-    /// Each layer's activation of its reverse direction, where the metadata records one
-    /// (ONNX's `activations` per direction); else the reverse direction has the forward's.
-    pub nonlinearity_reverse: Option<Vec<Nonlinearity>>,
-    /// Each layer's clamp of the pre-activation (ONNX's `clip`), if the metadata records it.
-    pub clip: Option<Vec<Option<f64>>>,
-    /// Each layer's Keras `go_backwards`, if the file's metadata records it.
-    pub go_backwards: Option<Vec<bool>>,
-    /// Each layer's ONNX `direction=reverse`, if the file's metadata records it.
-    pub reverse: Option<Vec<bool>>,
-    /// Each layer's Keras `merge_mode`, if the file's metadata records it.
-    pub merge_mode: Option<Vec<MergeMode>>,
-    /// What the outputs hold past a sequence's length, if the file's metadata records it.
-    pub masked_steps: Option<MaskedSteps>,
-    /// Keras's `Masking(mask_value)` before the RNN, if the file's metadata records one: a
-    /// step whose features all equal it is masked.
-    pub mask_value: Option<f64>,
-    /// A mask made before the RNN that its input cannot show, if the file's metadata records
-    /// one ([`StackConfig::input_mask`]).
-    pub input_mask: Option<String>,
-    /// Whether the file's metadata says inputs are batch-first, if it says.
-    pub batch_first: Option<bool>,
+    /// What the file records of the model beyond its weights, one layer configuration per
+    /// layer picked (where it records them).
+    pub recorded: Recorded,
     /// Where each canonical tensor came from.
     pub mapping: Vec<TensorMapping>,
 }
@@ -105,23 +85,17 @@ impl LoadedWeights {
         let recorded = recorded_selection(file, selection)?;
         let plan = crate::selection::choose(file, recorded.as_ref().unwrap_or(selection))?;
         let Loaded { weights, mapping } = load_plan(file, &plan, dtype)?;
-        let mut model = LoadedWeights {
+        let recorded = match file.recorded() {
+            Some(recorded) => recorded.for_layers(file.path(), weights.len())?,
+            None => Recorded::from_metadata(file.path(), file.metadata(), weights.len())?,
+        };
+        let model = LoadedWeights {
             naming: plan.naming,
             weights,
-            nonlinearity: None,
-            nonlinearity_reverse: None,
-            clip: None,
-            go_backwards: None,
-            reverse: None,
-            merge_mode: None,
-            masked_steps: None,
-            mask_value: None,
-            input_mask: None,
-            batch_first: None,
+            recorded,
             mapping,
         };
         check_leftovers(file, &plan, &model)?;
-        model.read_metadata(file)?;
         Ok(model)
     }
 
@@ -149,34 +123,16 @@ impl LoadedWeights {
     /// what runs when the user adds no flag. Sequence inputs are batch-first as
     /// [`LoadedWeights::batch_first_by_default`] says.
     pub fn recorded_config(&self) -> StackConfig {
-        let layers = self.weights.len();
-        let go_backwards = self
-            .go_backwards
-            .clone()
-            .unwrap_or_else(|| vec![false; layers]);
-        let merge_mode = self
-            .merge_mode
-            .clone()
-            .unwrap_or_else(|| vec![MergeMode::Concat; layers]);
-        let reverse = self.reverse.clone().unwrap_or_else(|| vec![false; layers]);
+        let recorded = &self.recorded;
         StackConfig {
-            nonlinearity: self.nonlinearity.clone().unwrap_or_default(),
-            nonlinearity_reverse: self.nonlinearity_reverse.clone().unwrap_or_default(),
-            clip: self.clip.clone().unwrap_or_default(),
-            layer_options: go_backwards
-                .into_iter()
-                .zip(merge_mode)
-                .zip(reverse)
-                .map(|((go_backwards, merge_mode), reverse)| LayerOptions {
-                    go_backwards,
-                    merge_mode,
-                    reverse,
-                })
-                .collect(),
+            layers: recorded
+                .layers
+                .clone()
+                .unwrap_or_else(|| vec![LayerConfig::default(); self.weights.len()]),
             masked_steps: self.masked_steps_by_default(),
             batch_first: Some(self.batch_first_by_default()),
-            mask_value: self.mask_value,
-            input_mask: self.input_mask.clone(),
+            mask_value: recorded.mask_value,
+            input_mask: recorded.input_mask.clone(),
         }
     }
 
@@ -184,7 +140,7 @@ impl LoadedWeights {
     /// file's metadata says, else as its framework does (Keras repeats the last valid output;
     /// PyTorch and TensorFlow give zeros).
     pub fn masked_steps_by_default(&self) -> MaskedSteps {
-        self.masked_steps.unwrap_or(match self.naming {
+        self.recorded.masked_steps.unwrap_or(match self.naming {
             Naming::Keras => MaskedSteps::RepeatLast,
             _ => MaskedSteps::Zeros,
         })
@@ -198,83 +154,9 @@ impl LoadedWeights {
     /// Whether sequence inputs are batch-first unless the user says otherwise: as the file's
     /// metadata says, else as its framework does by default.
     pub fn batch_first_by_default(&self) -> bool {
-        self.batch_first
+        self.recorded
+            .batch_first
             .unwrap_or(self.naming.batch_first_by_default())
-    }
-
-    fn read_metadata(&mut self, file: &TensorFile) -> Result<()> {
-        let meta = file.metadata();
-        let bad = |key: &str, expected: &str, found: &str| WeightsError::Metadata {
-            path: file.path().to_owned(),
-            key: key.into(),
-            expected: expected.into(),
-            found: found.into(),
-        };
-        let layers = self.weights.len();
-        let names = Nonlinearity::ALL.map(|n| format!("\"{n}\""));
-        let expected = format!(
-            "one of {}, or a parametrised one such as \"leaky_relu(0.1)\" (or one per layer)",
-            names.join(", ")
-        );
-        if let Some(v) = meta.get(key::NONLINEARITY) {
-            self.nonlinearity = Some(
-                per_layer(v, layers, Nonlinearity::from_name)
-                    .ok_or_else(|| bad(key::NONLINEARITY, &expected, v))?,
-            );
-        }
-        if let Some(v) = meta.get(key::NONLINEARITY_REVERSE) {
-            self.nonlinearity_reverse = Some(
-                per_layer(v, layers, Nonlinearity::from_name)
-                    .ok_or_else(|| bad(key::NONLINEARITY_REVERSE, &expected, v))?,
-            );
-        }
-        if let Some(v) = meta.get(key::CLIP) {
-            let expected = "a positive number or \"none\" (or one per layer)";
-            let parse = |c: &str| match c {
-                "none" => Some(None),
-                c => c.parse::<f64>().ok().filter(|c| *c > 0.0).map(Some),
-            };
-            self.clip =
-                Some(per_layer(v, layers, parse).ok_or_else(|| bad(key::CLIP, expected, v))?);
-        }
-        if let Some(v) = meta.get(key::GO_BACKWARDS) {
-            let expected = "\"true\" or \"false\" (or one per layer)";
-            self.go_backwards = Some(
-                per_layer(v, layers, |b| b.parse().ok())
-                    .ok_or_else(|| bad(key::GO_BACKWARDS, expected, v))?,
-            );
-        }
-        if let Some(v) = meta.get(key::REVERSE) {
-            let expected = "\"true\" or \"false\" (or one per layer)";
-            self.reverse = Some(
-                per_layer(v, layers, |b| b.parse().ok())
-                    .ok_or_else(|| bad(key::REVERSE, expected, v))?,
-            );
-        }
-        if let Some(v) = meta.get(key::MERGE_MODE) {
-            let expected = "concat, sum, ave, mul or none (or one per layer)";
-            self.merge_mode = Some(
-                per_layer(v, layers, MergeMode::from_name)
-                    .ok_or_else(|| bad(key::MERGE_MODE, expected, v))?,
-            );
-        }
-        if let Some(v) = meta.get(key::MASK_VALUE) {
-            let m: f64 = v.parse().map_err(|_| bad(key::MASK_VALUE, "a number", v))?;
-            self.mask_value = Some(m);
-        }
-        self.input_mask = meta.get(key::INPUT_MASK).cloned();
-        if let Some(v) = meta.get(key::MASKED_STEPS) {
-            let m = MaskedSteps::from_name(v)
-                .ok_or_else(|| bad(key::MASKED_STEPS, "\"zeros\" or \"repeat-last\"", v))?;
-            self.masked_steps = Some(m);
-        }
-        if let Some(v) = meta.get(key::BATCH_FIRST) {
-            let b = v
-                .parse()
-                .map_err(|_| bad(key::BATCH_FIRST, "\"true\" or \"false\"", v))?;
-            self.batch_first = Some(b);
-        }
-        Ok(())
     }
 }
 

@@ -3,13 +3,13 @@
 //! [`ReadOptions`]; both then configure a model through [`LoadedWeights::stack_config`], so the
 //! flags mean the same everywhere.
 
-use rnn_core::{MaskedSteps, MergeMode, Nonlinearity};
+use rnn_core::{MaskedSteps, MergeMode, Nonlinearity, TimeOrder};
 
+use crate::config::{one_or_each, StackConfig};
 use crate::error::{Result, WeightsError};
 use crate::inputs::Form;
 use crate::model::LoadedWeights;
 use crate::selection::Selection;
-use crate::stack_config::StackConfig;
 
 /// How to read and configure a model: each field left at its default (empty, `None`, `false`)
 /// keeps what the file records, else its framework's default.
@@ -37,17 +37,13 @@ pub struct ReadOptions {
 
 /// One value for every layer, or one per layer, from an option that takes either.
 fn per_layer<T: Copy>(option: &'static str, values: &[T], layers: usize) -> Result<Vec<T>> {
-    match values {
-        [one] => Ok(vec![*one; layers]),
-        many if many.len() == layers => Ok(many.to_vec()),
-        many => Err(WeightsError::Option {
-            option,
-            reason: format!(
-                "expected one value or {layers} (one per layer of the model), found {}",
-                many.len()
-            ),
-        }),
-    }
+    one_or_each(values, layers).ok_or_else(|| WeightsError::Option {
+        option,
+        reason: format!(
+            "expected one value or {layers} (one per layer of the model), found {}",
+            values.len()
+        ),
+    })
 }
 
 impl LoadedWeights {
@@ -62,9 +58,12 @@ impl LoadedWeights {
         let layers = self.weights.len();
         let mut config = self.recorded_config();
         if !read.nonlinearity.is_empty() {
-            config.nonlinearity = per_layer("--nonlinearity", &read.nonlinearity, layers)?;
             // The option names one activation per layer, for both of its directions.
-            config.nonlinearity_reverse.clear();
+            let each = per_layer("--nonlinearity", &read.nonlinearity, layers)?;
+            for (layer, n) in config.layers.iter_mut().zip(each) {
+                layer.nonlinearity = n;
+                layer.nonlinearity_reverse = n;
+            }
         }
         if !read.merge_mode.is_empty() {
             if self.weights.iter().all(|l| l.len() == 1) {
@@ -75,8 +74,8 @@ impl LoadedWeights {
                 });
             }
             let modes = per_layer("--merge-mode", &read.merge_mode, layers)?;
-            for (options, mode) in config.layer_options.iter_mut().zip(modes) {
-                options.merge_mode = mode;
+            for (layer, mode) in config.layers.iter_mut().zip(modes) {
+                layer.merge_mode = mode;
             }
         }
         if read.go_backwards {
@@ -88,8 +87,10 @@ impl LoadedWeights {
                         .into(),
                 });
             }
-            for (options, layer) in config.layer_options.iter_mut().zip(&self.weights) {
-                options.go_backwards = layer.len() == 1;
+            for (layer, dirs) in config.layers.iter_mut().zip(&self.weights) {
+                if dirs.len() == 1 {
+                    layer.time = TimeOrder::GoBackwards;
+                }
             }
         }
         if let Some(masked_steps) = read.masked_steps {
@@ -105,10 +106,10 @@ impl LoadedWeights {
                     reason: format!("expected a positive bound, found {c}"),
                 });
             }
-            config.clip = per_layer("--clip", &read.clip, layers)?
-                .into_iter()
-                .map(Some)
-                .collect();
+            let each = per_layer("--clip", &read.clip, layers)?;
+            for (layer, clip) in config.layers.iter_mut().zip(each) {
+                layer.clip = Some(clip);
+            }
         }
         config.batch_first = Some(self.batch_first(read, form));
         Ok(config)

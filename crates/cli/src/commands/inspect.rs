@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use candle_core::DType;
-use rnn_weights::{LoadedWeights, F64_SUFFIX};
+use rnn_weights::{LayerConfig, LoadedWeights, F64_SUFFIX};
 
 use crate::cli::InspectArgs;
 use crate::pipeline::read_model_file;
@@ -29,50 +29,64 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
         Some(v) => v,
         None => format!("not recorded ({otherwise})"),
     };
-    let nonlinearity = model.nonlinearity.as_ref().map(|v| join_per_layer(v));
+    let layers = model.recorded.layers.as_deref();
+    let each = |f: &dyn Fn(&LayerConfig) -> String| {
+        layers.map(|l| join_per_layer(&l.iter().map(f).collect::<Vec<_>>()))
+    };
     writeln!(
         text,
         "nonlinearity:  {}",
-        recorded(nonlinearity, "tanh unless --nonlinearity says otherwise")
+        recorded(
+            each(&|l| l.nonlinearity.to_string()),
+            "tanh unless --nonlinearity says otherwise"
+        )
     )?;
     // Shown only where the file records them (ONNX's per-direction activations and clip).
-    if let Some(reverse) = &model.nonlinearity_reverse {
-        writeln!(text, "reverse:       {}", join_per_layer(reverse))?;
+    let two_way = |k: usize| model.weights[k].len() == 2;
+    let layers = layers.unwrap_or_default();
+    if (0..layers.len())
+        .any(|k| two_way(k) && layers[k].nonlinearity_reverse != layers[k].nonlinearity)
+    {
+        if let Some(reverse) = each(&|l| l.nonlinearity_reverse.to_string()) {
+            writeln!(text, "reverse:       {reverse}")?;
+        }
     }
-    if let Some(clip) = &model.clip {
-        let clip: Vec<String> = clip
-            .iter()
-            .map(|c| c.map_or("none".into(), |c| c.to_string()))
-            .collect();
-        writeln!(text, "clip:          {}", join_per_layer(&clip))?;
+    if layers.iter().any(|l| l.clip.is_some()) {
+        if let Some(clip) = each(&|l| l.clip.map_or("none".into(), |c| c.to_string())) {
+            writeln!(text, "clip:          {clip}")?;
+        }
     }
-    let go_backwards = model.go_backwards.as_ref().map(|v| join_per_layer(v));
     writeln!(
         text,
-        "go_backwards:  {}",
-        recorded(go_backwards, "false unless --go-backwards")
+        "time order:    {}",
+        recorded(
+            each(&|l| l.time.as_str().into()),
+            "forward unless --go-backwards"
+        )
     )?;
-    let merge_mode = model.merge_mode.as_ref().map(|v| {
-        let names: Vec<&str> = v.iter().map(|m| m.as_str()).collect();
-        join_per_layer(&names)
-    });
     writeln!(
         text,
         "merge_mode:    {}",
-        recorded(merge_mode, "concat unless --merge-mode says otherwise")
+        recorded(
+            each(&|l| l.merge_mode.as_str().into()),
+            "concat unless --merge-mode says otherwise"
+        )
     )?;
     writeln!(
         text,
         "masked steps:  {}",
         model.masked_steps_by_default().as_str()
     )?;
-    let mask_value = model.mask_value.map(|v| format!("{v} (Keras Masking)"));
+    let mask_value = model
+        .recorded
+        .mask_value
+        .map(|v| format!("{v} (Keras Masking)"));
     writeln!(
         text,
         "mask value:    {}",
         recorded(mask_value, "none unless --mask-value")
     )?;
-    if let Some(layer) = &model.input_mask {
+    if let Some(layer) = &model.recorded.input_mask {
         writeln!(
             text,
             "input mask:    {layer}, before the RNN: runs need each sequence's lengths"

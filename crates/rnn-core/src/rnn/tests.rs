@@ -156,7 +156,7 @@ fn go_backwards_is_a_forward_run_over_the_reversed_input() {
     let plain = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
     let layers = plain.layers().to_vec();
     let options = vec![LayerOptions {
-        go_backwards: true,
+        time: TimeOrder::GoBackwards,
         ..LayerOptions::default()
     }];
     let backwards = Rnn::with_layer_options(layers, options).unwrap();
@@ -315,11 +315,11 @@ fn reverse_is_the_reverse_direction_alone() {
         Rnn::with_layer_options(plain.layers().to_vec(), vec![options]).unwrap()
     };
     let reverse = with(LayerOptions {
-        reverse: true,
+        time: TimeOrder::Reverse,
         ..LayerOptions::default()
     });
     let backwards = with(LayerOptions {
-        go_backwards: true,
+        time: TimeOrder::GoBackwards,
         ..LayerOptions::default()
     });
     let x = sequence();
@@ -333,12 +333,6 @@ fn reverse_is_the_reverse_direction_alone() {
         got_h.to_vec3::<f64>().unwrap(),
         gb_h.to_vec3::<f64>().unwrap()
     );
-    let both = LayerOptions {
-        reverse: true,
-        go_backwards: true,
-        ..LayerOptions::default()
-    };
-    assert!(Rnn::with_layer_options(plain.layers().to_vec(), vec![both]).is_err());
 }
 
 /// `rnn()` over a `VarMap`: every tensor torch's `nn.RNN(3, 4, num_layers=2,
@@ -533,11 +527,11 @@ fn stack_gradients(
 fn the_fused_backward_gives_candles_autograd_gradients() {
     let dev = Device::Cpu;
     let backwards = LayerOptions {
-        go_backwards: true,
+        time: TimeOrder::GoBackwards,
         ..Default::default()
     };
     let reverse = LayerOptions {
-        reverse: true,
+        time: TimeOrder::Reverse,
         ..Default::default()
     };
     let cases: [(bool, Option<Vec<usize>>, Nonlinearity, LayerOptions); 5] = [

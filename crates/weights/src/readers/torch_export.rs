@@ -210,15 +210,17 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
             }
         }
     }
-    let mut metadata = HashMap::new();
     let nonlinearity = if rnn["target"] == "torch.ops.aten.rnn_relu.input" {
-        "relu"
+        rnn_core::Nonlinearity::Relu
     } else {
-        "tanh"
+        rnn_core::Nonlinearity::Tanh
     };
-    metadata.insert("nonlinearity".to_string(), nonlinearity.to_string());
-    metadata.insert("batch_first".to_string(), batch_first.to_string());
-    Ok(TensorFile::from_tensors(path, tensors, metadata))
+    let recorded = crate::Recorded {
+        layers: Some(vec![crate::LayerConfig::new(nonlinearity)]),
+        batch_first: Some(batch_first),
+        ..crate::Recorded::default()
+    };
+    Ok(TensorFile::from_tensors(path, tensors, HashMap::new()).with_recorded(recorded))
 }
 
 /// One weight's tensor from its raw bytes and `tensor_meta` (torch.export's schema: `dtype` a

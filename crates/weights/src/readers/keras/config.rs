@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 
-use rnn_core::Nonlinearity;
+use rnn_core::{MergeMode, Nonlinearity, TimeOrder};
 use serde_json::Value;
 
 use super::h5::H5Layer;
-use super::{COMPUTE_DTYPE, INPUT_MASK, NOT_RUN, STACK};
+use super::{COMPUTE_DTYPE, NOT_RUN, STACK};
+use crate::config::{LayerConfig, Recorded};
 
 /// One recurrent layer of a `.keras` config.
 #[derive(Debug)]
@@ -17,8 +18,9 @@ struct RnnLayer {
     activation: Nonlinearity,
     go_backwards: bool,
     return_sequences: bool,
-    /// `Some(merge_mode)` (`None` for Keras's `merge_mode=None`) for a Bidirectional.
-    merge_mode: Option<Option<String>>,
+    /// A Bidirectional's `merge_mode` (Keras's `merge_mode=None` is [`MergeMode::Separate`]);
+    /// a one-direction layer ignores it.
+    merge_mode: MergeMode,
 }
 
 /// What a `.keras` config says about the model's RNN.
@@ -40,12 +42,12 @@ pub(super) struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// The metadata keys that record the config; checks the config against the weights'
-    /// layers.
+    /// The metadata keys of the reader's notes (the stack, the layers not run, compute
+    /// dtypes) and the model's configuration; checks the config against the weights' layers.
     pub(super) fn metadata(
         &self,
         h5: &[H5Layer],
-    ) -> std::result::Result<HashMap<String, String>, String> {
+    ) -> std::result::Result<(HashMap<String, String>, Recorded), String> {
         let mut meta = HashMap::new();
         for layer in &self.rnn {
             if !h5.iter().any(|l| l.recurrent && l.name == layer.name) {
@@ -70,9 +72,7 @@ impl ModelConfig {
             }
             _ => None,
         };
-        if let Some(layer) = self.input_mask.clone().or(hidden_masking) {
-            meta.insert(INPUT_MASK.into(), layer);
-        }
+        let input_mask = self.input_mask.clone().or(hidden_masking);
         if !self.compute_dtypes.is_empty() {
             let words: Vec<String> = self
                 .compute_dtypes
@@ -83,32 +83,44 @@ impl ModelConfig {
         }
         if !self.contiguous {
             // The user picks the layers; the options of the ones picked come from flags.
-            return Ok(meta);
+            let recorded = Recorded {
+                input_mask,
+                ..Recorded::default()
+            };
+            return Ok((meta, recorded));
         }
-        let join =
-            |f: &dyn Fn(&RnnLayer) -> String| self.rnn.iter().map(f).collect::<Vec<_>>().join(",");
-        meta.insert(STACK.into(), join(&|l| format!("{}/", l.name)));
         meta.insert(
-            "nonlinearity".into(),
-            join(&|l| l.activation.as_str().into()),
+            STACK.into(),
+            self.rnn
+                .iter()
+                .map(|l| format!("{}/", l.name))
+                .collect::<Vec<_>>()
+                .join(","),
         );
-        meta.insert("go_backwards".into(), join(&|l| l.go_backwards.to_string()));
-        meta.insert(
-            "merge_mode".into(),
-            join(&|l| match &l.merge_mode {
-                Some(Some(mode)) => mode.clone(),
-                Some(None) => "none".into(),
-                None => "concat".into(),
-            }),
-        );
-        meta.insert("batch_first".into(), "true".into());
         if let Some(top) = self.rnn.last() {
             meta.insert("return_sequences".into(), top.return_sequences.to_string());
         }
-        if let Some((_, value)) = self.mask_value {
-            meta.insert("mask_value".into(), value.to_string());
-        }
-        Ok(meta)
+        let layers = self
+            .rnn
+            .iter()
+            .map(|l| LayerConfig {
+                time: if l.go_backwards {
+                    TimeOrder::GoBackwards
+                } else {
+                    TimeOrder::Forward
+                },
+                merge_mode: l.merge_mode,
+                ..LayerConfig::new(l.activation)
+            })
+            .collect();
+        let recorded = Recorded {
+            layers: Some(layers),
+            batch_first: Some(true),
+            mask_value: self.mask_value.as_ref().map(|(_, value)| *value),
+            input_mask,
+            ..Recorded::default()
+        };
+        Ok((meta, recorded))
     }
 }
 
@@ -367,7 +379,7 @@ fn rnn_layer(class: &str, cfg: &Value, name: &str) -> std::result::Result<RnnLay
             activation,
             go_backwards: flag("go_backwards", false),
             return_sequences: flag("return_sequences", false),
-            merge_mode: None,
+            merge_mode: MergeMode::Concat,
             name,
         })
     };
@@ -429,10 +441,22 @@ fn rnn_layer(class: &str, cfg: &Value, name: &str) -> std::result::Result<RnnLay
                     ));
                 }
             }
-            let merge_mode = cfg["merge_mode"].as_str().map(str::to_string);
+            let merge_mode = match &cfg["merge_mode"] {
+                Value::Null => MergeMode::Separate,
+                mode => mode
+                    .as_str()
+                    .and_then(MergeMode::from_name)
+                    .filter(|m| *m != MergeMode::Separate)
+                    .ok_or_else(|| {
+                        format!(
+                            "Bidirectional layer `{name}`: merge_mode {mode} is not one of \
+                             Keras's (\"concat\", \"sum\", \"ave\", \"mul\" or None)"
+                        )
+                    })?,
+            };
             Ok(RnnLayer {
                 name: name.to_string(),
-                merge_mode: Some(merge_mode),
+                merge_mode,
                 go_backwards: false,
                 ..forward
             })
@@ -460,7 +484,7 @@ mod tests {
             "dtype": dtype}})
     }
 
-    fn metadata(config: &Value) -> HashMap<String, String> {
+    fn metadata(config: &Value) -> (HashMap<String, String>, Recorded) {
         let h5 = [H5Layer {
             name: "simple_rnn".into(),
             recurrent: true,
@@ -472,47 +496,47 @@ mod tests {
     fn a_mask_made_before_the_rnn_is_recorded() {
         let embedding = serde_json::json!({"class_name": "Embedding",
             "config": {"name": "embedding", "mask_zero": true}});
-        let meta = metadata(&sequential(serde_json::json!([
+        let (_, recorded) = metadata(&sequential(serde_json::json!([
             embedding,
             simple_rnn("simple_rnn", policy("float32"))
         ])));
         assert_eq!(
-            meta.get(INPUT_MASK).map(String::as_str),
+            recorded.input_mask.as_deref(),
             Some("`embedding` (Embedding, mask_zero=True)")
         );
         // Without mask_zero, no mask; a leading Masking over a contiguous stack is the
         // mask_value the input shows, not a hidden one.
         let plain = serde_json::json!({"class_name": "Embedding",
             "config": {"name": "embedding", "mask_zero": false}});
-        let meta = metadata(&sequential(serde_json::json!([
+        let (_, recorded) = metadata(&sequential(serde_json::json!([
             plain,
             simple_rnn("simple_rnn", policy("float32"))
         ])));
-        assert!(!meta.contains_key(INPUT_MASK));
+        assert_eq!(recorded.input_mask, None);
         let masking = serde_json::json!({"class_name": "Masking",
             "config": {"name": "masking", "mask_value": 0.0}});
-        let meta = metadata(&sequential(serde_json::json!([
+        let (_, recorded) = metadata(&sequential(serde_json::json!([
             masking.clone(),
             simple_rnn("simple_rnn", policy("float32"))
         ])));
-        assert!(!meta.contains_key(INPUT_MASK));
-        assert_eq!(meta.get("mask_value").map(String::as_str), Some("0"));
+        assert_eq!(recorded.input_mask, None);
+        assert_eq!(recorded.mask_value, Some(0.0));
         // A Masking whose outputs pass through a Dense first: its mask is hidden too.
         let dense = serde_json::json!({"class_name": "Dense", "config": {"name": "dense"}});
-        let meta = metadata(&sequential(serde_json::json!([
+        let (_, recorded) = metadata(&sequential(serde_json::json!([
             masking,
             dense,
             simple_rnn("simple_rnn", policy("float32"))
         ])));
         assert_eq!(
-            meta.get(INPUT_MASK).map(String::as_str),
+            recorded.input_mask.as_deref(),
             Some("`masking` (Masking, mask_value=0)")
         );
     }
 
     #[test]
     fn a_dtype_policy_other_than_float32_is_recorded() {
-        let meta = metadata(&sequential(serde_json::json!([simple_rnn(
+        let (meta, _) = metadata(&sequential(serde_json::json!([simple_rnn(
             "simple_rnn",
             policy("mixed_float16")
         )])));
@@ -521,7 +545,7 @@ mod tests {
             Some("float16 (dtype policy mixed_float16)")
         );
         // tf-keras writes a plain name or a `Policy`.
-        let meta = metadata(&sequential(serde_json::json!([simple_rnn(
+        let (meta, _) = metadata(&sequential(serde_json::json!([simple_rnn(
             "simple_rnn",
             serde_json::json!("float64")
         )])));
@@ -529,7 +553,7 @@ mod tests {
             meta.get(COMPUTE_DTYPE).map(String::as_str),
             Some("float64 (dtype policy float64)")
         );
-        let meta = metadata(&sequential(serde_json::json!([simple_rnn(
+        let (meta, _) = metadata(&sequential(serde_json::json!([simple_rnn(
             "simple_rnn",
             policy("float32")
         )])));

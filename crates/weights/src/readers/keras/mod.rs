@@ -51,8 +51,8 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         .map_err(|e| malformed(format!("config.json is not valid JSON: {e}")))?;
     let model = model_config(&config).map_err(|e| malformed(format!("config.json: {e}")))?;
     let h5 = read_h5(path, &weights)?;
-    let metadata = model.metadata(&h5.layers).map_err(malformed)?;
-    Ok(TensorFile::from_tensors(path, h5.tensors, metadata))
+    let (metadata, recorded) = model.metadata(&h5.layers).map_err(malformed)?;
+    Ok(TensorFile::from_tensors(path, h5.tensors, metadata).with_recorded(recorded))
 }
 
 /// Reads a Keras HDF5 file: Keras 3's `.weights.h5`, or tf-keras's (Keras 2) `model.save("m.h5")`
@@ -79,8 +79,8 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         let config: Value = serde_json::from_str(&config)
             .map_err(|e| malformed(format!("model_config is not valid JSON: {e}")))?;
         let model = model_config(&config).map_err(|e| malformed(format!("model_config: {e}")))?;
-        let metadata = model.metadata(&layers).map_err(malformed)?;
-        return Ok(TensorFile::from_tensors(path, tensors, metadata));
+        let (metadata, recorded) = model.metadata(&layers).map_err(malformed)?;
+        return Ok(TensorFile::from_tensors(path, tensors, metadata).with_recorded(recorded));
     }
     let mut metadata = HashMap::new();
     let others: Vec<&str> = layers
@@ -94,13 +94,13 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     Ok(TensorFile::from_tensors(path, tensors, metadata))
 }
 
-/// The metadata a tf-keras model config (`{"class_name": …, "config": …}`) records, checked
+/// The notes and configuration a tf-keras model config (`{"class_name": …, "config": …}`) records, checked
 /// against `layers`, the model's layers with weights by name, each with whether it is
 /// recurrent (a SavedModel's, whose variables the checkpoint's object graph names).
 pub(crate) fn config_metadata(
     config: &Value,
     layers: &[(String, bool)],
-) -> std::result::Result<HashMap<String, String>, String> {
+) -> std::result::Result<(HashMap<String, String>, crate::Recorded), String> {
     let model = model_config(config)?;
     let layers: Vec<h5::H5Layer> = layers
         .iter()
@@ -116,9 +116,6 @@ pub(crate) fn config_metadata(
 /// words, `name (Class)` or `name`); a file that records it is refused unless `--prefix` or
 /// `--stack` picks the RNN.
 pub const NOT_RUN: &str = "keras_not_run";
-/// Metadata key: a layer before the RNN whose mask its input cannot show (the canonical
-/// `input_mask`, [`crate::StackConfig::input_mask`]).
-pub(crate) const INPUT_MASK: &str = crate::stack_config::key::INPUT_MASK;
 /// Metadata key: the dtypes the recurrent layers compute in where their dtype policy is not
 /// float32, in words (`float16 (dtype policy mixed_float16)`).
 pub(crate) const COMPUTE_DTYPE: &str = "keras_compute_dtype";

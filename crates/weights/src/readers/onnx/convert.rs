@@ -4,17 +4,18 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
-use rnn_core::Nonlinearity;
+use rnn_core::{MergeMode, Nonlinearity, TimeOrder};
 
 use super::attributes::Attributes;
-use super::graph::{Feed, Reader, GLUE};
+use super::graph::{Feed, Lifted, Reader, GLUE};
 use super::proto::Node;
 use super::tensor::to_tensor;
 use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
+use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
 
 impl<'g> Reader<'g> {
-    pub(super) fn read(&self) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    pub(super) fn read(&self) -> Result<Lifted> {
         let rnns: Vec<&Node> = self
             .graph
             .node
@@ -177,27 +178,27 @@ impl<'g> Reader<'g> {
             h0s.push(self.feed(node, 5, "initial_h")?);
             lens.push(self.feed(node, 4, "sequence_lens")?);
         }
-        let forward: Vec<String> = nonlinearities.iter().map(|n| n[0].to_string()).collect();
-        let reverse: Vec<String> = nonlinearities
+        let layers = nonlinearities
             .iter()
-            .map(|n| n[n.len() - 1].to_string())
+            .zip(&clips)
+            .zip(&reversed)
+            .map(|((n, &clip), &reverse)| LayerConfig {
+                nonlinearity: n[0],
+                nonlinearity_reverse: n[n.len() - 1],
+                clip,
+                time: if reverse {
+                    TimeOrder::Reverse
+                } else {
+                    TimeOrder::Forward
+                },
+                merge_mode: MergeMode::Concat,
+            })
             .collect();
-        metadata.insert("nonlinearity".into(), forward.join(","));
-        if reverse != forward {
-            metadata.insert("nonlinearity_reverse".into(), reverse.join(","));
-        }
-        if clips.iter().any(Option::is_some) {
-            let clips: Vec<String> = clips
-                .iter()
-                .map(|c| c.map_or("none".into(), |c| c.to_string()))
-                .collect();
-            metadata.insert("clip".into(), clips.join(","));
-        }
-        if reversed.contains(&true) {
-            let values: Vec<String> = reversed.iter().map(bool::to_string).collect();
-            metadata.insert("reverse".into(), values.join(","));
-        }
-        metadata.insert("batch_first".into(), batch_first.to_string());
+        let recorded = Recorded {
+            layers: Some(layers),
+            batch_first: Some(batch_first),
+            ..Recorded::default()
+        };
         let mut fixed = Vec::new();
         if let Some(h0) = self.initial_state(&stack, &node_directions, &h0s)? {
             tensors.insert("h0".into(), h0);
@@ -237,9 +238,9 @@ impl<'g> Reader<'g> {
             fixed.push("lengths");
         }
         if !fixed.is_empty() {
-            metadata.insert("model_inputs".into(), fixed.join(","));
+            metadata.insert(crate::MODEL_INPUTS.into(), fixed.join(","));
         }
-        Ok((tensors, metadata))
+        Ok((tensors, metadata, recorded))
     }
 
     fn attribute(&self, node: &Node, name: &str, value: &str) -> WeightsError {

@@ -10,7 +10,12 @@ use super::attributes::Attributes;
 use super::proto::{Graph, Node, TensorProto};
 use super::tensor::to_tensor;
 use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
+use crate::config::Recorded;
 use crate::error::{Result, WeightsError};
+
+/// What a reader of an ONNX graph finds: the tensors under rnn's names, the notes it records
+/// as metadata, and the model's configuration.
+pub(super) type Lifted = (HashMap<String, Tensor>, HashMap<String, String>, Recorded);
 
 /// Ops that may join the RNN nodes of a stack (shape bookkeeping, as the exporter writes it).
 pub(super) const GLUE: [&str; 12] = [

@@ -19,19 +19,21 @@ use std::collections::{HashMap, HashSet};
 
 use candle_core::{DType, Tensor};
 
-use super::graph::{input, Reader, Used, GLUE};
+use super::graph::{input, Lifted, Reader, Used, GLUE};
 use super::proto::{Graph, Node, TensorProto};
 use super::tensor::to_tensor;
 use super::unrolled::UNROLLED;
 use super::{node_name, refuse};
+use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
+use rnn_core::Nonlinearity;
 
 const ADVICE: &str = "give rnn the model it was converted from: a Keras model saved with \
                       model.save(\"m.keras\") (Keras 3) or model.save(\"m.h5\") (tf-keras)";
 
 /// One layer lifted from a `Loop`.
 struct Layer<'g> {
-    activation: &'static str,
+    activation: Nonlinearity,
     w: &'g TensorProto,
     b: Option<&'g TensorProto>,
     r: &'g TensorProto,
@@ -50,7 +52,7 @@ struct Lifter<'r, 'g> {
 }
 
 /// The tensors under PyTorch's names and the metadata of the stack `reader`'s `Loop` nodes run.
-pub(super) fn lift(reader: &Reader) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+pub(super) fn lift(reader: &Reader) -> Result<Lifted> {
     let mut lifter = Lifter {
         reader,
         used: Used::default(),
@@ -60,7 +62,7 @@ pub(super) fn lift(reader: &Reader) -> Result<(HashMap<String, Tensor>, HashMap<
 }
 
 impl<'r, 'g> Lifter<'r, 'g> {
-    fn run(&mut self) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    fn run(&mut self) -> Result<Lifted> {
         let graph = self.reader.graph;
         let x = match self.reader.inputs[..] {
             [x] => x,
@@ -181,9 +183,9 @@ impl<'r, 'g> Lifter<'r, 'g> {
                 self.body_breaks(node, "emits a value it does not compute".into())
             })?;
         let activation = match act.op_type.as_str() {
-            "Tanh" => "tanh",
-            "Relu" => "relu",
-            "Sigmoid" => "sigmoid",
+            "Tanh" => Nonlinearity::Tanh,
+            "Relu" => Nonlinearity::Relu,
+            "Sigmoid" => Nonlinearity::Sigmoid,
             other => {
                 return Err(
                     self.body_breaks(node, format!("applies {other}, not tanh, relu or sigmoid"))
@@ -442,10 +444,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         Ok(())
     }
 
-    fn canonical(
-        &self,
-        layers: &[Layer],
-    ) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    fn canonical(&self, layers: &[Layer]) -> Result<Lifted> {
         let mut tensors = HashMap::new();
         let tensor_error = |error| WeightsError::Tensor {
             path: self.reader.path.to_owned(),
@@ -496,9 +495,16 @@ impl<'r, 'g> Lifter<'r, 'g> {
             }
         }
         let mut metadata = HashMap::new();
-        let activations: Vec<&str> = layers.iter().map(|l| l.activation).collect();
-        metadata.insert("nonlinearity".into(), activations.join(","));
-        metadata.insert("batch_first".into(), "true".into());
+        let recorded = Recorded {
+            layers: Some(
+                layers
+                    .iter()
+                    .map(|l| LayerConfig::new(l.activation))
+                    .collect(),
+            ),
+            batch_first: Some(true),
+            ..Recorded::default()
+        };
         if let Some(k) = layers.iter().find_map(|l| l.fixed_steps) {
             metadata.insert(
                 UNROLLED.into(),
@@ -509,7 +515,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
                 ),
             );
         }
-        Ok((tensors, metadata))
+        Ok((tensors, metadata, recorded))
     }
 
     fn producer_of(&self, name: &str, op: &str) -> Option<&'g Node> {

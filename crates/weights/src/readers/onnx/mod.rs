@@ -88,12 +88,12 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         graph,
         usize::try_from(described).unwrap_or(usize::MAX),
     );
-    let (mut tensors, mut metadata) = reader.read()?;
+    let (mut tensors, mut metadata, recorded) = reader.read()?;
     let producer = format!("{} {}", model.producer_name, model.producer_version);
     metadata.insert("producer".into(), producer.trim().to_string());
     // Tensors of the graph, named as rnn names them; sorted for stable messages.
     let tensors: BTreeMap<String, Tensor> = std::mem::take(&mut tensors).into_iter().collect();
-    Ok(TensorFile::from_tensors(path, tensors, metadata))
+    Ok(TensorFile::from_tensors(path, tensors, metadata).with_recorded(recorded))
 }
 
 fn malformed(path: &Path, reason: String) -> WeightsError {

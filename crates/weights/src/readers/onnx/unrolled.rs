@@ -22,11 +22,13 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::graph::{input, Reader, Used};
+use super::graph::{input, Lifted, Reader, Used};
 use super::proto::Node;
 use super::tensor::to_tensor;
 use super::{node_name, refuse};
+use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
+use rnn_core::Nonlinearity;
 
 /// Metadata key: what the graph that unrolled the recurrence had fixed, in words.
 pub(crate) const UNROLLED: &str = "onnx_unrolled";
@@ -50,7 +52,7 @@ struct Chain<'g> {
     /// The states in the order they are computed (the backward direction's first is the last
     /// step's).
     states: Vec<&'g str>,
-    activation: &'static str,
+    activation: Nonlinearity,
     w_ih: &'g str,
     b_ih: Option<&'g str>,
     w_hh: &'g str,
@@ -69,7 +71,7 @@ struct Lifter<'r, 'g> {
 
 /// The tensors under PyTorch's names and the metadata of the recurrence `reader`'s graph
 /// unrolls.
-pub(super) fn lift(reader: &Reader) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+pub(super) fn lift(reader: &Reader) -> Result<Lifted> {
     let mut lifter = Lifter {
         reader,
         used: Used::default(),
@@ -79,7 +81,7 @@ pub(super) fn lift(reader: &Reader) -> Result<(HashMap<String, Tensor>, HashMap<
 }
 
 impl<'r, 'g> Lifter<'r, 'g> {
-    fn run(&mut self) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    fn run(&mut self) -> Result<Lifted> {
         let graph = self.reader.graph;
         let x = match self.reader.inputs.first() {
             Some(&x) => x,
@@ -201,15 +203,15 @@ impl<'r, 'g> Lifter<'r, 'g> {
                     .into(),
             ));
         }
-        let mut activation = "";
+        let mut activation = Nonlinearity::Tanh;
         let mut projection: Option<&'g str> = None;
         let mut recurrent: Option<(&'g str, Option<&'g str>)> = None;
         let mut first_term = "";
         for (k, &state) in states.iter().enumerate() {
             let node = self.node(state)?;
             let op = match node.op_type.as_str() {
-                "Tanh" => "tanh",
-                "Relu" => "relu",
+                "Tanh" => Nonlinearity::Tanh,
+                "Relu" => Nonlinearity::Relu,
                 _ => {
                     return Err(
                         self.breaks(node, "expected the step's activation (Tanh or Relu)".into())
@@ -493,11 +495,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
     }
 
     /// The canonical tensors and metadata of the lifted stack.
-    fn canonical(
-        &self,
-        layers: &[Vec<Chain<'g>>],
-        batch_first: bool,
-    ) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    fn canonical(&self, layers: &[Vec<Chain<'g>>], batch_first: bool) -> Result<Lifted> {
         let mut tensors = HashMap::new();
         let tensor_error = |error| WeightsError::Tensor {
             path: self.reader.path.to_owned(),
@@ -507,7 +505,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         let budget = self.reader.weight_budget();
         let directions = layers[0].len();
         let mut starts = Vec::new();
-        let mut activations: [Vec<&str>; 2] = [Vec::new(), Vec::new()];
+        let mut activations: [Vec<Nonlinearity>; 2] = [Vec::new(), Vec::new()];
         for (l, chains) in layers.iter().enumerate() {
             for (d, chain) in chains.iter().enumerate() {
                 let suffix = if d == 1 { "_reverse" } else { "" };
@@ -581,11 +579,19 @@ impl<'r, 'g> Lifter<'r, 'g> {
             }
         }
         let mut metadata = HashMap::new();
-        metadata.insert("nonlinearity".into(), activations[0].join(","));
-        if directions == 2 && activations[1] != activations[0] {
-            metadata.insert("nonlinearity_reverse".into(), activations[1].join(","));
-        }
-        metadata.insert("batch_first".into(), batch_first.to_string());
+        let configs = activations[0]
+            .iter()
+            .enumerate()
+            .map(|(l, &forward)| LayerConfig {
+                nonlinearity_reverse: activations[1].get(l).copied().unwrap_or(forward),
+                ..LayerConfig::new(forward)
+            })
+            .collect();
+        let recorded = Recorded {
+            layers: Some(configs),
+            batch_first: Some(batch_first),
+            ..Recorded::default()
+        };
         let steps = layers[0][0].states.len();
         let batch = self
             .batch
@@ -598,7 +604,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
                  it lifted from those steps, for any length and batch"
             ),
         );
-        Ok((tensors, metadata))
+        Ok((tensors, metadata, recorded))
     }
 
     fn tensor(&self, t: &super::proto::TensorProto) -> Result<Tensor> {

@@ -84,14 +84,22 @@ pub(super) fn keras_metadata_beside(prefix: &Path) -> Option<std::path::PathBuf>
     path.is_file().then_some(path)
 }
 
-/// The variables named as tf-keras's `.h5` names them, and the metadata the model's config
-/// gives.
+/// The variables under tf-keras's names, the reader's notes as metadata, and the model's
+/// configuration.
+type Named = (
+    BTreeMap<String, Tensor>,
+    HashMap<String, String>,
+    crate::Recorded,
+);
+
+/// The variables named as tf-keras's `.h5` names them, with the notes and configuration the
+/// model's config gives.
 pub(super) fn keras_names(
     index: &Path,
     object_graph: &[u8],
     metadata_path: &Path,
     tensors: BTreeMap<String, Tensor>,
-) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
+) -> Result<Named> {
     let malformed = |kind: &'static str, path: &Path, reason: String| WeightsError::Malformed {
         path: path.to_owned(),
         kind,
@@ -201,9 +209,9 @@ pub(super) fn keras_names(
             "expected the model's config (`model_config` of the object `root`), found none".into(),
         ));
     };
-    let metadata = crate::readers::keras::config_metadata(config, &layers)
+    let (metadata, recorded) = crate::readers::keras::config_metadata(config, &layers)
         .map_err(|e| malformed("Keras SavedModel metadata", metadata_path, e))?;
-    Ok((renamed, metadata))
+    Ok((renamed, metadata, recorded))
 }
 
 /// What the object graph's root is.
