@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rnn_core::{MaskedSteps, MergeMode, Vocabulary};
+use rnn_weights::{FileFormat, Naming};
 
 use crate::device::DeviceChoice;
 
@@ -62,8 +65,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SelectArgs {
     /// Read the weights in this naming scheme when more than one fits.
-    #[arg(long, value_enum)]
-    pub weights_format: Option<WeightsFormat>,
+    #[arg(long, value_parser = choice::<Naming>())]
+    pub weights_format: Option<Naming>,
     /// Read only the tensors whose names start with this, when the file holds several RNNs
     /// (an encoder and a decoder, two TF1 scopes): e.g. `encoder.rnn.` or
     /// `bidirectional_rnn/`.
@@ -80,7 +83,7 @@ impl SelectArgs {
     /// The selection these flags make.
     pub fn selection(&self) -> rnn_weights::Selection {
         rnn_weights::Selection {
-            naming: self.weights_format.map(Into::into),
+            naming: self.weights_format,
             prefix: self.prefix.clone(),
             stack: self.stack.clone(),
         }
@@ -103,12 +106,12 @@ pub struct ReadOptions {
     /// How a bidirectional layer joins its two directions (Keras's `merge_mode`): one for
     /// every bidirectional layer, or one per layer. `none` (top layer only) gives
     /// `output_forward` and `output_backward` instead of `output`.
-    #[arg(long, value_enum, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, value_parser = choice::<MergeMode>(), value_delimiter = ',', num_args = 1..)]
     pub merge_mode: Vec<MergeMode>,
     /// What the outputs hold past a sequence's `lengths`: `repeat-last`, the last valid
     /// output (Keras's masking; the default for Keras weights), or `zeros` (PyTorch's packed
     /// sequences and TensorFlow's sequence_length; the default otherwise).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<MaskedSteps>())]
     pub masked_steps: Option<MaskedSteps>,
     /// Keras's `Masking(mask_value=V)` before the RNN: a step whose features all equal V is
     /// masked, and each sequence's `lengths` is its steps before the first masked one (masks
@@ -138,8 +141,8 @@ impl ReadOptions {
         rnn_weights::ReadOptions {
             nonlinearity: self.nonlinearity.iter().flatten().copied().collect(),
             go_backwards: self.go_backwards,
-            merge_mode: self.merge_mode.iter().map(|&m| m.into()).collect(),
-            masked_steps: self.masked_steps.map(Into::into),
+            merge_mode: self.merge_mode.clone(),
+            masked_steps: self.masked_steps,
             mask_value: self.mask_value,
             clip: self.clip.clone(),
             // clap refuses both; the time-major flag was the one read first.
@@ -184,7 +187,7 @@ pub struct Sources {
     #[arg(long, short)]
     pub input: Option<PathBuf>,
     /// Read the input as this format instead of the one its extension names.
-    #[arg(long, value_enum, requires = "input")]
+    #[arg(long, value_parser = choice::<FileFormat>(), requires = "input")]
     pub input_format: Option<FileFormat>,
 }
 
@@ -197,7 +200,7 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub output: Option<PathBuf>,
     /// Write the output as this format instead of the one its extension names.
-    #[arg(long, value_enum, requires = "output")]
+    #[arg(long, value_parser = choice::<FileFormat>(), requires = "output")]
     pub output_format: Option<FileFormat>,
     /// Read one time step per line on stdin (a JSON array or comma-separated numbers) and
     /// print each step's output as soon as it is computed, keeping the hidden state.
@@ -377,23 +380,19 @@ pub struct InitArgs {
     pub output: PathBuf,
 }
 
-/// An activation by PyTorch's or Keras's name (`hard-sigmoid` for `hard_sigmoid` too), or a
-/// parametrised one as the file metadata writes it: `leaky_relu(0.1)`, `thresholded_relu(α)`,
-/// `elu(α)`, `affine(α,β)`, `scaled_tanh(α,β)`, `hard_sigmoid(α,β)`
-/// ([`rnn_core::Nonlinearity::from_name`], which the Python module and the readers share).
+/// An activation by PyTorch's or Keras's name, or a parametrised one as the file metadata
+/// writes it (`Nonlinearity`'s `FromStr`, which the Python module and the readers share).
 fn parse_nonlinearity(text: &str) -> Result<rnn_core::Nonlinearity, String> {
-    let name = text.trim().replace('-', "_");
-    rnn_core::Nonlinearity::from_name(&name).ok_or_else(|| {
-        let names: Vec<&str> = rnn_core::Nonlinearity::ALL
-            .iter()
-            .map(|n| n.as_str())
-            .collect();
-        format!(
-            "expected one of {}, or leaky_relu(α), thresholded_relu(α), elu(α), affine(α,β), \
-             scaled_tanh(α,β), hard_sigmoid(α,β)",
-            names.join(", ")
-        )
-    })
+    text.parse()
+}
+
+/// The values of a library enum, by their [`Vocabulary`] names, with each one's meaning in
+/// `--help` and the completions.
+fn choice<T: Vocabulary + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
+    let values = T::ALL
+        .iter()
+        .map(|v| PossibleValue::new(v.name()).help(v.help()));
+    PossibleValuesParser::new(values).try_map(|name| T::parse_name(&name))
 }
 
 /// One activation or one per layer, comma-separated; commas inside parentheses belong to a
@@ -404,74 +403,6 @@ fn parse_nonlinearities(text: &str) -> Result<Vec<rnn_core::Nonlinearity>, Strin
         .into_iter()
         .map(parse_nonlinearity)
         .collect()
-}
-
-/// Keras's `Bidirectional` merge modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MergeMode {
-    /// Forward and backward side by side (PyTorch; Keras's default).
-    Concat,
-    /// Their sum.
-    Sum,
-    /// Their mean.
-    Ave,
-    /// Their product.
-    Mul,
-    /// Kept apart: output_forward and output_backward (Keras's merge_mode=None).
-    None,
-}
-
-impl From<MergeMode> for rnn_core::MergeMode {
-    fn from(m: MergeMode) -> Self {
-        match m {
-            MergeMode::Concat => rnn_core::MergeMode::Concat,
-            MergeMode::Sum => rnn_core::MergeMode::Sum,
-            MergeMode::Ave => rnn_core::MergeMode::Ave,
-            MergeMode::Mul => rnn_core::MergeMode::Mul,
-            MergeMode::None => rnn_core::MergeMode::Separate,
-        }
-    }
-}
-
-/// What the outputs hold past a sequence's length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MaskedSteps {
-    /// Zeros (PyTorch, TensorFlow's sequence_length).
-    Zeros,
-    /// The last valid output, repeated (Keras's masking).
-    RepeatLast,
-}
-
-impl From<MaskedSteps> for rnn_core::MaskedSteps {
-    fn from(m: MaskedSteps) -> Self {
-        match m {
-            MaskedSteps::Zeros => rnn_core::MaskedSteps::Zeros,
-            MaskedSteps::RepeatLast => rnn_core::MaskedSteps::RepeatLast,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WeightsFormat {
-    /// torch.nn.RNN state_dict (weight_ih_l0, …).
-    Pytorch,
-    /// Keras SimpleRNN (LAYER/simple_rnn_cell/kernel, …).
-    Keras,
-    /// TensorFlow 1 BasicRNNCell (rnn/basic_rnn_cell/kernel, bias).
-    Tf1,
-    /// The tutorial's Wx, Wy, b.
-    Article,
-}
-
-impl From<WeightsFormat> for rnn_weights::Naming {
-    fn from(f: WeightsFormat) -> Self {
-        match f {
-            WeightsFormat::Pytorch => rnn_weights::Naming::Pytorch,
-            WeightsFormat::Keras => rnn_weights::Naming::Keras,
-            WeightsFormat::Tf1 => rnn_weights::Naming::Tf1,
-            WeightsFormat::Article => rnn_weights::Naming::Article,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -489,32 +420,6 @@ impl From<Dtype> for candle_core::DType {
             Dtype::F64 => candle_core::DType::F64,
             Dtype::F16 => candle_core::DType::F16,
             Dtype::Bf16 => candle_core::DType::BF16,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FileFormat {
-    /// Named tensors with metadata.
-    Safetensors,
-    /// numpy's one-array file.
-    Npy,
-    /// numpy's archive of named arrays (savez).
-    Npz,
-    /// Nested arrays: one, or an object of them by name.
-    Json,
-    /// One row per time step of one sequence.
-    Csv,
-}
-
-impl From<FileFormat> for rnn_weights::FileFormat {
-    fn from(f: FileFormat) -> Self {
-        match f {
-            FileFormat::Safetensors => rnn_weights::FileFormat::Safetensors,
-            FileFormat::Npy => rnn_weights::FileFormat::Npy,
-            FileFormat::Npz => rnn_weights::FileFormat::Npz,
-            FileFormat::Json => rnn_weights::FileFormat::Json,
-            FileFormat::Csv => rnn_weights::FileFormat::Csv,
         }
     }
 }

@@ -14,8 +14,9 @@ use rnn_weights::{
     F64_SUFFIX,
 };
 
-use crate::cli::{FileFormat, ModelOptions, ReadOptions, Sources};
+use crate::cli::{ModelOptions, ReadOptions, Sources};
 use crate::screen::{screen, Padding};
+use rnn_weights::FileFormat;
 
 /// The article's model (recovered by `cargo xtask recover-seed`), with its inputs and the
 /// table it printed, built into the binary so that `rnn run` needs no file.
@@ -183,9 +184,7 @@ pub fn read_inputs(
     dtype: DType,
 ) -> Result<(TensorFile, Inputs)> {
     let input_file = match path {
-        Some(path) => {
-            TensorFile::read_as(path, format.map(Into::into)).context("cannot read the input")?
-        }
+        Some(path) => TensorFile::read_as(path, format).context("cannot read the input")?,
         None => model_file.clone(),
     };
     let inputs = Inputs::from_file(&input_file, dtype)?.with_context(|| {

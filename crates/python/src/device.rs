@@ -3,7 +3,7 @@
 use candle_core::Device;
 use pyo3::prelude::*;
 
-use crate::error::rnn_error;
+use crate::error::{keyword, rnn_error};
 
 /// Opens `cpu`, `cuda` or `cuda:N`; nothing falls back to the CPU.
 pub(crate) fn open_device(name: &str) -> PyResult<(Device, String)> {
@@ -15,18 +15,26 @@ pub(crate) fn open_device(name: &str) -> PyResult<(Device, String)> {
             .and_then(|n| n.parse::<usize>().ok()),
     };
     let Some(n) = ordinal else {
-        return Err(rnn_error(format!(
-            "`{name}` is not a device: expected cpu, cuda or cuda:N (N = 0, 1, …)"
+        return Err(rnn_error(keyword(
+            "device",
+            format!("`{name}` is not a device: expected cpu, cuda or cuda:N (N = 0, 1, …)"),
         )));
     };
     if !cfg!(feature = "cuda") {
-        return Err(rnn_error(format!(
-            "--device cuda:{n}: this rnn module was built without CUDA support; build the wheel \
-             with `maturin build --features cuda` on a machine with a CUDA 13 toolkit"
+        return Err(rnn_error(keyword(
+            "device",
+            format!(
+                "cuda:{n}: this rnn module was built without CUDA support; build the wheel \
+                 with `maturin build --features cuda` on a machine with a CUDA 13 toolkit"
+            ),
         )));
     }
-    let device = Device::new_cuda(n)
-        .map_err(|e| rnn_error(format!("--device cuda:{n}: cannot open the GPU: {e}")))?;
+    let device = Device::new_cuda(n).map_err(|e| {
+        rnn_error(keyword(
+            "device",
+            format!("cuda:{n}: cannot open the GPU: {e}"),
+        ))
+    })?;
     Ok((device, format!("cuda:{n}")))
 }
 

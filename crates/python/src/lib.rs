@@ -22,7 +22,7 @@ use pyo3::types::PyDict;
 use rnn_weights::{Form, LoadedWeights, TensorFile};
 
 use crate::device::devices;
-use crate::error::{rnn_error, RnnError};
+use crate::error::{message, rnn_error, RnnError};
 use crate::model::{build_rnn, Model, Stream};
 use crate::options::parse_options;
 
@@ -51,7 +51,7 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
                 LoadedWeights::select(&file, dtype, &read.selection).map_err(|e| e.to_string())?;
             let config = weights
                 .stack_config(&read, Form::Sequence)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| message(&e))?;
             let first = build_rnn(&weights, &read, &device)?;
             Ok((file, first, config))
         })

@@ -9,7 +9,7 @@ use rnn_core::Rnn;
 use rnn_weights::{Form, Inputs, LoadedWeights, ReadOptions, StackConfig, TensorFile};
 
 use crate::arrays::{array, lengths, tensor};
-use crate::error::rnn_error;
+use crate::error::{message, rnn_error};
 
 /// A loaded RNN, ready to run on numpy arrays.
 ///
@@ -72,7 +72,7 @@ pub(crate) fn build_rnn(
 ) -> Result<Rnn, String> {
     let config = weights
         .stack_config(read, Form::Sequence)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| message(&e))?;
     config
         .build(&weights.weights)
         .and_then(|rnn| rnn.to_device(device))

@@ -4,11 +4,10 @@ use candle_core::{DType, Device};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
-use rnn_core::{MaskedSteps, MergeMode, Nonlinearity};
-use rnn_weights::{Naming, ReadOptions, Selection};
+use rnn_weights::{ReadOptions, Selection};
 
 use crate::device::open_device;
-use crate::error::rnn_error;
+use crate::error::{keyword, rnn_error};
 
 /// The keywords [`load`] takes: the CLI's reading options by their long names.
 pub(crate) const OPTIONS: &[&str] = &[
@@ -40,22 +39,25 @@ pub(crate) fn names(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     value.extract::<Vec<String>>()
 }
 
-pub(crate) fn parse_each<T>(
+/// Each of the keyword's values by the library's vocabulary (`FromStr` on its enums, which
+/// the CLI's flags and file metadata share); an unknown one is named with every accepted one.
+pub(crate) fn parse_each<T: std::str::FromStr<Err = String>>(
     option: &str,
     value: &Bound<'_, PyAny>,
-    parse: impl Fn(&str) -> Option<T>,
-    expected: &str,
 ) -> PyResult<Vec<T>> {
     names(value)?
         .iter()
-        .map(|name| {
-            parse(name).ok_or_else(|| {
-                rnn_error(format!(
-                    "{option}: `{name}` is not one of the accepted values: {expected}"
-                ))
-            })
-        })
+        .map(|name| name.parse().map_err(|e| rnn_error(keyword(option, e))))
         .collect()
+}
+
+/// One value by the library's vocabulary ([`parse_each`]).
+fn parse_one<T: std::str::FromStr<Err = String>>(
+    option: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<T> {
+    let name: String = value.extract()?;
+    name.parse().map_err(|e| rnn_error(keyword(option, e)))
 }
 
 pub(crate) fn floats(value: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
@@ -95,60 +97,23 @@ pub(crate) fn parse_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Opti
                 continue;
             }
             match key.as_str() {
-                "nonlinearity" => {
-                    read.nonlinearity = parse_each(
-                        "--nonlinearity",
-                        &value,
-                        Nonlinearity::from_name,
-                        "tanh, relu, sigmoid, hard_sigmoid, linear, elu, selu, softsign, \
-                         softplus, gelu, silu (swish), exponential",
-                    )?
-                }
+                "nonlinearity" => read.nonlinearity = parse_each(&key, &value)?,
                 "go_backwards" => read.go_backwards = value.extract()?,
-                "merge_mode" => {
-                    read.merge_mode = parse_each(
-                        "--merge-mode",
-                        &value,
-                        MergeMode::from_name,
-                        "concat, sum, ave, mul, none",
-                    )?
-                }
-                "masked_steps" => {
-                    let name: String = value.extract()?;
-                    let name = name.replace('_', "-");
-                    read.masked_steps = Some(MaskedSteps::from_name(&name).ok_or_else(|| {
-                        rnn_error(format!(
-                            "--masked-steps: `{name}` is not one of the accepted values: zeros, \
-                             repeat-last"
-                        ))
-                    })?)
-                }
+                "merge_mode" => read.merge_mode = parse_each(&key, &value)?,
+                "masked_steps" => read.masked_steps = Some(parse_one(&key, &value)?),
                 "mask_value" => read.mask_value = Some(value.extract()?),
                 "clip" => read.clip = floats(&value)?,
                 "batch_first" => batch_first = value.extract()?,
                 "time_major" => time_major = value.extract()?,
-                "weights_format" => {
-                    let name: String = value.extract()?;
-                    selection.naming = Some(match name.as_str() {
-                        "pytorch" => Naming::Pytorch,
-                        "keras" => Naming::Keras,
-                        "tf1" => Naming::Tf1,
-                        "article" => Naming::Article,
-                        other => {
-                            return Err(rnn_error(format!(
-                                "--weights-format: `{other}` is not one of the accepted values: \
-                                 pytorch, keras, tf1, article"
-                            )))
-                        }
-                    })
-                }
+                "weights_format" => selection.naming = Some(parse_one(&key, &value)?),
                 "prefix" => selection.prefix = Some(value.extract()?),
                 "stack" => selection.stack = names(&value)?,
                 "dtype" => {
                     let name: String = value.extract()?;
                     dtype = Some(parse_dtype(&name).ok_or_else(|| {
-                        rnn_error(format!(
-                            "--dtype: `{name}` is not one of the accepted values: float32, float64"
+                        rnn_error(keyword(
+                            "dtype",
+                            format!("`{name}` is not one of the accepted values: float32, float64"),
                         ))
                     })?)
                 }
@@ -163,7 +128,10 @@ pub(crate) fn parse_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Opti
         }
     }
     if batch_first && time_major {
-        return Err(rnn_error("--batch-first: cannot be used with --time-major"));
+        return Err(rnn_error(keyword(
+            "batch_first",
+            "cannot be used with time_major",
+        )));
     }
     read.batch_first = match (batch_first, time_major) {
         (_, true) => Some(false),
@@ -171,7 +139,7 @@ pub(crate) fn parse_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Opti
         (false, false) => None,
     };
     if selection.prefix.is_some() && !selection.stack.is_empty() {
-        return Err(rnn_error("--prefix: cannot be used with --stack"));
+        return Err(rnn_error(keyword("prefix", "cannot be used with stack")));
     }
     read.selection = selection;
     let (device, device_name) = open_device(&device_name)?;

@@ -71,24 +71,42 @@ def test_unknown_option_is_a_type_error():
         rnn.load(ARTICLE, nonlinarity="relu")
 
 
-def test_errors_carry_the_cli_messages():
+def test_errors_name_the_keyword():
     with pytest.raises(rnn.RnnError, match="cannot read the model") as caught:
         rnn.load("/nonexistent/model.safetensors")
     assert isinstance(caught.value, ValueError)
-    with pytest.raises(rnn.RnnError, match="--nonlinearity: `tahn` is not one of"):
+    with pytest.raises(rnn.RnnError, match=r"load\(nonlinearity=…\): `tahn` is not one of"):
         rnn.load(ARTICLE, nonlinearity="tahn")
     with pytest.raises(
-        rnn.RnnError, match=r"--nonlinearity: expected one value or 1 \(one per layer"
+        rnn.RnnError, match=r"load\(nonlinearity=…\): expected one value or 1 \(one per layer"
     ):
         rnn.load(ARTICLE, nonlinearity=["tanh", "relu"])
-    with pytest.raises(rnn.RnnError, match="--merge-mode: this model has no bidirectional"):
+    with pytest.raises(rnn.RnnError, match=r"load\(merge_mode=…\): this model has no bidirectional"):
         rnn.load(ARTICLE, merge_mode="sum")
-    with pytest.raises(rnn.RnnError, match="--clip: expected a positive bound, found -1"):
+    with pytest.raises(rnn.RnnError, match=r"load\(clip=…\): expected a positive bound, found -1"):
         rnn.load(ARTICLE, clip=-1.0)
-    with pytest.raises(rnn.RnnError, match="not a device"):
+    with pytest.raises(rnn.RnnError, match=r"load\(device=…\): `tpu` is not a device"):
         rnn.load(ARTICLE, device="tpu")
     with pytest.raises(rnn.RnnError, match="expected shape"):
         rnn.load(ARTICLE)(np.ones((2, 4, 7), np.float32))
+
+
+def test_keywords_take_the_clis_vocabulary():
+    # The library's names, as the CLI's flags and file metadata spell them; `_` for `-`.
+    rnn.load(ARTICLE, masked_steps="repeat_last", nonlinearity="leaky_relu(0.1)")
+    rnn.load(ARTICLE, masked_steps="repeat-last", weights_format="article")
+    with pytest.raises(
+        rnn.RnnError,
+        match=r"load\(weights_format=…\): `pytroch` is not one of the accepted values: "
+        r"pytorch, keras, tf1, article",
+    ):
+        rnn.load(ARTICLE, weights_format="pytroch")
+    with pytest.raises(
+        rnn.RnnError,
+        match=r"load\(merge_mode=…\): `avg` is not one of the accepted values: "
+        r"concat, sum, ave, mul, none",
+    ):
+        rnn.load(ARTICLE, merge_mode="avg")
 
 
 def test_ambiguous_file_lists_the_candidates():

@@ -83,6 +83,7 @@ mod options;
 mod rnn;
 mod shape;
 mod stream;
+mod vocabulary;
 
 pub use candle_nn::rnn::Direction;
 pub use config::{rnn, rnn_layer, RnnConfig, RnnLayerConfig};
@@ -94,3 +95,4 @@ pub use nonlinearity::{Nonlinearity, Param};
 pub use options::{LayerOptions, MaskedSteps, MergeMode, TimeOrder};
 pub use rnn::{Rnn, StackRun};
 pub use stream::Stream;
+pub use vocabulary::Vocabulary;

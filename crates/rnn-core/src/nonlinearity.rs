@@ -250,5 +250,24 @@ impl std::fmt::Display for Nonlinearity {
     }
 }
 
+/// PyTorch's and Keras's names (`-` and `_` alike: `hard-sigmoid`), and the parametrised
+/// ones as `Display` writes them ([`Nonlinearity::from_name`]); the one parser the command
+/// line, the Python module and file metadata share.
+impl std::str::FromStr for Nonlinearity {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Nonlinearity::from_name(&text.trim().replace('-', "_")).ok_or_else(|| {
+            let names: Vec<&str> = Nonlinearity::ALL.iter().map(|n| n.as_str()).collect();
+            format!(
+                "`{text}` is not one of the accepted values: {} (swish for silu), or \
+                 leaky_relu(α), thresholded_relu(α), elu(α), affine(α,β), scaled_tanh(α,β), \
+                 hard_sigmoid(α,β)",
+                names.join(", ")
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;

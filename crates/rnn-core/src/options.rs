@@ -3,6 +3,8 @@
 
 use candle_core::{Result, Tensor};
 
+use crate::vocabulary::{by_name, Vocabulary};
+
 /// How a bidirectional layer joins its two directions' outputs: Keras's `Bidirectional`
 /// `merge_mode`. PyTorch always concatenates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -127,6 +129,53 @@ pub struct LayerOptions {
     pub merge_mode: MergeMode,
 }
 
+impl Vocabulary for MergeMode {
+    const ALL: &'static [Self] = &MergeMode::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn help(self) -> &'static str {
+        match self {
+            MergeMode::Concat => "forward and backward side by side (PyTorch; Keras's default)",
+            MergeMode::Sum => "their sum",
+            MergeMode::Ave => "their mean",
+            MergeMode::Mul => "their product",
+            MergeMode::Separate => {
+                "kept apart: output_forward and output_backward (Keras's merge_mode=None)"
+            }
+        }
+    }
+}
+
+impl Vocabulary for TimeOrder {
+    const ALL: &'static [Self] = &TimeOrder::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn help(self) -> &'static str {
+        match self {
+            TimeOrder::Forward => "from the first step to the last",
+            TimeOrder::GoBackwards => "from the last step, outputs in that order (Keras)",
+            TimeOrder::Reverse => "from the last step, outputs indexed by time (ONNX)",
+        }
+    }
+}
+
+impl Vocabulary for MaskedSteps {
+    const ALL: &'static [Self] = &[MaskedSteps::Zeros, MaskedSteps::RepeatLast];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn help(self) -> &'static str {
+        match self {
+            MaskedSteps::Zeros => "zeros (PyTorch, TensorFlow's sequence_length)",
+            MaskedSteps::RepeatLast => "the last valid output, repeated (Keras's masking)",
+        }
+    }
+}
+
+by_name!(MergeMode, TimeOrder, MaskedSteps);
+
 /// What a layer outputs at the steps past a sequence's length (with `lengths`, or Keras's
 /// mask). The final state is the state at the last valid step either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,8 +201,6 @@ impl MaskedSteps {
 
     /// Parses [`MaskedSteps::as_str`]'s names.
     pub fn from_name(name: &str) -> Option<Self> {
-        [MaskedSteps::Zeros, MaskedSteps::RepeatLast]
-            .into_iter()
-            .find(|m| m.as_str() == name)
+        Self::parse_name(name).ok()
     }
 }

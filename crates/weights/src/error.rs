@@ -155,10 +155,11 @@ pub enum WeightsError {
         found: String,
     },
     /// A reading option (a flag of the CLI, a keyword of the Python module) that does not fit
-    /// the model: it names the option, by the CLI's flag, not a file.
-    #[error("{option}: {reason}")]
+    /// the model: it names the option, not a file. Shown as the CLI's flag (`--merge-mode`);
+    /// the Python module shows its keyword (`load(merge_mode=…)`).
+    #[error("--{}: {reason}", .option.replace('_', "-"))]
     Option {
-        /// The option, as the CLI's flag (`--nonlinearity`).
+        /// The option by its standard name, the Python keyword (`merge_mode`).
         option: &'static str,
         /// What is wrong with its value for this model.
         reason: String,

@@ -285,6 +285,47 @@ pub enum FileFormat {
     Csv,
 }
 
+impl rnn_core::Vocabulary for FileFormat {
+    const ALL: &'static [Self] = &[
+        FileFormat::Safetensors,
+        FileFormat::Npy,
+        FileFormat::Npz,
+        FileFormat::Json,
+        FileFormat::Csv,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            FileFormat::Safetensors => "safetensors",
+            FileFormat::Npy => "npy",
+            FileFormat::Npz => "npz",
+            FileFormat::Json => "json",
+            FileFormat::Csv => "csv",
+        }
+    }
+    fn help(self) -> &'static str {
+        match self {
+            FileFormat::Safetensors => "named tensors with metadata",
+            FileFormat::Npy => "numpy's one-array file",
+            FileFormat::Npz => "numpy's archive of named arrays (savez)",
+            FileFormat::Json => "nested arrays: one, or an object of them by name",
+            FileFormat::Csv => "one row per time step of one sequence",
+        }
+    }
+}
+
+impl std::str::FromStr for FileFormat {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        <Self as rnn_core::Vocabulary>::parse_name(text)
+    }
+}
+
+impl std::fmt::Display for FileFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(rnn_core::Vocabulary::name(*self))
+    }
+}
+
 impl FileFormat {
     /// The format a file's extension names (case-insensitive); safetensors for any other.
     pub fn from_path(path: &Path) -> Self {

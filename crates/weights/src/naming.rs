@@ -55,6 +55,34 @@ impl Naming {
     }
 }
 
+impl rnn_core::Vocabulary for Naming {
+    const ALL: &'static [Self] = &Naming::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn help(self) -> &'static str {
+        match self {
+            Naming::Pytorch => "torch.nn.RNN state_dict (weight_ih_l0, …)",
+            Naming::Keras => "Keras SimpleRNN (LAYER/simple_rnn_cell/kernel, …)",
+            Naming::Tf1 => "TensorFlow 1 BasicRNNCell (rnn/basic_rnn_cell/kernel, bias)",
+            Naming::Article => "the tutorial's Wx, Wy, b",
+        }
+    }
+}
+
+impl std::str::FromStr for Naming {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        <Self as rnn_core::Vocabulary>::parse_name(text)
+    }
+}
+
+impl std::fmt::Display for Naming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a tensor of the file becomes a canonical one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {

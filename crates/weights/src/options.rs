@@ -59,7 +59,7 @@ impl LoadedWeights {
         let mut config = self.recorded_config();
         if !read.nonlinearity.is_empty() {
             // The option names one activation per layer, for both of its directions.
-            let each = per_layer("--nonlinearity", &read.nonlinearity, layers)?;
+            let each = per_layer("nonlinearity", &read.nonlinearity, layers)?;
             for (layer, n) in config.layers.iter_mut().zip(each) {
                 layer.nonlinearity = n;
                 layer.nonlinearity_reverse = n;
@@ -68,12 +68,12 @@ impl LoadedWeights {
         if !read.merge_mode.is_empty() {
             if self.weights.iter().all(|l| l.len() == 1) {
                 return Err(WeightsError::Option {
-                    option: "--merge-mode",
+                    option: "merge_mode",
                     reason: "this model has no bidirectional layer, whose directions it joins"
                         .into(),
                 });
             }
-            let modes = per_layer("--merge-mode", &read.merge_mode, layers)?;
+            let modes = per_layer("merge_mode", &read.merge_mode, layers)?;
             for (layer, mode) in config.layers.iter_mut().zip(modes) {
                 layer.merge_mode = mode;
             }
@@ -81,7 +81,7 @@ impl LoadedWeights {
         if read.go_backwards {
             if self.weights.iter().all(|l| l.len() == 2) {
                 return Err(WeightsError::Option {
-                    option: "--go-backwards",
+                    option: "go_backwards",
                     reason: "every layer of this model is bidirectional; Keras's go_backwards \
                              applies to one-direction layers"
                         .into(),
@@ -102,11 +102,11 @@ impl LoadedWeights {
         if !read.clip.is_empty() {
             if let Some(c) = read.clip.iter().find(|c| c.is_nan() || **c <= 0.0) {
                 return Err(WeightsError::Option {
-                    option: "--clip",
+                    option: "clip",
                     reason: format!("expected a positive bound, found {c}"),
                 });
             }
-            let each = per_layer("--clip", &read.clip, layers)?;
+            let each = per_layer("clip", &read.clip, layers)?;
             for (layer, clip) in config.layers.iter_mut().zip(each) {
                 layer.clip = Some(clip);
             }

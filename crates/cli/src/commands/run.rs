@@ -48,7 +48,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     }
 
     if let Some(path) = &args.output {
-        let format = rnn_weights::FileFormat::for_output(path, args.output_format.map(Into::into))
+        let format = rnn_weights::FileFormat::for_output(path, args.output_format)
             .map_err(anyhow::Error::msg)?;
         let output = results.output.to_device(&candle_core::Device::Cpu)?;
         write_outputs(path, format, &outputs, &output, rnn.batch_first())?;

@@ -24,14 +24,12 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
     let output_path = args.output.as_deref().context(
         "--batch-size writes its outputs to a file as it goes: add --output FILE (.npy or .safetensors)",
     )?;
-    let format_of = |path: &Path, chosen: Option<crate::cli::FileFormat>| {
-        chosen
-            .map(Into::into)
-            .unwrap_or_else(|| FileFormat::from_path(path))
+    let format_of = |path: &Path, chosen: Option<FileFormat>| {
+        chosen.unwrap_or_else(|| FileFormat::from_path(path))
     };
     let in_format = format_of(input_path, args.sources.input_format);
-    let out_format = FileFormat::for_output(output_path, args.output_format.map(Into::into))
-        .map_err(anyhow::Error::msg)?;
+    let out_format =
+        FileFormat::for_output(output_path, args.output_format).map_err(anyhow::Error::msg)?;
     for (path, format) in [(input_path, in_format), (output_path, out_format)] {
         if !matches!(format, FileFormat::Npy | FileFormat::Safetensors) {
             bail!(
