@@ -27,6 +27,7 @@ const SCRIPTS: &[&str] = &[
     "torch_reparametrised.py",
     "tf2onnx_loop.py",
     "onnx_attributes.py",
+    "onnx_fixed_h0.py",
     "framework_files.py",
     "tfkeras_saved_models.py",
     "keras3_train_checkpoint.py",

@@ -1,17 +1,15 @@
-//! The loading pipeline every command that runs a model shares: read the weights file, pick the
-//! RNN the selection flags name, configure it (flags over what the file records), read and
-//! screen the inputs, build the `Rnn` on the chosen device, and run it with its outputs named.
+//! The CLI's side of the model pipeline ([`rnn_weights::Model`], which the Python module
+//! shares): reading the weights file or the built-in model, its notes on stderr, reading and
+//! screening the inputs, the memory a run may take, and errors with the paths they concern.
 //! It depends on no command.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Tensor};
-use rnn_core::{MergeMode, Rnn};
+use candle_core::DType;
 use rnn_weights::{
-    expected_outputs, name_outputs, Form, Inputs, LoadedWeights, StackConfig, TensorFile,
-    F64_SUFFIX,
+    expected_outputs, Form, Inputs, LoadedWeights, Model, Run, TensorFile, F64_SUFFIX,
 };
 
 use crate::cli::{ModelOptions, ReadOptions, Sources};
@@ -45,22 +43,27 @@ pub fn load_weights(file: &TensorFile, dtype: DType, read: &ReadOptions) -> Resu
     Ok(weights)
 }
 
-/// The stack's configuration: each flag, else the file's metadata, else its framework's
-/// default ([`LoadedWeights::stack_config`], which the Python module shares).
-pub fn stack_config(model: &LoadedWeights, read: &ReadOptions, form: Form) -> Result<StackConfig> {
-    Ok(model.stack_config(&read.options(), form)?)
+/// The model the options configure from the picked `weights`, for inputs of `form`, on the
+/// device the user chose.
+pub fn build(
+    file: &TensorFile,
+    weights: &LoadedWeights,
+    options: &ModelOptions,
+    form: Form,
+) -> Result<Model> {
+    let device = crate::device::open(options.device)?;
+    build_on(file, weights, &options.read, form, &device)
 }
 
-/// Whether sequence inputs are batch-first: the flags, else the file's metadata, else its
-/// framework's default. Step-form inputs are stacked time-major whatever the flags say.
-pub fn batch_first(model: &LoadedWeights, read: &ReadOptions, form: Form) -> bool {
-    model.batch_first(&read.options(), form)
-}
-
-pub fn build_rnn(model: &LoadedWeights, read: &ReadOptions, form: Form) -> Result<Rnn> {
-    stack_config(model, read, form)?
-        .build(&model.weights)
-        .context("the weights do not form a valid RNN")
+/// [`build`] on a device already open.
+pub fn build_on(
+    file: &TensorFile,
+    weights: &LoadedWeights,
+    read: &ReadOptions,
+    form: Form,
+    device: &candle_core::Device,
+) -> Result<Model> {
+    Ok(Model::new(file, weights, &read.options(), form, device)?)
 }
 
 /// Screens the weights (as stored) and the inputs for NaN and Inf.
@@ -91,23 +94,11 @@ pub fn screen_sources(
     )
 }
 
-/// The results of a run: the outputs named as the inputs' form names them, the whole output
-/// (in the inputs' layout; step form's is time-major), and the last layer's final states
-/// (Keras's `return_sequences=False` output).
-pub struct Results {
-    pub named: Vec<(String, Tensor)>,
-    pub output: Tensor,
-    pub last: Tensor,
-    /// Every layer's output, time-major (what `--plot` draws); empty unless asked for.
-    pub layer_outputs: Vec<Tensor>,
-}
-
-/// Runs the network on the inputs, keeping every layer's output when `keep_layers`. `h_n`
-/// is left out when the layers' hidden sizes differ, since their states cannot be stacked
-/// into one tensor.
-pub fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path, keep_layers: bool) -> Result<Results> {
-    let context = || format!("cannot run the model on the inputs of {}", source.display());
-    let (input, h0, lengths) = (&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref());
+/// Runs the model on prepared inputs, keeping every layer's output when `keep_layers`, after
+/// refusing a run that would take more memory than the machine has.
+pub fn forward(model: &Model, inputs: &Inputs, source: &Path, keep_layers: bool) -> Result<Run> {
+    let rnn = model.rnn();
+    let input = &inputs.input;
     // What the run allocates in this machine's memory, refused before it aborts: per step of
     // each sequence, about three buffers as wide as the widest layer's outputs (its input
     // projection, its output, the next layer's input), and every layer's output when they are
@@ -130,50 +121,15 @@ pub fn forward(rnn: &Rnn, inputs: &Inputs, source: &Path, keep_layers: bool) -> 
     }
     let size = input.dtype().size_in_bytes() as u128;
     // (An input of another feature count is refused by the run itself, with its shape.)
-    let fits_model = input.dims().last() == Some(&rnn.input_size());
-    if fits_model {
+    if input.dims().last() == Some(&rnn.input_size()) {
         crate::memory::ensure_fits(
             &format!("running the model on the inputs of {}", source.display()),
             positions.checked_mul(per_position * size),
         )?;
     }
-    let (output, states, layer_outputs) = if keep_layers {
-        let run = rnn
-            .forward_layers(input, h0, lengths)
-            .with_context(context)?;
-        (run.output, run.states, run.layer_outputs)
-    } else {
-        let (output, states) = rnn
-            .forward_states(input, h0, lengths)
-            .with_context(context)?;
-        (output, states, Vec::new())
-    };
-    let h_n = rnn.stack_states(&states)?;
-    let mut named = name_outputs(inputs.form, &output, h_n.as_ref())?;
-    let top = rnn.layer_options()[rnn.num_layers() - 1];
-    if top.merge_mode == MergeMode::Separate && inputs.form == Form::Sequence {
-        // Keras's merge_mode=None: the two directions' outputs as two tensors.
-        let half = rnn.output_size() / 2;
-        let features = output.rank() - 1;
-        named.retain(|(n, _)| n != "output");
-        named.insert(
-            0,
-            ("output_forward".into(), output.narrow(features, 0, half)?),
-        );
-        named.insert(
-            1,
-            (
-                "output_backward".into(),
-                output.narrow(features, half, half)?,
-            ),
-        );
-    }
-    Ok(Results {
-        named,
-        last: rnn.merge_final_states(&states).with_context(context)?,
-        output,
-        layer_outputs,
-    })
+    model
+        .run(inputs, keep_layers)
+        .with_context(|| format!("cannot run the model on the inputs of {}", source.display()))
 }
 
 /// Reads the inputs from `path`, or from the model's own file when there is none.
@@ -196,11 +152,6 @@ pub fn read_inputs(
     if path.is_some() {
         check_all_read(&input_file, &inputs)?;
     }
-    let inputs = if path.is_some() {
-        inputs.with_model_inputs(model_file, dtype)?
-    } else {
-        inputs
-    };
     Ok((input_file, inputs))
 }
 
@@ -248,45 +199,27 @@ pub fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
     )
 }
 
-/// The masks a file records, applied to the inputs read from `file`, or refused
-/// ([`Inputs::apply_masks`]).
-pub fn apply_masks(
-    file: &TensorFile,
-    inputs: &mut Inputs,
-    config: &StackConfig,
-    batch_first: bool,
-) -> Result<()> {
-    inputs
-        .apply_masks(config, batch_first)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.path().display()))
+/// `inputs` made ready for `model` ([`Model::prepare`]: what the model's file fixes, its masks,
+/// its device); `input_file` is where they were read from, named in errors.
+pub fn prepare_inputs(
+    model: &Model,
+    inputs: Inputs,
+    input_file: &TensorFile,
+    from_model_file: bool,
+) -> Result<Inputs> {
+    Ok(model.prepare(inputs, input_file.path(), from_model_file)?)
 }
 
-/// A model ready to run on inputs of `form`, on the device the user chose.
-pub struct Prepared {
-    pub rnn: Rnn,
-    pub device: candle_core::Device,
-}
-
-/// Builds the model of `run --stream`, whose inputs come later, for inputs of `form`.
-pub fn prepare(model_file: &TensorFile, options: &ModelOptions, form: Form) -> Result<Prepared> {
-    if let Some(fixed) = model_file.metadata().get(rnn_weights::MODEL_INPUTS) {
-        bail!(
-            "{}: the model fixes {fixed} (ONNX initialisers), which --stream and --batch-size \
-             do not apply; run it whole",
-            model_file.path().display()
-        );
-    }
-    let model = load_weights(model_file, options.dtype.into(), &options.read)?;
-    stack_config(&model, &options.read, form)?
+/// Builds the model of `run --stream` and `run --batch-size`, whose inputs come later, for
+/// inputs of `form`; refuses one that cannot be fed part of its inputs at a time
+/// ([`Model::check_stepwise`]).
+pub fn prepare(model_file: &TensorFile, options: &ModelOptions, form: Form) -> Result<Model> {
+    let weights = load_weights(model_file, options.dtype.into(), &options.read)?;
+    let model = build(model_file, &weights, options, form)?;
+    model
         .check_stepwise()
         .map_err(|e| anyhow::anyhow!("{}: {e}", model_file.path().display()))?;
-    build(&model, options, form)
-}
-
-fn build(model: &LoadedWeights, options: &ModelOptions, form: Form) -> Result<Prepared> {
-    let device = crate::device::open(options.device)?;
-    let rnn = build_rnn(model, &options.read, form)?.to_device(&device)?;
-    Ok(Prepared { rnn, device })
+    Ok(model)
 }
 
 /// The model and inputs of `run` and `plot`, screened for NaN and Inf, on the device. The
@@ -294,28 +227,25 @@ fn build(model: &LoadedWeights, options: &ModelOptions, form: Form) -> Result<Pr
 pub fn prepare_with_inputs(
     sources: &Sources,
     options: &ModelOptions,
-) -> Result<(Prepared, TensorFile, Inputs)> {
+) -> Result<(Model, TensorFile, Inputs)> {
     let dtype: DType = options.dtype.into();
     let model_file = read_model_file(sources.model.as_deref())?;
     let weights = load_weights(&model_file, dtype, &options.read)?;
-    let (input_file, mut inputs) = read_inputs(
+    let (input_file, inputs) = read_inputs(
         &model_file,
         sources.input.as_deref(),
         sources.input_format,
         dtype,
     )?;
-    let layout = batch_first(&weights, &options.read, inputs.form);
-    let config = stack_config(&weights, &options.read, inputs.form)?;
-    apply_masks(&input_file, &mut inputs, &config, layout)?;
+    let model = build(&model_file, &weights, options, inputs.form)?;
+    let inputs = prepare_inputs(&model, inputs, &input_file, sources.input.is_none())?;
     screen_sources(
         &model_file,
         &weights,
         &input_file,
         &inputs,
-        layout,
+        model.rnn().batch_first(),
         options.strict,
     )?;
-    let prepared = build(&weights, options, inputs.form)?;
-    let inputs = inputs.to_device(&prepared.device)?;
-    Ok((prepared, input_file, inputs))
+    Ok((model, input_file, inputs))
 }

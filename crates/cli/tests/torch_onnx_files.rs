@@ -66,6 +66,36 @@ fn onnx_rnn_node_with_initial_h_and_sequence_lens_initialisers() {
     check("onnx_relu_h0_lengths.onnx");
 }
 
+/// A graph whose initialisers fix h0 runs whole from it (ONNX Runtime's numbers); fed step by
+/// step (`--stream`) or batch by batch (`--batch-size`) it would start from zeros, so both
+/// refuse it by what it fixes.
+#[test]
+fn onnx_initial_h_initialiser_runs_whole_and_is_not_streamed() {
+    check("onnx_fixed_h0.onnx");
+    let path = repo("tests/fixtures/files/onnx_fixed_h0.onnx");
+    let path = path.to_str().unwrap();
+    let inputs = repo("tests/fixtures/files/onnx_fixed_h0.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    let batched = [
+        "--batch-size",
+        "1",
+        "--input",
+        inputs.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    for mode in [&["--stream"][..], &batched[..]] {
+        let mut args = vec!["run", path];
+        args.extend(mode);
+        let out = rnn(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mode:?}: {stderr}");
+        assert!(stderr.contains("the model fixes h0"), "{mode:?}: {stderr}");
+    }
+    assert!(!out.exists());
+}
+
 #[test]
 fn onnx_float64_run_against_torch() {
     let dir = repo("tests/fixtures/files");

@@ -19,11 +19,11 @@ use std::sync::OnceLock;
 use candle_core::DType;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rnn_weights::{Form, LoadedWeights, TensorFile};
+use rnn_weights::TensorFile;
 
 use crate::device::devices;
-use crate::error::{message, rnn_error, RnnError};
-use crate::model::{build_rnn, Model, Stream};
+use crate::error::{rnn_error, RnnError};
+use crate::model::{build, Model, Stream};
 use crate::options::parse_options;
 
 /// Loads the RNN in the file at `path` (safetensors, torch, ONNX, Keras, TF checkpoint, …).
@@ -43,17 +43,12 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
     let dtype = options.dtype.unwrap_or(DType::F32);
     let read = options.read;
     let device = options.device;
-    let (file, first, config) = py
+    let (file, first) = py
         .detach(|| -> Result<_, String> {
             let file =
                 TensorFile::read(&path).map_err(|e| format!("cannot read the model: {e}"))?;
-            let weights =
-                LoadedWeights::select(&file, dtype, &read.selection).map_err(|e| e.to_string())?;
-            let config = weights
-                .stack_config(&read, Form::Sequence)
-                .map_err(|e| message(&e))?;
-            let first = build_rnn(&weights, &read, &device)?;
-            Ok((file, first, config))
+            let first = build(&file, dtype, &read, &device)?;
+            Ok((file, first))
         })
         .map_err(rnn_error)?;
     for note in rnn_weights::notes(&file, dtype) {
@@ -69,7 +64,6 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
         dtype: options.dtype,
         device,
         device_name: options.device_name,
-        config,
         f32: OnceLock::new(),
         f64: OnceLock::new(),
         first,

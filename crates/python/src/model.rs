@@ -5,8 +5,7 @@ use std::sync::{Mutex, OnceLock};
 use candle_core::{DType, Device, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
-use rnn_core::Rnn;
-use rnn_weights::{Form, Inputs, LoadedWeights, ReadOptions, StackConfig, TensorFile};
+use rnn_weights::{Form, Inputs, LoadedWeights, ReadOptions, TensorFile};
 
 use crate::arrays::{array, lengths, tensor};
 use crate::error::{message, rnn_error};
@@ -33,23 +32,18 @@ pub(crate) struct Model {
     pub(crate) dtype: Option<DType>,
     pub(crate) device: Device,
     pub(crate) device_name: String,
-    /// The stack's configuration as loaded: its masks apply to every call.
-    pub(crate) config: StackConfig,
-    pub(crate) f32: OnceLock<Rnn>,
-    pub(crate) f64: OnceLock<Rnn>,
-    pub(crate) first: Rnn,
+    pub(crate) f32: OnceLock<Built>,
+    pub(crate) f64: OnceLock<Built>,
+    pub(crate) first: Built,
 }
 
-impl Model {
-    fn build(&self, dtype: DType) -> Result<Rnn, String> {
-        let weights = LoadedWeights::select(&self.file, dtype, &self.read.selection)
-            .map_err(|e| e.to_string())?;
-        build_rnn(&weights, &self.read, &self.device)
-    }
+/// The library's model (the pipeline the CLI runs too), in one dtype.
+pub(crate) type Built = rnn_weights::Model;
 
-    /// The network in `dtype`, built on first use.
-    fn rnn(&self, dtype: DType) -> PyResult<&Rnn> {
-        if dtype == self.first.dtype() {
+impl Model {
+    /// The model in `dtype`, built on first use.
+    fn model(&self, dtype: DType) -> PyResult<&Built> {
+        if dtype == self.first.rnn().dtype() {
             return Ok(&self.first);
         }
         let cell = if dtype == DType::F64 {
@@ -57,26 +51,23 @@ impl Model {
         } else {
             &self.f32
         };
-        if let Some(rnn) = cell.get() {
-            return Ok(rnn);
+        if let Some(model) = cell.get() {
+            return Ok(model);
         }
-        let rnn = self.build(dtype).map_err(rnn_error)?;
-        Ok(cell.get_or_init(|| rnn))
+        let model = build(&self.file, dtype, &self.read, &self.device).map_err(rnn_error)?;
+        Ok(cell.get_or_init(|| model))
     }
 }
 
-pub(crate) fn build_rnn(
-    weights: &LoadedWeights,
+/// The model `read` picks and configures from `file`, in `dtype`, on `device`.
+pub(crate) fn build(
+    file: &TensorFile,
+    dtype: DType,
     read: &ReadOptions,
     device: &Device,
-) -> Result<Rnn, String> {
-    let config = weights
-        .stack_config(read, Form::Sequence)
-        .map_err(|e| message(&e))?;
-    config
-        .build(&weights.weights)
-        .and_then(|rnn| rnn.to_device(device))
-        .map_err(|e| format!("the weights do not form a valid RNN: {e}"))
+) -> Result<Built, String> {
+    let weights = LoadedWeights::select(file, dtype, &read.selection).map_err(|e| e.to_string())?;
+    Built::new(file, &weights, read, Form::Sequence, device).map_err(|e| message(&e))
 }
 
 #[pymethods]
@@ -104,29 +95,22 @@ impl Model {
             .map(|h| tensor(py, "h0", h, Some(dtype), &self.device))
             .transpose()?;
         let given = lengths.map(self::lengths).transpose()?;
-        let rnn = self.rnn(dtype)?;
-        let fixed = self.file.metadata().contains_key(rnn_weights::MODEL_INPUTS);
-        let config = &self.config;
-        let file = &self.file;
+        let model = self.model(dtype)?;
         let result = py.detach(move || -> Result<(Tensor, Option<Tensor>), String> {
-            let mut inputs = Inputs {
+            let inputs = Inputs {
                 form: Form::Sequence,
                 input,
                 h0,
                 lengths: given,
                 names: vec!["input".into()],
             };
-            if fixed {
-                inputs = inputs
-                    .with_model_inputs(file, dtype)
-                    .map_err(|e| e.to_string())?;
-            }
-            inputs.apply_masks(config, rnn.batch_first())?;
-            let (output, states) = rnn
-                .forward_states(&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref())
+            let inputs = model
+                .prepare(inputs, std::path::Path::new("x"), false)
+                .map_err(|e| e.to_string())?;
+            let run = model
+                .run(&inputs, false)
                 .map_err(|e| format!("cannot run the model on the inputs: {e}"))?;
-            let h_n = rnn.stack_states(&states).map_err(|e| e.to_string())?;
-            Ok((output, h_n))
+            Ok((run.output, run.h_n))
         });
         let (output, h_n) = result.map_err(rnn_error)?;
         let output = array(py, &output)?;
@@ -143,8 +127,9 @@ impl Model {
     /// - `h0`: `[num_layers, batch, hidden_size]`, zeros when `None`.
     ///
     /// Raises `rnn.RnnError` for a bidirectional or `go_backwards` model, which needs a
-    /// sequence's last step first, and for a model that masks steps (Keras's `Masking`, or a
-    /// mask made before the RNN), which a stream cannot apply.
+    /// sequence's last step first, for a model that masks steps (Keras's `Masking`, or a
+    /// mask made before the RNN), and for one whose file fixes `h0` or `lengths` (an ONNX
+    /// graph's initialisers), which a stream cannot apply.
     #[pyo3(signature = (batch=1, h0=None))]
     fn stream(
         &self,
@@ -152,8 +137,7 @@ impl Model {
         batch: usize,
         h0: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Stream> {
-        self.config.check_stepwise().map_err(rnn_error)?;
-        let dtype = self.first.dtype();
+        let dtype = self.first.rnn().dtype();
         let h0 = h0
             .map(|h| tensor(py, "h0", h, Some(dtype), &self.device))
             .transpose()?;
@@ -167,13 +151,13 @@ impl Model {
     /// Features per input step.
     #[getter]
     fn input_size(&self) -> usize {
-        self.first.input_size()
+        self.first.rnn().input_size()
     }
 
     /// Hidden size of the layers (a list when they differ).
     #[getter]
     fn hidden_size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let sizes = self.first.hidden_sizes();
+        let sizes = self.first.rnn().hidden_sizes();
         if sizes.iter().all(|&h| h == sizes[0]) {
             Ok(sizes[0].into_pyobject(py)?.into_any())
         } else {
@@ -184,19 +168,19 @@ impl Model {
     /// Number of stacked layers.
     #[getter]
     fn num_layers(&self) -> usize {
-        self.first.num_layers()
+        self.first.rnn().num_layers()
     }
 
     /// Whether the (first) layer runs both directions.
     #[getter]
     fn bidirectional(&self) -> bool {
-        self.first.num_directions() == 2
+        self.first.rnn().num_directions() == 2
     }
 
     /// Whether `x` and `output` are `[batch, seq, features]`.
     #[getter]
     fn batch_first(&self) -> bool {
-        self.first.batch_first()
+        self.first.rnn().batch_first()
     }
 
     /// Where it computes: `"cpu"` or `"cuda:N"`.
@@ -210,11 +194,11 @@ impl Model {
             "rnn.Model({}, input_size={}, hidden_size={:?}, num_layers={}, bidirectional={}, \
              batch_first={}, device={:?})",
             self.file.path().display(),
-            self.first.input_size(),
-            self.first.hidden_sizes(),
-            self.first.num_layers(),
-            self.first.num_directions() == 2,
-            self.first.batch_first(),
+            self.first.rnn().input_size(),
+            self.first.rnn().hidden_sizes(),
+            self.first.rnn().num_layers(),
+            self.first.rnn().num_directions() == 2,
+            self.first.rnn().batch_first(),
             self.device_name
         )
     }

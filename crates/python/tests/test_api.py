@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rnn
-from conftest import ARTICLE, FIXTURES
+from conftest import ARTICLE, FIXTURES, read_safetensors
 
 
 def test_attributes_of_the_article_model():
@@ -134,6 +134,19 @@ def test_stream_matches_the_whole_run():
 def test_stream_refuses_a_bidirectional_model():
     model = rnn.load(FIXTURES / "torch_bidir_lengths.safetensors")
     with pytest.raises(rnn.RnnError, match="bidirectional"):
+        model.stream(2)
+
+
+def test_stream_refuses_a_model_whose_file_fixes_h0():
+    """An ONNX graph whose initialisers fix initial_h runs whole from that state (ONNX
+    Runtime's numbers); a stream starts from the state its caller gives, so it is refused, as
+    the CLI's --stream is, rather than run from zeros."""
+    model = rnn.load(FIXTURES / "files" / "onnx_fixed_h0.onnx")
+    tensors, _ = read_safetensors(FIXTURES / "files" / "onnx_fixed_h0.safetensors")
+    output, h_n = model(tensors["input"])
+    assert np.allclose(output, tensors["output"], atol=1e-5)
+    assert np.allclose(h_n, tensors["h_n"], atol=1e-5)
+    with pytest.raises(rnn.RnnError, match="the model fixes h0"):
         model.stream(2)
 
 

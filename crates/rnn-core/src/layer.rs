@@ -251,9 +251,13 @@ impl RnnLayer {
         self.clip
     }
 
-    /// The same layer with its weights on `device` (CPU or a GPU). Copies: gradients of the
-    /// copy's weights do not reach this layer's.
+    /// The same layer with its weights on `device` (CPU or a GPU). On another device, copies:
+    /// gradients of the copy's weights do not reach this layer's. On its own device, this
+    /// layer (tensors shared, its prepared and packed weights kept, nothing rebuilt).
     pub fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        if self.device().same_device(device) {
+            return Ok(self.clone());
+        }
         let moved = |t: &Tensor| t.to_device(device);
         let weights = LayerWeights {
             w_ih: moved(&self.weights.w_ih)?,

@@ -201,8 +201,12 @@ impl Rnn {
         self
     }
 
-    /// The same network with its weights on `device` (CPU or a GPU).
+    /// The same network with its weights on `device` (CPU or a GPU); on its own device, a
+    /// clone that shares every layer's tensors and prepared weights ([`RnnLayer::to_device`]).
     pub fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        if self.device().same_device(device) {
+            return Ok(self.clone());
+        }
         let layers = self
             .layers
             .iter()

@@ -164,6 +164,15 @@ pub enum WeightsError {
         /// What is wrong with its value for this model.
         reason: String,
     },
+    /// Inputs that the model's masks refuse (a mask the inputs cannot show, lengths that
+    /// contradict a mask); `path` is where the inputs came from.
+    #[error("{}: {reason}", path.display())]
+    Inputs {
+        /// Where the inputs came from (a file, or the Python argument's name).
+        path: PathBuf,
+        /// What the model needs of them.
+        reason: String,
+    },
     /// The tensors are individually fine but do not make a valid RNN together.
     #[error("{}: {error}", path.display())]
     Tensor {

@@ -13,8 +13,8 @@ use rnn_weights::{
 use crate::cli::CheckArgs;
 use crate::device::DeviceChoice;
 use crate::pipeline::{
-    apply_masks, batch_first, build_rnn, check_all_read, forward, load_weights, read_model_file,
-    screen_sources, stack_config,
+    build_on, check_all_read, forward, load_weights, prepare_inputs, read_model_file,
+    screen_sources,
 };
 use crate::print::emit;
 use crate::screen::{screen, Padding};
@@ -53,14 +53,21 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
         Some(path) => TensorFile::read(path).context("cannot read the fixture")?,
         None => model_file.clone(),
     };
-    let mut inputs = Inputs::require(&fixture, dtype)?;
+    let inputs = Inputs::require(&fixture, dtype)?;
     if args.fixture.is_some() {
         check_all_read(&fixture, &inputs)?;
-        inputs = inputs.with_model_inputs(&model_file, dtype)?;
     }
-    let config = stack_config(&model, &args.options.read, inputs.form)?;
-    let layout = batch_first(&model, &args.options.read, inputs.form);
-    apply_masks(&fixture, &mut inputs, &config, layout)?;
+    // The inputs made ready once, on the CPU (the model's fixed inputs, its masks); each
+    // device's model then runs them.
+    let on_cpu = build_on(
+        &model_file,
+        &model,
+        &args.options.read,
+        inputs.form,
+        &candle_core::Device::Cpu,
+    )?;
+    let inputs = prepare_inputs(&on_cpu, inputs, &fixture, args.fixture.is_none())?;
+    let layout = on_cpu.rnn().batch_first();
     // f32 runs compare with the framework's f32 outputs; every other dtype with its float64
     // results where the fixture has them.
     let expected = expected_outputs(
@@ -78,7 +85,6 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
             }
         );
     }
-    let layout = batch_first(&model, &args.options.read, inputs.form);
     screen_sources(
         &model_file,
         &model,
@@ -108,9 +114,15 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     let mut per_device: Vec<(String, Vec<(String, Tensor)>)> = Vec::new();
     for choice in &devices {
         let device = crate::device::open(*choice)?;
-        let rnn = build_rnn(&model, &args.options.read, inputs.form)?.to_device(&device)?;
-        let results = forward(&rnn, &inputs.to_device(&device)?, fixture.path(), false)?;
-        let padding = Padding::of(inputs.lengths.as_deref(), rnn.batch_first());
+        let built = build_on(
+            &model_file,
+            &model,
+            &args.options.read,
+            inputs.form,
+            &device,
+        )?;
+        let results = forward(&built, &inputs.to_device(&device)?, fixture.path(), false)?;
+        let padding = Padding::of(inputs.lengths.as_deref(), layout);
         let named = results
             .named
             .iter()

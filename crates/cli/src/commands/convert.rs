@@ -6,7 +6,7 @@ use candle_core::DType;
 use rnn_weights::{Form, TensorFile};
 
 use crate::cli::ConvertArgs;
-use crate::pipeline::{load_weights, stack_config};
+use crate::pipeline::load_weights;
 use crate::Outcome;
 
 pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
@@ -35,7 +35,7 @@ pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
     } else {
         model
     };
-    let config = stack_config(&model, &args.read, Form::Sequence)?;
+    let config = model.stack_config(&args.read.options(), Form::Sequence)?;
     config
         .build(&model.weights)
         .context("the weights do not form a valid RNN")?;

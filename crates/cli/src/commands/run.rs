@@ -29,9 +29,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         crate::state_plot::image_format(path)?;
     }
     let (prepared, input_file, inputs) = prepare_with_inputs(&args.sources, &args.options)?;
-    let rnn = &prepared.rnn;
+    let rnn = prepared.rnn();
     let progress = crate::progress::Progress::new(None, "running");
-    let results = forward(rnn, &inputs, input_file.path(), args.plot.is_some())?;
+    let results = forward(&prepared, &inputs, input_file.path(), args.plot.is_some())?;
     drop(progress);
     let outputs = results
         .named

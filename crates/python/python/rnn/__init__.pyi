@@ -68,7 +68,10 @@ class Model:
         """Feeds the model one step at a time; ``h0`` is ``[num_layers, batch, hidden_size]``.
 
         The stream computes in the dtype the model was loaded in (float32 unless
-        ``load(dtype="float64")``), whatever the dtype of the steps fed to it."""
+        ``load(dtype="float64")``), whatever the dtype of the steps fed to it. Raises
+        ``RnnError`` for a model that reads a sequence from its end (bidirectional,
+        ``go_backwards``), masks steps, or whose file fixes ``h0`` or ``lengths`` (an ONNX
+        graph's initialisers)."""
 
 class Stream:
     """A model fed one step at a time (``Model.stream()``)."""

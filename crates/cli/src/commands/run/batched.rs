@@ -41,7 +41,7 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
 
     let model_file = read_model_file(args.sources.model.as_deref())?;
     let prepared = prepare(&model_file, &args.options, Form::Sequence)?;
-    let rnn = &prepared.rnn;
+    let rnn = prepared.rnn();
     let dtype: DType = args.options.dtype.into();
     let mut input = ArrayFile::open(input_path, in_format).context("cannot read the input")?;
     let source = input.path().display().to_string();
@@ -138,13 +138,13 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
                     .read("h0", 1, range.clone())
                     .context("cannot read the input")?
                     .to_dtype(dtype)?
-                    .to_device(&prepared.device)?,
+                    .to_device(rnn.device())?,
             )
         } else {
             None
         };
         let (output, states) = rnn
-            .forward_states(&x.to_device(&prepared.device)?, h0.as_ref(), chunk_lengths)
+            .forward_states(&x.to_device(rnn.device())?, h0.as_ref(), chunk_lengths)
             .with_context(|| format!("cannot run the model on the inputs of {source}"))?;
         let output = output.to_device(&Device::Cpu)?;
         screen(

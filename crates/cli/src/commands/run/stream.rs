@@ -24,9 +24,11 @@ struct StepJson<'a, T> {
 pub fn run(args: &RunArgs) -> Result<Outcome> {
     let model_file = read_model_file(args.sources.model.as_deref())?;
     let prepared = prepare(&model_file, &args.options, Form::Sequence)?;
-    let rnn = &prepared.rnn;
+    let rnn = prepared.rnn();
     let dtype: DType = args.options.dtype.into();
-    let mut stream = rnn.stream(1, None).context("cannot stream this model")?;
+    let mut stream = prepared
+        .stream(1, None)
+        .map_err(|e| anyhow::anyhow!("cannot stream this model: {e}"))?;
     let input_size = rnn.input_size();
 
     // Output is flushed whenever no more input is waiting, so a step's result is out before
@@ -81,7 +83,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             [("step", &x, None)],
             args.options.strict,
         )?;
-        let x = x.to_dtype(dtype)?.to_device(&prepared.device)?;
+        let x = x.to_dtype(dtype)?.to_device(rnn.device())?;
         let y = stream.step(&x)?.squeeze(0)?;
         let step = stream.steps() - 1;
         match args.format {

@@ -1,0 +1,193 @@
+//! The one model pipeline that the CLI and the Python module share: the weights a file holds,
+//! configured with the user's options and built on a device ([`Model::new`]); inputs
+//! prepared for it (what the file fixes, its masks, the device: [`Model::prepare`]); a run
+//! with its outputs named ([`Model::run`]); or a stream of steps where the model allows one
+//! ([`Model::stream`]). Each interface only parses its arguments and renders the results.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use rnn_core::{MergeMode, Rnn};
+
+use crate::config::StackConfig;
+use crate::error::{Result, WeightsError};
+use crate::expected::name_outputs;
+use crate::file::TensorFile;
+use crate::inputs::{Form, Inputs, MODEL_INPUTS};
+use crate::model::LoadedWeights;
+use crate::options::ReadOptions;
+
+/// A model ready to run: its configuration (the options over what the file records) and the
+/// network built from it on a device, for inputs of one [`Form`].
+#[derive(Debug, Clone)]
+pub struct Model {
+    file: TensorFile,
+    config: StackConfig,
+    rnn: Rnn,
+}
+
+/// What a run gives: the outputs named as the inputs' form names them (`output` and `h_n`, or
+/// `Y<t>`; a top layer with `merge_mode` none gives `output_forward` and `output_backward`
+/// instead of `output`), the whole output (in the inputs' layout; step form's is
+/// time-major), `h_n` where the layers' states stack, and the last layer's final states
+/// merged (Keras's `return_sequences=False` output).
+pub struct Run {
+    /// The outputs by name.
+    pub named: Vec<(String, Tensor)>,
+    /// The top layer's output for every step.
+    pub output: Tensor,
+    /// `[layers · directions, batch, hidden]`; `None` when the layers' hidden sizes differ.
+    pub h_n: Option<Tensor>,
+    /// `[batch, features]`: the last layer's final states, merged as its merge mode says.
+    pub last: Tensor,
+    /// Every layer's output, time-major; empty unless asked for.
+    pub layer_outputs: Vec<Tensor>,
+}
+
+impl Model {
+    /// The model that `weights` (picked from `file`) make with the options `read`, for inputs
+    /// of `form`, on `device`: every layer's configuration checked against the others once,
+    /// where the merge modes are known.
+    ///
+    /// # Errors
+    /// [`WeightsError::Option`] for an option that does not fit the model, and
+    /// [`WeightsError::Tensor`] when the weights and configuration do not form a valid stack
+    /// or cannot be moved to the device.
+    pub fn new(
+        file: &TensorFile,
+        weights: &LoadedWeights,
+        read: &ReadOptions,
+        form: Form,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = weights.stack_config(read, form)?;
+        let tensor_error = |e: candle_core::Error| WeightsError::Tensor {
+            path: file.path().to_owned(),
+            error: candle_core::Error::Msg(format!("the weights do not form a valid RNN: {e}")),
+        };
+        let rnn = config
+            .build(&weights.weights)
+            .and_then(|rnn| rnn.to_device(device))
+            .map_err(tensor_error)?;
+        Ok(Self {
+            file: file.clone(),
+            config,
+            rnn,
+        })
+    }
+
+    /// The network as built.
+    pub fn rnn(&self) -> &Rnn {
+        &self.rnn
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &StackConfig {
+        &self.config
+    }
+
+    /// `inputs` (read from `source`) made ready for this model: the inputs its file fixes
+    /// added ([`Inputs::with_model_inputs`]; not when the inputs were read from the model's
+    /// own file, which holds them already), its masks applied ([`Inputs::apply_masks`]), on
+    /// its device.
+    ///
+    /// # Errors
+    /// As [`Inputs::with_model_inputs`]; [`WeightsError::Inputs`] naming `source` when the
+    /// masks refuse the inputs; [`WeightsError::Tensor`] when they cannot be moved to the
+    /// device.
+    pub fn prepare(&self, inputs: Inputs, source: &Path, from_model_file: bool) -> Result<Inputs> {
+        let mut inputs = if from_model_file {
+            inputs
+        } else {
+            let dtype = inputs.input.dtype();
+            inputs.with_model_inputs(&self.file, dtype)?
+        };
+        inputs
+            .apply_masks(&self.config, self.rnn.batch_first())
+            .map_err(|reason| WeightsError::Inputs {
+                path: source.to_owned(),
+                reason,
+            })?;
+        inputs
+            .to_device(self.rnn.device())
+            .map_err(|error| WeightsError::Tensor {
+                path: source.to_owned(),
+                error,
+            })
+    }
+
+    /// Runs the model on prepared inputs, keeping every layer's output when `keep_layers`.
+    ///
+    /// # Errors
+    /// When a shape does not fit the model (the input's features, `h0`, `lengths`).
+    pub fn run(&self, inputs: &Inputs, keep_layers: bool) -> candle_core::Result<Run> {
+        let rnn = &self.rnn;
+        let (input, h0, lengths) = (&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref());
+        let (output, states, layer_outputs) = if keep_layers {
+            let run = rnn.forward_layers(input, h0, lengths)?;
+            (run.output, run.states, run.layer_outputs)
+        } else {
+            let (output, states) = rnn.forward_states(input, h0, lengths)?;
+            (output, states, Vec::new())
+        };
+        let h_n = rnn.stack_states(&states)?;
+        let mut named = name_outputs(inputs.form, &output, h_n.as_ref())?;
+        let top = rnn.layer_options()[rnn.num_layers() - 1];
+        if top.merge_mode == MergeMode::Separate && inputs.form == Form::Sequence {
+            // Keras's merge_mode=None: the two directions' outputs as two tensors.
+            let half = rnn.output_size() / 2;
+            let features = output.rank() - 1;
+            named.retain(|(n, _)| n != "output");
+            named.insert(
+                0,
+                ("output_forward".into(), output.narrow(features, 0, half)?),
+            );
+            named.insert(
+                1,
+                (
+                    "output_backward".into(),
+                    output.narrow(features, half, half)?,
+                ),
+            );
+        }
+        Ok(Run {
+            named,
+            last: rnn.merge_final_states(&states)?,
+            output,
+            h_n,
+            layer_outputs,
+        })
+    }
+
+    /// Refuses to feed the model part of its inputs at a time (a stream of steps, or a run
+    /// batch by batch) where that would change its numbers: a model whose file fixes inputs
+    /// (an ONNX graph's `initial_h` or `sequence_lens` initialisers: a stream starts from the
+    /// state its caller gives), or one that masks steps ([`StackConfig::check_stepwise`]).
+    ///
+    /// # Errors
+    /// The refusal in words, naming what the file fixes or masks.
+    pub fn check_stepwise(&self) -> std::result::Result<(), String> {
+        if let Some(fixed) = self.file.metadata().get(MODEL_INPUTS) {
+            return Err(format!(
+                "the model fixes {fixed} (ONNX initialisers), which a stream does not apply, \
+                 nor a run batch by batch (--stream, --batch-size, Model.stream); run it on \
+                 whole inputs"
+            ));
+        }
+        self.config.check_stepwise()
+    }
+
+    /// Starts feeding the model one step at a time from `h0` (zeros when `None`).
+    ///
+    /// # Errors
+    /// As [`Model::check_stepwise`] and [`rnn_core::Rnn::stream`] (a model that reads a
+    /// sequence from its end).
+    pub fn stream(
+        &self,
+        batch: usize,
+        h0: Option<&Tensor>,
+    ) -> std::result::Result<rnn_core::Stream, String> {
+        self.check_stepwise()?;
+        self.rnn.stream(batch, h0).map_err(|e| e.to_string())
+    }
+}
