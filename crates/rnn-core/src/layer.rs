@@ -385,17 +385,18 @@ impl RnnLayer {
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
         let (seq_len, _batch) = self.check_sequence(input, h0, lengths)?;
-        let fused = cpu::supports(input.device(), self.dtype())
-            && self.nonlinearity.is_fused()
-            && self.clip.is_none();
-        if !fused || seq_len == 0 {
+        let activation = self
+            .nonlinearity
+            .fused()
+            .filter(|_| cpu::supports(input.device(), self.dtype()) && self.clip.is_none());
+        let Some(activation) = activation.filter(|_| seq_len > 0) else {
             return self.forward_reference(input, h0, direction, lengths);
-        }
+        };
         match &self.prepared {
             Some(p) if !tracks(input) && !h0.is_some_and(tracks) => {
-                self.forward_fused(p, input, h0, direction, lengths)
+                self.forward_fused(p, activation, input, h0, direction, lengths)
             }
-            _ => self.forward_recorded(input, h0, direction, lengths),
+            _ => self.forward_recorded(activation, input, h0, direction, lengths),
         }
     }
 
@@ -403,6 +404,7 @@ impl RnnLayer {
     fn forward_fused(
         &self,
         prepared: &Prepared,
+        activation: cpu::Fused,
         input: &Tensor,
         h0: Option<&Tensor>,
         direction: Direction,
@@ -414,8 +416,8 @@ impl RnnLayer {
             batch: dims[1],
             input_size: self.input_size(),
             hidden: self.hidden_size(),
-            reverse: matches!(direction, Direction::Backward),
-            relu: self.nonlinearity == Nonlinearity::Relu,
+            direction,
+            activation,
             lengths,
             threads: cpu::threads(),
             level: cpu::level::get(),
@@ -436,6 +438,7 @@ impl RnnLayer {
     /// pass (`cpu/bptt.rs`).
     fn forward_recorded(
         &self,
+        activation: cpu::Fused,
         input: &Tensor,
         h0: Option<&Tensor>,
         direction: Direction,
@@ -451,6 +454,7 @@ impl RnnLayer {
         let h0_detached = h0.map(Tensor::detach);
         let (output, h_n) = self.forward_fused(
             &Prepared::new(&detached)?,
+            activation,
             &input.detach(),
             h0_detached.as_ref(),
             direction,
@@ -471,8 +475,8 @@ impl RnnLayer {
             input_size: self.input_size(),
             hidden: self.hidden_size(),
             bias_columns: columns.len() - 2,
-            reverse: matches!(direction, Direction::Backward),
-            relu: self.nonlinearity == Nonlinearity::Relu,
+            direction,
+            activation,
             lengths: lengths.map(<[usize]>::to_vec),
             level: cpu::level::get(),
         };

@@ -201,9 +201,14 @@ impl Nonlinearity {
         Self::ALL.into_iter().find(|n| n.as_str() == name)
     }
 
-    /// Whether the fused CPU path computes it (tanh and relu, `torch.nn.RNN`'s two).
-    pub(crate) fn is_fused(self) -> bool {
-        matches!(self, Nonlinearity::Tanh | Nonlinearity::Relu)
+    /// How the fused CPU path computes it, where it does (tanh and relu, `torch.nn.RNN`'s
+    /// two).
+    pub(crate) fn fused(self) -> Option<crate::cpu::Fused> {
+        match self {
+            Nonlinearity::Tanh => Some(crate::cpu::Fused::Tanh),
+            Nonlinearity::Relu => Some(crate::cpu::Fused::Relu),
+            _ => None,
+        }
     }
 
     pub(crate) fn apply(self, x: &Tensor) -> Result<Tensor> {

@@ -1,17 +1,30 @@
 //! Every file the frameworks write, read for [`rnn_core`] (README's table of files): recognises
-//! RNN weights by their tensor names,
-//! converts every foreign naming and layout to the canonical one (PyTorch's `nn.RNN`), and
-//! reads the inputs and expected outputs that `rnn run` and `rnn check` use, and holds results
-//! against those references as `numpy.allclose` does ([`compare`]).
+//! RNN weights by their tensor names, converts every foreign naming and layout to the
+//! canonical one (PyTorch's `nn.RNN`) with the model's typed configuration ([`StackConfig`],
+//! what the file records: [`Recorded`]), reads the inputs and expected outputs that `rnn run`
+//! and `rnn check` use, runs them through the one pipeline the CLI and the Python module share
+//! ([`Model`]), and holds results against those references as `numpy.allclose` does
+//! ([`compare`]).
 //!
 //! # Example
 //!
 //! ```no_run
-//! use candle_core::DType;
-//! use rnn_weights::LoadedWeights;
+//! use candle_core::{DType, Device};
+//! use rnn_weights::{Form, Inputs, LoadedWeights, Model, ReadOptions, TensorFile};
 //!
-//! let model = LoadedWeights::read("models/seed/article.safetensors".as_ref(), DType::F32)?;
-//! println!("{} input features, hidden sizes {:?}", model.input_size(), model.hidden_sizes());
+//! let file = TensorFile::read("models/seed/article.safetensors".as_ref())?;
+//! let weights = LoadedWeights::select(&file, DType::F32, &Default::default())?;
+//! println!("{} input features, hidden sizes {:?}", weights.input_size(), weights.hidden_sizes());
+//! let model = Model::new(&file, &weights, &ReadOptions::default(), Form::Steps, &Device::Cpu)?;
+//! let inputs = Inputs::require(&file, DType::F32)?; // the article's X0, X1
+//! let inputs = model.prepare(inputs, file.path(), true)?;
+//! let run = model.run(&inputs, false).map_err(|error| rnn_weights::WeightsError::Tensor {
+//!     path: file.path().to_owned(),
+//!     error,
+//! })?;
+//! for (name, tensor) in &run.named {
+//!     println!("{name}: {tensor}"); // Y0, Y1: the article's table
+//! }
 //! # Ok::<(), rnn_weights::WeightsError>(())
 //! ```
 

@@ -29,7 +29,8 @@ use std::ops::Range;
 
 use super::kernels::{self, PackedB};
 use super::level::KernelLevel;
-use super::{with_slice, Element};
+use super::{with_slice, Element, Fused};
+use candle_nn::rnn::Direction;
 
 /// One layer and direction's recurrence, its forward already computed.
 pub(crate) struct Recurrence {
@@ -42,9 +43,9 @@ pub(crate) struct Recurrence {
     /// How many bias columns follow the weights in the weights argument (0, 1 or 2).
     pub bias_columns: usize,
     /// Step `T − 1` first.
-    pub reverse: bool,
-    /// relu, else tanh.
-    pub relu: bool,
+    /// `Backward`: the forward ran from the last step to the first.
+    pub direction: Direction,
+    pub activation: Fused,
     /// Each sequence's length; `None`: all `seq_len`.
     pub lengths: Option<Vec<usize>>,
     /// The kernels the products run on (the forward's).
@@ -175,14 +176,18 @@ impl Recurrence {
         let mut d_pre = vec![T::ZERO; seq * len];
         let mut back = vec![T::ZERO; len];
         for s in (0..seq).rev() {
-            let t = if self.reverse { seq - 1 - s } else { s };
+            let t = if matches!(self.direction, Direction::Backward) {
+                seq - 1 - s
+            } else {
+                s
+            };
             let y = &out[t * all + first..t * all + first + len];
             let g = &grad[t * all + first..t * all + first + len];
             let d = &mut d_pre[t * len..(t + 1) * len];
             for (r, _) in rows.clone().enumerate().filter(|&(_, b)| self.valid(t, b)) {
                 for j in r * hidden..(r + 1) * hidden {
                     let total = dh[j] + g[j];
-                    d[j] = if self.relu {
+                    d[j] = if self.activation == Fused::Relu {
                         if y[j] > T::ZERO {
                             total
                         } else {
@@ -213,7 +218,7 @@ impl Recurrence {
         let rows = batch * self.hidden;
         let mut prev = vec![T::ZERO; seq * rows];
         let shifted = (seq - 1) * rows;
-        if self.reverse {
+        if matches!(self.direction, Direction::Backward) {
             prev[..shifted].copy_from_slice(&out[rows..seq * rows]);
             prev[shifted..].copy_from_slice(h0);
             for (b, &len) in self.lengths.iter().flatten().enumerate() {

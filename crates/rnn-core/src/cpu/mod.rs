@@ -31,6 +31,7 @@ use std::ops::{Add, AddAssign, Mul};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
+use candle_nn::rnn::Direction;
 
 use level::KernelLevel;
 pub(crate) use tanh::tanh_f32;
@@ -100,14 +101,23 @@ pub(crate) fn supports(device: &Device, dtype: DType) -> bool {
     device.is_cpu() && matches!(dtype, DType::F32 | DType::F64)
 }
 
+/// The activations the fast path computes in its kernels: `torch.nn.RNN`'s two
+/// ([`crate::Nonlinearity::fused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fused {
+    Tanh,
+    Relu,
+}
+
 /// The shapes and options of one layer run.
 pub(crate) struct Run<'a> {
     pub seq: usize,
     pub batch: usize,
     pub input_size: usize,
     pub hidden: usize,
-    pub reverse: bool,
-    pub relu: bool,
+    /// `Backward`: the steps run from the last to the first.
+    pub direction: Direction,
+    pub activation: Fused,
     pub lengths: Option<&'a [usize]>,
     /// Threads the run may use ([`threads`] outside tests).
     pub threads: usize,
@@ -442,28 +452,28 @@ impl<T: Element> Weights<'_, T> {
         out: kernels::Blank<'o, T>,
         x: &[T],
         h: &[T],
-        relu: bool,
+        activation: Fused,
     ) -> &'o mut [T] {
         if let (Rhs::Packed(w_ih), Rhs::Packed(w_hh)) = (&self.w_ih, &self.w_hh) {
-            return out.written_by_step((x, w_ih), (h, w_hh), self.bias, relu);
+            return out.written_by_step((x, w_ih), (h, w_hh), self.bias, activation);
         }
         let out = out.zeroed();
-        self.step(out, Some(x), h, relu);
+        self.step(out, Some(x), h, activation);
         out
     }
 
     /// One step into `out` (zeroed, or holding the projection when `x` is `None`):
     /// `out = act(out + x·W_ih + h·W_hh + bias)`.
-    fn step(&self, out: &mut [T], x: Option<&[T]>, h: &[T], relu: bool) {
+    fn step(&self, out: &mut [T], x: Option<&[T]>, h: &[T], activation: Fused) {
         if let (Rhs::Packed(w_ih), Rhs::Packed(w_hh)) = (&self.w_ih, &self.w_hh) {
-            kernels::packed_step(out, x.map(|x| (x, *w_ih)), (h, w_hh), self.bias, relu);
+            kernels::packed_step(out, x.map(|x| (x, *w_ih)), (h, w_hh), self.bias, activation);
             return;
         }
         if let Some(x) = x {
             self.w_ih.product(out, x);
         }
         self.w_hh.product(out, h);
-        kernels::bias_activation(self.level, out, self.bias, relu);
+        kernels::bias_activation(self.level, out, self.bias, activation);
     }
 }
 
@@ -492,13 +502,17 @@ impl<T: Element> Part<'_, T> {
         let (b0, b1) = (first, first + h.len() / hidden);
         let lengths = run.lengths.map(|l| &l[b0..b1]);
         let seq = steps.len();
-        if run.reverse {
+        if matches!(run.direction, Direction::Backward) {
             steps.reverse();
         }
         // The previous step's output, which is the state where no sequence has ended.
         let mut previous: Option<&[T]> = None;
         for (i, out) in steps.into_iter().enumerate() {
-            let t = if run.reverse { seq - 1 - i } else { i };
+            let t = if matches!(run.direction, Direction::Backward) {
+                seq - 1 - i
+            } else {
+                i
+            };
             let state = match (lengths, previous) {
                 (None, Some(previous)) => previous,
                 _ => &*h,
@@ -506,10 +520,10 @@ impl<T: Element> Part<'_, T> {
             let out = match out {
                 Out::Blank(out) => {
                     let x_t = &x[(t * batch + b0) * input_size..(t * batch + b1) * input_size];
-                    weights.step_into(out, x_t, state, run.relu)
+                    weights.step_into(out, x_t, state, run.activation)
                 }
                 Out::Projected(out) => {
-                    weights.step(out, None, state, run.relu);
+                    weights.step(out, None, state, run.activation);
                     out
                 }
             };

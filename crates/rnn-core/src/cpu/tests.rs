@@ -34,13 +34,8 @@ fn worst<T: Element + Into<f64>>(a: &Result2<T>, b: &Result2<T>) -> f64 {
 
 /// The candle-ops reference of the same run.
 fn reference<T: Element>(layer: &RnnLayer, run: &Run, x: &Tensor, h0: &Tensor) -> Result2<T> {
-    let direction = if run.reverse {
-        Direction::Backward
-    } else {
-        Direction::Forward
-    };
     let (out, h_n) = layer
-        .forward_reference(x, Some(h0), direction, run.lengths)
+        .forward_reference(x, Some(h0), run.direction, run.lengths)
         .unwrap();
     (flat(out), flat(h_n))
 }
@@ -115,8 +110,8 @@ fn splitting_the_batch_between_threads_changes_nothing() {
                 batch,
                 input_size,
                 hidden,
-                reverse,
-                relu,
+                direction: direction(reverse),
+                activation: fused(relu),
                 lengths,
                 threads,
                 level,
@@ -247,8 +242,8 @@ fn every_level_holds_to_the_reference_on_random_shapes() {
             batch,
             input_size,
             hidden,
-            reverse,
-            relu,
+            direction: direction(reverse),
+            activation: fused(relu),
             lengths,
             threads,
             level,
@@ -313,8 +308,8 @@ fn the_backward_agrees_at_every_level() {
                 input_size: input,
                 hidden,
                 bias_columns: 2,
-                reverse,
-                relu: false,
+                direction: direction(reverse),
+                activation: Fused::Tanh,
                 lengths: Some(lengths.clone()),
                 level,
             };
@@ -339,5 +334,23 @@ fn the_backward_agrees_at_every_level() {
                 );
             }
         }
+    }
+}
+
+/// The fused activation a test's `relu` flag stands for.
+pub(crate) fn fused(relu: bool) -> Fused {
+    if relu {
+        Fused::Relu
+    } else {
+        Fused::Tanh
+    }
+}
+
+/// The direction a test's `reverse` flag stands for.
+fn direction(reverse: bool) -> Direction {
+    if reverse {
+        Direction::Backward
+    } else {
+        Direction::Forward
     }
 }

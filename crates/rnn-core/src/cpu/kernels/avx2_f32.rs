@@ -10,6 +10,7 @@ use std::arch::x86_64::*;
 
 use super::gemm::{spans, Epilogue};
 use super::packing::{PackedB, NR_AVX2 as NR};
+use crate::cpu::Fused;
 
 /// Depth of the shared dimension per pass: a 256 × 16 panel slice (16 KiB) stays in L1
 /// (32 KiB on Zen 3 and Haswell alike) while every block of rows passes over it.
@@ -176,14 +177,14 @@ unsafe fn wide_row(
             }
         }
     }
-    if let Some(Epilogue { bias, relu }) = epilogue {
+    if let Some(Epilogue { bias, activation }) = epilogue {
         if let Some(bias) = bias {
             for (v, c) in c.iter_mut().enumerate() {
                 *c = _mm256_add_ps(*c, _mm256_loadu_ps(bias.as_ptr().add(j + 8 * v)));
             }
         }
         for c in c.iter_mut() {
-            *c = activate(*c, relu);
+            *c = activate(*c, activation);
         }
     }
     for (v, c) in c.iter().enumerate() {
@@ -268,7 +269,7 @@ impl Tile<'_> {
                 }
             }
         }
-        if let Some(Epilogue { bias, relu }) = self.epilogue {
+        if let Some(Epilogue { bias, activation }) = self.epilogue {
             if let Some(bias) = bias {
                 // Without a bias nothing is added, as in the scalar pass: adding +0 would
                 // turn a sum of -0 into +0.
@@ -279,8 +280,8 @@ impl Tile<'_> {
                 }
             }
             for q in 0..R {
-                c0[q] = activate(c0[q], relu);
-                c1[q] = activate(c1[q], relu);
+                c0[q] = activate(c0[q], activation);
+                c1[q] = activate(c1[q], activation);
             }
         }
         let [m0, m1] = masks;
@@ -300,8 +301,8 @@ impl Tile<'_> {
 /// ReLU or tanh of 8 lanes, each lane exactly what `Element::relu` or
 /// [`super::super::tanh_f32`] returns for it.
 #[inline(always)]
-unsafe fn activate(x: __m256, relu: bool) -> __m256 {
-    if relu {
+unsafe fn activate(x: __m256, activation: Fused) -> __m256 {
+    if activation == Fused::Relu {
         // x < 0 is false for NaN and -0, which pass through, as in the scalar version.
         let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
         _mm256_blendv_ps(x, _mm256_setzero_ps(), negative)
@@ -343,11 +344,11 @@ unsafe fn tanh(x: __m256) -> __m256 {
 /// The CPU must support AVX2 and FMA.
 #[cfg(test)]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn activate_lanes(x: [f32; 8], relu: bool) -> [f32; 8] {
+pub(super) unsafe fn activate_lanes(x: [f32; 8], activation: Fused) -> [f32; 8] {
     let mut out = [0f32; 8];
     _mm256_storeu_ps(
         out.as_mut_ptr(),
-        activate(_mm256_loadu_ps(x.as_ptr()), relu),
+        activate(_mm256_loadu_ps(x.as_ptr()), activation),
     );
     out
 }

@@ -9,6 +9,7 @@ use std::arch::x86_64::*;
 
 use super::gemm::{spans, Epilogue};
 use super::packing::{PackedB, NR_AVX2_F64 as NR};
+use crate::cpu::Fused;
 
 /// Depth of the shared dimension per pass: a 256 × 8 panel slice (16 KiB, as f32's).
 const KC: usize = 256;
@@ -171,13 +172,13 @@ unsafe fn wide_row(
             }
         }
     }
-    if let Some(Epilogue { bias, relu }) = epilogue {
+    if let Some(Epilogue { bias, activation }) = epilogue {
         if let Some(bias) = bias {
             for (v, c) in c.iter_mut().enumerate() {
                 *c = _mm256_add_pd(*c, _mm256_loadu_pd(bias.as_ptr().add(j + 4 * v)));
             }
         }
-        if relu {
+        if activation == Fused::Relu {
             for c in c.iter_mut() {
                 *c = relu_lanes(*c);
             }
@@ -263,7 +264,7 @@ impl Tile<'_> {
                 }
             }
         }
-        if let Some(Epilogue { bias, relu }) = self.epilogue {
+        if let Some(Epilogue { bias, activation }) = self.epilogue {
             if let Some(bias) = bias {
                 // Without a bias nothing is added (adding +0 would turn -0 into +0).
                 let (bias0, bias1) = self.load(bias.as_ptr().wrapping_add(j));
@@ -272,7 +273,7 @@ impl Tile<'_> {
                     c1[q] = _mm256_add_pd(c1[q], bias1);
                 }
             }
-            if relu {
+            if activation == Fused::Relu {
                 for q in 0..R {
                     c0[q] = relu_lanes(c0[q]);
                     c1[q] = relu_lanes(c1[q]);

@@ -8,6 +8,7 @@ use std::arch::x86_64::*;
 
 use super::gemm::{spans, Epilogue};
 use super::packing::{PackedB, NR};
+use crate::cpu::Fused;
 
 /// Depth of the shared dimension per pass: a 128 × 64 panel slice (32 KiB) stays in L1
 /// while every block of rows passes over it.
@@ -207,7 +208,7 @@ impl Tile<'_> {
                 }
             }
         }
-        if let Some(Epilogue { bias, relu }) = self.epilogue {
+        if let Some(Epilogue { bias, activation }) = self.epilogue {
             if let Some(bias) = bias {
                 // Without a bias nothing is added, as in the scalar pass: adding +0 would
                 // turn a sum of -0 into +0.
@@ -228,10 +229,10 @@ impl Tile<'_> {
                 }
             }
             for q in 0..R {
-                c0[q] = activate(c0[q], relu);
-                c1[q] = activate(c1[q], relu);
-                c2[q] = activate(c2[q], relu);
-                c3[q] = activate(c3[q], relu);
+                c0[q] = activate(c0[q], activation);
+                c1[q] = activate(c1[q], activation);
+                c2[q] = activate(c2[q], activation);
+                c3[q] = activate(c3[q], activation);
             }
         }
         for q in 0..R {
@@ -247,8 +248,8 @@ impl Tile<'_> {
 /// ReLU or tanh of 16 lanes, each lane exactly what `Element::relu` or
 /// [`super::super::tanh_f32`] returns for it.
 #[inline(always)]
-unsafe fn activate(x: __m512, relu: bool) -> __m512 {
-    if relu {
+unsafe fn activate(x: __m512, activation: Fused) -> __m512 {
+    if activation == Fused::Relu {
         // x < 0 is false for NaN and -0, which pass through, as in the scalar version.
         let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
         _mm512_mask_mov_ps(x, negative, _mm512_setzero_ps())
@@ -288,11 +289,11 @@ unsafe fn tanh(x: __m512) -> __m512 {
 /// The CPU must support AVX-512F.
 #[cfg(test)]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn activate_lanes(x: [f32; 16], relu: bool) -> [f32; 16] {
+pub(super) unsafe fn activate_lanes(x: [f32; 16], activation: Fused) -> [f32; 16] {
     let mut out = [0f32; 16];
     _mm512_storeu_ps(
         out.as_mut_ptr(),
-        activate(_mm512_loadu_ps(x.as_ptr()), relu),
+        activate(_mm512_loadu_ps(x.as_ptr()), activation),
     );
     out
 }

@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 
 use super::gemm::{spans, Epilogue};
 use super::packing::{PackedB, NR_F64 as NR};
+use crate::cpu::Fused;
 
 /// Depth of the shared dimension per pass: a 128 × 32 panel slice (32 KiB, as f32's)
 /// stays in L1 while every block of rows passes over it.
@@ -197,7 +198,7 @@ impl Tile<'_> {
                 }
             }
         }
-        if let Some(Epilogue { bias, relu }) = self.epilogue {
+        if let Some(Epilogue { bias, activation }) = self.epilogue {
             if let Some(bias) = bias {
                 // Without a bias nothing is added (adding +0 would turn -0 into +0).
                 let at = |v: usize| bias.as_ptr().wrapping_add(j + 8 * v);
@@ -216,7 +217,7 @@ impl Tile<'_> {
                     c3[q] = _mm512_add_pd(c3[q], bias3);
                 }
             }
-            if relu {
+            if activation == Fused::Relu {
                 for q in 0..R {
                     c0[q] = relu_lanes(c0[q]);
                     c1[q] = relu_lanes(c1[q]);

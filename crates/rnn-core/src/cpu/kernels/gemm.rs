@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 
 use super::packing::PackedB;
 use crate::cpu::Element;
+use crate::cpu::Fused;
 
 /// `out[r][j] += Σ_i lhs[r][i] · b[i][j]` on one thread, with the micro-kernel `b` is packed
 /// for: `out` `[rows, n]`, `lhs` `[rows, k]`, row-major.
@@ -24,9 +25,9 @@ pub(crate) fn packed_step<T: Element>(
     input: Option<(&[T], &PackedB<T>)>,
     state: (&[T], &PackedB<T>),
     bias: Option<&[T]>,
-    relu: bool,
+    activation: Fused,
 ) {
-    let epilogue = Some(Epilogue { bias, relu });
+    let epilogue = Some(Epilogue { bias, activation });
     match input {
         Some(x) => packed_product(out, false, &[x, state], epilogue),
         None => packed_product(out, true, &[state], epilogue),
@@ -38,7 +39,7 @@ pub(crate) fn packed_step<T: Element>(
 #[derive(Clone, Copy)]
 pub(crate) struct Epilogue<'a, T> {
     pub(super) bias: Option<&'a [T]>,
-    pub(super) relu: bool,
+    pub(super) activation: Fused,
 }
 
 /// `out = [out +] Σ_t lhs_t · b_t`, then the epilogue: the terms share `out`'s rows and

@@ -6,6 +6,7 @@ use super::packing::{PackedB, NR, NR_AVX2, NR_AVX2_F64, NR_F64};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2_f32, avx2_f64, avx512_f32, avx512_f64};
 use crate::cpu::level::KernelLevel;
+use crate::cpu::Fused;
 
 /// The micro-kernels of an element type on packed weights: f32 and f64 each have one for
 /// AVX-512 and one for AVX2 + FMA.
@@ -84,7 +85,11 @@ impl Kernel for f64 {
     }
 
     fn after_store(out: &mut [f64], epilogue: Option<Epilogue<f64>>) {
-        if let Some(Epilogue { relu: false, .. }) = epilogue {
+        if let Some(Epilogue {
+            activation: Fused::Tanh,
+            ..
+        }) = epilogue
+        {
             for v in out {
                 *v = v.tanh();
             }

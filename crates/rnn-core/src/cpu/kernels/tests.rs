@@ -1,6 +1,7 @@
 use super::super::tanh::{CLAMP, TINY};
 use super::super::{tanh_f32, Element};
 use crate::cpu::level::KernelLevel;
+use crate::cpu::tests::fused;
 
 /// The levels with a micro-kernel that this CPU runs.
 fn packed_levels() -> Vec<KernelLevel> {
@@ -38,14 +39,14 @@ fn the_vector_activations_are_the_scalar_ones_bit_for_bit() {
                 let got: Vec<f32> = match level {
                     // SAFETY: the CPU supports the level (`packed_levels`).
                     KernelLevel::Avx512 => unsafe {
-                        super::avx512_f32::activate_lanes(chunk.try_into().unwrap(), relu)
+                        super::avx512_f32::activate_lanes(chunk.try_into().unwrap(), fused(relu))
                     }
                     .to_vec(),
                     _ => chunk
                         .chunks_exact(8)
                         // SAFETY: as above.
                         .flat_map(|c| unsafe {
-                            super::avx2_f32::activate_lanes(c.try_into().unwrap(), relu)
+                            super::avx2_f32::activate_lanes(c.try_into().unwrap(), fused(relu))
                         })
                         .collect(),
                 };
@@ -113,7 +114,7 @@ fn fresh_step_cases<T: Element>() {
                     let terms = [(&x[..], &w_ih), (&h[..], &w_hh)];
                     let epilogue = Some(super::gemm::Epilogue {
                         bias: Some(&bias[..]),
-                        relu: cases % 2 == 1,
+                        activation: fused(cases % 2 == 1),
                     });
                     let mut zeroed = vec![T::ZERO; rows * n];
                     super::gemm::packed_product(&mut zeroed, false, &terms, epilogue);
@@ -175,7 +176,7 @@ fn kernels_agree<T: Element>(tolerance: f64) {
                     );
                     let epilogue = Some(super::gemm::Epilogue {
                         bias: with_bias.then_some(&bias[..]),
-                        relu,
+                        activation: fused(relu),
                     });
                     let mut plain = if accumulate {
                         start.clone()
@@ -188,7 +189,7 @@ fn kernels_agree<T: Element>(tolerance: f64) {
                     super::activation::bias_activation_generic(
                         &mut plain,
                         with_bias.then_some(&bias[..]),
-                        relu,
+                        fused(relu),
                     );
                     let mut first: Option<(KernelLevel, Vec<T>)> = None;
                     for &level in &levels {

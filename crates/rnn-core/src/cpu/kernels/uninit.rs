@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::gemm::{fresh_product, Epilogue};
 use super::packing::PackedB;
 use crate::cpu::Element;
+use crate::cpu::Fused;
 
 /// A vector of `len` elements whose pieces are first written where they are used: `fill` gets
 /// the whole buffer as one [`Blank`], splits it, and hands the pieces to threads, each of
@@ -62,10 +63,10 @@ impl<'a, T: Element> Blank<'a, T> {
         input: (&[T], &PackedB<T>),
         state: (&[T], &PackedB<T>),
         bias: Option<&[T]>,
-        relu: bool,
+        activation: Fused,
     ) -> &'a mut [T] {
         let out = std::mem::take(&mut self.data);
-        let written = fresh_product(out, &[input, state], Some(Epilogue { bias, relu }));
+        let written = fresh_product(out, &[input, state], Some(Epilogue { bias, activation }));
         self.written.fetch_add(written.len(), Ordering::Relaxed);
         written
     }
