@@ -34,11 +34,22 @@ const SCRIPTS: &[&str] = &[
     "keras3_stacked_cells.py",
     "torch_gradients.py",
     "numpy_print.py",
+    "torch_converted.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {
     let python = venv_python(root)?;
     let out = root.join("tests/fixtures");
+    // torch_converted.py runs `rnn convert`: the binary of this checkout.
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "-p", "rnn-cli"])
+        .current_dir(root)
+        .status()
+        .context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release -p rnn-cli failed ({status})");
+    }
+    let rnn = root.join("target/release/rnn");
     for script in SCRIPTS {
         let path = root.join("xtask/fixtures").join(script);
         println!("running {}", path.display());
@@ -47,6 +58,7 @@ pub fn run(root: &Path) -> Result<()> {
             .arg(&out)
             .env("TF_CPP_MIN_LOG_LEVEL", "2")
             .env("TF_USE_LEGACY_KERAS", "1")
+            .env("RNN_BIN", &rnn)
             .status()
             .with_context(|| format!("cannot start {}", python.display()))?;
         if !status.success() {

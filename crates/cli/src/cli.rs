@@ -51,7 +51,7 @@ pub enum Command {
     /// What this binary can compute on: compiled backends, the CPU, and each GPU.
     Devices(DevicesArgs),
     /// Rewrite weights of any recognised format in the canonical layout (PyTorch's names),
-    /// with the configuration in the file's metadata.
+    /// with the configuration in the file's metadata, or as a PyTorch state_dict (.pt).
     Convert(ConvertArgs),
     /// Draw each layer's hidden state over time as a heatmap (PNG or SVG).
     Plot(PlotArgs),
@@ -344,8 +344,9 @@ pub struct DevicesArgs {
 pub struct ConvertArgs {
     /// Weights in any file rnn reads (README's table of files).
     pub input: PathBuf,
-    /// Where to write the canonical weights: a .safetensors file (a name that promises
-    /// another format is refused).
+    /// Where to write: a .safetensors file (the canonical layout, every option in its
+    /// metadata) or a .pt/.pth file (a torch.save state_dict of torch.nn.RNN, whose
+    /// constructor call is printed); a name that promises another format is refused.
     #[arg(long, short)]
     pub output: PathBuf,
     #[command(flatten)]

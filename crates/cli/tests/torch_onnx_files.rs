@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::{check_args, check_npz, repo, rnn};
+use common::{check_args, check_npz, metadata_words, repo, rnn};
 
 /// `rnn check NAME.<ext> --fixture NAME.safetensors` with the fixture's flags, within 1e-5.
 fn check(model: &str) {
@@ -600,4 +600,109 @@ fn parametrised_activations_are_given_on_the_command_line() {
         "one layer, two activations"
     );
     assert_eq!(run("leaky_relu(0.01"), Some(2));
+}
+
+/// `rnn convert … -o X.pt` against PyTorch itself (`xtask/fixtures/torch_converted.py`): each
+/// committed `.pt` was loaded with `torch.load(weights_only=True)` into the `nn.RNN` that rnn
+/// printed and run by torch. The same source converts to the same bytes today, and rnn reads
+/// the `.pt` back to torch's numbers.
+#[test]
+fn converted_state_dicts_are_the_files_torch_loaded() {
+    let dir = repo("tests/fixtures/converted");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut cases = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let fixture = entry.unwrap().path();
+        if fixture.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+            continue;
+        }
+        cases += 1;
+        let committed = fixture.with_extension("pt");
+        let source = metadata_words(&fixture, "convert_source").concat();
+        let source = repo("tests/fixtures").join(source);
+        let again = scratch.path().join("again.pt");
+        let mut args = vec![
+            "convert".to_string(),
+            source.display().to_string(),
+            "-o".into(),
+            again.display().to_string(),
+        ];
+        args.extend(metadata_words(&fixture, "convert_args"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = rnn(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.starts_with("rnn = torch.nn.RNN("), "{stdout}");
+        assert!(
+            std::fs::read(&again).unwrap() == std::fs::read(&committed).unwrap(),
+            "{}: rnn convert {args:?} no longer writes the bytes torch loaded",
+            committed.display()
+        );
+        let mut check = vec![
+            "check".to_string(),
+            committed.display().to_string(),
+            "--fixture".into(),
+            fixture.display().to_string(),
+        ];
+        check.extend(check_args(&fixture));
+        let check: Vec<&str> = check.iter().map(String::as_str).collect();
+        let out = rnn(&check);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{check:?}: {stdout}");
+        assert!(
+            stdout.contains("2 of 2 tensors within tolerance"),
+            "{stdout}"
+        );
+    }
+    assert!(cases >= 6, "{cases} converted fixtures");
+}
+
+/// What nn.RNN cannot express is refused by name, and nothing is written.
+#[test]
+fn a_conversion_to_pytorch_refuses_what_nn_rnn_cannot_express() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out_path = scratch.path().join("m.pt");
+    let fixtures = repo("tests/fixtures");
+    for (source, flags, says) in [
+        (
+            "keras_go_backwards.safetensors",
+            &["--go-backwards", "--masked-steps", "zeros"][..],
+            "time order go_backwards",
+        ),
+        (
+            "keras_merge_sum.safetensors",
+            &["--merge-mode", "sum", "--masked-steps", "zeros"][..],
+            "merge_mode sum",
+        ),
+        (
+            "keras_activation_selu.safetensors",
+            &["--nonlinearity", "selu"][..],
+            "activation selu",
+        ),
+        (
+            "keras_simple_rnn_sequences.safetensors",
+            &[][..],
+            "masked steps repeat-last",
+        ),
+        ("files/onnx_clip.onnx", &[][..], "clip"),
+    ] {
+        let source = fixtures.join(source);
+        let mut args = vec![
+            "convert",
+            source.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+        ];
+        args.extend(flags);
+        let out = rnn(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("nn.RNN cannot express") && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(!out_path.exists());
+    }
 }

@@ -48,6 +48,7 @@ mod pipeline;
 mod readers;
 mod selection;
 mod text;
+mod torch_save;
 mod write;
 
 pub use canonical::save_canonical;
@@ -70,4 +71,5 @@ pub use readers::notes;
 pub use selection::{weight_names, Selection};
 pub use text::numpy::{array2string, PrintOptions};
 pub use text::{write_json, JSON_SCHEMA_VERSION};
+pub use torch_save::{save_torch, torch_rnn, TorchRnn};
 pub use write::{write_atomically, write_safetensors, write_tensors};

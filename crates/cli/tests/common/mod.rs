@@ -44,10 +44,15 @@ pub fn fixtures() -> Vec<PathBuf> {
 /// The `rnn check` flags a fixture needs because its weights file cannot carry them (a
 /// PyTorch state_dict has no nonlinearity or batch_first), from its metadata's `check_args`.
 pub fn check_args(path: &Path) -> Vec<String> {
+    metadata_words(path, "check_args")
+}
+
+/// The words of a fixture's metadata value `key` (none where it lacks the key).
+pub fn metadata_words(path: &Path, key: &str) -> Vec<String> {
     let bytes = std::fs::read(path).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = header.metadata().clone().unwrap_or_default();
-    meta.get("check_args")
+    meta.get(key)
         .map(|a| a.split_whitespace().map(String::from).collect())
         .unwrap_or_default()
 }
