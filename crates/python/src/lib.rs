@@ -22,7 +22,7 @@ use pyo3::types::PyDict;
 use rnn_weights::TensorFile;
 
 use crate::device::devices;
-use crate::error::{rnn_error, RnnError};
+use crate::error::{message, rnn_error, RnnError};
 use crate::model::{build, Model, Stream};
 use crate::options::parse_options;
 
@@ -70,10 +70,55 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
     })
 }
 
+/// Writes the RNN in the file at `path` to `output`, as its extension says: `.safetensors`
+/// (the canonical layout, every option in its metadata) or `.pt`/`.pth` (a `torch.save`
+/// state_dict of `torch.nn.RNN`), in the source's precision.
+///
+/// Keywords: `load`'s reading options (not `dtype` or `device`). Returns, for a PyTorch
+/// target, the Python that loads the file (`rnn = torch.nn.RNN(...)` and its
+/// `load_state_dict` line), else `None`.
+///
+/// Raises `rnn.RnnError` for a file rnn cannot read and for what the target cannot express
+/// (named; nothing is written), `TypeError` for an unknown keyword.
+#[pyfunction]
+#[pyo3(signature = (path, output, **options))]
+fn convert(
+    py: Python<'_>,
+    path: PathBuf,
+    output: PathBuf,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Option<String>> {
+    if let Some(options) = options {
+        for key in ["dtype", "device"] {
+            if options.contains(key)? {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "convert() takes no {key}: it writes the source's precision"
+                )));
+            }
+        }
+    }
+    let read = parse_options(options)?.read;
+    let target = rnn_weights::Target::for_path(&output).map_err(rnn_error)?;
+    let converted = py
+        .detach(|| -> Result<_, String> {
+            let file =
+                TensorFile::read(&path).map_err(|e| format!("cannot read the weights: {e}"))?;
+            rnn_weights::convert(&file, &read, &output, target).map_err(|e| message(&e))
+        })
+        .map_err(rnn_error)?;
+    Ok(converted.torch.map(|module| {
+        format!(
+            "rnn = {module}\nrnn.load_state_dict(torch.load({:?}, weights_only=True))",
+            output.display().to_string()
+        )
+    }))
+}
+
 /// The `rnn._rnn` extension module.
 #[pymodule]
 fn _rnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_class::<Model>()?;
     m.add_class::<Stream>()?;

@@ -199,3 +199,29 @@ def test_an_input_without_data_is_refused():
     model = rnn.load(ARTICLE)
     with pytest.raises(rnn.RnnError, match="at least one step"):
         model(np.zeros((0, 2**40, 3), np.float32))
+
+
+def test_convert_writes_the_files_torch_loaded(tmp_path):
+    """rnn.convert writes the bytes `rnn convert` does (the committed conversions, which torch
+    itself loaded and ran: xtask/fixtures/torch_converted.py), and the canonical layout that
+    rnn.load reads back to the same numbers."""
+    converted = FIXTURES / "converted"
+    source = FIXTURES / "torch_l3_bidir_relu_batch_first_h0.safetensors"
+    code = rnn.convert(source, tmp_path / "m.pt", nonlinearity="relu", batch_first=True)
+    assert code.startswith("rnn = torch.nn.RNN(input_size=4, hidden_size=6, num_layers=3, "
+                           "nonlinearity='relu', bias=True, batch_first=True, "
+                           "bidirectional=True)\n")
+    assert (tmp_path / "m.pt").read_bytes() == (converted / "torch_l3_bidir_relu.pt").read_bytes()
+    assert rnn.convert(source, tmp_path / "m.safetensors", nonlinearity="relu",
+                       batch_first=True) is None
+    tensors, _ = read_safetensors(converted / "torch_l3_bidir_relu.safetensors")
+    output, h_n = rnn.load(tmp_path / "m.safetensors")(tensors["input"], tensors["h0"])
+    assert np.allclose(output, tensors["output"], atol=1e-5)
+    assert np.allclose(h_n, tensors["h_n"], atol=1e-5)
+    with pytest.raises(rnn.RnnError, match="nn.RNN cannot express activation selu"):
+        rnn.convert(source, tmp_path / "selu.pt", nonlinearity="selu")
+    assert not (tmp_path / "selu.pt").exists()
+    with pytest.raises(rnn.RnnError, match="ONNX and Keras files are not written yet"):
+        rnn.convert(source, tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match="takes no dtype"):
+        rnn.convert(source, tmp_path / "m.pt", dtype="float64")

@@ -32,6 +32,7 @@ mod canonical;
 mod chunked;
 mod compare;
 mod config;
+mod convert;
 mod dtype;
 mod error;
 mod expected;
@@ -57,6 +58,7 @@ pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use config::{
     one_or_each, split_entries, LayerConfig, Recorded, StackConfig, CANONICAL_LAYOUT,
 };
+pub use convert::{convert, Converted, Target};
 pub use error::{clip, Result, WeightsError, MESSAGE_CHARS, QUOTED_CHARS};
 pub use expected::{expected_outputs, name_outputs, Expected, F64_SUFFIX};
 pub use file::{FileFormat, TensorFile};

@@ -6,6 +6,6 @@ torch.save, ONNX, Keras, TensorFlow checkpoints), CPU or CUDA, without torch.
 >>> output, h_n = model(np.zeros((2, 4, model.input_size), np.float32))
 """
 
-from ._rnn import Model, RnnError, Stream, devices, load
+from ._rnn import Model, RnnError, Stream, convert, devices, load
 
-__all__ = ["Model", "RnnError", "Stream", "devices", "load"]
+__all__ = ["Model", "RnnError", "Stream", "convert", "devices", "load"]

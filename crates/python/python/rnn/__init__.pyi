@@ -34,6 +34,29 @@ def load(
     Raises ``TypeError`` for an unknown option and ``RnnError`` (a ``ValueError``) with the
     CLI's message for a file, structure or option rnn cannot use."""
 
+def convert(
+    path: Union[str, PathLike[str]],
+    output: Union[str, PathLike[str]],
+    *,
+    nonlinearity: Optional[_Names] = ...,
+    go_backwards: bool = ...,
+    merge_mode: Optional[_Names] = ...,
+    masked_steps: Optional[str] = ...,
+    mask_value: Optional[float] = ...,
+    clip: Optional[_Floats] = ...,
+    batch_first: bool = ...,
+    time_major: bool = ...,
+    weights_format: Optional[str] = ...,
+    prefix: Optional[str] = ...,
+    stack: Optional[_Names] = ...,
+) -> Optional[str]:
+    """Writes the RNN in ``path`` to ``output`` as its extension says: ``.safetensors`` (the
+    canonical layout, every option recorded) or ``.pt``/``.pth`` (a ``torch.save`` state_dict
+    of ``torch.nn.RNN``). Returns, for ``.pt``, the Python that loads it (the ``nn.RNN(...)``
+    constructor and its ``load_state_dict`` line), else ``None``.
+
+    Raises ``RnnError`` for what the target cannot express (named; nothing is written)."""
+
 def devices() -> list[str]:
     """``"cpu"``, then ``"cuda:N"`` for each GPU (none unless built with CUDA)."""
 

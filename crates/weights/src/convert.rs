@@ -1,0 +1,106 @@
+//! `rnn convert` and `rnn.convert`: the RNN a file holds, configured with the user's options,
+//! written as another file by the output's extension ([`Target`]): the canonical safetensors
+//! layout, or a PyTorch state_dict. The CLI and the Python module both call [`convert`].
+
+use std::path::Path;
+
+use candle_core::DType;
+
+use crate::canonical::save_canonical;
+use crate::error::{Result, WeightsError};
+use crate::file::TensorFile;
+use crate::inputs::Form;
+use crate::model::LoadedWeights;
+use crate::naming::Naming;
+use crate::options::ReadOptions;
+use crate::torch_save::{save_torch, TorchRnn};
+
+/// What a conversion writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `.safetensors`: the canonical layout, every option in its metadata.
+    Canonical,
+    /// `.pt`, `.pth`: a `torch.save` state_dict of `torch.nn.RNN`.
+    Torch,
+}
+
+impl Target {
+    /// The target an output's extension names (case-insensitive).
+    ///
+    /// # Errors
+    /// For any other extension, or none: the message lists what is written.
+    pub fn for_path(path: &Path) -> std::result::Result<Self, String> {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("safetensors") => Ok(Target::Canonical),
+            Some("pt" | "pth") => Ok(Target::Torch),
+            _ => Err(format!(
+                "{}: rnn convert writes .safetensors (the canonical layout, every option \
+                 recorded) and .pt or .pth (a torch.save state_dict of nn.RNN); name the output \
+                 so (ONNX and Keras files are not written yet)",
+                path.display()
+            )),
+        }
+    }
+}
+
+/// What [`convert`] wrote.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    /// The naming the source was read by.
+    pub naming: Naming,
+    /// Canonical tensors written.
+    pub tensors: usize,
+    /// The element type written: float64 where the source holds float64 weights, else float32.
+    pub dtype: DType,
+    /// For a PyTorch target, the module the state_dict fits.
+    pub torch: Option<TorchRnn>,
+}
+
+/// Writes the RNN that `read` picks and configures from `file` at `output`, as `target`, in
+/// the source's precision (float64 where the file holds float64 weights, else float32).
+///
+/// # Errors
+/// As [`LoadedWeights::select`] and [`LoadedWeights::stack_config`]; when the weights and
+/// options do not form a valid stack; what the target cannot express
+/// ([`crate::torch_rnn`]); an I/O error.
+pub fn convert(
+    file: &TensorFile,
+    read: &ReadOptions,
+    output: &Path,
+    target: Target,
+) -> Result<Converted> {
+    let model = LoadedWeights::select(file, DType::F32, &read.selection)?;
+    let wide = model
+        .mapping
+        .iter()
+        .any(|m| file.raw(&m.source).is_some_and(|t| t.dtype() == DType::F64));
+    let model = if wide {
+        LoadedWeights::select(file, DType::F64, &read.selection)?
+    } else {
+        model
+    };
+    let config = model.stack_config(read, Form::Sequence)?;
+    config
+        .build(&model.weights)
+        .map_err(|e| WeightsError::Tensor {
+            path: file.path().to_owned(),
+            error: candle_core::Error::Msg(format!("the weights do not form a valid RNN: {e}")),
+        })?;
+    let torch = match target {
+        Target::Canonical => {
+            save_canonical(output, &model.weights, &config, &[])?;
+            None
+        }
+        Target::Torch => Some(save_torch(output, &model.weights, &config)?),
+    };
+    Ok(Converted {
+        naming: model.naming,
+        tensors: model.mapping.len(),
+        dtype: if wide { DType::F64 } else { DType::F32 },
+        torch,
+    })
+}
