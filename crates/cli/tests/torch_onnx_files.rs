@@ -668,7 +668,7 @@ fn a_conversion_to_pytorch_refuses_what_nn_rnn_cannot_express() {
         (
             "keras_go_backwards.safetensors",
             &["--go-backwards", "--masked-steps", "zeros"][..],
-            "time order go_backwards",
+            "go_backwards (layer 0)",
         ),
         (
             "keras_merge_sum.safetensors",
@@ -685,7 +685,12 @@ fn a_conversion_to_pytorch_refuses_what_nn_rnn_cannot_express() {
             &[][..],
             "masked steps repeat-last",
         ),
-        ("files/onnx_clip.onnx", &[][..], "clip"),
+        ("files/onnx_clip.onnx", &[][..], "ONNX's clip"),
+        (
+            "files/onnx_fixed_h0.onnx",
+            &[][..],
+            "fixes h0 (ONNX initialisers), which the converted file would not keep",
+        ),
     ] {
         let source = fixtures.join(source);
         let mut args = vec![
@@ -700,9 +705,30 @@ fn a_conversion_to_pytorch_refuses_what_nn_rnn_cannot_express() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(
-            stderr.contains("nn.RNN cannot express") && stderr.contains(says),
+            stderr.contains("cannot write a PyTorch nn.RNN state_dict") && stderr.contains(says),
             "{stderr}"
         );
         assert!(!out_path.exists());
     }
+}
+
+/// An ONNX `direction=reverse` layer keeps its outputs in time order; `--go-backwards` would
+/// put them in processing order. Both cannot hold: the flag is refused, not applied over it.
+#[test]
+fn go_backwards_over_an_onnx_reverse_layer_is_refused() {
+    let path = repo("tests/fixtures/files/onnx_reverse.onnx");
+    let fixture = repo("tests/fixtures/files/onnx_reverse.safetensors");
+    let out = rnn(&[
+        "check",
+        path.to_str().unwrap(),
+        "--fixture",
+        fixture.to_str().unwrap(),
+        "--go-backwards",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--go-backwards: layer 0 already reads its sequence from the end"),
+        "{stderr}"
+    );
 }

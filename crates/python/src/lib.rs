@@ -51,13 +51,7 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
             Ok((file, first))
         })
         .map_err(rnn_error)?;
-    for note in rnn_weights::notes(&file, dtype) {
-        // A UserWarning, shown once per call site by Python's default filters.
-        let note = rnn_weights::clip(&note, rnn_weights::MESSAGE_CHARS).into_owned();
-        let message = std::ffi::CString::new(note).map_err(rnn_error)?;
-        let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
-        PyErr::warn(py, &category, &message, 1)?;
-    }
+    warn_notes(py, &file, dtype)?;
     Ok(Model {
         file,
         read,
@@ -89,29 +83,48 @@ fn convert(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Option<String>> {
     if let Some(options) = options {
-        for key in ["dtype", "device"] {
-            if options.contains(key)? {
+        for (key, value) in options.iter() {
+            let key: String = key.extract()?;
+            let taken = crate::options::OPTIONS.contains(&key.as_str())
+                && !matches!(key.as_str(), "dtype" | "device");
+            if !taken && !value.is_none() {
                 return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "convert() takes no {key}: it writes the source's precision"
+                    "convert() got an unexpected keyword argument '{key}' (it writes the \
+                     source's precision, on no device); the options are load()'s reading options"
                 )));
             }
         }
     }
     let read = parse_options(options)?.read;
     let target = rnn_weights::Target::for_path(&output).map_err(rnn_error)?;
-    let converted = py
+    let (file, converted) = py
         .detach(|| -> Result<_, String> {
             let file =
                 TensorFile::read(&path).map_err(|e| format!("cannot read the weights: {e}"))?;
-            rnn_weights::convert(&file, &read, &output, target).map_err(|e| message(&e))
+            let converted =
+                rnn_weights::convert(&file, &read, &output, target).map_err(|e| message(&e))?;
+            Ok((file, converted))
         })
         .map_err(rnn_error)?;
+    warn_notes(py, &file, converted.dtype)?;
     Ok(converted.torch.map(|module| {
         format!(
             "rnn = {module}\nrnn.load_state_dict(torch.load({:?}, weights_only=True))",
             output.display().to_string()
         )
     }))
+}
+
+/// What the file's notes say about running it in `dtype` ([`rnn_weights::notes`]), as
+/// `UserWarning`s (shown once per call site by Python's default filters).
+fn warn_notes(py: Python<'_>, file: &TensorFile, dtype: DType) -> PyResult<()> {
+    for note in rnn_weights::notes(file, dtype) {
+        let note = rnn_weights::clip(&note, rnn_weights::MESSAGE_CHARS).into_owned();
+        let message = std::ffi::CString::new(note).map_err(rnn_error)?;
+        let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+        PyErr::warn(py, &category, &message, 1)?;
+    }
+    Ok(())
 }
 
 /// The `rnn._rnn` extension module.

@@ -262,7 +262,11 @@ impl std::str::FromStr for Nonlinearity {
     type Err = String;
 
     fn from_str(text: &str) -> std::result::Result<Self, String> {
-        Nonlinearity::from_name(&text.trim().replace('-', "_")).ok_or_else(|| {
+        // `hard-sigmoid` is `hard_sigmoid`; a parameter keeps its sign (`affine(1,-0.5)`).
+        let text = text.trim();
+        let (name, params) = text.split_at(text.find('(').unwrap_or(text.len()));
+        let normalised = format!("{}{params}", name.replace('-', "_"));
+        Nonlinearity::from_name(&normalised).ok_or_else(|| {
             let names: Vec<&str> = Nonlinearity::ALL.iter().map(|n| n.as_str()).collect();
             format!(
                 "`{text}` is not one of the accepted values: {} (swish for silu), or \

@@ -82,7 +82,8 @@ impl Rnn {
     /// # Errors
     /// As [`Rnn::new`]; also when `options` has not one entry per layer, when a bidirectional
     /// layer goes backwards (Keras's `Bidirectional` takes care of the backward direction),
-    /// and when a layer below the top keeps its directions apart ([`MergeMode::Separate`]).
+    /// and when a layer below the top, or a one-direction layer, keeps its directions apart
+    /// ([`MergeMode::Separate`]).
     pub fn with_layer_options(
         layers: Vec<Vec<RnnLayer>>,
         options: Vec<LayerOptions>,
@@ -109,6 +110,12 @@ impl Rnn {
                 layer.len() == 1 || options[k].time == TimeOrder::Forward,
                 || {
                     format!("layer {k}: {} applies to one-direction layers; a bidirectional layer already reads its sequence both ways", options[k].time.as_str())
+                },
+            )?;
+            ensure(
+                options[k].merge_mode != MergeMode::Separate || layer.len() == 2,
+                || {
+                    format!("layer {k}: merge mode none keeps the two directions of a bidirectional layer apart; layer {k} has one direction")
                 },
             )?;
             ensure(

@@ -258,18 +258,31 @@ impl Recorded {
     /// for every layer or one per layer, as the reader found them.
     ///
     /// # Errors
-    /// [`WeightsError::Metadata`] when the file records another number of layers, not all
+    /// [`WeightsError::Unsupported`] when the file records another number of layers, not all
     /// alike (a Keras model's recorded stack, and `--stack` picking other layers).
     pub fn for_layers(&self, path: &Path, layers: usize) -> Result<Self> {
         let Some(configs) = &self.layers else {
             return Ok(self.clone());
         };
-        let each = one_or_each(configs, layers).ok_or_else(|| WeightsError::Metadata {
-            path: path.to_owned(),
-            key: "layers".into(),
-            expected: format!("the configuration of the {layers} layers picked"),
-            found: format!("{} layers configured differently", configs.len()),
-        })?;
+        // Layers configured alike give that configuration to any number picked.
+        let alike = configs.iter().all(|c| *c == configs[0]);
+        let each = match one_or_each(configs, layers) {
+            Some(each) => each,
+            None if alike && !configs.is_empty() => vec![configs[0]; layers],
+            None => {
+                return Err(WeightsError::Unsupported {
+                    path: path.to_owned(),
+                    format: format!(
+                        "a model whose {} recorded layers are configured differently, with \
+                         {layers} of its layers picked",
+                        configs.len()
+                    ),
+                    advice: "pick the layers it records together (its --stack), whose \
+                             configuration it gives layer by layer"
+                        .into(),
+                })
+            }
+        };
         Ok(Self {
             layers: Some(each),
             ..self.clone()

@@ -9,7 +9,7 @@ use candle_core::DType;
 use crate::canonical::save_canonical;
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
-use crate::inputs::Form;
+use crate::inputs::{Form, MODEL_INPUTS};
 use crate::model::LoadedWeights;
 use crate::naming::Naming;
 use crate::options::ReadOptions;
@@ -64,7 +64,9 @@ pub struct Converted {
 /// the source's precision (float64 where the file holds float64 weights, else float32).
 ///
 /// # Errors
-/// As [`LoadedWeights::select`] and [`LoadedWeights::stack_config`]; when the weights and
+/// [`WeightsError::Unwritable`] for a file that fixes inputs (an ONNX graph's `initial_h` or
+/// `sequence_lens` initialisers), which neither target keeps; as [`LoadedWeights::select`]
+/// and [`LoadedWeights::stack_config`]; when the weights and
 /// options do not form a valid stack; what the target cannot express
 /// ([`crate::torch_rnn`]); an I/O error.
 pub fn convert(
@@ -73,6 +75,22 @@ pub fn convert(
     output: &Path,
     target: Target,
 ) -> Result<Converted> {
+    if let Some(fixed) = file.metadata().get(MODEL_INPUTS) {
+        // Neither file keeps an ONNX graph's fixed h0 or sequence_lens: the converted model
+        // would start from zeros, a wrong number with nothing said.
+        return Err(WeightsError::Unwritable {
+            path: output.to_owned(),
+            format: match target {
+                Target::Canonical => "the canonical layout",
+                Target::Torch => "a PyTorch nn.RNN state_dict",
+            },
+            reason: format!(
+                "{} fixes {fixed} (ONNX initialisers), which the converted file would not keep; \
+                 export the graph with h0 and sequence_lens as inputs, or run the .onnx file itself",
+                file.path().display()
+            ),
+        });
+    }
     let model = LoadedWeights::select(file, DType::F32, &read.selection)?;
     let wide = model
         .mapping

@@ -87,7 +87,17 @@ impl LoadedWeights {
                         .into(),
                 });
             }
-            for (layer, dirs) in config.layers.iter_mut().zip(&self.weights) {
+            for (k, (layer, dirs)) in config.layers.iter_mut().zip(&self.weights).enumerate() {
+                if layer.time == TimeOrder::Reverse {
+                    return Err(WeightsError::Option {
+                        option: "go_backwards",
+                        reason: format!(
+                            "layer {k} already reads its sequence from the end, as the file \
+                             records (ONNX's direction=reverse, outputs in time order); \
+                             go_backwards would put its outputs in processing order: choose one"
+                        ),
+                    });
+                }
                 if dirs.len() == 1 {
                     layer.time = TimeOrder::GoBackwards;
                 }

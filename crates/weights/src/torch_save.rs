@@ -40,6 +40,8 @@ pub struct TorchRnn {
     pub batch_first: bool,
     /// Whether every layer runs both directions.
     pub bidirectional: bool,
+    /// The parameters' element type: float32 (`nn.RNN`'s default) or float64.
+    pub dtype: DType,
 }
 
 impl std::fmt::Display for TorchRnn {
@@ -49,7 +51,7 @@ impl std::fmt::Display for TorchRnn {
         write!(
             f,
             "torch.nn.RNN(input_size={}, hidden_size={}, num_layers={}, nonlinearity='{}', \
-             bias={}, batch_first={}, bidirectional={})",
+             bias={}, batch_first={}, bidirectional={}",
             self.input_size,
             self.hidden_size,
             self.num_layers,
@@ -57,7 +59,12 @@ impl std::fmt::Display for TorchRnn {
             py(self.bias),
             py(self.batch_first),
             py(self.bidirectional)
-        )
+        )?;
+        // load_state_dict would round float64 weights into float32 parameters, silently.
+        if self.dtype == DType::F64 {
+            f.write_str(", dtype=torch.float64")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -79,6 +86,12 @@ pub fn torch_rnn(
         format: "a PyTorch nn.RNN state_dict",
         reason: format!("nn.RNN cannot express {what}; {advice}"),
     };
+    if weights.first().is_none_or(Vec::is_empty) {
+        return Err(refuse(
+            "no layers".into(),
+            "give it the weights of one layer at least",
+        ));
+    }
     let layers = match config.layers.as_slice() {
         [] => vec![Default::default(); weights.len()],
         some => crate::config::one_or_each(some, weights.len()).ok_or_else(|| {
@@ -108,16 +121,26 @@ pub fn torch_rnn(
                 "its options are one for every layer and direction; write a .safetensors file",
             ))
         };
-        if layer.nonlinearity != first.nonlinearity
-            || (dirs.len() == 2 && layer.nonlinearity_reverse != first.nonlinearity)
-        {
-            return differs("activation", layer.nonlinearity_reverse.to_string());
+        if layer.nonlinearity != first.nonlinearity {
+            return differs("activation", layer.nonlinearity.to_string());
+        }
+        if dirs.len() == 2 && layer.nonlinearity_reverse != first.nonlinearity {
+            return differs(
+                "reverse direction's activation",
+                layer.nonlinearity_reverse.to_string(),
+            );
         }
         if let Some(clip) = layer.clip {
-            return differs("clip", clip.to_string());
+            return Err(refuse(
+                format!("ONNX's clip ({clip} at layer {k})"),
+                "it does not clamp its pre-activations; write a .safetensors file",
+            ));
         }
         if layer.time != TimeOrder::Forward {
-            return differs("time order", layer.time.as_str().into());
+            return Err(refuse(
+                format!("{} (layer {k})", layer.time.as_str()),
+                "its one-direction layers read forward; write a .safetensors file",
+            ));
         }
         if dirs.len() == 2 && layer.merge_mode != MergeMode::Concat {
             return differs("merge_mode", layer.merge_mode.as_str().into());
@@ -162,6 +185,7 @@ pub fn torch_rnn(
         bias,
         batch_first: config.batch_first.unwrap_or(false),
         bidirectional: directions == 2,
+        dtype: cell.w_ih.dtype(),
     })
 }
 
@@ -172,13 +196,21 @@ pub fn torch_rnn(
 /// atomically, as every file `rnn` writes.
 ///
 /// # Errors
-/// As [`torch_rnn`]; a dtype other than float32 and float64; an I/O error.
+/// As [`torch_rnn`]; weights that do not form the stack ([`StackConfig::build`]); a dtype
+/// other than float32 and float64; an I/O error.
 pub fn save_torch(
     path: &Path,
     weights: &[Vec<LayerWeights>],
     config: &StackConfig,
 ) -> Result<TorchRnn> {
     let module = torch_rnn(path, weights, config)?;
+    // The weights must form the stack first (sizes from layer to layer, dtypes).
+    config
+        .build(weights)
+        .map_err(|error| WeightsError::Tensor {
+            path: path.to_owned(),
+            error,
+        })?;
     let tensor_error = |error| WeightsError::Tensor {
         path: path.to_owned(),
         error,

@@ -87,3 +87,29 @@ fn names_round_trip_with_parameters() {
         assert_eq!(Nonlinearity::from_name(&n.to_string()), Some(n));
     }
 }
+
+/// `FromStr`, the one parser of the command line and the Python module: `-` for `_` in a
+/// name, parameters as written (a sign, an exponent).
+#[test]
+fn names_parse_with_hyphens_and_signed_parameters() {
+    let parse = |t: &str| t.parse::<Nonlinearity>();
+    assert_eq!(parse("hard-sigmoid"), Ok(Nonlinearity::HardSigmoid));
+    assert_eq!(
+        parse(" affine(1,-0.5) "),
+        Ok(Nonlinearity::Affine {
+            alpha: Param::new(1.0),
+            beta: Param::new(-0.5),
+        })
+    );
+    assert_eq!(
+        parse("leaky_relu(1e-3)"),
+        Ok(Nonlinearity::LeakyRelu {
+            alpha: Param::new(1e-3),
+        })
+    );
+    let err = parse("tahn").unwrap_err();
+    assert!(
+        err.contains("`tahn` is not one of the accepted values: tanh, relu"),
+        "{err}"
+    );
+}

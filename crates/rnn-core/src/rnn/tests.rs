@@ -203,6 +203,15 @@ fn merge_modes_join_the_concatenated_halves() {
         );
         assert_eq!(rnn.output_size(), want.dim(2).unwrap(), "{mode:?}");
     }
+    // A one-direction layer has no two directions to keep apart: its output would be split
+    // in halves that are not directions.
+    let one = Rnn::from_weights(&[vec![two_neurons(1.0)]], Nonlinearity::Tanh).unwrap();
+    let apart = vec![LayerOptions {
+        merge_mode: MergeMode::Separate,
+        ..LayerOptions::default()
+    }];
+    let err = Rnn::with_layer_options(one.layers().to_vec(), apart).unwrap_err();
+    assert!(err.to_string().contains("has one direction"), "{err}");
     // A summed layer feeds 2 features to the next; concatenated, it would feed 4.
     let stacked = [
         vec![two_neurons(1.0), two_neurons(-1.0)],

@@ -10,7 +10,7 @@
 //! Keras's defaults. The weights are therefore named by the layers' own names as Keras
 //! variable paths (`simple_rnn_1/simple_rnn_cell/kernel`), which `naming.rs` orders by
 //! Keras's default numbering only. A `.keras` archive's `config.json` gives the order and the
-//! options, recorded in the metadata.
+//! options, recorded as the file's typed configuration ([`crate::Recorded`]).
 
 mod config;
 mod h5;

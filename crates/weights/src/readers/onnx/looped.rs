@@ -51,7 +51,8 @@ struct Lifter<'r, 'g> {
     controls: HashSet<&'g str>,
 }
 
-/// The tensors under PyTorch's names and the metadata of the stack `reader`'s `Loop` nodes run.
+/// The tensors under PyTorch's names, the notes and the configuration of the stack `reader`'s
+/// `Loop` nodes run.
 pub(super) fn lift(reader: &Reader) -> Result<Lifted> {
     let mut lifter = Lifter {
         reader,

@@ -69,8 +69,8 @@ struct Lifter<'r, 'g> {
     batch: Option<usize>,
 }
 
-/// The tensors under PyTorch's names and the metadata of the recurrence `reader`'s graph
-/// unrolls.
+/// The tensors under PyTorch's names, the notes and the configuration of the recurrence
+/// `reader`'s graph unrolls.
 pub(super) fn lift(reader: &Reader) -> Result<Lifted> {
     let mut lifter = Lifter {
         reader,
@@ -494,7 +494,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         Ok(())
     }
 
-    /// The canonical tensors and metadata of the lifted stack.
+    /// The canonical tensors, notes and configuration of the lifted stack.
     fn canonical(&self, layers: &[Vec<Chain<'g>>], batch_first: bool) -> Result<Lifted> {
         let mut tensors = HashMap::new();
         let tensor_error = |error| WeightsError::Tensor {
