@@ -146,6 +146,9 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// `W_ihᵀ` and `W_hhᵀ` contiguous: a copy for PyTorch's layout, none where the weights are
+    /// transposed views of a file's `[input, hidden]` kernels (Keras, TF1: `load_plan`), whose
+    /// transpose is their stored layout.
     fn new(weights: &LayerWeights) -> Result<Self> {
         Ok(Self {
             w_ih_t: weights.w_ih.t()?.contiguous()?,

@@ -135,7 +135,10 @@ fn load_source(
 ) -> Result<Tensor> {
     let t = file.float(&source.name, dtype)?;
     let err = |expected: &str| file.shape_error(&source.name, expected.into(), t.dims());
-    let transposed = |t: Tensor| t.t().and_then(|t| t.contiguous());
+    // A view, not a copy: the layer's prepared weights are the transpose again (Keras's and
+    // TF1's kernels are already `W_ihᵀ`), which is then this tensor's own layout and needs no
+    // copy either (`RnnLayer`'s `Prepared`).
+    let transposed = |t: Tensor| t.t();
     let result = match source.transform {
         Transform::AsIs => Ok(t.clone()),
         Transform::Transposed => {
