@@ -13,6 +13,33 @@ use crate::write::write_safetensors;
 #[cfg(doc)]
 use crate::config::Recorded;
 
+/// The stack's tensors under `torch.nn.RNN`'s names, in its order (`weight_ih_l0`,
+/// `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, then `_reverse`, then the next layer). A cell
+/// without a bias has none, or zeros where `fill_biases` (`nn.RNN`'s `bias` is one flag).
+pub(crate) fn state_dict(
+    weights: &[Vec<LayerWeights>],
+    fill_biases: bool,
+) -> candle_core::Result<Vec<(String, Tensor)>> {
+    let mut tensors = Vec::new();
+    for (k, dirs) in weights.iter().enumerate() {
+        for (d, w) in dirs.iter().enumerate() {
+            let suffix = if d == 1 { "_reverse" } else { "" };
+            tensors.push((format!("weight_ih_l{k}{suffix}"), w.w_ih.clone()));
+            tensors.push((format!("weight_hh_l{k}{suffix}"), w.w_hh.clone()));
+            let zeros = || w.w_hh.narrow(1, 0, 1)?.flatten_all()?.zeros_like();
+            for (kind, bias) in [("ih", &w.b_ih), ("hh", &w.b_hh)] {
+                let bias = match bias {
+                    Some(b) => b.clone(),
+                    None if fill_biases => zeros()?,
+                    None => continue,
+                };
+                tensors.push((format!("bias_{kind}_l{k}{suffix}"), bias));
+            }
+        }
+    }
+    Ok(tensors)
+}
+
 /// Saves weights in the canonical layout (PyTorch's names) with the configuration in
 /// `__metadata__`: `layout`, `input_size`, `hidden_size` (comma-separated, one per layer),
 /// `num_layers`, `bidirectional`, `bias`, and what [`Recorded::to_metadata`] writes
@@ -37,20 +64,10 @@ pub fn save_canonical(
             error,
         })?;
     let first = &weights[0][0]; // a valid Rnn has at least one layer and direction
-    let mut tensors = Vec::new();
-    for (k, dirs) in weights.iter().enumerate() {
-        for (d, w) in dirs.iter().enumerate() {
-            let suffix = if d == 1 { "_reverse" } else { "" };
-            tensors.push((format!("weight_ih_l{k}{suffix}"), w.w_ih.clone()));
-            tensors.push((format!("weight_hh_l{k}{suffix}"), w.w_hh.clone()));
-            if let Some(b) = &w.b_ih {
-                tensors.push((format!("bias_ih_l{k}{suffix}"), b.clone()));
-            }
-            if let Some(b) = &w.b_hh {
-                tensors.push((format!("bias_hh_l{k}{suffix}"), b.clone()));
-            }
-        }
-    }
+    let mut tensors = state_dict(weights, false).map_err(|error| WeightsError::Tensor {
+        path: path.to_owned(),
+        error,
+    })?;
     tensors.extend(extra.iter().cloned());
     let hidden: Vec<String> = weights
         .iter()

@@ -19,6 +19,7 @@ use rnn_core::{LayerWeights, MaskedSteps, MergeMode, Nonlinearity, TimeOrder};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
+use crate::canonical::state_dict;
 use crate::config::StackConfig;
 use crate::error::{Result, WeightsError};
 use crate::write::write_atomically;
@@ -211,37 +212,10 @@ pub fn save_torch(
             path: path.to_owned(),
             error,
         })?;
-    let tensor_error = |error| WeightsError::Tensor {
+    let entries = state_dict(weights, module.bias).map_err(|error| WeightsError::Tensor {
         path: path.to_owned(),
         error,
-    };
-    let mut entries: Vec<(String, Tensor)> = Vec::new();
-    for (k, dirs) in weights.iter().enumerate() {
-        for (d, w) in dirs.iter().enumerate() {
-            let suffix = if d == 1 { "_reverse" } else { "" };
-            entries.push((format!("weight_ih_l{k}{suffix}"), w.w_ih.clone()));
-            entries.push((format!("weight_hh_l{k}{suffix}"), w.w_hh.clone()));
-            if module.bias {
-                let zeros = || {
-                    w.w_hh
-                        .narrow(1, 0, 1)
-                        .and_then(|c| c.flatten_all()?.zeros_like())
-                };
-                let b_ih = w
-                    .b_ih
-                    .clone()
-                    .map_or_else(zeros, Ok)
-                    .map_err(tensor_error)?;
-                let b_hh = w
-                    .b_hh
-                    .clone()
-                    .map_or_else(zeros, Ok)
-                    .map_err(tensor_error)?;
-                entries.push((format!("bias_ih_l{k}{suffix}"), b_ih));
-                entries.push((format!("bias_hh_l{k}{suffix}"), b_hh));
-            }
-        }
-    }
+    })?;
     let bytes = archive(path, &entries)?;
     write_atomically(path, &bytes).map_err(|error| WeightsError::Io {
         path: path.to_owned(),
