@@ -102,12 +102,7 @@ pub fn convert(
         model
     };
     let config = model.stack_config(read, Form::Sequence)?;
-    config
-        .build(&model.weights)
-        .map_err(|e| WeightsError::Tensor {
-            path: file.path().to_owned(),
-            error: candle_core::Error::Msg(format!("the weights do not form a valid RNN: {e}")),
-        })?;
+    // Each writer builds the stack first, refusing weights that do not form it.
     let torch = match target {
         Target::Canonical => {
             save_canonical(output, &model.weights, &config, &[])?;

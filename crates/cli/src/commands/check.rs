@@ -114,13 +114,18 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     let mut per_device: Vec<(String, Vec<(String, Tensor)>)> = Vec::new();
     for choice in &devices {
         let device = crate::device::open(*choice)?;
-        let built = build_on(
-            &model_file,
-            &model,
-            &args.options.read,
-            inputs.form,
-            &device,
-        )?;
+        // The CPU's model is the one already built for the inputs.
+        let built = if device.is_cpu() {
+            on_cpu.clone()
+        } else {
+            build_on(
+                &model_file,
+                &model,
+                &args.options.read,
+                inputs.form,
+                &device,
+            )?
+        };
         let results = forward(&built, &inputs.to_device(&device)?, fixture.path(), false)?;
         let padding = Padding::of(inputs.lengths.as_deref(), layout);
         let named = results
