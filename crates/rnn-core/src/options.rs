@@ -129,6 +129,19 @@ pub struct LayerOptions {
     pub merge_mode: MergeMode,
 }
 
+impl LayerOptions {
+    /// Features out of a layer of `directions` (1 or 2) directions of `hidden` neurons each:
+    /// `hidden`, or what [`LayerOptions::merge_mode`] makes of two directions (`2 · hidden`
+    /// for concat and none, `hidden` for sum, ave and mul). The next layer's `input_size`.
+    pub fn output_size(self, directions: usize, hidden: usize) -> usize {
+        if directions == 2 {
+            self.merge_mode.features(hidden)
+        } else {
+            hidden
+        }
+    }
+}
+
 impl Vocabulary for MergeMode {
     const ALL: &'static [Self] = &MergeMode::ALL;
     fn name(self) -> &'static str {

@@ -565,15 +565,9 @@ impl Rnn {
     }
 }
 
-/// Features out of one layer: its hidden size, times 2 when it has two directions that are
-/// concatenated (or kept apart).
+/// Features out of one layer ([`LayerOptions::output_size`]).
 fn layer_output_size(layer: &[RnnLayer], options: LayerOptions) -> usize {
-    let hidden = layer[0].hidden_size();
-    if layer.len() == 2 {
-        options.merge_mode.features(hidden)
-    } else {
-        hidden
-    }
+    options.output_size(layer.len(), layer[0].hidden_size())
 }
 
 /// `output` `[seq_len, batch, hidden]` with its time axis reversed.

@@ -102,13 +102,18 @@ pub fn convert(
         model
     };
     let config = model.stack_config(read, Form::Sequence)?;
-    // Each writer builds the stack first, refusing weights that do not form it.
+    // Each writer builds the stack first, refusing weights that do not form it; a layer that
+    // does not take the output of the one below is named as the source file holds it.
+    let misfit = |e| match e {
+        WeightsError::Tensor { .. } => model.misfit(file, &config).unwrap_or(e),
+        e => e,
+    };
     let torch = match target {
         Target::Canonical => {
-            save_canonical(output, &model.weights, &config, &[])?;
+            save_canonical(output, &model.weights, &config, &[]).map_err(misfit)?;
             None
         }
-        Target::Torch => Some(save_torch(output, &model.weights, &config)?),
+        Target::Torch => Some(save_torch(output, &model.weights, &config).map_err(misfit)?),
     };
     Ok(Converted {
         naming: model.naming,

@@ -1,5 +1,7 @@
 //! A plan's tensors loaded from the file: each read, converted, transformed into the canonical
-//! (PyTorch) layout and checked against the layer below, with a record of how.
+//! (PyTorch) layout and checked within its cell, with a record of how. Layer sizes are checked
+//! against each other once, when the stack is built and the merge modes are known
+//! ([`crate::LoadedWeights::build`]).
 
 use candle_core::{DType, Tensor};
 use rnn_core::LayerWeights;
@@ -25,13 +27,11 @@ pub(crate) struct Loaded {
     pub mapping: Vec<TensorMapping>,
 }
 
-/// Loads the tensors a plan names, transforms them to the canonical layout, and checks every
-/// shape against the layer before it.
+/// Loads the tensors a plan names, transforms them to the canonical layout, and checks each
+/// cell's shapes against its `W_ih` (hidden size).
 pub(crate) fn load_plan(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<Loaded> {
     let mut mapping = Vec::new();
     let mut weights = Vec::new();
-    // Input features of the current layer: unknown for layer 0, then D · H of the previous.
-    let mut input_size: Option<usize> = None;
     for (k, layer) in plan.layers.iter().enumerate() {
         if layer.is_empty() {
             return Err(WeightsError::Unrecognised {
@@ -48,7 +48,7 @@ pub(crate) fn load_plan(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<
         for (d, cell) in layer.iter().enumerate() {
             let target = |kind: &str| format!("{kind}_l{k}{}", suffixes[d.min(1)]);
             let mut load = |source: &Source, kind: &str| -> Result<Tensor> {
-                let t = load_source(file, source, dtype, input_size)?;
+                let t = load_source(file, source, dtype)?;
                 mapping.push(TensorMapping {
                     source: source.name.clone(),
                     target: target(kind),
@@ -57,25 +57,10 @@ pub(crate) fn load_plan(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<
                 Ok(t)
             };
             let w_ih = load(&cell.w_ih, "weight_ih")?;
-            let &[hidden, inputs] = w_ih.dims() else {
+            let &[hidden, _] = w_ih.dims() else {
                 return Err(shape_error(file, &cell.w_ih, "[hidden, input]".into()));
             };
             let w_hh = load(&cell.w_hh, "weight_hh")?;
-            // A bidirectional layer below feeds D · H features, or H when its directions are
-            // merged by sum, ave or mul (Keras's merge_mode, recorded in the metadata or given
-            // by a flag, and checked against these shapes when the stack is built).
-            let merged = (k > 0
-                && weights.last().is_some_and(|below: &Vec<LayerWeights>| {
-                    below.len() == 2
-                        && below[0].w_hh.dims()[0] == inputs
-                        && below[1].w_hh.dims()[0] == inputs
-                }))
-            .then_some(inputs);
-            if let Some(want) = input_size.filter(|&i| i != inputs && Some(inputs) != merged) {
-                let why = format!("{want} input features, the output of layer {}", k - 1);
-                let expected = in_file_layout(&[hidden, want], cell.w_ih.transform, &why);
-                return Err(shape_error(file, &cell.w_ih, expected));
-            }
             if w_hh.dims() != [hidden, hidden] {
                 let expected =
                     format!("[{hidden}, {hidden}] (hidden size from {})", cell.w_ih.name);
@@ -100,19 +85,25 @@ pub(crate) fn load_plan(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<
                 b_hh,
             });
         }
-        input_size = Some(dirs.iter().map(|w| w.w_hh.dims()[0]).sum());
         weights.push(dirs);
     }
     Ok(Loaded { weights, mapping })
 }
 
-/// A canonical shape as the file stores it (transposed back where the format transposes), with
-/// the reason: `[5, 2] (2 input features, the output of layer 0)`.
-fn in_file_layout(canonical: &[usize], transform: Transform, why: &str) -> String {
-    let mut dims = canonical.to_vec();
-    if transform == Transform::Transposed {
-        dims.reverse();
-    }
+/// `W_ih` of `hidden` rows and `inputs` columns as the file stores it (transposed where the
+/// format transposes; below the recurrent rows where it concatenates the two), with the reason:
+/// `[5, 2] (2 input features, the output of layer 0)`.
+pub(crate) fn in_file_layout(
+    hidden: usize,
+    inputs: usize,
+    transform: Transform,
+    why: &str,
+) -> String {
+    let dims = match transform {
+        Transform::Transposed => [inputs, hidden],
+        Transform::InputRows => [inputs + hidden, hidden],
+        _ => [hidden, inputs],
+    };
     format!("{dims:?} ({why})")
 }
 
@@ -127,12 +118,7 @@ fn shape_error(file: &TensorFile, source: &Source, expected: String) -> WeightsE
 }
 
 /// One canonical tensor from the file: loaded, converted to `dtype`, transformed.
-fn load_source(
-    file: &TensorFile,
-    source: &Source,
-    dtype: DType,
-    input_size: Option<usize>,
-) -> Result<Tensor> {
+fn load_source(file: &TensorFile, source: &Source, dtype: DType) -> Result<Tensor> {
     let t = file.float(&source.name, dtype)?;
     let err = |expected: &str| file.shape_error(&source.name, expected.into(), t.dims());
     // A view, not a copy: the layer's prepared weights are the transpose again (Keras's and
@@ -155,14 +141,8 @@ fn load_source(
             let &[rows, hidden] = t.dims() else {
                 return Err(err("[input + hidden, hidden]"));
             };
-            if rows <= hidden || input_size.is_some_and(|i| i + hidden != rows) {
-                let expected = match input_size {
-                    Some(i) => format!(
-                        "[{}, {hidden}] (input {i} + hidden {hidden} rows)",
-                        i + hidden
-                    ),
-                    None => format!("[input + {hidden}, {hidden}] with at least one input row"),
-                };
+            if rows <= hidden {
+                let expected = format!("[input + {hidden}, {hidden}] with at least one input row");
                 return Err(file.shape_error(&source.name, expected, t.dims()));
             }
             let inputs = rows - hidden;

@@ -9,7 +9,7 @@ use rnn_core::{LayerWeights, MaskedSteps};
 use crate::config::{LayerConfig, Recorded, StackConfig};
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
-use crate::load_plan::{load_plan, Loaded, TensorMapping};
+use crate::load_plan::{in_file_layout, load_plan, Loaded, TensorMapping};
 use crate::naming::{Naming, Plan};
 use crate::selection::Selection;
 
@@ -117,6 +117,57 @@ impl LoadedWeights {
     /// 2 when layer 0 is bidirectional, else 1.
     pub fn num_directions(&self) -> usize {
         self.weights[0].len()
+    }
+
+    /// The stack these weights make with `config` ([`StackConfig::build`], which checks each
+    /// layer's input against the output of the layer below, merge modes known).
+    ///
+    /// # Errors
+    /// [`WeightsError::Shape`] naming the file's tensor, in the file's layout, when a layer's
+    /// input size is not what the layer below gives; [`WeightsError::Tensor`] for the other
+    /// ways weights and configuration fail to form a stack.
+    pub fn build(&self, file: &TensorFile, config: &StackConfig) -> Result<rnn_core::Rnn> {
+        config.build(&self.weights).map_err(|e| {
+            self.misfit(file, config).unwrap_or_else(|| {
+                let why = format!("the weights do not form a valid RNN: {e}");
+                file.tensor_error(candle_core::Error::Msg(why))
+            })
+        })
+    }
+
+    /// After [`StackConfig::build`] failed: the file's tensor to blame when the failure is a
+    /// layer whose `W_ih` does not take the output of the layer below (the sizes are checked in
+    /// `rnn_core::Rnn::with_layer_options`; this only finds the tensor behind them).
+    pub(crate) fn misfit(&self, file: &TensorFile, config: &StackConfig) -> Option<WeightsError> {
+        let options: Vec<_> = match config.layers.as_slice() {
+            [] => vec![LayerConfig::default(); self.weights.len()],
+            some => crate::config::one_or_each(some, self.weights.len())?,
+        };
+        let below = self.weights.iter().zip(&options);
+        for (k, ((below, config), layer)) in below.zip(&self.weights).enumerate() {
+            let want = config
+                .options()
+                .output_size(below.len(), below[0].w_hh.dims()[0]);
+            for (d, cell) in layer.iter().enumerate() {
+                let &[hidden, inputs] = cell.w_ih.dims() else {
+                    continue;
+                };
+                if inputs == want {
+                    continue;
+                }
+                let target = format!("weight_ih_l{}{}", k + 1, ["", "_reverse"][d.min(1)]);
+                let source = self.mapping.iter().find(|m| m.target == target)?;
+                let why = format!("{want} input features, the output of layer {k}");
+                let expected = in_file_layout(hidden, want, source.transform, &why);
+                let found = file.raw(&source.source).map(|t| t.dims().to_vec());
+                return Some(file.shape_error(
+                    &source.source,
+                    expected,
+                    &found.unwrap_or_default(),
+                ));
+            }
+        }
+        None
     }
 
     /// The configuration the file records, with its framework's defaults for the rest:

@@ -61,14 +61,10 @@ impl Model {
         device: &Device,
     ) -> Result<Self> {
         let config = weights.stack_config(read, form)?;
-        let tensor_error = |e: candle_core::Error| WeightsError::Tensor {
-            path: file.path().to_owned(),
-            error: candle_core::Error::Msg(format!("the weights do not form a valid RNN: {e}")),
-        };
-        let rnn = config
-            .build(&weights.weights)
-            .and_then(|rnn| rnn.to_device(device))
-            .map_err(tensor_error)?;
+        let rnn = weights
+            .build(file, &config)?
+            .to_device(device)
+            .map_err(|e| file.tensor_error(e))?;
         Ok(Self {
             file: file.clone(),
             config,

@@ -202,7 +202,23 @@ fn stacks(file: &TensorFile, order: &[&Plan]) -> bool {
         prefix: String::new(),
         layers: order.iter().flat_map(|p| p.layers.clone()).collect(),
     };
-    crate::load_plan::load_plan(file, &stacked, candle_core::DType::F32).is_ok()
+    let Ok(loaded) = crate::load_plan::load_plan(file, &stacked, candle_core::DType::F32) else {
+        return false;
+    };
+    // Each layer takes what the one below gives under some merge mode (the user names it).
+    loaded.weights.windows(2).all(|pair| {
+        let (below, above) = (&pair[0], &pair[1]);
+        let hidden = below[0].w_hh.dims()[0];
+        above.iter().all(|cell| {
+            rnn_core::MergeMode::ALL.into_iter().any(|merge_mode| {
+                let options = rnn_core::LayerOptions {
+                    merge_mode,
+                    ..Default::default()
+                };
+                cell.w_ih.dims()[1] == options.output_size(below.len(), hidden)
+            })
+        })
+    })
 }
 
 /// `keras, 2 layers (bidirectional, one-direction), under "rnn_a/"`.
