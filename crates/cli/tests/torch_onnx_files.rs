@@ -5,6 +5,7 @@
 
 mod common;
 use common::{check_args, check_npz, metadata_words, repo, rnn};
+use std::path::{Path, PathBuf};
 
 /// `rnn check NAME.<ext> --fixture NAME.safetensors` with the fixture's flags, within 1e-5.
 fn check(model: &str) {
@@ -608,7 +609,35 @@ fn parametrised_activations_are_given_on_the_command_line() {
 /// the `.pt` back to torch's numbers.
 #[test]
 fn converted_state_dicts_are_the_files_torch_loaded() {
-    let dir = repo("tests/fixtures/converted");
+    let cases = converted_files_are_the_ones_run("converted", |fixture| {
+        (fixture.with_extension("pt"), "rnn = torch.nn.RNN(")
+    });
+    assert!(cases >= 6, "{cases} converted fixtures");
+}
+
+/// `rnn convert … -o X.onnx` against ONNX Runtime itself (`xtask/fixtures/onnx_converted.py`):
+/// each committed `.onnx` passed `onnx.checker` and ran in onnxruntime, with its optional
+/// inputs left out (h0 zeros, whole sequences) and given (`h0`, `lengths`). The same source
+/// converts to the same bytes today, and rnn reads the `.onnx` back to ONNX Runtime's numbers.
+#[test]
+fn converted_onnx_graphs_are_the_files_onnx_runtime_ran() {
+    let dir = repo("tests/fixtures/converted_onnx");
+    let cases = converted_files_are_the_ones_run("converted_onnx", |fixture| {
+        let graph = metadata_words(fixture, "onnx").concat();
+        (dir.join(graph), "import onnxruntime")
+    });
+    assert!(cases >= 20, "{cases} converted fixtures");
+}
+
+/// For each fixture in `tests/fixtures/<dir>`: `rnn convert` of its `convert_source` with its
+/// `convert_args` writes the bytes of the committed file `committed` names (and prints the
+/// loader it starts with), and `rnn check` of that file against the fixture passes. The number
+/// of fixtures.
+fn converted_files_are_the_ones_run(
+    dir: &str,
+    committed: impl Fn(&Path) -> (PathBuf, &'static str),
+) -> usize {
+    let dir = repo("tests/fixtures").join(dir);
     let scratch = tempfile::tempdir().unwrap();
     let mut cases = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -617,10 +646,11 @@ fn converted_state_dicts_are_the_files_torch_loaded() {
             continue;
         }
         cases += 1;
-        let committed = fixture.with_extension("pt");
+        let (committed, loader) = committed(&fixture);
         let source = metadata_words(&fixture, "convert_source").concat();
         let source = repo("tests/fixtures").join(source);
-        let again = scratch.path().join("again.pt");
+        let extension = committed.extension().unwrap().to_str().unwrap();
+        let again = scratch.path().join(format!("again.{extension}"));
         let mut args = vec![
             "convert".to_string(),
             source.display().to_string(),
@@ -633,10 +663,10 @@ fn converted_state_dicts_are_the_files_torch_loaded() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.starts_with("rnn = torch.nn.RNN("), "{stdout}");
+        assert!(stdout.starts_with(loader), "{stdout}");
         assert!(
             std::fs::read(&again).unwrap() == std::fs::read(&committed).unwrap(),
-            "{}: rnn convert {args:?} no longer writes the bytes torch loaded",
+            "{}: rnn convert {args:?} no longer writes the bytes the framework ran",
             committed.display()
         );
         let mut check = vec![
@@ -650,21 +680,20 @@ fn converted_state_dicts_are_the_files_torch_loaded() {
         let out = rnn(&check);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{check:?}: {stdout}");
+        let within = stdout.lines().last().unwrap_or_default();
+        let counts: Vec<&str> = within.split_whitespace().collect();
         assert!(
-            stdout.contains("2 of 2 tensors within tolerance"),
-            "{stdout}"
+            matches!(counts.as_slice(), [n, "of", m, "tensors", "within", "tolerance"] if n == m && *n != "0"),
+            "{check:?}: {stdout}"
         );
     }
-    assert!(cases >= 6, "{cases} converted fixtures");
+    cases
 }
 
 /// What nn.RNN cannot express is refused by name, and nothing is written.
 #[test]
 fn a_conversion_to_pytorch_refuses_what_nn_rnn_cannot_express() {
-    let scratch = tempfile::tempdir().unwrap();
-    let out_path = scratch.path().join("m.pt");
-    let fixtures = repo("tests/fixtures");
-    for (source, flags, says) in [
+    let cases: [(&str, &[&str], &str); 6] = [
         (
             "keras_go_backwards.safetensors",
             &["--go-backwards", "--masked-steps", "zeros"][..],
@@ -691,8 +720,72 @@ fn a_conversion_to_pytorch_refuses_what_nn_rnn_cannot_express() {
             &[][..],
             "fixes h0 (ONNX initialisers), which the converted file would not keep",
         ),
-    ] {
-        let source = fixtures.join(source);
+    ];
+    assert_refused("m.pt", "cannot write a PyTorch nn.RNN state_dict", &cases);
+}
+
+/// What an ONNX graph of RNN nodes (or ONNX Runtime, which runs them in float32 only) cannot
+/// express is refused by name, and nothing is written.
+#[test]
+fn a_conversion_to_onnx_refuses_what_the_graph_cannot_express() {
+    let cases: [(&str, &[&str], &str); 9] = [
+        (
+            "keras_go_backwards.safetensors",
+            &["--go-backwards", "--masked-steps", "zeros"][..],
+            "go_backwards (layer 0)",
+        ),
+        (
+            "keras_merge_sum.safetensors",
+            &["--merge-mode", "sum", "--masked-steps", "zeros"][..],
+            "merge_mode sum (layer 0)",
+        ),
+        (
+            "keras_activation_selu.safetensors",
+            &["--nonlinearity", "selu", "--masked-steps", "zeros"][..],
+            "activation selu (layer 0)",
+        ),
+        (
+            "keras_activation_hard_sigmoid.safetensors",
+            &["--nonlinearity", "hard_sigmoid", "--masked-steps", "zeros"][..],
+            "activation hard_sigmoid (layer 0)",
+        ),
+        (
+            "torch_l2_no_bias.safetensors",
+            &["--nonlinearity", "leaky_relu(0.1)"][..],
+            "ONNX's parameters are float32",
+        ),
+        (
+            "keras_simple_rnn_sequences.safetensors",
+            &[][..],
+            "masked steps repeat-last",
+        ),
+        (
+            "keras_masking.safetensors",
+            &["--mask-value", "0", "--masked-steps", "zeros"][..],
+            "a Keras Masking layer",
+        ),
+        (
+            "files/torch_export_f64.pt2",
+            &[][..],
+            "F64 weights for ONNX Runtime",
+        ),
+        (
+            "files/onnx_fixed_h0.onnx",
+            &[][..],
+            "fixes h0 (ONNX initialisers), which the converted file would not keep",
+        ),
+    ];
+    assert_refused("m.onnx", "cannot write an ONNX graph of RNN nodes", &cases);
+}
+
+/// `rnn convert SOURCE -o OUTPUT FLAGS…` for each case (a source under tests/fixtures, its
+/// flags, what the message says): exit 2, one line that says `format` and the case's words,
+/// and nothing written.
+fn assert_refused(output: &str, format: &str, cases: &[(&str, &[&str], &str)]) {
+    let scratch = tempfile::tempdir().unwrap();
+    let out_path = scratch.path().join(output);
+    for &(source, flags, says) in cases {
+        let source = repo("tests/fixtures").join(source);
         let mut args = vec![
             "convert",
             source.to_str().unwrap(),
@@ -705,8 +798,8 @@ fn a_conversion_to_pytorch_refuses_what_nn_rnn_cannot_express() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(
-            stderr.contains("cannot write a PyTorch nn.RNN state_dict") && stderr.contains(says),
-            "{stderr}"
+            stderr.contains(format) && stderr.contains(says),
+            "{args:?}: {stderr}"
         );
         assert!(!out_path.exists());
     }

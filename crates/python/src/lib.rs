@@ -107,12 +107,7 @@ fn convert(
         })
         .map_err(rnn_error)?;
     warn_notes(py, &file, converted.dtype)?;
-    Ok(converted.torch.map(|module| {
-        format!(
-            "rnn = {module}\nrnn.load_state_dict(torch.load({:?}, weights_only=True))",
-            output.display().to_string()
-        )
-    }))
+    Ok(converted.loader(&output))
 }
 
 /// What the file's notes say about running it in `dtype` ([`rnn_weights::notes`]), as

@@ -57,12 +57,7 @@ pub fn save_canonical(
     extra: &[(String, Tensor)],
 ) -> Result<()> {
     // Built to check that the configuration fits the weights before anything is written.
-    config
-        .build(weights)
-        .map_err(|error| WeightsError::Tensor {
-            path: path.to_owned(),
-            error,
-        })?;
+    config.check_writable(path, weights)?;
     let first = &weights[0][0]; // a valid Rnn has at least one layer and direction
     let mut tensors = state_dict(weights, false).map_err(|error| WeightsError::Tensor {
         path: path.to_owned(),
@@ -88,5 +83,9 @@ pub fn save_canonical(
             (first.b_ih.is_some() || first.b_hh.is_some()).to_string(),
         ),
     ]);
+    if weights.iter().any(|l| l.len() != weights[0].len()) {
+        let directions: Vec<String> = weights.iter().map(|l| l.len().to_string()).collect();
+        meta.insert(key::DIRECTIONS.into(), directions.join(","));
+    }
     write_safetensors(path, &tensors, meta)
 }

@@ -101,6 +101,8 @@ pub(crate) mod key {
     pub const HIDDEN_SIZE: &str = "hidden_size";
     pub const NUM_LAYERS: &str = "num_layers";
     pub const BIDIRECTIONAL: &str = "bidirectional";
+    /// Each layer's directions, comma-separated (`1,2,1`): where layers differ.
+    pub const DIRECTIONS: &str = "directions";
     pub const BIAS: &str = "bias";
     pub const NONLINEARITY: &str = "nonlinearity";
     pub const NONLINEARITY_REVERSE: &str = "nonlinearity_reverse";
@@ -193,16 +195,13 @@ impl StackConfig {
     /// When [`StackConfig::layers`] is not one for all layers or one per layer, when a clip is
     /// not positive, and as [`rnn_core::Rnn::with_layer_options`].
     pub fn build(&self, weights: &[Vec<LayerWeights>]) -> candle_core::Result<rnn_core::Rnn> {
-        let layers = match self.layers.as_slice() {
-            [] => vec![LayerConfig::default(); weights.len()],
-            some => one_or_each(some, weights.len()).ok_or_else(|| {
-                candle_core::Error::Msg(format!(
-                    "layer configurations: expected one or {} (one per layer), found {}",
-                    weights.len(),
-                    some.len()
-                ))
-            })?,
-        };
+        let layers = self.layers_for(weights.len()).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "layer configurations: expected one or {} (one per layer), found {}",
+                weights.len(),
+                self.layers.len()
+            ))
+        })?;
         let built = weights
             .iter()
             .zip(&layers)
@@ -226,13 +225,32 @@ impl StackConfig {
             .with_batch_first(self.batch_first.unwrap_or(false)))
     }
 
+    /// One configuration per layer of a stack of `layers`: the defaults where none is given,
+    /// the one given for all, or each layer's; `None` for another number.
+    pub fn layers_for(&self, layers: usize) -> Option<Vec<LayerConfig>> {
+        match self.layers.as_slice() {
+            [] => Some(vec![LayerConfig::default(); layers]),
+            some => one_or_each(some, layers),
+        }
+    }
+
+    /// Builds the stack to check that `weights` form it before a writer writes them to `path`.
+    ///
+    /// # Errors
+    /// [`WeightsError::Tensor`] naming `path`, as [`StackConfig::build`].
+    pub(crate) fn check_writable(&self, path: &Path, weights: &[Vec<LayerWeights>]) -> Result<()> {
+        self.build(weights)
+            .map(drop)
+            .map_err(|error| WeightsError::Tensor {
+                path: path.to_owned(),
+                error,
+            })
+    }
+
     /// What a canonical file records of this configuration for `weights`: every layer's
     /// configuration (a one-direction layer's reverse activation is its forward one).
     pub(crate) fn recorded(&self, weights: &[Vec<LayerWeights>]) -> Recorded {
-        let layers = match self.layers.as_slice() {
-            [] => vec![LayerConfig::default(); weights.len()],
-            some => one_or_each(some, weights.len()).unwrap_or_default(),
-        };
+        let layers = self.layers_for(weights.len()).unwrap_or_default();
         let layers = layers
             .into_iter()
             .zip(weights)

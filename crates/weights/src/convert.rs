@@ -1,6 +1,7 @@
 //! `rnn convert` and `rnn.convert`: the RNN a file holds, configured with the user's options,
 //! written as another file by the output's extension ([`Target`]): the canonical safetensors
-//! layout, or a PyTorch state_dict. The CLI and the Python module both call [`convert`].
+//! layout, a PyTorch state_dict, or an ONNX graph. The CLI and the Python module both call
+//! [`convert`].
 
 use std::path::Path;
 
@@ -12,6 +13,7 @@ use crate::file::TensorFile;
 use crate::inputs::{Form, MODEL_INPUTS};
 use crate::model::LoadedWeights;
 use crate::naming::Naming;
+use crate::onnx_save::{save_onnx, OnnxRnn};
 use crate::options::ReadOptions;
 use crate::torch_save::{save_torch, TorchRnn};
 
@@ -22,6 +24,8 @@ pub enum Target {
     Canonical,
     /// `.pt`, `.pth`: a `torch.save` state_dict of `torch.nn.RNN`.
     Torch,
+    /// `.onnx`: a graph of ONNX `RNN` nodes with PyTorch's inputs and outputs.
+    Onnx,
 }
 
 impl Target {
@@ -37,10 +41,11 @@ impl Target {
         match extension.as_deref() {
             Some("safetensors") => Ok(Target::Canonical),
             Some("pt" | "pth") => Ok(Target::Torch),
+            Some("onnx") => Ok(Target::Onnx),
             _ => Err(format!(
                 "{}: rnn convert writes .safetensors (the canonical layout, every option \
-                 recorded) and .pt or .pth (a torch.save state_dict of nn.RNN); name the output \
-                 so (ONNX and Keras files are not written yet)",
+                 recorded), .pt or .pth (a torch.save state_dict of nn.RNN) and .onnx (a graph \
+                 of ONNX RNN nodes); name the output so (Keras files are not written yet)",
                 path.display()
             )),
         }
@@ -58,6 +63,22 @@ pub struct Converted {
     pub dtype: DType,
     /// For a PyTorch target, the module the state_dict fits.
     pub torch: Option<TorchRnn>,
+    /// For an ONNX target, the graph's inputs and outputs.
+    pub onnx: Option<OnnxRnn>,
+}
+
+impl Converted {
+    /// The Python that loads the file written at `output` into its framework (`torch`, or
+    /// `onnxruntime`), where the target is one.
+    pub fn loader(&self, output: &Path) -> Option<String> {
+        if let Some(module) = &self.torch {
+            return Some(format!(
+                "rnn = {module}\nrnn.load_state_dict(torch.load({:?}, weights_only=True))",
+                output.display().to_string()
+            ));
+        }
+        self.onnx.as_ref().map(|graph| graph.loader(output))
+    }
 }
 
 /// Writes the RNN that `read` picks and configures from `file` at `output`, as `target`, in
@@ -83,6 +104,7 @@ pub fn convert(
             format: match target {
                 Target::Canonical => "the canonical layout",
                 Target::Torch => "a PyTorch nn.RNN state_dict",
+                Target::Onnx => "an ONNX graph of RNN nodes",
             },
             reason: format!(
                 "{} fixes {fixed} (ONNX initialisers), which the converted file would not keep; \
@@ -108,17 +130,19 @@ pub fn convert(
         WeightsError::Tensor { .. } => model.misfit(file, &config).unwrap_or(e),
         e => e,
     };
-    let torch = match target {
+    let (mut torch, mut onnx) = (None, None);
+    match target {
         Target::Canonical => {
-            save_canonical(output, &model.weights, &config, &[]).map_err(misfit)?;
-            None
+            save_canonical(output, &model.weights, &config, &[]).map_err(misfit)?
         }
-        Target::Torch => Some(save_torch(output, &model.weights, &config).map_err(misfit)?),
-    };
+        Target::Torch => torch = Some(save_torch(output, &model.weights, &config).map_err(misfit)?),
+        Target::Onnx => onnx = Some(save_onnx(output, &model.weights, &config).map_err(misfit)?),
+    }
     Ok(Converted {
         naming: model.naming,
         tensors: model.mapping.len(),
         dtype: if wide { DType::F64 } else { DType::F32 },
         torch,
+        onnx,
     })
 }

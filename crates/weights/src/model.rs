@@ -139,10 +139,7 @@ impl LoadedWeights {
     /// layer whose `W_ih` does not take the output of the layer below (the sizes are checked in
     /// `rnn_core::Rnn::with_layer_options`; this only finds the tensor behind them).
     pub(crate) fn misfit(&self, file: &TensorFile, config: &StackConfig) -> Option<WeightsError> {
-        let options: Vec<_> = match config.layers.as_slice() {
-            [] => vec![LayerConfig::default(); self.weights.len()],
-            some => crate::config::one_or_each(some, self.weights.len())?,
-        };
+        let options = config.layers_for(self.weights.len())?;
         let below = self.weights.iter().zip(&options);
         for (k, ((below, config), layer)) in below.zip(&self.weights).enumerate() {
             let want = config

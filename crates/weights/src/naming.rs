@@ -140,6 +140,12 @@ pub(crate) struct Plan {
 pub(crate) struct Names {
     /// Name without `:0` → name in the file.
     by_key: BTreeMap<String, String>,
+    /// Each layer's directions where the file records them (the canonical layout's and an
+    /// ONNX graph's `directions`): a stack whose layers differ (Keras's `Bidirectional`
+    /// between one-direction layers) under PyTorch's names. Without it every layer has the
+    /// directions of layer 0, as in `nn.RNN`, and a reverse tensor missing from a later layer
+    /// is a tensor lost.
+    directions: Option<Vec<usize>>,
 }
 
 impl Names {
@@ -148,7 +154,26 @@ impl Names {
             .iter()
             .map(|n| (n.strip_suffix(":0").unwrap_or(n).to_string(), n.clone()))
             .collect();
-        Self { by_key }
+        Self {
+            by_key,
+            directions: None,
+        }
+    }
+
+    /// The names of `file`, with the directions its metadata records.
+    pub fn of_file(file: &crate::file::TensorFile, names: &[String]) -> Self {
+        let directions = file
+            .metadata()
+            .get(crate::config::key::DIRECTIONS)
+            .and_then(|v| {
+                v.split(',')
+                    .map(|d| d.trim().parse().ok().filter(|d| (1..=2).contains(d)))
+                    .collect()
+            });
+        Self {
+            directions,
+            ..Self::new(names)
+        }
     }
 
     fn keys(&self) -> impl Iterator<Item = &str> {
@@ -210,9 +235,14 @@ fn detect_pytorch(names: &Names, found: &mut Detected) {
         } else {
             &[""]
         };
+        let recorded = names.directions.as_ref().filter(|_| p.is_empty());
         let layers = (0..)
             .take_while(|k| *k == 0 || names.get(&format!("{p}weight_ih_l{k}")).is_some())
             .map(|k| {
+                let directions = match recorded.and_then(|r| r.get(k)) {
+                    Some(&d) => &["", "_reverse"][..d],
+                    None => directions,
+                };
                 directions
                     .iter()
                     .map(|s| {

@@ -22,7 +22,7 @@ pub struct Selection {
 /// The names of every tensor in `file` that some reader takes for an RNN weight, whichever RNN
 /// it belongs to: a fixture may carry the weights it was made with beside its inputs.
 pub fn weight_names(file: &TensorFile) -> Vec<String> {
-    let found = naming::detect(&Names::new(&file.names()), None);
+    let found = naming::detect(&Names::of_file(file, &file.names()), None);
     let mut names: Vec<String> = found
         .plans
         .iter()
@@ -99,7 +99,7 @@ fn one_plan(
         .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
         .cloned()
         .collect();
-    let found = naming::detect(&Names::new(&under), format);
+    let found = naming::detect(&Names::of_file(file, &under), format);
     let flag = |p: &str| format!("--prefix {p}");
     if !found.refusals.is_empty() {
         let mut what = found.refusals.join("; ");

@@ -93,19 +93,16 @@ pub fn torch_rnn(
             "give it the weights of one layer at least",
         ));
     }
-    let layers = match config.layers.as_slice() {
-        [] => vec![Default::default(); weights.len()],
-        some => crate::config::one_or_each(some, weights.len()).ok_or_else(|| {
-            refuse(
-                format!(
-                    "{} layer configurations for {} layers",
-                    some.len(),
-                    weights.len()
-                ),
-                "give one configuration per layer",
-            )
-        })?,
-    };
+    let layers = config.layers_for(weights.len()).ok_or_else(|| {
+        refuse(
+            format!(
+                "{} layer configurations for {} layers",
+                config.layers.len(),
+                weights.len()
+            ),
+            "give one configuration per layer",
+        )
+    })?;
     let first = &layers[0];
     let directions = weights[0].len();
     let hidden = weights[0][0].w_hh.dims()[0];
@@ -206,12 +203,7 @@ pub fn save_torch(
 ) -> Result<TorchRnn> {
     let module = torch_rnn(path, weights, config)?;
     // The weights must form the stack first (sizes from layer to layer, dtypes).
-    config
-        .build(weights)
-        .map_err(|error| WeightsError::Tensor {
-            path: path.to_owned(),
-            error,
-        })?;
+    config.check_writable(path, weights)?;
     let entries = state_dict(weights, module.bias).map_err(|error| WeightsError::Tensor {
         path: path.to_owned(),
         error,

@@ -1,5 +1,6 @@
 //! `rnn convert`: any weights `rnn` reads, written in the canonical layout with the options
-//! the run needs recorded, or as a PyTorch state_dict of `nn.RNN` (`rnn_weights::save_torch`).
+//! the run needs recorded, as a PyTorch state_dict of `nn.RNN` (`rnn_weights::save_torch`) or
+//! as an ONNX graph (`rnn_weights::save_onnx`).
 
 use anyhow::{Context, Result};
 use rnn_weights::{Target, TensorFile};
@@ -18,25 +19,21 @@ pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
             rnn_weights::clip(&note, rnn_weights::MESSAGE_CHARS)
         );
     }
-    match &converted.torch {
-        None => eprintln!(
-            "wrote {} ({} weights, {} tensors, canonical layout)",
-            args.output.display(),
-            converted.naming.as_str(),
-            converted.tensors
-        ),
-        Some(module) => {
-            eprintln!(
-                "wrote {} (a state_dict of {} weights for PyTorch); load it with:",
-                args.output.display(),
-                converted.naming.as_str(),
-            );
-            // The Python on stdout, to paste or redirect.
-            println!(
-                "rnn = {module}\nrnn.load_state_dict(torch.load({:?}, weights_only=True))",
-                args.output.display().to_string()
-            );
-        }
+    let what = match target {
+        Target::Canonical => "canonical layout",
+        Target::Torch => "a state_dict for PyTorch",
+        Target::Onnx => "an ONNX graph for ONNX Runtime",
+    };
+    eprintln!(
+        "wrote {} ({} weights, {} tensors, {what})",
+        args.output.display(),
+        converted.naming.as_str(),
+        converted.tensors
+    );
+    if let Some(loader) = converted.loader(&args.output) {
+        // The Python on stdout, to paste or redirect.
+        eprintln!("load it with:");
+        println!("{loader}");
     }
     Ok(Outcome::Success)
 }

@@ -11,6 +11,7 @@ use crate::file::{FileFormat, TensorFile};
 
 pub(crate) mod keras;
 mod onnx;
+pub(crate) use onnx::proto as onnx_proto;
 mod pickle;
 mod reparametrised;
 mod sstable;

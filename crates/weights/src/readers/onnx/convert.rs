@@ -58,8 +58,15 @@ impl<'g> Reader<'g> {
                 "export the nn.RNN with torch.onnx.export, or save the state_dict",
             ));
         }
+        // The Min and Cast of an optional sequence_lens (capped_lengths) are glue there.
+        let capping: Vec<&Node> = rnns
+            .iter()
+            .filter_map(|n| self.capped_lengths(n.input.get(4)?))
+            .flat_map(|(_, nodes)| nodes)
+            .collect();
         for node in &self.graph.node {
-            let glue = GLUE.contains(&node.op_type.as_str()) && node.domain.is_empty();
+            let glue = (GLUE.contains(&node.op_type.as_str()) && node.domain.is_empty())
+                || capping.iter().any(|&c| std::ptr::eq(c, node));
             if node.op_type == "RNN" && (node.domain.is_empty() || node.domain == "ai.onnx") {
                 continue;
             }
@@ -239,6 +246,10 @@ impl<'g> Reader<'g> {
         }
         if !fixed.is_empty() {
             metadata.insert(crate::MODEL_INPUTS.into(), fixed.join(","));
+        }
+        if node_directions.iter().any(|&d| d != node_directions[0]) {
+            let directions: Vec<String> = node_directions.iter().map(usize::to_string).collect();
+            metadata.insert(crate::config::key::DIRECTIONS.into(), directions.join(","));
         }
         Ok((tensors, metadata, recorded))
     }

@@ -100,6 +100,9 @@ pub(super) struct Reader<'g> {
     pub(super) producer: HashMap<&'g str, &'g Node>,
     pub(super) initializers: HashMap<&'g str, &'g TensorProto>,
     pub(super) inputs: Vec<&'g str>,
+    /// Graph inputs that are initialisers too: ONNX's overridable defaults (what
+    /// `rnn convert -o X.onnx` writes for `h0` and `lengths`), by name.
+    pub(super) defaults: HashMap<&'g str, &'g TensorProto>,
     /// The file's length in bytes, against which the weights the nodes name are bounded.
     pub(super) file_len: usize,
 }
@@ -123,12 +126,18 @@ impl<'g> Reader<'g> {
             .map(|v| v.name.as_str())
             .filter(|n| !initializers.contains_key(n))
             .collect();
+        let defaults = graph
+            .input
+            .iter()
+            .filter_map(|v| Some((v.name.as_str(), *initializers.get(v.name.as_str())?)))
+            .collect();
         Self {
             path,
             graph,
             producer,
             initializers,
             inputs,
+            defaults,
             file_len,
         }
     }
@@ -357,8 +366,20 @@ impl<'g> Reader<'g> {
             Some(n) if n.is_empty() => return Ok(Feed::Absent),
             Some(n) => n.as_str(),
         };
+        if let Some(input) = self.zero_default(name) {
+            return Ok(Feed::GraphInput {
+                name: input,
+                range: None,
+            });
+        }
         if let Some(t) = self.initializers.get(name) {
             return Ok(Feed::Initializer(t));
+        }
+        if let Some((input, _)) = self.capped_lengths(name) {
+            return Ok(Feed::GraphInput {
+                name: input,
+                range: None,
+            });
         }
         if let Some(&input) = self.inputs.iter().find(|&&i| i == name) {
             return Ok(Feed::GraphInput {
@@ -380,8 +401,19 @@ impl<'g> Reader<'g> {
                 Some(s) if !s.is_empty() => ints(4),
                 _ => Some(vec![1]),
             };
-            if let (Some(&input), Some([start]), Some([end]), Some([0]), Some([1])) = (
-                self.inputs.iter().find(|&&i| i == data),
+            // The input itself, or its default broadcast to the batch (`Expand`: the same
+            // values for an input of the full shape).
+            let expanded = self
+                .producer
+                .get(data)
+                .filter(|n| n.op_type == "Expand" && n.domain.is_empty())
+                .and_then(|n| self.zero_default(n.input.first()?));
+            if let (Some(input), Some([start]), Some([end]), Some([0]), Some([1])) = (
+                self.inputs
+                    .iter()
+                    .find(|&&i| i == data)
+                    .copied()
+                    .or(expanded),
                 ints(1).as_deref(),
                 ints(2).as_deref(),
                 axes.as_deref(),
@@ -406,6 +438,73 @@ impl<'g> Reader<'g> {
             ),
             "export with h0 given as a graph input or left out (zeros)",
         ))
+    }
+
+    /// `name` when it is a graph input whose default (an initialiser of the same name) is all
+    /// zeros: absent, it is what rnn gives an absent `h0`.
+    fn zero_default(&self, name: &str) -> Option<&'g str> {
+        let (&input, t) = self.defaults.get_key_value(name)?;
+        all_zero(self.path, t).then_some(input)
+    }
+
+    /// `lengths` capped at the sequence length, as `rnn convert -o X.onnx` writes an optional
+    /// `sequence_lens`: `Min(Expand(lengths, batch), Cast(Gather(Shape(X), [0]), int32))`
+    /// where `lengths` is a graph input whose default is all `2³¹ − 1` (absent, every sequence
+    /// runs to its end) and `X` an RNN node's input (`[seq_len, batch, …]`). The input's name,
+    /// and the `Min` and `Cast` nodes, which are glue only here.
+    pub(super) fn capped_lengths(&self, name: &str) -> Option<(&'g str, [&'g Node; 2])> {
+        let min = *self.producer.get(name)?;
+        let op = |n: &Node, op: &str| n.op_type == op && n.domain.is_empty();
+        let [a, b] = min.input.as_slice() else {
+            return None;
+        };
+        if !op(min, "Min") {
+            return None;
+        }
+        let expand = *self.producer.get(a.as_str())?;
+        let cast = *self.producer.get(b.as_str())?;
+        let (&input, default) = self
+            .defaults
+            .get_key_value(expand.input.first()?.as_str())?;
+        let never = to_tensor(self.path, default)
+            .and_then(|t| {
+                t.to_dtype(DType::I64)
+                    .and_then(|t| t.flatten_all()?.to_vec1::<i64>())
+                    .map_err(|e| self.tensor_error(e))
+            })
+            .is_ok_and(|v| !v.is_empty() && v.iter().all(|&l| l == i64::from(i32::MAX)));
+        let int32 = cast.attribute.iter().any(|a| a.name == "to" && a.i == 6);
+        let gather = *self.producer.get(cast.input.first()?.as_str())?;
+        let shape = *self.producer.get(gather.input.first()?.as_str())?;
+        let measured = shape.input.first()?;
+        // Time-major: an RNN node's `X` with the default `layout` 0.
+        let of_rnn_input = self.graph.node.iter().any(|n| {
+            op(n, "RNN")
+                && n.input.first() == Some(measured)
+                && Attributes::ints_of(n, "layout").is_empty()
+                && n.attribute.iter().all(|a| a.name != "layout" || a.i == 0)
+        });
+        let fits = op(expand, "Expand")
+            && never
+            && op(cast, "Cast")
+            && int32
+            && op(gather, "Gather")
+            && gather
+                .attribute
+                .iter()
+                .all(|a| a.name != "axis" || a.i == 0)
+            && self.constant_ints(gather.input.get(1)) == Some(vec![0])
+            && op(shape, "Shape")
+            && shape.attribute.is_empty()
+            && of_rnn_input;
+        fits.then_some((input, [min, cast]))
+    }
+
+    fn tensor_error(&self, error: candle_core::Error) -> WeightsError {
+        WeightsError::Tensor {
+            path: self.path.to_owned(),
+            error,
+        }
     }
 
     /// Whether the value `name` is zeros in every element whatever the graph's inputs: a
@@ -447,19 +546,11 @@ impl<'g> Reader<'g> {
     where
         'g: 'n,
     {
-        let all_zero = |t: &TensorProto| {
-            to_tensor(self.path, t)
-                .ok()
-                .and_then(|t| {
-                    t.to_dtype(DType::F64)
-                        .ok()?
-                        .flatten_all()
-                        .ok()?
-                        .to_vec1()
-                        .ok()
-                })
-                .is_some_and(|v: Vec<f64>| v.iter().all(|&x| x == 0.0))
-        };
+        let all_zero = |t: &TensorProto| all_zero(self.path, t);
+        if self.defaults.contains_key(name) {
+            // A graph input: its default is only what it holds when not given.
+            return false;
+        }
         if let Some(t) = self.initializers.get(name) {
             return all_zero(t);
         }
@@ -494,4 +585,19 @@ impl<'g> Reader<'g> {
             _ => false,
         }
     }
+}
+
+/// Whether every element of `t` is zero (`false` where it cannot be read).
+fn all_zero(path: &Path, t: &TensorProto) -> bool {
+    to_tensor(path, t)
+        .ok()
+        .and_then(|t| {
+            t.to_dtype(DType::F64)
+                .ok()?
+                .flatten_all()
+                .ok()?
+                .to_vec1()
+                .ok()
+        })
+        .is_some_and(|v: Vec<f64>| v.iter().all(|&x| x == 0.0))
 }

@@ -32,7 +32,7 @@ mod attributes;
 mod convert;
 mod graph;
 mod looped;
-mod proto;
+pub(crate) mod proto;
 mod tensor;
 #[cfg(test)]
 mod tests;

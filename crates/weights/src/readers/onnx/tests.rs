@@ -552,3 +552,86 @@ fn deeply_nested_subgraphs_are_refused() {
     let error = read_bytes(&bytes).err().unwrap().to_string();
     assert!(error.contains("nested more than"), "{error}");
 }
+
+/// The graph `rnn convert -o X.onnx` writes for one layer of 2 neurons over 3 features,
+/// decoded as this reader's messages (which keep what the reader reads).
+fn converted_graph() -> proto::Model {
+    let device = candle_core::Device::Cpu;
+    let w = |rows: usize, cols: usize| {
+        let values: Vec<f32> = (0..rows * cols).map(|i| 0.1 * i as f32 - 0.2).collect();
+        Tensor::from_vec(values, (rows, cols), &device).unwrap()
+    };
+    let weights = vec![vec![rnn_core::LayerWeights {
+        w_ih: w(2, 3),
+        w_hh: w(2, 2),
+        b_ih: Some(w(1, 2).flatten_all().unwrap()),
+        b_hh: None,
+    }]];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    crate::onnx_save::save_onnx(&path, &weights, &crate::StackConfig::default()).unwrap();
+    proto::Model::decode(std::fs::read(&path).unwrap().as_slice()).unwrap()
+}
+
+fn initializer<'m>(model: &'m mut proto::Model, name: &str) -> &'m mut TensorProto {
+    let graph = model.graph.as_mut().unwrap();
+    graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == name)
+        .unwrap()
+}
+
+#[test]
+fn a_converted_graph_takes_h0_and_lengths_at_run_time() {
+    let file = read_bytes(&converted_graph().encode_to_vec()).unwrap();
+    assert_eq!(
+        file.names(),
+        ["bias_hh_l0", "bias_ih_l0", "weight_hh_l0", "weight_ih_l0"]
+    );
+    // Neither is fixed by the model: both are the user's, absent by default.
+    assert!(file.metadata().get(crate::MODEL_INPUTS).is_none());
+}
+
+/// The defaults are read as absent inputs only where absent means what rnn does without them:
+/// an `h0` default of zeros, a `lengths` default longer than any sequence, capped at the
+/// length of the sequence the RNN reads. Any other graph is refused, never read as if it were.
+#[test]
+fn a_converted_graph_whose_defaults_differ_is_refused() {
+    let mut nonzero_h0 = converted_graph();
+    initializer(&mut nonzero_h0, "h0").raw_data[0..4].copy_from_slice(&1f32.to_le_bytes());
+    let mut short_lengths = converted_graph();
+    initializer(&mut short_lengths, "lengths").raw_data = 5i32.to_le_bytes().to_vec();
+    let mut capped_by_batch = converted_graph();
+    let graph = capped_by_batch.graph.as_mut().unwrap();
+    let seq_len = graph.node.iter_mut().find(|n| n.name == "seq_len").unwrap();
+    seq_len.input[1] = "axis1".into();
+    let mut capped_by_other = converted_graph();
+    let graph = capped_by_other.graph.as_mut().unwrap();
+    graph.input.push(ValueInfo {
+        name: "other".into(),
+    });
+    let shape = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Shape")
+        .unwrap();
+    shape.input = vec!["other".into()];
+    // The cap is recognised only as written, so a changed one leaves its Cast unexplained.
+    let cast = "a Cast node `seq_len_i32` between or around its RNN nodes";
+    for (what, model, says) in [
+        (
+            "h0 default not zeros",
+            nonzero_h0,
+            "initial_h `h0_l0` is computed in the graph",
+        ),
+        ("lengths default 5", short_lengths, cast),
+        ("lengths capped at the batch", capped_by_batch, cast),
+        ("lengths capped by another input", capped_by_other, cast),
+    ] {
+        match read_bytes(&model.encode_to_vec()) {
+            Ok(file) => panic!("{what}: read as {:?}", file.names()),
+            Err(e) => assert!(e.to_string().contains(says), "{what}: {e}"),
+        }
+    }
+}
