@@ -9,10 +9,18 @@
 mod common;
 use common::{repo, rnn};
 use safetensors::SafeTensors;
+use std::path::{Path, PathBuf};
 
-/// (source under tests/fixtures, the flags it runs with, the targets it converts to, the
-/// flags a `.pt` needs to run as the source does, since a state_dict records no options).
-const SOURCES: &[(&str, &[&str], &[&str], &[&str])] = &[
+/// A source under tests/fixtures, the flags it runs with, the targets it converts to, and the
+/// flags a `.pt` needs to run as the source does (a state_dict records no options).
+type Source = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+const SOURCES: &[Source] = &[
     (
         "torch_l3_bidir_relu_batch_first_h0.safetensors",
         &["--nonlinearity", "relu", "--batch-first"],
@@ -101,7 +109,7 @@ const SOURCES: &[(&str, &[&str], &[&str], &[&str])] = &[
 
 /// The inputs a source runs on: its own fixture (the file itself, or the `.safetensors` or
 /// `.npz` beside a model file).
-fn inputs_of(source: &std::path::Path) -> std::path::PathBuf {
+fn inputs_of(source: &Path) -> PathBuf {
     if source.extension().is_some_and(|e| e == "safetensors") {
         return source.to_owned();
     }
@@ -112,7 +120,10 @@ fn inputs_of(source: &std::path::Path) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("no inputs beside {}", source.display()))
 }
 
-/// `rnn run MODEL --input INPUTS FLAGS -o OUT`: the outputs' names, dtypes, shapes and bytes.
+/// One output of a run: its name, dtype, shape and bytes.
+type Output = (String, String, Vec<usize>, Vec<u8>);
+
+/// `rnn run MODEL --input INPUTS FLAGS -o OUT`: the outputs, by name.
 fn run(
     model: &std::path::Path,
     inputs: &std::path::Path,
