@@ -124,12 +124,7 @@ fn inputs_of(source: &Path) -> PathBuf {
 type Output = (String, String, Vec<usize>, Vec<u8>);
 
 /// `rnn run MODEL --input INPUTS FLAGS -o OUT`: the outputs, by name.
-fn run(
-    model: &std::path::Path,
-    inputs: &std::path::Path,
-    flags: &[&str],
-    out: &std::path::Path,
-) -> Vec<(String, String, Vec<usize>, Vec<u8>)> {
+fn run(model: &Path, inputs: &Path, flags: &[&str], out: &Path) -> Vec<Output> {
     let mut args = vec![
         "run",
         model.to_str().unwrap(),
