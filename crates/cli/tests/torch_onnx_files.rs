@@ -805,6 +805,54 @@ fn assert_refused(output: &str, format: &str, cases: &[(&str, &[&str], &str)]) {
     }
 }
 
+/// ONNX Runtime gives a sequence of length 0 a final state of 0, rnn its initial state: an ONNX
+/// model run with such a sequence and a nonzero h0 is refused; with an h0 of zeros it runs.
+#[test]
+fn an_empty_sequence_with_a_nonzero_h0_is_refused_for_an_onnx_model() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = repo("tests/fixtures/converted_onnx/torch_bidir.onnx");
+    let run = |h0: f32| {
+        let inputs = scratch.path().join("in.safetensors");
+        let x: Vec<u8> = (0..5 * 2 * 3)
+            .flat_map(|i| (0.1 * i as f32).to_le_bytes())
+            .collect();
+        let h: Vec<u8> = (0..2 * 2 * 5).flat_map(|_| h0.to_le_bytes()).collect();
+        let lengths: Vec<u8> = [5i64, 0].iter().flat_map(|l| l.to_le_bytes()).collect();
+        let view = |dtype, shape: Vec<usize>, data: &'static [u8]| {
+            safetensors::tensor::TensorView::new(dtype, shape, data).unwrap()
+        };
+        let (x, h, lengths) = (x.leak(), h.leak(), lengths.leak());
+        let tensors = [
+            ("input", view(safetensors::Dtype::F32, vec![5, 2, 3], x)),
+            ("h0", view(safetensors::Dtype::F32, vec![2, 2, 5], h)),
+            ("lengths", view(safetensors::Dtype::I64, vec![2], lengths)),
+        ];
+        safetensors::serialize_to_file(tensors, None, &inputs).unwrap();
+        rnn(&[
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            inputs.to_str().unwrap(),
+        ])
+    };
+    let out = run(0.5);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "sequence 1 has length 0 and a nonzero h0: ONNX Runtime gives it a final state of 0"
+        ),
+        "{stderr}"
+    );
+    let out = run(0.0);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An ONNX `direction=reverse` layer keeps its outputs in time order; `--go-backwards` would
 /// put them in processing order. Both cannot hold: the flag is refused, not applied over it.
 #[test]

@@ -141,7 +141,7 @@ impl LoadedWeights {
     pub(crate) fn misfit(&self, file: &TensorFile, config: &StackConfig) -> Option<WeightsError> {
         let options = config.layers_for(self.weights.len())?;
         let below = self.weights.iter().zip(&options);
-        for (k, ((below, config), layer)) in below.zip(&self.weights).enumerate() {
+        for (k, ((below, config), layer)) in below.zip(self.weights.iter().skip(1)).enumerate() {
             let want = config
                 .options()
                 .output_size(below.len(), below[0].w_hh.dims()[0]);

@@ -22,6 +22,11 @@
 //! - outputs `output` (the top layer's, laid out as `input`) and, where the hidden sizes agree,
 //!   `h_n` (`[Σ D_k, batch, hidden]`, layer-major, as `nn.RNN` orders it).
 //!
+//! ONNX Runtime runs some inputs that `rnn` refuses, when reading the file back or running the
+//! source: `lengths` longer than `seq_len` (`Min` caps them), an `h0` of batch 1 (`Expand`
+//! broadcasts it), and a sequence of length 0 with a nonzero `h0` (ONNX Runtime gives it a
+//! final state of 0, rnn its initial state).
+//!
 //! Messages are encoded with `prost` over the fields of `onnx.proto` this writer sets (field
 //! numbers as published); the bytes depend on nothing but the model.
 

@@ -104,6 +104,12 @@ impl Model {
                 path: source.to_owned(),
                 reason,
             })?;
+        if self.file.metadata().contains_key(ZERO_LENGTH_STATE) {
+            empty_sequences_start_from_zero(&inputs).map_err(|reason| WeightsError::Inputs {
+                path: source.to_owned(),
+                reason,
+            })?;
+        }
         inputs
             .to_device(self.rnn.device())
             .map_err(|error| WeightsError::Tensor {
@@ -186,4 +192,36 @@ impl Model {
         self.check_stepwise()?;
         self.rnn.stream(batch, h0).map_err(|e| e.to_string())
     }
+}
+
+/// Metadata key of a model whose framework gives a sequence of length 0 a final state of zeros
+/// (ONNX Runtime's `RNN`), where rnn gives it its initial state (TensorFlow's convention, and
+/// the state at its last valid step read literally).
+pub(crate) const ZERO_LENGTH_STATE: &str = "zero_length_state";
+
+/// For a model that records [`ZERO_LENGTH_STATE`]: no sequence of length 0 may start from a
+/// nonzero `h0`, where rnn and the model's framework would give different final states.
+fn empty_sequences_start_from_zero(inputs: &Inputs) -> std::result::Result<(), String> {
+    let (Some(lengths), Some(h0)) = (&inputs.lengths, &inputs.h0) else {
+        return Ok(());
+    };
+    for (b, _) in lengths.iter().enumerate().filter(|(_, &l)| l == 0) {
+        let nonzero = h0
+            .narrow(1, b, 1)
+            .and_then(|h| {
+                h.abs()?
+                    .max_all()?
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()
+            })
+            .map_err(|e| e.to_string())?
+            != 0.0;
+        if nonzero {
+            return Err(format!(
+                "sequence {b} has length 0 and a nonzero h0: ONNX Runtime gives it a final state \
+                 of 0, rnn its initial state; drop the empty sequence, or give it an h0 of zeros"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,19 @@ use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
 use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
 
+/// The directions of an RNN node, as its attribute says (1 where it says nothing valid).
+fn stack_directions(node: &Node) -> usize {
+    let bidirectional = node
+        .attribute
+        .iter()
+        .any(|a| a.name == "direction" && a.s == b"bidirectional");
+    if bidirectional {
+        2
+    } else {
+        1
+    }
+}
+
 impl<'g> Reader<'g> {
     pub(super) fn read(&self) -> Result<Lifted> {
         let rnns: Vec<&Node> = self
@@ -100,6 +113,8 @@ impl<'g> Reader<'g> {
         let mut h0s = Vec::new();
         let mut lens: Vec<Feed> = Vec::new();
         let mut batch_first = false;
+        // Whether the graph transposes its batch-first input (and so its output back).
+        let mut transposed = false;
         let mut directions = 0;
         let mut node_directions = Vec::new();
         for (k, (node, path)) in stack.iter().enumerate() {
@@ -108,6 +123,7 @@ impl<'g> Reader<'g> {
             reversed.push(reverse);
             if k == 0 {
                 batch_first = self.first_path(node, path)?;
+                transposed = batch_first;
             } else {
                 self.between_path(node, path, directions)?;
             }
@@ -201,6 +217,7 @@ impl<'g> Reader<'g> {
                 merge_mode: MergeMode::Concat,
             })
             .collect();
+        self.outputs(&stack, transposed)?;
         let recorded = Recorded {
             layers: Some(layers),
             batch_first: Some(batch_first),
@@ -247,11 +264,76 @@ impl<'g> Reader<'g> {
         if !fixed.is_empty() {
             metadata.insert(crate::MODEL_INPUTS.into(), fixed.join(","));
         }
+        // ONNX Runtime's RNN gives a sequence of length 0 a final state of 0 (checked when
+        // inputs are prepared: crate::pipeline).
+        metadata.insert(crate::pipeline::ZERO_LENGTH_STATE.into(), "0".into());
         if node_directions.iter().any(|&d| d != node_directions[0]) {
             let directions: Vec<String> = node_directions.iter().map(usize::to_string).collect();
             metadata.insert(crate::config::key::DIRECTIONS.into(), directions.join(","));
         }
         Ok((tensors, metadata, recorded))
+    }
+
+    /// Every graph output is what rnn computes, in one of the layouts the exporters write: an
+    /// RNN node's own `Y` or `Y_h`; the top node's `Y` through the glue between stacked
+    /// nodes (`[seq, batch, D·H]`), transposed back where the input was batch-first; the
+    /// nodes' `Y_h` concatenated in stack order (`h_n`). Glue that computes anything else
+    /// from them (a slice of the steps, another transpose) is refused: rnn would give the
+    /// RNN's outputs where the model gives others.
+    fn outputs(&self, stack: &[(&Node, Vec<&Node>)], transposed: bool) -> Result<()> {
+        let rnn_outputs: Vec<&str> = stack
+            .iter()
+            .flat_map(|(n, _)| n.output.iter().map(String::as_str))
+            .collect();
+        let finals: Vec<&str> = stack
+            .iter()
+            .filter_map(|(n, _)| n.output.get(1).map(String::as_str))
+            .collect();
+        let Some((top, _)) = stack.last() else {
+            return Ok(());
+        };
+        for output in &self.graph.output {
+            let name = output.name.as_str();
+            if rnn_outputs.contains(&name) {
+                continue;
+            }
+            let producer = self.producer.get(name).copied();
+            let stacked_finals = producer.is_some_and(|p| {
+                p.op_type == "Concat"
+                    && p.attribute.iter().any(|a| a.name == "axis" && a.i == 0)
+                    && p.input
+                        .iter()
+                        .map(String::as_str)
+                        .eq(finals.iter().copied())
+            });
+            if stacked_finals {
+                continue;
+            }
+            let (source, path) = self.trace(name)?;
+            let path = match (transposed, path.split_first()) {
+                (true, Some((t, rest)))
+                    if t.op_type == "Transpose"
+                        && super::attributes::Attributes::ints_of(t, "perm") == [1, 0, 2] =>
+                {
+                    rest.to_vec()
+                }
+                _ => path,
+            };
+            let top_output = source.is_some_and(|s| std::ptr::eq(s, *top))
+                && self.between_path(top, &path, stack_directions(top)).is_ok();
+            if !top_output {
+                return Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX graph whose output `{name}` is computed from its RNN nodes by {}, not \
+                         the layout torch.onnx.export writes",
+                        producer.map_or_else(|| "no node".to_string(), node_name)
+                    ),
+                    EXPORT_RNN_ALONE,
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn attribute(&self, node: &Node, name: &str, value: &str) -> WeightsError {

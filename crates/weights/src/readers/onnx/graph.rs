@@ -200,7 +200,7 @@ impl<'g> Reader<'g> {
     /// Follows `name` back through glue nodes (their first input) to an RNN node's output
     /// (`Some`) or to a value no node produces (`None`): the glue nodes on the way, nearest
     /// first.
-    fn trace(&self, name: &str) -> Result<(Option<&'g Node>, Vec<&'g Node>)> {
+    pub(super) fn trace(&self, name: &str) -> Result<(Option<&'g Node>, Vec<&'g Node>)> {
         let mut path = Vec::new();
         let mut name = name;
         while let Some(&node) = self.producer.get(name) {
@@ -366,7 +366,9 @@ impl<'g> Reader<'g> {
             Some(n) if n.is_empty() => return Ok(Feed::Absent),
             Some(n) => n.as_str(),
         };
-        if let Some(input) = self.zero_default(name) {
+        // An initial state that defaults to zeros is the user's, absent by default; lengths
+        // that default to zeros are not (every sequence empty): those are fixed.
+        if let Some(input) = self.zero_default(name).filter(|_| what == "initial_h") {
             return Ok(Feed::GraphInput {
                 name: input,
                 range: None,

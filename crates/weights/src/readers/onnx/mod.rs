@@ -25,8 +25,8 @@
 //! `rnn` gives a sequence of length 0 its initial state as final state (TensorFlow's
 //! convention, and the state at its last valid step read literally); ONNX Runtime gives 0.
 //! The two agree whenever the initial state is zero. A model whose initialisers fix both a
-//! nonzero `initial_h` and a length of 0 is refused; lengths given at run time follow `rnn`'s
-//! convention.
+//! nonzero `initial_h` and a length of 0 is refused, and so are inputs given at run time
+//! that do (the metadata key `zero_length_state` marks the model for `crate::Model::prepare`).
 
 mod attributes;
 mod convert;

@@ -635,3 +635,47 @@ fn a_converted_graph_whose_defaults_differ_is_refused() {
         }
     }
 }
+
+/// A graph whose output is glue over the RNN's (here its steps transposed to batch-first
+/// while the input is time-major) is refused: rnn would give the RNN's output instead.
+#[test]
+fn an_output_rnn_does_not_compute_is_refused() {
+    let mut model = converted_graph();
+    let graph = model.graph.as_mut().unwrap();
+    graph.node.push(Node {
+        input: vec!["output".into()],
+        output: vec!["output_batch_first".into()],
+        op_type: "Transpose".into(),
+        attribute: vec![Attribute {
+            name: "perm".into(),
+            ints: vec![1, 0, 2],
+            r#type: 7,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    graph.output[0].name = "output_batch_first".into();
+    let e = read_bytes(&model.encode_to_vec()).unwrap_err().to_string();
+    assert!(
+        e.contains("output `output_batch_first` is computed from its RNN nodes by Transpose"),
+        "{e}"
+    );
+    // The graph as written reads.
+    assert!(read_bytes(&converted_graph().encode_to_vec()).is_ok());
+}
+
+/// Lengths that default to zeros, read directly by the node, are every sequence empty: fixed
+/// by the model, not an input that may be left out.
+#[test]
+fn lengths_that_default_to_zeros_are_the_model_s() {
+    let mut model = converted_graph();
+    let lengths = initializer(&mut model, "lengths");
+    lengths.dims = vec![2];
+    lengths.raw_data = [0i32, 0].iter().flat_map(|l| l.to_le_bytes()).collect();
+    let graph = model.graph.as_mut().unwrap();
+    let rnn = graph.node.iter_mut().find(|n| n.op_type == "RNN").unwrap();
+    rnn.input[4] = "lengths".into();
+    graph.node.retain(|n| n.op_type != "Min" && n.name != "seq_len_i32");
+    let file = read_bytes(&model.encode_to_vec()).unwrap();
+    assert_eq!(file.metadata()[crate::MODEL_INPUTS], "lengths");
+}
