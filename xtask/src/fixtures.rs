@@ -36,12 +36,13 @@ const SCRIPTS: &[&str] = &[
     "numpy_print.py",
     "torch_converted.py",
     "onnx_converted.py",
+    "keras_converted.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {
     let python = venv_python(root)?;
     let out = root.join("tests/fixtures");
-    // torch_converted.py and onnx_converted.py run `rnn convert`: the binary of this checkout.
+    // torch_, onnx_ and keras_converted.py run `rnn convert`: the binary of this checkout.
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "-p", "rnn-cli"])
         .current_dir(root)

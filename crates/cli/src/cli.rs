@@ -51,7 +51,8 @@ pub enum Command {
     /// What this binary can compute on: compiled backends, the CPU, and each GPU.
     Devices(DevicesArgs),
     /// Rewrite weights of any recognised format in the canonical layout (PyTorch's names),
-    /// with the configuration in the file's metadata, or as a PyTorch state_dict (.pt).
+    /// with the configuration in the file's metadata, or as a PyTorch state_dict (.pt), an
+    /// ONNX graph (.onnx) or a Keras model (.keras).
     Convert(ConvertArgs),
     /// Draw each layer's hidden state over time as a heatmap (PNG or SVG).
     Plot(PlotArgs),
@@ -345,8 +346,9 @@ pub struct ConvertArgs {
     /// Weights in any file rnn reads (README's table of files).
     pub input: PathBuf,
     /// Where to write: a .safetensors file (the canonical layout, every option in its
-    /// metadata) or a .pt/.pth file (a torch.save state_dict of torch.nn.RNN, whose
-    /// constructor call is printed); a name that promises another format is refused.
+    /// metadata), a .pt/.pth file (a torch.save state_dict of torch.nn.RNN), a .onnx file (a
+    /// graph of ONNX RNN nodes) or a .keras file (a Keras 3 model); the Python that loads it is
+    /// printed; a name that promises another format is refused.
     #[arg(long, short)]
     pub output: PathBuf,
     #[command(flatten)]

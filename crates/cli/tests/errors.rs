@@ -260,7 +260,7 @@ fn cases() -> Vec<Case> {
         case("stream", "--stream with a bidirectional model", vec![("m.safetensors", with(vec![("weight_ih_l0_reverse", "F32", &[2, 3], f32s(6, 0.5)), ("weight_hh_l0_reverse", "F32", &[2, 2], f32s(4, 0.5)), ("bias_ih_l0_reverse", "F32", &[2], f32s(2, 0.1))]))], "run DIR/m.safetensors --stream", 2, None),
         case("outputs", "an output named as a PyTorch file (rnn run -o out.pt)", vec![("x.safetensors", safetensors(&[("X0", "F32", &[1, 3], f32s(3, 0.5)), ("X1", "F32", &[1, 3], f32s(3, 0.5))]))], "run --input DIR/x.safetensors -o DIR/out.pt", 2, Some("out.pt")),
         case("outputs", "an output without an extension", vec![("x.safetensors", safetensors(&[("X0", "F32", &[1, 3], f32s(3, 0.5)), ("X1", "F32", &[1, 3], f32s(3, 0.5))]))], "run --input DIR/x.safetensors -o DIR/out", 2, Some("out")),
-        case("outputs", "rnn convert to a Keras name", vec![], "convert DIR/none.safetensors -o DIR/m.keras", 2, Some("m.keras")),
+        case("outputs", "rnn convert to an HDF5 name", vec![], "convert DIR/none.safetensors -o DIR/m.h5", 2, Some("m.h5")),
         case("plot", "a picture format rnn does not write", vec![], "plot -o DIR/p.jpg", 2, Some("p.jpg")),
         case("plot", "--sequence beyond the batch", vec![], "plot -o DIR/p.png --sequence 4", 2, None),
         case("plot", "a model of hidden size 0 (no states to draw)", vec![("m.safetensors", safetensors(&[("weight_ih_l0", "F32", &[0, 3], f32s(0, 0.5)), ("weight_hh_l0", "F32", &[0, 0], f32s(0, 0.5))])), ("x.safetensors", safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 0.5))]))], "plot DIR/m.safetensors --input DIR/x.safetensors -o DIR/p.png", 2, None),

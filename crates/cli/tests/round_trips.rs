@@ -12,7 +12,9 @@ use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
 
 /// A source under tests/fixtures, the flags it runs with, the targets it converts to, and the
-/// flags a `.pt` needs to run as the source does (a state_dict records no options).
+/// flags a `.pt` needs to run as the source does (a state_dict records no options). `.keras`
+/// only for batch-first sources with one bias per cell (Keras's one bias is `b_ih + b_hh`, a
+/// sum that may round).
 type Source = (
     &'static str,
     &'static [&'static str],
@@ -36,31 +38,31 @@ const SOURCES: &[Source] = &[
     (
         "keras_bidirectional.safetensors",
         &["--masked-steps", "zeros"],
-        &["safetensors", "pt", "onnx"],
+        &["safetensors", "pt", "onnx", "keras"],
         &["--batch-first"],
     ),
     (
         "keras_mixed_stack.safetensors",
         &["--masked-steps", "zeros"],
-        &["safetensors", "onnx"],
+        &["safetensors", "onnx", "keras"],
         &[],
     ),
     (
         "keras_merge_sum.safetensors",
         &["--merge-mode", "sum"],
-        &["safetensors"],
+        &["safetensors", "keras"],
         &[],
     ),
     (
         "keras_go_backwards.safetensors",
         &["--go-backwards"],
-        &["safetensors"],
+        &["safetensors", "keras"],
         &[],
     ),
     (
         "tf1_multi_rnn_cell.safetensors",
         &[],
-        &["safetensors", "pt", "onnx"],
+        &["safetensors", "pt", "onnx", "keras"],
         &["--batch-first"],
     ),
     (
@@ -96,13 +98,13 @@ const SOURCES: &[Source] = &[
     (
         "files/keras3_stacked_cells.keras",
         &["--masked-steps", "zeros"],
-        &["safetensors", "onnx"],
+        &["safetensors", "onnx", "keras"],
         &[],
     ),
     (
         "files/tfkeras_full.h5",
         &["--masked-steps", "zeros"],
-        &["safetensors", "onnx"],
+        &["safetensors", "onnx", "keras"],
         &[],
     ),
 ];

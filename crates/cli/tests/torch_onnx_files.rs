@@ -629,6 +629,48 @@ fn converted_onnx_graphs_are_the_files_onnx_runtime_ran() {
     assert!(cases >= 20, "{cases} converted fixtures");
 }
 
+/// `rnn convert … -o X.keras` against Keras itself (`xtask/fixtures/keras_converted.py`): each
+/// committed `.keras` was loaded with `keras.models.load_model` and run by `predict`. The same
+/// source converts to the same bytes today, and rnn reads the `.keras` back to Keras's numbers.
+#[test]
+fn converted_keras_models_are_the_files_keras_loaded() {
+    let cases = converted_files_are_the_ones_run("converted_keras", |fixture| {
+        (fixture.with_extension("keras"), "import keras")
+    });
+    assert!(cases >= 15, "{cases} converted fixtures");
+}
+
+/// What a Keras model of SimpleRNN layers cannot express is refused by name, and nothing is
+/// written.
+#[test]
+fn a_conversion_to_keras_refuses_what_simple_rnn_cannot_express() {
+    let cases: [(&str, &[&str], &str); 6] = [
+        ("files/onnx_clip.onnx", &[][..], "ONNX's clip"),
+        (
+            "files/onnx_reverse.onnx",
+            &[][..],
+            "ONNX's reverse direction (layer 0)",
+        ),
+        (
+            "torch_l2_no_bias.safetensors",
+            &["--nonlinearity", "leaky_relu(0.1)"][..],
+            "activation leaky_relu(0.1) (layer 0), an ONNX one",
+        ),
+        (
+            "files/onnx_tanh_relu.onnx",
+            &[][..],
+            "a backward activation (relu)",
+        ),
+        ("files/torch_export_f64.pt2", &[][..], "F64 weights"),
+        (
+            "files/keras_masked_bidirectional.keras",
+            &["--masked-steps", "zeros"][..],
+            "masked steps zeros behind a Masking layer",
+        ),
+    ];
+    assert_refused("m.keras", "cannot write a Keras model", &cases);
+}
+
 /// For each fixture in `tests/fixtures/<dir>`: `rnn convert` of its `convert_source` with its
 /// `convert_args` writes the bytes of the committed file `committed` names (and prints the
 /// loader it starts with), and `rnn check` of that file against the fixture passes. The number

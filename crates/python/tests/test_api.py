@@ -221,7 +221,7 @@ def test_convert_writes_the_files_torch_loaded(tmp_path):
     with pytest.raises(rnn.RnnError, match="nn.RNN cannot express activation selu"):
         rnn.convert(source, tmp_path / "selu.pt", nonlinearity="selu")
     assert not (tmp_path / "selu.pt").exists()
-    with pytest.raises(rnn.RnnError, match="Keras files are not written yet"):
-        rnn.convert(source, tmp_path / "m.keras")
+    with pytest.raises(rnn.RnnError, match="name the output so"):
+        rnn.convert(source, tmp_path / "m.h5")
     with pytest.raises(TypeError, match="convert\\(\\) got an unexpected keyword argument 'dtype'"):
         rnn.convert(source, tmp_path / "m.pt", dtype="float64")

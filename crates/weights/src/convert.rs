@@ -1,7 +1,7 @@
 //! `rnn convert` and `rnn.convert`: the RNN a file holds, configured with the user's options,
 //! written as another file by the output's extension ([`Target`]): the canonical safetensors
-//! layout, a PyTorch state_dict, or an ONNX graph. The CLI and the Python module both call
-//! [`convert`].
+//! layout, a PyTorch state_dict, an ONNX graph or a Keras model. The CLI and the Python
+//! module both call [`convert`].
 
 use std::path::Path;
 
@@ -11,6 +11,7 @@ use crate::canonical::save_canonical;
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
 use crate::inputs::{Form, MODEL_INPUTS};
+use crate::keras_save::{save_keras, KerasModel};
 use crate::model::LoadedWeights;
 use crate::naming::Naming;
 use crate::onnx_save::{save_onnx, OnnxRnn};
@@ -26,6 +27,8 @@ pub enum Target {
     Torch,
     /// `.onnx`: a graph of ONNX `RNN` nodes with PyTorch's inputs and outputs.
     Onnx,
+    /// `.keras`: a Keras 3 `Sequential` model of `SimpleRNN` and `Bidirectional` layers.
+    Keras,
 }
 
 impl Target {
@@ -42,10 +45,11 @@ impl Target {
             Some("safetensors") => Ok(Target::Canonical),
             Some("pt" | "pth") => Ok(Target::Torch),
             Some("onnx") => Ok(Target::Onnx),
+            Some("keras") => Ok(Target::Keras),
             _ => Err(format!(
                 "{}: rnn convert writes .safetensors (the canonical layout, every option \
-                 recorded), .pt or .pth (a torch.save state_dict of nn.RNN) and .onnx (a graph \
-                 of ONNX RNN nodes); name the output so (Keras files are not written yet)",
+                 recorded), .pt or .pth (a torch.save state_dict of nn.RNN), .onnx (a graph of \
+                 ONNX RNN nodes) and .keras (a Keras 3 model); name the output so",
                 path.display()
             )),
         }
@@ -65,6 +69,8 @@ pub struct Converted {
     pub torch: Option<TorchRnn>,
     /// For an ONNX target, the graph's inputs and outputs.
     pub onnx: Option<OnnxRnn>,
+    /// For a Keras target, the model's input and outputs.
+    pub keras: Option<KerasModel>,
 }
 
 impl Converted {
@@ -76,6 +82,9 @@ impl Converted {
                 "rnn = {module}\nrnn.load_state_dict(torch.load({:?}, weights_only=True))",
                 output.display().to_string()
             ));
+        }
+        if let Some(model) = &self.keras {
+            return Some(model.loader(output));
         }
         self.onnx.as_ref().map(|graph| graph.loader(output))
     }
@@ -105,6 +114,7 @@ pub fn convert(
                 Target::Canonical => "the canonical layout",
                 Target::Torch => "a PyTorch nn.RNN state_dict",
                 Target::Onnx => "an ONNX graph of RNN nodes",
+                Target::Keras => "a Keras model",
             },
             reason: format!(
                 "{} fixes {fixed} (ONNX initialisers), which the converted file would not keep; \
@@ -130,13 +140,14 @@ pub fn convert(
         WeightsError::Tensor { .. } => model.misfit(file, &config).unwrap_or(e),
         e => e,
     };
-    let (mut torch, mut onnx) = (None, None);
+    let (mut torch, mut onnx, mut keras) = (None, None, None);
     match target {
         Target::Canonical => {
             save_canonical(output, &model.weights, &config, &[]).map_err(misfit)?
         }
         Target::Torch => torch = Some(save_torch(output, &model.weights, &config).map_err(misfit)?),
         Target::Onnx => onnx = Some(save_onnx(output, &model.weights, &config).map_err(misfit)?),
+        Target::Keras => keras = Some(save_keras(output, &model.weights, &config).map_err(misfit)?),
     }
     Ok(Converted {
         naming: model.naming,
@@ -144,5 +155,6 @@ pub fn convert(
         dtype: if wide { DType::F64 } else { DType::F32 },
         torch,
         onnx,
+        keras,
     })
 }

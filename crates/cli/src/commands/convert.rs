@@ -1,6 +1,6 @@
 //! `rnn convert`: any weights `rnn` reads, written in the canonical layout with the options
-//! the run needs recorded, as a PyTorch state_dict of `nn.RNN` (`rnn_weights::save_torch`) or
-//! as an ONNX graph (`rnn_weights::save_onnx`).
+//! the run needs recorded, as a PyTorch state_dict of `nn.RNN` (`rnn_weights::save_torch`), an
+//! ONNX graph (`rnn_weights::save_onnx`) or a Keras model (`rnn_weights::save_keras`).
 
 use anyhow::{Context, Result};
 use rnn_weights::{Target, TensorFile};
@@ -23,6 +23,7 @@ pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
         Target::Canonical => "canonical layout",
         Target::Torch => "a state_dict for PyTorch",
         Target::Onnx => "an ONNX graph for ONNX Runtime",
+        Target::Keras => "a Keras 3 model",
     };
     eprintln!(
         "wrote {} ({} weights, {} tensors, {what})",

@@ -675,7 +675,9 @@ fn lengths_that_default_to_zeros_are_the_model_s() {
     let graph = model.graph.as_mut().unwrap();
     let rnn = graph.node.iter_mut().find(|n| n.op_type == "RNN").unwrap();
     rnn.input[4] = "lengths".into();
-    graph.node.retain(|n| n.op_type != "Min" && n.name != "seq_len_i32");
+    graph
+        .node
+        .retain(|n| n.op_type != "Min" && n.name != "seq_len_i32");
     let file = read_bytes(&model.encode_to_vec()).unwrap();
     assert_eq!(file.metadata()[crate::MODEL_INPUTS], "lengths");
 }
