@@ -107,6 +107,48 @@ const SOURCES: &[Source] = &[
         &["safetensors", "onnx", "keras"],
         &[],
     ),
+    (
+        "files/torch_zip_bidir.pt",
+        &[],
+        &["safetensors", "pt", "onnx"],
+        &[],
+    ),
+    (
+        "files/torch_legacy.pth",
+        &["--nonlinearity", "relu"],
+        &["safetensors", "pt", "onnx"],
+        &["--nonlinearity", "relu"],
+    ),
+    (
+        "files/torch_nested.bin",
+        &["--batch-first"],
+        &["safetensors", "pt", "onnx"],
+        &["--batch-first"],
+    ),
+    (
+        "files/torch_weight_norm.pt",
+        &[],
+        &["safetensors", "pt", "onnx"],
+        &[],
+    ),
+    (
+        "files/tf1_saver_bidirectional.index",
+        &[],
+        &["safetensors", "onnx", "keras"],
+        &[],
+    ),
+    (
+        "files/tf2_checkpoint_keras.index",
+        &["--masked-steps", "zeros"],
+        &["safetensors", "onnx", "keras"],
+        &[],
+    ),
+    (
+        "files/tfkeras_savedmodel_bidir",
+        &[],
+        &["safetensors", "keras"],
+        &[],
+    ),
 ];
 
 /// The inputs a source runs on: its own fixture (the file itself, or the `.safetensors` or
@@ -217,5 +259,5 @@ fn every_source_runs_to_the_same_bits_after_every_conversion() {
             trips += 1;
         }
     }
-    assert!(trips >= 30, "{trips} round trips");
+    assert!(trips >= 55, "{trips} round trips");
 }
