@@ -116,8 +116,8 @@ pub struct ReadOptions {
     pub masked_steps: Option<MaskedSteps>,
     /// Keras's `Masking(mask_value=V)` before the RNN: a step whose features all equal V is
     /// masked, and each sequence's `lengths` is its steps before the first masked one (masks
-    /// with holes are refused).
-    #[arg(long, value_name = "V")]
+    /// with holes are refused). A negative V may follow the flag (`--mask-value -1`).
+    #[arg(long, value_name = "V", allow_negative_numbers = true)]
     pub mask_value: Option<f64>,
     /// ONNX's `clip`: each step's pre-activation clamped to [-C, C] before the activation;
     /// one for every layer, or one per layer (comma-separated); overrides the weights file's

@@ -49,8 +49,8 @@ const SOURCES: &[Source] = &[
     ),
     (
         "keras_merge_sum.safetensors",
-        &["--merge-mode", "sum"],
-        &["safetensors", "keras"],
+        &["--merge-mode", "sum", "--masked-steps", "zeros"],
+        &["safetensors", "onnx", "keras"],
         &[],
     ),
     (

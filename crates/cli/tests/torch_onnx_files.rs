@@ -777,9 +777,9 @@ fn a_conversion_to_onnx_refuses_what_the_graph_cannot_express() {
             "go_backwards (layer 0)",
         ),
         (
-            "keras_merge_sum.safetensors",
-            &["--merge-mode", "sum", "--masked-steps", "zeros"][..],
-            "merge_mode sum (layer 0)",
+            "keras_merge_none.safetensors",
+            &["--merge-mode", "none", "--masked-steps", "zeros"][..],
+            "merge_mode none (layer 0)",
         ),
         (
             "keras_activation_selu.safetensors",

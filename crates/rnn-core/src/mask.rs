@@ -7,21 +7,44 @@ use candle_core::{DType, Result, Tensor};
 /// one. `rnn` runs masks that end each sequence (as `lengths` does); Keras skips masked steps
 /// anywhere, so a mask with holes is an error rather than another number.
 ///
+/// The comparison is in the input's dtype, `mask_value` rounded to it, as Keras compares in
+/// the layer's (float32: a mask value of 0.1 masks float32 0.1). A float64 input must give the
+/// same lengths compared in float32 too, since Keras models compute in float32: where the two
+/// differ (a mask value float32 does not hold, or inputs that differ from it below float32's
+/// precision) the mask is refused, not guessed.
+///
 /// # Shapes
 /// `input`: `[seq_len, batch, features]` (`[batch, seq_len, features]` when `batch_first`),
 /// or unbatched `[seq_len, features]`; returns `batch` lengths (one when unbatched).
 ///
 /// # Errors
 /// When a sequence has a masked step before one that is not (the message names the sequence
-/// and both steps), or `input` is not of rank 2 or 3.
+/// and both steps), when float64 and float32 comparisons disagree, or `input` is not of rank 2
+/// or 3.
 pub fn lengths_from_mask(input: &Tensor, mask_value: f64, batch_first: bool) -> Result<Vec<usize>> {
-    let x = input.to_dtype(DType::F64)?;
-    let x = match x.rank() {
-        2 => x.unsqueeze(1)?,
-        _ if batch_first => x.transpose(0, 1)?,
-        _ => x,
+    let lengths = lengths_in(input, mask_value, batch_first)?;
+    if input.dtype() == DType::F64 {
+        let narrow = lengths_in(&input.to_dtype(DType::F32)?, mask_value, batch_first);
+        if narrow.as_ref().ok() != Some(&lengths) {
+            return Err(candle_core::Error::Msg(format!(
+                "the mask (every feature {mask_value}) gives other lengths in float32, Keras's \
+                 precision, than in float64 ({lengths:?}); run in float32, or give a mask value \
+                 and inputs that float32 holds exactly"
+            )));
+        }
+    }
+    Ok(lengths)
+}
+
+/// [`lengths_from_mask`] compared in `input`'s own dtype.
+fn lengths_in(input: &Tensor, mask_value: f64, batch_first: bool) -> Result<Vec<usize>> {
+    let x = match input.rank() {
+        2 => input.unsqueeze(1)?,
+        _ if batch_first => input.transpose(0, 1)?,
+        _ => input.clone(),
     };
-    // [batch, steps]: 1 where a step holds any feature other than mask_value.
+    // [batch, steps]: 1 where a step holds any feature other than mask_value (which `ne`
+    // rounds to the input's dtype).
     let valid: Vec<Vec<f64>> = x
         .ne(mask_value)?
         .to_dtype(DType::F64)?
@@ -49,6 +72,24 @@ mod tests {
 
     use super::*;
     use candle_core::Device;
+
+    /// A mask value float32 does not hold masks float32 inputs as Keras does (in float32), and a
+    /// float64 input whose float32 reading masks otherwise is refused.
+    #[test]
+    fn the_mask_is_compared_in_the_input_s_dtype() {
+        let tenth = 0.1f32;
+        let x = Tensor::new(&[[[1.0f32, 2.0]], [[tenth, tenth]]], &Device::Cpu).unwrap();
+        assert_eq!(lengths_from_mask(&x, 0.1, false).unwrap(), [1]);
+        let wide = x.to_dtype(DType::F64).unwrap();
+        let e = lengths_from_mask(&wide, 0.1, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gives other lengths in float32"), "{e}");
+        assert_eq!(
+            lengths_from_mask(&wide, f64::from(tenth), false).unwrap(),
+            [1]
+        );
+    }
 
     /// Batch-first [2, 3, 2]: sequence 0 masked from step 2, sequence 1 not at all; then a hole.
     #[test]

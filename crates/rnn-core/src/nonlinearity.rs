@@ -189,6 +189,8 @@ impl Nonlinearity {
             return match (base.trim(), params.as_slice()) {
                 ("leaky_relu", &[alpha]) => Some(Nonlinearity::LeakyRelu { alpha }),
                 ("thresholded_relu", &[alpha]) => Some(Nonlinearity::ThresholdedRelu { alpha }),
+                // elu(1) is Keras's elu, one activation under one name.
+                ("elu", &[alpha]) if alpha.get() == 1.0 => Some(Nonlinearity::Elu),
                 ("elu", &[alpha]) => Some(Nonlinearity::ScaledElu { alpha }),
                 ("affine", &[alpha, beta]) => Some(Nonlinearity::Affine { alpha, beta }),
                 ("scaled_tanh", &[alpha, beta]) => Some(Nonlinearity::ScaledTanh { alpha, beta }),

@@ -141,6 +141,13 @@ fn check(
             SAFETENSORS,
         ));
     }
+    if let Some(value) = config.mask_value.filter(|v| !v.is_finite()) {
+        return Err(refuse(
+            path,
+            format!("a Masking layer's mask value {value} in its config.json"),
+            "JSON has no such number (Keras would read null); give a finite mask value",
+        ));
+    }
     if config.mask_value.is_some() && config.masked_steps != MaskedSteps::RepeatLast {
         return Err(refuse(
             path,

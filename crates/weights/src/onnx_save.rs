@@ -17,8 +17,9 @@
 //!   `[D, 2·hidden]` = `[b_ih, b_hh]` where the layer has biases; attributes `hidden_size`,
 //!   `direction` forward, reverse or bidirectional, `activations` with
 //!   `activation_alpha`/`activation_beta` in ONNX Runtime's order, and `clip`), the next layer
-//!   reading its output through `Squeeze` of axis 1 (one direction) or `Transpose` `[0, 2, 1,
-//!   3]` and `Reshape` `[0, 0, -1]` (two, concatenated);
+//!   reading its output through `Squeeze` of axis 1 (one direction), `Transpose` `[0, 2, 1,
+//!   3]` and `Reshape` `[0, 0, -1]` (two, concatenated), or `ReduceSum`, `ReduceMean` or
+//!   `ReduceProd` over axis 1 (two, merged as Keras's `merge_mode` sum, ave or mul);
 //! - outputs `output` (the top layer's, laid out as `input`) and, where the hidden sizes agree,
 //!   `h_n` (`[Σ D_k, batch, hidden]`, layer-major, as `nn.RNN` orders it).
 //!
@@ -163,12 +164,11 @@ fn check(
                 SAFETENSORS,
             ));
         }
-        if dirs.len() == 2 && layer.merge_mode != MergeMode::Concat {
+        if dirs.len() == 2 && layer.merge_mode == MergeMode::Separate {
             return Err(refuse(
                 path,
-                format!("merge_mode {} (layer {k}) yet", layer.merge_mode.as_str()),
-                "rnn writes concatenated directions (merge_mode concat); write a .safetensors \
-                 file, which records it",
+                format!("merge_mode none (layer {k}) yet, whose directions are two outputs"),
+                "write a .keras or .safetensors file, which keep it",
             ));
         }
         if let Some(clip) = layer.clip {
@@ -212,7 +212,7 @@ fn check(
 /// # Errors
 /// [`WeightsError::Unwritable`] naming what ONNX (or ONNX Runtime) cannot express: float64
 /// weights, an activation outside the RNN op's, a parameter or clip float32 does not hold,
-/// `go_backwards`, a merge mode other than concat, a mask, Keras's repeated outputs past a
+/// `go_backwards`, merge mode none, a mask, Keras's repeated outputs past a
 /// sequence's length; weights that do not form the stack ([`StackConfig::build`]); an I/O
 /// error.
 pub fn save_onnx(
@@ -363,9 +363,23 @@ pub fn save_onnx(
         } else {
             format!("output_l{k}")
         };
+        let reduce = match layer.merge_mode {
+            MergeMode::Sum => "ReduceSum",
+            MergeMode::Ave => "ReduceMean",
+            MergeMode::Mul => "ReduceProd",
+            MergeMode::Concat | MergeMode::Separate => "",
+        };
         input = if d == 1 {
             let axes = g.ints("squeeze_axes", &[1]);
             g.node("Squeeze", &[&y, &axes], &out, vec![])
+        } else if reduce == "ReduceSum" {
+            // Keras's sum, ave and mul over the directions axis (ReduceSum-13 takes its axes
+            // as an input, ReduceMean-13 and ReduceProd-13 as an attribute).
+            let axes = g.ints("squeeze_axes", &[1]);
+            g.node(reduce, &[&y, &axes], &out, vec![int("keepdims", 0)])
+        } else if !reduce.is_empty() {
+            let attributes = vec![ints("axes", &[1]), int("keepdims", 0)];
+            g.node(reduce, &[&y], &out, attributes)
         } else {
             let t = g.node(
                 "Transpose",

@@ -79,7 +79,8 @@ impl<'g> Reader<'g> {
             .collect();
         for node in &self.graph.node {
             let glue = (GLUE.contains(&node.op_type.as_str()) && node.domain.is_empty())
-                || capping.iter().any(|&c| std::ptr::eq(c, node));
+                || capping.iter().any(|&c| std::ptr::eq(c, node))
+                || self.merge_of(node).is_some();
             if node.op_type == "RNN" && (node.domain.is_empty() || node.domain == "ai.onnx") {
                 continue;
             }
@@ -117,6 +118,8 @@ impl<'g> Reader<'g> {
         let mut transposed = false;
         let mut directions = 0;
         let mut node_directions = Vec::new();
+        // How each layer below the top joins its directions, from the glue above it.
+        let mut merges = Vec::new();
         for (k, (node, path)) in stack.iter().enumerate() {
             let attrs = Attributes::new(self.path, node)?;
             let (d, reverse) = attrs.directions()?;
@@ -125,7 +128,7 @@ impl<'g> Reader<'g> {
                 batch_first = self.first_path(node, path)?;
                 transposed = batch_first;
             } else {
-                self.between_path(node, path, directions)?;
+                merges.push(self.between_path(node, path, directions)?);
             }
             directions = d;
             node_directions.push(d);
@@ -201,11 +204,13 @@ impl<'g> Reader<'g> {
             h0s.push(self.feed(node, 5, "initial_h")?);
             lens.push(self.feed(node, 4, "sequence_lens")?);
         }
+        merges.push(self.outputs(&stack, transposed)?);
         let layers = nonlinearities
             .iter()
             .zip(&clips)
             .zip(&reversed)
-            .map(|((n, &clip), &reverse)| LayerConfig {
+            .zip(&merges)
+            .map(|(((n, &clip), &reverse), &merge_mode)| LayerConfig {
                 nonlinearity: n[0],
                 nonlinearity_reverse: n[n.len() - 1],
                 clip,
@@ -214,10 +219,9 @@ impl<'g> Reader<'g> {
                 } else {
                     TimeOrder::Forward
                 },
-                merge_mode: MergeMode::Concat,
+                merge_mode,
             })
             .collect();
-        self.outputs(&stack, transposed)?;
         let recorded = Recorded {
             layers: Some(layers),
             batch_first: Some(batch_first),
@@ -279,8 +283,9 @@ impl<'g> Reader<'g> {
     /// nodes (`[seq, batch, D·H]`), transposed back where the input was batch-first; the
     /// nodes' `Y_h` concatenated in stack order (`h_n`). Glue that computes anything else
     /// from them (a slice of the steps, another transpose) is refused: rnn would give the
-    /// RNN's outputs where the model gives others.
-    fn outputs(&self, stack: &[(&Node, Vec<&Node>)], transposed: bool) -> Result<()> {
+    /// RNN's outputs where the model gives others. How the top node joins its directions:
+    /// as its outputs do (concatenated where they do not say).
+    fn outputs(&self, stack: &[(&Node, Vec<&Node>)], transposed: bool) -> Result<MergeMode> {
         let rnn_outputs: Vec<&str> = stack
             .iter()
             .flat_map(|(n, _)| n.output.iter().map(String::as_str))
@@ -290,8 +295,9 @@ impl<'g> Reader<'g> {
             .filter_map(|(n, _)| n.output.get(1).map(String::as_str))
             .collect();
         let Some((top, _)) = stack.last() else {
-            return Ok(());
+            return Ok(MergeMode::Concat);
         };
+        let mut merges = Vec::new();
         for output in &self.graph.output {
             let name = output.name.as_str();
             if rnn_outputs.contains(&name) {
@@ -319,9 +325,12 @@ impl<'g> Reader<'g> {
                 }
                 _ => path,
             };
-            let top_output = source.is_some_and(|s| std::ptr::eq(s, *top))
-                && self.between_path(top, &path, stack_directions(top)).is_ok();
-            if !top_output {
+            let merge = source
+                .filter(|s| std::ptr::eq(*s, *top))
+                .and_then(|_| self.between_path(top, &path, stack_directions(top)).ok());
+            if let Some(merge) = merge {
+                merges.push(merge);
+            } else {
                 return Err(refuse(
                     self.path,
                     format!(
@@ -333,7 +342,24 @@ impl<'g> Reader<'g> {
                 ));
             }
         }
-        Ok(())
+        merges.dedup();
+        match merges.as_slice() {
+            [] => Ok(MergeMode::Concat),
+            [one] => Ok(*one),
+            _ => Err(refuse(
+                self.path,
+                format!(
+                    "an ONNX graph whose outputs join the directions of its top RNN node in \
+                     different ways ({})",
+                    merges
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                EXPORT_RNN_ALONE,
+            )),
+        }
     }
 
     fn attribute(&self, node: &Node, name: &str, value: &str) -> WeightsError {

@@ -12,6 +12,7 @@ use super::tensor::to_tensor;
 use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
 use crate::config::Recorded;
 use crate::error::{Result, WeightsError};
+use rnn_core::MergeMode;
 
 /// What a reader of an ONNX graph finds: the tensors under rnn's names, the notes it records
 /// as metadata, and the model's configuration.
@@ -245,33 +246,65 @@ impl<'g> Reader<'g> {
         }
     }
 
-    /// Between two nodes: `[seq, D, batch, H]` to `[seq, batch, D·H]`.
+    /// Between two nodes: `[seq, D, batch, H]` to `[seq, batch, D·H]` (Transpose and Reshape:
+    /// the directions concatenated) or to `[seq, batch, H]` (a bidirectional node's `Y` merged
+    /// by [`Reader::merge_of`]; Squeeze of axis 1 for one direction). How the node below
+    /// joins its directions.
     pub(super) fn between_path(
         &self,
         node: &Node,
         path: &[&Node],
         directions: usize,
-    ) -> Result<()> {
+    ) -> Result<MergeMode> {
         // `path` is nearest first: the Reshape, then the Transpose.
-        let fits = match (directions, path) {
-            (2, [reshape, transpose]) => {
-                transpose.op_type == "Transpose"
-                    && Attributes::ints_of(transpose, "perm") == [0, 2, 1, 3]
-                    && reshape.op_type == "Reshape"
-                    && self.constant_ints(reshape.input.get(1)) == Some(vec![0, 0, -1])
-            }
-            (1, [squeeze]) => {
-                squeeze.op_type == "Squeeze"
-                    && (Attributes::ints_of(squeeze, "axes") == [1]
-                        || self.constant_ints(squeeze.input.get(1)) == Some(vec![1]))
-            }
-            _ => false,
+        let merge = match (directions, path) {
+            (2, [reshape, transpose]) => (transpose.op_type == "Transpose"
+                && Attributes::ints_of(transpose, "perm") == [0, 2, 1, 3]
+                && reshape.op_type == "Reshape"
+                && self.constant_ints(reshape.input.get(1)) == Some(vec![0, 0, -1]))
+            .then_some(MergeMode::Concat),
+            (2, [reduce]) => self.merge_of(reduce),
+            (1, [squeeze]) => (squeeze.op_type == "Squeeze"
+                && (Attributes::ints_of(squeeze, "axes") == [1]
+                    || self.constant_ints(squeeze.input.get(1)) == Some(vec![1])))
+            .then_some(MergeMode::Concat),
+            _ => None,
         };
-        if fits {
-            Ok(())
-        } else {
-            Err(self.glue_error(node, path))
-        }
+        merge.ok_or_else(|| self.glue_error(node, path))
+    }
+
+    /// Keras's merge of a bidirectional node's directions as `rnn convert` writes it: its `Y`
+    /// `[seq, 2, batch, H]` reduced over axis 1 without keeping it, by `ReduceSum` (sum),
+    /// `ReduceMean` (ave) or `ReduceProd` (mul). `None` for any other node.
+    pub(super) fn merge_of(&self, node: &Node) -> Option<MergeMode> {
+        let merge = match node.op_type.as_str() {
+            "ReduceSum" => MergeMode::Sum,
+            "ReduceMean" => MergeMode::Ave,
+            "ReduceProd" => MergeMode::Mul,
+            _ => return None,
+        };
+        let attribute = |name: &str| node.attribute.iter().find(|a| a.name == name);
+        let axes = match attribute("axes") {
+            Some(a) => Some(a.ints.clone()),
+            None => self.constant_ints(node.input.get(1)),
+        };
+        let of_bidirectional_y = node.input.first().and_then(|y| {
+            let rnn = self.producer.get(y.as_str())?;
+            Some(
+                rnn.op_type == "RNN"
+                    && rnn.output.first() == Some(y)
+                    && rnn
+                        .attribute
+                        .iter()
+                        .any(|a| a.name == "direction" && a.s == b"bidirectional"),
+            )
+        });
+        let fits = node.domain.is_empty()
+            && axes == Some(vec![1])
+            && attribute("keepdims").is_some_and(|a| a.i == 0)
+            && attribute("noop_with_empty_axes").is_none_or(|a| a.i == 0)
+            && of_bidirectional_y == Some(true);
+        fits.then_some(merge)
     }
 
     fn glue_error(&self, node: &Node, path: &[&Node]) -> WeightsError {

@@ -681,3 +681,32 @@ fn lengths_that_default_to_zeros_are_the_model_s() {
     let file = read_bytes(&model.encode_to_vec()).unwrap();
     assert_eq!(file.metadata()[crate::MODEL_INPUTS], "lengths");
 }
+
+/// Keras's merge modes are read from the reduction `rnn convert` writes over the directions
+/// axis, and from nothing else: a reduction that keeps the axis, or runs over another, is
+/// refused by name.
+#[test]
+fn a_merge_is_read_only_from_a_reduction_over_the_directions() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/converted_onnx/keras_merge_sum.onnx"
+    );
+    let model = proto::Model::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    let file = read_bytes(&model.encode_to_vec()).unwrap();
+    assert_eq!(recorded(&file)["merge_mode"], "sum");
+    let tamper = |change: &dyn Fn(&mut Node)| {
+        let mut model = model.clone();
+        let graph = model.graph.as_mut().unwrap();
+        let reduce = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "ReduceSum")
+            .unwrap();
+        change(reduce);
+        read_bytes(&model.encode_to_vec()).unwrap_err().to_string()
+    };
+    let kept = tamper(&|n| n.attribute[0].i = 1);
+    assert!(kept.contains("a ReduceSum node"), "{kept}");
+    let other_axis = tamper(&|n| n.input[1] = "axis0".into());
+    assert!(other_axis.contains("a ReduceSum node"), "{other_axis}");
+}
