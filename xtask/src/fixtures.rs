@@ -29,6 +29,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_attributes.py",
     "onnx_fixed_h0.py",
     "framework_files.py",
+    "keras_mask_tenth.py",
     "tfkeras_saved_models.py",
     "keras3_train_checkpoint.py",
     "keras3_stacked_cells.py",
