@@ -347,8 +347,9 @@ pub struct ConvertArgs {
     pub input: PathBuf,
     /// Where to write: a .safetensors file (the canonical layout, every option in its
     /// metadata), a .pt/.pth file (a torch.save state_dict of torch.nn.RNN), a .onnx file (a
-    /// graph of ONNX RNN nodes) or a .keras file (a Keras 3 model); the Python that loads it is
-    /// printed; a name that promises another format is refused.
+    /// graph of ONNX RNN nodes), a .keras file (a Keras 3 model) or a .weights.h5 file (its
+    /// weights alone); the Python that loads it is printed; a name that promises another
+    /// format is refused.
     #[arg(long, short)]
     pub output: PathBuf,
     #[command(flatten)]

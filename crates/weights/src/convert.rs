@@ -11,7 +11,7 @@ use crate::canonical::save_canonical;
 use crate::error::{Result, WeightsError};
 use crate::file::TensorFile;
 use crate::inputs::{Form, MODEL_INPUTS};
-use crate::keras_save::{save_keras, KerasModel};
+use crate::keras_save::{save_keras, save_keras_weights, KerasModel};
 use crate::model::LoadedWeights;
 use crate::naming::Naming;
 use crate::onnx_save::{save_onnx, OnnxRnn};
@@ -29,6 +29,8 @@ pub enum Target {
     Onnx,
     /// `.keras`: a Keras 3 `Sequential` model of `SimpleRNN` and `Bidirectional` layers.
     Keras,
+    /// `.weights.h5`: that model's weights alone, as `model.save_weights` writes them.
+    KerasWeights,
 }
 
 impl Target {
@@ -37,6 +39,14 @@ impl Target {
     /// # Errors
     /// For any other extension, or none: the message lists what is written.
     pub fn for_path(path: &Path) -> std::result::Result<Self, String> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        if name.ends_with(".weights.h5") {
+            return Ok(Target::KerasWeights);
+        }
         let extension = path
             .extension()
             .and_then(|e| e.to_str())
@@ -49,7 +59,8 @@ impl Target {
             _ => Err(format!(
                 "{}: rnn convert writes .safetensors (the canonical layout, every option \
                  recorded), .pt or .pth (a torch.save state_dict of nn.RNN), .onnx (a graph of \
-                 ONNX RNN nodes) and .keras (a Keras 3 model); name the output so",
+                 ONNX RNN nodes), .keras (a Keras 3 model) and .weights.h5 (its weights); name \
+                 the output so",
                 path.display()
             )),
         }
@@ -114,7 +125,7 @@ pub fn convert(
                 Target::Canonical => "the canonical layout",
                 Target::Torch => "a PyTorch nn.RNN state_dict",
                 Target::Onnx => "an ONNX graph of RNN nodes",
-                Target::Keras => "a Keras model",
+                Target::Keras | Target::KerasWeights => "a Keras model",
             },
             reason: format!(
                 "{} fixes {fixed} (ONNX initialisers), which the converted file would not keep; \
@@ -148,6 +159,9 @@ pub fn convert(
         Target::Torch => torch = Some(save_torch(output, &model.weights, &config).map_err(misfit)?),
         Target::Onnx => onnx = Some(save_onnx(output, &model.weights, &config).map_err(misfit)?),
         Target::Keras => keras = Some(save_keras(output, &model.weights, &config).map_err(misfit)?),
+        Target::KerasWeights => {
+            keras = Some(save_keras_weights(output, &model.weights, &config).map_err(misfit)?)
+        }
     }
     Ok(Converted {
         naming: model.naming,

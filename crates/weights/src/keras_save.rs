@@ -36,6 +36,8 @@ pub struct KerasModel {
     pub input_size: usize,
     /// Whether the model's output is two tensors (`merge_mode=None` at the top).
     pub separate: bool,
+    /// For a weights file alone, the model they load into as Keras's JSON.
+    pub model_json: Option<String>,
 }
 
 impl KerasModel {
@@ -47,9 +49,15 @@ impl KerasModel {
         } else {
             "output"
         };
+        // The JSON holds no quote of its own kind nor backslash: names and numbers only.
+        let load = match &self.model_json {
+            None => format!("model = keras.models.load_model({path})"),
+            Some(json) => format!(
+                "model = keras.models.model_from_json('{json}')\nmodel.load_weights({path})"
+            ),
+        };
         format!(
-            "import keras\nmodel = keras.models.load_model({path})\n\
-             # x: float32 [batch, seq_len, {}]\n{output} = model.predict(x)",
+            "import keras\n{load}\n# x: float32 [batch, seq_len, {}]\n{output} = model.predict(x)",
             self.input_size
         )
     }
@@ -174,6 +182,50 @@ pub fn save_keras(
     weights: &[Vec<LayerWeights>],
     config: &StackConfig,
 ) -> Result<KerasModel> {
+    let (model, h5, written) = build(path, weights, config)?;
+    let metadata = json!({"keras_version": KERAS_VERSION, "date_saved": "1980-01-01@00:00:00"});
+    let bytes = archive(&metadata.to_string(), &model.to_string(), &h5).map_err(|e| {
+        WeightsError::Unwritable {
+            path: path.to_owned(),
+            format: "a Keras model",
+            reason: e.to_string(),
+        }
+    })?;
+    write_atomically(path, &bytes).map_err(|error| WeightsError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok(written)
+}
+
+/// Writes the weights of the model [`save_keras`] writes at `path`, alone, as
+/// `model.save_weights("w.weights.h5")` writes them (HDF5), atomically; the model they load
+/// into is [`KerasModel::model_json`] (`keras.models.model_from_json`).
+///
+/// # Errors
+/// As [`save_keras`].
+pub fn save_keras_weights(
+    path: &Path,
+    weights: &[Vec<LayerWeights>],
+    config: &StackConfig,
+) -> Result<KerasModel> {
+    let (model, h5, written) = build(path, weights, config)?;
+    write_atomically(path, &h5).map_err(|error| WeightsError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok(KerasModel {
+        model_json: Some(model.to_string()),
+        ..written
+    })
+}
+
+/// The model's `config.json` and `model.weights.h5`, and what the model takes and gives.
+fn build(
+    path: &Path,
+    weights: &[Vec<LayerWeights>],
+    config: &StackConfig,
+) -> Result<(Value, Vec<u8>, KerasModel)> {
     let layers = check(path, weights, config)?;
     let tensor_error = |error| WeightsError::Tensor {
         path: path.to_owned(),
@@ -282,25 +334,15 @@ pub fn save_keras(
         "build_config": {"input_shape": shape(input_size)},
         "compile_config": null,
     });
-    let metadata = json!({"keras_version": KERAS_VERSION, "date_saved": "1980-01-01@00:00:00"});
-    let bytes = archive(&metadata.to_string(), &model.to_string(), &h5).map_err(|e| {
-        WeightsError::Unwritable {
-            path: path.to_owned(),
-            format: "a Keras model",
-            reason: e.to_string(),
-        }
-    })?;
-    write_atomically(path, &bytes).map_err(|error| WeightsError::Io {
-        path: path.to_owned(),
-        error,
-    })?;
     let separate = layers.last().is_some_and(|l| {
         l.merge_mode == MergeMode::Separate && weights[weights.len() - 1].len() == 2
     });
-    Ok(KerasModel {
+    let written = KerasModel {
         input_size,
         separate,
-    })
+        model_json: None,
+    };
+    Ok((model, h5, written))
 }
 
 /// `base`, then `base_1`, `base_2`, … as `count` goes up.

@@ -65,7 +65,7 @@ pub use error::{clip, Result, WeightsError, MESSAGE_CHARS, QUOTED_CHARS};
 pub use expected::{expected_outputs, name_outputs, Expected, F64_SUFFIX};
 pub use file::{FileFormat, TensorFile};
 pub use inputs::{Form, Inputs, MODEL_INPUTS};
-pub use keras_save::{save_keras, KerasModel, KERAS_VERSION};
+pub use keras_save::{save_keras, save_keras_weights, KerasModel, KERAS_VERSION};
 pub use load_plan::TensorMapping;
 pub use model::LoadedWeights;
 pub use naming::{Naming, Transform};

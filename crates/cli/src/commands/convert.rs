@@ -24,6 +24,7 @@ pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
         Target::Torch => "a state_dict for PyTorch",
         Target::Onnx => "an ONNX graph for ONNX Runtime",
         Target::Keras => "a Keras 3 model",
+        Target::KerasWeights => "a Keras 3 model's weights",
     };
     eprintln!(
         "wrote {} ({} weights, {} tensors, {what})",
