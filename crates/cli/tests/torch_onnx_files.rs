@@ -610,7 +610,10 @@ fn parametrised_activations_are_given_on_the_command_line() {
 #[test]
 fn converted_state_dicts_are_the_files_torch_loaded() {
     let cases = converted_files_are_the_ones_run("converted", |fixture| {
-        (fixture.with_extension("pt"), "rnn = torch.nn.RNN(")
+        (
+            fixture.with_extension("pt"),
+            "import torch\nrnn = torch.nn.RNN(",
+        )
     });
     assert!(cases >= 6, "{cases} converted fixtures");
 }

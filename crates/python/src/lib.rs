@@ -51,7 +51,7 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
             Ok((file, first))
         })
         .map_err(rnn_error)?;
-    warn_notes(py, &file, dtype)?;
+    warn_notes(py, &file, dtype, &[])?;
     Ok(Model {
         file,
         read,
@@ -64,13 +64,14 @@ fn load(py: Python<'_>, path: PathBuf, options: Option<&Bound<'_, PyDict>>) -> P
     })
 }
 
-/// Writes the RNN in the file at `path` to `output`, as its extension says: `.safetensors`
-/// (the canonical layout, every option in its metadata) or `.pt`/`.pth` (a `torch.save`
-/// state_dict of `torch.nn.RNN`), in the source's precision.
+/// Writes the RNN in the file at `path` to `output`, as its extension says
+/// ([`rnn_weights::Target`]): `.safetensors` (the canonical layout, every option in its
+/// metadata), `.pt`/`.pth` (a `torch.save` state_dict of `torch.nn.RNN`), `.onnx`, `.keras`
+/// or `.weights.h5`, in the source's precision where the target keeps it.
 ///
-/// Keywords: `load`'s reading options (not `dtype` or `device`). Returns, for a PyTorch
-/// target, the Python that loads the file (`rnn = torch.nn.RNN(...)` and its
-/// `load_state_dict` line), else `None`.
+/// Keywords: `load`'s reading options (not `dtype` or `device`). Returns, for every target but
+/// the canonical layout, the Python that loads the file in its framework
+/// ([`rnn_weights::Converted::loader`]), else `None`.
 ///
 /// Raises `rnn.RnnError` for a file rnn cannot read and for what the target cannot express
 /// (named; nothing is written), `TypeError` for an unknown keyword.
@@ -106,15 +107,15 @@ fn convert(
             Ok((file, converted))
         })
         .map_err(rnn_error)?;
-    warn_notes(py, &file, converted.dtype)?;
+    warn_notes(py, &file, converted.dtype, &converted.notes)?;
     Ok(converted.loader(&output))
 }
 
-/// What the file's notes say about running it in `dtype` ([`rnn_weights::notes`]), as
-/// `UserWarning`s (shown once per call site by Python's default filters).
-fn warn_notes(py: Python<'_>, file: &TensorFile, dtype: DType) -> PyResult<()> {
-    for note in rnn_weights::notes(file, dtype) {
-        let note = rnn_weights::clip(&note, rnn_weights::MESSAGE_CHARS).into_owned();
+/// What the file's notes say about running it in `dtype` ([`rnn_weights::notes`]), and `more`,
+/// as `UserWarning`s (shown once per call site by Python's default filters).
+fn warn_notes(py: Python<'_>, file: &TensorFile, dtype: DType, more: &[String]) -> PyResult<()> {
+    for note in rnn_weights::notes(file, dtype).iter().chain(more) {
+        let note = rnn_weights::clip(note, rnn_weights::MESSAGE_CHARS).into_owned();
         let message = std::ffi::CString::new(note).map_err(rnn_error)?;
         let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
         PyErr::warn(py, &category, &message, 1)?;

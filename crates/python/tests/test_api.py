@@ -208,7 +208,7 @@ def test_convert_writes_the_files_torch_loaded(tmp_path):
     converted = FIXTURES / "converted"
     source = FIXTURES / "torch_l3_bidir_relu_batch_first_h0.safetensors"
     code = rnn.convert(source, tmp_path / "m.pt", nonlinearity="relu", batch_first=True)
-    assert code.startswith("rnn = torch.nn.RNN(input_size=4, hidden_size=6, num_layers=3, "
+    assert code.startswith("import torch\nrnn = torch.nn.RNN(input_size=4, hidden_size=6, num_layers=3, "
                            "nonlinearity='relu', bias=True, batch_first=True, "
                            "bidirectional=True)\n")
     assert (tmp_path / "m.pt").read_bytes() == (converted / "torch_l3_bidir_relu.pt").read_bytes()

@@ -82,6 +82,9 @@ pub struct Converted {
     pub onnx: Option<OnnxRnn>,
     /// For a Keras target, the model's input and outputs.
     pub keras: Option<KerasModel>,
+    /// What the user should know about the file written (one sentence each, naming the
+    /// source): a layout taken from the framework's default where the source records none.
+    pub notes: Vec<String>,
 }
 
 impl Converted {
@@ -90,7 +93,7 @@ impl Converted {
     pub fn loader(&self, output: &Path) -> Option<String> {
         if let Some(module) = &self.torch {
             return Some(format!(
-                "rnn = {module}\nrnn.load_state_dict(torch.load({:?}, weights_only=True))",
+                "import torch\nrnn = {module}\nrnn.load_state_dict(torch.load({:?}, weights_only=True))",
                 output.display().to_string()
             ));
         }
@@ -145,6 +148,17 @@ pub fn convert(
         model
     };
     let config = model.stack_config(read, Form::Sequence)?;
+    let mut notes = Vec::new();
+    let unrecorded = model.recorded.batch_first.is_none() && read.batch_first.is_none();
+    if unrecorded && model.naming == Naming::Pytorch {
+        // nn.RNN's batch_first is the constructor's, which a state_dict does not record.
+        notes.push(format!(
+            "{} records no batch_first: the converted model takes [seq_len, batch, features] \
+             (nn.RNN's default); convert with --batch-first if the source was built with \
+             batch_first=True",
+            file.path().display()
+        ));
+    }
     // Each writer builds the stack first, refusing weights that do not form it; a layer that
     // does not take the output of the one below is named as the source file holds it.
     let misfit = |e| match e {
@@ -170,5 +184,6 @@ pub fn convert(
         torch,
         onnx,
         keras,
+        notes,
     })
 }

@@ -13,10 +13,11 @@ pub fn convert(args: &ConvertArgs) -> Result<Outcome> {
     let target = Target::for_path(&args.output).map_err(anyhow::Error::msg)?;
     let file = TensorFile::read(&args.input).context("cannot read the weights")?;
     let converted = rnn_weights::convert(&file, &args.read.options(), &args.output, target)?;
-    for note in rnn_weights::notes(&file, converted.dtype) {
+    let notes = rnn_weights::notes(&file, converted.dtype);
+    for note in notes.iter().chain(&converted.notes) {
         eprintln!(
             "warning: {}",
-            rnn_weights::clip(&note, rnn_weights::MESSAGE_CHARS)
+            rnn_weights::clip(note, rnn_weights::MESSAGE_CHARS)
         );
     }
     let what = match target {

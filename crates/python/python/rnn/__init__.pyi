@@ -51,9 +51,10 @@ def convert(
     stack: Optional[_Names] = ...,
 ) -> Optional[str]:
     """Writes the RNN in ``path`` to ``output`` as its extension says: ``.safetensors`` (the
-    canonical layout, every option recorded) or ``.pt``/``.pth`` (a ``torch.save`` state_dict
-    of ``torch.nn.RNN``). Returns, for ``.pt``, the Python that loads it (the ``nn.RNN(...)``
-    constructor and its ``load_state_dict`` line), else ``None``.
+    canonical layout, every option recorded), ``.pt``/``.pth`` (a ``torch.save`` state_dict
+    of ``torch.nn.RNN``), ``.onnx`` (a graph of ONNX ``RNN`` nodes), ``.keras`` (a Keras 3
+    model) or ``.weights.h5`` (its weights alone). Returns, for every target but
+    ``.safetensors``, the Python that loads it in its framework, else ``None``.
 
     Raises ``RnnError`` for what the target cannot express (named; nothing is written)."""
 
