@@ -316,15 +316,9 @@ pub fn save_onnx(
         {
             let (name, params) = activation(path, n, k)?;
             names.push(name);
-            match params.as_slice() {
-                [] => {}
-                [a] => alphas.push(*a),
-                [a, b] => {
-                    alphas.push(*a);
-                    betas.push(*b);
-                }
-                _ => unreachable!("an activation takes at most two parameters"),
-            }
+            // An activation's alpha, then its beta, where it takes them.
+            alphas.extend(params.first());
+            betas.extend(params.get(1));
         }
         let mut attributes = vec![
             int("hidden_size", h as i64),

@@ -14,19 +14,6 @@ use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
 use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
 
-/// The directions of an RNN node, as its attribute says (1 where it says nothing valid).
-fn stack_directions(node: &Node) -> usize {
-    let bidirectional = node
-        .attribute
-        .iter()
-        .any(|a| a.name == "direction" && a.s == b"bidirectional");
-    if bidirectional {
-        2
-    } else {
-        1
-    }
-}
-
 impl<'g> Reader<'g> {
     pub(super) fn read(&self) -> Result<Lifted> {
         let rnns: Vec<&Node> = self
@@ -204,7 +191,8 @@ impl<'g> Reader<'g> {
             h0s.push(self.feed(node, 5, "initial_h")?);
             lens.push(self.feed(node, 4, "sequence_lens")?);
         }
-        merges.push(self.outputs(&stack, transposed)?);
+        let top_directions = node_directions.last().copied().unwrap_or(1);
+        merges.push(self.outputs(&stack, top_directions, transposed)?);
         let layers = nonlinearities
             .iter()
             .zip(&clips)
@@ -285,7 +273,12 @@ impl<'g> Reader<'g> {
     /// from them (a slice of the steps, another transpose) is refused: rnn would give the
     /// RNN's outputs where the model gives others. How the top node joins its directions:
     /// as its outputs do (concatenated where they do not say).
-    fn outputs(&self, stack: &[(&Node, Vec<&Node>)], transposed: bool) -> Result<MergeMode> {
+    fn outputs(
+        &self,
+        stack: &[(&Node, Vec<&Node>)],
+        top_directions: usize,
+        transposed: bool,
+    ) -> Result<MergeMode> {
         let rnn_outputs: Vec<&str> = stack
             .iter()
             .flat_map(|(n, _)| n.output.iter().map(String::as_str))
@@ -327,7 +320,7 @@ impl<'g> Reader<'g> {
             };
             let merge = source
                 .filter(|s| std::ptr::eq(*s, *top))
-                .and_then(|_| self.between_path(top, &path, stack_directions(top)).ok());
+                .and_then(|_| self.between_path(top, &path, top_directions).ok());
             if let Some(merge) = merge {
                 merges.push(merge);
             } else {

@@ -498,16 +498,13 @@ impl<'g> Reader<'g> {
         }
         let expand = *self.producer.get(a.as_str())?;
         let cast = *self.producer.get(b.as_str())?;
-        let (&input, default) = self
+        let (&input, _) = self
             .defaults
             .get_key_value(expand.input.first()?.as_str())?;
-        let never = to_tensor(self.path, default)
-            .and_then(|t| {
-                t.to_dtype(DType::I64)
-                    .and_then(|t| t.flatten_all()?.to_vec1::<i64>())
-                    .map_err(|e| self.tensor_error(e))
-            })
-            .is_ok_and(|v| !v.is_empty() && v.iter().all(|&l| l == i64::from(i32::MAX)));
+        // The default's values (an initialiser by the input's name).
+        let never = self
+            .constant_ints(expand.input.first())
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|&l| l == i64::from(i32::MAX)));
         let int32 = cast.attribute.iter().any(|a| a.name == "to" && a.i == 6);
         let gather = *self.producer.get(cast.input.first()?.as_str())?;
         let shape = *self.producer.get(gather.input.first()?.as_str())?;
@@ -533,13 +530,6 @@ impl<'g> Reader<'g> {
             && shape.attribute.is_empty()
             && of_rnn_input;
         fits.then_some((input, [min, cast]))
-    }
-
-    fn tensor_error(&self, error: candle_core::Error) -> WeightsError {
-        WeightsError::Tensor {
-            path: self.path.to_owned(),
-            error,
-        }
     }
 
     /// Whether the value `name` is zeros in every element whatever the graph's inputs: a
