@@ -30,6 +30,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_fixed_h0.py",
     "framework_files.py",
     "keras_mask_tenth.py",
+    "keras_whole.py",
     "tfkeras_saved_models.py",
     "keras3_train_checkpoint.py",
     "keras3_stacked_cells.py",

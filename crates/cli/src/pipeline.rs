@@ -150,7 +150,7 @@ pub fn read_inputs(
         )
     })?;
     if path.is_some() {
-        check_all_read(&input_file, &inputs)?;
+        check_all_read(&input_file, &inputs, model_file)?;
     }
     Ok((input_file, inputs))
 }
@@ -158,8 +158,16 @@ pub fn read_inputs(
 /// Fails when a file of inputs (not the model's own file) holds tensors that `rnn` does not
 /// read: a misspelt `h0` would otherwise be silently left out of the run. RNN weights beside
 /// the inputs (a fixture carries the model it was made with) are not inputs, and pass.
-pub fn check_all_read(file: &TensorFile, inputs: &Inputs) -> Result<()> {
-    let expected = expected_outputs(file, inputs.form, false)?;
+pub fn check_all_read(file: &TensorFile, inputs: &Inputs, model_file: &TensorFile) -> Result<()> {
+    let mut expected = expected_outputs(file, inputs.form, false)?;
+    // A whole model's output, named as its framework names it.
+    if let Some(graph) = model_file.graph() {
+        expected.extend(rnn_weights::expected_named(
+            file,
+            std::slice::from_ref(&graph.output),
+            false,
+        )?);
+    }
     let read: BTreeSet<String> = inputs
         .names
         .iter()

@@ -73,6 +73,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod around;
 mod config;
 mod cpu;
 mod init;
@@ -90,7 +91,7 @@ pub use config::{rnn, rnn_layer, RnnConfig, RnnLayerConfig};
 pub use cpu::level as cpu_kernel;
 pub use init::{uniform_weights, InitConfig};
 pub use layer::{LayerWeights, RnnLayer, RnnState};
-pub use mask::lengths_from_mask;
+pub use mask::{lengths_from_mask, step_mask};
 pub use nonlinearity::{Nonlinearity, Param};
 pub use options::{LayerOptions, MaskedSteps, MergeMode, TimeOrder};
 pub use rnn::{Rnn, StackRun};

@@ -38,23 +38,11 @@ pub fn lengths_from_mask(input: &Tensor, mask_value: f64, batch_first: bool) -> 
 
 /// [`lengths_from_mask`] compared in `input`'s own dtype.
 fn lengths_in(input: &Tensor, mask_value: f64, batch_first: bool) -> Result<Vec<usize>> {
-    let x = match input.rank() {
-        2 => input.unsqueeze(1)?,
-        _ if batch_first => input.transpose(0, 1)?,
-        _ => input.clone(),
-    };
-    // [batch, steps]: 1 where a step holds any feature other than mask_value (which `ne`
-    // rounds to the input's dtype).
-    let valid: Vec<Vec<f64>> = x
-        .ne(mask_value)?
-        .to_dtype(DType::F64)?
-        .max(2)?
-        .t()?
-        .to_vec2()?;
+    let valid = valid_steps(input, mask_value, batch_first)?;
     let mut lengths = Vec::with_capacity(valid.len());
     for (b, steps) in valid.iter().enumerate() {
-        let length = steps.iter().take_while(|&&v| v > 0.0).count();
-        if let Some(t) = (length..steps.len()).find(|&t| steps[t] > 0.0) {
+        let length = steps.iter().take_while(|&&v| v).count();
+        if let Some(t) = (length..steps.len()).find(|&t| steps[t]) {
             return Err(candle_core::Error::Msg(format!(
                 "sequence {b} is masked (every feature {mask_value}) at step {length} but not \
                  at step {t}: rnn skips only the masked steps that end a sequence, as `lengths` \
@@ -64,6 +52,50 @@ fn lengths_in(input: &Tensor, mask_value: f64, batch_first: bool) -> Result<Vec<
         lengths.push(length);
     }
     Ok(lengths)
+}
+
+/// Keras's `Masking(mask_value)` as a step mask, `[batch][steps]`, `true` where a step holds
+/// any feature other than `mask_value`; compared in the input's dtype, and a float64 input
+/// must give the same mask in float32, as [`lengths_from_mask`] says.
+///
+/// # Shapes
+/// `input`: `[batch, seq_len, features]`.
+///
+/// # Errors
+/// When float64 and float32 comparisons disagree, or `input` is not of rank 3.
+pub fn step_mask(input: &Tensor, mask_value: f64) -> Result<Vec<Vec<bool>>> {
+    if input.rank() != 3 {
+        return Err(candle_core::Error::Msg(format!(
+            "expected an input [batch, steps, features] to mask, found shape {:?}",
+            input.dims()
+        )));
+    }
+    let valid = valid_steps(input, mask_value, true)?;
+    if input.dtype() == DType::F64
+        && valid_steps(&input.to_dtype(DType::F32)?, mask_value, true)? != valid
+    {
+        return Err(candle_core::Error::Msg(format!(
+            "the mask (every feature {mask_value}) masks other steps in float32, Keras's \
+             precision, than in float64; run in float32, or give a mask value and inputs that \
+             float32 holds exactly"
+        )));
+    }
+    Ok(valid)
+}
+
+/// `[batch][steps]`: whether each step holds any feature other than `mask_value` (which `ne`
+/// rounds to the input's dtype).
+fn valid_steps(input: &Tensor, mask_value: f64, batch_first: bool) -> Result<Vec<Vec<bool>>> {
+    let x = match input.rank() {
+        2 => input.unsqueeze(1)?,
+        _ if batch_first => input.transpose(0, 1)?,
+        _ => input.clone(),
+    };
+    let valid: Vec<Vec<u8>> = x.ne(mask_value)?.max(2)?.t()?.to_vec2()?;
+    Ok(valid
+        .into_iter()
+        .map(|steps| steps.into_iter().map(|v| v > 0).collect())
+        .collect())
 }
 
 #[cfg(test)]

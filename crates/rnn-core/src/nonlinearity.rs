@@ -213,7 +213,12 @@ impl Nonlinearity {
         }
     }
 
-    pub(crate) fn apply(self, x: &Tensor) -> Result<Tensor> {
+    /// `x` with the activation applied to each element, in candle's ops (the reference path's
+    /// activation, and Keras's `Dense` activations in [`crate::around`]).
+    ///
+    /// # Errors
+    /// As candle's ops (a dtype an op lacks).
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Nonlinearity::Tanh => x.tanh(),
             Nonlinearity::Relu => x.relu(),

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use rnn_core::around::Activation;
 use rnn_core::{LayerOptions, LayerWeights, MaskedSteps, MergeMode, Nonlinearity, TimeOrder};
 
 use crate::error::{Result, WeightsError};
@@ -523,6 +524,63 @@ impl Recorded {
         }
         meta
     }
+}
+
+/// One layer around the RNN of a whole model ([`Graph`]), as the file records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// The layer's name in the model (`embedding`, `dense_1`).
+    pub name: String,
+    /// Its class (`Embedding`, `TimeDistributed(Dense)`).
+    pub class: String,
+    /// What it computes.
+    pub kind: PartKind,
+}
+
+/// What a layer around the RNN computes, its weights named as the file's tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartKind {
+    /// Token ids to vectors; `table` `[vocabulary, features]`.
+    Embedding {
+        /// The table's tensor.
+        table: String,
+        /// Whether id 0 masks its step.
+        mask_zero: bool,
+    },
+    /// Masks (and zeroes) the steps whose every feature is `value`.
+    Masking {
+        /// Keras's `mask_value`.
+        value: f64,
+    },
+    /// `x·kernel + bias` over the last axis, then `activation`.
+    Dense {
+        /// `[in, out]`.
+        kernel: String,
+        /// `[out]`, where the layer has one.
+        bias: Option<String>,
+        /// Keras's activation.
+        activation: Activation,
+    },
+    /// An activation alone (`Activation`, `Softmax`).
+    Activation(Activation),
+    /// Every axis after the batch's as one.
+    Flatten,
+    /// Nothing at inference: `Dropout`, `SpatialDropout1D`, `GaussianNoise`,
+    /// `GaussianDropout`.
+    Identity,
+}
+
+/// The layers a file records around its RNN, and what the model outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    /// The layers between the model's input and the RNN, in order.
+    pub before: Vec<Part>,
+    /// The layers between the RNN and the model's output, in order.
+    pub after: Vec<Part>,
+    /// Whether the top recurrent layer returns every step (else its last, merged).
+    pub return_sequences: bool,
+    /// The model's output, named as its framework names it (Keras: the output layer's name).
+    pub output: String,
 }
 
 #[cfg(test)]

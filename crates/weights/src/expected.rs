@@ -27,16 +27,27 @@ pub const F64_SUFFIX: &str = "_f64";
 /// they are present, read as f64. With `prefer_f64`, a
 /// float64 reference (`output_f64`) is used where the fixture has one.
 pub fn expected_outputs(file: &TensorFile, form: Form, prefer_f64: bool) -> Result<Vec<Expected>> {
-    let names = match form {
+    let names: Vec<String> = match form {
         Form::Steps => step_names(file, "Y"),
         Form::Sequence => ["output", "output_forward", "output_backward", "h_n"]
             .into_iter()
-            .filter(|n| file.contains(n))
             .map(String::from)
             .collect(),
     };
+    expected_named(file, &names, prefer_f64)
+}
+
+/// The expected outputs of the given names that a fixture holds (a whole model's outputs,
+/// named as its framework names them), read as f64, preferring float64 references as
+/// [`expected_outputs`] does.
+pub fn expected_named(
+    file: &TensorFile,
+    names: &[String],
+    prefer_f64: bool,
+) -> Result<Vec<Expected>> {
     names
-        .into_iter()
+        .iter()
+        .filter(|n| file.contains(n))
         .map(|name| {
             let wide = format!("{name}{F64_SUFFIX}");
             let source = if prefer_f64 && file.contains(&wide) {
@@ -46,7 +57,7 @@ pub fn expected_outputs(file: &TensorFile, form: Form, prefer_f64: bool) -> Resu
             };
             let tensor = file.float(&source, DType::F64)?;
             Ok(Expected {
-                name,
+                name: name.clone(),
                 source,
                 tensor,
             })

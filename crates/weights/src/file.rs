@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use safetensors::tensor::SafeTensors;
 
-use crate::config::Recorded;
+use crate::config::{Graph, Recorded};
 use crate::error::{float_dtype_error, Result, WeightsError};
 use crate::header_checks::{duplicate_key, safetensors_header_len, strides_fit};
 
@@ -24,6 +24,8 @@ pub struct TensorFile {
     /// What a reader of a foreign format found the file to record of its model (`None`: read
     /// from `__metadata__`, as a canonical file records it).
     recorded: Option<Recorded>,
+    /// The layers the file records around its RNN, where they make a model rnn runs whole.
+    graph: Option<Graph>,
     /// Names the file stores as aliases of another tensor (shared, tied tensors): alias →
     /// the stored name.
     aliases: BTreeMap<String, String>,
@@ -105,6 +107,7 @@ impl TensorFile {
             unloadable,
             metadata,
             recorded: None,
+            graph: None,
             aliases,
         })
     }
@@ -140,6 +143,7 @@ impl TensorFile {
             unloadable: BTreeMap::new(),
             metadata,
             recorded: None,
+            graph: None,
             aliases: BTreeMap::new(),
         }
     }
@@ -161,6 +165,17 @@ impl TensorFile {
     /// the formats whose `__metadata__` records it ([`Recorded::from_metadata`]).
     pub fn recorded(&self) -> Option<&Recorded> {
         self.recorded.as_ref()
+    }
+
+    pub(crate) fn with_graph(mut self, graph: Option<Graph>) -> Self {
+        self.graph = graph;
+        self
+    }
+
+    /// The whole model the file records around its RNN (a Keras config's layers), where rnn
+    /// runs it whole; `None` where it records the RNN alone, or layers rnn does not run.
+    pub fn graph(&self) -> Option<&Graph> {
+        self.graph.as_ref()
     }
 
     /// The same tensors, with tensors whose element type candle cannot hold (name → the

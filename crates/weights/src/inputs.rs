@@ -101,7 +101,12 @@ impl Inputs {
         }
         let lengths = lengths.map(|(_, l)| l);
         if file.contains("input") {
-            let input = file.float("input", dtype)?;
+            // Integers are token ids, kept as they are for a model that embeds them
+            // ([`crate::Model::prepare`] refuses them for any other).
+            let input = match file.raw("input") {
+                Some(ids) if ids.dtype().is_int() => ids.clone(),
+                _ => file.float("input", dtype)?,
+            };
             if input.elem_count() == 0 {
                 // No steps, no sequences or no features: nothing to run, and a shape that
                 // holds no data may claim any batch (the states are one per sequence).

@@ -52,17 +52,19 @@ mod readers;
 mod selection;
 mod text;
 mod torch_save;
+mod whole;
 mod write;
 
 pub use canonical::save_canonical;
 pub use chunked::{ArrayFile, ArrayWriter};
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use config::{
-    one_or_each, split_entries, LayerConfig, Recorded, StackConfig, CANONICAL_LAYOUT,
+    one_or_each, split_entries, Graph, LayerConfig, Part, PartKind, Recorded, StackConfig,
+    CANONICAL_LAYOUT,
 };
 pub use convert::{convert, Converted, Target};
 pub use error::{clip, Result, WeightsError, MESSAGE_CHARS, QUOTED_CHARS};
-pub use expected::{expected_outputs, name_outputs, Expected, F64_SUFFIX};
+pub use expected::{expected_named, expected_outputs, name_outputs, Expected, F64_SUFFIX};
 pub use file::{FileFormat, TensorFile};
 pub use inputs::{Form, Inputs, MODEL_INPUTS};
 pub use keras_save::{save_keras, save_keras_weights, KerasModel, KERAS_VERSION};

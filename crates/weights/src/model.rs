@@ -44,9 +44,8 @@ fn recorded_selection(file: &TensorFile, selection: &Selection) -> Result<Option
         return Err(WeightsError::Unrecognised {
             path: file.path().to_owned(),
             what: format!(
-                "the Keras model has layers with weights that are not a SimpleRNN stack fed by \
-                 its input, which rnn does not run ({not_run}); to run its recurrent layers \
-                 alone, pick them: {pick}"
+                "rnn does not run this Keras model whole, for its layers {not_run}; to run its \
+                 recurrent layers alone, pick them: {pick}"
             ),
             found: file.names(),
         });

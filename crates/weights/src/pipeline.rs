@@ -16,6 +16,7 @@ use crate::file::TensorFile;
 use crate::inputs::{Form, Inputs, MODEL_INPUTS};
 use crate::model::LoadedWeights;
 use crate::options::ReadOptions;
+use crate::whole::Whole;
 
 /// A model ready to run: its configuration (the options over what the file records) and the
 /// network built from it on a device, for inputs of one [`Form`].
@@ -24,6 +25,9 @@ pub struct Model {
     file: TensorFile,
     config: StackConfig,
     rnn: Rnn,
+    /// The layers around the RNN, where the file records a whole model and the user picked no
+    /// layers (`--stack`, `--prefix` run the RNN alone).
+    whole: Option<Whole>,
 }
 
 /// What a run gives: the outputs named as the inputs' form names them (`output` and `h_n`, or
@@ -60,7 +64,18 @@ impl Model {
         form: Form,
         device: &Device,
     ) -> Result<Self> {
-        let config = weights.stack_config(read, form)?;
+        let mut config = weights.stack_config(read, form)?;
+        let picked = read.selection.prefix.is_some() || !read.selection.stack.is_empty();
+        let whole = match file.graph() {
+            Some(graph) if !picked => {
+                whole_options(read, form)?;
+                // The model's own layers make its masks.
+                config.mask_value = None;
+                config.input_mask = None;
+                Some(graph.build(file, weights.weights[0][0].w_ih.dtype(), device)?)
+            }
+            _ => None,
+        };
         let rnn = weights
             .build(file, &config)?
             .to_device(device)
@@ -69,7 +84,20 @@ impl Model {
             file: file.clone(),
             config,
             rnn,
+            whole,
         })
+    }
+
+    /// The names of the model's outputs where they are its framework's (a whole model's:
+    /// Keras's output layer); `None` where they are rnn's (`output`, `h_n`, `Y<t>`).
+    pub fn output_names(&self) -> Option<Vec<String>> {
+        self.whole.as_ref().map(|w| vec![w.output.clone()])
+    }
+
+    /// Whether the model takes token ids (its first layer is an embedding), and of how large
+    /// a vocabulary.
+    pub fn vocabulary(&self) -> Option<usize> {
+        self.whole.as_ref().and_then(|w| w.vocabulary)
     }
 
     /// The network as built.
@@ -92,6 +120,20 @@ impl Model {
     /// masks refuse the inputs; [`WeightsError::Tensor`] when they cannot be moved to the
     /// device.
     pub fn prepare(&self, inputs: Inputs, source: &Path, from_model_file: bool) -> Result<Inputs> {
+        let refuse = |reason: String| WeightsError::Inputs {
+            path: source.to_owned(),
+            reason,
+        };
+        if let Some(whole) = &self.whole {
+            return self.prepare_whole(whole, inputs).map_err(refuse);
+        }
+        if !inputs.input.dtype().is_float() {
+            return Err(refuse(format!(
+                "input: expected floating-point features, found {} (token ids are the input of \
+                 a model whose first layer is an Embedding, run whole)",
+                crate::dtype::name(inputs.input.dtype())
+            )));
+        }
         let mut inputs = if from_model_file {
             inputs
         } else {
@@ -118,11 +160,46 @@ impl Model {
             })
     }
 
+    /// A whole model's inputs: its own input alone (token ids where it starts with an
+    /// embedding, checked against its vocabulary; else floats), on its device.
+    fn prepare_whole(
+        &self,
+        whole: &Whole,
+        mut inputs: Inputs,
+    ) -> std::result::Result<Inputs, String> {
+        if inputs.h0.is_some() || inputs.lengths.is_some() {
+            return Err(
+                "the model is run whole, from its own input: its RNN starts from zeros and its \
+                 own layers make its masks, so it takes no h0 or lengths (pick the RNN alone \
+                 with --stack to give them)"
+                    .into(),
+            );
+        }
+        let device = self.rnn.device();
+        inputs.input = match whole.vocabulary {
+            Some(vocabulary) => crate::whole::token_ids(&inputs.input, vocabulary)?,
+            None if !inputs.input.dtype().is_float() => {
+                return Err(format!(
+                    "input: expected floating-point features (the model's first layer takes \
+                     vectors), found {}",
+                    crate::dtype::name(inputs.input.dtype())
+                ))
+            }
+            None => inputs.input,
+        }
+        .to_device(device)
+        .map_err(|e| e.to_string())?;
+        Ok(inputs)
+    }
+
     /// Runs the model on prepared inputs, keeping every layer's output when `keep_layers`.
     ///
     /// # Errors
     /// When a shape does not fit the model (the input's features, `h0`, `lengths`).
     pub fn run(&self, inputs: &Inputs, keep_layers: bool) -> candle_core::Result<Run> {
+        if let Some(whole) = &self.whole {
+            return self.run_whole(whole, &inputs.input, keep_layers);
+        }
         let rnn = &self.rnn;
         let (input, h0, lengths) = (&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref());
         let (output, states, layer_outputs) = if keep_layers {
@@ -161,6 +238,44 @@ impl Model {
         })
     }
 
+    /// A whole model run from its own input to its own output: the layers before the RNN
+    /// (which make its mask), the RNN under that mask ([`rnn_core::around::run_masked`]), its
+    /// last step or every step, the layers after it.
+    fn run_whole(
+        &self,
+        whole: &Whole,
+        input: &Tensor,
+        keep_layers: bool,
+    ) -> candle_core::Result<Run> {
+        if keep_layers {
+            return Err(candle_core::Error::Msg(
+                "a whole model's layers are not drawn; pick its RNN alone with --stack".into(),
+            ));
+        }
+        let mut x = input.clone();
+        let mut mask = None;
+        for layer in &whole.before {
+            (x, mask) = layer.forward(&x, mask)?;
+        }
+        let (sequence, states) = rnn_core::around::run_masked(&self.rnn, &x, mask.as_ref())?;
+        let last = self.rnn.merge_final_states(&states)?;
+        let mut y = if whole.return_sequences {
+            sequence
+        } else {
+            last.clone()
+        };
+        for layer in &whole.after {
+            y = layer.forward(&y, None)?.0;
+        }
+        Ok(Run {
+            named: vec![(whole.output.clone(), y.clone())],
+            output: y,
+            h_n: None,
+            last,
+            layer_outputs: Vec::new(),
+        })
+    }
+
     /// Refuses to feed the model part of its inputs at a time (a stream of steps, or a run
     /// batch by batch) where that would change its numbers: a model whose file fixes inputs
     /// (an ONNX graph's `initial_h` or `sequence_lens` initialisers: a stream starts from the
@@ -169,6 +284,14 @@ impl Model {
     /// # Errors
     /// The refusal in words, naming what the file fixes or masks.
     pub fn check_stepwise(&self) -> std::result::Result<(), String> {
+        if self.whole.is_some() {
+            return Err(
+                "the model is run whole (its layers around the RNN), which rnn does not feed \
+                 part of its inputs at a time (--stream, --batch-size, Model.stream); run it \
+                 on whole inputs, or its RNN alone with --stack"
+                    .into(),
+            );
+        }
         if let Some(fixed) = self.file.metadata().get(MODEL_INPUTS) {
             return Err(format!(
                 "the model fixes {fixed} (ONNX initialisers), which a stream does not apply, \
@@ -192,6 +315,28 @@ impl Model {
         self.check_stepwise()?;
         self.rnn.stream(batch, h0).map_err(|e| e.to_string())
     }
+}
+
+/// Refuses the options that a whole model's own layers settle: step form (its input is one
+/// tensor) and a mask value (its `Masking` and `Embedding` layers make its masks).
+fn whole_options(read: &ReadOptions, form: Form) -> Result<()> {
+    if form == Form::Steps {
+        return Err(WeightsError::Option {
+            option: "input",
+            reason: "the model is run whole, from its own input `input` (token ids or \
+                     [batch, steps, features]), not from steps X0, X1, …"
+                .into(),
+        });
+    }
+    if read.mask_value.is_some() {
+        return Err(WeightsError::Option {
+            option: "mask_value",
+            reason: "the model is run whole, and its own layers make its masks; pick its RNN \
+                     alone with --stack to give one"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Metadata key of a model whose framework gives a sequence of length 0 a final state of zeros

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use rnn_weights::{
-    compare, expected_outputs, Expected, Form, Inputs, TensorFile, Tolerance, F64_SUFFIX,
+    compare, expected_named, expected_outputs, Expected, Form, Inputs, TensorFile, Tolerance,
+    F64_SUFFIX,
 };
 
 use crate::cli::CheckArgs;
@@ -55,7 +56,7 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     };
     let inputs = Inputs::require(&fixture, dtype)?;
     if args.fixture.is_some() {
-        check_all_read(&fixture, &inputs)?;
+        check_all_read(&fixture, &inputs, &model_file)?;
     }
     // The inputs made ready once, on the CPU (the model's fixed inputs, its masks); each
     // device's model then runs them.
@@ -70,18 +71,20 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     let layout = on_cpu.rnn().batch_first();
     // f32 runs compare with the framework's f32 outputs; every other dtype with its float64
     // results where the fixture has them.
-    let expected = expected_outputs(
-        &fixture,
-        inputs.form,
-        dtype != DType::F32 || args.float64_reference,
-    )?;
+    let prefer_f64 = dtype != DType::F32 || args.float64_reference;
+    let names = on_cpu.output_names();
+    let expected = match &names {
+        Some(names) => expected_named(&fixture, names, prefer_f64)?,
+        None => expected_outputs(&fixture, inputs.form, prefer_f64)?,
+    };
     if expected.is_empty() {
         bail!(
             "{}: no expected outputs to compare with: expected {} beside the inputs",
             fixture.path().display(),
-            match inputs.form {
-                Form::Steps => "Y0, Y1, …",
-                Form::Sequence => "`output` and/or `h_n`",
+            match (&names, inputs.form) {
+                (Some(names), _) => format!("`{}` (the model's output)", names.join("`, `")),
+                (None, Form::Steps) => "Y0, Y1, …".into(),
+                (None, Form::Sequence) => "`output` and/or `h_n`".into(),
             }
         );
     }

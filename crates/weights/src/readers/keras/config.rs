@@ -8,7 +8,12 @@ use serde_json::Value;
 
 use super::h5::H5Layer;
 use super::{COMPUTE_DTYPE, NOT_RUN, STACK};
-use crate::config::{LayerConfig, Recorded};
+use crate::config::{Graph, LayerConfig, Part, PartKind, Recorded};
+use rnn_core::around::Activation;
+
+/// What a config says of its model: the metadata keys of the reader's notes, the RNN's
+/// configuration, and the layers around it where rnn runs the model whole.
+pub(super) type Described = (HashMap<String, String>, Recorded, Option<Graph>);
 
 /// One recurrent layer of a `.keras` config.
 #[derive(Debug)]
@@ -39,15 +44,27 @@ pub(super) struct ModelConfig {
     not_run: Vec<String>,
     /// Whether the RNN layers are one contiguous stack fed by the model's input.
     contiguous: bool,
+    /// Every other layer (InputLayer aside), in order, with whether it comes after the RNN.
+    around: Vec<Around>,
+    /// Whether a layer that is not recurrent sits between two recurrent ones.
+    split: bool,
+    /// The last layer's own name: the model's output, as Keras names it.
+    output: String,
+}
+
+/// A layer of the model that is not recurrent.
+#[derive(Debug)]
+struct Around {
+    name: String,
+    class: String,
+    after_rnn: bool,
+    config: Value,
 }
 
 impl ModelConfig {
     /// The metadata keys of the reader's notes (the stack, the layers not run, compute
     /// dtypes) and the model's configuration; checks the config against the weights' layers.
-    pub(super) fn metadata(
-        &self,
-        h5: &[H5Layer],
-    ) -> std::result::Result<(HashMap<String, String>, Recorded), String> {
+    pub(super) fn metadata(&self, h5: &[H5Layer]) -> std::result::Result<Described, String> {
         let mut meta = HashMap::new();
         for layer in &self.rnn {
             if !h5.iter().any(|l| l.recurrent && l.name == layer.name) {
@@ -61,9 +78,15 @@ impl ModelConfig {
         if self.rnn.is_empty() {
             return Err("config.json holds no SimpleRNN or Bidirectional(SimpleRNN) layer".into());
         }
-        if !self.not_run.is_empty() {
-            meta.insert(NOT_RUN.into(), self.not_run.join(", "));
-        }
+        let graph = match self.graph(h5) {
+            Ok(graph) => graph,
+            Err(blockers) => {
+                meta.insert(NOT_RUN.into(), blockers.join(", "));
+                None
+            }
+        };
+        // Run whole, the recurrent layers are one stack with the options the config records.
+        let contiguous = self.contiguous || graph.is_some();
         // A leading Masking masks the model's input, which reaches the RNN as it is only when
         // the stack is contiguous; else its mask is hidden from the stack's input as well.
         let hidden_masking = match &self.mask_value {
@@ -81,13 +104,13 @@ impl ModelConfig {
                 .collect();
             meta.insert(COMPUTE_DTYPE.into(), words.join(", "));
         }
-        if !self.contiguous {
+        if !contiguous {
             // The user picks the layers; the options of the ones picked come from flags.
             let recorded = Recorded {
                 input_mask,
                 ..Recorded::default()
             };
-            return Ok((meta, recorded));
+            return Ok((meta, recorded, graph));
         }
         meta.insert(
             STACK.into(),
@@ -120,16 +143,164 @@ impl ModelConfig {
             input_mask,
             ..Recorded::default()
         };
-        Ok((meta, recorded))
+        Ok((meta, recorded, graph))
     }
+
+    /// The layers around the RNN as a [`Graph`] rnn runs whole, their weights found among
+    /// `h5`'s layers by name; `Ok(None)` for a model that is its RNN alone (an `InputLayer`
+    /// and a leading `Masking` aside, which the RNN's own run applies). `Err` lists each layer
+    /// that keeps rnn from running the model whole, and why, in words.
+    fn graph(&self, h5: &[H5Layer]) -> std::result::Result<Option<Graph>, Vec<String>> {
+        let plain = self.around.is_empty()
+            || (self.around.len() == 1 && self.mask_value.is_some() && !self.around[0].after_rnn);
+        if plain && !self.split {
+            return Ok(None);
+        }
+        let mut blockers = Vec::new();
+        if self.split {
+            blockers.push(
+                "a layer between two recurrent layers (rnn runs one stack of them)".to_string(),
+            );
+        }
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for (k, layer) in self.around.iter().enumerate() {
+            match part(layer, k == 0, h5) {
+                Ok(part) => {
+                    if layer.after_rnn {
+                        after.push(part);
+                    } else {
+                        before.push(part);
+                    }
+                }
+                Err(why) => blockers.push(format!("{} ({}: {why})", layer.name, layer.class)),
+            }
+        }
+        if !blockers.is_empty() {
+            return Err(blockers);
+        }
+        Ok(Some(Graph {
+            before,
+            after,
+            return_sequences: self.rnn.last().is_some_and(|l| l.return_sequences),
+            output: self.output.clone(),
+        }))
+    }
+}
+
+/// The layers that compute nothing at inference (Keras's `predict`), through which the mask
+/// passes.
+const IDENTITIES: [&str; 4] = [
+    "Dropout",
+    "SpatialDropout1D",
+    "GaussianNoise",
+    "GaussianDropout",
+];
+
+/// The layer as a [`Part`] of a whole model, or why rnn does not run it there. `first`: it
+/// takes the model's input.
+fn part(layer: &Around, first: bool, h5: &[H5Layer]) -> std::result::Result<Part, String> {
+    let cfg = &layer.config;
+    let weights = |count: usize| -> std::result::Result<Vec<String>, String> {
+        let found = h5
+            .iter()
+            .find(|l| !l.recurrent && l.name == layer.name)
+            .map(|l| l.weights.clone())
+            .unwrap_or_default();
+        match found.len() {
+            n if n == count => Ok(found),
+            0 => Err(format!(
+                "expected {count} weight tensors, found none by this layer (rnn runs whole \
+                 models from .keras files and Keras HDF5 files)"
+            )),
+            n => Err(format!("expected {count} weight tensors, found {n}")),
+        }
+    };
+    let activation = |cfg: &Value| -> std::result::Result<Activation, String> {
+        match &cfg["activation"] {
+            Value::Null => Ok(Activation::Elementwise(rnn_core::Nonlinearity::Linear)),
+            Value::String(name) => Activation::from_name(name)
+                .ok_or_else(|| format!("activation {name:?} is not one rnn computes")),
+            other => Err(format!("activation {other} is not one rnn computes")),
+        }
+    };
+    let dense = |cfg: &Value| -> std::result::Result<PartKind, String> {
+        let use_bias = cfg["use_bias"].as_bool().unwrap_or(true);
+        let mut names = weights(1 + usize::from(use_bias))?.into_iter();
+        Ok(PartKind::Dense {
+            kernel: names.next().unwrap_or_default(),
+            bias: names.next(),
+            activation: activation(cfg)?,
+        })
+    };
+    let (class, kind) = match layer.class.as_str() {
+        "Embedding" if !first => {
+            return Err("an Embedding that does not take the model's input".into())
+        }
+        "Embedding" => {
+            let table = weights(1)?.remove(0);
+            let mask_zero = cfg["mask_zero"].as_bool().unwrap_or(false);
+            (
+                "Embedding".to_string(),
+                PartKind::Embedding { table, mask_zero },
+            )
+        }
+        "Masking" if layer.after_rnn => {
+            return Err("after the RNN, where rnn does not take a new mask".into())
+        }
+        "Flatten" if !layer.after_rnn => {
+            return Err("before the RNN, which takes a sequence".into())
+        }
+        "Masking" => {
+            let value = cfg["mask_value"]
+                .as_f64()
+                .ok_or("expected a numeric mask_value")?;
+            ("Masking".to_string(), PartKind::Masking { value })
+        }
+        "Flatten" => ("Flatten".to_string(), PartKind::Flatten),
+        class if IDENTITIES.contains(&class) => (layer.class.clone(), PartKind::Identity),
+        "Dense" => ("Dense".to_string(), dense(cfg)?),
+        "TimeDistributed" if cfg["layer"]["class_name"].as_str() == Some("Dense") => (
+            "TimeDistributed(Dense)".to_string(),
+            dense(&cfg["layer"]["config"])?,
+        ),
+        "Activation" => (
+            "Activation".to_string(),
+            PartKind::Activation(activation(cfg)?),
+        ),
+        "Softmax" => {
+            let axis = &cfg["axis"];
+            if !(axis.is_null() || axis.as_i64() == Some(-1) || *axis == serde_json::json!([-1])) {
+                return Err(format!("a softmax over axis {axis}, not the last"));
+            }
+            (
+                "Softmax".to_string(),
+                PartKind::Activation(Activation::Softmax),
+            )
+        }
+        _ => {
+            return Err(
+                "not a layer rnn runs around an RNN (it runs Embedding, Masking, \
+                        Dense, TimeDistributed(Dense), Activation, Softmax, Flatten and the \
+                        dropout and noise layers)"
+                    .into(),
+            )
+        }
+    };
+    Ok(Part {
+        name: layer.name.clone(),
+        class,
+        kind,
+    })
 }
 
 /// The model's layers from `config.json`: a `Sequential`, or a `Functional` whose layers form
 /// one chain.
 pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, String> {
     let mut flat = Vec::new();
-    flatten(config, "", 0, &mut flat)?;
+    let mut masks = Vec::new();
+    flatten(config, "", 0, &mut flat, &mut masks)?;
     let layers = &flat;
+    check_mask_ops(&masks, layers)?;
     let mut out = ModelConfig {
         rnn: Vec::new(),
         mask_value: None,
@@ -137,16 +308,32 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
         compute_dtypes: Vec::new(),
         not_run: Vec::new(),
         contiguous: true,
+        around: Vec::new(),
+        split: false,
+        output: String::new(),
     };
     // The RNN must be InputLayer, then at most one Masking, then the recurrent layers in a row;
     // any other layer is listed as not run, and one before or among them breaks the stack.
     let mut after_rnn = false;
+    // A layer after a recurrent one that computes something at inference (a dropout does not).
+    let mut computing_after_rnn = false;
     // A mask made by a layer seen so far, hidden from a recurrent layer that comes later.
     let mut pending_mask: Option<String> = None;
     for (scope, layer) in layers {
         let class = layer["class_name"].as_str().unwrap_or("");
         let cfg = &layer["config"];
         let name = format!("{scope}{}", cfg["name"].as_str().unwrap_or(""));
+        if class != "InputLayer" {
+            out.output = cfg["name"].as_str().unwrap_or("").to_string();
+        }
+        if !matches!(class, "InputLayer" | "SimpleRNN" | "RNN" | "Bidirectional") {
+            out.around.push(Around {
+                name: name.clone(),
+                class: class.to_string(),
+                after_rnn: !out.rnn.is_empty(),
+                config: cfg.clone(),
+            });
+        }
         match class {
             "InputLayer" => {}
             "Masking"
@@ -164,6 +351,7 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
                 if after_rnn || !out.not_run.is_empty() {
                     out.contiguous = false;
                 }
+                out.split |= computing_after_rnn;
                 let stacked = stacked_cells(class, cfg, &name)?;
                 let mut rnns = match stacked {
                     Some(cells) => cells,
@@ -195,6 +383,7 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
             }
             _ => {
                 after_rnn = !out.rnn.is_empty();
+                computing_after_rnn |= after_rnn && !IDENTITIES.contains(&class);
                 if pending_mask.is_none() {
                     pending_mask = mask_made_by(class, cfg, &name);
                 }
@@ -218,6 +407,7 @@ fn flatten<'a>(
     scope: &str,
     depth: usize,
     out: &mut Vec<(String, &'a Value)>,
+    masks: &mut Vec<MaskOp>,
 ) -> std::result::Result<(), String> {
     let class = model["class_name"].as_str().unwrap_or("");
     let layers = model["config"]["layers"]
@@ -225,7 +415,11 @@ fn flatten<'a>(
         .ok_or_else(|| format!("expected config.layers, a list, in a {class:?} model"))?;
     match class {
         "Sequential" => {}
-        "Functional" | "Model" => check_chain(layers)?,
+        "Functional" | "Model" => {
+            let ops = mask_ops(layers);
+            check_chain(layers, &ops)?;
+            masks.extend(ops);
+        }
         other => {
             return Err(format!(
                 "expected a Sequential or Functional model, found class {other:?}"
@@ -242,8 +436,11 @@ fn flatten<'a>(
         );
         if nested {
             let name = layer["config"]["name"].as_str().unwrap_or("");
-            flatten(layer, &format!("{scope}{name}/"), depth + 1, out)?;
-        } else {
+            flatten(layer, &format!("{scope}{name}/"), depth + 1, out, masks)?;
+        } else if !masks
+            .iter()
+            .any(|m| Some(m.name.as_str()) == layer["config"]["name"].as_str())
+        {
             out.push((scope.to_string(), layer));
         }
     }
@@ -278,13 +475,81 @@ fn compute_dtype(policy: &Value) -> Option<(String, String)> {
     (computed != "float32").then(|| (computed.to_string(), name.to_string()))
 }
 
-/// A `Functional` model must be a chain: each layer fed by the one before it only.
-fn check_chain(layers: &[Value]) -> std::result::Result<(), String> {
+/// A mask a Keras 3 `Functional` model computes as an op of its own and passes to its layers'
+/// `mask` argument: `NotEqual(input, 0)`, which is how it records an `Embedding(mask_zero=True)`
+/// mask.
+#[derive(Debug)]
+struct MaskOp {
+    /// The op layer's name (`not_equal_8`).
+    name: String,
+    /// The layer whose output it compares with 0.
+    of: String,
+}
+
+/// The `NotEqual(x, 0)` op layers of a Functional model's list.
+fn mask_ops(layers: &[Value]) -> Vec<MaskOp> {
+    layers
+        .iter()
+        .filter(|l| l["class_name"].as_str() == Some("NotEqual"))
+        .filter_map(|l| {
+            let args = l["inbound_nodes"][0]["args"].as_array()?;
+            let [x, zero] = args.as_slice() else {
+                return None;
+            };
+            let of = x["config"]["keras_history"][0].as_str()?;
+            (zero.as_f64() == Some(0.0)).then(|| MaskOp {
+                name: l["config"]["name"].as_str().unwrap_or("").to_string(),
+                of: of.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// A mask op is read as the mask of the model's first layer, an `Embedding(mask_zero=True)` of
+/// the same input (what Keras 3 records for one); any other is refused, since the layers rnn
+/// runs make no other mask.
+fn check_mask_ops(
+    masks: &[MaskOp],
+    layers: &[(String, &Value)],
+) -> std::result::Result<(), String> {
+    let Some(op) = masks.first() else {
+        return Ok(());
+    };
+    let mut computing = layers
+        .iter()
+        .map(|(_, l)| l)
+        .filter(|l| l["class_name"].as_str() != Some("InputLayer"));
+    let embedding = computing.next().filter(|l| {
+        l["class_name"].as_str() == Some("Embedding")
+            && l["config"]["mask_zero"].as_bool() == Some(true)
+    });
+    let fed_by = |l: &Value| {
+        let mut inputs = Vec::new();
+        histories(&l["inbound_nodes"], &mut inputs);
+        inputs.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    match embedding {
+        Some(e) if masks.iter().all(|m| fed_by(e) == [m.of.clone()]) => Ok(()),
+        _ => Err(format!(
+            "layer `{}` masks the steps where `{}` is not 0, which rnn runs only as the mask of \
+             an Embedding(mask_zero=True) that is the model's first layer",
+            op.name, op.of
+        )),
+    }
+}
+
+/// A `Functional` model must be a chain: each layer fed by the one before it only (the mask
+/// ops in `masks` aside, which feed only layers' `mask` arguments).
+fn check_chain(layers: &[Value], masks: &[MaskOp]) -> std::result::Result<(), String> {
     let mut previous: Option<&str> = None;
     for layer in layers {
         let name = layer["config"]["name"].as_str().unwrap_or("");
+        if masks.iter().any(|m| m.name == name) {
+            continue;
+        }
         let mut inputs = Vec::new();
         histories(&layer["inbound_nodes"], &mut inputs);
+        inputs.retain(|i| !masks.iter().any(|m| m.name == *i));
         let fits = match previous {
             None => inputs.is_empty(),
             Some(p) => inputs.len() == 1 && inputs[0] == p,
@@ -488,8 +753,10 @@ mod tests {
         let h5 = [H5Layer {
             name: "simple_rnn".into(),
             recurrent: true,
+            weights: Vec::new(),
         }];
-        model_config(config).unwrap().metadata(&h5).unwrap()
+        let (meta, recorded, _) = model_config(config).unwrap().metadata(&h5).unwrap();
+        (meta, recorded)
     }
 
     #[test]
@@ -569,7 +836,7 @@ mod tests {
             layer("in", serde_json::json!([])),
             layer("rnn", serde_json::json!([[["in", 0, 0, {}]]])),
         ];
-        assert!(check_chain(&keras2).is_ok());
+        assert!(check_chain(&keras2, &[]).is_ok());
         let keras3 = [
             layer("in", serde_json::json!([])),
             layer(
@@ -577,13 +844,13 @@ mod tests {
                 serde_json::json!([{"args": [{"config": {"keras_history": ["in", 0, 0]}}]}]),
             ),
         ];
-        assert!(check_chain(&keras3).is_ok());
+        assert!(check_chain(&keras3, &[]).is_ok());
         let skipped = [
             layer("in", serde_json::json!([])),
             layer("a", serde_json::json!([[["in", 0, 0, {}]]])),
             layer("b", serde_json::json!([[["in", 0, 0, {}]]])),
         ];
-        assert!(check_chain(&skipped).is_err());
+        assert!(check_chain(&skipped, &[]).is_err());
     }
 
     fn stacked(go_backwards: bool, second: &str) -> Value {

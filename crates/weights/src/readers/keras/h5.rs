@@ -16,6 +16,10 @@ pub(super) struct H5Layer {
     pub(super) name: String,
     /// Whether it is a `SimpleRNN` or a `Bidirectional` of them.
     pub(super) recurrent: bool,
+    /// A layer that is not recurrent: the names its weights are read under, in the layer's
+    /// own order (Keras 3's `vars/0`, `vars/1`, …; tf-keras's `weight_names`), which is
+    /// Keras's `layer.weights` order (a Dense's kernel, then its bias).
+    pub(super) weights: Vec<String>,
 }
 
 /// The weights of a Keras HDF5 file under Keras variable paths, its layers, and the model's
@@ -167,6 +171,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 self.layers.push(H5Layer {
                     name,
                     recurrent: true,
+                    weights: Vec::new(),
                 });
             } else if has("cell") && self.stacked(&group, &at, &name)? {
                 // RNN(StackedRNNCells([…])): one layer per cell, `{name}/{cell}`.
@@ -175,6 +180,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 self.layers.push(H5Layer {
                     name,
                     recurrent: true,
+                    weights: Vec::new(),
                 });
             } else if has("layers") {
                 let inner = self.group(&group, "layers", &format!("{at}/layers"))?;
@@ -185,12 +191,19 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     depth + 1,
                 )?;
             } else {
-                let before = self.tensors.len();
-                self.vars(&group, &at, |k| format!("{at}/vars/{k}"))?;
-                if self.tensors.len() > before {
+                // A wrapper (`TimeDistributed`) keeps its layer's variables in `layer/vars`.
+                let (owner, owner_at) = if has("layer") {
+                    let inner_at = format!("{at}/layer");
+                    (self.group(&group, "layer", &inner_at)?, inner_at)
+                } else {
+                    (group, at)
+                };
+                let weights = self.vars(&owner, &owner_at, |k| format!("{owner_at}/vars/{k}"))?;
+                if !weights.is_empty() {
                     self.layers.push(H5Layer {
                         name,
                         recurrent: false,
+                        weights,
                     });
                 }
             }
@@ -224,6 +237,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 .map_err(|e| (self.malformed)(format!("`{layer_at}`: attributes: {e}")))?;
             let weights = names_attr(&layer_attrs, "weight_names").unwrap_or_default();
             let mut recurrent = false;
+            let mut keys = Vec::new();
             for weight in weights {
                 let d_at = format!("{layer_at}/{weight}");
                 let tensor = self.dataset(&layer, &weight, &d_at)?;
@@ -234,8 +248,14 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                         "two layers' weights are both named `{key}`"
                     )));
                 }
+                keys.push(key);
             }
-            self.layers.push(H5Layer { name, recurrent });
+            let weights = if recurrent { Vec::new() } else { keys };
+            self.layers.push(H5Layer {
+                name,
+                recurrent,
+                weights,
+            });
         }
         Ok(())
     }
@@ -268,6 +288,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             self.layers.push(H5Layer {
                 name: layer_name,
                 recurrent: true,
+                weights: Vec::new(),
             });
         }
         Ok(true)
@@ -317,18 +338,27 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             let var = k.parse::<usize>().ok().and_then(|i| names.get(i)).copied();
             format!("{name}/simple_rnn_cell/{}", var.unwrap_or(k))
         })
+        .map(drop)
     }
 
     /// Every dataset of `group/vars`, named by `rename(its key)`.
-    fn vars(&mut self, group: &Group, at: &str, rename: impl Fn(&str) -> String) -> Result<()> {
+    fn vars(
+        &mut self,
+        group: &Group,
+        at: &str,
+        rename: impl Fn(&str) -> String,
+    ) -> Result<Vec<String>> {
         if !self.groups(group, at)?.iter().any(|g| g == "vars") {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let vars_at = format!("{at}/vars");
         let vars = self.group(group, "vars", &vars_at)?;
-        let datasets = vars
+        let mut datasets = vars
             .datasets()
             .map_err(|e| (self.malformed)(format!("`{vars_at}` does not list: {e}")))?;
+        // Keras numbers them in the layer's order; HDF5 lists names as text ("10" before "2").
+        datasets.sort_by_key(|k| (k.parse::<u64>().unwrap_or(u64::MAX), k.clone()));
+        let mut names = Vec::with_capacity(datasets.len());
         for key in datasets {
             let d_at = format!("{vars_at}/{key}");
             let tensor = self.dataset(&vars, &key, &d_at)?;
@@ -338,8 +368,9 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     "two layers' weights are both named `{name}`"
                 )));
             }
+            names.push(name);
         }
-        Ok(())
+        Ok(names)
     }
 
     /// The float32 or float64 dataset `key` of `group` (`at` its path), its size checked

@@ -51,8 +51,10 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         .map_err(|e| malformed(format!("config.json is not valid JSON: {e}")))?;
     let model = model_config(&config).map_err(|e| malformed(format!("config.json: {e}")))?;
     let h5 = read_h5(path, &weights)?;
-    let (metadata, recorded) = model.metadata(&h5.layers).map_err(malformed)?;
-    Ok(TensorFile::from_tensors(path, h5.tensors, metadata).with_recorded(recorded))
+    let (metadata, recorded, graph) = model.metadata(&h5.layers).map_err(malformed)?;
+    Ok(TensorFile::from_tensors(path, h5.tensors, metadata)
+        .with_recorded(recorded)
+        .with_graph(graph))
 }
 
 /// Reads a Keras HDF5 file: Keras 3's `.weights.h5`, or tf-keras's (Keras 2) `model.save("m.h5")`
@@ -79,8 +81,10 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         let config: Value = serde_json::from_str(&config)
             .map_err(|e| malformed(format!("model_config is not valid JSON: {e}")))?;
         let model = model_config(&config).map_err(|e| malformed(format!("model_config: {e}")))?;
-        let (metadata, recorded) = model.metadata(&layers).map_err(malformed)?;
-        return Ok(TensorFile::from_tensors(path, tensors, metadata).with_recorded(recorded));
+        let (metadata, recorded, graph) = model.metadata(&layers).map_err(malformed)?;
+        return Ok(TensorFile::from_tensors(path, tensors, metadata)
+            .with_recorded(recorded)
+            .with_graph(graph));
     }
     let mut metadata = HashMap::new();
     let others: Vec<&str> = layers
@@ -105,11 +109,16 @@ pub(crate) fn config_metadata(
     let layers: Vec<h5::H5Layer> = layers
         .iter()
         .map(|(name, recurrent)| h5::H5Layer {
+            weights: Vec::new(),
             name: name.clone(),
             recurrent: *recurrent,
         })
         .collect();
-    model.metadata(&layers)
+    // A SavedModel's layers are read from its checkpoint, without the weights of the layers
+    // around the RNN by layer, so it never runs whole (its model_config refuses them by name).
+    model
+        .metadata(&layers)
+        .map(|(meta, recorded, _)| (meta, recorded))
 }
 
 /// Metadata key: the model's layers with weights that are not part of the RNN (the reader's

@@ -1,0 +1,265 @@
+//! The layers a Keras model puts around its RNN (`Embedding`, `Masking`, `Dense`,
+//! `Activation`, `Flatten`), computed with candle's ops on any device, and the RNN run under a
+//! step mask as Keras runs it: a masked step is skipped, the state carried over it.
+//!
+//! Keras's semantics, from its `Embedding`, `Masking`, `Dense` and `rnn` backend function:
+//! `Embedding(mask_zero=True)` masks the steps whose id is 0; `Masking(v)` masks the steps
+//! whose every feature is `v` and zeroes them; `Dense` and `TimeDistributed(Dense)` are
+//! `x·kernel + bias` over the last axis; the mask passes through `Dense`, `Activation` and the
+//! dropout layers to the RNN. The RNN skips masked steps wherever they are (padding at the
+//! front, as `keras.utils.pad_sequences` pads by default, at the end, or holes between valid
+//! steps): [`run_masked`].
+
+use candle_core::{DType, Result, Tensor, D};
+
+use crate::options::{MaskedSteps, TimeOrder};
+use crate::{Nonlinearity, Rnn};
+
+/// A step mask, `[batch][steps]`: `true` where the step is valid.
+pub type StepMask = Vec<Vec<bool>>;
+
+/// What an activation computes: an elementwise [`Nonlinearity`] (Keras's `linear`, `relu`,
+/// `sigmoid`, …), or a softmax over the last axis (`softmax`, `log_softmax`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Applied to each element.
+    Elementwise(Nonlinearity),
+    /// `exp(x) / Σ exp(x)` over the last axis.
+    Softmax,
+    /// `x − log Σ exp(x)` over the last axis.
+    LogSoftmax,
+}
+
+impl Activation {
+    /// The activation Keras names `name` (`"softmax"`, `"relu"`, `"linear"`, …), `None` for
+    /// one `rnn` does not compute.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "softmax" => Some(Activation::Softmax),
+            "log_softmax" => Some(Activation::LogSoftmax),
+            other => Nonlinearity::from_name(other).map(Activation::Elementwise),
+        }
+    }
+
+    /// `x` activated.
+    ///
+    /// # Errors
+    /// As candle's ops.
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Elementwise(f) => f.apply(x),
+            Activation::Softmax => candle_nn::ops::softmax_last_dim(x),
+            Activation::LogSoftmax => candle_nn::ops::log_softmax(x, D::Minus1),
+        }
+    }
+}
+
+/// One layer around the RNN, its weights on the device it runs on.
+#[derive(Debug, Clone)]
+pub enum Layer {
+    /// Keras's `Embedding`: `table` `[vocabulary, features]`; ids `[batch, steps]` (u32,
+    /// checked against the vocabulary by the caller) become `[batch, steps, features]`. With
+    /// `mask_zero`, id 0 masks its step.
+    Embedding {
+        /// `[vocabulary, features]`.
+        table: Tensor,
+        /// Whether id 0 masks its step.
+        mask_zero: bool,
+    },
+    /// Keras's `Masking`: a step whose every feature is `value` is masked and zeroed.
+    Masking {
+        /// The mask value, compared in the input's dtype ([`crate::step_mask`]).
+        value: f64,
+    },
+    /// Keras's `Dense` (also inside `TimeDistributed`): `x·kernel + bias` over the last axis,
+    /// then the activation.
+    Dense {
+        /// `[in, out]`, Keras's layout.
+        kernel: Tensor,
+        /// `[out]`.
+        bias: Option<Tensor>,
+        /// Applied after the bias.
+        activation: Activation,
+    },
+    /// Keras's `Activation` and `Softmax` layers.
+    Activation(Activation),
+    /// Keras's `Flatten`: every axis after the batch's as one.
+    Flatten,
+}
+
+impl Layer {
+    /// The layer applied to `x`, with the step mask it passes on (`mask` is the one it
+    /// receives): an `Embedding` with `mask_zero` and a `Masking` make a new one, the others
+    /// keep theirs (`Flatten` drops it).
+    ///
+    /// # Shapes
+    /// `Embedding`: `[batch, steps]` u32 in; the others `[batch, features]` or
+    /// `[batch, steps, features]`, as Keras's layers take them.
+    ///
+    /// # Errors
+    /// When a shape does not fit the layer's weights.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<StepMask>,
+    ) -> Result<(Tensor, Option<StepMask>)> {
+        match self {
+            Layer::Embedding { table, mask_zero } => {
+                let (batch, steps) = x.dims2()?;
+                let features = table.dim(1)?;
+                let y = table
+                    .index_select(&x.flatten_all()?, 0)?
+                    .reshape((batch, steps, features))?;
+                let mask = if *mask_zero {
+                    let ids: Vec<Vec<u32>> = x.to_vec2()?;
+                    Some(
+                        ids.into_iter()
+                            .map(|row| row.into_iter().map(|id| id != 0).collect())
+                            .collect(),
+                    )
+                } else {
+                    mask
+                };
+                Ok((y, mask))
+            }
+            Layer::Masking { value } => {
+                let valid = crate::step_mask(x, *value)?;
+                let keep = mask_tensor(&valid, x.dtype(), x.device())?.unsqueeze(2)?;
+                Ok((x.broadcast_mul(&keep)?, Some(valid)))
+            }
+            Layer::Dense {
+                kernel,
+                bias,
+                activation,
+            } => {
+                let dims = x.dims().to_vec();
+                let (inputs, outputs) = kernel.dims2()?;
+                let rows = x.elem_count() / inputs.max(1);
+                if dims.last() != Some(&inputs) {
+                    return Err(candle_core::Error::Msg(format!(
+                        "Dense: expected inputs of {inputs} features, found shape {dims:?}"
+                    )));
+                }
+                let mut y = x.reshape((rows, inputs))?.matmul(kernel)?;
+                if let Some(bias) = bias {
+                    y = y.broadcast_add(bias)?;
+                }
+                let mut shape = dims;
+                if let Some(last) = shape.last_mut() {
+                    *last = outputs;
+                }
+                Ok((activation.apply(&y.reshape(shape)?)?, mask))
+            }
+            Layer::Activation(activation) => Ok((activation.apply(x)?, mask)),
+            Layer::Flatten => Ok((x.flatten_from(1)?, None)),
+        }
+    }
+}
+
+/// `[batch, steps]` of 1 where `mask` is valid, 0 where masked.
+fn mask_tensor(mask: &StepMask, dtype: DType, device: &candle_core::Device) -> Result<Tensor> {
+    let steps = mask.first().map_or(0, Vec::len);
+    let flat: Vec<u8> = mask.iter().flatten().map(|&v| u8::from(v)).collect();
+    Tensor::from_vec(flat, (mask.len(), steps), device)?.to_dtype(dtype)
+}
+
+/// Runs `rnn` (batch-first) on `input` `[batch, steps, features]` as Keras runs it under
+/// `mask`: masked steps are skipped, each sequence's state carried over them. Returns the top
+/// layer's output `[batch, steps, out]` and the final states, as [`Rnn::forward_states`].
+///
+/// A mask that only ends sequences is their `lengths`. Any other (padding at the front, holes)
+/// runs each sequence's valid steps gathered at its start, then puts each output back at its
+/// step; a masked step's output is what Keras gives there: the last valid output before it in
+/// a one-direction layer that repeats it ([`MaskedSteps::RepeatLast`]; zeros before the first),
+/// else zeros. This is exact because a skipped step changes nothing: each direction reads the
+/// same valid steps in the same order, the reverse one from the last.
+///
+/// # Errors
+/// When a layer reads its sequence from its end (`go_backwards`, ONNX's `reverse`) and the mask
+/// does more than end the sequences: its outputs are in the order it read them, where Keras's
+/// placement of masked steps is not the one above; and as [`Rnn::forward_states`].
+pub fn run_masked(
+    rnn: &Rnn,
+    input: &Tensor,
+    mask: Option<&StepMask>,
+) -> Result<(Tensor, Vec<Tensor>)> {
+    if !rnn.batch_first() {
+        return Err(candle_core::Error::Msg(
+            "run_masked: expected a batch-first network, as Keras's are".into(),
+        ));
+    }
+    let Some(mask) = mask else {
+        return rnn.forward_states(input, None, None);
+    };
+    let lengths: Vec<usize> = mask
+        .iter()
+        .map(|steps| steps.iter().take_while(|&&v| v).count())
+        .collect();
+    let ends_only = mask
+        .iter()
+        .zip(&lengths)
+        .all(|(steps, &n)| !steps[n..].iter().any(|&v| v));
+    if ends_only {
+        return rnn.forward_states(input, None, Some(&lengths));
+    }
+    if rnn
+        .layer_options()
+        .iter()
+        .any(|o| o.time != TimeOrder::Forward)
+    {
+        return Err(candle_core::Error::Msg(
+            "the mask has masked steps before valid ones (padding at the front, or holes), \
+             and a layer reads its sequence from the end (go_backwards): rnn runs such masks \
+             through forward and Bidirectional layers only; pad at the end instead"
+                .into(),
+        ));
+    }
+    let (batch, steps, _) = input.dims3()?;
+    let device = input.device();
+    let mut gathered = Vec::with_capacity(batch);
+    let mut counts = Vec::with_capacity(batch);
+    // Per sequence: where each step's output comes from in the gathered run's output, extended
+    // by one row of zeros (index `steps`).
+    let mut sources = Vec::with_capacity(batch);
+    let top = rnn.layers().last().map_or(1, Vec::len);
+    let repeat = rnn.masked_steps() == MaskedSteps::RepeatLast && top == 1;
+    for (b, valid) in mask.iter().enumerate() {
+        let at: Vec<u32> = (0..steps as u32).filter(|&t| valid[t as usize]).collect();
+        let count = at.len();
+        // Steps past the valid ones repeat the first step (any values: the run masks them
+        // by its lengths).
+        let mut order = at;
+        order.resize(steps, order.first().copied().unwrap_or(0));
+        let x = input.get(b)?;
+        gathered.push(x.index_select(&Tensor::new(order.as_slice(), device)?, 0)?);
+        let mut seen = 0u32;
+        let source: Vec<u32> = valid
+            .iter()
+            .map(|&v| {
+                if v {
+                    seen += 1;
+                    seen - 1
+                } else if repeat && seen > 0 {
+                    seen - 1
+                } else {
+                    steps as u32
+                }
+            })
+            .collect();
+        sources.push(source);
+        counts.push(count);
+    }
+    let gathered = Tensor::stack(&gathered, 0)?;
+    let (output, states) = rnn.forward_states(&gathered, None, Some(&counts))?;
+    let width = output.dim(2)?;
+    let zero = Tensor::zeros((1, width), output.dtype(), device)?;
+    let placed = sources
+        .iter()
+        .enumerate()
+        .map(|(b, source)| {
+            Tensor::cat(&[output.get(b)?, zero.clone()], 0)?
+                .index_select(&Tensor::new(source.as_slice(), device)?, 0)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((Tensor::stack(&placed, 0)?, states))
+}
