@@ -31,6 +31,7 @@ const SCRIPTS: &[&str] = &[
     "framework_files.py",
     "keras_mask_tenth.py",
     "keras_whole.py",
+    "tfkeras_whole.py",
     "tfkeras_saved_models.py",
     "keras3_train_checkpoint.py",
     "keras3_stacked_cells.py",

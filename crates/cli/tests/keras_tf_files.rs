@@ -283,6 +283,15 @@ fn a_stacked_tagger_from_token_ids_repeats_outputs_at_masked_steps_as_keras_does
     check("keras_whole_tagger_ids.keras", "keras_whole_tagger_ids");
 }
 
+/// tf-keras (Keras 2) `model.save("m.h5")`, the legacy HDF5 layout: a classifier from token ids
+/// through a Bidirectional layer and a Dropout between recurrent layers, and a relu tagger with
+/// a sigmoid TimeDistributed head (`xtask/fixtures/tfkeras_whole.py`).
+#[test]
+fn whole_tf_keras_models_saved_as_h5() {
+    check("tfkeras_whole_classifier.h5", "tfkeras_whole_classifier");
+    check("tfkeras_whole_tagger.h5", "tfkeras_whole_tagger");
+}
+
 /// `rnn run` prints the model's output under Keras's name for it; `--stack` still runs the
 /// recurrent layers alone (their `output` and `h_n`).
 #[test]
