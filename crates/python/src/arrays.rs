@@ -40,6 +40,30 @@ pub(crate) fn tensor(
     }
 }
 
+/// Token ids for a model whose first layer is an embedding: integer arrays (and bools) as
+/// int64, so no id is rounded through a float; float arrays as they are (the model refuses
+/// any that is not a whole number).
+pub(crate) fn token_ids(
+    py: Python<'_>,
+    what: &str,
+    x: &Bound<'_, PyAny>,
+    device: &Device,
+) -> PyResult<Tensor> {
+    let numpy = py.import("numpy")?;
+    let array = numpy
+        .call_method1("asarray", (x,))
+        .map_err(|e| PyTypeError::new_err(format!("{what}: expected an array of token ids ({e})")))?;
+    let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
+    if !matches!(kind.as_str(), "i" | "u" | "b") {
+        return tensor(py, what, &array, None, device);
+    }
+    let ids = numpy.call_method1("asarray", (array, "int64"))?;
+    let ids = ids
+        .cast::<PyArrayDyn<i64>>()
+        .map_err(|e| PyTypeError::new_err(format!("{what}: {e}")))?;
+    logical_order(ids, device).map_err(|e| rnn_error(format!("{what}: {e}")))
+}
+
 /// The array's values in C (row-major) order, whatever its strides: numpy hands over
 /// Fortran-ordered arrays (`np.asfortranarray`, a `.T`, `np.load` of a Fortran-order `.npy`),
 /// strided views and negative strides, and only a C-contiguous buffer can be read as it lies

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use rnn_weights::{Form, Inputs, LoadedWeights, ReadOptions, TensorFile};
 
-use crate::arrays::{array, lengths, tensor};
+use crate::arrays::{array, lengths, tensor, token_ids};
 use crate::error::{message, rnn_error};
 
 /// A loaded RNN, ready to run on numpy arrays.
@@ -20,6 +20,12 @@ use crate::error::{message, rnn_error};
 /// - `lengths`: one integer per sequence, each at most `seq`; steps past it are padding.
 /// - returns `output` like `x` with the top layer's output features, and `h_n` like `h0`
 ///   (`None` when the layers' hidden sizes differ, so their states cannot be stacked).
+///
+/// A whole model (a Keras file whose layers around the RNN `rnn` runs: `Embedding`, `Masking`,
+/// `Dense`, …) takes its own input instead: token ids `[batch, seq]` (any integer dtype) where
+/// its first layer is an `Embedding`, else `[batch, seq, features]`; it returns
+/// `(output, None)`, `output` being the model's output as Keras's `predict` gives it, and takes
+/// no `h0` or `lengths` (its layers make its masks).
 ///
 /// The result has the input's dtype, unless `load` was given `dtype=`, which fixes the dtype
 /// of every computation and result. The GIL is released while it computes.
@@ -81,7 +87,10 @@ impl Model {
         h0: Option<&Bound<'py, PyAny>>,
         lengths: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let input = tensor(py, "x", x, self.dtype, &self.device)?;
+        let input = match self.first.vocabulary() {
+            Some(_) => token_ids(py, "x", x, &self.device)?,
+            None => tensor(py, "x", x, self.dtype, &self.device)?,
+        };
         if input.elem_count() == 0 {
             // As the CLI's inputs: a shape that holds no data may claim any batch.
             return Err(rnn_error(format!(
@@ -90,7 +99,12 @@ impl Model {
                 input.dims()
             )));
         }
-        let dtype = input.dtype();
+        // Token ids compute in the dtype `load` fixed, else the first model's.
+        let dtype = if input.dtype().is_float() {
+            input.dtype()
+        } else {
+            self.dtype.unwrap_or(self.first.rnn().dtype())
+        };
         let h0 = h0
             .map(|h| tensor(py, "h0", h, Some(dtype), &self.device))
             .transpose()?;

@@ -33,7 +33,16 @@ def _expected(tensors, form, f64):
             if n[0] == "Y" and n[1:].isdigit() and n + suffix in tensors
         }
     names = ["output", "output_forward", "output_backward", "h_n"]
-    return {n: tensors[n + suffix] for n in names if n + suffix in tensors}
+    found = {n: tensors[n + suffix] for n in names if n + suffix in tensors}
+    if not found:
+        # A whole model's output, named as its framework names it (Keras's output layer).
+        inputs = {"input", "h0", "lengths", "sequence_length"}
+        found = {
+            n: tensors[n + suffix]
+            for n in tensors
+            if n not in inputs and not n.endswith("_f64") and n + suffix in tensors
+        }
+    return found
 
 
 def _run(model_path, fixture, dtype):

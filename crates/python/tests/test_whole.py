@@ -1,0 +1,69 @@
+"""Whole Keras models (a file whose layers around the RNN rnn runs): token ids or vectors in,
+the model's output out, against Keras's predict (fixtures written by
+xtask/fixtures/keras_whole.py and tfkeras_whole.py)."""
+
+import numpy as np
+import pytest
+
+import rnn
+from conftest import FIXTURES, read_safetensors
+
+FILES = FIXTURES / "files"
+CASES = [
+    ("keras_whole_classifier.keras", "keras_whole_classifier"),
+    ("keras_whole_tagger.keras", "keras_whole_tagger"),
+    ("keras_whole_functional.keras", "keras_whole_functional"),
+    ("keras_whole_flatten.keras", "keras_whole_flatten"),
+    ("keras_whole_tagger_ids.keras", "keras_whole_tagger_ids"),
+    ("tfkeras_whole_classifier.h5", "tfkeras_whole_classifier"),
+    ("tfkeras_whole_tagger.h5", "tfkeras_whole_tagger"),
+]
+
+
+def expected(fixture):
+    tensors, _ = read_safetensors(FILES / f"{fixture}.safetensors")
+    x = tensors.pop("input")
+    (name, y), = tensors.items()
+    return x, y
+
+
+@pytest.mark.parametrize("model_file,fixture", CASES)
+def test_a_whole_model_gives_keras_s_output(model_file, fixture):
+    x, want = expected(fixture)
+    output, h_n = rnn.load(FILES / model_file)(x)
+    assert h_n is None
+    assert output.shape == want.shape
+    np.testing.assert_allclose(output, want, atol=1e-5, rtol=1e-4)
+
+
+def test_token_ids_of_any_integer_dtype_and_layout_give_the_same_output():
+    x, want = expected("keras_whole_classifier")
+    model = rnn.load(FILES / "keras_whole_classifier.keras")
+    for ids in [x.astype(np.int64), x.astype(np.uint16), np.asfortranarray(x), x.astype(np.float64)]:
+        output, _ = model(ids)
+        np.testing.assert_allclose(output, want, atol=1e-5, rtol=1e-4)
+
+
+def test_a_token_id_outside_the_vocabulary_is_refused():
+    model = rnn.load(FILES / "keras_whole_classifier.keras")
+    with pytest.raises(rnn.RnnError, match="found 40"):
+        model(np.array([[1, 40]], dtype=np.int64))
+    with pytest.raises(rnn.RnnError, match="whole numbers"):
+        model(np.array([[1.5, 2.0]]))
+    # An id past float32's whole numbers is not rounded into the vocabulary.
+    with pytest.raises(rnn.RnnError, match="16777217"):
+        model(np.array([[16777217]], dtype=np.int64))
+
+
+def test_a_whole_model_takes_no_lengths():
+    x, _ = expected("keras_whole_classifier")
+    model = rnn.load(FILES / "keras_whole_classifier.keras")
+    with pytest.raises(rnn.RnnError, match="no h0 or lengths"):
+        model(x, lengths=[3] * len(x))
+
+
+def test_stack_still_picks_the_rnn_alone():
+    model = rnn.load(FILES / "keras_whole_tagger.keras", stack=["rnn/"])
+    x = np.zeros((1, 2, 3), dtype=np.float32) + 1
+    output, h_n = model(x)
+    assert output.shape == (1, 2, 4) and h_n.shape == (1, 1, 4)
