@@ -311,3 +311,23 @@ fn a_whole_model_s_output_is_named_as_keras_names_it_and_stack_picks_the_rnn_alo
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("masked"), "{stderr}");
 }
+
+/// `rnn inspect` lists every layer of a whole model, what each does, and the tensors each uses.
+#[test]
+fn inspect_lists_a_whole_model_s_layers() {
+    let path = repo("tests/fixtures/files/keras_whole_functional.keras");
+    let out = rnn(&["inspect", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for want in [
+        "run whole, from its input to its output `probabilities`",
+        "(Embedding)          token ids to vectors; id 0 masks its step",
+        "spatial_dropout1d (SpatialDropout1D) nothing at inference",
+        "2 recurrent layers under the mask, returning its last step",
+        "logits (Dense)                   x·kernel + bias over the last axis, then linear",
+        "probabilities (Softmax)          softmax",
+        "-> logits (kernel)",
+    ] {
+        assert!(stdout.contains(want), "{want} missing from:\n{stdout}");
+    }
+}

@@ -50,9 +50,9 @@ pub(crate) fn token_ids(
     device: &Device,
 ) -> PyResult<Tensor> {
     let numpy = py.import("numpy")?;
-    let array = numpy
-        .call_method1("asarray", (x,))
-        .map_err(|e| PyTypeError::new_err(format!("{what}: expected an array of token ids ({e})")))?;
+    let array = numpy.call_method1("asarray", (x,)).map_err(|e| {
+        PyTypeError::new_err(format!("{what}: expected an array of token ids ({e})"))
+    })?;
     let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
     if !matches!(kind.as_str(), "i" | "u" | "b") {
         return tensor(py, what, &array, None, device);

@@ -54,6 +54,17 @@ impl Activation {
     }
 }
 
+impl std::fmt::Display for Activation {
+    /// Keras's name for it (`softmax`, `relu`, `linear`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Activation::Elementwise(n) => n.fmt(f),
+            Activation::Softmax => f.write_str("softmax"),
+            Activation::LogSoftmax => f.write_str("log_softmax"),
+        }
+    }
+}
+
 /// One layer around the RNN, its weights on the device it runs on.
 #[derive(Debug, Clone)]
 pub enum Layer {

@@ -119,17 +119,39 @@ pub fn convert(
     output: &Path,
     target: Target,
 ) -> Result<Converted> {
+    let format = match target {
+        Target::Canonical => "the canonical layout",
+        Target::Torch => "a PyTorch nn.RNN state_dict",
+        Target::Onnx => "an ONNX graph of RNN nodes",
+        Target::Keras | Target::KerasWeights => "a Keras model",
+    };
+    let picked = read.selection.prefix.is_some() || !read.selection.stack.is_empty();
+    if let (Some(graph), false) = (file.graph(), picked) {
+        // The converted file would hold the RNN alone: run as the model, a wrong number.
+        let layers: Vec<String> = graph
+            .before
+            .iter()
+            .chain(&graph.after)
+            .map(|p| format!("{} ({})", p.name, p.class))
+            .collect();
+        return Err(WeightsError::Unwritable {
+            path: output.to_owned(),
+            format,
+            reason: format!(
+                "{} is a whole model, with layers around its RNN ({}) that rnn convert does \
+                 not write yet; to convert the RNN alone, pick it with --stack (stack= in \
+                 Python)",
+                file.path().display(),
+                layers.join(", ")
+            ),
+        });
+    }
     if let Some(fixed) = file.metadata().get(MODEL_INPUTS) {
         // Neither file keeps an ONNX graph's fixed h0 or sequence_lens: the converted model
         // would start from zeros, a wrong number with nothing said.
         return Err(WeightsError::Unwritable {
             path: output.to_owned(),
-            format: match target {
-                Target::Canonical => "the canonical layout",
-                Target::Torch => "a PyTorch nn.RNN state_dict",
-                Target::Onnx => "an ONNX graph of RNN nodes",
-                Target::Keras | Target::KerasWeights => "a Keras model",
-            },
+            format,
             reason: format!(
                 "{} fixes {fixed} (ONNX initialisers), which the converted file would not keep; \
                  export the graph with h0 and sequence_lens as inputs, or run the .onnx file itself",

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use candle_core::DType;
-use rnn_weights::{LayerConfig, LoadedWeights, F64_SUFFIX};
+use rnn_weights::{LayerConfig, LoadedWeights, PartKind, F64_SUFFIX};
 
 use crate::cli::InspectArgs;
 use crate::pipeline::read_model_file;
@@ -86,17 +86,72 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
         "mask value:    {}",
         recorded(mask_value, "none unless --mask-value")
     )?;
-    if let Some(layer) = &model.recorded.input_mask {
+    let picked = selection.prefix.is_some() || !selection.stack.is_empty();
+    let graph = file.graph().filter(|_| !picked);
+    if let (Some(layer), None) = (&model.recorded.input_mask, graph) {
         writeln!(
             text,
             "input mask:    {layer}, before the RNN: runs need each sequence's lengths"
         )?;
     }
-    writeln!(text, "\ntensors:")?;
     // Each tensor's targets, looked up by name (a scan of the mapping per tensor is quadratic
     // in the layers: minutes for a file of 50,000).
     let mut targets_of: std::collections::HashMap<&str, Vec<String>> =
         std::collections::HashMap::new();
+    if let Some(graph) = graph {
+        writeln!(
+            text,
+            "\nmodel:         run whole, from its input to its output `{}`",
+            graph.output
+        )?;
+        let line =
+            |text: &mut String, name: &str, does: &str| writeln!(text, "  {name:<32} {does}");
+        for part in &graph.before {
+            line(
+                &mut text,
+                &format!("{} ({})", part.name, part.class),
+                &does(&part.kind),
+            )?;
+        }
+        let returns = if graph.return_sequences {
+            "every step"
+        } else {
+            "its last step"
+        };
+        line(
+            &mut text,
+            "(the RNN above)",
+            &format!(
+                "{} recurrent layers under the mask, returning {returns}",
+                model.weights.len()
+            ),
+        )?;
+        for part in &graph.after {
+            line(
+                &mut text,
+                &format!("{} ({})", part.name, part.class),
+                &does(&part.kind),
+            )?;
+        }
+        for part in graph.before.iter().chain(&graph.after) {
+            let roles: Vec<(&str, &str)> = match &part.kind {
+                PartKind::Embedding { table, .. } => vec![(table, "table")],
+                PartKind::Dense { kernel, bias, .. } => {
+                    let mut roles = vec![(kernel.as_str(), "kernel")];
+                    roles.extend(bias.as_deref().map(|b| (b, "bias")));
+                    roles
+                }
+                _ => Vec::new(),
+            };
+            for (tensor, role) in roles {
+                targets_of
+                    .entry(tensor)
+                    .or_default()
+                    .push(format!("-> {} ({role})", part.name));
+            }
+        }
+    }
+    writeln!(text, "\ntensors:")?;
     for m in &model.mapping {
         targets_of
             .entry(m.source.as_str())
@@ -120,6 +175,32 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
     }
     emit(&text)?;
     Ok(Outcome::Success)
+}
+
+/// What a layer around the RNN does, in words.
+fn does(kind: &PartKind) -> String {
+    match kind {
+        PartKind::Embedding { mask_zero, .. } => format!(
+            "token ids to vectors{}",
+            if *mask_zero {
+                "; id 0 masks its step"
+            } else {
+                ""
+            }
+        ),
+        PartKind::Masking { value } => {
+            format!("masks (and zeroes) the steps whose every feature is {value}")
+        }
+        PartKind::Dense {
+            bias, activation, ..
+        } => format!(
+            "x·kernel{} over the last axis, then {activation}",
+            if bias.is_some() { " + bias" } else { "" }
+        ),
+        PartKind::Activation(activation) => format!("{activation}"),
+        PartKind::Flatten => "every axis after the batch's as one".into(),
+        PartKind::Identity => "nothing at inference".into(),
+    }
 }
 
 /// `a` for values that are all equal, else `a, b, c` (one per layer).
