@@ -28,13 +28,18 @@ const AGREEMENT_F64: f64 = 1e-10;
 
 const USAGE: &str =
     "cargo xtask bench [--threads N] [--rounds N] [--dtype f32|f64] [--isa avx2|avx512]
-                   [--shape B,T,I,H]...
+                   [--shape B,T,I,H]... [--text-classifier]
   --dtype   f64 times rnn and torch (nn.RNN and one GEMM) in float64; ONNX Runtime's RNN
             and Keras are left out, and the record in docs/bench (f32) is left alone
   --shape   run only this shape (repeatable); the record in docs/bench is then left alone
   --isa     hold rnn and the peers to one x86-64 level: rnn's kernels (RNN_CPU_KERNEL), MKL's
             (MKL_ENABLE_INSTRUCTIONS) and oneDNN's (ONEDNN_MAX_CPU_ISA) alike; a trial run,
-            not recorded";
+            not recorded
+  --text-classifier
+            time only the whole text classifier (Keras Embedding -> SimpleRNN -> Dense, batch
+            64, 100 steps, vocabulary 10,000, embedding 128, hidden 128) against Keras's
+            predict, the Keras model in a tf.function and ONNX Runtime; recorded in
+            docs/bench/text_classifier.json (a full run times it too, after the shapes)";
 
 /// An x86-64 level that rnn and the peers' libraries are both held to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,6 +115,8 @@ struct Options {
     shapes: Vec<(usize, usize, usize, usize)>,
     /// The level rnn and the peers are held to; each its best when `None`.
     isa: Option<Isa>,
+    /// Only the text classifier.
+    text_only: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -119,12 +126,17 @@ fn parse(args: &[String]) -> Result<Options> {
         dtype: Dtype::F32,
         shapes: Vec::new(),
         isa: None,
+        text_only: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--text-classifier" {
+            options.text_only = true;
+            continue;
         }
         let value = it
             .next()
@@ -226,8 +238,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         load.trim()
     );
 
-    let mut records = Vec::new();
     let trial = !options.shapes.is_empty() || dtype != Dtype::F32 || options.isa.is_some();
+    if options.text_only {
+        return text_classifier(root, &python, &rnn, &scratch, &options, trial);
+    }
+    let mut records = Vec::new();
     let shapes = if options.shapes.is_empty() {
         SHAPES.to_vec()
     } else {
@@ -335,6 +350,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load after: {}", load.trim());
+    if options.shapes.is_empty() {
+        text_classifier(root, &python, &rnn, &scratch, &options, trial)?;
+    }
     if trial {
         println!("a trial (chosen shapes, f64 or one --isa): docs/bench is left as it was");
         return Ok(());
@@ -353,5 +371,151 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         bail!("chart.py failed");
     }
     std::fs::remove_dir_all(&scratch).ok();
+    Ok(())
+}
+
+/// The whole text classifier of issue 27 (`xtask/bench/text_classifier.py` makes it and times
+/// the peers): `rnn bench --model` against Keras's `predict`, the Keras model called in a
+/// `tf.function`, and ONNX Runtime on the same model as an ONNX graph, in alternating rounds;
+/// every output checked against Keras's `predict`. Recorded in
+/// `docs/bench/text_classifier.json` unless `trial`.
+fn text_classifier(
+    root: &Path,
+    python: &Path,
+    rnn: &Path,
+    scratch: &Path,
+    options: &Options,
+    trial: bool,
+) -> Result<()> {
+    let script = root.join("xtask/bench/text_classifier.py");
+    let dir = scratch.join("text_classifier");
+    let status = Command::new(python)
+        .arg(&script)
+        .arg("make")
+        .arg(&dir)
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .status()?;
+    if !status.success() {
+        bail!("text_classifier.py make failed");
+    }
+    let (model, ids, rnn_out) = (
+        dir.join("text_classifier.keras"),
+        dir.join("ids.npy"),
+        dir.join("rnn_output.npy"),
+    );
+    let out = Command::new(rnn)
+        .arg("run")
+        .arg(&model)
+        .arg("--input")
+        .arg(&ids)
+        .arg("-o")
+        .arg(&rnn_out)
+        .output()?;
+    if !out.status.success() {
+        bail!("rnn run failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let runs = "30";
+    let threads = options.threads.to_string();
+    let isa_env: Vec<(&str, &str)> = options.isa.map(|i| i.env().to_vec()).unwrap_or_default();
+    let mut samples: Vec<(String, Vec<f64>)> = ["rnn", "keras", "keras_call", "onnxruntime"]
+        .iter()
+        .map(|p| (p.to_string(), Vec::new()))
+        .collect();
+    let mut worst_diff: f64 = 0.0;
+    for round in 0..options.rounds {
+        let out = Command::new(rnn)
+            .args([
+                "bench",
+                "--format",
+                "json",
+                "--threads",
+                &threads,
+                "--runs",
+                runs,
+            ])
+            .arg("--model")
+            .arg(&model)
+            .arg("--input")
+            .arg(&ids)
+            .envs(isa_env.iter().copied())
+            .output()?;
+        if !out.status.success() {
+            bail!("rnn bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        samples[0]
+            .1
+            .push(v["median_ms"].as_f64().context("median_ms")?);
+        let mut peers = Command::new(python);
+        peers
+            .arg(&script)
+            .arg("time")
+            .arg(&dir)
+            .args(["--threads", &threads, "--runs", runs])
+            .env("TF_CPP_MIN_LOG_LEVEL", "3")
+            .envs(isa_env.iter().copied());
+        if round == 0 {
+            peers.arg("--rnn-output").arg(&rnn_out);
+        }
+        let out = peers.output()?;
+        if !out.status.success() {
+            bail!(
+                "text_classifier.py time failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let Some(d) = v["max_abs_diff"].as_f64() {
+                worst_diff = worst_diff.max(d);
+            }
+            let peer = v["peer"].as_str().unwrap_or_default();
+            if let (Some(slot), Some(ms)) = (
+                samples.iter_mut().find(|(p, _)| p == peer),
+                v["median_ms"].as_f64(),
+            ) {
+                slot.1.push(ms);
+            }
+        }
+    }
+    let medians: Vec<(String, f64)> = samples
+        .iter_mut()
+        .map(|(p, s)| (p.clone(), crate::stats::median(s)))
+        .collect();
+    let get = |name: &str| {
+        medians
+            .iter()
+            .find(|(p, _)| p == name)
+            .map_or(f64::NAN, |m| m.1)
+    };
+    println!(
+        "text classifier (64, 100, vocabulary 10000, 128, 128): rnn {:.3} ms  keras predict {:.3}  keras tf.function {:.3}  onnxruntime {:.3}  | rnn/onnxruntime {:.2}  rnn/keras tf.function {:.2} | outputs agree within {:.1e}",
+        get("rnn"),
+        get("keras"),
+        get("keras_call"),
+        get("onnxruntime"),
+        get("rnn") / get("onnxruntime"),
+        get("rnn") / get("keras_call"),
+        worst_diff
+    );
+    if worst_diff > AGREEMENT {
+        bail!("the text classifier's outputs disagree by {worst_diff:e} (more than {AGREEMENT:e})");
+    }
+    if trial {
+        return Ok(());
+    }
+    let record = serde_json::json!({
+        "model": "Keras Embedding(10000, 128, mask_zero=True) -> SimpleRNN(128) -> Dense(1, sigmoid)",
+        "batch": 64, "steps": 100, "padding": "at the end, 50 to 100 ids per sequence",
+        "threads": options.threads, "rounds": options.rounds, "runs_per_round": 30,
+        "median_ms": medians.iter().map(|(p, m)| (p.clone(), serde_json::json!(m))).collect::<serde_json::Map<_, _>>(),
+        "max_abs_diff_from_keras_predict": worst_diff,
+    });
+    let path = root.join("docs/bench/text_classifier.json");
+    std::fs::create_dir_all(path.parent().context("no parent")?)?;
+    std::fs::write(&path, serde_json::to_string_pretty(&record)? + "\n")?;
+    println!("wrote {}", path.display());
     Ok(())
 }

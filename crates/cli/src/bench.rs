@@ -1,5 +1,6 @@
 //! `rnn bench`: time forwards of a random model on random inputs.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -36,6 +37,82 @@ struct BenchJson {
     gflops: f64,
 }
 
+/// What `rnn bench --model --format json` prints.
+#[derive(Serialize)]
+struct ModelBenchJson {
+    schema_version: u32,
+    model: String,
+    input: String,
+    device: String,
+    dtype: String,
+    threads: usize,
+    runs: usize,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+/// Times `rnn run MODEL --input INPUT`'s computation (the model built, the inputs read and
+/// prepared once, outside the timing): each timed run is [`rnn_weights::Model::run`], from
+/// the prepared inputs to the outputs on the device.
+fn bench_model(args: &BenchArgs, model: &Path, input: &Path) -> Result<Outcome> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let dtype: DType = args.dtype.into();
+    let file = crate::pipeline::read_model_file(Some(model))?;
+    let read = rnn_weights::ReadOptions::default();
+    let weights = rnn_weights::LoadedWeights::select(&file, dtype, &read.selection)?;
+    let (input_file, inputs) = crate::pipeline::read_inputs(&file, Some(input), None, dtype)?;
+    let device = crate::device::open(args.device)?;
+    let built = rnn_weights::Model::new(&file, &weights, &read, inputs.form, &device)?;
+    let inputs = built.prepare(inputs, input_file.path(), false)?;
+    let progress = Progress::new(Some((args.warmup + args.runs) as u64), "bench");
+    let mut times = Vec::with_capacity(args.runs);
+    for k in 0..args.warmup + args.runs {
+        let start = Instant::now();
+        let run = crate::pipeline::forward(&built, &inputs, input_file.path(), false)?;
+        // The outputs complete on the device (a GPU's work is queued until read back).
+        device.synchronize()?;
+        if k >= args.warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        drop(run);
+        progress.inc();
+    }
+    drop(progress);
+    let median = median(&mut times);
+    let result = ModelBenchJson {
+        schema_version: SCHEMA_VERSION,
+        model: model.display().to_string(),
+        input: input.display().to_string(),
+        device: args.device.to_string(),
+        dtype: format!("{dtype:?}").to_lowercase(),
+        threads: candle_core::utils::get_num_threads(),
+        runs: args.runs,
+        median_ms: median,
+        min_ms: times[0],
+        max_ms: times[times.len() - 1],
+    };
+    match args.format {
+        OutputFormat::Json => emit(&(serde_json::to_string(&result)? + "\n"))?,
+        OutputFormat::Text => emit(&format!(
+            "{} on {}, {} {} {} thread(s)\nmedian {:.4} ms  min {:.4} ms  max {:.4} ms  ({} runs after {} warm-up)\n",
+            result.model,
+            result.input,
+            result.dtype,
+            result.device,
+            result.threads,
+            result.median_ms,
+            result.min_ms,
+            result.max_ms,
+            result.runs,
+            args.warmup
+        ))?,
+    }
+    Ok(Outcome::Success)
+}
+
 /// The median of `times` (sorted in place, at least one): the middle one, or the mean of
 /// the two middle ones.
 fn median(times: &mut [f64]) -> f64 {
@@ -68,6 +145,9 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
         }
         // Read by rayon's pool and by candle when they first start, which is below.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    if let (Some(model), Some(input)) = (&args.model, &args.input) {
+        return bench_model(args, model, input);
     }
     if [
         args.batch,

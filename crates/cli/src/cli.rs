@@ -286,17 +286,24 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Time this model file instead of a random RNN (a whole model too), run as `rnn run`
+    /// runs it with no other flag, on the inputs of --input.
+    #[arg(long, requires = "input", conflicts_with_all = ["batch", "seq", "input_size", "hidden_size", "save_case", "reference"])]
+    pub model: Option<PathBuf>,
+    /// The inputs of --model, as `rnn run --input` reads them.
+    #[arg(long, requires = "model")]
+    pub input: Option<PathBuf>,
     /// Sequences per forward.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "model", default_value_t = 0)]
     pub batch: usize,
     /// Time steps.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "model", default_value_t = 0)]
     pub seq: usize,
     /// Features per input step.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "model", default_value_t = 0)]
     pub input_size: usize,
     /// Neurons per layer.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "model", default_value_t = 0)]
     pub hidden_size: usize,
     /// Stacked layers.
     #[arg(long, default_value_t = 1)]

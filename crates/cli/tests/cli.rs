@@ -937,3 +937,29 @@ fn a_torch_zip_with_an_empty_padding_record_is_read() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("2 of 2 tensors within tolerance"));
 }
+
+/// `rnn bench --model --input` times a model file (a whole Keras model here) on its inputs;
+/// without --model the random model's sizes are required.
+#[test]
+fn bench_times_a_model_file_on_its_inputs() {
+    let model = repo("tests/fixtures/files/keras_whole_classifier.keras");
+    let input = repo("tests/fixtures/files/keras_whole_classifier.safetensors");
+    let out = rnn(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--runs",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"], 2);
+    assert!(v["median_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{v}");
+    let out = rnn(&["bench", "--seq", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--batch"), "{}", stderr(&out));
+}
