@@ -50,9 +50,12 @@ def test_a_token_id_outside_the_vocabulary_is_refused():
         model(np.array([[1, 40]], dtype=np.int64))
     with pytest.raises(rnn.RnnError, match="whole numbers"):
         model(np.array([[1.5, 2.0]]))
-    # An id past float32's whole numbers is not rounded into the vocabulary.
+    # An id past float32's whole numbers is not rounded into the vocabulary, and float32 ids
+    # past them are refused.
     with pytest.raises(rnn.RnnError, match="16777217"):
         model(np.array([[16777217]], dtype=np.int64))
+    with pytest.raises(rnn.RnnError, match="does not hold every whole number"):
+        model(np.array([[16777218]], dtype=np.float32))
 
 
 def test_a_whole_model_takes_no_lengths():

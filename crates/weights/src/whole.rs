@@ -126,12 +126,31 @@ pub(crate) fn token_ids(input: &Tensor, vocabulary: usize) -> std::result::Resul
         ));
     }
     let steps = input.dims()[1];
+    // Above this, the float type does not hold every whole number: the id read may not be the
+    // one written (a JSON or CSV file is read as float32).
+    let exact = match input.dtype() {
+        DType::F16 => Some(1u64 << 11),
+        DType::BF16 => Some(1 << 8),
+        DType::F32 => Some(1 << 24),
+        DType::F64 => Some(1 << 53),
+        _ => None,
+    };
     let values: Vec<f64> = input
         .to_dtype(DType::F64)
         .and_then(|t| t.flatten_all()?.to_vec1())
         .map_err(|e| e.to_string())?;
     let mut ids = Vec::with_capacity(values.len());
     for (k, &v) in values.iter().enumerate() {
+        if exact.is_some_and(|limit| v >= limit as f64) {
+            return Err(format!(
+                "input: token id {v} at [{}, {}] is {} or more, past which {} does not hold \
+                 every whole number; store the ids as integers (an int64 .npy or safetensors)",
+                k / steps.max(1),
+                k % steps.max(1),
+                exact.unwrap_or_default(),
+                crate::dtype::name(input.dtype())
+            ));
+        }
         if v.fract() != 0.0 || !(0.0..vocabulary as f64).contains(&v) {
             return Err(format!(
                 "input: expected token ids, whole numbers in [0, {vocabulary}) (the embedding's \
