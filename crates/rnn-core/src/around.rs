@@ -274,3 +274,99 @@ pub fn run_masked(
         .collect::<Result<Vec<_>>>()?;
     Ok((Tensor::stack(&placed, 0)?, states))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{uniform_weights, InitConfig, LayerOptions, MergeMode};
+    use candle_core::Device;
+
+    fn stack(bidirectional: bool, time: TimeOrder) -> Rnn {
+        let config = InitConfig {
+            input_size: 3,
+            hidden_sizes: vec![4, 2],
+            bidirectional,
+            bias: true,
+        };
+        let weights = uniform_weights(&config, 7, DType::F64, &Device::Cpu).unwrap();
+        let options = LayerOptions {
+            time,
+            merge_mode: MergeMode::Concat,
+        };
+        let layers = weights
+            .iter()
+            .map(|layer| {
+                layer
+                    .iter()
+                    .map(|w| crate::RnnLayer::new(w, Nonlinearity::Tanh).unwrap())
+                    .collect()
+            })
+            .collect();
+        Rnn::with_layer_options(layers, vec![options; 2])
+            .unwrap()
+            .with_batch_first(true)
+            .with_masked_steps(MaskedSteps::RepeatLast)
+    }
+
+    /// A mask with holes and front padding gives, for each sequence, what running its valid
+    /// steps alone gives, each output at its step, masked steps carrying the last output.
+    #[test]
+    fn masked_steps_are_skipped_wherever_they_are() {
+        let x = Tensor::rand(-1f64, 1f64, (3, 6, 3), &Device::Cpu).unwrap();
+        let mask: StepMask = vec![
+            vec![false, false, true, true, true, true],
+            vec![true, false, true, false, true, true],
+            vec![false; 6],
+        ];
+        for bidirectional in [false, true] {
+            let rnn = stack(bidirectional, TimeOrder::Forward);
+            let (output, _) = run_masked(&rnn, &x, Some(&mask)).unwrap();
+            for (b, valid) in mask.iter().enumerate() {
+                let at: Vec<u32> = (0..6u32).filter(|&t| valid[t as usize]).collect();
+                let got = output.get(b).unwrap().to_vec2::<f64>().unwrap();
+                let alone = if at.is_empty() {
+                    None
+                } else {
+                    let steps = x
+                        .get(b)
+                        .unwrap()
+                        .index_select(&Tensor::new(at.as_slice(), &Device::Cpu).unwrap(), 0)
+                        .unwrap()
+                        .unsqueeze(0)
+                        .unwrap();
+                    let (y, _) = rnn.forward_states(&steps, None, None).unwrap();
+                    Some(y.get(0).unwrap().to_vec2::<f64>().unwrap())
+                };
+                let mut seen = 0;
+                for (t, &v) in valid.iter().enumerate() {
+                    let want = match (&alone, v) {
+                        (Some(y), true) => y[seen].clone(),
+                        // A one-direction top layer repeats its last output; Bidirectional
+                        // gives zeros; before any valid step, zeros.
+                        (Some(y), false) if !bidirectional && seen > 0 => y[seen - 1].clone(),
+                        _ => vec![0.0; got[t].len()],
+                    };
+                    seen += usize::from(v);
+                    assert_eq!(
+                        got[t], want,
+                        "sequence {b} step {t}, bidirectional {bidirectional}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_go_backwards_layer_under_a_mask_with_holes_is_refused() {
+        let rnn = stack(false, TimeOrder::GoBackwards);
+        let x = Tensor::zeros((1, 3, 3), DType::F64, &Device::Cpu).unwrap();
+        let holes = vec![vec![true, false, true]];
+        let err = run_masked(&rnn, &x, Some(&holes)).unwrap_err();
+        assert!(err.to_string().contains("go_backwards"), "{err}");
+        // A mask that only ends the sequence is its lengths, which go_backwards runs.
+        let ends = vec![vec![true, true, false]];
+        assert!(run_masked(&rnn, &x, Some(&ends)).is_ok());
+    }
+}

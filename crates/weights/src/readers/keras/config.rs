@@ -162,8 +162,33 @@ impl ModelConfig {
                 "a layer between two recurrent layers (rnn runs one stack of them)".to_string(),
             );
         }
+        let return_sequences = self.rnn.last().is_some_and(|l| l.return_sequences);
+        // Whether a layer receives Keras's step mask: from a Masking or mask_zero Embedding
+        // before the RNN, through the RNN where it returns every step, until a Flatten.
+        let mut masked = false;
         let (mut before, mut after) = (Vec::new(), Vec::new());
         for (k, layer) in self.around.iter().enumerate() {
+            if layer.after_rnn && k > 0 && !self.around[k - 1].after_rnn {
+                masked &= return_sequences;
+            }
+            if layer.after_rnn && k == 0 {
+                masked = false;
+            }
+            masked |= layer.class == "Masking"
+                || (layer.class == "Embedding"
+                    && layer.config["mask_zero"].as_bool() == Some(true));
+            masked &= layer.class != "Flatten";
+            if masked && layer.class == "Softmax" {
+                // Keras's Softmax adds a large negative where its mask is false, broadcasting
+                // a [batch, steps] mask against its input's last axes.
+                blockers.push(format!(
+                    "{} ({}: a Softmax that Keras gives the step mask to, which it applies to \
+                     its input's last axes; use Activation(\"softmax\") or \
+                     Dense(activation=\"softmax\"))",
+                    layer.name, layer.class
+                ));
+                continue;
+            }
             match part(layer, k == 0, h5) {
                 Ok(part) => {
                     if layer.after_rnn {
@@ -181,7 +206,7 @@ impl ModelConfig {
         Ok(Some(Graph {
             before,
             after,
-            return_sequences: self.rnn.last().is_some_and(|l| l.return_sequences),
+            return_sequences,
             output: self.output.clone(),
         }))
     }
@@ -883,5 +908,92 @@ mod tests {
             .err()
             .unwrap()
             .contains("\"LSTMCell\", not a SimpleRNNCell"));
+    }
+
+    /// The layers of a model as Keras 3 writes them, with the weights the reader would find.
+    fn whole(layers: Value) -> std::result::Result<Option<Graph>, Vec<String>> {
+        let h5 = vec![
+            H5Layer {
+                name: "rnn".into(),
+                recurrent: true,
+                weights: Vec::new(),
+            },
+            H5Layer {
+                name: "embedding".into(),
+                recurrent: false,
+                weights: vec!["layers/embedding/vars/0".into()],
+            },
+            H5Layer {
+                name: "dense".into(),
+                recurrent: false,
+                weights: vec!["layers/dense/vars/0".into(), "layers/dense/vars/1".into()],
+            },
+        ];
+        model_config(&sequential(layers)).unwrap().graph(&h5)
+    }
+
+    fn rnn_returning(sequences: bool) -> Value {
+        serde_json::json!({"class_name": "SimpleRNN", "config": {"name": "rnn", "units": 3,
+            "return_sequences": sequences}})
+    }
+
+    #[test]
+    fn a_softmax_layer_that_keras_gives_the_mask_to_is_refused() {
+        let embedding = serde_json::json!({"class_name": "Embedding",
+            "config": {"name": "embedding", "mask_zero": true}});
+        let softmax = serde_json::json!({"class_name": "Softmax", "config": {"name": "softmax"}});
+        let dense = serde_json::json!({"class_name": "Dense", "config": {"name": "dense",
+            "activation": "linear"}});
+        // Every step returned: the mask reaches the Softmax.
+        let refused = whole(serde_json::json!([embedding, rnn_returning(true), softmax]));
+        assert!(
+            refused
+                .as_ref()
+                .err()
+                .is_some_and(|b| b[0].contains("step mask")),
+            "{refused:?}"
+        );
+        // The last step only: no mask after the RNN.
+        let graph = whole(serde_json::json!([
+            embedding,
+            rnn_returning(false),
+            dense,
+            softmax
+        ]));
+        let graph = graph.unwrap().unwrap();
+        assert_eq!(graph.after.len(), 2);
+        assert_eq!(graph.output, "softmax");
+        // No mask maker at all: vectors in, every step out.
+        let graph = whole(serde_json::json!([rnn_returning(true), dense, softmax])).unwrap();
+        assert!(graph.is_some_and(|g| g.return_sequences && g.before.is_empty()));
+    }
+
+    #[test]
+    fn layers_rnn_does_not_run_whole_are_named_with_why() {
+        let conv = serde_json::json!({"class_name": "Conv1D", "config": {"name": "conv"}});
+        let blockers = whole(serde_json::json!([conv, rnn_returning(false)])).unwrap_err();
+        assert!(
+            blockers[0].starts_with("conv (Conv1D: not a layer rnn runs"),
+            "{blockers:?}"
+        );
+        let embedding = serde_json::json!({"class_name": "Embedding",
+            "config": {"name": "embedding", "mask_zero": false}});
+        let dense = serde_json::json!({"class_name": "Dense", "config": {"name": "dense"}});
+        // An embedding that does not take the model's input.
+        let blockers =
+            whole(serde_json::json!([dense, embedding, rnn_returning(false)])).unwrap_err();
+        assert!(
+            blockers
+                .iter()
+                .any(|b| b.contains("does not take the model's input")),
+            "{blockers:?}"
+        );
+        // A Dense between two recurrent layers.
+        let blockers = whole(serde_json::json!([
+            rnn_returning(true),
+            serde_json::json!({"class_name": "Dense", "config": {"name": "dense"}}),
+            rnn_returning(false)
+        ]));
+        assert!(blockers.is_err());
     }
 }
