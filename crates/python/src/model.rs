@@ -191,6 +191,13 @@ impl Model {
         self.first.rnn().num_directions() == 2
     }
 
+    /// A whole model's outputs, named as its framework names them (Keras's output layer);
+    /// `None` for an RNN run alone (`output`, `h_n`).
+    #[getter]
+    fn output_names(&self) -> Option<Vec<String>> {
+        self.first.output_names()
+    }
+
     /// Whether `x` and `output` are `[batch, seq, features]`.
     #[getter]
     fn batch_first(&self) -> bool {

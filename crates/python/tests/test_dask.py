@@ -57,3 +57,21 @@ def test_chunks_along_time_are_refused():
     x = da.zeros((8, 4, 3), chunks=(4, 4, 3), dtype=np.float32)
     with pytest.raises(ValueError, match="chunks along time"):
         rnn.dask.run(ARTICLE, x)
+
+
+def test_a_whole_model_over_chunks_of_token_ids(client):
+    import dask.array as da
+
+    from conftest import read_safetensors
+
+    files = FIXTURES / "files"
+    for name in ["keras_whole_classifier", "keras_whole_tagger_ids", "keras_whole_tagger"]:
+        tensors, _ = read_safetensors(files / f"{name}.safetensors")
+        x = tensors.pop("input")
+        ((_, want),) = tensors.items()
+        lazy = rnn.dask.run(str(files / f"{name}.keras"), da.from_array(x, chunks=(2,) + x.shape[1:]))
+        got = lazy.compute()
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+        # The same bits as one call in this process.
+        whole, _ = rnn.load(files / f"{name}.keras")(x)
+        assert np.array_equal(got, whole)

@@ -74,9 +74,14 @@ class Model:
       (``None`` when the layers' hidden sizes differ).
 
     Results have the input's dtype unless ``load(dtype=...)`` fixed one. Releases the GIL.
-    Raises ``RnnError`` when a shape does not fit."""
+    Raises ``RnnError`` when a shape does not fit.
+
+    A whole model (``output_names`` is not ``None``: a Keras file whose layers around the RNN
+    rnn runs) takes its own input, token ids ``[batch, seq]`` or ``[batch, seq, features]``,
+    and returns ``(output, None)``, its output as Keras's ``predict`` gives it."""
 
     input_size: int
+    output_names: Optional[list[str]]
     hidden_size: Union[int, list[int]]
     num_layers: int
     bidirectional: bool

@@ -42,6 +42,44 @@ def _output_chunk(x, lengths, h0, *, path, key):
     return output
 
 
+def _whole_chunk(x, *, path, key):
+    return _model(path, key)(x)[0]
+
+
+def _run_whole(model, x, lengths, h0, path, key):
+    """A whole model (its own input, batch-first: token ids ``[batch, seq]`` or
+    ``[batch, seq, features]``) over ``x``'s batch chunks; its output ``[batch, …]``."""
+    import dask.array as da
+
+    if lengths is not None or h0 is not None:
+        raise ValueError(
+            "the model is run whole, from its own input; it takes no lengths or h0"
+        )
+    if x.ndim not in (2, 3) or any(len(c) != 1 for c in x.chunks[1:]):
+        raise ValueError(
+            "x: expected token ids [batch, seq] or [batch, seq, features] chunked along the "
+            "batch (axis 0) only; rechunk with x.rechunk({%s})"
+            % ", ".join(f"{a}: -1" for a in range(1, x.ndim))
+        )
+    sample, _ = model(np.zeros((1,) + x.shape[1:], x.dtype))
+    chunks = (x.chunks[0],) + tuple((n,) for n in sample.shape[1:])
+    extra = {}
+    if sample.ndim > x.ndim:
+        extra["new_axis"] = list(range(x.ndim, sample.ndim))
+    elif sample.ndim < x.ndim:
+        extra["drop_axis"] = list(range(sample.ndim, x.ndim))
+    return da.map_blocks(
+        _whole_chunk,
+        x,
+        chunks=chunks,
+        dtype=sample.dtype,
+        meta=np.empty((0,) * sample.ndim, sample.dtype),
+        path=path,
+        key=key,
+        **extra,
+    )
+
+
 def run(path, x, *, lengths=None, h0=None, **options):
     """The model at ``path`` (loaded with ``options``, as ``rnn.load`` takes them) over the
     Dask array ``x``, one task per chunk of the batch axis; returns the ``output`` as a lazy
@@ -52,6 +90,10 @@ def run(path, x, *, lengths=None, h0=None, **options):
     - ``lengths``: ``[batch]`` integers, ``h0``: ``[num_layers * num_directions, batch,
       hidden_size]``; numpy or Dask arrays, rechunked to ``x``'s batch chunks.
 
+    A whole model (``Model.output_names`` is not ``None``) takes its own input, token ids
+    ``[batch, seq]`` or ``[batch, seq, features]``, chunked along the batch (axis 0), and
+    gives its output ``[batch, …]``.
+
     Raises ``ValueError`` when ``x`` is chunked along time or features, and what ``rnn.load``
     raises for the model (loaded here once, for its configuration).
     """
@@ -60,6 +102,8 @@ def run(path, x, *, lengths=None, h0=None, **options):
     path = str(path)
     key = _key(options)
     model = _model(path, key)
+    if model.output_names is not None:
+        return _run_whole(model, x, lengths, h0, path, key)
     if x.ndim != 3:
         raise ValueError(f"x: expected 3 dimensions [seq, batch, features], found {x.ndim}")
     batch_axis = 0 if model.batch_first else 1
