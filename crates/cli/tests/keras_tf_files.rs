@@ -261,6 +261,8 @@ fn keras3_stacked_cells_run_as_a_stack() {
 #[test]
 fn a_text_classifier_from_token_ids_to_probabilities() {
     check("keras_whole_classifier.keras", "keras_whole_classifier");
+    // Keras 3's model.save("m.h5"): the legacy layout, its weights under the model's name.
+    check("keras_whole_classifier.h5", "keras_whole_classifier");
 }
 
 #[test]

@@ -37,8 +37,8 @@ pub(super) struct ModelConfig {
     /// A layer before a recurrent one whose mask the RNN's input vectors cannot show
     /// (`Embedding(mask_zero=True)`, a `Masking` after another layer), in words.
     input_mask: Option<String>,
-    /// The dtypes the recurrent layers compute in, where a layer's dtype policy is not
-    /// float32 (`mixed_float16` computes in float16), with the policy's name.
+    /// The dtypes the layers compute in, where a layer's dtype policy is not float32
+    /// (`mixed_float16` computes in float16), with the policy's name.
     compute_dtypes: Vec<(String, String)>,
     /// Layers that are not part of the RNN, and why (`dense (Dense)`).
     not_run: Vec<String>,
@@ -351,6 +351,16 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
         if class != "InputLayer" {
             out.output = cfg["name"].as_str().unwrap_or("").to_string();
         }
+        if class != "InputLayer" {
+            // Every layer's, since a whole model runs them all (a Dense in float16 too).
+            for policy in [&cfg["dtype"], &cfg["layer"]["config"]["dtype"]] {
+                if let Some(computed) = compute_dtype(policy) {
+                    if !out.compute_dtypes.contains(&computed) {
+                        out.compute_dtypes.push(computed);
+                    }
+                }
+            }
+        }
         if !matches!(class, "InputLayer" | "SimpleRNN" | "RNN" | "Bidirectional") {
             out.around.push(Around {
                 name: name.clone(),
@@ -386,13 +396,6 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
                         vec![rnn]
                     }
                 };
-                for policy in [&cfg["dtype"], &cfg["layer"]["config"]["dtype"]] {
-                    if let Some(computed) = compute_dtype(policy) {
-                        if !out.compute_dtypes.contains(&computed) {
-                            out.compute_dtypes.push(computed);
-                        }
-                    }
-                }
                 for rnn in rnns.drain(..) {
                     if let Some(below) = out.rnn.last() {
                         if !below.return_sequences {
@@ -443,6 +446,25 @@ fn flatten<'a>(
         "Functional" | "Model" => {
             let ops = mask_ops(layers);
             check_chain(layers, &ops)?;
+            // The chain's last layer must be the model's one output (Keras lists the layers
+            // from its inputs to its outputs).
+            let last = layers
+                .iter()
+                .rev()
+                .map(|l| l["config"]["name"].as_str().unwrap_or(""))
+                .find(|n| !ops.iter().any(|m| m.name == *n));
+            let outputs = &model["config"]["output_layers"];
+            let named = match outputs {
+                Value::Array(o) if o.first().is_some_and(Value::is_string) => vec![&o[0]],
+                Value::Array(o) => o.iter().map(|l| &l[0]).collect(),
+                _ => Vec::new(),
+            };
+            if !named.is_empty() && (named.len() != 1 || named[0].as_str() != last) {
+                return Err(format!(
+                    "the model's outputs are {outputs}, not its last layer {last:?} alone; rnn \
+                     reads Functional models that are one chain to one output"
+                ));
+            }
             masks.extend(ops);
         }
         other => {
@@ -995,5 +1017,28 @@ mod tests {
             rnn_returning(false)
         ]));
         assert!(blockers.is_err());
+    }
+
+    #[test]
+    fn a_functional_model_whose_output_is_not_its_last_layer_is_refused() {
+        let layer = |name: &str, inbound: Value| {
+            serde_json::json!({"class_name": "Dense",
+            "config": {"name": name}, "inbound_nodes": inbound})
+        };
+        let model = |outputs: Value| {
+            serde_json::json!({"class_name": "Functional", "config": {
+            "layers": [
+                {"class_name": "InputLayer", "config": {"name": "in"}, "inbound_nodes": []},
+                layer("a", serde_json::json!([[["in", 0, 0, {}]]])),
+                layer("b", serde_json::json!([[["a", 0, 0, {}]]])),
+            ],
+            "output_layers": outputs}})
+        };
+        assert!(model_config(&model(serde_json::json!([["b", 0, 0]]))).is_ok());
+        // Keras 3 writes one output as a flat list.
+        assert!(model_config(&model(serde_json::json!(["b", 0, 0]))).is_ok());
+        let err = model_config(&model(serde_json::json!([["a", 0, 0]]))).unwrap_err();
+        assert!(err.contains("not its last layer"), "{err}");
+        assert!(model_config(&model(serde_json::json!([["a", 0, 0], ["b", 0, 0]]))).is_err());
     }
 }

@@ -241,7 +241,18 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             for weight in weights {
                 let d_at = format!("{layer_at}/{weight}");
                 let tensor = self.dataset(&layer, &weight, &d_at)?;
-                let key = weight.strip_suffix(":0").unwrap_or(&weight).to_string();
+                let key = weight.strip_suffix(":0").unwrap_or(&weight);
+                // Keras 3's model.save("m.h5") names a layer's weights under the model's name
+                // (`sequential/dense/kernel`), tf-keras under the layer's (`dense/kernel:0`).
+                let key = match key.split_once('/') {
+                    Some((_, rest))
+                        if !key.starts_with(&format!("{name}/"))
+                            && rest.starts_with(&format!("{name}/")) =>
+                    {
+                        rest.to_string()
+                    }
+                    _ => key.to_string(),
+                };
                 recurrent |= key.contains("simple_rnn_cell/");
                 if self.tensors.insert(key.clone(), tensor).is_some() {
                     return Err((self.malformed)(format!(

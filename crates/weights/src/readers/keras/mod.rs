@@ -150,7 +150,7 @@ pub fn compute_dtype_note(file: &TensorFile, dtype: candle_core::DType) -> Optio
         return None;
     }
     Some(format!(
-        "{}: Keras computes this model's RNN in {recorded}; rnn computes it in {name}, so the \
+        "{}: Keras computes layers of this model in {recorded}; rnn computes in {name}, so the \
          numbers differ from Keras's by that rounding (choose the dtype rnn computes in with \
          --dtype, or dtype= in Python)",
         file.path().display()
@@ -175,8 +175,8 @@ mod tests {
         let file = file_with("float16 (dtype policy mixed_float16)");
         let note = compute_dtype_note(&file, DType::F32).unwrap();
         assert!(
-            note.contains("Keras computes this model's RNN in float16")
-                && note.contains("rnn computes it in float32"),
+            note.contains("Keras computes layers of this model in float16")
+                && note.contains("rnn computes in float32"),
             "{note}"
         );
         assert_eq!(compute_dtype_note(&file, DType::F16), None);
