@@ -733,8 +733,8 @@ fn step_form_honours_h0_and_lengths() {
 }
 
 /// Keras's Masking layer, said with --mask-value: the lengths come from the inputs (steps whose
-/// features are all the mask value end each sequence) and the numbers are Keras's; a mask with
-/// a hole is refused.
+/// features are all the mask value end each sequence) and the numbers are Keras's; a hole in
+/// the mask is skipped.
 #[test]
 fn mask_value_derives_lengths_as_keras_masking_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -759,25 +759,42 @@ fn mask_value_derives_lengths_as_keras_masking_does() {
     );
     // Without the mask the padding is read as input: other numbers.
     assert_eq!(rnn(&["check", path]).status.code(), Some(1));
-    // A masked step before a valid one is a hole.
-    let x = dir.path().join("holes.safetensors");
-    let mut input = vec![1.0f32; 2 * 4 * 3];
-    input[3..6].fill(0.0); // sequence 0, step 1
-    write_f32(&x, &[("input", vec![2, 4, 3], input)]);
-    let out = rnn(&[
-        "run",
-        path,
-        "--input",
-        x.to_str().unwrap(),
-        "--mask-value",
-        "0",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("sequence 0 is masked"),
-        "{}",
-        stderr(&out)
-    );
+    // A masked step before a valid one is a hole, skipped with the state carried as Keras
+    // skips it: the final states are those of the same steps without the hole.
+    let h_n = |input: Vec<f32>| {
+        let x = dir.path().join("x.safetensors");
+        write_f32(&x, &[("input", vec![2, 4, 3], input)]);
+        let out = rnn(&[
+            "run",
+            path,
+            "--input",
+            x.to_str().unwrap(),
+            "--mask-value",
+            "0",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let outputs = v["outputs"].as_array().unwrap();
+        let h_n = outputs.iter().find(|o| o["name"] == "h_n").unwrap();
+        h_n["values"].clone()
+    };
+    let steps: Vec<f32> = (0..24).map(|k| 0.1 + k as f32 / 24.0).collect();
+    let mut hole = steps.clone();
+    hole[3..6].fill(0.0); // sequence 0, step 1
+    let mut gap = steps.clone();
+    gap[3..9].copy_from_slice(&steps[6..12]); // its steps 2 and 3 moved up
+    gap[9..12].fill(0.0);
+    assert_eq!(h_n(hole), h_n(gap));
+    assert_ne!(h_n(steps.clone()), h_n(gap_free(&steps)));
+}
+
+/// The same steps with sequence 0's step 1 changed: other final states.
+fn gap_free(steps: &[f32]) -> Vec<f32> {
+    let mut other = steps.to_vec();
+    other[3..6].fill(0.5);
+    other
 }
 
 /// `rnn` with `RNN_CPU_KERNEL` set to `level`.

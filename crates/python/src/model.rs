@@ -117,6 +117,7 @@ impl Model {
                 h0,
                 lengths: given,
                 names: vec!["input".into()],
+                mask: None,
             };
             let inputs = model
                 .prepare(inputs, std::path::Path::new("x"), false)

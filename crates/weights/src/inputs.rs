@@ -34,6 +34,10 @@ pub struct Inputs {
     pub lengths: Option<Vec<usize>>,
     /// The names of the tensors used.
     pub names: Vec<String>,
+    /// Keras's step mask `[batch][steps]` where it does more than end the sequences (front
+    /// padding, holes), for a run under it ([`rnn_core::around::run_masked`]); set by
+    /// [`Inputs::apply_masks`].
+    pub mask: Option<rnn_core::around::StepMask>,
 }
 
 impl Inputs {
@@ -54,8 +58,29 @@ impl Inputs {
         batch_first: bool,
     ) -> std::result::Result<(), String> {
         if let Some(mask_value) = config.mask_value {
-            let from_mask = rnn_core::lengths_from_mask(&self.input, mask_value, batch_first)
-                .map_err(|e| e.to_string())?;
+            let from_mask = match rnn_core::lengths_from_mask(&self.input, mask_value, batch_first)
+            {
+                Ok(lengths) => lengths,
+                // Masked steps before valid ones: Keras skips them with the state carried,
+                // which a run under the whole mask does, from a state of zeros.
+                Err(_)
+                    if batch_first
+                        && self.input.rank() == 3
+                        && self.h0.is_none()
+                        && self.lengths.is_none() =>
+                {
+                    self.mask = Some(
+                        rnn_core::step_mask(&self.input, mask_value).map_err(|e| e.to_string())?,
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{e} (a run from h0 or given lengths, or with time-major inputs, skips \
+                         only those)"
+                    ))
+                }
+            };
             if let Some(given) = &self.lengths {
                 if *given != from_mask {
                     return Err(format!(
@@ -124,6 +149,7 @@ impl Inputs {
                 h0,
                 lengths,
                 names,
+                mask: None,
             }));
         }
         let mut names = step_names(file, "X");
@@ -153,6 +179,7 @@ impl Inputs {
             h0,
             lengths,
             names,
+            mask: None,
         }))
     }
 

@@ -202,7 +202,17 @@ impl Model {
         }
         let rnn = &self.rnn;
         let (input, h0, lengths) = (&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref());
-        let (output, states, layer_outputs) = if keep_layers {
+        let (output, states, layer_outputs) = if let Some(mask) = &inputs.mask {
+            if keep_layers {
+                return Err(candle_core::Error::Msg(
+                    "the mask has masked steps before valid ones, under which rnn does not \
+                     keep each layer's outputs (rnn plot); pad at the end instead"
+                        .into(),
+                ));
+            }
+            let (output, states) = rnn_core::around::run_masked(rnn, input, Some(mask))?;
+            (output, states, Vec::new())
+        } else if keep_layers {
             let run = rnn.forward_layers(input, h0, lengths)?;
             (run.output, run.states, run.layer_outputs)
         } else {
