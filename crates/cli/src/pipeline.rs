@@ -119,7 +119,28 @@ pub fn forward(model: &Model, inputs: &Inputs, source: &Path, keep_layers: bool)
     if keep_layers {
         per_position += widths.iter().sum::<u128>();
     }
-    let size = input.dtype().size_in_bytes() as u128;
+    let size = rnn.dtype().size_in_bytes() as u128;
+    if let Some(widest) = model.widest_layer() {
+        // A whole model: each step of each sequence (`[batch, steps]` ids or
+        // `[batch, steps, features]`) becomes vectors as wide as its widest layer, a few of
+        // them at once (a layer's input and output, the masked run's gathered copy).
+        let positions = input
+            .dims()
+            .iter()
+            .take(2)
+            .map(|&d| d as u128)
+            .product::<u128>();
+        let per_position = 4 * widest.max(input.dims().get(2).copied().unwrap_or(0)) as u128;
+        return crate::memory::ensure_fits(
+            &format!("running the model on the inputs of {}", source.display()),
+            positions.checked_mul(per_position * size),
+        )
+        .and_then(|()| {
+            model.run(inputs, keep_layers).with_context(|| {
+                format!("cannot run the model on the inputs of {}", source.display())
+            })
+        });
+    }
     // (An input of another feature count is refused by the run itself, with its shape.)
     if input.dims().last() == Some(&rnn.input_size()) {
         crate::memory::ensure_fits(

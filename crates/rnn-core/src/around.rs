@@ -99,6 +99,16 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// The features per step of what the layer outputs, where its weights fix them (an
+    /// embedding's, a Dense layer's units); 0 for the others, which keep their input's.
+    pub fn width(&self) -> usize {
+        match self {
+            Layer::Embedding { table, .. } => table.dims().get(1).copied().unwrap_or(0),
+            Layer::Dense { kernel, .. } => kernel.dims().get(1).copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// The layer applied to `x`, with the step mask it passes on (`mask` is the one it
     /// receives): an `Embedding` with `mask_zero` and a `Masking` make a new one, the others
     /// keep theirs (`Flatten` drops it).

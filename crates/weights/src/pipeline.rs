@@ -94,6 +94,22 @@ impl Model {
         self.whole.as_ref().map(|w| vec![w.output.clone()])
     }
 
+    /// A whole model's widest layer output (features per step), for what a run allocates per
+    /// step of each sequence; `None` for an RNN run alone.
+    pub fn widest_layer(&self) -> Option<usize> {
+        let whole = self.whole.as_ref()?;
+        let rnn =
+            self.rnn.hidden_sizes().into_iter().max().unwrap_or(0) * self.rnn.num_directions();
+        Some(
+            whole
+                .before
+                .iter()
+                .chain(&whole.after)
+                .map(rnn_core::around::Layer::width)
+                .fold(rnn.max(self.rnn.input_size()), usize::max),
+        )
+    }
+
     /// Whether the model takes token ids (its first layer is an embedding), and of how large
     /// a vocabulary.
     pub fn vocabulary(&self) -> Option<usize> {
