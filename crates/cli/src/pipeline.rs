@@ -240,15 +240,11 @@ pub fn prepare_inputs(
 }
 
 /// Builds the model of `run --stream` and `run --batch-size`, whose inputs come later, for
-/// inputs of `form`; refuses one that cannot be fed part of its inputs at a time
-/// ([`Model::check_stepwise`]).
+/// inputs of `form` (each mode then says what it refuses: [`Model::stream`],
+/// [`Model::check_stepwise`]).
 pub fn prepare(model_file: &TensorFile, options: &ModelOptions, form: Form) -> Result<Model> {
     let weights = load_weights(model_file, options.dtype.into(), &options.read)?;
-    let model = build(model_file, &weights, options, form)?;
-    model
-        .check_stepwise()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", model_file.path().display()))?;
-    Ok(model)
+    build(model_file, &weights, options, form)
 }
 
 /// The model and inputs of `run` and `plot`, screened for NaN and Inf, on the device. The

@@ -352,3 +352,69 @@ fn inspect_lists_a_whole_model_s_layers() {
         assert!(stdout.contains(want), "{want} missing from:\n{stdout}");
     }
 }
+
+/// `rnn run --stream` on a whole model: one token id per line, each line's output the model's
+/// output for the ids so far (what `rnn run` gives on them, to the bit); an id that the model
+/// masks (padding, which Keras skips) is refused.
+#[test]
+fn a_whole_model_streams_token_by_token() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let model = repo("tests/fixtures/files/keras_whole_classifier.keras");
+    let stream = |stdin: &str| {
+        let mut child = Command::new(common::bin())
+            .args([
+                "run",
+                model.to_str().unwrap(),
+                "--stream",
+                "--format",
+                "json",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = stream("5\n17\n3\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: serde_json::Value = serde_json::from_slice(
+        out.stdout
+            .split(|&b| b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ids = dir.path().join("ids.json");
+    std::fs::write(&ids, r#"{"input": [[5, 17, 3]]}"#).unwrap();
+    let whole = rnn(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        ids.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let whole: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    assert_eq!(last["output"], whole["outputs"][0]["values"]);
+    let out = stream("5\n0\n");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stdin line 2") && stderr.contains("masked"),
+        "{stderr}"
+    );
+}

@@ -144,7 +144,9 @@ impl Model {
     /// Raises `rnn.RnnError` for a bidirectional or `go_backwards` model, which needs a
     /// sequence's last step first, for a model that masks steps (Keras's `Masking`, or a
     /// mask made before the RNN), and for one whose file fixes `h0` or `lengths` (an ONNX
-    /// graph's initialisers), which a stream cannot apply.
+    /// graph's initialisers), which a stream cannot apply. A whole model streams its own
+    /// input (token ids `[batch]` per step where it starts with an embedding), from zeros;
+    /// a step it masks (padding) raises, since Keras skips it.
     #[pyo3(signature = (batch=1, h0=None))]
     fn stream(
         &self,
@@ -229,22 +231,28 @@ impl Model {
 /// A model fed one time step at a time (`Model.stream()`).
 #[pyclass(frozen, module = "rnn")]
 pub(crate) struct Stream {
-    stream: Mutex<rnn_core::Stream>,
+    stream: Mutex<rnn_weights::Stream>,
     device: Device,
 }
 
 #[pymethods]
 impl Stream {
-    /// Feeds one step `x` `[batch, input_size]`; returns the top layer's new state
-    /// `[batch, hidden_size]`, the model's output for this step. Releases the GIL.
+    /// Feeds one step `x` `[batch, input_size]` (a whole model's token ids `[batch]`); returns
+    /// the model's output for this step: the top layer's new state `[batch, hidden_size]`, or
+    /// a whole model's output for the steps so far. Releases the GIL.
     fn step<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let dtype = self
-            .stream
-            .lock()
-            .map_err(|_| rnn_error("the stream failed in another thread"))?
-            .rnn()
-            .dtype();
-        let x = tensor(py, "x", x, Some(dtype), &self.device)?;
+        let (dtype, ids) = {
+            let stream = self
+                .stream
+                .lock()
+                .map_err(|_| rnn_error("the stream failed in another thread"))?;
+            (stream.dtype(), stream.takes_ids())
+        };
+        let x = if ids {
+            token_ids(py, "x", x, &self.device)?
+        } else {
+            tensor(py, "x", x, Some(dtype), &self.device)?
+        };
         let output = py.detach(|| -> Result<Tensor, String> {
             let mut stream = self
                 .stream

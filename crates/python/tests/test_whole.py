@@ -70,3 +70,16 @@ def test_stack_still_picks_the_rnn_alone():
     x = np.zeros((1, 2, 3), dtype=np.float32) + 1
     output, h_n = model(x)
     assert output.shape == (1, 2, 4) and h_n.shape == (1, 1, 4)
+
+
+def test_a_whole_model_streamed_token_by_token_gives_its_output_for_each_prefix():
+    model = rnn.load(FILES / "keras_whole_classifier.keras")
+    ids = np.array([[5, 17, 3, 22, 9], [1, 2, 3, 4, 5]])
+    stream = model.stream(batch=2)
+    for t in range(ids.shape[1]):
+        step = stream.step(ids[:, t])
+        whole, _ = model(ids[:, : t + 1])
+        assert np.array_equal(step, whole)
+    # Padding is skipped by Keras, not by a stream: refused.
+    with pytest.raises(rnn.RnnError, match="masked"):
+        stream.step(np.array([0, 3]))

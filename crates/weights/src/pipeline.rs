@@ -312,9 +312,9 @@ impl Model {
     pub fn check_stepwise(&self) -> std::result::Result<(), String> {
         if self.whole.is_some() {
             return Err(
-                "the model is run whole (its layers around the RNN), which rnn does not feed \
-                 part of its inputs at a time (--stream, --batch-size, Model.stream); run it \
-                 on whole inputs, or its RNN alone with --stack"
+                "the model is run whole (its layers around the RNN), which rnn does not run a \
+                 batch at a time (--batch-size); run it on whole inputs (or stream it), or its \
+                 RNN alone with --stack"
                     .into(),
             );
         }
@@ -332,14 +332,113 @@ impl Model {
     ///
     /// # Errors
     /// As [`Model::check_stepwise`] and [`rnn_core::Rnn::stream`] (a model that reads a
-    /// sequence from its end).
-    pub fn stream(
-        &self,
-        batch: usize,
-        h0: Option<&Tensor>,
-    ) -> std::result::Result<rnn_core::Stream, String> {
-        self.check_stepwise()?;
-        self.rnn.stream(batch, h0).map_err(|e| e.to_string())
+    /// sequence from its end); a whole model takes no `h0`, and is refused where its output
+    /// needs every step at once (a `Flatten` of every step's output).
+    pub fn stream(&self, batch: usize, h0: Option<&Tensor>) -> std::result::Result<Stream, String> {
+        let Some(whole) = &self.whole else {
+            self.check_stepwise()?;
+            let inner = self.rnn.stream(batch, h0).map_err(|e| e.to_string())?;
+            return Ok(Stream { inner, whole: None });
+        };
+        if h0.is_some() {
+            return Err("the model is run whole, from a state of zeros; it takes no h0".into());
+        }
+        let flattened = whole
+            .after
+            .iter()
+            .any(|l| matches!(l, rnn_core::around::Layer::Flatten));
+        if whole.return_sequences && flattened {
+            return Err(
+                "the model flattens every step's output into one, which needs the whole \
+                 sequence; run it on whole inputs"
+                    .into(),
+            );
+        }
+        let inner = self.rnn.stream(batch, None).map_err(|e| e.to_string())?;
+        Ok(Stream {
+            inner,
+            whole: Some(whole.clone()),
+        })
+    }
+}
+
+/// A model fed one time step at a time ([`Model::stream`]): its RNN's states kept between
+/// steps, and for a whole model the layers around it applied to each step (the embedding
+/// before, the head after: its output for the steps so far, Keras's `predict` on them).
+pub struct Stream {
+    inner: rnn_core::Stream,
+    whole: Option<Whole>,
+}
+
+impl Stream {
+    /// Values per step of each sequence: the RNN's input size, or a whole model's input (1,
+    /// a token id, where it starts with an embedding; else its first layer's features).
+    pub fn input_size(&self) -> usize {
+        match &self.whole {
+            Some(whole) if whole.vocabulary.is_some() => 1,
+            Some(whole) => match whole.before.first() {
+                Some(rnn_core::around::Layer::Dense { kernel, .. }) => kernel.dims()[0],
+                _ => self.inner.rnn().input_size(),
+            },
+            None => self.inner.rnn().input_size(),
+        }
+    }
+
+    /// Whether a step is token ids (`[batch]`), not vectors.
+    pub fn takes_ids(&self) -> bool {
+        self.whole.as_ref().is_some_and(|w| w.vocabulary.is_some())
+    }
+
+    /// The element type the stream computes in.
+    pub fn dtype(&self) -> candle_core::DType {
+        self.inner.rnn().dtype()
+    }
+
+    /// Steps fed so far.
+    pub fn steps(&self) -> usize {
+        self.inner.steps()
+    }
+
+    /// Feeds one step: `x` `[batch, input_size]` (a whole model's token ids `[batch]`, any
+    /// number type); returns the model's output for this step, `[batch, features]`.
+    ///
+    /// # Errors
+    /// A shape that does not fit; a token id outside the vocabulary; a step that the model
+    /// masks (padding: id 0 of an `Embedding(mask_zero=True)`, a `Masking` value), which Keras
+    /// skips and a stream does not: send only the steps that are not padding.
+    pub fn step(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let Some(whole) = &self.whole else {
+            return self.inner.step(x);
+        };
+        let mut h = match whole.vocabulary {
+            Some(vocabulary) => crate::whole::token_ids(&x.unsqueeze(1)?, vocabulary)
+                .map_err(candle_core::Error::Msg)?
+                .to_device(self.inner.rnn().device())?,
+            None => x.unsqueeze(1)?,
+        };
+        let mut mask = None;
+        for layer in &whole.before {
+            (h, mask) = layer.forward(&h, mask)?;
+        }
+        if let Some(b) = mask.iter().flatten().position(|steps| !steps[0]) {
+            return Err(candle_core::Error::Msg(format!(
+                "sequence {b}'s step is masked (padding), which Keras skips and a stream does \
+                 not; send only the steps that are not padding"
+            )));
+        }
+        let state = self.inner.step(&h.squeeze(1)?)?;
+        let mut y = if whole.return_sequences {
+            state.unsqueeze(1)?
+        } else {
+            state
+        };
+        for layer in &whole.after {
+            y = layer.forward(&y, None)?.0;
+        }
+        if whole.return_sequences {
+            y = y.squeeze(1)?;
+        }
+        Ok(y)
     }
 }
 

@@ -100,11 +100,14 @@ class Model:
         ``load(dtype="float64")``), whatever the dtype of the steps fed to it. Raises
         ``RnnError`` for a model that reads a sequence from its end (bidirectional,
         ``go_backwards``), masks steps, or whose file fixes ``h0`` or ``lengths`` (an ONNX
-        graph's initialisers)."""
+        graph's initialisers). A whole model streams its own input (token ids ``[batch]`` per
+        step where it starts with an embedding), from zeros; a step it masks (padding)
+        raises, since Keras skips it."""
 
 class Stream:
     """A model fed one step at a time (``Model.stream()``)."""
 
     steps: int
     def step(self, x: npt.ArrayLike) -> np.ndarray:
-        """``x`` ``[batch, input_size]`` -> the top layer's new state ``[batch, hidden_size]``."""
+        """``x`` ``[batch, input_size]`` -> the top layer's new state ``[batch, hidden_size]``
+        (a whole model: token ids ``[batch]`` -> its output for the steps so far)."""

@@ -41,6 +41,9 @@ pub fn run(args: &RunArgs, batch_size: usize) -> Result<Outcome> {
 
     let model_file = read_model_file(args.sources.model.as_deref())?;
     let prepared = prepare(&model_file, &args.options, Form::Sequence)?;
+    prepared
+        .check_stepwise()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model_file.path().display()))?;
     let rnn = prepared.rnn();
     let dtype: DType = args.options.dtype.into();
     let mut input = ArrayFile::open(input_path, in_format).context("cannot read the input")?;

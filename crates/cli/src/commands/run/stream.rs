@@ -28,8 +28,8 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     let dtype: DType = args.options.dtype.into();
     let mut stream = prepared
         .stream(1, None)
-        .map_err(|e| anyhow::anyhow!("cannot stream this model: {e}"))?;
-    let input_size = rnn.input_size();
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model_file.path().display()))?;
+    let input_size = stream.input_size();
 
     // Output is flushed whenever no more input is waiting, so a step's result is out before
     // rnn waits for the next line, while input that arrives in bulk is answered in bulk.
@@ -83,8 +83,16 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             [("step", &x, None)],
             args.options.strict,
         )?;
-        let x = x.to_dtype(dtype)?.to_device(rnn.device())?;
-        let y = stream.step(&x)?.squeeze(0)?;
+        // Token ids stay f64 (exact to 2^53) until the model checks them.
+        let x = if stream.takes_ids() {
+            x.squeeze(1)?
+        } else {
+            x.to_dtype(dtype)?.to_device(rnn.device())?
+        };
+        let y = stream
+            .step(&x)
+            .with_context(|| format!("stdin line {number}"))?
+            .squeeze(0)?;
         let step = stream.steps() - 1;
         match args.format {
             OutputFormat::Text => {
