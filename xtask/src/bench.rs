@@ -258,7 +258,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .collect();
         let mut worst_diff: f64 = 0.0;
         for _ in 0..options.rounds {
-            let out = Command::new(&rnn)
+            let mut rnn_bench = Command::new(&rnn);
+            rnn_bench
                 .args(["bench", "--format", "json", "--threads"])
                 .arg(options.threads.to_string())
                 .args(["--batch", &b.to_string(), "--seq", &t.to_string()])
@@ -271,15 +272,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .args(["--dtype", dtype.rnn_name()])
                 .args(["--runs", &runs, "--save-case"])
                 .arg(&case)
-                .envs(isa_env.iter().copied())
-                .output()?;
-            if !out.status.success() {
-                bail!("rnn bench failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-            samples[0]
-                .1
-                .push(v["median_ms"].as_f64().context("median_ms")?);
+                .envs(isa_env.iter().copied());
+            samples[0].1.push(rnn_median(&mut rnn_bench)?);
 
             let out = Command::new(&python)
                 .arg(root.join("xtask/bench/peers.py"))
@@ -292,19 +286,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             if !out.status.success() {
                 bail!("peers.py failed: {}", String::from_utf8_lossy(&out.stderr));
             }
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let v: serde_json::Value = match serde_json::from_str(line) {
-                    Ok(v) => v,
-                    Err(_) => continue,
-                };
-                let peer = v["peer"].as_str().unwrap_or_default();
-                if let Some(slot) = samples.iter_mut().find(|(p, _)| p == peer) {
-                    slot.1.push(v["median_ms"].as_f64().unwrap_or(f64::NAN));
-                }
-                if let Some(d) = v["max_abs_diff"].as_f64() {
-                    worst_diff = worst_diff.max(d);
-                }
-            }
+            collect_peers(&out.stdout, &mut samples, &mut worst_diff);
         }
         let medians: Vec<(String, f64)> = samples
             .iter_mut()
@@ -423,29 +405,15 @@ fn text_classifier(
         .collect();
     let mut worst_diff: f64 = 0.0;
     for round in 0..options.rounds {
-        let out = Command::new(rnn)
-            .args([
-                "bench",
-                "--format",
-                "json",
-                "--threads",
-                &threads,
-                "--runs",
-                runs,
-            ])
+        let mut rnn_bench = Command::new(rnn);
+        rnn_bench
+            .args(["bench", "--format", "json", "--threads", &threads, "--runs", runs])
             .arg("--model")
             .arg(&model)
             .arg("--input")
             .arg(&ids)
-            .envs(isa_env.iter().copied())
-            .output()?;
-        if !out.status.success() {
-            bail!("rnn bench failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        samples[0]
-            .1
-            .push(v["median_ms"].as_f64().context("median_ms")?);
+            .envs(isa_env.iter().copied());
+        samples[0].1.push(rnn_median(&mut rnn_bench)?);
         let mut peers = Command::new(python);
         peers
             .arg(&script)
@@ -464,21 +432,7 @@ fn text_classifier(
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if let Some(d) = v["max_abs_diff"].as_f64() {
-                worst_diff = worst_diff.max(d);
-            }
-            let peer = v["peer"].as_str().unwrap_or_default();
-            if let (Some(slot), Some(ms)) = (
-                samples.iter_mut().find(|(p, _)| p == peer),
-                v["median_ms"].as_f64(),
-            ) {
-                slot.1.push(ms);
-            }
-        }
+        collect_peers(&out.stdout, &mut samples, &mut worst_diff);
     }
     let medians: Vec<(String, f64)> = samples
         .iter_mut()
@@ -518,4 +472,34 @@ fn text_classifier(
     std::fs::write(&path, serde_json::to_string_pretty(&record)? + "\n")?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// Runs `rnn bench … --format json`; its median, in ms.
+fn rnn_median(command: &mut Command) -> Result<f64> {
+    let out = command.output()?;
+    if !out.status.success() {
+        bail!("rnn bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v["median_ms"].as_f64().context("median_ms")
+}
+
+/// A peers script's JSON lines (`{"peer", "median_ms", "max_abs_diff"}`): each peer's median
+/// into its slot of `samples`, the largest difference between outputs into `worst`.
+fn collect_peers(stdout: &[u8], samples: &mut [(String, Vec<f64>)], worst: &mut f64) {
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let Some(d) = v["max_abs_diff"].as_f64() {
+            *worst = worst.max(d);
+        }
+        let peer = v["peer"].as_str().unwrap_or_default();
+        if let (Some(slot), Some(ms)) = (
+            samples.iter_mut().find(|(p, _)| p == peer),
+            v["median_ms"].as_f64(),
+        ) {
+            slot.1.push(ms);
+        }
+    }
 }
