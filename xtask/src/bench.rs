@@ -407,7 +407,15 @@ fn text_classifier(
     for round in 0..options.rounds {
         let mut rnn_bench = Command::new(rnn);
         rnn_bench
-            .args(["bench", "--format", "json", "--threads", &threads, "--runs", runs])
+            .args([
+                "bench",
+                "--format",
+                "json",
+                "--threads",
+                &threads,
+                "--runs",
+                runs,
+            ])
             .arg("--model")
             .arg(&model)
             .arg("--input")

@@ -294,6 +294,17 @@ fn a_stacked_tagger_from_token_ids_repeats_outputs_at_masked_steps_as_keras_does
 fn whole_tf_keras_models_saved_as_h5() {
     check("tfkeras_whole_classifier.h5", "tfkeras_whole_classifier");
     check("tfkeras_whole_tagger.h5", "tfkeras_whole_tagger");
+    // tf-keras's hard_sigmoid is clip(0.2x + 0.5, 0, 1), not Keras 3's relu6(x + 3) / 6.
+    check(
+        "tfkeras_whole_hard_sigmoid.h5",
+        "tfkeras_whole_hard_sigmoid",
+    );
+}
+
+/// SimpleRNN(zero_output_for_mask=True): zeros at masked steps, not the last output repeated.
+#[test]
+fn zero_output_for_mask_gives_zeros_at_masked_steps() {
+    check("keras_whole_zero_output.keras", "keras_whole_zero_output");
 }
 
 /// The RNN alone under a Keras Masking layer whose masks pad at the front and leave holes:

@@ -26,6 +26,8 @@ struct RnnLayer {
     /// A Bidirectional's `merge_mode` (Keras's `merge_mode=None` is [`MergeMode::Separate`]);
     /// a one-direction layer ignores it.
     merge_mode: MergeMode,
+    /// Keras's `zero_output_for_mask`: zeros at masked steps, not the last output repeated.
+    zero_output_for_mask: bool,
 }
 
 /// What a `.keras` config says about the model's RNN.
@@ -50,6 +52,8 @@ pub(super) struct ModelConfig {
     split: bool,
     /// The last layer's own name: the model's output, as Keras names it.
     output: String,
+    /// Whether tf-keras (Keras 2) wrote the file, whose `hard_sigmoid` is not Keras 3's.
+    keras2: bool,
 }
 
 /// A layer of the model that is not recurrent.
@@ -136,12 +140,18 @@ impl ModelConfig {
                 ..LayerConfig::new(l.activation)
             })
             .collect();
+        // What the outputs hold at masked steps is the top layer's choice (the layers below
+        // are read only at valid steps); Bidirectional zeroes them either way.
+        let zeros = self
+            .rnn
+            .last()
+            .is_some_and(|top| top.zero_output_for_mask && top.return_sequences);
         let recorded = Recorded {
             layers: Some(layers),
             batch_first: Some(true),
+            masked_steps: zeros.then_some(rnn_core::MaskedSteps::Zeros),
             mask_value: self.mask_value.as_ref().map(|(_, value)| *value),
             input_mask,
-            ..Recorded::default()
         };
         Ok((meta, recorded, graph))
     }
@@ -163,6 +173,18 @@ impl ModelConfig {
             );
         }
         let return_sequences = self.rnn.last().is_some_and(|l| l.return_sequences);
+        if let Some(top) = self
+            .rnn
+            .last()
+            .filter(|l| l.merge_mode == MergeMode::Separate)
+        {
+            // Keras gives the two directions as two outputs.
+            blockers.push(format!(
+                "{} (Bidirectional: merge_mode=None, whose two outputs rnn gives running the \
+                 RNN alone: output_forward and output_backward)",
+                top.name
+            ));
+        }
         // Whether a layer receives Keras's step mask: from a Masking or mask_zero Embedding
         // before the RNN, through the RNN where it returns every step, until a Flatten.
         let mut masked = false;
@@ -189,7 +211,7 @@ impl ModelConfig {
                 ));
                 continue;
             }
-            match part(layer, k == 0, h5) {
+            match part(layer, k == 0, h5, self.keras2) {
                 Ok(part) => {
                     if layer.after_rnn {
                         after.push(part);
@@ -223,7 +245,12 @@ const IDENTITIES: [&str; 4] = [
 
 /// The layer as a [`Part`] of a whole model, or why rnn does not run it there. `first`: it
 /// takes the model's input.
-fn part(layer: &Around, first: bool, h5: &[H5Layer]) -> std::result::Result<Part, String> {
+fn part(
+    layer: &Around,
+    first: bool,
+    h5: &[H5Layer],
+    keras2: bool,
+) -> std::result::Result<Part, String> {
     let cfg = &layer.config;
     let weights = |count: usize| -> std::result::Result<Vec<String>, String> {
         let found = h5
@@ -243,8 +270,11 @@ fn part(layer: &Around, first: bool, h5: &[H5Layer]) -> std::result::Result<Part
     let activation = |cfg: &Value| -> std::result::Result<Activation, String> {
         match &cfg["activation"] {
             Value::Null => Ok(Activation::Elementwise(rnn_core::Nonlinearity::Linear)),
-            Value::String(name) => Activation::from_name(name)
-                .ok_or_else(|| format!("activation {name:?} is not one rnn computes")),
+            Value::String(name) => match name.as_str() {
+                "softmax" | "log_softmax" => Activation::from_name(name),
+                _ => keras_nonlinearity(name, keras2).map(Activation::Elementwise),
+            }
+            .ok_or_else(|| format!("activation {name:?} is not one rnn computes")),
             other => Err(format!("activation {other} is not one rnn computes")),
         }
     };
@@ -320,7 +350,10 @@ fn part(layer: &Around, first: bool, h5: &[H5Layer]) -> std::result::Result<Part
 
 /// The model's layers from `config.json`: a `Sequential`, or a `Functional` whose layers form
 /// one chain.
-pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, String> {
+pub(super) fn model_config(
+    config: &Value,
+    keras2: bool,
+) -> std::result::Result<ModelConfig, String> {
     let mut flat = Vec::new();
     let mut masks = Vec::new();
     flatten(config, "", 0, &mut flat, &mut masks)?;
@@ -336,6 +369,7 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
         around: Vec::new(),
         split: false,
         output: String::new(),
+        keras2,
     };
     // The RNN must be InputLayer, then at most one Masking, then the recurrent layers in a row;
     // any other layer is listed as not run, and one before or among them breaks the stack.
@@ -387,11 +421,11 @@ pub(super) fn model_config(config: &Value) -> std::result::Result<ModelConfig, S
                     out.contiguous = false;
                 }
                 out.split |= computing_after_rnn;
-                let stacked = stacked_cells(class, cfg, &name)?;
+                let stacked = stacked_cells(class, cfg, &name, keras2)?;
                 let mut rnns = match stacked {
                     Some(cells) => cells,
                     None => {
-                        let mut rnn = rnn_layer(class, cfg, &name)?;
+                        let mut rnn = rnn_layer(class, cfg, &name, keras2)?;
                         rnn.name = name.clone();
                         vec![rnn]
                     }
@@ -596,6 +630,9 @@ fn check_chain(layers: &[Value], masks: &[MaskOp]) -> std::result::Result<(), St
         }
         let mut inputs = Vec::new();
         histories(&layer["inbound_nodes"], &mut inputs);
+        if let Some(why) = unread_inbound(&layer["inbound_nodes"]) {
+            return Err(format!("layer `{name}` {why}, which rnn does not run"));
+        }
         inputs.retain(|i| !masks.iter().any(|m| m.name == *i));
         let fits = match previous {
             None => inputs.is_empty(),
@@ -610,6 +647,46 @@ fn check_chain(layers: &[Value], masks: &[MaskOp]) -> std::result::Result<(), St
         previous = Some(name);
     }
     Ok(())
+}
+
+/// What in a layer's inbound nodes a chain of layers does not carry, in words: a layer's output
+/// other than its first (a `return_state` state: Keras 3's `keras_history` `[name, node,
+/// tensor]`, tf-keras's `[name, node, tensor, kwargs]`, with tensor > 0), a constant tensor
+/// (Keras 3's `__tensor__`), or an `initial_state` or `constants` argument.
+fn unread_inbound(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(h)) = map.get("keras_history") {
+                if h.get(2).and_then(Value::as_u64).is_some_and(|t| t > 0) {
+                    return Some(format!(
+                        "reads output {} of `{}` (a state of return_state=True)",
+                        h[2],
+                        h[0].as_str().unwrap_or("")
+                    ));
+                }
+            } else if map.get("class_name").and_then(Value::as_str) == Some("__tensor__") {
+                return Some("is given a constant tensor".into());
+            }
+            for key in ["initial_state", "constants"] {
+                if map.get(key).is_some_and(|v| !v.is_null()) {
+                    return Some(format!("is given {key}"));
+                }
+            }
+            map.values().find_map(unread_inbound)
+        }
+        Value::Array(items) => match items.as_slice() {
+            [Value::String(name), Value::Number(_), Value::Number(t), rest @ ..] => {
+                if t.as_u64().is_some_and(|t| t > 0) {
+                    return Some(format!(
+                        "reads output {t} of `{name}` (a state of return_state=True)"
+                    ));
+                }
+                rest.iter().find_map(unread_inbound)
+            }
+            _ => items.iter().find_map(unread_inbound),
+        },
+        _ => None,
+    }
 }
 
 /// The layer names of every `keras_history` in `value` (Keras 3), or of every inbound entry
@@ -642,6 +719,7 @@ fn stacked_cells(
     class: &str,
     cfg: &Value,
     name: &str,
+    keras2: bool,
 ) -> std::result::Result<Option<Vec<RnnLayer>>, String> {
     if class != "RNN" || cfg["cell"]["class_name"].as_str() != Some("StackedRNNCells") {
         return Ok(None);
@@ -666,7 +744,7 @@ fn stacked_cells(
             ));
         }
         let cell_name = cell["config"]["name"].as_str().unwrap_or("");
-        let mut layer = rnn_layer("SimpleRNN", &cell["config"], cell_name)?;
+        let mut layer = rnn_layer("SimpleRNN", &cell["config"], cell_name, keras2)?;
         layer.name = format!("{name}/{cell_name}");
         layer.return_sequences = k + 1 < cells.len() || top;
         layers.push(layer);
@@ -677,13 +755,30 @@ fn stacked_cells(
     Ok(Some(layers))
 }
 
+/// Keras's activation `name` as rnn computes it. tf-keras's (Keras 2) `hard_sigmoid` is
+/// `clip(0.2·x + 0.5, 0, 1)`; Keras 3's is `relu6(x + 3) / 6`.
+fn keras_nonlinearity(name: &str, keras2: bool) -> Option<Nonlinearity> {
+    if keras2 && name == "hard_sigmoid" {
+        return Some(Nonlinearity::LinearHardSigmoid {
+            alpha: rnn_core::Param::new(0.2),
+            beta: rnn_core::Param::new(0.5),
+        });
+    }
+    Nonlinearity::from_name(name)
+}
+
 /// One recurrent layer's options, refused where rnn cannot run it as configured.
-fn rnn_layer(class: &str, cfg: &Value, name: &str) -> std::result::Result<RnnLayer, String> {
+fn rnn_layer(
+    class: &str,
+    cfg: &Value,
+    name: &str,
+    keras2: bool,
+) -> std::result::Result<RnnLayer, String> {
     let simple = |cfg: &Value, what: &str| -> std::result::Result<RnnLayer, String> {
         let name = cfg["name"].as_str().unwrap_or(what).to_string();
         let flag = |key: &str, default: bool| cfg[key].as_bool().unwrap_or(default);
         let activation = cfg["activation"].as_str().unwrap_or("tanh");
-        let activation = Nonlinearity::from_name(activation).ok_or_else(|| {
+        let activation = keras_nonlinearity(activation, keras2).ok_or_else(|| {
             format!("layer `{name}`: activation {activation:?} is not one rnn runs")
         })?;
         Ok(RnnLayer {
@@ -692,6 +787,7 @@ fn rnn_layer(class: &str, cfg: &Value, name: &str) -> std::result::Result<RnnLay
             go_backwards: flag("go_backwards", false),
             return_sequences: flag("return_sequences", false),
             merge_mode: MergeMode::Concat,
+            zero_output_for_mask: flag("zero_output_for_mask", false),
             name,
         })
     };
@@ -705,6 +801,7 @@ fn rnn_layer(class: &str, cfg: &Value, name: &str) -> std::result::Result<RnnLay
                 name: name.to_string(),
                 go_backwards: flag("go_backwards"),
                 return_sequences: flag("return_sequences"),
+                zero_output_for_mask: flag("zero_output_for_mask"),
                 ..simple(&cfg["cell"]["config"], name)?
             })
         }
@@ -802,7 +899,7 @@ mod tests {
             recurrent: true,
             weights: Vec::new(),
         }];
-        let (meta, recorded, _) = model_config(config).unwrap().metadata(&h5).unwrap();
+        let (meta, recorded, _) = model_config(config, false).unwrap().metadata(&h5).unwrap();
         (meta, recorded)
     }
 
@@ -911,21 +1008,24 @@ mod tests {
 
     #[test]
     fn stacked_cells_become_a_stack_of_layers() {
-        let model = model_config(&sequential(serde_json::json!([stacked(
+        let model = model_config(
+            &sequential(serde_json::json!([stacked(false, "SimpleRNNCell")])),
             false,
-            "SimpleRNNCell"
-        )])))
+        )
         .unwrap();
         let names: Vec<&str> = model.rnn.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["rnn/a", "rnn/b"]);
         assert!(model.rnn[0].return_sequences && !model.rnn[1].return_sequences);
         assert_eq!(model.rnn[0].activation.to_string(), "relu");
-        let backwards = model_config(&sequential(serde_json::json!([stacked(
-            true,
-            "SimpleRNNCell"
-        )])));
+        let backwards = model_config(
+            &sequential(serde_json::json!([stacked(true, "SimpleRNNCell")])),
+            false,
+        );
         assert!(backwards.err().unwrap().contains("go_backwards=True"));
-        let lstm = model_config(&sequential(serde_json::json!([stacked(false, "LSTMCell")])));
+        let lstm = model_config(
+            &sequential(serde_json::json!([stacked(false, "LSTMCell")])),
+            false,
+        );
         assert!(lstm
             .err()
             .unwrap()
@@ -951,7 +1051,7 @@ mod tests {
                 weights: vec!["layers/dense/vars/0".into(), "layers/dense/vars/1".into()],
             },
         ];
-        model_config(&sequential(layers)).unwrap().graph(&h5)
+        model_config(&sequential(layers), false).unwrap().graph(&h5)
     }
 
     fn rnn_returning(sequences: bool) -> Value {
@@ -1034,11 +1134,82 @@ mod tests {
             ],
             "output_layers": outputs}})
         };
-        assert!(model_config(&model(serde_json::json!([["b", 0, 0]]))).is_ok());
+        assert!(model_config(&model(serde_json::json!([["b", 0, 0]])), false).is_ok());
         // Keras 3 writes one output as a flat list.
-        assert!(model_config(&model(serde_json::json!(["b", 0, 0]))).is_ok());
-        let err = model_config(&model(serde_json::json!([["a", 0, 0]]))).unwrap_err();
+        assert!(model_config(&model(serde_json::json!(["b", 0, 0])), false).is_ok());
+        let err = model_config(&model(serde_json::json!([["a", 0, 0]])), false).unwrap_err();
         assert!(err.contains("not its last layer"), "{err}");
-        assert!(model_config(&model(serde_json::json!([["a", 0, 0], ["b", 0, 0]]))).is_err());
+        assert!(
+            model_config(&model(serde_json::json!([["a", 0, 0], ["b", 0, 0]])), false).is_err()
+        );
+    }
+
+    #[test]
+    fn states_constants_and_initial_states_are_refused() {
+        let input = serde_json::json!({"class_name": "InputLayer", "config": {"name": "in"},
+            "inbound_nodes": []});
+        let reads = |history: Value, kwargs: Value| {
+            let dense = serde_json::json!({"class_name": "Dense", "config": {"name": "d"},
+                "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
+                    "config": {"keras_history": history}}], "kwargs": kwargs}]});
+            let model = serde_json::json!({"class_name": "Functional",
+                "config": {"layers": [input, dense]}});
+            model_config(&model, false).err()
+        };
+        assert_eq!(
+            reads(serde_json::json!(["in", 0, 0]), serde_json::json!({})),
+            None
+        );
+        // A return_state state: output 1 of a layer.
+        let err = reads(serde_json::json!(["in", 0, 1]), serde_json::json!({})).unwrap();
+        assert!(err.contains("reads output 1 of `in`"), "{err}");
+        let err = reads(
+            serde_json::json!(["in", 0, 0]),
+            serde_json::json!({"initial_state": [{"class_name": "__tensor__"}]}),
+        )
+        .unwrap();
+        assert!(err.contains("initial_state"), "{err}");
+        let err = reads(
+            serde_json::json!(["in", 0, 0]),
+            serde_json::json!({"scale": {"class_name": "__tensor__", "config": {}}}),
+        )
+        .unwrap();
+        assert!(err.contains("constant tensor"), "{err}");
+        // tf-keras: [name, node, tensor, kwargs].
+        let keras2 = |tensor: u64| {
+            let dense = serde_json::json!({"class_name": "Dense", "config": {"name": "d"},
+                "inbound_nodes": [[["in", 0, tensor, {}]]]});
+            let model = serde_json::json!({"class_name": "Functional",
+                "config": {"layers": [input, dense]}});
+            model_config(&model, true).err()
+        };
+        assert_eq!(keras2(0), None);
+        assert!(keras2(2).is_some_and(|e| e.contains("reads output 2")));
+    }
+
+    #[test]
+    fn a_bidirectional_top_with_merge_mode_none_is_not_run_whole() {
+        let embedding = serde_json::json!({"class_name": "Embedding",
+            "config": {"name": "embedding", "mask_zero": true}});
+        let bidirectional = serde_json::json!({"class_name": "Bidirectional", "config": {
+            "name": "rnn", "merge_mode": null, "layer": {"class_name": "SimpleRNN",
+            "config": {"name": "f", "units": 3, "return_sequences": true}}}});
+        let blockers = whole(serde_json::json!([embedding, bidirectional])).unwrap_err();
+        assert!(blockers[0].contains("merge_mode=None"), "{blockers:?}");
+    }
+
+    #[test]
+    fn tf_keras_hard_sigmoid_is_its_own() {
+        assert_eq!(
+            keras_nonlinearity("hard_sigmoid", true),
+            Some(Nonlinearity::LinearHardSigmoid {
+                alpha: rnn_core::Param::new(0.2),
+                beta: rnn_core::Param::new(0.5)
+            })
+        );
+        assert_eq!(
+            keras_nonlinearity("hard_sigmoid", false),
+            Some(Nonlinearity::HardSigmoid)
+        );
     }
 }

@@ -69,6 +69,7 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8]) -> Result<H5Contents> {
         tensors: reader.tensors,
         layers: reader.layers,
         model_config,
+        keras_version: text_attr(&root_attrs, "keras_version"),
     })
 }
 
@@ -78,6 +79,8 @@ pub(super) struct H5Contents {
     pub(super) layers: Vec<H5Layer>,
     /// The root's `model_config` attribute (JSON), in a legacy full-model file.
     pub(super) model_config: Option<String>,
+    /// The root's `keras_version` attribute (`2.21.0` from tf-keras, `3.15.0` from Keras 3).
+    pub(super) keras_version: Option<String>,
 }
 
 /// A string attribute, whichever of HDF5's string types holds it.

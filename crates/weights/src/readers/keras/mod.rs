@@ -47,9 +47,15 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     // The weights are stored, not deflated, by Keras; a deflated entry still cannot unpack to
     // more than the size its header declares, checked against this bound.
     let weights = entry("model.weights.h5", 16 * bytes.len() as u64 + (1 << 20))?;
+    // metadata.json says which Keras wrote the archive (tf-keras writes .keras files too).
+    let keras2 = entry("metadata.json", MAX_CONFIG)
+        .ok()
+        .and_then(|m| serde_json::from_slice::<Value>(&m).ok())
+        .is_some_and(|m| written_by_keras2(m["keras_version"].as_str()));
     let config: Value = serde_json::from_slice(&config)
         .map_err(|e| malformed(format!("config.json is not valid JSON: {e}")))?;
-    let model = model_config(&config).map_err(|e| malformed(format!("config.json: {e}")))?;
+    let model =
+        model_config(&config, keras2).map_err(|e| malformed(format!("config.json: {e}")))?;
     let h5 = read_h5(path, &weights)?;
     let (metadata, recorded, graph) = model.metadata(&h5.layers).map_err(malformed)?;
     Ok(TensorFile::from_tensors(path, h5.tensors, metadata)
@@ -65,6 +71,7 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         tensors,
         layers,
         model_config: config,
+        keras_version,
     } = read_h5(path, bytes)?;
     if let Some(config) = config {
         let malformed = |reason: String| WeightsError::Malformed {
@@ -80,7 +87,8 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         }
         let config: Value = serde_json::from_str(&config)
             .map_err(|e| malformed(format!("model_config is not valid JSON: {e}")))?;
-        let model = model_config(&config).map_err(|e| malformed(format!("model_config: {e}")))?;
+        let model = model_config(&config, written_by_keras2(keras_version.as_deref()))
+            .map_err(|e| malformed(format!("model_config: {e}")))?;
         let (metadata, recorded, graph) = model.metadata(&layers).map_err(malformed)?;
         return Ok(TensorFile::from_tensors(path, tensors, metadata)
             .with_recorded(recorded)
@@ -105,7 +113,8 @@ pub(crate) fn config_metadata(
     config: &Value,
     layers: &[(String, bool)],
 ) -> std::result::Result<(HashMap<String, String>, crate::Recorded), String> {
-    let model = model_config(config)?;
+    // A SavedModel with keras_metadata.pb is tf-keras's (Keras 2).
+    let model = model_config(config, true)?;
     let layers: Vec<h5::H5Layer> = layers
         .iter()
         .map(|(name, recurrent)| h5::H5Layer {
@@ -119,6 +128,11 @@ pub(crate) fn config_metadata(
     model
         .metadata(&layers)
         .map(|(meta, recorded, _)| (meta, recorded))
+}
+
+/// Whether a file's `keras_version` is tf-keras's (2.x); Keras 3 writes 3.x.
+fn written_by_keras2(version: Option<&str>) -> bool {
+    version.is_some_and(|v| v.starts_with("2."))
 }
 
 /// Metadata key: the model's layers with weights that are not part of the RNN (the reader's
