@@ -288,16 +288,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             }
             collect_peers(&out.stdout, &mut samples, &mut worst_diff);
         }
-        let medians: Vec<(String, f64)> = samples
-            .iter_mut()
-            .map(|(p, s)| (p.clone(), crate::stats::median(s)))
-            .collect();
-        let get = |name: &str| {
-            medians
-                .iter()
-                .find(|(p, _)| p == name)
-                .map_or(f64::NAN, |m| m.1)
-        };
+        let medians = medians(&mut samples);
+        let get = |name: &str| median_of(&medians, name);
         let best_peer = PEERS
             .iter()
             .map(|p| (*p, get(p)))
@@ -442,16 +434,8 @@ fn text_classifier(
         }
         collect_peers(&out.stdout, &mut samples, &mut worst_diff);
     }
-    let medians: Vec<(String, f64)> = samples
-        .iter_mut()
-        .map(|(p, s)| (p.clone(), crate::stats::median(s)))
-        .collect();
-    let get = |name: &str| {
-        medians
-            .iter()
-            .find(|(p, _)| p == name)
-            .map_or(f64::NAN, |m| m.1)
-    };
+    let medians = medians(&mut samples);
+    let get = |name: &str| median_of(&medians, name);
     println!(
         "text classifier (64, 100, vocabulary 10000, 128, 128): rnn {:.3} ms  keras predict {:.3}  keras tf.function {:.3}  onnxruntime {:.3}  | rnn/onnxruntime {:.2}  rnn/keras tf.function {:.2} | outputs agree within {:.1e}",
         get("rnn"),
@@ -510,4 +494,20 @@ fn collect_peers(stdout: &[u8], samples: &mut [(String, Vec<f64>)], worst: &mut 
             slot.1.push(ms);
         }
     }
+}
+
+/// Each peer's median over the rounds.
+fn medians(samples: &mut [(String, Vec<f64>)]) -> Vec<(String, f64)> {
+    samples
+        .iter_mut()
+        .map(|(p, s)| (p.clone(), crate::stats::median(s)))
+        .collect()
+}
+
+/// `name`'s median; NaN for a peer that did not run.
+fn median_of(medians: &[(String, f64)], name: &str) -> f64 {
+    medians
+        .iter()
+        .find(|(p, _)| p == name)
+        .map_or(f64::NAN, |m| m.1)
 }
