@@ -294,16 +294,36 @@ pub struct BenchArgs {
     #[arg(long, requires = "model")]
     pub input: Option<PathBuf>,
     /// Sequences per forward.
-    #[arg(long, required_unless_present = "model", default_value_t = 0)]
+    #[arg(
+        long,
+        required_unless_present = "model",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub batch: usize,
     /// Time steps.
-    #[arg(long, required_unless_present = "model", default_value_t = 0)]
+    #[arg(
+        long,
+        required_unless_present = "model",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub seq: usize,
     /// Features per input step.
-    #[arg(long, required_unless_present = "model", default_value_t = 0)]
+    #[arg(
+        long,
+        required_unless_present = "model",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub input_size: usize,
     /// Neurons per layer.
-    #[arg(long, required_unless_present = "model", default_value_t = 0)]
+    #[arg(
+        long,
+        required_unless_present = "model",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub hidden_size: usize,
     /// Stacked layers.
     #[arg(long, default_value_t = 1)]

@@ -355,7 +355,8 @@ fn inspect_lists_a_whole_model_s_layers() {
         "run whole, from its input to its output `probabilities`",
         "(Embedding)          token ids to vectors; id 0 masks its step",
         "spatial_dropout1d (SpatialDropout1D) nothing at inference",
-        "2 recurrent layers under the mask, returning its last step",
+        "2 recurrent layers under the mask (a masked step carries the last output, zeros in a \
+         Bidirectional layer), returning its last step",
         "logits (Dense)                   x·kernel + bias over the last axis, then linear",
         "probabilities (Softmax)          softmax",
         "-> logits (kernel)",

@@ -80,6 +80,8 @@ def test_a_whole_model_streamed_token_by_token_gives_its_output_for_each_prefix(
         step = stream.step(ids[:, t])
         whole, _ = model(ids[:, : t + 1])
         assert np.array_equal(step, whole)
-    # Padding is skipped by Keras, not by a stream: refused.
+    # Padding is skipped by Keras, not by a stream: refused; a step is [batch] ids.
     with pytest.raises(rnn.RnnError, match="masked"):
         stream.step(np.array([0, 3]))
+    with pytest.raises(rnn.RnnError, match=r"one token id per sequence, \[batch\], found shape \[2, 1\]"):
+        stream.step(np.array([[1], [2]]))

@@ -410,6 +410,18 @@ impl Stream {
         let Some(whole) = &self.whole else {
             return self.inner.step(x);
         };
+        let rank = if whole.vocabulary.is_some() { 1 } else { 2 };
+        if x.rank() != rank {
+            return Err(candle_core::Error::Msg(format!(
+                "a step of this model is {}, found shape {:?}",
+                if rank == 1 {
+                    "one token id per sequence, [batch]"
+                } else {
+                    "[batch, features]"
+                },
+                x.dims()
+            )));
+        }
         let mut h = match whole.vocabulary {
             Some(vocabulary) => crate::whole::token_ids(&x.unsqueeze(1)?, vocabulary)
                 .map_err(candle_core::Error::Msg)?

@@ -72,22 +72,25 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
             "concat unless --merge-mode says otherwise"
         )
     )?;
-    writeln!(
-        text,
-        "masked steps:  {}",
-        model.masked_steps_by_default().as_str()
-    )?;
-    let mask_value = model
-        .recorded
-        .mask_value
-        .map(|v| format!("{v} (Keras Masking)"));
-    writeln!(
-        text,
-        "mask value:    {}",
-        recorded(mask_value, "none unless --mask-value")
-    )?;
     let picked = selection.prefix.is_some() || !selection.stack.is_empty();
     let graph = file.graph().filter(|_| !picked);
+    // A whole model's own layers make its masks (listed under `model:` below).
+    if graph.is_none() {
+        writeln!(
+            text,
+            "masked steps:  {}",
+            model.masked_steps_by_default().as_str()
+        )?;
+        let mask_value = model
+            .recorded
+            .mask_value
+            .map(|v| format!("{v} (Keras Masking)"));
+        writeln!(
+            text,
+            "mask value:    {}",
+            recorded(mask_value, "none unless --mask-value")
+        )?;
+    }
     if let (Some(layer), None) = (&model.recorded.input_mask, graph) {
         writeln!(
             text,
@@ -122,8 +125,15 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
             &mut text,
             "(the RNN above)",
             &format!(
-                "{} recurrent layers under the mask, returning {returns}",
-                model.weights.len()
+                "{} recurrent layer{} under the mask (a masked step {}), returning {returns}",
+                model.weights.len(),
+                if model.weights.len() == 1 { "" } else { "s" },
+                match model.masked_steps_by_default() {
+                    rnn_core::MaskedSteps::RepeatLast => {
+                        "carries the last output, zeros in a Bidirectional layer"
+                    }
+                    rnn_core::MaskedSteps::Zeros => "gives zeros",
+                }
             ),
         )?;
         for part in &graph.after {

@@ -71,9 +71,13 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         }
         parse_step(text, &mut values).with_context(|| format!("stdin line {number}"))?;
         if values.len() != input_size {
+            let expected = if stream.takes_ids() {
+                "1 value (a token id)".to_string()
+            } else {
+                format!("{input_size} values (the model's input size)")
+            };
             bail!(
-                "stdin line {number}: expected {input_size} values (the model's input size), \
-                 found {}",
+                "stdin line {number}: expected {expected}, found {}",
                 values.len()
             );
         }
