@@ -196,8 +196,8 @@ fn mask_tensor(mask: &StepMask, dtype: DType, device: &candle_core::Device) -> R
 /// same valid steps in the same order, the reverse one from the last.
 ///
 /// # Errors
-/// When a layer reads its sequence from its end (`go_backwards`, ONNX's `reverse`) and the mask
-/// does more than end the sequences: its outputs are in the order it read them, where Keras's
+/// When `mask` is not `[batch][steps]` of `input`; when a layer reads its sequence from its end
+/// (`go_backwards`, ONNX's `reverse`) and the mask does more than end the sequences: its outputs are in the order it read them, where Keras's
 /// placement of masked steps is not the one above; and as [`Rnn::forward_states`].
 pub fn run_masked(
     rnn: &Rnn,
@@ -212,6 +212,13 @@ pub fn run_masked(
     let Some(mask) = mask else {
         return rnn.forward_states(input, None, None);
     };
+    let (batch, steps, _) = input.dims3()?;
+    if mask.len() != batch || mask.iter().any(|m| m.len() != steps) {
+        return Err(candle_core::Error::Msg(format!(
+            "run_masked: expected a mask of [{batch}][{steps}] for an input of shape {:?}",
+            input.dims()
+        )));
+    }
     let lengths: Vec<usize> = mask
         .iter()
         .map(|steps| steps.iter().take_while(|&&v| v).count())
@@ -235,7 +242,6 @@ pub fn run_masked(
                 .into(),
         ));
     }
-    let (batch, steps, _) = input.dims3()?;
     let device = input.device();
     let mut gathered = Vec::with_capacity(batch);
     let mut counts = Vec::with_capacity(batch);

@@ -125,8 +125,7 @@ pub fn convert(
         Target::Onnx => "an ONNX graph of RNN nodes",
         Target::Keras | Target::KerasWeights => "a Keras model",
     };
-    let picked = read.selection.prefix.is_some() || !read.selection.stack.is_empty();
-    if let (Some(graph), false) = (file.graph(), picked) {
+    if let (Some(graph), false) = (file.graph(), read.selection.picks_layers()) {
         // The converted file would hold the RNN alone: run as the model, a wrong number.
         let layers: Vec<String> = graph
             .before

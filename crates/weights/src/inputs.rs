@@ -58,9 +58,18 @@ impl Inputs {
         batch_first: bool,
     ) -> std::result::Result<(), String> {
         if let Some(mask_value) = config.mask_value {
-            let from_mask = match rnn_core::lengths_from_mask(&self.input, mask_value, batch_first)
-            {
-                Ok(lengths) => lengths,
+            match rnn_core::lengths_from_mask(&self.input, mask_value, batch_first) {
+                Ok(from_mask) => {
+                    if let Some(given) = &self.lengths {
+                        if *given != from_mask {
+                            return Err(format!(
+                                "lengths {given:?} disagree with the mask of value \
+                                 {mask_value}, which gives {from_mask:?}"
+                            ));
+                        }
+                    }
+                    self.lengths = Some(from_mask);
+                }
                 // Masked steps before valid ones: Keras skips them with the state carried,
                 // which a run under the whole mask does, from a state of zeros.
                 Err(_)
@@ -72,7 +81,6 @@ impl Inputs {
                     self.mask = Some(
                         rnn_core::step_mask(&self.input, mask_value).map_err(|e| e.to_string())?,
                     );
-                    return Ok(());
                 }
                 Err(e) => {
                     return Err(format!(
@@ -80,16 +88,7 @@ impl Inputs {
                          only those)"
                     ))
                 }
-            };
-            if let Some(given) = &self.lengths {
-                if *given != from_mask {
-                    return Err(format!(
-                        "lengths {given:?} disagree with the mask of value {mask_value}, which \
-                         gives {from_mask:?}"
-                    ));
-                }
             }
-            self.lengths = Some(from_mask);
         }
         match &config.input_mask {
             Some(layer) if self.lengths.is_none() => Err(format!(
@@ -317,4 +316,48 @@ pub(crate) fn step_names(file: &TensorFile, prefix: &str) -> Vec<String> {
         .map(|t| format!("{prefix}{t}"))
         .take_while(|n| file.contains(n))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn inputs(steps: Vec<f32>) -> Inputs {
+        let n = steps.len() / 2;
+        Inputs {
+            form: Form::Sequence,
+            input: Tensor::from_vec(steps, (1, n, 2), &candle_core::Device::Cpu).unwrap(),
+            h0: None,
+            lengths: None,
+            names: vec!["input".into()],
+            mask: None,
+        }
+    }
+
+    /// A Masking mask with a hole runs under the step mask; a mask the input cannot show
+    /// (made before the RNN) still needs lengths, hole or not.
+    #[test]
+    fn a_hole_gives_a_step_mask_and_a_hidden_mask_still_needs_lengths() {
+        let holed = vec![1.0, 1.0, 0.0, 0.0, 2.0, 2.0];
+        let masking = StackConfig {
+            mask_value: Some(0.0),
+            ..StackConfig::default()
+        };
+        let mut x = inputs(holed.clone());
+        x.apply_masks(&masking, true).unwrap();
+        assert_eq!(x.mask, Some(vec![vec![true, false, true]]));
+        assert_eq!(x.lengths, None);
+        let hidden = StackConfig {
+            input_mask: Some("`embedding` (Embedding, mask_zero=True)".into()),
+            ..masking.clone()
+        };
+        let err = inputs(holed).apply_masks(&hidden, true).unwrap_err();
+        assert!(err.contains("give each sequence's count"), "{err}");
+        // A mask that ends the sequence is its lengths.
+        let mut x = inputs(vec![1.0, 1.0, 0.0, 0.0]);
+        x.apply_masks(&masking, true).unwrap();
+        assert_eq!((x.lengths, x.mask), (Some(vec![1]), None));
+    }
 }

@@ -31,7 +31,7 @@ pub struct LoadedWeights {
 /// bottom first (`Some`), or a refusal when the model has layers rnn does not run.
 fn recorded_selection(file: &TensorFile, selection: &Selection) -> Result<Option<Selection>> {
     use crate::readers::keras::{NOT_RUN, STACK};
-    if selection.prefix.is_some() || !selection.stack.is_empty() {
+    if selection.picks_layers() {
         return Ok(None);
     }
     let meta = file.metadata();

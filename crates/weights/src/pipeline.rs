@@ -65,9 +65,8 @@ impl Model {
         device: &Device,
     ) -> Result<Self> {
         let mut config = weights.stack_config(read, form)?;
-        let picked = read.selection.prefix.is_some() || !read.selection.stack.is_empty();
         let whole = match file.graph() {
-            Some(graph) if !picked => {
+            Some(graph) if !read.selection.picks_layers() => {
                 whole_options(read, form)?;
                 // The model's own layers make its masks.
                 config.mask_value = None;
@@ -278,21 +277,14 @@ impl Model {
                 "a whole model's layers are not drawn; pick its RNN alone with --stack".into(),
             ));
         }
-        let mut x = input.clone();
-        let mut mask = None;
-        for layer in &whole.before {
-            (x, mask) = layer.forward(&x, mask)?;
-        }
+        let (x, mask) = whole.front(input)?;
         let (sequence, states) = rnn_core::around::run_masked(&self.rnn, &x, mask.as_ref())?;
         let last = self.rnn.merge_final_states(&states)?;
-        let mut y = if whole.return_sequences {
+        let y = whole.head(if whole.return_sequences {
             sequence
         } else {
             last.clone()
-        };
-        for layer in &whole.after {
-            y = layer.forward(&y, None)?.0;
-        }
+        })?;
         Ok(Run {
             named: vec![(whole.output.clone(), y.clone())],
             output: y,
@@ -422,16 +414,13 @@ impl Stream {
                 x.dims()
             )));
         }
-        let mut h = match whole.vocabulary {
+        let x = match whole.vocabulary {
             Some(vocabulary) => crate::whole::token_ids(&x.unsqueeze(1)?, vocabulary)
                 .map_err(candle_core::Error::Msg)?
                 .to_device(self.inner.rnn().device())?,
             None => x.unsqueeze(1)?,
         };
-        let mut mask = None;
-        for layer in &whole.before {
-            (h, mask) = layer.forward(&h, mask)?;
-        }
+        let (h, mask) = whole.front(&x)?;
         if let Some(b) = mask.iter().flatten().position(|steps| !steps[0]) {
             return Err(candle_core::Error::Msg(format!(
                 "sequence {b}'s step is masked (padding), which Keras skips and a stream does \
@@ -439,18 +428,11 @@ impl Stream {
             )));
         }
         let state = self.inner.step(&h.squeeze(1)?)?;
-        let mut y = if whole.return_sequences {
-            state.unsqueeze(1)?
-        } else {
-            state
-        };
-        for layer in &whole.after {
-            y = layer.forward(&y, None)?.0;
-        }
         if whole.return_sequences {
-            y = y.squeeze(1)?;
+            whole.head(state.unsqueeze(1)?)?.squeeze(1)
+        } else {
+            whole.head(state)
         }
-        Ok(y)
     }
 }
 

@@ -19,6 +19,14 @@ pub struct Selection {
     pub stack: Vec<String>,
 }
 
+impl Selection {
+    /// Whether the user picked layers (`--prefix`, `--stack`): then the RNN they pick runs
+    /// alone, whatever the file records around it.
+    pub fn picks_layers(&self) -> bool {
+        self.prefix.is_some() || !self.stack.is_empty()
+    }
+}
+
 /// The names of every tensor in `file` that some reader takes for an RNN weight, whichever RNN
 /// it belongs to: a fixture may carry the weights it was made with beside its inputs.
 pub fn weight_names(file: &TensorFile) -> Vec<String> {

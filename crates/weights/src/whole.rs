@@ -21,6 +21,28 @@ pub(crate) struct Whole {
     pub(crate) vocabulary: Option<usize>,
 }
 
+impl Whole {
+    /// The layers before the RNN applied to `x`, with the step mask they make.
+    pub(crate) fn front(
+        &self,
+        x: &Tensor,
+    ) -> candle_core::Result<(Tensor, Option<rnn_core::around::StepMask>)> {
+        let (mut x, mut mask) = (x.clone(), None);
+        for layer in &self.before {
+            (x, mask) = layer.forward(&x, mask)?;
+        }
+        Ok((x, mask))
+    }
+
+    /// The layers after the RNN applied to `y` (its last step, or every step).
+    pub(crate) fn head(&self, mut y: Tensor) -> candle_core::Result<Tensor> {
+        for layer in &self.after {
+            y = layer.forward(&y, None)?.0;
+        }
+        Ok(y)
+    }
+}
+
 impl Graph {
     /// The layers built from `file`'s tensors in `dtype` on `device`.
     ///

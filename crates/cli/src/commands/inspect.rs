@@ -72,8 +72,7 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
             "concat unless --merge-mode says otherwise"
         )
     )?;
-    let picked = selection.prefix.is_some() || !selection.stack.is_empty();
-    let graph = file.graph().filter(|_| !picked);
+    let graph = file.graph().filter(|_| !selection.picks_layers());
     // A whole model's own layers make its masks (listed under `model:` below).
     if graph.is_none() {
         writeln!(
