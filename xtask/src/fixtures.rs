@@ -40,6 +40,7 @@ const SCRIPTS: &[&str] = &[
     "torch_converted.py",
     "onnx_converted.py",
     "keras_converted.py",
+    "onnx_whole.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

@@ -183,11 +183,7 @@ pub fn check_all_read(file: &TensorFile, inputs: &Inputs, model_file: &TensorFil
     let mut expected = expected_outputs(file, inputs.form, false)?;
     // A whole model's output, named as its framework names it.
     if let Some(graph) = model_file.graph() {
-        expected.extend(rnn_weights::expected_named(
-            file,
-            std::slice::from_ref(&graph.output),
-            false,
-        )?);
+        expected.extend(rnn_weights::expected_named(file, &graph.outputs(), false)?);
     }
     let read: BTreeSet<String> = inputs
         .names

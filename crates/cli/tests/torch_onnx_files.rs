@@ -122,9 +122,103 @@ fn whole_module_is_refused() {
     refused("refused_whole_module.pt", "model.state_dict()");
 }
 
+/// Whole PyTorch models exported with `torch.onnx.export(..., dynamo=False)`
+/// (`xtask/fixtures/onnx_whole.py`): each run from the graph's input to its outputs, named as
+/// the graph names them, against ONNX Runtime on the file, for another batch and length than
+/// the export's.
 #[test]
-fn onnx_gather_is_refused() {
-    refused("refused_onnx_gather.onnx", "Gather");
+fn onnx_whole_models_run_from_their_input_to_their_outputs() {
+    for (model, outputs) in [
+        ("onnx_whole_classifier", 1),
+        ("onnx_whole_final_state", 1),
+        ("onnx_whole_tagger", 1),
+        ("onnx_whole_tied", 2),
+        ("onnx_whole_glue", 1),
+        ("onnx_whole_features", 1),
+    ] {
+        let dir = repo("tests/fixtures/files");
+        let onnx = dir.join(format!("{model}.onnx"));
+        let fixture = dir.join(format!("{model}.safetensors"));
+        let out = rnn(&[
+            "check",
+            onnx.to_str().unwrap(),
+            "--fixture",
+            fixture.to_str().unwrap(),
+            "--atol",
+            "1e-5",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{model}: {stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("{outputs} of {outputs} tensors within tolerance")),
+            "{model}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn an_onnx_whole_model_names_its_outputs_and_checks_its_token_ids() {
+    let dir = repo("tests/fixtures/files");
+    let onnx = dir.join("onnx_whole_tied.onnx");
+    let fixture = dir.join("onnx_whole_tied.safetensors");
+    let out = rnn(&[
+        "run",
+        onnx.to_str().unwrap(),
+        "--input",
+        fixture.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let names: Vec<&str> = stdout
+        .split("\"name\":")
+        .skip(1)
+        .filter_map(|s| s.trim_start().split('"').nth(1))
+        .collect();
+    assert_eq!(names, ["logits", "h_n"], "{stdout}");
+
+    // The vocabulary has 30 rows: id 30 is refused, with its place.
+    let scratch = tempfile::tempdir().unwrap();
+    let ids = scratch.path().join("ids.json");
+    std::fs::write(&ids, r#"{"input": [[1, 2, 30]]}"#).unwrap();
+    let out = rnn(&[
+        "run",
+        onnx.to_str().unwrap(),
+        "--input",
+        ids.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[0, 30)") && stderr.contains("found 30 at [0, 2]"),
+        "{stderr}"
+    );
+
+    // The graph runs on whole sequences: no stream.
+    let out = rnn(&["run", onnx.to_str().unwrap(), "--stream"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("whole sequences"), "{stderr}");
+
+    // inspect lists the nodes in the order they run, the stack among them.
+    let out = rnn(&["inspect", onnx.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let gather = stdout.find("Gather node").unwrap();
+    let stack = stdout.find("the RNN nodes").unwrap();
+    let matmul = stdout.find("MatMul node").unwrap();
+    assert!(gather < stack && stack < matmul, "{stdout}");
+    assert!(stdout.contains("embedding.weight"), "{stdout}");
+}
+
+#[test]
+fn an_onnx_whole_model_with_an_op_rnn_does_not_run_is_refused_by_name() {
+    refused("onnx_whole_refused_conv.onnx", "Conv node");
+    // The default exporter unrolls the RNN: its graph is refused naming the node that is not
+    // part of the recurrence.
+    refused("onnx_whole_dynamo.onnx", "Softmax node");
 }
 
 /// tf2onnx's Keras SimpleRNN runs in ONNX Loop nodes (xtask/fixtures/tf2onnx_loop.py): the

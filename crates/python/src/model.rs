@@ -22,10 +22,12 @@ use crate::error::{message, rnn_error};
 ///   (`None` when the layers' hidden sizes differ, so their states cannot be stacked).
 ///
 /// A whole model (a Keras file whose layers around the RNN `rnn` runs: `Embedding`, `Masking`,
-/// `Dense`, …) takes its own input instead: token ids `[batch, seq]` (any integer dtype) where
-/// its first layer is an `Embedding`, else `[batch, seq, features]`; it returns
-/// `(output, None)`, `output` being the model's output as Keras's `predict` gives it, and takes
-/// no `h0` or `lengths` (its layers make its masks).
+/// `Dense`, …; an ONNX graph of RNN nodes with the ops around them that `rnn` evaluates) takes
+/// its own input instead: token ids (any integer dtype) where its first layer is an
+/// embedding (`[batch, seq]` for Keras; as the graph's input says for ONNX), else floats; it
+/// returns `(output, None)`, `output` being the model's output as Keras's `predict` or ONNX
+/// Runtime gives it (an ONNX graph of several outputs: all of them, in the graph's order,
+/// named by `output_names`), and takes no `h0` or `lengths` (its layers make its masks).
 ///
 /// The result has the input's dtype, unless `load` was given `dtype=`, which fixes the dtype
 /// of every computation and result. The GIL is released while it computes.
@@ -110,7 +112,7 @@ impl Model {
             .transpose()?;
         let given = lengths.map(self::lengths).transpose()?;
         let model = self.model(dtype)?;
-        let result = py.detach(move || -> Result<(Tensor, Option<Tensor>), String> {
+        let result = py.detach(move || -> Result<Vec<Option<Tensor>>, String> {
             let inputs = Inputs {
                 form: Form::Sequence,
                 input,
@@ -125,15 +127,21 @@ impl Model {
             let run = model
                 .run(&inputs, false)
                 .map_err(|e| format!("cannot run the model on the inputs: {e}"))?;
-            Ok((run.output, run.h_n))
+            // A whole model of several outputs (an ONNX graph's): each, in its order.
+            if model.output_names().is_some_and(|names| names.len() > 1) {
+                return Ok(run.named.into_iter().map(|(_, t)| Some(t)).collect());
+            }
+            Ok(vec![Some(run.output), run.h_n])
         });
-        let (output, h_n) = result.map_err(rnn_error)?;
-        let output = array(py, &output)?;
-        let h_n = match h_n {
-            Some(h_n) => array(py, &h_n)?,
-            None => py.None().into_bound(py),
-        };
-        PyTuple::new(py, [output, h_n])
+        let outputs = result.map_err(rnn_error)?;
+        let outputs = outputs
+            .iter()
+            .map(|t| match t {
+                Some(t) => array(py, t),
+                None => Ok(py.None().into_bound(py)),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyTuple::new(py, outputs)
     }
 
     /// A stream that feeds the model one time step at a time, its states kept between steps.
@@ -199,6 +207,13 @@ impl Model {
     #[getter]
     fn output_names(&self) -> Option<Vec<String>> {
         self.first.output_names()
+    }
+
+    /// Whether the model is an ONNX graph that rnn evaluates around its RNN nodes (its input's
+    /// and outputs' axes are the graph's own).
+    #[getter]
+    fn onnx_graph(&self) -> bool {
+        self.first.evaluates_onnx_graph()
     }
 
     /// Whether `x` and `output` are `[batch, seq, features]`.

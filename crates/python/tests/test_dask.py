@@ -75,3 +75,15 @@ def test_a_whole_model_over_chunks_of_token_ids(client):
         # The same bits as one call in this process.
         whole, _ = rnn.load(files / f"{name}.keras")(x)
         assert np.array_equal(got, whole)
+
+
+def test_an_onnx_graph_is_not_split_since_its_batch_axis_is_its_own():
+    import dask.array as da
+
+    from conftest import read_safetensors
+
+    files = FIXTURES / "files"
+    tensors, _ = read_safetensors(files / "onnx_whole_features.safetensors")
+    x = tensors["input"]
+    with pytest.raises(ValueError, match="ONNX graph"):
+        rnn.dask.run(str(files / "onnx_whole_features.onnx"), da.from_array(x, chunks=2))

@@ -85,3 +85,28 @@ def test_a_whole_model_streamed_token_by_token_gives_its_output_for_each_prefix(
         stream.step(np.array([0, 3]))
     with pytest.raises(rnn.RnnError, match=r"one token id per sequence, \[batch\], found shape \[2, 1\]"):
         stream.step(np.array([[1], [2]]))
+
+
+ONNX_CASES = ["classifier", "final_state", "tagger", "glue", "features"]
+
+
+@pytest.mark.parametrize("name", ONNX_CASES)
+def test_an_onnx_whole_model_gives_onnx_runtime_s_output(name):
+    """PyTorch models exported whole by torch.onnx.export(dynamo=False)
+    (xtask/fixtures/onnx_whole.py), against ONNX Runtime on the file."""
+    x, want = expected(f"onnx_whole_{name}")
+    model = rnn.load(FILES / f"onnx_whole_{name}.onnx")
+    output, h_n = model(x)
+    assert h_n is None
+    np.testing.assert_allclose(output, want, atol=1e-5, rtol=1e-4)
+
+
+def test_an_onnx_whole_model_of_two_outputs_gives_both_in_the_graph_s_order():
+    tensors, _ = read_safetensors(FILES / "onnx_whole_tied.safetensors")
+    model = rnn.load(FILES / "onnx_whole_tied.onnx")
+    assert model.output_names == ["logits", "h_n"]
+    logits, h_n = model(tensors["input"].astype(np.int32))
+    np.testing.assert_allclose(logits, tensors["logits"], atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(h_n, tensors["h_n"], atol=1e-5, rtol=1e-4)
+    with pytest.raises(rnn.RnnError, match="found 30"):
+        model(np.array([[1, 30]], dtype=np.int64))

@@ -579,8 +579,73 @@ pub struct Graph {
     pub after: Vec<Part>,
     /// Whether the top recurrent layer returns every step (else its last, merged).
     pub return_sequences: bool,
-    /// The model's output, named as its framework names it (Keras: the output layer's name).
+    /// The model's output, named as its framework names it (Keras: the output layer's name;
+    /// ONNX: the graph's first output).
     pub output: String,
+    /// An ONNX graph's own nodes around its RNN nodes, which rnn evaluates in place of
+    /// `before` and `after` (then empty).
+    pub onnx: Option<OnnxNodes>,
+}
+
+impl Graph {
+    /// The graph around an ONNX model's RNN nodes.
+    pub(crate) fn onnx(program: crate::onnx_program::Program) -> Self {
+        Graph {
+            before: Vec::new(),
+            after: Vec::new(),
+            return_sequences: false,
+            output: program.outputs.first().cloned().unwrap_or_default(),
+            onnx: Some(OnnxNodes(std::sync::Arc::new(program))),
+        }
+    }
+}
+
+/// The nodes of an ONNX graph around its RNN nodes, as rnn evaluates them (equal only to
+/// itself).
+#[derive(Debug, Clone)]
+pub struct OnnxNodes(pub(crate) std::sync::Arc<crate::onnx_program::Program>);
+
+impl PartialEq for OnnxNodes {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl OnnxNodes {
+    /// Each node in the order a run evaluates it: its name and op (`Gemm node '/fc/Gemm'`),
+    /// or `RNN nodes` where the stack runs.
+    pub fn nodes(&self) -> Vec<String> {
+        self.0.labels()
+    }
+
+    /// The graph's input and outputs, by name.
+    pub fn input(&self) -> &str {
+        &self.0.input
+    }
+
+    /// The graph's outputs, in its order.
+    pub fn outputs(&self) -> &[String] {
+        &self.0.outputs
+    }
+
+    /// The initialisers and `Constant`s the nodes read, with their shapes.
+    pub fn constants(&self) -> Vec<(&str, Vec<usize>)> {
+        self.0
+            .constants
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.dims().to_vec()))
+            .collect()
+    }
+}
+
+impl Graph {
+    /// The model's outputs by name, in its order.
+    pub fn outputs(&self) -> Vec<String> {
+        match &self.onnx {
+            Some(nodes) => nodes.outputs().to_vec(),
+            None => vec![self.output.clone()],
+        }
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ mod model;
 mod naming;
 mod npy;
 mod npz;
+mod onnx_program;
 mod onnx_save;
 mod options;
 mod pipeline;
@@ -59,8 +60,8 @@ pub use canonical::save_canonical;
 pub use chunked::{ArrayFile, ArrayWriter};
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use config::{
-    one_or_each, split_entries, Graph, LayerConfig, Part, PartKind, Recorded, StackConfig,
-    CANONICAL_LAYOUT,
+    one_or_each, split_entries, Graph, LayerConfig, OnnxNodes, Part, PartKind, Recorded,
+    StackConfig, CANONICAL_LAYOUT,
 };
 pub use convert::{convert, Converted, Target};
 pub use error::{clip, Result, WeightsError, MESSAGE_CHARS, QUOTED_CHARS};

@@ -90,13 +90,22 @@ impl Model {
     /// The names of the model's outputs where they are its framework's (a whole model's:
     /// Keras's output layer); `None` where they are rnn's (`output`, `h_n`, `Y<t>`).
     pub fn output_names(&self) -> Option<Vec<String>> {
-        self.whole.as_ref().map(|w| vec![w.output.clone()])
+        self.whole.as_ref().map(|w| w.outputs.clone())
+    }
+
+    /// Whether the model is an ONNX graph evaluated around its RNN nodes (its axes are the
+    /// graph's own: rnn does not know which is the batch's).
+    pub fn evaluates_onnx_graph(&self) -> bool {
+        self.whole.as_ref().is_some_and(|w| w.onnx.is_some())
     }
 
     /// A whole model's widest layer output (features per step), for what a run allocates per
     /// step of each sequence; `None` for an RNN run alone.
     pub fn widest_layer(&self) -> Option<usize> {
         let whole = self.whole.as_ref()?;
+        if let Some(program) = &whole.onnx {
+            return Some(program.widest);
+        }
         let rnn =
             self.rnn.hidden_sizes().into_iter().max().unwrap_or(0) * self.rnn.num_directions();
         Some(
@@ -277,6 +286,25 @@ impl Model {
                 "a whole model's layers are not drawn; pick its RNN alone with --stack".into(),
             ));
         }
+        if let Some(program) = &whole.onnx {
+            // Token ids as ONNX's int64 (prepare checked them against the vocabulary).
+            let input = match input.dtype() {
+                d if d.is_float() => input.clone(),
+                _ => input.to_dtype(candle_core::DType::I64)?,
+            };
+            let named = program.run(&input, &|x| self.rnn.forward_states(x, None, None))?;
+            let first = named
+                .first()
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| candle_core::Error::Msg("the graph has no output".into()))?;
+            return Ok(Run {
+                named,
+                output: first.clone(),
+                h_n: None,
+                last: first,
+                layer_outputs: Vec::new(),
+            });
+        }
         let (x, mask) = whole.front(input)?;
         let (sequence, states) = rnn_core::around::run_masked(&self.rnn, &x, mask.as_ref())?;
         let last = self.rnn.merge_final_states(&states)?;
@@ -286,7 +314,7 @@ impl Model {
             last.clone()
         })?;
         Ok(Run {
-            named: vec![(whole.output.clone(), y.clone())],
+            named: vec![(whole.outputs[0].clone(), y.clone())],
             output: y,
             h_n: None,
             last,
@@ -334,6 +362,13 @@ impl Model {
         };
         if h0.is_some() {
             return Err("the model is run whole, from a state of zeros; it takes no h0".into());
+        }
+        if whole.onnx.is_some() {
+            return Err(
+                "the model is an ONNX graph around its RNN, which rnn evaluates on whole \
+                 sequences; run it on whole inputs"
+                    .into(),
+            );
         }
         let flattened = whole
             .after

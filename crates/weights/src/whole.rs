@@ -9,6 +9,7 @@ use crate::config::{Graph, Part, PartKind};
 
 use crate::error::Result;
 use crate::file::TensorFile;
+use crate::onnx_program::Program;
 
 /// A [`Graph`] built on a device: what [`crate::Model`] runs around the RNN.
 #[derive(Debug, Clone)]
@@ -16,9 +17,12 @@ pub(crate) struct Whole {
     pub(crate) before: Vec<Layer>,
     pub(crate) after: Vec<Layer>,
     pub(crate) return_sequences: bool,
-    pub(crate) output: String,
+    /// The model's outputs, by name, in its order.
+    pub(crate) outputs: Vec<String>,
     /// The embedding's vocabulary where the model takes token ids.
     pub(crate) vocabulary: Option<usize>,
+    /// An ONNX graph's nodes, evaluated around the RNN in place of `before` and `after`.
+    pub(crate) onnx: Option<Program>,
 }
 
 impl Whole {
@@ -50,6 +54,20 @@ impl Graph {
     /// A tensor missing or of the wrong dtype, or shaped other than its layer needs
     /// ([`WeightsError::Shape`] naming it).
     pub(crate) fn build(&self, file: &TensorFile, dtype: DType, device: &Device) -> Result<Whole> {
+        if let Some(nodes) = &self.onnx {
+            let program = nodes
+                .0
+                .on(dtype, device)
+                .map_err(|e| file.tensor_error(e))?;
+            return Ok(Whole {
+                before: Vec::new(),
+                after: Vec::new(),
+                return_sequences: false,
+                outputs: program.outputs.clone(),
+                vocabulary: program.vocabulary,
+                onnx: Some(program),
+            });
+        }
         let load = |name: &str| -> Result<Tensor> {
             file.float(name, dtype)?
                 .to_device(device)
@@ -128,8 +146,9 @@ impl Graph {
             before,
             after,
             return_sequences: self.return_sequences,
-            output: self.output.clone(),
+            outputs: vec![self.output.clone()],
             vocabulary,
+            onnx: None,
         })
     }
 }

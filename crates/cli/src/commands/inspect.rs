@@ -100,7 +100,27 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
     // in the layers: minutes for a file of 50,000).
     let mut targets_of: std::collections::HashMap<&str, Vec<String>> =
         std::collections::HashMap::new();
-    if let Some(graph) = graph {
+    if let Some(nodes) = graph.and_then(|g| g.onnx.as_ref()) {
+        let outputs: Vec<String> = nodes.outputs().iter().map(|o| format!("`{o}`")).collect();
+        writeln!(
+            text,
+            "\nmodel:         run whole, from its input `{}` to its output{} {}, the graph's \
+             nodes in this order:",
+            nodes.input(),
+            if outputs.len() == 1 { "" } else { "s" },
+            outputs.join(", ")
+        )?;
+        for node in nodes.nodes() {
+            writeln!(text, "  {node}")?;
+        }
+        writeln!(
+            text,
+            "the nodes' constants (initialisers and Constant nodes):"
+        )?;
+        for (name, shape) in nodes.constants() {
+            writeln!(text, "  {name:<20} {shape:?}")?;
+        }
+    } else if let Some(graph) = graph {
         writeln!(
             text,
             "\nmodel:         run whole, from its input to its output `{}`",

@@ -77,11 +77,15 @@ class Model:
     Raises ``RnnError`` when a shape does not fit.
 
     A whole model (``output_names`` is not ``None``: a Keras file whose layers around the RNN
-    rnn runs) takes its own input, token ids ``[batch, seq]`` or ``[batch, seq, features]``,
-    and returns ``(output, None)``, its output as Keras's ``predict`` gives it."""
+    rnn runs, or an ONNX graph of RNN nodes and the ops around them that rnn evaluates) takes
+    its own input, token ids or floats (Keras: ``[batch, seq]`` or ``[batch, seq, features]``;
+    ONNX: as the graph's input says), and returns ``(output, None)``, its output as Keras's
+    ``predict`` or ONNX Runtime gives it; an ONNX graph of several outputs returns them all,
+    in ``output_names``' order."""
 
     input_size: int
     output_names: Optional[list[str]]
+    onnx_graph: bool
     hidden_size: Union[int, list[int]]
     num_layers: int
     bidirectional: bool

@@ -55,6 +55,11 @@ def _run_whole(model, x, lengths, h0, path, key):
         raise ValueError(
             "the model is run whole, from its own input; it takes no lengths or h0"
         )
+    if model.onnx_graph:
+        raise ValueError(
+            "the model is an ONNX graph, whose axes are its own: rnn does not know which is "
+            "the batch's, so it does not split it; run it with rnn.load(path)(x)"
+        )
     if x.ndim not in (2, 3) or any(len(c) != 1 for c in x.chunks[1:]):
         raise ValueError(
             "x: expected token ids [batch, seq] or [batch, seq, features] chunked along the "

@@ -230,6 +230,7 @@ impl ModelConfig {
             after,
             return_sequences,
             output: self.output.clone(),
+            onnx: None,
         }))
     }
 }

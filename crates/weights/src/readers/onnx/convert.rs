@@ -7,15 +7,17 @@ use candle_core::{DType, Tensor};
 use rnn_core::{MergeMode, Nonlinearity, TimeOrder};
 
 use super::attributes::Attributes;
-use super::graph::{Feed, Lifted, Reader, GLUE};
+use super::graph::{Feed, Lifted, Reader};
 use super::proto::Node;
 use super::tensor::to_tensor;
 use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
 use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
+use crate::onnx_program::Program;
 
 impl<'g> Reader<'g> {
-    pub(super) fn read(&self) -> Result<Lifted> {
+    /// The stack, and for a whole model the graph around it.
+    pub(super) fn read(&self) -> Result<(Lifted, Option<Program>)> {
         let rnns: Vec<&Node> = self
             .graph
             .node
@@ -23,7 +25,7 @@ impl<'g> Reader<'g> {
             .filter(|n| n.op_type == "RNN" && (n.domain.is_empty() || n.domain == "ai.onnx"))
             .collect();
         if rnns.is_empty() && self.graph.node.iter().any(|n| n.op_type == "Loop") {
-            return super::looped::lift(self);
+            return super::looped::lift(self).map(|l| (l, None));
         }
         if let Some(scan) = self.graph.node.iter().find(|n| n.op_type == "Scan") {
             return Err(refuse(
@@ -39,7 +41,7 @@ impl<'g> Reader<'g> {
         }
         let unrolls = self.graph.node.iter().any(|n| n.op_type == "MatMul");
         if rnns.is_empty() && unrolls {
-            return super::unrolled::lift(self);
+            return super::unrolled::lift(self).map(|l| (l, None));
         }
         if rnns.is_empty() {
             let mut ops: Vec<&str> = self.graph.node.iter().map(|n| n.op_type.as_str()).collect();
@@ -64,31 +66,18 @@ impl<'g> Reader<'g> {
             .filter_map(|n| self.capped_lengths(n.input.get(4)?))
             .flat_map(|(_, nodes)| nodes)
             .collect();
-        for node in &self.graph.node {
-            let glue = (GLUE.contains(&node.op_type.as_str()) && node.domain.is_empty())
-                || capping.iter().any(|&c| std::ptr::eq(c, node))
-                || self.merge_of(node).is_some();
-            if node.op_type == "RNN" && (node.domain.is_empty() || node.domain == "ai.onnx") {
-                continue;
-            }
-            let gather_on_shape = node.op_type != "Gather"
-                || node
-                    .input
-                    .first()
-                    .and_then(|i| self.producer.get(i.as_str()))
-                    .is_some_and(|p| p.op_type == "Shape");
-            if !glue || !gather_on_shape {
-                return Err(refuse(
-                    self.path,
-                    format!(
-                        "an ONNX graph with a {} between or around its RNN nodes",
-                        node_name(node)
-                    ),
-                    EXPORT_RNN_ALONE,
-                ));
-            }
-        }
-        let stack = self.order(&rnns)?;
+        // A graph with other ops is a whole model (`whole.rs`): the stack read the same way,
+        // run from its bottom node's X, the rest evaluated around it.
+        let whole = self.foreign(&capping).is_some();
+        let stack = self.order(&rnns, whole)?;
+        // A whole model's other nodes first: an op rnn does not evaluate is the first thing
+        // to say.
+        let program = if whole {
+            let nodes: Vec<&Node> = stack.iter().map(|(n, _)| *n).collect();
+            Some(self.program(&nodes, self.opset)?)
+        } else {
+            None
+        };
         let mut tensors = HashMap::new();
         // The weights the nodes name, in bytes: each initialiser is stored once, so nodes that
         // all name the same ones would make a small file a large model.
@@ -111,7 +100,9 @@ impl<'g> Reader<'g> {
             let attrs = Attributes::new(self.path, node)?;
             let (d, reverse) = attrs.directions()?;
             reversed.push(reverse);
-            if k == 0 {
+            if k == 0 && whole {
+                // Time-major at the node's X: the graph's own nodes transpose it there.
+            } else if k == 0 {
                 batch_first = self.first_path(node, path)?;
                 transposed = batch_first;
             } else {
@@ -120,7 +111,7 @@ impl<'g> Reader<'g> {
             directions = d;
             node_directions.push(d);
             let layout = attrs.int("layout", 0);
-            if layout != 0 && (stack.len() > 1 || batch_first) {
+            if layout != 0 && (stack.len() > 1 || batch_first || whole) {
                 return Err(self.attribute(node, "layout", &layout.to_string()));
             }
             if layout == 1 {
@@ -190,9 +181,18 @@ impl<'g> Reader<'g> {
             }
             h0s.push(self.feed(node, 5, "initial_h")?);
             lens.push(self.feed(node, 4, "sequence_lens")?);
+            if whole {
+                self.whole_feed(node, &h0s[k], "initial_h")?;
+                self.whole_feed(node, &lens[k], "sequence_lens")?;
+            }
         }
         let top_directions = node_directions.last().copied().unwrap_or(1);
-        merges.push(self.outputs(&stack, top_directions, transposed)?);
+        merges.push(if whole {
+            // The graph reads the top node's Y [seq, directions, batch, hidden] itself.
+            MergeMode::Concat
+        } else {
+            self.outputs(&stack, top_directions, transposed)?
+        });
         let layers = nonlinearities
             .iter()
             .zip(&clips)
@@ -263,7 +263,7 @@ impl<'g> Reader<'g> {
             let directions: Vec<String> = node_directions.iter().map(usize::to_string).collect();
             metadata.insert(crate::config::key::DIRECTIONS.into(), directions.join(","));
         }
-        Ok((tensors, metadata, recorded))
+        Ok(((tensors, metadata, recorded), program))
     }
 
     /// Every graph output is what rnn computes, in one of the layouts the exporters write: an

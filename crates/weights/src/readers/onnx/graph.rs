@@ -106,10 +106,12 @@ pub(super) struct Reader<'g> {
     pub(super) defaults: HashMap<&'g str, &'g TensorProto>,
     /// The file's length in bytes, against which the weights the nodes name are bounded.
     pub(super) file_len: usize,
+    /// The version of the default operator set the graph is written in.
+    pub(super) opset: i64,
 }
 
 impl<'g> Reader<'g> {
-    pub(super) fn new(path: &'g Path, graph: &'g Graph, file_len: usize) -> Self {
+    pub(super) fn new(path: &'g Path, graph: &'g Graph, file_len: usize, opset: i64) -> Self {
         let mut producer = HashMap::new();
         for node in &graph.node {
             for output in &node.output {
@@ -140,6 +142,7 @@ impl<'g> Reader<'g> {
             inputs,
             defaults,
             file_len,
+            opset,
         }
     }
 }
@@ -153,14 +156,19 @@ impl<'g> Reader<'g> {
     }
 
     /// The RNN nodes in stack order, each with the glue nodes between its `X` and the node
-    /// (or graph input) before it, nearest first.
-    pub(super) fn order(&self, rnns: &[&'g Node]) -> Result<Vec<(&'g Node, Vec<&'g Node>)>> {
+    /// (or graph input) before it, nearest first. In a whole model the bottom node's `X` may
+    /// be computed by any node.
+    pub(super) fn order(
+        &self,
+        rnns: &[&'g Node],
+        whole: bool,
+    ) -> Result<Vec<(&'g Node, Vec<&'g Node>)>> {
         let mut by_source: HashMap<Option<&str>, (&Node, Vec<&Node>)> = HashMap::new();
         for &node in rnns {
             let x = node.input.first().map(String::as_str).unwrap_or("");
             let (source, path) = self.trace(x)?;
             let key = source.map(|s| s.output.first().map(String::as_str).unwrap_or(""));
-            if key.is_none() && !self.inputs.contains(&self.origin(x, &path)) {
+            if key.is_none() && !whole && !self.inputs.contains(&self.origin(x, &path)) {
                 return Err(refuse(
                     self.path,
                     format!(

@@ -37,6 +37,7 @@ mod tensor;
 #[cfg(test)]
 mod tests;
 mod unrolled;
+mod whole;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,17 +84,27 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         }
     }
     let described = bytes.len() as u64 + external.values().sum::<u64>();
+    // The default domain's version (ONNX's 1 where the model names none).
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(1, |o| o.version);
     let reader = Reader::new(
         path,
         graph,
         usize::try_from(described).unwrap_or(usize::MAX),
+        opset,
     );
-    let (mut tensors, mut metadata, recorded) = reader.read()?;
+    let ((mut tensors, mut metadata, recorded), program) = reader.read()?;
     let producer = format!("{} {}", model.producer_name, model.producer_version);
     metadata.insert("producer".into(), producer.trim().to_string());
     // Tensors of the graph, named as rnn names them; sorted for stable messages.
     let tensors: BTreeMap<String, Tensor> = std::mem::take(&mut tensors).into_iter().collect();
-    Ok(TensorFile::from_tensors(path, tensors, metadata).with_recorded(recorded))
+    let graph = program.map(crate::config::Graph::onnx);
+    Ok(TensorFile::from_tensors(path, tensors, metadata)
+        .with_recorded(recorded)
+        .with_graph(graph))
 }
 
 fn malformed(path: &Path, reason: String) -> WeightsError {

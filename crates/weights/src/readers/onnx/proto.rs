@@ -10,6 +10,17 @@ pub struct Model {
     pub producer_version: String,
     #[prost(message, optional, tag = "7")]
     pub graph: Option<Graph>,
+    #[prost(message, repeated, tag = "8")]
+    pub opset_import: Vec<OpsetId>,
+}
+
+/// `OperatorSetIdProto`: which version of a domain's operators the graph means.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OpsetId {
+    #[prost(string, tag = "1")]
+    pub domain: String,
+    #[prost(int64, tag = "2")]
+    pub version: i64,
 }
 
 /// `GraphProto`.
@@ -126,6 +137,7 @@ pub(crate) const MAX_SUBGRAPH_DEPTH: usize = 8;
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Model,
+    Opset,
     Graph,
     Node,
     Attribute,
@@ -138,6 +150,7 @@ impl Kind {
     fn struct_size(self) -> u64 {
         (match self {
             Kind::Model => std::mem::size_of::<Model>(),
+            Kind::Opset => std::mem::size_of::<OpsetId>(),
             Kind::Graph => std::mem::size_of::<Graph>(),
             Kind::Node => std::mem::size_of::<Node>(),
             Kind::Attribute => std::mem::size_of::<Attribute>(),
@@ -151,6 +164,7 @@ impl Kind {
     fn submessage(self, field: u64) -> Option<Kind> {
         match (self, field) {
             (Kind::Model, 7) => Some(Kind::Graph),
+            (Kind::Model, 8) => Some(Kind::Opset),
             (Kind::Graph, 1) => Some(Kind::Node),
             (Kind::Graph, 5) | (Kind::Attribute, 5) => Some(Kind::Tensor),
             (Kind::Attribute, 6) => Some(Kind::Graph),
@@ -167,6 +181,7 @@ impl Kind {
         matches!(
             (self, field),
             (Kind::Model, 2 | 3)
+                | (Kind::Opset, 1)
                 | (Kind::Node, 1 | 2 | 3 | 4 | 7)
                 | (Kind::Attribute, 1 | 4 | 7 | 9)
                 | (Kind::Tensor, 4 | 8 | 9 | 10)

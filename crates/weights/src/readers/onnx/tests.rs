@@ -617,8 +617,9 @@ fn a_converted_graph_whose_defaults_differ_is_refused() {
         .find(|n| n.op_type == "Shape")
         .unwrap();
     shape.input = vec!["other".into()];
-    // The cap is recognised only as written, so a changed one leaves its Cast unexplained.
-    let cast = "a Cast node `seq_len_i32` between or around its RNN nodes";
+    // The cap is recognised only as written, so a changed one is not a cap: the graph is read
+    // as a whole model, whose RNN takes no lengths computed in the graph.
+    let cast = "RNN node `rnn_l0` whose sequence_lens `sequence_lens` is computed in the graph";
     for (what, model, says) in [
         (
             "h0 default not zeros",
@@ -627,7 +628,11 @@ fn a_converted_graph_whose_defaults_differ_is_refused() {
         ),
         ("lengths default 5", short_lengths, cast),
         ("lengths capped at the batch", capped_by_batch, cast),
-        ("lengths capped by another input", capped_by_other, cast),
+        (
+            "lengths capped by another input",
+            capped_by_other,
+            "whole model of 2 inputs",
+        ),
     ] {
         match read_bytes(&model.encode_to_vec()) {
             Ok(file) => panic!("{what}: read as {:?}", file.names()),
@@ -709,4 +714,28 @@ fn a_merge_is_read_only_from_a_reduction_over_the_directions() {
     assert!(kept.contains("a ReduceSum node"), "{kept}");
     let other_axis = tamper(&|n| n.input[1] = "axis0".into());
     assert!(other_axis.contains("a ReduceSum node"), "{other_axis}");
+}
+
+/// A whole model whose nodes read each other (the embedding's lookup reads the model's own
+/// output as its ids) is refused as a cycle, without recursion; the graph as exported reads.
+#[test]
+fn a_whole_model_whose_nodes_read_each_other_is_refused() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/files/onnx_whole_classifier.onnx"
+    );
+    let model = proto::Model::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    let file = read_bytes(&model.encode_to_vec()).unwrap();
+    assert!(file.graph().is_some_and(|g| g.onnx.is_some()));
+    let mut cyclic = model.clone();
+    let graph = cyclic.graph.as_mut().unwrap();
+    let output = graph.output[0].name.clone();
+    let lookup = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Gather" && n.input[0] == "embedding.weight")
+        .unwrap();
+    lookup.input[1] = output;
+    let e = read_bytes(&cyclic.encode_to_vec()).unwrap_err().to_string();
+    assert!(e.contains("a cycle"), "{e}");
 }

@@ -1,0 +1,623 @@
+//! A whole model around the RNN nodes (an embedding's `Gather`, a `Gemm` head, the exporter's
+//! glue): the graph's other nodes read into a [`Program`] that `crate::Model` evaluates around
+//! the stack, from the graph's one input to its outputs.
+//!
+//! The stack meets the graph at its bottom node's `X` (time-major, as the node reads it), its
+//! top node's `Y` and every node's `Y_h`; the glue between the nodes and the nodes'
+//! `initial_h` are the stack's own (zeros built in the graph; a state given or fixed otherwise
+//! is refused), and a node that reads a lower node's `Y` other than through that glue is
+//! refused. Every node the outputs need must be one of the ops [`Op`] lists.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use candle_core::{DType, Tensor};
+use rnn_core::Nonlinearity;
+
+use super::graph::{Feed, Reader, GLUE};
+use super::proto::Node;
+use super::tensor::to_tensor;
+use super::{malformed, node_name, refuse};
+use crate::error::{Result, WeightsError};
+use crate::onnx_program::{Binary, Op, Program, StackIo, Step};
+
+const WHOLE_ADVICE: &str = "rnn runs Gather, Shape, Constant, ConstantOfShape, Unsqueeze, \
+                            Squeeze, Concat, Transpose, Reshape, Slice, Expand, Cast, Identity, \
+                            MatMul, Gemm, Add, Sub, Mul, Div, Softmax, LogSoftmax, Sigmoid, Tanh, \
+                            Relu, Flatten, Equal and Where around RNN nodes; export the nn.RNN alone \
+                            (torch.onnx.export(rnn, ..., dynamo=False)) to run its recurrence";
+
+impl<'g> Reader<'g> {
+    /// The first node that makes the graph more than an RNN stack with its exporter's glue:
+    /// an op outside the glue, or a `Gather` from anything but a `Shape` (a lookup in a table,
+    /// a step of the output). `capping`: the nodes of `sequence_lens` capped at the length.
+    pub(super) fn foreign(&self, capping: &[&Node]) -> Option<&'g Node> {
+        self.graph.node.iter().find(|&node| {
+            if node.op_type == "RNN" && (node.domain.is_empty() || node.domain == "ai.onnx") {
+                return false;
+            }
+            let glue = (GLUE.contains(&node.op_type.as_str()) && node.domain.is_empty())
+                || capping.iter().any(|&c| std::ptr::eq(c, node))
+                || self.merge_of(node).is_some();
+            let gather_on_shape = node.op_type != "Gather"
+                || node
+                    .input
+                    .first()
+                    .and_then(|i| self.producer.get(i.as_str()))
+                    .is_some_and(|p| p.op_type == "Shape");
+            !glue || !gather_on_shape
+        })
+    }
+
+    /// Refuses an `initial_h` or `sequence_lens` a whole model's stack does not run with:
+    /// rnn runs it from zeros over every step.
+    pub(super) fn whole_feed(&self, node: &Node, feed: &Feed, what: &str) -> Result<()> {
+        match feed {
+            Feed::Absent => Ok(()),
+            Feed::Zero if what == "initial_h" => Ok(()),
+            _ => Err(refuse(
+                self.path,
+                format!(
+                    "an ONNX whole model whose {} has its {what} given or fixed (rnn runs a \
+                     whole model's RNN from zeros over every step)",
+                    node_name(node)
+                ),
+                "export the model with the RNN's state left out (zeros) and without lengths",
+            )),
+        }
+    }
+
+    /// The graph's nodes other than the stack's (`stack`: its RNN nodes, bottom first), as a
+    /// run evaluates them around it; `opset`: the graph's version of the default domain.
+    pub(super) fn program(&self, stack: &[&'g Node], opset: i64) -> Result<Program> {
+        let Some(&top) = stack.last() else {
+            return Err(malformed(self.path, "no RNN node".into()));
+        };
+        let output = |node: &'g Node, k: usize| -> Option<&'g str> {
+            node.output
+                .get(k)
+                .filter(|n| !n.is_empty())
+                .map(String::as_str)
+        };
+        let x: &'g str = super::graph::input(stack[0], 0);
+        let y_top = output(top, 0);
+        let finals: Vec<Option<&str>> = stack.iter().map(|n| output(n, 1)).collect();
+        let lower: HashSet<&str> = stack[..stack.len() - 1]
+            .iter()
+            .filter_map(|n| output(n, 0))
+            .collect();
+        let input = match self.inputs.as_slice() {
+            [one] => *one,
+            other => {
+                return Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX whole model of {} inputs ({}); rnn runs a model of one input",
+                        other.len(),
+                        other.join(", ")
+                    ),
+                    WHOLE_ADVICE,
+                ))
+            }
+        };
+        // The nodes the outputs and the stack's input need, walked back from them.
+        let rnn_outputs: HashSet<&str> = stack
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str))
+            .collect();
+        let mut needed: HashSet<*const Node> = HashSet::new();
+        let mut read_from_stack: HashSet<&str> = HashSet::new();
+        let mut pending: Vec<&str> = self.graph.output.iter().map(|o| o.name.as_str()).collect();
+        pending.push(x);
+        let mut seen: HashSet<&str> = HashSet::new();
+        while let Some(name) = pending.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            if rnn_outputs.contains(name) {
+                if lower.contains(name) {
+                    return Err(refuse(
+                        self.path,
+                        format!(
+                            "an ONNX whole model that reads `{name}`, the output of an RNN node \
+                             below the top one, other than as the next node's input"
+                        ),
+                        WHOLE_ADVICE,
+                    ));
+                }
+                read_from_stack.insert(name);
+                continue;
+            }
+            let Some(&node) = self.producer.get(name) else {
+                if name == input || self.initializers.contains_key(name) {
+                    continue;
+                }
+                return Err(malformed(
+                    self.path,
+                    format!("`{name}` is read but neither computed, given nor stored"),
+                ));
+            };
+            if node.op_type == "RNN" {
+                return Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX whole model whose {} is not part of its one RNN stack",
+                        node_name(node)
+                    ),
+                    WHOLE_ADVICE,
+                ));
+            }
+            if needed.insert(node as *const Node) {
+                pending.extend(
+                    node.input
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|n| !n.is_empty()),
+                );
+            }
+        }
+        // Each needed node as an op, the constants they read, in an order that computes every
+        // value before it is read (Kahn's, the file's order among the ready).
+        let mut constants: Vec<(String, Tensor)> = Vec::new();
+        let mut stored = 0usize;
+        let budget = self.weight_budget();
+        let mut keep = |name: &str, t: Tensor, constants: &mut Vec<(String, Tensor)>| {
+            stored = stored.saturating_add(t.elem_count() * t.dtype().size_in_bytes());
+            if stored > budget {
+                return Err(malformed(
+                    self.path,
+                    format!(
+                        "the nodes around the RNN name {stored} bytes of constants, more than 4 \
+                         per byte of the file plus 64 MiB"
+                    ),
+                ));
+            }
+            constants.push((name.to_string(), t));
+            Ok(())
+        };
+        let mut ops: Vec<(usize, crate::onnx_program::Node)> = Vec::new();
+        let mut constant_names: HashSet<&str> = HashSet::new();
+        for (index, node) in self.graph.node.iter().enumerate() {
+            if !needed.contains(&(node as *const Node)) {
+                continue;
+            }
+            if node.op_type == "Constant" && node.domain.is_empty() {
+                let name = node.output.first().map(String::as_str).unwrap_or("");
+                keep(name, self.constant_value(node)?, &mut constants)?;
+                constant_names.insert(name);
+                continue;
+            }
+            let op = self.op(node, opset)?;
+            if node.output.len() != 1 {
+                return Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX {} with {} outputs, where rnn evaluates it with one",
+                        node_name(node),
+                        node.output.len()
+                    ),
+                    WHOLE_ADVICE,
+                ));
+            }
+            ops.push((
+                index,
+                crate::onnx_program::Node {
+                    label: node_name(node),
+                    op,
+                    inputs: node.input.clone(),
+                    output: node.output[0].clone(),
+                },
+            ));
+        }
+        let mut initialisers_read: BTreeSet<&str> = BTreeSet::new();
+        for (_, node) in &ops {
+            for name in &node.inputs {
+                if self.initializers.contains_key(name.as_str()) && name != input {
+                    initialisers_read.insert(name);
+                }
+            }
+        }
+        if self.initializers.contains_key(x) {
+            initialisers_read.insert(x);
+        }
+        for name in initialisers_read {
+            keep(
+                name,
+                to_tensor(self.path, self.initializers[name])?,
+                &mut constants,
+            )?;
+        }
+        let steps = self.schedule(ops, x, &read_from_stack, input, &constants)?;
+        let vocabulary = self.vocabulary(&steps, input, &constants);
+        let hidden = stack
+            .iter()
+            .map(|n| {
+                let d = if super::attributes::Attributes::new(self.path, n)
+                    .and_then(|a| a.directions())
+                    .map_or(1, |(d, _)| d)
+                    == 2
+                {
+                    2
+                } else {
+                    1
+                };
+                let h = self
+                    .constant(super::graph::input(n, 2))
+                    .map_or(0, |r| r.dims.get(1).copied().unwrap_or(0).max(0) as usize);
+                (d, h)
+            })
+            .collect::<Vec<_>>();
+        let widest = constants
+            .iter()
+            .flat_map(|(_, t)| t.dims().to_vec())
+            .chain(hidden.iter().map(|&(d, h)| d * h))
+            .max()
+            .unwrap_or(1);
+        let outputs: Vec<String> = self.graph.output.iter().map(|o| o.name.clone()).collect();
+        let last_reads = last_reads(&steps, &outputs, x);
+        Ok(Program {
+            steps,
+            constants,
+            input: input.to_string(),
+            outputs,
+            stack: StackIo {
+                x: x.to_string(),
+                y: y_top
+                    .filter(|y| read_from_stack.contains(y))
+                    .map(str::to_string),
+                y_h: finals
+                    .iter()
+                    .map(|f| {
+                        f.filter(|f| read_from_stack.contains(f))
+                            .map(str::to_string)
+                    })
+                    .collect(),
+                directions: hidden.iter().map(|&(d, _)| d).collect(),
+            },
+            vocabulary,
+            widest,
+            last_reads,
+            float: DType::F32,
+        })
+    }
+
+    /// The steps in an order that computes each value before it is read: the nodes in the
+    /// file's order where it allows (ONNX requires it), the stack where its input is ready.
+    fn schedule(
+        &self,
+        ops: Vec<(usize, crate::onnx_program::Node)>,
+        x: &str,
+        from_stack: &HashSet<&str>,
+        input: &str,
+        constants: &[(String, Tensor)],
+    ) -> Result<Vec<Step>> {
+        let mut ready: HashSet<String> = constants.iter().map(|(n, _)| n.clone()).collect();
+        ready.insert(input.to_string());
+        ready.insert(String::new());
+        // Which nodes read each value not yet computed, and how many such each node reads.
+        let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut missing: Vec<usize> = Vec::with_capacity(ops.len());
+        for (k, (_, node)) in ops.iter().enumerate() {
+            let unread: HashSet<&String> =
+                node.inputs.iter().filter(|i| !ready.contains(*i)).collect();
+            for name in &unread {
+                readers.entry((*name).clone()).or_default().push(k);
+            }
+            missing.push(unread.len());
+        }
+        let mut waiting: Vec<Option<crate::onnx_program::Node>> =
+            ops.into_iter().map(|(_, n)| Some(n)).collect();
+        let mut queue: BTreeSet<usize> = (0..waiting.len()).filter(|&k| missing[k] == 0).collect();
+        let mut stack_pending = true;
+        let mut steps = Vec::with_capacity(waiting.len() + 1);
+        let done = |name: &str, queue: &mut BTreeSet<usize>, missing: &mut Vec<usize>| {
+            for &k in readers.get(name).map(Vec::as_slice).unwrap_or(&[]) {
+                missing[k] -= 1;
+                if missing[k] == 0 {
+                    queue.insert(k);
+                }
+            }
+        };
+        let mut computed: HashSet<String> = ready;
+        loop {
+            if stack_pending && computed.contains(x) {
+                stack_pending = false;
+                steps.push(Step::Stack);
+                for name in from_stack {
+                    computed.insert((*name).to_string());
+                    done(name, &mut queue, &mut missing);
+                }
+                continue;
+            }
+            let Some(k) = queue.pop_first() else { break };
+            let Some(node) = waiting[k].take() else {
+                continue;
+            };
+            if computed.insert(node.output.clone()) {
+                done(&node.output, &mut queue, &mut missing);
+            }
+            steps.push(Step::Node(node));
+        }
+        if let Some(node) = waiting.iter().flatten().next() {
+            return Err(malformed(
+                self.path,
+                format!(
+                    "the {} reads a value that no node computes before it (a cycle)",
+                    node.label
+                ),
+            ));
+        }
+        if stack_pending {
+            return Err(malformed(
+                self.path,
+                format!("the RNN's input `{x}` is never computed"),
+            ));
+        }
+        Ok(steps)
+    }
+
+    /// The embedding's rows, where the graph's input is the indices of a `Gather` on a stored
+    /// table (token ids).
+    fn vocabulary(
+        &self,
+        steps: &[Step],
+        input: &str,
+        constants: &[(String, Tensor)],
+    ) -> Option<usize> {
+        let table = |name: &str| constants.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Node(n) => Some(n),
+                Step::Stack => None,
+            })
+            .filter(|n| {
+                matches!(n.op, Op::Gather { axis: 0 })
+                    && n.inputs.get(1).map(String::as_str) == Some(input)
+            })
+            .filter_map(|n| table(&n.inputs[0]).map(|t| t.dims().first().copied().unwrap_or(0)))
+            .min()
+    }
+
+    /// A `Constant` node's value.
+    fn constant_value(&self, node: &Node) -> Result<Tensor> {
+        let bad = |what: String| {
+            refuse(
+                self.path,
+                format!("an ONNX {} whose value is {what}", node_name(node)),
+                WHOLE_ADVICE,
+            )
+        };
+        let [attribute] = node.attribute.as_slice() else {
+            return Err(bad(format!("given by {} attributes", node.attribute.len())));
+        };
+        let device = &candle_core::Device::Cpu;
+        let tensor_error = |error| WeightsError::Tensor {
+            path: self.path.to_owned(),
+            error,
+        };
+        match attribute.name.as_str() {
+            "value" => match &attribute.t {
+                Some(t) => to_tensor(self.path, t),
+                None => Err(bad("missing".into())),
+            },
+            "value_float" => Tensor::new(attribute.f, device).map_err(tensor_error),
+            "value_floats" => {
+                Tensor::new(attribute.floats.as_slice(), device).map_err(tensor_error)
+            }
+            "value_int" => Tensor::new(attribute.i, device).map_err(tensor_error),
+            "value_ints" => Tensor::new(attribute.ints.as_slice(), device).map_err(tensor_error),
+            other => Err(bad(format!("a {other}"))),
+        }
+    }
+
+    /// `node` as an op rnn evaluates, its attributes read; refused by name otherwise.
+    fn op(&self, node: &Node, opset: i64) -> Result<Op> {
+        let unsupported = || {
+            refuse(
+                self.path,
+                format!(
+                    "an ONNX graph with a {} around its RNN nodes",
+                    node_name(node)
+                ),
+                WHOLE_ADVICE,
+            )
+        };
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            return Err(unsupported());
+        }
+        let attribute = |name: &str| node.attribute.iter().find(|a| a.name == name);
+        let int = |name: &str, default: i64| attribute(name).map_or(default, |a| a.i);
+        let float = |name: &str, default: f64| attribute(name).map_or(default, |a| f64::from(a.f));
+        let ints = |name: &str| attribute(name).map(|a| a.ints.clone());
+        let known = |names: &[&str]| -> Result<()> {
+            match node
+                .attribute
+                .iter()
+                .find(|a| !names.contains(&a.name.as_str()))
+            {
+                Some(a) => Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX {} with the attribute {}, which rnn does not evaluate",
+                        node_name(node),
+                        a.name
+                    ),
+                    WHOLE_ADVICE,
+                )),
+                None => Ok(()),
+            }
+        };
+        let op = match node.op_type.as_str() {
+            "Gather" => {
+                known(&["axis"])?;
+                Op::Gather {
+                    axis: int("axis", 0),
+                }
+            }
+            "Shape" => {
+                known(&["start", "end"])?;
+                Op::Shape {
+                    start: int("start", 0),
+                    end: attribute("end").map(|a| a.i),
+                }
+            }
+            "ConstantOfShape" => {
+                known(&["value"])?;
+                let value = match attribute("value").and_then(|a| a.t.as_ref()) {
+                    Some(t) => to_tensor(self.path, t)?,
+                    None => Tensor::new(&[0f32], &candle_core::Device::Cpu).map_err(|error| {
+                        WeightsError::Tensor {
+                            path: self.path.to_owned(),
+                            error,
+                        }
+                    })?,
+                };
+                if value.elem_count() != 1 {
+                    return Err(WeightsError::Shape {
+                        path: self.path.to_owned(),
+                        name: format!("value of {}", node_name(node)),
+                        expected: "one element".into(),
+                        found: value.dims().to_vec(),
+                    });
+                }
+                Op::ConstantOfShape { value }
+            }
+            "Unsqueeze" => {
+                known(&["axes"])?;
+                Op::Unsqueeze { axes: ints("axes") }
+            }
+            "Squeeze" => {
+                known(&["axes"])?;
+                Op::Squeeze { axes: ints("axes") }
+            }
+            "Concat" => {
+                known(&["axis"])?;
+                Op::Concat {
+                    axis: int("axis", 0),
+                }
+            }
+            "Transpose" => {
+                known(&["perm"])?;
+                Op::Transpose { perm: ints("perm") }
+            }
+            "Reshape" => {
+                known(&["allowzero"])?;
+                Op::Reshape {
+                    allowzero: int("allowzero", 0) != 0,
+                }
+            }
+            "Slice" if opset >= 10 => {
+                known(&[])?;
+                Op::Slice
+            }
+            "Expand" => {
+                known(&[])?;
+                Op::Expand
+            }
+            "Cast" => {
+                known(&["to", "saturate"])?;
+                let to = int("to", 0);
+                // float32 (rnn's float type; a cast to another would compute otherwise than
+                // ONNX Runtime) or an integer type (int64 holds every int32).
+                match to {
+                    1 => Op::Cast { float: true },
+                    6 | 7 => Op::Cast { float: false },
+                    _ => {
+                        return Err(refuse(
+                            self.path,
+                            format!(
+                                "an ONNX {} to the ONNX data type {to}, which rnn does not \
+                                 compute in",
+                                node_name(node)
+                            ),
+                            WHOLE_ADVICE,
+                        ))
+                    }
+                }
+            }
+            "Identity" => {
+                known(&[])?;
+                Op::Identity
+            }
+            "MatMul" => {
+                known(&[])?;
+                Op::MatMul
+            }
+            "Gemm" => {
+                known(&["alpha", "beta", "transA", "transB"])?;
+                Op::Gemm {
+                    alpha: float("alpha", 1.0),
+                    beta: float("beta", 1.0),
+                    trans_a: int("transA", 0) != 0,
+                    trans_b: int("transB", 0) != 0,
+                }
+            }
+            "Add" | "Sub" | "Mul" | "Div" => {
+                known(&[])?;
+                Op::Binary(match node.op_type.as_str() {
+                    "Add" => Binary::Add,
+                    "Sub" => Binary::Sub,
+                    "Mul" => Binary::Mul,
+                    _ => Binary::Div,
+                })
+            }
+            "Softmax" | "LogSoftmax" => {
+                known(&["axis"])?;
+                let coerced = opset < 13;
+                Op::Softmax {
+                    axis: int("axis", if coerced { 1 } else { -1 }),
+                    coerced,
+                    log: node.op_type == "LogSoftmax",
+                }
+            }
+            "Sigmoid" | "Tanh" | "Relu" => {
+                known(&[])?;
+                Op::Elementwise(match node.op_type.as_str() {
+                    "Sigmoid" => Nonlinearity::Sigmoid,
+                    "Tanh" => Nonlinearity::Tanh,
+                    _ => Nonlinearity::Relu,
+                })
+            }
+            "Flatten" => {
+                known(&["axis"])?;
+                Op::Flatten {
+                    axis: int("axis", 1),
+                }
+            }
+            "Equal" => {
+                known(&[])?;
+                Op::Equal
+            }
+            "Where" => {
+                known(&[])?;
+                Op::Where
+            }
+            _ => return Err(unsupported()),
+        };
+        Ok(op)
+    }
+}
+
+/// For each step, the values that no later step reads and the graph does not output.
+fn last_reads(steps: &[Step], outputs: &[String], x: &str) -> Vec<Vec<String>> {
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (k, step) in steps.iter().enumerate() {
+        match step {
+            Step::Node(node) => {
+                for name in &node.inputs {
+                    last.insert(name, k);
+                }
+            }
+            Step::Stack => {
+                last.insert(x, k);
+            }
+        }
+    }
+    let mut reads = vec![Vec::new(); steps.len()];
+    for (name, k) in last {
+        if !name.is_empty() && !outputs.iter().any(|o| o == name) {
+            reads[k].push(name.to_string());
+        }
+    }
+    reads
+}
