@@ -639,6 +639,32 @@ impl OnnxNodes {
 }
 
 impl Graph {
+    /// How the user runs the RNN alone instead, in words.
+    pub fn alone(&self) -> &'static str {
+        if self.onnx.is_some() {
+            "export the nn.RNN alone (torch.onnx.export(rnn, ..., dynamo=False))"
+        } else {
+            "pick its RNN alone with --stack (stack= in Python)"
+        }
+    }
+
+    /// What runs around the RNN, in words: each layer's name and class, or each ONNX node.
+    pub fn around(&self) -> Vec<String> {
+        match &self.onnx {
+            Some(nodes) => nodes
+                .nodes()
+                .into_iter()
+                .filter(|n| n != crate::onnx_program::STACK_LABEL)
+                .collect(),
+            None => self
+                .before
+                .iter()
+                .chain(&self.after)
+                .map(|p| format!("{} ({})", p.name, p.class))
+                .collect(),
+        }
+    }
+
     /// The model's outputs by name, in its order.
     pub fn outputs(&self) -> Vec<String> {
         match &self.onnx {

@@ -127,21 +127,15 @@ pub fn convert(
     };
     if let (Some(graph), false) = (file.graph(), read.selection.picks_layers()) {
         // The converted file would hold the RNN alone: run as the model, a wrong number.
-        let layers: Vec<String> = graph
-            .before
-            .iter()
-            .chain(&graph.after)
-            .map(|p| format!("{} ({})", p.name, p.class))
-            .collect();
         return Err(WeightsError::Unwritable {
             path: output.to_owned(),
             format,
             reason: format!(
                 "{} is a whole model, with layers around its RNN ({}) that rnn convert does \
-                 not write yet; to convert the RNN alone, pick it with --stack (stack= in \
-                 Python)",
+                 not write yet; to convert the RNN alone, {}",
                 file.path().display(),
-                layers.join(", ")
+                graph.around().join(", "),
+                graph.alone()
             ),
         });
     }

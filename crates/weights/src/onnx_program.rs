@@ -21,6 +21,9 @@ use candle_core::{DType, Device, Error, Result, Tensor, D};
 use rnn_core::around::Activation;
 use rnn_core::Nonlinearity;
 
+/// How [`Program::labels`] names the step where the RNN nodes run.
+pub(crate) const STACK_LABEL: &str = "the RNN nodes";
+
 /// The ops rnn evaluates, their attributes read.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
@@ -169,7 +172,7 @@ impl Program {
             .iter()
             .map(|s| match s {
                 Step::Node(n) => n.label.clone(),
-                Step::Stack => "the RNN nodes".to_string(),
+                Step::Stack => STACK_LABEL.to_string(),
             })
             .collect()
     }

@@ -67,7 +67,7 @@ impl Model {
         let mut config = weights.stack_config(read, form)?;
         let whole = match file.graph() {
             Some(graph) if !read.selection.picks_layers() => {
-                whole_options(read, form)?;
+                whole_options(read, form, graph.alone())?;
                 // The model's own layers make its masks.
                 config.mask_value = None;
                 config.input_mask = None;
@@ -192,12 +192,11 @@ impl Model {
         mut inputs: Inputs,
     ) -> std::result::Result<Inputs, String> {
         if inputs.h0.is_some() || inputs.lengths.is_some() {
-            return Err(
+            return Err(format!(
                 "the model is run whole, from its own input: its RNN starts from zeros and its \
-                 own layers make its masks, so it takes no h0 or lengths (pick the RNN alone \
-                 with --stack to give them)"
-                    .into(),
-            );
+                 own layers make its masks, so it takes no h0 or lengths ({} to give them)",
+                whole.alone
+            ));
         }
         let device = self.rnn.device();
         inputs.input = match whole.vocabulary {
@@ -282,9 +281,10 @@ impl Model {
         keep_layers: bool,
     ) -> candle_core::Result<Run> {
         if keep_layers {
-            return Err(candle_core::Error::Msg(
-                "a whole model's layers are not drawn; pick its RNN alone with --stack".into(),
-            ));
+            return Err(candle_core::Error::Msg(format!(
+                "a whole model's layers are not drawn; {}",
+                whole.alone
+            )));
         }
         if let Some(program) = &whole.onnx {
             // Token ids as ONNX's int64 (prepare checked them against the vocabulary).
@@ -330,13 +330,17 @@ impl Model {
     /// # Errors
     /// The refusal in words, naming what the file fixes or masks.
     pub fn check_stepwise(&self) -> std::result::Result<(), String> {
-        if self.whole.is_some() {
-            return Err(
+        if let Some(whole) = &self.whole {
+            return Err(format!(
                 "the model is run whole (its layers around the RNN), which rnn does not run a \
-                 batch at a time (--batch-size); run it on whole inputs (or stream it), or its \
-                 RNN alone with --stack"
-                    .into(),
-            );
+                 batch at a time (--batch-size); run it on whole inputs{}; or {}",
+                if whole.onnx.is_some() {
+                    ""
+                } else {
+                    " (or stream it)"
+                },
+                whole.alone
+            ));
         }
         if let Some(fixed) = self.file.metadata().get(MODEL_INPUTS) {
             return Err(format!(
@@ -473,7 +477,7 @@ impl Stream {
 
 /// Refuses the options that a whole model's own layers settle: step form (its input is one
 /// tensor) and a mask value (its `Masking` and `Embedding` layers make its masks).
-fn whole_options(read: &ReadOptions, form: Form) -> Result<()> {
+fn whole_options(read: &ReadOptions, form: Form, alone: &str) -> Result<()> {
     if form == Form::Steps {
         return Err(WeightsError::Option {
             option: "input",
@@ -485,9 +489,9 @@ fn whole_options(read: &ReadOptions, form: Form) -> Result<()> {
     if read.mask_value.is_some() {
         return Err(WeightsError::Option {
             option: "mask_value",
-            reason: "the model is run whole, and its own layers make its masks; pick its RNN \
-                     alone with --stack to give one"
-                .into(),
+            reason: format!(
+                "the model is run whole, and its own layers make its masks; {alone} to give one"
+            ),
         });
     }
     Ok(())

@@ -23,6 +23,8 @@ pub(crate) struct Whole {
     pub(crate) vocabulary: Option<usize>,
     /// An ONNX graph's nodes, evaluated around the RNN in place of `before` and `after`.
     pub(crate) onnx: Option<Program>,
+    /// How the user runs the RNN alone instead ([`Graph::alone`]).
+    pub(crate) alone: &'static str,
 }
 
 impl Whole {
@@ -66,6 +68,7 @@ impl Graph {
                 outputs: program.outputs.clone(),
                 vocabulary: program.vocabulary,
                 onnx: Some(program),
+                alone: self.alone(),
             });
         }
         let load = |name: &str| -> Result<Tensor> {
@@ -149,6 +152,7 @@ impl Graph {
             outputs: vec![self.output.clone()],
             vocabulary,
             onnx: None,
+            alone: self.alone(),
         })
     }
 }
