@@ -122,10 +122,11 @@ fn whole_module_is_refused() {
     refused("refused_whole_module.pt", "model.state_dict()");
 }
 
-/// Whole PyTorch models exported with `torch.onnx.export(..., dynamo=False)`
-/// (`xtask/fixtures/onnx_whole.py`): each run from the graph's input to its outputs, named as
-/// the graph names them, against ONNX Runtime on the file, for another batch and length than
-/// the export's.
+/// Whole models as ONNX files: PyTorch's from either exporter (`xtask/fixtures/onnx_whole.py`;
+/// the legacy exporter's for another batch and length than the export's, the default
+/// exporter's for its own) and tf-keras's converted by tf2onnx (`tf2onnx_loop.py`), each run
+/// from the graph's input to its outputs, named as the graph names them, against ONNX Runtime
+/// on the file.
 #[test]
 fn onnx_whole_models_run_from_their_input_to_their_outputs() {
     for (model, outputs) in [
@@ -135,6 +136,11 @@ fn onnx_whole_models_run_from_their_input_to_their_outputs() {
         ("onnx_whole_tied", 2),
         ("onnx_whole_glue", 1),
         ("onnx_whole_features", 1),
+        ("onnx_whole_dynamo_classifier", 1),
+        ("onnx_whole_dynamo_final_state", 1),
+        ("onnx_whole_dynamo_tagger", 1),
+        ("tf2onnx_whole_classifier", 1),
+        ("tf2onnx_whole_tagger", 1),
     ] {
         let dir = repo("tests/fixtures/files");
         let onnx = dir.join(format!("{model}.onnx"));
@@ -216,9 +222,36 @@ fn an_onnx_whole_model_names_its_outputs_and_checks_its_token_ids() {
 #[test]
 fn an_onnx_whole_model_with_an_op_rnn_does_not_run_is_refused_by_name() {
     refused("onnx_whole_refused_conv.onnx", "Conv node");
-    // The default exporter unrolls the RNN: its graph is refused naming the node that is not
-    // part of the recurrence.
-    refused("onnx_whole_dynamo.onnx", "Softmax node");
+    // tf2onnx writes Keras's mask_zero into the loop's body: the body's op is named.
+    refused("refused_tf2onnx_whole_mask.onnx", "its body applies Add");
+}
+
+/// The default exporter unrolls the RNN over the example's steps and computes the rest for
+/// that shape: another length or batch is refused, saying the shape the graph takes.
+#[test]
+fn an_unrolled_whole_model_runs_on_the_shape_it_was_exported_for() {
+    let dir = repo("tests/fixtures/files");
+    let onnx = dir.join("onnx_whole_dynamo_classifier.onnx");
+    let scratch = tempfile::tempdir().unwrap();
+    for (ids, found) in [
+        (r#"{"input": [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]]}"#, "[2, 5]"),
+        (r#"{"input": [[1, 2, 3, 4]]}"#, "[1, 4]"),
+    ] {
+        let path = scratch.path().join("ids.json");
+        std::fs::write(&path, ids).unwrap();
+        let out = rnn(&[
+            "run",
+            onnx.to_str().unwrap(),
+            "--input",
+            path.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("the graph takes shape [2, 4]") && stderr.contains(found),
+            "{stderr}"
+        );
+    }
 }
 
 /// tf2onnx's Keras SimpleRNN runs in ONNX Loop nodes (xtask/fixtures/tf2onnx_loop.py): the

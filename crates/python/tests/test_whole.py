@@ -87,15 +87,26 @@ def test_a_whole_model_streamed_token_by_token_gives_its_output_for_each_prefix(
         stream.step(np.array([[1], [2]]))
 
 
-ONNX_CASES = ["classifier", "final_state", "tagger", "glue", "features"]
+ONNX_CASES = [
+    "classifier",
+    "final_state",
+    "tagger",
+    "glue",
+    "features",
+    "dynamo_classifier",
+    "dynamo_final_state",
+    "dynamo_tagger",
+]
+TF2ONNX_CASES = ["tf2onnx_whole_classifier", "tf2onnx_whole_tagger"]
 
 
-@pytest.mark.parametrize("name", ONNX_CASES)
+@pytest.mark.parametrize("name", [f"onnx_whole_{n}" for n in ONNX_CASES] + TF2ONNX_CASES)
 def test_an_onnx_whole_model_gives_onnx_runtime_s_output(name):
-    """PyTorch models exported whole by torch.onnx.export(dynamo=False)
-    (xtask/fixtures/onnx_whole.py), against ONNX Runtime on the file."""
-    x, want = expected(f"onnx_whole_{name}")
-    model = rnn.load(FILES / f"onnx_whole_{name}.onnx")
+    """PyTorch models exported whole by torch.onnx.export, either exporter
+    (xtask/fixtures/onnx_whole.py), and tf-keras models converted by tf2onnx
+    (tf2onnx_loop.py), against ONNX Runtime on the file."""
+    x, want = expected(name)
+    model = rnn.load(FILES / f"{name}.onnx")
     output, h_n = model(x)
     assert h_n is None
     np.testing.assert_allclose(output, want, atol=1e-5, rtol=1e-4)

@@ -1,13 +1,14 @@
-//! An ONNX graph's own nodes around its RNN nodes (a whole model: an embedding's `Gather`, the
+//! An ONNX graph's own nodes around its recurrence (a whole model: an embedding's `Gather`, the
 //! exporter's shape glue, a `Gemm` or `MatMul` head and its activation), evaluated on candle
-//! tensors as the ONNX operator specification defines each op, with the RNN nodes run as one
-//! stack by the caller ([`crate::Model`], on the CPU fast path). The ONNX reader builds a
-//! [`Program`] (`readers/onnx/whole.rs`); only the ops listed in [`Op`] exist, so any other is
-//! refused by name there.
+//! tensors as the ONNX operator specification defines each op, with the recurrence run as one
+//! stack by the caller ([`crate::Model`], on the CPU fast path). The recurrence is the graph's
+//! RNN nodes, or what the readers lift from an unrolled `nn.RNN` (the default exporter's) or
+//! from tf2onnx's `Loop` nodes. The ONNX reader builds a [`Program`] (`readers/onnx/whole.rs`);
+//! only the ops listed in [`Op`] exist, so any other is refused by name there.
 //!
 //! Why our own evaluator rather than a kept one: candle-onnx needs `protoc` installed at build
 //! time and runs the RNN node in its own candle ops (no place for rnn's fast path), and tract
-//! is a second tensor engine beside candle; the ops these models need are about twenty, each a
+//! is a second tensor engine beside candle; the ops these models need are about thirty, each a
 //! few lines over candle's.
 //!
 //! Every value a run makes is bounded before it is allocated: at most the input's elements
@@ -60,7 +61,7 @@ pub(crate) enum Op {
     Reshape {
         allowzero: bool,
     },
-    /// `Slice(data, starts, ends, axes?, steps?)`, steps of 1.
+    /// `Slice(data, starts, ends, axes?, steps?)`, any step but 0 (-1 reverses).
     Slice,
     /// `Expand(data, shape)`: broadcast both ways, as numpy does.
     Expand,
@@ -125,22 +126,39 @@ pub(crate) enum Step {
     Stack,
 }
 
-/// What runs the RNN stack for [`Program::run`]: given the bottom node's `X` (time-major), the
-/// top layer's output `[seq_len, batch, directions · hidden]` and every layer's and
-/// direction's final state `[batch, hidden]`, layer-major.
-pub(crate) type StackRun<'a> = dyn Fn(&Tensor) -> Result<(Tensor, Vec<Tensor>)> + 'a;
+/// What runs the RNN stack for [`Program::run`]: given the bottom layer's input (time-major),
+/// every layer's output `[seq_len, batch, directions · hidden]`, time-major, and every
+/// layer's and direction's final state `[batch, hidden]`, layer-major.
+pub(crate) type StackRun<'a> = dyn Fn(&Tensor) -> Result<(Vec<Tensor>, Vec<Tensor>)> + 'a;
+
+/// A value of the graph that the stack's run gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Provided {
+    /// Layer `k`'s ONNX RNN node's `Y`, `[seq_len, directions, batch, hidden]`.
+    NodeY(usize),
+    /// Layer `k`'s ONNX RNN node's `Y_h`, `[directions, batch, hidden]`.
+    NodeYh(usize),
+    /// Layer `k`'s output, `[seq_len, batch, directions · hidden]`.
+    Layer(usize),
+    /// Direction `d` of layer `k`, `[seq_len, batch, hidden]`.
+    Direction(usize, usize),
+    /// The state that direction `d` of layer `k` computes at its `j`-th step,
+    /// `[1, batch, hidden]` (the backward direction's first step is the sequence's last).
+    State(usize, usize, usize),
+}
 
 /// Where the RNN stack meets the graph.
 #[derive(Debug, Clone)]
 pub(crate) struct StackIo {
-    /// The bottom node's `X`, `[seq_len, batch, input_size]`.
+    /// The bottom layer's input, `[seq_len, batch, input_size]`.
     pub(crate) x: String,
-    /// The top node's `Y`, `[seq_len, directions, batch, hidden]`, where the graph reads it.
-    pub(crate) y: Option<String>,
-    /// Each node's `Y_h`, `[directions, batch, hidden]`, where the graph reads it.
-    pub(crate) y_h: Vec<Option<String>>,
-    /// Each node's directions.
+    /// The values the graph reads from the stack.
+    pub(crate) provided: Vec<(String, Provided)>,
+    /// Each layer's directions.
     pub(crate) directions: Vec<usize>,
+    /// The steps a graph that unrolls its RNN was written for; its other values were
+    /// computed for them.
+    pub(crate) steps: Option<usize>,
 }
 
 /// The graph around the RNN nodes, as a run evaluates it.
@@ -152,6 +170,8 @@ pub(crate) struct Program {
     pub(crate) constants: Vec<(String, Tensor)>,
     /// The graph's one input.
     pub(crate) input: String,
+    /// The input's dimensions where the graph fixes them (`None` for a named one).
+    pub(crate) input_dims: Option<Vec<Option<usize>>>,
     /// The graph's outputs, in its order.
     pub(crate) outputs: Vec<String>,
     pub(crate) stack: StackIo,
@@ -212,6 +232,7 @@ impl Program {
     /// An op given values it does not take (the message names the node), or a value larger
     /// than the bound in the module's description.
     pub(crate) fn run(&self, input: &Tensor, stack: &StackRun) -> Result<Vec<(String, Tensor)>> {
+        self.check_input(input)?;
         let largest = self
             .constants
             .iter()
@@ -292,27 +313,91 @@ impl Program {
                 x.dims()
             )));
         }
-        let (output, states) = stack(x)?;
-        if let Some(y) = &self.stack.y {
-            let (seq, batch, features) = output.dims3()?;
-            let d = self.stack.directions.last().copied().unwrap_or(1);
-            let onnx = output
-                .reshape((seq, batch, d, features / d))?
-                .permute((0, 2, 1, 3))?
-                .contiguous()?;
-            values.insert(y.as_str(), onnx);
+        if let Some(steps) = self.stack.steps.filter(|&s| s != x.dims()[0]) {
+            return Err(Error::Msg(format!(
+                "the graph unrolls its RNN over {steps} steps, and computes its other values \
+                 for them; the input has {} (export the model with the length you run, or with \
+                 dynamo=False)",
+                x.dims()[0]
+            )));
         }
-        let mut row = 0;
-        for (name, &d) in self.stack.y_h.iter().zip(&self.stack.directions) {
-            if let Some(name) = name {
-                let parts = states.get(row..row + d).ok_or_else(|| {
-                    Error::Msg("the RNN gave fewer final states than its nodes".into())
-                })?;
-                values.insert(name.as_str(), Tensor::stack(parts, 0)?);
-            }
-            row += d;
+        let (layers, states) = stack(x)?;
+        let layer = |k: usize| {
+            layers
+                .get(k)
+                .ok_or_else(|| Error::Msg(format!("the RNN has no layer {k}")))
+        };
+        let directions = |k: usize| self.stack.directions.get(k).copied().unwrap_or(1);
+        let direction = |k: usize, d: usize| -> Result<Tensor> {
+            let out = layer(k)?;
+            let hidden = out.dim(2)? / directions(k);
+            out.narrow(2, d * hidden, hidden)?.contiguous()
+        };
+        for (name, provided) in &self.stack.provided {
+            let value = match *provided {
+                Provided::NodeY(k) => {
+                    let (seq, batch, features) = layer(k)?.dims3()?;
+                    let d = directions(k);
+                    layer(k)?
+                        .reshape((seq, batch, d, features / d))?
+                        .permute((0, 2, 1, 3))?
+                        .contiguous()?
+                }
+                Provided::NodeYh(k) => {
+                    let row: usize = (0..k).map(directions).sum();
+                    let parts = states.get(row..row + directions(k)).ok_or_else(|| {
+                        Error::Msg("the RNN gave fewer final states than its layers".into())
+                    })?;
+                    Tensor::stack(parts, 0)?
+                }
+                Provided::Layer(k) => layer(k)?.clone(),
+                Provided::Direction(k, d) => direction(k, d)?,
+                Provided::State(k, d, j) => {
+                    let sequence = direction(k, d)?;
+                    let seq = sequence.dim(0)?;
+                    let t = if d == 1 {
+                        seq.checked_sub(j + 1)
+                    } else {
+                        Some(j)
+                    };
+                    match t.filter(|&t| t < seq) {
+                        Some(t) => sequence.narrow(0, t, 1)?,
+                        None => {
+                            return Err(Error::Msg(format!(
+                                "the graph reads `{name}`, step {j} of a sequence of {seq}"
+                            )))
+                        }
+                    }
+                }
+            };
+            values.insert(name.as_str(), value);
         }
         Ok(())
+    }
+
+    /// Refuses an input whose shape the graph does not take.
+    fn check_input(&self, input: &Tensor) -> Result<()> {
+        let Some(dims) = &self.input_dims else {
+            return Ok(());
+        };
+        let fits = dims.len() == input.rank()
+            && dims
+                .iter()
+                .zip(input.dims())
+                .all(|(want, &found)| want.is_none_or(|w| w == found));
+        if fits {
+            return Ok(());
+        }
+        let wanted: Vec<String> = dims
+            .iter()
+            .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+            .collect();
+        Err(Error::Msg(format!(
+            "input `{}`: the graph takes shape [{}] (? any), found {:?}",
+            self.input,
+            wanted.join(", "),
+            input.dims()
+        )))
     }
 }
 
@@ -533,17 +618,37 @@ fn evaluate(op: &Op, inputs: &[Option<&Tensor>], limit: usize, float: DType) -> 
             }
             let mut out = x.clone();
             for k in 0..starts.len() {
-                if steps[k] != 1 {
-                    return fail(format!(
-                        "a step of {}, where rnn slices with steps of 1",
-                        steps[k]
-                    ));
-                }
                 let axis = axis_of(axes[k], rank)?;
                 let n = x.dims()[axis] as i64;
-                let clamp = |v: i64| (if v < 0 { v.saturating_add(n) } else { v }).clamp(0, n);
-                let (s, e) = (clamp(starts[k]), clamp(ends[k]));
-                out = out.narrow(axis, s as usize, (e - s).max(0) as usize)?;
+                let step = steps[k];
+                let from_end = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
+                if step == 1 {
+                    let s = from_end(starts[k]).clamp(0, n);
+                    let e = from_end(ends[k]).clamp(0, n);
+                    out = out.narrow(axis, s as usize, (e - s).max(0) as usize)?;
+                    continue;
+                }
+                // ONNX's clamping: [0, n] going forward, [0, n - 1] and [-1, n - 1] backward.
+                let (s, e) = match step {
+                    0 => return fail("a step of 0".into()),
+                    s if s > 0 => (
+                        from_end(starts[k]).clamp(0, n),
+                        from_end(ends[k]).clamp(0, n),
+                    ),
+                    _ => (
+                        from_end(starts[k]).clamp(0, n - 1),
+                        from_end(ends[k]).clamp(-1, n - 1),
+                    ),
+                };
+                let mut at = Vec::new();
+                let mut i = s;
+                while (step > 0 && i < e) || (step < 0 && i > e) {
+                    at.push(i as u32);
+                    i = i.saturating_add(step);
+                }
+                let count = at.len();
+                let index = Tensor::from_vec(at, count, x.device())?;
+                out = out.contiguous()?.index_select(&index, axis)?;
             }
             out.contiguous()
         }
@@ -754,17 +859,18 @@ mod tests {
             outputs,
             stack: StackIo {
                 x: "x".into(),
-                y: None,
-                y_h: Vec::new(),
+                provided: Vec::new(),
                 directions: Vec::new(),
+                steps: None,
             },
+            input_dims: None,
             vocabulary: None,
             widest: 4,
             float: DType::F32,
         }
     }
 
-    fn no_stack(_: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+    fn no_stack(_: &Tensor) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         Err(Error::Msg("no stack here".into()))
     }
 

@@ -39,7 +39,9 @@ use rnn_core::{LayerWeights, MaskedSteps, MergeMode, Nonlinearity, TimeOrder};
 
 use crate::config::{LayerConfig, StackConfig};
 use crate::error::{Result, WeightsError};
-use crate::readers::onnx_proto::{Attribute, Node, TensorProto};
+use crate::readers::onnx_proto::{
+    Attribute, Dim, Node, OpsetId, Shape, TensorProto, TensorType, TypeProto, ValueInfo,
+};
 use crate::write::write_atomically;
 
 /// The ONNX opset the graph is written for (RNN-14, Reshape-14; the others at 13).
@@ -460,7 +462,7 @@ pub fn save_onnx(
         ir_version: 8,
         producer_name: "rnn".into(),
         graph: Some(g.graph),
-        opset_import: vec![OperatorSetId {
+        opset_import: vec![OpsetId {
             domain: String::new(),
             version: OPSET,
         }],
@@ -597,7 +599,7 @@ fn value(name: &str, elem_type: i32, dims: Vec<Dim>) -> ValueInfo {
 }
 
 // The messages of `onnx.proto` the writer needs beyond the reader's (`ModelProto`'s version
-// fields, `GraphProto`'s name, typed `ValueInfoProto`s).
+// fields, `GraphProto`'s name).
 
 /// `ModelProto`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -609,16 +611,7 @@ struct Model {
     #[prost(message, optional, tag = "7")]
     graph: Option<Graph>,
     #[prost(message, repeated, tag = "8")]
-    opset_import: Vec<OperatorSetId>,
-}
-
-/// `OperatorSetIdProto`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct OperatorSetId {
-    #[prost(string, tag = "1")]
-    domain: String,
-    #[prost(int64, tag = "2")]
-    version: i64,
+    opset_import: Vec<OpsetId>,
 }
 
 /// `GraphProto`.
@@ -634,47 +627,6 @@ struct Graph {
     input: Vec<ValueInfo>,
     #[prost(message, repeated, tag = "12")]
     output: Vec<ValueInfo>,
-}
-
-/// `ValueInfoProto`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ValueInfo {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(message, optional, tag = "2")]
-    r#type: Option<TypeProto>,
-}
-
-/// `TypeProto` (a tensor).
-#[derive(Clone, PartialEq, prost::Message)]
-struct TypeProto {
-    #[prost(message, optional, tag = "1")]
-    tensor_type: Option<TensorType>,
-}
-
-/// `TypeProto.Tensor`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct TensorType {
-    #[prost(int32, tag = "1")]
-    elem_type: i32,
-    #[prost(message, optional, tag = "2")]
-    shape: Option<Shape>,
-}
-
-/// `TensorShapeProto`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Shape {
-    #[prost(message, repeated, tag = "1")]
-    dim: Vec<Dim>,
-}
-
-/// `TensorShapeProto.Dimension`: a size or a name (the `oneof`'s two fields).
-#[derive(Clone, PartialEq, prost::Message)]
-struct Dim {
-    #[prost(int64, optional, tag = "1")]
-    dim_value: Option<i64>,
-    #[prost(string, optional, tag = "2")]
-    dim_param: Option<String>,
 }
 
 impl Dim {

@@ -292,7 +292,10 @@ impl Model {
                 d if d.is_float() => input.clone(),
                 _ => input.to_dtype(candle_core::DType::I64)?,
             };
-            let named = program.run(&input, &|x| self.rnn.forward_states(x, None, None))?;
+            let named = program.run(&input, &|x| {
+                let run = self.rnn.forward_layers(x, None, None)?;
+                Ok((run.layer_outputs, run.states))
+            })?;
             let first = named
                 .first()
                 .map(|(_, t)| t.clone())

@@ -10,6 +10,7 @@ use super::attributes::Attributes;
 use super::graph::{Feed, Lifted, Reader};
 use super::proto::Node;
 use super::tensor::to_tensor;
+use super::whole::Boundary;
 use super::{malformed, node_name, refuse, EXPORT_RNN_ALONE};
 use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
@@ -25,7 +26,7 @@ impl<'g> Reader<'g> {
             .filter(|n| n.op_type == "RNN" && (n.domain.is_empty() || n.domain == "ai.onnx"))
             .collect();
         if rnns.is_empty() && self.graph.node.iter().any(|n| n.op_type == "Loop") {
-            return super::looped::lift(self).map(|l| (l, None));
+            return self.alone_or_whole(super::looped::lift, super::looped::lift_whole);
         }
         if let Some(scan) = self.graph.node.iter().find(|n| n.op_type == "Scan") {
             return Err(refuse(
@@ -41,7 +42,7 @@ impl<'g> Reader<'g> {
         }
         let unrolls = self.graph.node.iter().any(|n| n.op_type == "MatMul");
         if rnns.is_empty() && unrolls {
-            return super::unrolled::lift(self).map(|l| (l, None));
+            return self.alone_or_whole(super::unrolled::lift, super::unrolled::lift_whole);
         }
         if rnns.is_empty() {
             let mut ops: Vec<&str> = self.graph.node.iter().map(|n| n.op_type.as_str()).collect();
@@ -74,7 +75,7 @@ impl<'g> Reader<'g> {
         // to say.
         let program = if whole {
             let nodes: Vec<&Node> = stack.iter().map(|(n, _)| *n).collect();
-            Some(self.program(&nodes, self.opset)?)
+            Some(self.program(&self.rnn_boundary(&nodes)?, self.opset)?)
         } else {
             None
         };
@@ -264,6 +265,27 @@ impl<'g> Reader<'g> {
             metadata.insert(crate::config::key::DIRECTIONS.into(), directions.join(","));
         }
         Ok(((tensors, metadata, recorded), program))
+    }
+
+    /// A recurrence a lifter finds (`alone`: the graph is that recurrence), or, where the graph
+    /// is more, the whole model around the recurrence `whole` finds in it; where neither
+    /// lifts, why the recurrence alone did not.
+    fn alone_or_whole(
+        &self,
+        alone: impl Fn(&Self) -> Result<Lifted>,
+        whole: impl Fn(&Self) -> Result<Option<(Lifted, Boundary<'g>)>>,
+    ) -> Result<(Lifted, Option<Program>)> {
+        let lifted = alone(self);
+        if lifted.is_ok() {
+            return lifted.map(|l| (l, None));
+        }
+        match whole(self)? {
+            Some((lifted, boundary)) => {
+                let program = self.program(&boundary, self.opset)?;
+                Ok((lifted, Some(program)))
+            }
+            None => lifted.map(|l| (l, None)),
+        }
     }
 
     /// Every graph output is what rnn computes, in one of the layouts the exporters write: an

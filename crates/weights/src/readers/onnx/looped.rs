@@ -23,9 +23,11 @@ use super::graph::{input, Lifted, Reader, Used, GLUE};
 use super::proto::{Graph, Node, TensorProto};
 use super::tensor::to_tensor;
 use super::unrolled::UNROLLED;
+use super::whole::Boundary;
 use super::{node_name, refuse};
 use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
+use crate::onnx_program::Provided;
 use rnn_core::Nonlinearity;
 
 const ADVICE: &str = "give rnn the model it was converted from: a Keras model saved with \
@@ -62,7 +64,139 @@ pub(super) fn lift(reader: &Reader) -> Result<Lifted> {
     lifter.run()
 }
 
+/// The recurrence of a whole model's graph, where `Loop` nodes run it (tf2onnx's Keras model
+/// with layers around its SimpleRNN): the lifted stack, and where it meets the rest of the
+/// graph (its bottom layer's time-major input, each layer's scan output). `None` where the
+/// graph has no `Loop` to lift; where none lifts, why the first did not.
+pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boundary<'g>)>> {
+    let loops: Vec<&'g Node> = reader
+        .graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Loop" && n.domain.is_empty())
+        .collect();
+    if loops.len() > MAX_LOOPS {
+        return Err(refuse(
+            reader.path,
+            format!(
+                "an ONNX graph of {} Loop nodes, more than rnn tries ({MAX_LOOPS})",
+                loops.len()
+            ),
+            ADVICE,
+        ));
+    }
+    let is_loop = |name: &str| {
+        reader
+            .producer
+            .get(name)
+            .is_some_and(|n| n.op_type == "Loop" && n.domain.is_empty())
+    };
+    // The stack is the longest chain of layers from one loop's scan output down.
+    let mut best: Option<(Lifter, Vec<Layer>, Vec<&'g str>)> = None;
+    let mut tie = false;
+    // Why the first loop tried did not lift, said where none does.
+    let mut first_error = None;
+    for node in loops {
+        let carried = node.input.len().saturating_sub(2);
+        for top in node.output.iter().skip(carried).map(String::as_str) {
+            let mut lifter = Lifter {
+                reader,
+                used: Used::default(),
+                controls: HashSet::new(),
+            };
+            let (mut layers, mut scans) = (Vec::new(), vec![top]);
+            let mut scan = top;
+            let lifted = loop {
+                let layer = match lifter.layer(scan) {
+                    Ok(layer) => layer,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        break false;
+                    }
+                };
+                let sequence = layer.sequence;
+                layers.push(layer);
+                // The layer below: its scan output made batch-major and back.
+                let below = lifter
+                    .peek_swap(sequence)
+                    .and_then(|inner| lifter.peek_swap(inner))
+                    .filter(|&b| is_loop(b));
+                match below {
+                    Some(b) if layers.len() <= reader.graph.node.len() => {
+                        let inner = lifter.swap(sequence).unwrap_or_default();
+                        lifter.swap(inner);
+                        scans.push(b);
+                        scan = b;
+                    }
+                    _ => break true,
+                }
+            };
+            if !lifted {
+                continue;
+            }
+            match &best {
+                Some((_, b, _)) if b.len() == layers.len() => tie = true,
+                Some((_, b, _)) if b.len() > layers.len() => {}
+                _ => {
+                    tie = false;
+                    best = Some((lifter, layers, scans));
+                }
+            }
+        }
+    }
+    let Some((lifter, mut layers, mut scans)) = best else {
+        return first_error.map_or(Ok(None), Err);
+    };
+    if tie {
+        return Err(lifter.plain("a graph of two stacks of Loop nodes".into()));
+    }
+    layers.reverse();
+    scans.reverse();
+    let (tensors, mut metadata, mut recorded) = lifter.canonical(&layers)?;
+    // Time-major at the bottom loop's sequence: the graph's own nodes transpose it there.
+    recorded.batch_first = Some(false);
+    let steps = layers.iter().find_map(|l| l.fixed_steps);
+    if let Some(k) = steps {
+        metadata.insert(
+            UNROLLED.into(),
+            format!(
+                "the graph's Loop runs {k} steps, a number tf2onnx fixed from the model's \
+                 input shape: rnn runs it whole on inputs of {k} steps"
+            ),
+        );
+    }
+    let mut widths = Vec::new();
+    for layer in &layers {
+        widths.push(layer.r.dims.first().copied().unwrap_or(0).max(0) as usize);
+    }
+    let provided = scans
+        .iter()
+        .enumerate()
+        .map(|(k, &scan)| (scan, Provided::Layer(k)))
+        .collect();
+    let used = lifter.used;
+    let boundary = Boundary {
+        x: layers[0].sequence,
+        provided,
+        inside: Box::new(move |n: &Node| n.op_type != "Constant" && used.contains(n)),
+        directions: vec![1; layers.len()],
+        widths,
+        steps: steps.and_then(|k| usize::try_from(k).ok()),
+        advice: super::whole::KERAS_ADVICE,
+    };
+    Ok(Some(((tensors, metadata, recorded), boundary)))
+}
+
+/// The most `Loop` nodes a whole model's graph may hold: rnn lifts from each.
+const MAX_LOOPS: usize = 64;
+
 impl<'r, 'g> Lifter<'r, 'g> {
+    /// The input of a `Transpose` perm `[1, 0, 2]`, not marked.
+    fn peek_swap(&self, name: &str) -> Option<&'g str> {
+        let node = self.producer_of(name, "Transpose")?;
+        (super::attributes::Attributes::ints_of(node, "perm") == [1, 0, 2]).then(|| input(node, 0))
+    }
+
     fn run(&mut self) -> Result<Lifted> {
         let graph = self.reader.graph;
         let x = match self.reader.inputs[..] {

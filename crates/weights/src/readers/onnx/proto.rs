@@ -113,11 +113,60 @@ pub struct StringStringEntry {
     pub value: String,
 }
 
-/// `ValueInfoProto` (its name only).
+/// `ValueInfoProto`: a graph input's or output's name, and its type where the graph gives it.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ValueInfo {
     #[prost(string, tag = "1")]
     pub name: String,
+    #[prost(message, optional, tag = "2")]
+    pub r#type: Option<TypeProto>,
+}
+
+/// `TypeProto` (a tensor's; the other kinds are skipped).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TypeProto {
+    #[prost(message, optional, tag = "1")]
+    pub tensor_type: Option<TensorType>,
+}
+
+/// `TypeProto.Tensor`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorType {
+    #[prost(int32, tag = "1")]
+    pub elem_type: i32,
+    #[prost(message, optional, tag = "2")]
+    pub shape: Option<Shape>,
+}
+
+/// `TensorShapeProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Shape {
+    #[prost(message, repeated, tag = "1")]
+    pub dim: Vec<Dim>,
+}
+
+/// `TensorShapeProto.Dimension`: a size or a name (the `oneof`'s two fields).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Dim {
+    #[prost(int64, optional, tag = "1")]
+    pub dim_value: Option<i64>,
+    #[prost(string, optional, tag = "2")]
+    pub dim_param: Option<String>,
+}
+
+impl ValueInfo {
+    /// The dimensions the graph fixes (`None` for a named or unknown one); `None` where it
+    /// gives no shape.
+    pub(crate) fn fixed_dims(&self) -> Option<Vec<Option<usize>>> {
+        let shape = self.r#type.as_ref()?.tensor_type.as_ref()?.shape.as_ref()?;
+        Some(
+            shape
+                .dim
+                .iter()
+                .map(|d| d.dim_value.and_then(|v| usize::try_from(v).ok()))
+                .collect(),
+        )
+    }
 }
 
 /// What decoding `bytes` as a [`Model`] would hold in memory, estimated from the wire format
@@ -144,6 +193,10 @@ enum Kind {
     Tensor,
     Entry,
     ValueInfo,
+    Type,
+    TensorType,
+    Shape,
+    Dim,
 }
 
 impl Kind {
@@ -157,6 +210,10 @@ impl Kind {
             Kind::Tensor => std::mem::size_of::<TensorProto>(),
             Kind::Entry => std::mem::size_of::<StringStringEntry>(),
             Kind::ValueInfo => std::mem::size_of::<ValueInfo>(),
+            Kind::Type => std::mem::size_of::<TypeProto>(),
+            Kind::TensorType => std::mem::size_of::<TensorType>(),
+            Kind::Shape => std::mem::size_of::<Shape>(),
+            Kind::Dim => std::mem::size_of::<Dim>(),
         }) as u64
     }
 
@@ -171,6 +228,10 @@ impl Kind {
             (Kind::Graph, 11 | 12) => Some(Kind::ValueInfo),
             (Kind::Node, 5) => Some(Kind::Attribute),
             (Kind::Tensor, 13) => Some(Kind::Entry),
+            (Kind::ValueInfo, 2) => Some(Kind::Type),
+            (Kind::Type, 1) => Some(Kind::TensorType),
+            (Kind::TensorType, 2) => Some(Kind::Shape),
+            (Kind::Shape, 1) => Some(Kind::Dim),
             _ => None,
         }
     }
@@ -187,6 +248,7 @@ impl Kind {
                 | (Kind::Tensor, 4 | 8 | 9 | 10)
                 | (Kind::Entry, 1 | 2)
                 | (Kind::ValueInfo, 1)
+                | (Kind::Dim, 2)
         )
     }
 

@@ -41,8 +41,14 @@ fn model_with(dirs: i64, attrs: Vec<Attribute>) -> Vec<u8> {
             tensor("W", &[dirs, 1, 1], &vec![0.5; dirs as usize]),
             tensor("R", &[dirs, 1, 1], &vec![0.25; dirs as usize]),
         ],
-        input: vec![ValueInfo { name: "X".into() }],
-        output: vec![ValueInfo { name: "Y".into() }],
+        input: vec![ValueInfo {
+            name: "X".into(),
+            r#type: None,
+        }],
+        output: vec![ValueInfo {
+            name: "Y".into(),
+            r#type: None,
+        }],
     };
     proto::Model {
         producer_name: "test".into(),
@@ -330,6 +336,7 @@ fn a_folded_first_term_other_than_the_bias_is_refused() {
 
 #[test]
 fn a_node_outside_the_recurrence_is_refused_by_name() {
+    // Read as a whole model (the recurrence with a node after it), whose op rnn does not run.
     let error = unrolled_error(|g| {
         g.node.push(Node {
             input: vec!["output".into()],
@@ -338,9 +345,10 @@ fn a_node_outside_the_recurrence_is_refused_by_name() {
             name: "stray".into(),
             ..Default::default()
         });
+        g.output[0].name = "extra".into();
     });
     assert!(
-        error.contains("Neg node `stray` breaks the pattern"),
+        error.contains("Neg node `stray` around its recurrence"),
         "{error}"
     );
 }
@@ -429,8 +437,14 @@ fn zeros_named_along_many_paths_are_decided_once_per_node() {
                 ..Default::default()
             },
         ],
-        input: vec![ValueInfo { name: "X".into() }],
-        output: vec![ValueInfo { name: "Y".into() }],
+        input: vec![ValueInfo {
+            name: "X".into(),
+            r#type: None,
+        }],
+        output: vec![ValueInfo {
+            name: "Y".into(),
+            r#type: None,
+        }],
     };
     let bytes = proto::Model {
         graph: Some(graph),
@@ -610,6 +624,7 @@ fn a_converted_graph_whose_defaults_differ_is_refused() {
     let graph = capped_by_other.graph.as_mut().unwrap();
     graph.input.push(ValueInfo {
         name: "other".into(),
+        r#type: None,
     });
     let shape = graph
         .node

@@ -18,16 +18,18 @@
 //! What is lifted runs for any sequence length and batch; the length (and batch) the graph
 //! fixed is said as a note (metadata key [`UNROLLED`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use candle_core::{DType, Tensor};
 
 use super::graph::{input, Lifted, Reader, Used};
 use super::proto::Node;
 use super::tensor::to_tensor;
+use super::whole::Boundary;
 use super::{node_name, refuse};
 use crate::config::{LayerConfig, Recorded};
 use crate::error::{Result, WeightsError};
+use crate::onnx_program::Provided;
 use rnn_core::Nonlinearity;
 
 /// Metadata key: what the graph that unrolled the recurrence had fixed, in words.
@@ -79,6 +81,191 @@ pub(super) fn lift(reader: &Reader) -> Result<Lifted> {
     };
     lifter.run()
 }
+
+/// The recurrence of a whole model's graph, where one is unrolled in it: the lifted stack,
+/// and where it meets the rest of the graph (its bottom layer's input; each layer's output,
+/// each direction's, each step's state). `None` where the graph has no sequence of states;
+/// where none lifts, why the first did not.
+pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boundary<'g>)>> {
+    let is_chain = |node: &Node| {
+        node.op_type == "Concat"
+            && node.domain.is_empty()
+            && node.input.len() >= 2
+            && node.attribute.iter().all(|a| a.name != "axis" || a.i == 0)
+            && node.input.iter().all(|i| {
+                reader
+                    .producer
+                    .get(i.as_str())
+                    .is_some_and(|p| p.op_type == "Tanh" || p.op_type == "Relu")
+            })
+    };
+    let is_layer = |node: &Node| {
+        node.op_type == "Concat"
+            && node.input.len() == 2
+            && node.attribute.iter().any(|a| a.name == "axis" && a.i == 2)
+            && node
+                .input
+                .iter()
+                .all(|i| reader.producer.get(i.as_str()).is_some_and(|p| is_chain(p)))
+    };
+    // The sequences a layer may end in: two directions joined, or one not joined to another.
+    let joined: HashSet<&str> = reader
+        .graph
+        .node
+        .iter()
+        .filter(|n| is_layer(n))
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    let tops: Vec<&'g str> = reader
+        .graph
+        .node
+        .iter()
+        .filter(|n| {
+            is_layer(n) || (is_chain(n) && !n.output.iter().any(|o| joined.contains(o.as_str())))
+        })
+        .filter_map(|n| n.output.first().map(String::as_str))
+        .collect();
+    if tops.len() > MAX_SEQUENCES {
+        return Err(refuse(
+            reader.path,
+            format!(
+                "an ONNX graph of {} sequences of RNN states, more than rnn tries ({MAX_SEQUENCES})",
+                tops.len()
+            ),
+            ADVICE,
+        ));
+    }
+    // The stack is the longest chain of layers from one of them down.
+    let mut best: Option<(Lifter, Vec<Vec<Chain>>)> = None;
+    let mut tie = false;
+    // Why the first sequence tried did not lift, said where none does.
+    let mut first_error = None;
+    for top in tops {
+        let mut lifter = Lifter {
+            reader,
+            used: Used::default(),
+            batch: None,
+        };
+        let mut layers = Vec::new();
+        let mut sequence = top;
+        let lifted = loop {
+            match lifter.layer(sequence).map_err(|e| {
+                first_error.get_or_insert(e);
+            }) {
+                Ok(chains) => {
+                    let below = chains[0].input;
+                    layers.push(chains);
+                    match reader.producer.get(below) {
+                        Some(n)
+                            if (is_layer(n) || is_chain(n))
+                                && layers.len() <= reader.graph.node.len() =>
+                        {
+                            sequence = below
+                        }
+                        _ => break true,
+                    }
+                }
+                Err(_) => break false,
+            }
+        };
+        if !lifted {
+            continue;
+        }
+        match &best {
+            Some((_, b)) if b.len() == layers.len() => tie = true,
+            Some((_, b)) if b.len() > layers.len() => {}
+            _ => {
+                tie = false;
+                best = Some((lifter, layers));
+            }
+        }
+    }
+    let Some((lifter, mut layers)) = best else {
+        return first_error.map_or(Ok(None), Err);
+    };
+    if tie {
+        return Err(lifter.plain("a graph of two unrolled RNN stacks".into()));
+    }
+    layers.reverse();
+    let directions = layers[0].len();
+    if layers.iter().any(|l| l.len() != directions) {
+        return Err(
+            lifter.plain("a graph whose layers differ in their number of directions".into())
+        );
+    }
+    let (tensors, mut metadata, recorded) = lifter.canonical(&layers, false)?;
+    let steps = layers[0][0].states.len();
+    metadata.insert(
+        UNROLLED.into(),
+        format!(
+            "the graph unrolls the RNN over {steps} steps and computes the rest of the model \
+             for them: rnn runs it whole on inputs of {steps} steps"
+        ),
+    );
+    let mut provided = HashMap::new();
+    let mut widths = Vec::new();
+    for (k, chains) in layers.iter().enumerate() {
+        let sequence = |chain: &Chain<'g>| {
+            // The chain's Concat: the node that reads its first state (time order).
+            reader
+                .graph
+                .node
+                .iter()
+                .find(|n| is_chain(n) && n.input.iter().any(|i| chain.states.contains(&i.as_str())))
+                .and_then(|n| n.output.first())
+                .map(String::as_str)
+        };
+        let mut hidden = 0;
+        for (d, chain) in chains.iter().enumerate() {
+            for (j, &state) in chain.states.iter().enumerate() {
+                provided.insert(state, Provided::State(k, d, j));
+            }
+            if let Some(name) = sequence(chain) {
+                provided.insert(
+                    name,
+                    if chains.len() == 1 {
+                        Provided::Layer(k)
+                    } else {
+                        Provided::Direction(k, d)
+                    },
+                );
+            }
+            hidden = lifter
+                .stored(chain.w_hh)?
+                .dims()
+                .last()
+                .copied()
+                .unwrap_or(0);
+        }
+        if chains.len() == 2 {
+            let joined = reader.graph.node.iter().find(|n| {
+                is_layer(n)
+                    && chains
+                        .iter()
+                        .all(|c| sequence(c).is_some_and(|s| n.input.iter().any(|i| i == s)))
+            });
+            if let Some(name) = joined.and_then(|n| n.output.first()) {
+                provided.insert(name.as_str(), Provided::Layer(k));
+            }
+        }
+        widths.push(chains.len() * hidden);
+    }
+    let x = layers[0][0].input;
+    let used = lifter.used;
+    let boundary = Boundary {
+        x,
+        provided,
+        inside: Box::new(move |n: &Node| n.op_type != "Constant" && used.contains(n)),
+        directions: layers.iter().map(Vec::len).collect(),
+        widths,
+        steps: Some(steps),
+        advice: super::whole::TORCH_ADVICE,
+    };
+    Ok(Some(((tensors, metadata, recorded), boundary)))
+}
+
+/// The most sequences of states a whole model's graph may end layers in: rnn lifts from each.
+const MAX_SEQUENCES: usize = 64;
 
 impl<'r, 'g> Lifter<'r, 'g> {
     fn run(&mut self) -> Result<Lifted> {

@@ -18,13 +18,49 @@ use super::proto::Node;
 use super::tensor::to_tensor;
 use super::{malformed, node_name, refuse};
 use crate::error::{Result, WeightsError};
-use crate::onnx_program::{Binary, Op, Program, StackIo, Step};
+use crate::onnx_program::{Binary, Op, Program, Provided, StackIo, Step};
 
-const WHOLE_ADVICE: &str = "rnn runs Gather, Shape, Constant, ConstantOfShape, Unsqueeze, \
-                            Squeeze, Concat, Transpose, Reshape, Slice, Expand, Cast, Identity, \
-                            MatMul, Gemm, Add, Sub, Mul, Div, Softmax, LogSoftmax, Sigmoid, Tanh, \
-                            Relu, Flatten, Equal and Where around RNN nodes; export the nn.RNN alone \
-                            (torch.onnx.export(rnn, ..., dynamo=False)) to run its recurrence";
+/// Where the recurrence meets the rest of a whole model's graph.
+pub(super) struct Boundary<'g> {
+    /// The bottom layer's input (time-major).
+    pub(super) x: &'g str,
+    /// The values the stack's run gives, by name.
+    pub(super) provided: HashMap<&'g str, Provided>,
+    /// Whether a node is part of the recurrence (its values other than `provided` are not the
+    /// graph's to read).
+    pub(super) inside: Box<dyn Fn(&Node) -> bool + 'g>,
+    /// Each layer's directions, and its output's width (directions · hidden).
+    pub(super) directions: Vec<usize>,
+    pub(super) widths: Vec<usize>,
+    /// The steps an unrolled recurrence was written for.
+    pub(super) steps: Option<usize>,
+    /// What a refusal advises instead.
+    pub(super) advice: &'static str,
+}
+
+/// The ops rnn evaluates around a recurrence, in words.
+macro_rules! whole_ops {
+    () => {
+        "rnn runs Gather, Shape, Constant, ConstantOfShape, Unsqueeze, Squeeze, Concat, \
+         Transpose, Reshape, Slice, Expand, Cast, Identity, MatMul, Gemm, Add, Sub, Mul, Div, \
+         Softmax, LogSoftmax, Sigmoid, Tanh, Relu, Flatten, Equal and Where around the \
+         recurrence"
+    };
+}
+
+/// What a refusal of a PyTorch export's whole model advises.
+pub(super) const TORCH_ADVICE: &str = concat!(
+    whole_ops!(),
+    "; export the nn.RNN alone (torch.onnx.export(rnn, ..., dynamo=False)) to run its \
+     recurrence"
+);
+
+/// What a refusal of tf2onnx's whole model advises.
+pub(super) const KERAS_ADVICE: &str = concat!(
+    whole_ops!(),
+    "; or give rnn the Keras model that tf2onnx converted, saved with model.save(\"m.keras\") \
+     (Keras 3) or model.save(\"m.h5\") (tf-keras), which rnn runs whole"
+);
 
 impl<'g> Reader<'g> {
     /// The first node that makes the graph more than an RNN stack with its exporter's glue:
@@ -66,9 +102,10 @@ impl<'g> Reader<'g> {
         }
     }
 
-    /// The graph's nodes other than the stack's (`stack`: its RNN nodes, bottom first), as a
-    /// run evaluates them around it; `opset`: the graph's version of the default domain.
-    pub(super) fn program(&self, stack: &[&'g Node], opset: i64) -> Result<Program> {
+    /// Where a stack of RNN nodes (`stack`, bottom first) meets the graph: the bottom node's
+    /// `X`, the top node's `Y` and every node's `Y_h`; the nodes' other outputs (a lower
+    /// node's `Y`) are inside.
+    pub(super) fn rnn_boundary(&self, stack: &[&'g Node]) -> Result<Boundary<'g>> {
         let Some(&top) = stack.last() else {
             return Err(malformed(self.path, "no RNN node".into()));
         };
@@ -78,13 +115,41 @@ impl<'g> Reader<'g> {
                 .filter(|n| !n.is_empty())
                 .map(String::as_str)
         };
-        let x: &'g str = super::graph::input(stack[0], 0);
-        let y_top = output(top, 0);
-        let finals: Vec<Option<&str>> = stack.iter().map(|n| output(n, 1)).collect();
-        let lower: HashSet<&str> = stack[..stack.len() - 1]
-            .iter()
-            .filter_map(|n| output(n, 0))
-            .collect();
+        let mut provided = HashMap::new();
+        if let Some(y) = output(top, 0) {
+            provided.insert(y, Provided::NodeY(stack.len() - 1));
+        }
+        for (k, node) in stack.iter().enumerate() {
+            if let Some(y_h) = output(node, 1) {
+                provided.insert(y_h, Provided::NodeYh(k));
+            }
+        }
+        let mut directions = Vec::new();
+        let mut widths = Vec::new();
+        for node in stack {
+            let (d, _) = super::attributes::Attributes::new(self.path, node)?.directions()?;
+            let hidden = self
+                .constant(super::graph::input(node, 2))
+                .map_or(0, |r| r.dims.get(1).copied().unwrap_or(0).max(0) as usize);
+            directions.push(d);
+            widths.push(d * hidden);
+        }
+        let nodes: HashSet<*const Node> = stack.iter().map(|&n| n as *const Node).collect();
+        Ok(Boundary {
+            x: super::graph::input(stack[0], 0),
+            provided,
+            inside: Box::new(move |n: &Node| nodes.contains(&(n as *const Node))),
+            directions,
+            widths,
+            steps: None,
+            advice: TORCH_ADVICE,
+        })
+    }
+
+    /// The graph's nodes other than the recurrence's, as a run evaluates them around it, from
+    /// its one input to its outputs; `opset`: the graph's version of the default domain.
+    pub(super) fn program(&self, boundary: &Boundary<'g>, opset: i64) -> Result<Program> {
+        let x = boundary.x;
         let input = match self.inputs.as_slice() {
             [one] => *one,
             other => {
@@ -95,15 +160,11 @@ impl<'g> Reader<'g> {
                         other.len(),
                         other.join(", ")
                     ),
-                    WHOLE_ADVICE,
+                    boundary.advice,
                 ))
             }
         };
         // The nodes the outputs and the stack's input need, walked back from them.
-        let rnn_outputs: HashSet<&str> = stack
-            .iter()
-            .flat_map(|n| n.output.iter().map(String::as_str))
-            .collect();
         let mut needed: HashSet<*const Node> = HashSet::new();
         let mut read_from_stack: HashSet<&str> = HashSet::new();
         let mut pending: Vec<&str> = self.graph.output.iter().map(|o| o.name.as_str()).collect();
@@ -113,17 +174,7 @@ impl<'g> Reader<'g> {
             if !seen.insert(name) {
                 continue;
             }
-            if rnn_outputs.contains(name) {
-                if lower.contains(name) {
-                    return Err(refuse(
-                        self.path,
-                        format!(
-                            "an ONNX whole model that reads `{name}`, the output of an RNN node \
-                             below the top one, other than as the next node's input"
-                        ),
-                        WHOLE_ADVICE,
-                    ));
-                }
+            if boundary.provided.contains_key(name) {
                 read_from_stack.insert(name);
                 continue;
             }
@@ -136,6 +187,18 @@ impl<'g> Reader<'g> {
                     format!("`{name}` is read but neither computed, given nor stored"),
                 ));
             };
+            if (boundary.inside)(node) {
+                return Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX whole model that reads `{name}`, computed inside its RNN by the \
+                         {} (rnn gives the top layer's output, each layer's final states, and an \
+                         unrolled RNN's steps)",
+                        node_name(node)
+                    ),
+                    boundary.advice,
+                ));
+            }
             if node.op_type == "RNN" {
                 return Err(refuse(
                     self.path,
@@ -143,7 +206,7 @@ impl<'g> Reader<'g> {
                         "an ONNX whole model whose {} is not part of its one RNN stack",
                         node_name(node)
                     ),
-                    WHOLE_ADVICE,
+                    boundary.advice,
                 ));
             }
             if needed.insert(node as *const Node) {
@@ -182,11 +245,15 @@ impl<'g> Reader<'g> {
             }
             if node.op_type == "Constant" && node.domain.is_empty() {
                 let name = node.output.first().map(String::as_str).unwrap_or("");
-                keep(name, self.constant_value(node)?, &mut constants)?;
+                keep(
+                    name,
+                    self.constant_value(node, boundary.advice)?,
+                    &mut constants,
+                )?;
                 constant_names.insert(name);
                 continue;
             }
-            let op = self.op(node, opset)?;
+            let op = self.op(node, opset, boundary.advice)?;
             if node.output.len() != 1 {
                 return Err(refuse(
                     self.path,
@@ -195,7 +262,7 @@ impl<'g> Reader<'g> {
                         node_name(node),
                         node.output.len()
                     ),
-                    WHOLE_ADVICE,
+                    boundary.advice,
                 ));
             }
             ops.push((
@@ -228,28 +295,10 @@ impl<'g> Reader<'g> {
         }
         let steps = self.schedule(ops, x, &read_from_stack, input, &constants)?;
         let vocabulary = self.vocabulary(&steps, input, &constants);
-        let hidden = stack
-            .iter()
-            .map(|n| {
-                let d = if super::attributes::Attributes::new(self.path, n)
-                    .and_then(|a| a.directions())
-                    .map_or(1, |(d, _)| d)
-                    == 2
-                {
-                    2
-                } else {
-                    1
-                };
-                let h = self
-                    .constant(super::graph::input(n, 2))
-                    .map_or(0, |r| r.dims.get(1).copied().unwrap_or(0).max(0) as usize);
-                (d, h)
-            })
-            .collect::<Vec<_>>();
         let widest = constants
             .iter()
             .flat_map(|(_, t)| t.dims().to_vec())
-            .chain(hidden.iter().map(|&(d, h)| d * h))
+            .chain(boundary.widths.iter().copied())
             .max()
             .unwrap_or(1);
         let outputs: Vec<String> = self.graph.output.iter().map(|o| o.name.clone()).collect();
@@ -261,18 +310,21 @@ impl<'g> Reader<'g> {
             outputs,
             stack: StackIo {
                 x: x.to_string(),
-                y: y_top
-                    .filter(|y| read_from_stack.contains(y))
-                    .map(str::to_string),
-                y_h: finals
+                provided: boundary
+                    .provided
                     .iter()
-                    .map(|f| {
-                        f.filter(|f| read_from_stack.contains(f))
-                            .map(str::to_string)
-                    })
+                    .filter(|(name, _)| read_from_stack.contains(*name))
+                    .map(|(name, p)| (name.to_string(), *p))
                     .collect(),
-                directions: hidden.iter().map(|&(d, _)| d).collect(),
+                directions: boundary.directions.clone(),
+                steps: boundary.steps,
             },
+            input_dims: self
+                .graph
+                .input
+                .iter()
+                .find(|v| v.name == input)
+                .and_then(|v| v.fixed_dims()),
             vocabulary,
             widest,
             last_reads,
@@ -379,12 +431,12 @@ impl<'g> Reader<'g> {
     }
 
     /// A `Constant` node's value.
-    fn constant_value(&self, node: &Node) -> Result<Tensor> {
+    fn constant_value(&self, node: &Node, advice: &str) -> Result<Tensor> {
         let bad = |what: String| {
             refuse(
                 self.path,
                 format!("an ONNX {} whose value is {what}", node_name(node)),
-                WHOLE_ADVICE,
+                advice,
             )
         };
         let [attribute] = node.attribute.as_slice() else {
@@ -411,15 +463,15 @@ impl<'g> Reader<'g> {
     }
 
     /// `node` as an op rnn evaluates, its attributes read; refused by name otherwise.
-    fn op(&self, node: &Node, opset: i64) -> Result<Op> {
+    fn op(&self, node: &Node, opset: i64, advice: &str) -> Result<Op> {
         let unsupported = || {
             refuse(
                 self.path,
                 format!(
-                    "an ONNX graph with a {} around its RNN nodes",
+                    "an ONNX graph with a {} around its recurrence",
                     node_name(node)
                 ),
-                WHOLE_ADVICE,
+                advice,
             )
         };
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
@@ -442,7 +494,7 @@ impl<'g> Reader<'g> {
                         node_name(node),
                         a.name
                     ),
-                    WHOLE_ADVICE,
+                    advice,
                 )),
                 None => Ok(()),
             }
@@ -530,7 +582,7 @@ impl<'g> Reader<'g> {
                                  compute in",
                                 node_name(node)
                             ),
-                            WHOLE_ADVICE,
+                            advice,
                         ))
                     }
                 }
