@@ -139,6 +139,8 @@ fn onnx_whole_models_run_from_their_input_to_their_outputs() {
         ("onnx_whole_dynamo_classifier", 1),
         ("onnx_whole_dynamo_final_state", 1),
         ("onnx_whole_dynamo_tagger", 1),
+        // A Concat of two unrolled steps of the graph's own, not the exporter's of every step.
+        ("onnx_whole_dynamo_two_steps", 1),
         ("tf2onnx_whole_classifier", 1),
         ("tf2onnx_whole_tagger", 1),
     ] {

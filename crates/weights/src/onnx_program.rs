@@ -14,13 +14,17 @@
 //! Every value a run makes is bounded before it is allocated: at most the input's elements
 //! times the widest tensor dimension the model stores (or its RNN's widest output), plus its
 //! largest stored tensor, so a small graph cannot ask for memory out of proportion to its
-//! input (a `ConstantOfShape` of `[10¹²]`).
+//! input (a `ConstantOfShape` of `[10¹²]`); and the values held at once, at most 8 such.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Error, Result, Tensor, D};
 use rnn_core::around::Activation;
 use rnn_core::Nonlinearity;
+
+/// How many values of the largest size a run may hold at once (the bound on each value is in
+/// the module's description).
+const LIVE_VALUES: usize = 8;
 
 /// How [`Program::labels`] names the step where the RNN nodes run.
 pub(crate) const STACK_LABEL: &str = "the RNN nodes";
@@ -231,7 +235,11 @@ impl Program {
     /// # Errors
     /// An op given values it does not take (the message names the node), or a value larger
     /// than the bound in the module's description.
-    pub(crate) fn run(&self, input: &Tensor, stack: &StackRun) -> Result<Vec<(String, Tensor)>> {
+    pub(crate) fn run<'a>(
+        &'a self,
+        input: &Tensor,
+        stack: &StackRun,
+    ) -> Result<Vec<(String, Tensor)>> {
         self.check_input(input)?;
         let largest = self
             .constants
@@ -250,6 +258,21 @@ impl Program {
             .map(|(n, t)| (n.as_str(), t.clone()))
             .collect();
         values.insert(self.input.as_str(), input.clone());
+        // The elements of the values computed and still held, bounded as a whole too: many
+        // values of the largest size alive at once (several outputs) would be out of
+        // proportion all the same.
+        let mut held: HashMap<&str, usize> = HashMap::new();
+        let hold = |held: &mut HashMap<&'a str, usize>, name: &'a str, t: &Tensor| {
+            held.insert(name, t.elem_count());
+            let total = held.values().fold(0usize, |a, &b| a.saturating_add(b));
+            if total > LIVE_VALUES.saturating_mul(limit) {
+                return fail(format!(
+                    "the values held at `{name}` hold {total} elements, more than rnn holds for \
+                     this input ({LIVE_VALUES} times {limit})"
+                ));
+            }
+            Ok(())
+        };
         for (step, dropped) in self.steps.iter().zip(&self.last_reads) {
             match step {
                 Step::Node(node) => {
@@ -271,6 +294,7 @@ impl Program {
                         .collect::<Result<Vec<_>>>()?;
                     let out = evaluate(&node.op, &inputs, limit, self.float)
                         .map_err(|e| Error::Msg(format!("the {}: {}", node.label, clean(&e))))?;
+                    hold(&mut held, node.output.as_str(), &out)?;
                     values.insert(node.output.as_str(), out);
                 }
                 Step::Stack => {
@@ -281,10 +305,16 @@ impl Program {
                         ))
                     })?;
                     self.run_stack(&x, stack, &mut values)?;
+                    for (name, _) in &self.stack.provided {
+                        if let Some(t) = values.get(name.as_str()) {
+                            hold(&mut held, name.as_str(), t)?;
+                        }
+                    }
                 }
             }
             for name in dropped {
                 values.remove(name.as_str());
+                held.remove(name.as_str());
             }
         }
         self.outputs
@@ -521,6 +551,11 @@ fn evaluate(op: &Op, inputs: &[Option<&Tensor>], limit: usize, float: DType) -> 
         Op::Squeeze { axes } => {
             let axes = match (axes, inputs.get(1).copied().flatten()) {
                 (Some(a), _) => Some(a.clone()),
+                (None, Some(t)) if t.elem_count() == 0 => {
+                    // The spec leaves an empty list unsaid (ONNX Runtime squeezes every axis
+                    // of 1, shape inference none): refused rather than guessed.
+                    return fail("an empty list of axes, which ONNX reads two ways".into());
+                }
                 (None, Some(t)) => Some(ints(t)?),
                 (None, None) => None,
             };
@@ -617,9 +652,21 @@ fn evaluate(op: &Op, inputs: &[Option<&Tensor>], limit: usize, float: DType) -> 
                 return fail("starts, ends, axes and steps of different lengths".into());
             }
             let mut out = x.clone();
+            let mut seen = Vec::with_capacity(axes.len());
             for k in 0..starts.len() {
                 let axis = axis_of(axes[k], rank)?;
+                if seen.contains(&axis) {
+                    return fail(format!("axis {axis} sliced twice"));
+                }
+                seen.push(axis);
                 let n = x.dims()[axis] as i64;
+                if n == 0 {
+                    // Nothing to take, whatever the bounds and step (other than 0).
+                    if steps[k] == 0 {
+                        return fail("a step of 0".into());
+                    }
+                    continue;
+                }
                 let step = steps[k];
                 let from_end = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
                 if step == 1 {
@@ -718,6 +765,10 @@ fn evaluate(op: &Op, inputs: &[Option<&Tensor>], limit: usize, float: DType) -> 
                 Binary::Div => fail("integer division, which rnn does not evaluate".into()),
             }
         }
+        Op::Softmax { .. } | Op::Elementwise(_) if !x.dtype().is_float() => fail(format!(
+            "expected floats, found {}",
+            crate::dtype::name(x.dtype())
+        )),
         Op::Softmax { axis, coerced, log } => {
             let activation = if *log {
                 Activation::LogSoftmax
@@ -795,6 +846,13 @@ fn gather(data: &Tensor, indices: &Tensor, axis: i64, limit: usize) -> Result<Te
 
 fn matmul(a: &Tensor, b: &Tensor, limit: usize) -> Result<Tensor> {
     // numpy: a vector is a matrix of one row (left) or one column (right), dropped after.
+    if a.rank() == 0 || b.rank() == 0 {
+        return fail(format!(
+            "a scalar operand ({:?} and {:?}), which MatMul does not take",
+            a.dims(),
+            b.dims()
+        ));
+    }
     let (a1, b1) = (a.rank() == 1, b.rank() == 1);
     let a = if a1 { a.unsqueeze(0)? } else { a.clone() };
     let b = if b1 { b.unsqueeze(1)? } else { b.clone() };
@@ -910,6 +968,60 @@ mod tests {
     }
 
     #[test]
+    fn ops_of_floats_refuse_integers_and_an_empty_axis_slices_to_nothing() {
+        let cpu = Device::Cpu;
+        let ints = Tensor::new(&[[1i64, 2]], &cpu).unwrap();
+        for op in [
+            Op::Elementwise(Nonlinearity::Tanh),
+            Op::Softmax {
+                axis: -1,
+                coerced: false,
+                log: true,
+            },
+        ] {
+            let p = program(vec![node(op, &["x"], "y")], vec![]);
+            assert!(error_of(&p, &ints).contains("expected floats"));
+        }
+        // A step of -1 over an axis of length 0 takes nothing (its clamp range is empty).
+        let p = program(
+            vec![node(Op::Slice, &["x", "s", "e", "a", "t"], "y")],
+            vec![
+                ("s", Tensor::new(&[-1i64], &cpu).unwrap()),
+                ("e", Tensor::new(&[i64::MIN], &cpu).unwrap()),
+                ("a", Tensor::new(&[1i64], &cpu).unwrap()),
+                ("t", Tensor::new(&[-1i64], &cpu).unwrap()),
+            ],
+        );
+        let empty = Tensor::zeros((2, 0), DType::F32, &cpu).unwrap();
+        assert_eq!(p.run(&empty, &no_stack).unwrap()[0].1.dims(), [2, 0]);
+    }
+
+    #[test]
+    fn many_values_each_within_bounds_are_refused_together() {
+        let cpu = Device::Cpu;
+        let x = Tensor::zeros(4, DType::F32, &cpu).unwrap();
+        // Each value 16 elements (the bound: 4 input elements times widest 4), held as
+        // outputs: the ninth passes 8 times the bound.
+        let shape = Tensor::new(&[16i64], &cpu).unwrap();
+        let value = Tensor::new(&[0f32], &cpu).unwrap();
+        let steps: Vec<Step> = (0..10)
+            .map(|k| {
+                node(
+                    Op::ConstantOfShape {
+                        value: value.clone(),
+                    },
+                    &["shape"],
+                    &format!("y{k}"),
+                )
+            })
+            .collect();
+        let mut p = program(steps, vec![("shape", shape)]);
+        p.outputs = (0..10).map(|k| format!("y{k}")).collect();
+        let message = error_of(&p, &x);
+        assert!(message.contains("values held"), "{message}");
+    }
+
+    #[test]
     fn an_index_outside_the_table_is_refused_with_its_place() {
         let cpu = Device::Cpu;
         let table = Tensor::zeros((5, 2), DType::F32, &cpu).unwrap();
@@ -969,6 +1081,25 @@ mod tests {
                     ("t", Tensor::new(&[1f32], &cpu)),
                 ],
                 "boolean",
+            ),
+            (
+                Op::MatMul,
+                vec![("s", Tensor::new(2f32, &cpu))],
+                "scalar operand",
+            ),
+            (
+                Op::Squeeze { axes: None },
+                vec![("s", Tensor::new(&[0i64; 0], &cpu))],
+                "empty list of axes",
+            ),
+            (
+                Op::Slice,
+                vec![
+                    ("s", Tensor::new(&[0i64, 0], &cpu)),
+                    ("e", Tensor::new(&[1i64, 1], &cpu)),
+                    ("a", Tensor::new(&[0i64, 0], &cpu)),
+                ],
+                "sliced twice",
             ),
         ];
         for (op, constants, says) in cases {

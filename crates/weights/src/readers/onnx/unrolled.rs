@@ -62,6 +62,8 @@ struct Chain<'g> {
     /// The sequence the projection reads.
     input: &'g str,
     start: Start<'g>,
+    /// The `Concat` of its states along time, in time order: the direction's sequence.
+    sequence: &'g str,
 }
 
 struct Lifter<'r, 'g> {
@@ -136,7 +138,7 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         ));
     }
     // The stack is the longest chain of layers from one of them down.
-    let mut best: Option<(Lifter, Vec<Vec<Chain>>)> = None;
+    let mut best: Option<Candidate> = None;
     let mut tie = false;
     // Why the first sequence tried did not lift, said where none does.
     let mut first_error = None;
@@ -146,7 +148,7 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
             used: Used::default(),
             batch: None,
         };
-        let mut layers = Vec::new();
+        let (mut layers, mut outputs) = (Vec::new(), Vec::new());
         let mut sequence = top;
         let lifted = loop {
             match lifter.layer(sequence).map_err(|e| {
@@ -155,6 +157,7 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
                 Ok(chains) => {
                     let below = chains[0].input;
                     layers.push(chains);
+                    outputs.push(sequence);
                     match reader.producer.get(below) {
                         Some(n)
                             if (is_layer(n) || is_chain(n))
@@ -172,21 +175,22 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
             continue;
         }
         match &best {
-            Some((_, b)) if b.len() == layers.len() => tie = true,
-            Some((_, b)) if b.len() > layers.len() => {}
+            Some((_, b, _)) if b.len() == layers.len() => tie = true,
+            Some((_, b, _)) if b.len() > layers.len() => {}
             _ => {
                 tie = false;
-                best = Some((lifter, layers));
+                best = Some((lifter, layers, outputs));
             }
         }
     }
-    let Some((lifter, mut layers)) = best else {
+    let Some((lifter, mut layers, mut outputs)) = best else {
         return first_error.map_or(Ok(None), Err);
     };
     if tie {
         return Err(lifter.plain("a graph of two unrolled RNN stacks".into()));
     }
     layers.reverse();
+    outputs.reverse();
     let directions = layers[0].len();
     if layers.iter().any(|l| l.len() != directions) {
         return Err(
@@ -202,33 +206,18 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
              for them: rnn runs it whole on inputs of {steps} steps"
         ),
     );
+    // Each layer's output (the sequence it was lifted from), each direction's sequence (the
+    // Concat its states were read from) and each state.
     let mut provided = HashMap::new();
     let mut widths = Vec::new();
-    for (k, chains) in layers.iter().enumerate() {
-        let sequence = |chain: &Chain<'g>| {
-            // The chain's Concat: the node that reads its first state (time order).
-            reader
-                .graph
-                .node
-                .iter()
-                .find(|n| is_chain(n) && n.input.iter().any(|i| chain.states.contains(&i.as_str())))
-                .and_then(|n| n.output.first())
-                .map(String::as_str)
-        };
+    for (k, (chains, &output)) in layers.iter().zip(&outputs).enumerate() {
         let mut hidden = 0;
         for (d, chain) in chains.iter().enumerate() {
             for (j, &state) in chain.states.iter().enumerate() {
                 provided.insert(state, Provided::State(k, d, j));
             }
-            if let Some(name) = sequence(chain) {
-                provided.insert(
-                    name,
-                    if chains.len() == 1 {
-                        Provided::Layer(k)
-                    } else {
-                        Provided::Direction(k, d)
-                    },
-                );
+            if chains.len() == 2 {
+                provided.insert(chain.sequence, Provided::Direction(k, d));
             }
             hidden = lifter
                 .stored(chain.w_hh)?
@@ -237,17 +226,7 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
                 .copied()
                 .unwrap_or(0);
         }
-        if chains.len() == 2 {
-            let joined = reader.graph.node.iter().find(|n| {
-                is_layer(n)
-                    && chains
-                        .iter()
-                        .all(|c| sequence(c).is_some_and(|s| n.input.iter().any(|i| i == s)))
-            });
-            if let Some(name) = joined.and_then(|n| n.output.first()) {
-                provided.insert(name.as_str(), Provided::Layer(k));
-            }
-        }
+        provided.insert(output, Provided::Layer(k));
         widths.push(chains.len() * hidden);
     }
     let x = layers[0][0].input;
@@ -263,6 +242,10 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
     };
     Ok(Some(((tensors, metadata, recorded), boundary)))
 }
+
+/// A stack lifted from one sequence of states: the lifter (what it marked), each layer's
+/// directions bottom last, and each layer's output, top first.
+type Candidate<'r, 'g> = (Lifter<'r, 'g>, Vec<Vec<Chain<'g>>>, Vec<&'g str>);
 
 /// The most sequences of states a whole model's graph may end layers in: rnn lifts from each.
 const MAX_SEQUENCES: usize = 64;
@@ -452,6 +435,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
             b_hh,
             input,
             start,
+            sequence: concat.output.first().map_or("", String::as_str),
         })
     }
 

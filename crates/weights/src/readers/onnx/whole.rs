@@ -295,8 +295,10 @@ impl<'g> Reader<'g> {
         }
         let steps = self.schedule(ops, x, &read_from_stack, input, &constants)?;
         let vocabulary = self.vocabulary(&steps, input, &constants);
+        // A dimension of a constant that holds nothing costs the file nothing: not counted.
         let widest = constants
             .iter()
+            .filter(|(_, t)| t.elem_count() > 0)
             .flat_map(|(_, t)| t.dims().to_vec())
             .chain(boundary.widths.iter().copied())
             .max()
@@ -534,13 +536,33 @@ impl<'g> Reader<'g> {
                 }
                 Op::ConstantOfShape { value }
             }
-            "Unsqueeze" => {
+            // Axes as an attribute before opset 13, as an input since.
+            "Unsqueeze" | "Squeeze" => {
+                let attribute = ints("axes");
+                let input = node.input.get(1).is_some_and(|n| !n.is_empty());
+                if (opset >= 13 && attribute.is_some()) || (opset < 13 && input) {
+                    return Err(refuse(
+                        self.path,
+                        format!(
+                            "an ONNX {} whose axes are {} in a graph of opset {opset}, which \
+                             gives them {}",
+                            node_name(node),
+                            if input { "an input" } else { "an attribute" },
+                            if opset >= 13 {
+                                "as an input"
+                            } else {
+                                "as an attribute"
+                            }
+                        ),
+                        advice,
+                    ));
+                }
                 known(&["axes"])?;
-                Op::Unsqueeze { axes: ints("axes") }
-            }
-            "Squeeze" => {
-                known(&["axes"])?;
-                Op::Squeeze { axes: ints("axes") }
+                if node.op_type == "Squeeze" {
+                    Op::Squeeze { axes: attribute }
+                } else {
+                    Op::Unsqueeze { axes: attribute }
+                }
             }
             "Concat" => {
                 known(&["axis"])?;
