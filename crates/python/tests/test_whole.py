@@ -96,6 +96,9 @@ ONNX_CASES = [
     "dynamo_classifier",
     "dynamo_final_state",
     "dynamo_tagger",
+    "dynamo_two_steps",
+    "dynamo_final",
+    "dynamo_finals_bidirectional",
 ]
 TF2ONNX_CASES = ["tf2onnx_whole_classifier", "tf2onnx_whole_tagger"]
 

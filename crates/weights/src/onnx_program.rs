@@ -422,8 +422,13 @@ impl Program {
             .iter()
             .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
             .collect();
+        let any = if dims.iter().any(Option::is_none) {
+            ", ? any size"
+        } else {
+            ""
+        };
         Err(Error::Msg(format!(
-            "input `{}`: the graph takes shape [{}] (? any), found {:?}",
+            "input `{}`: the graph takes shape [{}]{any}, found {:?}",
             self.input,
             wanted.join(", "),
             input.dims()

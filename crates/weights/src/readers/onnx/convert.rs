@@ -180,12 +180,18 @@ impl<'g> Reader<'g> {
                     )?;
                 }
             }
-            h0s.push(self.feed(node, 5, "initial_h")?);
-            lens.push(self.feed(node, 4, "sequence_lens")?);
+            let (h0, lengths) = (
+                self.feed(node, 5, "initial_h"),
+                self.feed(node, 4, "sequence_lens"),
+            );
             if whole {
-                self.whole_feed(node, &h0s[k], "initial_h")?;
-                self.whole_feed(node, &lens[k], "sequence_lens")?;
+                // A whole model's RNN runs from zeros over every step, whatever else the
+                // graph would have given it.
+                self.whole_feed(node, h0.as_ref().ok(), "initial_h")?;
+                self.whole_feed(node, lengths.as_ref().ok(), "sequence_lens")?;
             }
+            h0s.push(h0?);
+            lens.push(lengths?);
         }
         let top_directions = node_directions.last().copied().unwrap_or(1);
         merges.push(if whole {

@@ -634,7 +634,7 @@ fn a_converted_graph_whose_defaults_differ_is_refused() {
     shape.input = vec!["other".into()];
     // The cap is recognised only as written, so a changed one is not a cap: the graph is read
     // as a whole model, whose RNN takes no lengths computed in the graph.
-    let cast = "RNN node `rnn_l0` whose sequence_lens `sequence_lens` is computed in the graph";
+    let cast = "RNN node `rnn_l0` has its initial_h given, fixed or computed";
     for (what, model, says) in [
         (
             "h0 default not zeros",

@@ -62,8 +62,11 @@ struct Chain<'g> {
     /// The sequence the projection reads.
     input: &'g str,
     start: Start<'g>,
-    /// The `Concat` of its states along time, in time order: the direction's sequence.
+    /// The `Concat` of its states along time, in time order: the direction's sequence (`""`
+    /// where the graph does not join them).
     sequence: &'g str,
+    /// Whether its projection reads the sequence reversed (the backward direction).
+    reversed: bool,
 }
 
 struct Lifter<'r, 'g> {
@@ -127,48 +130,109 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         })
         .filter_map(|n| n.output.first().map(String::as_str))
         .collect();
-    if tops.len() > MAX_SEQUENCES {
-        return Err(refuse(
-            reader.path,
-            format!(
-                "an ONNX graph of {} sequences of RNN states, more than rnn tries ({MAX_SEQUENCES})",
-                tops.len()
-            ),
-            ADVICE,
-        ));
-    }
-    // The stack is the longest chain of layers from one of them down.
     let mut best: Option<Candidate> = None;
     let mut tie = false;
     // Why the first sequence tried did not lift, said where none does.
     let mut first_error = None;
-    for top in tops {
+    // The final states of directions whose states the graph never joins (a head that reads
+    // h_n alone): a step's activation that no later step reads, in no sequence above.
+    let in_sequence: HashSet<&str> = reader
+        .graph
+        .node
+        .iter()
+        .filter(|n| is_chain(n))
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    let probe = Lifter {
+        reader,
+        used: Used::default(),
+        batch: None,
+    };
+    let mut previous: HashSet<&str> = HashSet::new();
+    let mut finals = Vec::new();
+    for node in &reader.graph.node {
+        if !matches!(node.op_type.as_str(), "Tanh" | "Relu") {
+            continue;
+        }
+        let Some(state) = node.output.first().map(String::as_str) else {
+            continue;
+        };
+        if let Some(before) = probe.previous_state(state) {
+            previous.insert(before);
+        }
+        finals.push(state);
+    }
+    finals.retain(|s| !previous.contains(s) && !in_sequence.contains(s));
+    if tops.len() + finals.len() > MAX_SEQUENCES {
+        return Err(refuse(
+            reader.path,
+            format!(
+                "an ONNX graph of {} sequences of RNN states, more than rnn tries ({MAX_SEQUENCES})",
+                tops.len() + finals.len()
+            ),
+            ADVICE,
+        ));
+    }
+    // Those final states by the sequence their directions read: one layer each (a forward and
+    // a backward direction reading the same sequence are one bidirectional layer).
+    let mut unjoined: Vec<(&'g str, Vec<(bool, &'g str)>)> = Vec::new();
+    for &last in &finals {
+        let mut lifter = Lifter {
+            reader,
+            used: Used::default(),
+            batch: None,
+        };
+        let Some(states) = lifter.states_before(last) else {
+            continue;
+        };
+        let Some(&at) = reader.producer.get(last) else {
+            continue;
+        };
+        match lifter.chain_of(states, at, None) {
+            Ok(chain) => match unjoined.iter_mut().find(|(i, _)| *i == chain.input) {
+                Some((_, group)) => group.push((chain.reversed, last)),
+                None => unjoined.push((chain.input, vec![(chain.reversed, last)])),
+            },
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let mut attempts: Vec<Top<'g>> = tops.into_iter().map(Top::Sequence).collect();
+    for (_, mut group) in unjoined {
+        group.sort();
+        attempts.push(Top::Finals(group.into_iter().map(|(_, s)| s).collect()));
+    }
+    // The stack is the longest chain of layers from one of them down.
+    for top in attempts {
         let mut lifter = Lifter {
             reader,
             used: Used::default(),
             batch: None,
         };
         let (mut layers, mut outputs) = (Vec::new(), Vec::new());
-        let mut sequence = top;
+        let mut next = Some(top);
         let lifted = loop {
-            match lifter.layer(sequence).map_err(|e| {
-                first_error.get_or_insert(e);
-            }) {
-                Ok(chains) => {
+            let layer = match next.take() {
+                Some(Top::Sequence(sequence)) => lifter.layer(sequence).map(|l| (l, sequence)),
+                Some(Top::Finals(finals)) => lifter.unjoined_layer(&finals).map(|l| (l, "")),
+                None => break true,
+            };
+            match layer {
+                Ok((chains, output)) => {
                     let below = chains[0].input;
                     layers.push(chains);
-                    outputs.push(sequence);
-                    match reader.producer.get(below) {
-                        Some(n)
-                            if (is_layer(n) || is_chain(n))
-                                && layers.len() <= reader.graph.node.len() =>
-                        {
-                            sequence = below
+                    outputs.push(output);
+                    if let Some(n) = reader.producer.get(below) {
+                        if (is_layer(n) || is_chain(n)) && layers.len() <= reader.graph.node.len() {
+                            next = Some(Top::Sequence(below));
                         }
-                        _ => break true,
                     }
                 }
-                Err(_) => break false,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    break false;
+                }
             }
         };
         if !lifted {
@@ -216,7 +280,7 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
             for (j, &state) in chain.states.iter().enumerate() {
                 provided.insert(state, Provided::State(k, d, j));
             }
-            if chains.len() == 2 {
+            if chains.len() == 2 && !chain.sequence.is_empty() {
                 provided.insert(chain.sequence, Provided::Direction(k, d));
             }
             hidden = lifter
@@ -226,7 +290,9 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
                 .copied()
                 .unwrap_or(0);
         }
-        provided.insert(output, Provided::Layer(k));
+        if !output.is_empty() {
+            provided.insert(output, Provided::Layer(k));
+        }
         widths.push(chains.len() * hidden);
     }
     let x = layers[0][0].input;
@@ -241,6 +307,13 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         advice: super::whole::TORCH_ADVICE,
     };
     Ok(Some(((tensors, metadata, recorded), boundary)))
+}
+
+/// Where a whole model's top layer is lifted from: the sequence its states are joined in, or
+/// the final states of its directions (forward first) where the graph does not join them.
+enum Top<'g> {
+    Sequence(&'g str),
+    Finals(Vec<&'g str>),
 }
 
 /// A stack lifted from one sequence of states: the lifter (what it marked), each layer's
@@ -365,11 +438,90 @@ impl<'r, 'g> Lifter<'r, 'g> {
         if backward {
             states.reverse();
         }
+        let chain = self.chain_of(states, concat, Some(backward))?;
+        self.used.mark(concat);
+        Ok(Chain {
+            sequence: concat.output.first().map_or("", String::as_str),
+            ..chain
+        })
+    }
+
+    /// The states computed before `last` (a step's `Tanh` or `Relu`), each the state its next
+    /// step's recurrent term reads, in the order they are computed: a direction whose states
+    /// the graph never joins (a head that reads its final state alone). `None` where `last`
+    /// is not a step's activation.
+    fn states_before(&self, last: &'g str) -> Option<Vec<&'g str>> {
+        let node = self.reader.producer.get(last)?;
+        if !matches!(node.op_type.as_str(), "Tanh" | "Relu") {
+            return None;
+        }
+        let mut states = vec![last];
+        while let Some(previous) = states
+            .last()
+            .and_then(|&s| self.previous_state(s))
+            .filter(|_| states.len() <= self.reader.graph.node.len())
+        {
+            states.push(previous);
+        }
+        states.reverse();
+        Some(states)
+    }
+
+    /// The state the step computing `state` reads as the state before (its recurrent term's
+    /// `MatMul` input), where that is another step's activation.
+    fn previous_state(&self, state: &str) -> Option<&'g str> {
+        let producer = |name: &str| self.reader.producer.get(name).copied();
+        let activation =
+            |name: &str| producer(name).filter(|n| matches!(n.op_type.as_str(), "Tanh" | "Relu"));
+        let add = producer(input(activation(state)?, 0)).filter(|n| n.op_type == "Add")?;
+        let (a, b) = (input(add, 0), input(add, 1));
+        let term = if self.is_step_row(a) { b } else { a };
+        let mut node = producer(term)?;
+        if node.op_type == "Add" {
+            let (a, b) = (input(node, 0), input(node, 1));
+            node = producer(if self.reader.constant(b).is_some() {
+                a
+            } else {
+                b
+            })?;
+        }
+        let previous = input(node, 0);
+        (node.op_type == "MatMul" && activation(previous).is_some()).then_some(previous)
+    }
+
+    /// A layer whose directions' states the graph does not join: from each direction's final
+    /// state (forward first), its states walked back step by step.
+    fn unjoined_layer(&mut self, finals: &[&'g str]) -> Result<Vec<Chain<'g>>> {
+        let mut chains = Vec::new();
+        for (d, &last) in finals.iter().enumerate() {
+            let states = self.states_before(last).unwrap_or_default();
+            let at = self.node(last)?;
+            chains.push(self.chain_of(states, at, Some(d == 1))?);
+        }
+        match chains.as_slice() {
+            [_] => Ok(chains),
+            [forward, backward] if forward.input == backward.input => Ok(chains),
+            _ => Err(self.plain(format!(
+                "a graph of {} unjoined directions reading one sequence",
+                chains.len()
+            ))),
+        }
+    }
+
+    /// One direction from its states in the order they are computed; `at` names it in
+    /// messages; `backward`, where known, the order its projection must read.
+    fn chain_of(
+        &mut self,
+        states: Vec<&'g str>,
+        at: &'g Node,
+        backward: Option<bool>,
+    ) -> Result<Chain<'g>> {
+        let concat = at;
         if states.len() < 2 {
             return Err(self.breaks(
                 concat,
-                "a recurrence of one step: the exporter folded W_hh away, so rnn cannot \
-                 recover it"
+                "a recurrence of one step: the exporter folded h0·W_hhᵀ into a constant, so \
+                 W_hh is not in the file (export with a sequence of two steps or more)"
                     .into(),
             ));
         }
@@ -419,13 +571,12 @@ impl<'r, 'g> Lifter<'r, 'g> {
         let start = self.first_term(concat, first_term, w_hh, b_hh)?;
         let rows = projection.unwrap_or_default();
         let (w_ih, b_ih, input, reversed) = self.projection(concat, rows)?;
-        if reversed != backward {
+        if backward.is_some_and(|b| b != reversed) {
             return Err(self.breaks(
                 concat,
                 "the order of its states does not match the direction its projection reads".into(),
             ));
         }
-        self.used.mark(concat);
         Ok(Chain {
             states,
             activation,
@@ -435,7 +586,8 @@ impl<'r, 'g> Lifter<'r, 'g> {
             b_hh,
             input,
             start,
-            sequence: concat.output.first().map_or("", String::as_str),
+            sequence: "",
+            reversed,
         })
     }
 

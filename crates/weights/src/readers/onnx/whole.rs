@@ -48,6 +48,11 @@ macro_rules! whole_ops {
     };
 }
 
+/// What a refusal of a whole model's extra inputs or its RNN's state advises.
+const ONE_INPUT: &str = "export the model with its one input, the RNN's h0 left out (zeros) and \
+                         no lengths (nn.RNN's forward(x) alone), or export the nn.RNN alone \
+                         (torch.onnx.export(rnn, ...)), whose h0 and lengths rnn takes as inputs";
+
 /// What a refusal of a PyTorch export's whole model advises.
 pub(super) const TORCH_ADVICE: &str = concat!(
     whole_ops!(),
@@ -86,18 +91,19 @@ impl<'g> Reader<'g> {
 
     /// Refuses an `initial_h` or `sequence_lens` a whole model's stack does not run with:
     /// rnn runs it from zeros over every step.
-    pub(super) fn whole_feed(&self, node: &Node, feed: &Feed, what: &str) -> Result<()> {
+    /// `feed`: `None` where it is computed in a way rnn does not read at all.
+    pub(super) fn whole_feed(&self, node: &Node, feed: Option<&Feed>, what: &str) -> Result<()> {
         match feed {
-            Feed::Absent => Ok(()),
-            Feed::Zero if what == "initial_h" => Ok(()),
+            Some(Feed::Absent) => Ok(()),
+            Some(Feed::Zero) if what == "initial_h" => Ok(()),
             _ => Err(refuse(
                 self.path,
                 format!(
-                    "an ONNX whole model whose {} has its {what} given or fixed (rnn runs a \
-                     whole model's RNN from zeros over every step)",
+                    "an ONNX whole model whose {} has its {what} given, fixed or computed (rnn \
+                     runs a whole model's RNN from zeros over every step)",
                     node_name(node)
                 ),
-                "export the model with the RNN's state left out (zeros) and without lengths",
+                ONE_INPUT,
             )),
         }
     }
@@ -156,11 +162,12 @@ impl<'g> Reader<'g> {
                 return Err(refuse(
                     self.path,
                     format!(
-                        "an ONNX whole model of {} inputs ({}); rnn runs a model of one input",
+                        "an ONNX whole model of {} inputs ({}); rnn runs a whole model from one \
+                         input",
                         other.len(),
                         other.join(", ")
                     ),
-                    boundary.advice,
+                    ONE_INPUT,
                 ))
             }
         };
@@ -409,8 +416,8 @@ impl<'g> Reader<'g> {
         Ok(steps)
     }
 
-    /// The embedding's rows, where the graph's input is the indices of a `Gather` on a stored
-    /// table (token ids).
+    /// The embedding's rows, where the graph's input (or its cast to another integer type) is
+    /// the indices of a `Gather` on a stored table (token ids).
     fn vocabulary(
         &self,
         steps: &[Step],
@@ -418,15 +425,23 @@ impl<'g> Reader<'g> {
         constants: &[(String, Tensor)],
     ) -> Option<usize> {
         let table = |name: &str| constants.iter().find(|(n, _)| n == name).map(|(_, t)| t);
-        steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Node(n) => Some(n),
-                Step::Stack => None,
-            })
+        let nodes = steps.iter().filter_map(|s| match s {
+            Step::Node(n) => Some(n),
+            Step::Stack => None,
+        });
+        // The input, and what casts it to another integer type (int32 ids made int64).
+        let mut ids: HashSet<&str> = HashSet::from([input]);
+        for n in nodes.clone() {
+            if matches!(n.op, Op::Cast { float: false })
+                && n.inputs.first().is_some_and(|i| ids.contains(i.as_str()))
+            {
+                ids.insert(n.output.as_str());
+            }
+        }
+        nodes
             .filter(|n| {
                 matches!(n.op, Op::Gather { axis: 0 })
-                    && n.inputs.get(1).map(String::as_str) == Some(input)
+                    && n.inputs.get(1).is_some_and(|i| ids.contains(i.as_str()))
             })
             .filter_map(|n| table(&n.inputs[0]).map(|t| t.dims().first().copied().unwrap_or(0)))
             .min()
