@@ -144,6 +144,9 @@ fn onnx_whole_models_run_from_their_input_to_their_outputs() {
         // Heads on h_n alone: the exporter never joins the steps of the one layer.
         ("onnx_whole_dynamo_final", 1),
         ("onnx_whole_dynamo_finals_bidirectional", 1),
+        // Two recurrences (the second evaluated as the graph says) and one run twice.
+        ("onnx_whole_dynamo_two_rnns", 1),
+        ("onnx_whole_dynamo_twice", 1),
         ("tf2onnx_whole_classifier", 1),
         ("tf2onnx_whole_tagger", 1),
     ] {

@@ -99,6 +99,8 @@ ONNX_CASES = [
     "dynamo_two_steps",
     "dynamo_final",
     "dynamo_finals_bidirectional",
+    "dynamo_two_rnns",
+    "dynamo_twice",
 ]
 TF2ONNX_CASES = ["tf2onnx_whole_classifier", "tf2onnx_whole_tagger"]
 

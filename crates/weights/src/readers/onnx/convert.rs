@@ -279,17 +279,24 @@ impl<'g> Reader<'g> {
     fn alone_or_whole(
         &self,
         alone: impl Fn(&Self) -> Result<Lifted>,
-        whole: impl Fn(&Self) -> Result<Option<(Lifted, Boundary<'g>)>>,
+        whole: impl Fn(&Self) -> Result<Vec<(Lifted, Boundary<'g>)>>,
     ) -> Result<(Lifted, Option<Program>)> {
         let lifted = alone(self);
         if lifted.is_ok() {
             return lifted.map(|l| (l, None));
         }
-        match whole(self)? {
-            Some((lifted, boundary)) => {
-                let program = self.program(&boundary, self.opset)?;
-                Ok((lifted, Some(program)))
+        // The first recurrence whose boundary the rest of the graph respects.
+        let mut first_error = None;
+        for (stack, boundary) in whole(self)? {
+            match self.program(&boundary, self.opset) {
+                Ok(program) => return Ok((stack, Some(program))),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
+        }
+        match first_error {
+            Some(e) => Err(e),
             None => lifted.map(|l| (l, None)),
         }
     }

@@ -66,9 +66,9 @@ pub(super) fn lift(reader: &Reader) -> Result<Lifted> {
 
 /// The recurrence of a whole model's graph, where `Loop` nodes run it (tf2onnx's Keras model
 /// with layers around its SimpleRNN): the lifted stack, and where it meets the rest of the
-/// graph (its bottom layer's time-major input, each layer's scan output). `None` where the
+/// graph (its bottom layer's time-major input, each layer's scan output). None where the
 /// graph has no `Loop` to lift; where none lifts, why the first did not.
-pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boundary<'g>)>> {
+pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Vec<(Lifted, Boundary<'g>)>> {
     let loops: Vec<&'g Node> = reader
         .graph
         .node
@@ -145,7 +145,7 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         }
     }
     let Some((lifter, mut layers, mut scans)) = best else {
-        return first_error.map_or(Ok(None), Err);
+        return first_error.map_or(Ok(Vec::new()), Err);
     };
     if tie {
         return Err(lifter.plain("a graph of two stacks of Loop nodes".into()));
@@ -174,17 +174,19 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         .enumerate()
         .map(|(k, &scan)| (scan, Provided::Layer(k)))
         .collect();
-    let used = lifter.used;
     let boundary = Boundary {
         x: layers[0].sequence,
         provided,
-        inside: Box::new(move |n: &Node| n.op_type != "Constant" && used.contains(n)),
+        // The lifted steps are plain ops: where the graph reads a value of theirs that the
+        // stack does not give (a row of a projection another recurrence shares), the
+        // evaluator computes it as the graph says.
+        inside: Box::new(|_: &Node| false),
         directions: vec![1; layers.len()],
         widths,
         steps: steps.and_then(|k| usize::try_from(k).ok()),
         advice: super::whole::KERAS_ADVICE,
     };
-    Ok(Some(((tensors, metadata, recorded), boundary)))
+    Ok(vec![((tensors, metadata, recorded), boundary)])
 }
 
 /// The most `Loop` nodes a whole model's graph may hold: rnn lifts from each.

@@ -89,9 +89,9 @@ pub(super) fn lift(reader: &Reader) -> Result<Lifted> {
 
 /// The recurrence of a whole model's graph, where one is unrolled in it: the lifted stack,
 /// and where it meets the rest of the graph (its bottom layer's input; each layer's output,
-/// each direction's, each step's state). `None` where the graph has no sequence of states;
-/// where none lifts, why the first did not.
-pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boundary<'g>)>> {
+/// each direction's, each step's state), for each stack that lifts, most layers first; none
+/// where the graph has no sequence of states; where none lifts, why the first did not.
+pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Vec<(Lifted, Boundary<'g>)>> {
     let is_chain = |node: &Node| {
         node.op_type == "Concat"
             && node.domain.is_empty()
@@ -130,8 +130,7 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         })
         .filter_map(|n| n.output.first().map(String::as_str))
         .collect();
-    let mut best: Option<Candidate> = None;
-    let mut tie = false;
+    let mut candidates: Vec<Candidate> = Vec::new();
     // Why the first sequence tried did not lift, said where none does.
     let mut first_error = None;
     // The final states of directions whose states the graph never joins (a head that reads
@@ -162,7 +161,9 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         }
         finals.push(state);
     }
-    finals.retain(|s| !previous.contains(s) && !in_sequence.contains(s));
+    finals.retain(|s| {
+        !previous.contains(s) && !in_sequence.contains(s) && probe.recurrent_input(s).is_some()
+    });
     if tops.len() + finals.len() > MAX_SEQUENCES {
         return Err(refuse(
             reader.path,
@@ -189,7 +190,10 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
             continue;
         };
         match lifter.chain_of(states, at, None) {
-            Ok(chain) => match unjoined.iter_mut().find(|(i, _)| *i == chain.input) {
+            // A group is one layer: at most one direction each way over one sequence.
+            Ok(chain) => match unjoined.iter_mut().find(|(i, group)| {
+                *i == chain.input && group.iter().all(|(r, _)| *r != chain.reversed)
+            }) {
                 Some((_, group)) => group.push((chain.reversed, last)),
                 None => unjoined.push((chain.input, vec![(chain.reversed, last)])),
             },
@@ -223,8 +227,13 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
                     let below = chains[0].input;
                     layers.push(chains);
                     outputs.push(output);
+                    // The layer below joins the stack where it has as many directions; else
+                    // its steps are the graph's, evaluated as they are.
+                    let directions = layers[0].len();
                     if let Some(n) = reader.producer.get(below) {
-                        if (is_layer(n) || is_chain(n)) && layers.len() <= reader.graph.node.len() {
+                        let same =
+                            (is_layer(n) && directions == 2) || (is_chain(n) && directions == 1);
+                        if same && layers.len() <= reader.graph.node.len() {
                             next = Some(Top::Sequence(below));
                         }
                     }
@@ -238,21 +247,33 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         if !lifted {
             continue;
         }
-        match &best {
-            Some((_, b, _)) if b.len() == layers.len() => tie = true,
-            Some((_, b, _)) if b.len() > layers.len() => {}
-            _ => {
-                tie = false;
-                best = Some((lifter, layers, outputs));
+        candidates.push((lifter, layers, outputs));
+    }
+    if candidates.is_empty() {
+        return first_error.map_or(Ok(Vec::new()), Err);
+    }
+    // The stacks of most layers first; among equals, the graph's order. The caller runs the
+    // first whose boundary the rest of the graph respects; any other recurrence in the graph
+    // is evaluated as its nodes say (slower, the same numbers).
+    candidates.sort_by_key(|(_, layers, _)| std::cmp::Reverse(layers.len()));
+    let mut lifted = Vec::new();
+    for candidate in candidates {
+        match boundary_of(candidate) {
+            Ok(stack) => lifted.push(stack),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         }
     }
-    let Some((lifter, mut layers, mut outputs)) = best else {
-        return first_error.map_or(Ok(None), Err);
-    };
-    if tie {
-        return Err(lifter.plain("a graph of two unrolled RNN stacks".into()));
+    match (lifted.is_empty(), first_error) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(lifted),
     }
+}
+
+/// A lifted stack as the canonical tensors and where it meets the rest of the graph.
+fn boundary_of<'g>(candidate: Candidate<'_, 'g>) -> Result<(Lifted, Boundary<'g>)> {
+    let (lifter, mut layers, mut outputs) = candidate;
     layers.reverse();
     outputs.reverse();
     let directions = layers[0].len();
@@ -296,17 +317,19 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Option<(Lifted, Boun
         widths.push(chains.len() * hidden);
     }
     let x = layers[0][0].input;
-    let used = lifter.used;
     let boundary = Boundary {
         x,
         provided,
-        inside: Box::new(move |n: &Node| n.op_type != "Constant" && used.contains(n)),
+        // The lifted steps are plain ops: where the graph reads a value of theirs that the
+        // stack does not give (a row of a projection another recurrence shares), the
+        // evaluator computes it as the graph says.
+        inside: Box::new(|_: &Node| false),
         directions: layers.iter().map(Vec::len).collect(),
         widths,
         steps: Some(steps),
         advice: super::whole::TORCH_ADVICE,
     };
-    Ok(Some(((tensors, metadata, recorded), boundary)))
+    Ok(((tensors, metadata, recorded), boundary))
 }
 
 /// Where a whole model's top layer is lifted from: the sequence its states are joined in, or
@@ -473,9 +496,7 @@ impl<'r, 'g> Lifter<'r, 'g> {
         let producer = |name: &str| self.reader.producer.get(name).copied();
         let activation =
             |name: &str| producer(name).filter(|n| matches!(n.op_type.as_str(), "Tanh" | "Relu"));
-        let add = producer(input(activation(state)?, 0)).filter(|n| n.op_type == "Add")?;
-        let (a, b) = (input(add, 0), input(add, 1));
-        let term = if self.is_step_row(a) { b } else { a };
+        let term = self.recurrent_input(state)?;
         let mut node = producer(term)?;
         if node.op_type == "Add" {
             let (a, b) = (input(node, 0), input(node, 1));
@@ -487,6 +508,23 @@ impl<'r, 'g> Lifter<'r, 'g> {
         }
         let previous = input(node, 0);
         (node.op_type == "MatMul" && activation(previous).is_some()).then_some(previous)
+    }
+
+    /// The term a step adds to its row of the projection, where `state` is a step's
+    /// activation (`Tanh` or `Relu` of an `Add` of a row and another term).
+    fn recurrent_input(&self, state: &str) -> Option<&'g str> {
+        let producer = |name: &str| self.reader.producer.get(name).copied();
+        let activation =
+            producer(state).filter(|n| matches!(n.op_type.as_str(), "Tanh" | "Relu"))?;
+        let add = producer(input(activation, 0)).filter(|n| n.op_type == "Add")?;
+        let (a, b) = (input(add, 0), input(add, 1));
+        if self.is_step_row(a) {
+            Some(b)
+        } else if self.is_step_row(b) {
+            Some(a)
+        } else {
+            None
+        }
     }
 
     /// A layer whose directions' states the graph does not join: from each direction's final

@@ -26,8 +26,8 @@ pub(super) struct Boundary<'g> {
     pub(super) x: &'g str,
     /// The values the stack's run gives, by name.
     pub(super) provided: HashMap<&'g str, Provided>,
-    /// Whether a node is part of the recurrence (its values other than `provided` are not the
-    /// graph's to read).
+    /// Whether a node is part of the recurrence in a way the evaluator cannot compute (an RNN
+    /// node: its values other than `provided` are not the graph's to read).
     pub(super) inside: Box<dyn Fn(&Node) -> bool + 'g>,
     /// Each layer's directions, and its output's width (directions · hidden).
     pub(super) directions: Vec<usize>,
