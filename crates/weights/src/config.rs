@@ -598,54 +598,10 @@ impl Graph {
             onnx: Some(OnnxNodes(std::sync::Arc::new(program))),
         }
     }
-}
 
-/// The nodes of an ONNX graph around its RNN nodes, as rnn evaluates them (equal only to
-/// itself).
-#[derive(Debug, Clone)]
-pub struct OnnxNodes(pub(crate) std::sync::Arc<crate::onnx_program::Program>);
-
-impl PartialEq for OnnxNodes {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl OnnxNodes {
-    /// Each node in the order a run evaluates it: its name and op (`Gemm node '/fc/Gemm'`),
-    /// or `RNN nodes` where the stack runs.
-    pub fn nodes(&self) -> Vec<String> {
-        self.0.labels()
-    }
-
-    /// The graph's input and outputs, by name.
-    pub fn input(&self) -> &str {
-        &self.0.input
-    }
-
-    /// The graph's outputs, in its order.
-    pub fn outputs(&self) -> &[String] {
-        &self.0.outputs
-    }
-
-    /// The initialisers and `Constant`s the nodes read, with their shapes.
-    pub fn constants(&self) -> Vec<(&str, Vec<usize>)> {
-        self.0
-            .constants
-            .iter()
-            .map(|(n, t)| (n.as_str(), t.dims().to_vec()))
-            .collect()
-    }
-}
-
-impl Graph {
     /// How the user runs the RNN alone instead, in words.
     pub fn alone(&self) -> &'static str {
-        if self.onnx.is_some() {
-            "export the nn.RNN alone (torch.onnx.export(rnn, ..., dynamo=False))"
-        } else {
-            "pick its RNN alone with --stack (stack= in Python)"
-        }
+        run_alone(self.onnx.is_some())
     }
 
     /// What runs around the RNN, in words: each layer's name and class, or each ONNX node.
@@ -671,6 +627,54 @@ impl Graph {
             Some(nodes) => nodes.outputs().to_vec(),
             None => vec![self.output.clone()],
         }
+    }
+}
+
+/// How the user runs a whole model's RNN alone instead, in words: an ONNX graph's (`onnx`)
+/// by exporting it alone, a Keras model's with `--stack`.
+pub(crate) fn run_alone(onnx: bool) -> &'static str {
+    if onnx {
+        "export the nn.RNN alone (torch.onnx.export(rnn, ..., dynamo=False))"
+    } else {
+        "pick its RNN alone with --stack (stack= in Python)"
+    }
+}
+
+/// The nodes of an ONNX graph around its RNN nodes, as rnn evaluates them (equal only to
+/// itself).
+#[derive(Debug, Clone)]
+pub struct OnnxNodes(pub(crate) std::sync::Arc<crate::onnx_program::Program>);
+
+impl PartialEq for OnnxNodes {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl OnnxNodes {
+    /// Each node in the order a run evaluates it: its name and op (`Gemm node '/fc/Gemm'`),
+    /// or `the RNN nodes` where the recurrence runs.
+    pub fn nodes(&self) -> Vec<String> {
+        self.0.labels()
+    }
+
+    /// The graph's input, by name.
+    pub fn input(&self) -> &str {
+        &self.0.input
+    }
+
+    /// The graph's outputs, in its order.
+    pub fn outputs(&self) -> &[String] {
+        &self.0.outputs
+    }
+
+    /// The initialisers and `Constant`s the nodes read, with their shapes.
+    pub fn constants(&self) -> Vec<(&str, Vec<usize>)> {
+        self.0
+            .constants
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.dims().to_vec()))
+            .collect()
     }
 }
 

@@ -228,9 +228,8 @@ impl Program {
         Ok(built)
     }
 
-    /// The graph's outputs, by name, for `input`; `stack` runs the RNN nodes on their `X`
-    /// (time-major) and gives the top layer's output `[seq_len, batch, directions · hidden]`
-    /// and every layer's and direction's final state `[batch, hidden]`, layer-major.
+    /// The graph's outputs, by name, for `input`; `stack` runs the recurrence on its bottom
+    /// layer's input (see [`StackRun`]).
     ///
     /// # Errors
     /// An op given values it does not take (the message names the node), or a value larger
@@ -262,17 +261,22 @@ impl Program {
         // values of the largest size alive at once (several outputs) would be out of
         // proportion all the same.
         let mut held: HashMap<&str, usize> = HashMap::new();
-        let hold = |held: &mut HashMap<&'a str, usize>, name: &'a str, t: &Tensor| {
-            held.insert(name, t.elem_count());
-            let total = held.values().fold(0usize, |a, &b| a.saturating_add(b));
-            if total > LIVE_VALUES.saturating_mul(limit) {
-                return fail(format!(
-                    "the values held at `{name}` hold {total} elements, more than rnn holds for \
-                     this input ({LIVE_VALUES} times {limit})"
-                ));
-            }
-            Ok(())
-        };
+        let mut total = 0usize;
+        let hold =
+            |held: &mut HashMap<&'a str, usize>, total: &mut usize, name: &'a str, t: &Tensor| {
+                let replaced = held.insert(name, t.elem_count()).unwrap_or(0);
+                *total = total
+                    .saturating_sub(replaced)
+                    .saturating_add(t.elem_count());
+                if *total > LIVE_VALUES.saturating_mul(limit) {
+                    return fail(format!(
+                        "the values held at `{name}` hold {} elements, more than rnn holds for \
+                     this input ({LIVE_VALUES} times {limit})",
+                        *total
+                    ));
+                }
+                Ok(())
+            };
         for (step, dropped) in self.steps.iter().zip(&self.last_reads) {
             match step {
                 Step::Node(node) => {
@@ -294,7 +298,7 @@ impl Program {
                         .collect::<Result<Vec<_>>>()?;
                     let out = evaluate(&node.op, &inputs, limit, self.float)
                         .map_err(|e| Error::Msg(format!("the {}: {}", node.label, clean(&e))))?;
-                    hold(&mut held, node.output.as_str(), &out)?;
+                    hold(&mut held, &mut total, node.output.as_str(), &out)?;
                     values.insert(node.output.as_str(), out);
                 }
                 Step::Stack => {
@@ -307,14 +311,14 @@ impl Program {
                     self.run_stack(&x, stack, &mut values)?;
                     for (name, _) in &self.stack.provided {
                         if let Some(t) = values.get(name.as_str()) {
-                            hold(&mut held, name.as_str(), t)?;
+                            hold(&mut held, &mut total, name.as_str(), t)?;
                         }
                     }
                 }
             }
             for name in dropped {
                 values.remove(name.as_str());
-                held.remove(name.as_str());
+                total = total.saturating_sub(held.remove(name.as_str()).unwrap_or(0));
             }
         }
         self.outputs

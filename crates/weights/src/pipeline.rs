@@ -195,7 +195,7 @@ impl Model {
             return Err(format!(
                 "the model is run whole, from its own input: its RNN starts from zeros and its \
                  own layers make its masks, so it takes no h0 or lengths ({} to give them)",
-                whole.alone
+                whole.alone()
             ));
         }
         let device = self.rnn.device();
@@ -283,7 +283,7 @@ impl Model {
         if keep_layers {
             return Err(candle_core::Error::Msg(format!(
                 "a whole model's layers are not drawn; {}",
-                whole.alone
+                whole.alone()
             )));
         }
         if let Some(program) = &whole.onnx {
@@ -342,7 +342,7 @@ impl Model {
                 } else {
                     " (or stream it)"
                 },
-                whole.alone
+                whole.alone()
             ));
         }
         if let Some(fixed) = self.file.metadata().get(MODEL_INPUTS) {

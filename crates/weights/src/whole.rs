@@ -23,11 +23,14 @@ pub(crate) struct Whole {
     pub(crate) vocabulary: Option<usize>,
     /// An ONNX graph's nodes, evaluated around the RNN in place of `before` and `after`.
     pub(crate) onnx: Option<Program>,
-    /// How the user runs the RNN alone instead ([`Graph::alone`]).
-    pub(crate) alone: &'static str,
 }
 
 impl Whole {
+    /// How the user runs the RNN alone instead ([`Graph::alone`]).
+    pub(crate) fn alone(&self) -> &'static str {
+        crate::config::run_alone(self.onnx.is_some())
+    }
+
     /// The layers before the RNN applied to `x`, with the step mask they make.
     pub(crate) fn front(
         &self,
@@ -68,7 +71,6 @@ impl Graph {
                 outputs: program.outputs.clone(),
                 vocabulary: program.vocabulary,
                 onnx: Some(program),
-                alone: self.alone(),
             });
         }
         let load = |name: &str| -> Result<Tensor> {
@@ -152,7 +154,6 @@ impl Graph {
             outputs: vec![self.output.clone()],
             vocabulary,
             onnx: None,
-            alone: self.alone(),
         })
     }
 }

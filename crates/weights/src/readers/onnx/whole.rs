@@ -199,8 +199,7 @@ impl<'g> Reader<'g> {
                     self.path,
                     format!(
                         "an ONNX whole model that reads `{name}`, computed inside its RNN by the \
-                         {} (rnn gives the top layer's output, each layer's final states, and an \
-                         unrolled RNN's steps)",
+                         {} (rnn gives the top RNN node's Y and each node's Y_h)",
                         node_name(node)
                     ),
                     boundary.advice,
@@ -244,9 +243,8 @@ impl<'g> Reader<'g> {
             constants.push((name.to_string(), t));
             Ok(())
         };
-        let mut ops: Vec<(usize, crate::onnx_program::Node)> = Vec::new();
-        let mut constant_names: HashSet<&str> = HashSet::new();
-        for (index, node) in self.graph.node.iter().enumerate() {
+        let mut ops: Vec<crate::onnx_program::Node> = Vec::new();
+        for node in &self.graph.node {
             if !needed.contains(&(node as *const Node)) {
                 continue;
             }
@@ -257,7 +255,6 @@ impl<'g> Reader<'g> {
                     self.constant_value(node, boundary.advice)?,
                     &mut constants,
                 )?;
-                constant_names.insert(name);
                 continue;
             }
             let op = self.op(node, opset, boundary.advice)?;
@@ -272,18 +269,15 @@ impl<'g> Reader<'g> {
                     boundary.advice,
                 ));
             }
-            ops.push((
-                index,
-                crate::onnx_program::Node {
-                    label: node_name(node),
-                    op,
-                    inputs: node.input.clone(),
-                    output: node.output[0].clone(),
-                },
-            ));
+            ops.push(crate::onnx_program::Node {
+                label: node_name(node),
+                op,
+                inputs: node.input.clone(),
+                output: node.output[0].clone(),
+            });
         }
         let mut initialisers_read: BTreeSet<&str> = BTreeSet::new();
-        for (_, node) in &ops {
+        for node in &ops {
             for name in &node.inputs {
                 if self.initializers.contains_key(name.as_str()) && name != input {
                     initialisers_read.insert(name);
@@ -345,7 +339,7 @@ impl<'g> Reader<'g> {
     /// file's order where it allows (ONNX requires it), the stack where its input is ready.
     fn schedule(
         &self,
-        ops: Vec<(usize, crate::onnx_program::Node)>,
+        ops: Vec<crate::onnx_program::Node>,
         x: &str,
         from_stack: &HashSet<&str>,
         input: &str,
@@ -357,7 +351,7 @@ impl<'g> Reader<'g> {
         // Which nodes read each value not yet computed, and how many such each node reads.
         let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
         let mut missing: Vec<usize> = Vec::with_capacity(ops.len());
-        for (k, (_, node)) in ops.iter().enumerate() {
+        for (k, node) in ops.iter().enumerate() {
             let unread: HashSet<&String> =
                 node.inputs.iter().filter(|i| !ready.contains(*i)).collect();
             for name in &unread {
@@ -366,7 +360,7 @@ impl<'g> Reader<'g> {
             missing.push(unread.len());
         }
         let mut waiting: Vec<Option<crate::onnx_program::Node>> =
-            ops.into_iter().map(|(_, n)| Some(n)).collect();
+            ops.into_iter().map(Some).collect();
         let mut queue: BTreeSet<usize> = (0..waiting.len()).filter(|&k| missing[k] == 0).collect();
         let mut stack_pending = true;
         let mut steps = Vec::with_capacity(waiting.len() + 1);
