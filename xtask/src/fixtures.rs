@@ -41,6 +41,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_converted.py",
     "keras_converted.py",
     "onnx_whole.py",
+    "keras_whole_outputs.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

@@ -287,6 +287,33 @@ fn a_stacked_tagger_from_token_ids_repeats_outputs_at_masked_steps_as_keras_does
     check("keras_whole_tagger_ids.keras", "keras_whole_tagger_ids");
 }
 
+// Functional models that branch after their RNN (`xtask/fixtures/keras_whole_outputs.py`,
+// `tfkeras_whole.py`): every output compared, named as tf-keras names them.
+
+#[test]
+fn two_heads_on_one_rnn_give_both_outputs() {
+    check("keras_whole_two_heads.keras", "keras_whole_two_heads");
+}
+
+#[test]
+fn return_state_states_read_by_a_head_and_given_as_outputs() {
+    check("keras_whole_states.keras", "keras_whole_states");
+    // tf-keras: the repeated output `birnn` named birnn, birnn_1, birnn_2.
+    check("tfkeras_whole_states.h5", "tfkeras_whole_states");
+}
+
+#[test]
+fn every_merge_layer_over_the_states_of_two_layers_under_a_mask_with_holes() {
+    check("keras_whole_merges.keras", "keras_whole_merges");
+}
+
+#[test]
+fn a_nested_encoder_read_by_two_heads() {
+    check("keras_whole_nested.keras", "keras_whole_nested");
+    // And a nested Sequential head on the RNN's output, beside a Dense on its state.
+    check("keras_whole_nested_head.keras", "keras_whole_nested_head");
+}
+
 /// tf-keras (Keras 2) `model.save("m.h5")`, the legacy HDF5 layout: a classifier from token ids
 /// through a Bidirectional layer and a Dropout between recurrent layers, and a relu tagger with
 /// a sigmoid TimeDistributed head (`xtask/fixtures/tfkeras_whole.py`).

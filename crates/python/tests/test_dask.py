@@ -77,6 +77,22 @@ def test_a_whole_model_over_chunks_of_token_ids(client):
         assert np.array_equal(got, whole)
 
 
+def test_a_whole_model_of_several_outputs_gives_a_tuple_in_its_order(client):
+    import dask.array as da
+
+    from conftest import read_safetensors
+
+    files = FIXTURES / "files"
+    tensors, _ = read_safetensors(files / "keras_whole_states.safetensors")
+    x = tensors.pop("input")
+    lazy = rnn.dask.run(
+        str(files / "keras_whole_states.keras"), da.from_array(x, chunks=(2,) + x.shape[1:])
+    )
+    assert isinstance(lazy, tuple) and len(lazy) == 4
+    for name, part in zip(["tags", "topic", "birnn", "birnn_1"], lazy):
+        np.testing.assert_allclose(part.compute(), tensors[name], atol=1e-5, rtol=1e-4)
+
+
 def test_an_onnx_graph_is_not_split_since_its_batch_axis_is_its_own():
     import dask.array as da
 

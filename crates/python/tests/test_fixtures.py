@@ -53,7 +53,10 @@ def _run(model_path, fixture, dtype):
         # The steps are stacked time-major, as the CLI stacks them.
         options["time_major"] = True
     model = rnn.load(model_path, **options)
-    output, h_n = model(x.astype(dtype), h0=None if h0 is None else h0.astype(dtype), lengths=lengths)
+    results = model(x.astype(dtype), h0=None if h0 is None else h0.astype(dtype), lengths=lengths)
+    # A whole model's outputs by the names its framework gives them (one, or several).
+    named = dict(zip(model.output_names or [], results))
+    output, h_n = results[0], results[1]
     assert output.dtype == dtype
     expected = _expected(tensors, form, dtype == np.float64)
     if not expected and dtype == np.float64:
@@ -62,7 +65,9 @@ def _run(model_path, fixture, dtype):
     half = output.shape[-1] // 2
     compared = 0
     for name, want in expected.items():
-        if name == "h_n":
+        if name in named:
+            got = named[name]
+        elif name == "h_n":
             got = h_n
         elif name == "output_forward":
             got = output[..., :half]

@@ -36,6 +36,37 @@ def test_a_whole_model_gives_keras_s_output(model_file, fixture):
     np.testing.assert_allclose(output, want, atol=1e-5, rtol=1e-4)
 
 
+# Functional models that branch after their RNN (xtask/fixtures/keras_whole_outputs.py and
+# tfkeras_whole.py): each output in Keras's order, named as tf-keras names them.
+SEVERAL = [
+    ("keras_whole_two_heads.keras", ["sentiment", "topic"]),
+    ("keras_whole_states.keras", ["tags", "topic", "birnn", "birnn_1"]),
+    ("keras_whole_merges.keras", ["out", "lower"]),
+    ("keras_whole_nested.keras", ["tags", "gate"]),
+    ("keras_whole_nested_head.keras", ["head", "from_state"]),
+    ("tfkeras_whole_states.h5", ["topic", "birnn", "tags", "birnn_1", "birnn_2"]),
+]
+
+
+@pytest.mark.parametrize("model_file,names", SEVERAL)
+def test_a_model_of_several_outputs_gives_each_in_keras_s_order(model_file, names):
+    tensors, _ = read_safetensors(FILES / (model_file.rsplit(".", 1)[0] + ".safetensors"))
+    x = tensors.pop("input")
+    model = rnn.load(FILES / model_file)
+    assert model.output_names == names
+    outputs = model(x)
+    assert len(outputs) == len(names)
+    for name, got in zip(names, outputs):
+        assert got.shape == tensors[name].shape, name
+        np.testing.assert_allclose(got, tensors[name], atol=1e-5, rtol=1e-4, err_msg=name)
+
+
+def test_a_model_of_several_outputs_does_not_stream():
+    model = rnn.load(FILES / "keras_whole_two_heads.keras")
+    with pytest.raises(rnn.RnnError, match="sentiment, topic"):
+        model.stream(batch=1)
+
+
 def test_token_ids_of_any_integer_dtype_and_layout_give_the_same_output():
     x, want = expected("keras_whole_classifier")
     model = rnn.load(FILES / "keras_whole_classifier.keras")

@@ -1,5 +1,5 @@
 //! The layers a Keras model puts around its RNN (`Embedding`, `Masking`, `Dense`,
-//! `Activation`, `Flatten`), computed with candle's ops on any device, and the RNN run under a
+//! `Activation`, `Flatten`, and the merge layers that join branches), computed with candle's ops on any device, and the RNN run under a
 //! step mask as Keras runs it: a masked step is skipped, the state carried over it.
 //!
 //! Keras's semantics, from its `Embedding`, `Masking`, `Dense` and `rnn` backend function:
@@ -173,6 +173,103 @@ impl Layer {
             }
             Layer::Activation(activation) => Ok((activation.apply(x)?, mask)),
             Layer::Flatten => Ok((x.flatten_from(1)?, None)),
+        }
+    }
+}
+
+/// Keras's merge layers, which join the outputs of several layers into one.
+///
+/// From Keras's `Concatenate`, `Add`, `Subtract`, `Multiply`, `Average`, `Maximum` and
+/// `Minimum`: elementwise over inputs of one rank, broadcasting axes of size 1 as numpy does;
+/// `Concatenate` joins them along `axis` (Keras counts the batch axis, and `-1` is the last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Joined along `axis` (negative: from the end).
+    Concatenate {
+        /// Keras's `axis`, the batch's axis being 0.
+        axis: i64,
+    },
+    /// The sum of the inputs.
+    Add,
+    /// The first input less the second (exactly two).
+    Subtract,
+    /// The product of the inputs.
+    Multiply,
+    /// The mean of the inputs.
+    Average,
+    /// The largest of the inputs, elementwise.
+    Maximum,
+    /// The smallest of the inputs, elementwise.
+    Minimum,
+}
+
+impl Merge {
+    /// The Keras class that computes it.
+    pub fn class(self) -> &'static str {
+        match self {
+            Merge::Concatenate { .. } => "Concatenate",
+            Merge::Add => "Add",
+            Merge::Subtract => "Subtract",
+            Merge::Multiply => "Multiply",
+            Merge::Average => "Average",
+            Merge::Maximum => "Maximum",
+            Merge::Minimum => "Minimum",
+        }
+    }
+
+    /// The merge of `inputs`.
+    ///
+    /// # Errors
+    /// No inputs; inputs of different ranks, or of shapes that do not broadcast (concatenate:
+    /// that differ off `axis`); `Subtract` of other than two; an `axis` outside the rank.
+    pub fn forward(self, inputs: &[Tensor]) -> Result<Tensor> {
+        let Some(first) = inputs.first() else {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: expected inputs, found none",
+                self.class()
+            )));
+        };
+        let rank = first.rank();
+        if let Some(other) = inputs.iter().find(|t| t.rank() != rank) {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: expected inputs of one rank, found shapes {:?} and {:?}",
+                self.class(),
+                first.dims(),
+                other.dims()
+            )));
+        }
+        let fold = |f: fn(&Tensor, &Tensor) -> Result<Tensor>| -> Result<Tensor> {
+            inputs[1..]
+                .iter()
+                .try_fold(first.clone(), |acc, x| f(&acc, x))
+        };
+        match self {
+            Merge::Concatenate { axis } => {
+                let at = if axis < 0 { axis + rank as i64 } else { axis };
+                if !(0..rank as i64).contains(&at) {
+                    return Err(candle_core::Error::Msg(format!(
+                        "Concatenate: axis {axis} is outside inputs of rank {rank}"
+                    )));
+                }
+                Tensor::cat(inputs, at as usize)
+            }
+            Merge::Add => fold(Tensor::broadcast_add),
+            Merge::Subtract => match inputs {
+                [a, b] => a.broadcast_sub(b),
+                _ => Err(candle_core::Error::Msg(format!(
+                    "Subtract: expected two inputs, found {}",
+                    inputs.len()
+                ))),
+            },
+            Merge::Multiply => fold(Tensor::broadcast_mul),
+            // Keras divides the sum by the count (a product by its inverse rounds otherwise).
+            Merge::Average => {
+                let count =
+                    Tensor::new(inputs.len() as f64, first.device())?.to_dtype(first.dtype())?;
+                fold(Tensor::broadcast_add)?.broadcast_div(&count)
+            }
+            Merge::Maximum => fold(Tensor::broadcast_maximum),
+            Merge::Minimum => fold(Tensor::broadcast_minimum),
         }
     }
 }
@@ -384,5 +481,46 @@ mod tests {
         // A mask that only ends the sequence is its lengths, which go_backwards runs.
         let ends = vec![vec![true, true, false]];
         assert!(run_masked(&rnn, &x, Some(&ends)).is_ok());
+    }
+
+    #[test]
+    fn merges_compute_keras_s_merge_layers() {
+        let d = Device::Cpu;
+        let a = Tensor::new(&[[1f32, 5.0], [-2.0, 0.5]], &d).unwrap();
+        let b = Tensor::new(&[[3f32, 1.0], [4.0, 0.25]], &d).unwrap();
+        let c = Tensor::new(&[[2f32], [0.0]], &d).unwrap();
+        let run = |m: Merge, x: &[Tensor]| m.forward(x).unwrap().to_vec2::<f32>().unwrap();
+        let abc = [a.clone(), b.clone(), c.clone()];
+        assert_eq!(run(Merge::Add, &abc), [[6.0, 8.0], [2.0, 0.75]]);
+        assert_eq!(run(Merge::Subtract, &abc[..2]), [[-2.0, 4.0], [-6.0, 0.25]]);
+        assert_eq!(run(Merge::Multiply, &abc), [[6.0, 10.0], [0.0, 0.0]]);
+        assert_eq!(run(Merge::Maximum, &abc), [[3.0, 5.0], [4.0, 0.5]]);
+        assert_eq!(run(Merge::Minimum, &abc), [[1.0, 1.0], [-2.0, 0.0]]);
+        // Keras divides the sum by the count: 0.1 + 0.2 + 0.4 over 3 in float32.
+        let thirds: Vec<Tensor> = [0.1f32, 0.2, 0.4]
+            .iter()
+            .map(|&v| Tensor::new(&[[v]], &d).unwrap())
+            .collect();
+        assert_eq!(
+            run(Merge::Average, &thirds),
+            [[((0.1f32 + 0.2) + 0.4) / 3.0]]
+        );
+        assert_eq!(
+            run(Merge::Concatenate { axis: -1 }, &[a.clone(), c.clone()]),
+            [[1.0, 5.0, 2.0], [-2.0, 0.5, 0.0]]
+        );
+        assert_eq!(
+            run(Merge::Concatenate { axis: 0 }, &[a.clone(), b.clone()]).len(),
+            4
+        );
+        // Refused: Subtract of three, another rank, an axis outside the rank, no inputs.
+        let refused = |m: Merge, x: &[Tensor]| m.forward(x).unwrap_err().to_string();
+        assert!(refused(Merge::Subtract, &abc).contains("two inputs"));
+        let row = Tensor::new(&[1f32, 2.0], &d).unwrap();
+        assert!(refused(Merge::Add, &[a.clone(), row]).contains("one rank"));
+        assert!(
+            refused(Merge::Concatenate { axis: 2 }, std::slice::from_ref(&a)).contains("axis 2")
+        );
+        assert!(refused(Merge::Maximum, &[]).contains("found none"));
     }
 }

@@ -568,6 +568,30 @@ pub enum PartKind {
     /// Nothing at inference: `Dropout`, `SpatialDropout1D`, `GaussianNoise`,
     /// `GaussianDropout`.
     Identity,
+    /// Joins the outputs of several layers (`Concatenate`, `Add`, …).
+    Merge(rnn_core::around::Merge),
+}
+
+/// Where a layer after the RNN, or a model's output, takes its value from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The top recurrent layer's output: every step (`return_sequences`) or the last, merged.
+    Output,
+    /// The final state of one direction of one recurrent layer (Keras's `return_state`): the
+    /// index into the states a run gives, layers bottom first, each layer's forward direction
+    /// first.
+    State(usize),
+    /// The output of [`Graph::after`]`[k]`.
+    Layer(usize),
+}
+
+/// A layer after the RNN and what it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The layer.
+    pub part: Part,
+    /// Its inputs in order (one; several for a merge), each read earlier in [`Graph::after`].
+    pub inputs: Vec<Source>,
 }
 
 /// The layers a file records around its RNN, and what the model outputs.
@@ -575,13 +599,13 @@ pub enum PartKind {
 pub struct Graph {
     /// The layers between the model's input and the RNN, in order.
     pub before: Vec<Part>,
-    /// The layers between the RNN and the model's output, in order.
-    pub after: Vec<Part>,
+    /// The layers after the RNN, each after those it reads.
+    pub after: Vec<Node>,
     /// Whether the top recurrent layer returns every step (else its last, merged).
     pub return_sequences: bool,
-    /// The model's output, named as its framework names it (Keras: the output layer's name;
-    /// ONNX: the graph's first output).
-    pub output: String,
+    /// A Keras model's outputs in its order, each named as Keras names it (its layer's name),
+    /// with where its value comes from; empty for an ONNX graph, whose own are its outputs.
+    pub outputs: Vec<(String, Source)>,
     /// An ONNX graph's own nodes around its RNN nodes, which rnn evaluates in place of
     /// `before` and `after` (then empty).
     pub onnx: Option<OnnxNodes>,
@@ -594,7 +618,7 @@ impl Graph {
             before: Vec::new(),
             after: Vec::new(),
             return_sequences: false,
-            output: program.outputs.first().cloned().unwrap_or_default(),
+            outputs: Vec::new(),
             onnx: Some(OnnxNodes(std::sync::Arc::new(program))),
         }
     }
@@ -615,7 +639,7 @@ impl Graph {
             None => self
                 .before
                 .iter()
-                .chain(&self.after)
+                .chain(self.after.iter().map(|n| &n.part))
                 .map(|p| format!("{} ({})", p.name, p.class))
                 .collect(),
         }
@@ -625,7 +649,7 @@ impl Graph {
     pub fn outputs(&self) -> Vec<String> {
         match &self.onnx {
             Some(nodes) => nodes.outputs().to_vec(),
-            None => vec![self.output.clone()],
+            None => self.outputs.iter().map(|(name, _)| name.clone()).collect(),
         }
     }
 }

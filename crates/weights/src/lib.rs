@@ -60,8 +60,8 @@ pub use canonical::save_canonical;
 pub use chunked::{ArrayFile, ArrayWriter};
 pub use compare::{compare, non_finite, Comparison, NonFinite, Tolerance};
 pub use config::{
-    one_or_each, split_entries, Graph, LayerConfig, OnnxNodes, Part, PartKind, Recorded,
-    StackConfig, CANONICAL_LAYOUT,
+    one_or_each, split_entries, Graph, LayerConfig, Node, OnnxNodes, Part, PartKind, Recorded,
+    Source, StackConfig, CANONICAL_LAYOUT,
 };
 pub use convert::{convert, Converted, Target};
 pub use error::{clip, Result, WeightsError, MESSAGE_CHARS, QUOTED_CHARS};

@@ -108,14 +108,25 @@ impl Model {
         }
         let rnn =
             self.rnn.hidden_sizes().into_iter().max().unwrap_or(0) * self.rnn.num_directions();
-        Some(
-            whole
-                .before
-                .iter()
-                .chain(&whole.after)
-                .map(rnn_core::around::Layer::width)
-                .fold(rnn.max(self.rnn.input_size()), usize::max),
-        )
+        let widest = whole
+            .before
+            .iter()
+            .chain(whole.after.iter().filter_map(|(op, _)| match op {
+                crate::whole::Op::Layer(layer) => Some(layer),
+                _ => None,
+            }))
+            .map(rnn_core::around::Layer::width)
+            .fold(rnn.max(self.rnn.input_size()), usize::max);
+        Some(widest)
+    }
+
+    /// The elements a whole model's layers after the RNN may hold together on `positions`
+    /// steps of sequences: four times its widest layer's output at each.
+    fn head_budget(&self, positions: usize) -> usize {
+        self.widest_layer()
+            .unwrap_or(0)
+            .saturating_mul(positions)
+            .saturating_mul(4)
     }
 
     /// Whether the model takes token ids (its first layer is an embedding), and of how large
@@ -311,14 +322,21 @@ impl Model {
         let (x, mask) = whole.front(input)?;
         let (sequence, states) = rnn_core::around::run_masked(&self.rnn, &x, mask.as_ref())?;
         let last = self.rnn.merge_final_states(&states)?;
-        let y = whole.head(if whole.return_sequences {
-            sequence
+        let top = if whole.return_sequences {
+            &sequence
         } else {
-            last.clone()
-        })?;
+            &last
+        };
+        let positions = input.dims().iter().take(2).product::<usize>();
+        let outputs = whole.head(top, &states, self.head_budget(positions))?;
+        let named: Vec<(String, Tensor)> = whole.outputs.iter().cloned().zip(outputs).collect();
+        let first = named
+            .first()
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| candle_core::Error::Msg("the model has no output".into()))?;
         Ok(Run {
-            named: vec![(whole.outputs[0].clone(), y.clone())],
-            output: y,
+            named,
+            output: first,
             h_n: None,
             last,
             layer_outputs: Vec::new(),
@@ -359,13 +377,18 @@ impl Model {
     ///
     /// # Errors
     /// As [`Model::check_stepwise`] and [`rnn_core::Rnn::stream`] (a model that reads a
-    /// sequence from its end); a whole model takes no `h0`, and is refused where its output
-    /// needs every step at once (a `Flatten` of every step's output).
+    /// sequence from its end); a whole model takes no `h0`, and is refused where it has
+    /// several outputs, or its output needs every step at once (a `Flatten` of every step's
+    /// output, a final state).
     pub fn stream(&self, batch: usize, h0: Option<&Tensor>) -> std::result::Result<Stream, String> {
         let Some(whole) = &self.whole else {
             self.check_stepwise()?;
             let inner = self.rnn.stream(batch, h0).map_err(|e| e.to_string())?;
-            return Ok(Stream { inner, whole: None });
+            return Ok(Stream {
+                inner,
+                whole: None,
+                head_budget: 0,
+            });
         };
         if h0.is_some() {
             return Err("the model is run whole, from a state of zeros; it takes no h0".into());
@@ -377,10 +400,26 @@ impl Model {
                     .into(),
             );
         }
-        let flattened = whole
-            .after
-            .iter()
-            .any(|l| matches!(l, rnn_core::around::Layer::Flatten));
+        if whole.outputs.len() > 1 {
+            return Err(format!(
+                "the model has several outputs ({}), which rnn does not give one step at a \
+                 time; run it on whole inputs",
+                whole.outputs.join(", ")
+            ));
+        }
+        if !whole.stepwise() {
+            return Err(format!(
+                "the model's output `{}` reads a recurrent layer's final state, known only at a \
+                 sequence's end; run it on whole inputs",
+                whole.outputs.join(", ")
+            ));
+        }
+        let flattened = whole.after.iter().any(|(op, _)| {
+            matches!(
+                op,
+                crate::whole::Op::Layer(rnn_core::around::Layer::Flatten)
+            )
+        });
         if whole.return_sequences && flattened {
             return Err(
                 "the model flattens every step's output into one, which needs the whole \
@@ -392,6 +431,7 @@ impl Model {
         Ok(Stream {
             inner,
             whole: Some(whole.clone()),
+            head_budget: self.head_budget(batch),
         })
     }
 }
@@ -402,6 +442,8 @@ impl Model {
 pub struct Stream {
     inner: rnn_core::Stream,
     whole: Option<Whole>,
+    /// [`Model::head_budget`] for one step of the batch.
+    head_budget: usize,
 }
 
 impl Stream {
@@ -470,10 +512,17 @@ impl Stream {
             )));
         }
         let state = self.inner.step(&h.squeeze(1)?)?;
+        // One output reading no final state (Model::stream refuses the others).
+        let first = |outputs: Vec<Tensor>| {
+            outputs
+                .into_iter()
+                .next()
+                .ok_or_else(|| candle_core::Error::Msg("the model has no output".into()))
+        };
         if whole.return_sequences {
-            whole.head(state.unsqueeze(1)?)?.squeeze(1)
+            first(whole.head(&state.unsqueeze(1)?, &[], self.head_budget)?)?.squeeze(1)
         } else {
-            whole.head(state)
+            first(whole.head(&state, &[], self.head_budget)?)
         }
     }
 }

@@ -5,20 +5,32 @@
 use candle_core::{DType, Device, Tensor};
 use rnn_core::around::Layer;
 
-use crate::config::{Graph, Part, PartKind};
+use crate::config::{Graph, Part, PartKind, Source};
 
 use crate::error::Result;
 use crate::file::TensorFile;
 use crate::onnx_program::Program;
 
+/// What a layer after the RNN computes, built ([`PartKind`] on a device).
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Layer(Layer),
+    Merge(rnn_core::around::Merge),
+    /// A dropout or noise layer: its input.
+    Identity,
+}
+
 /// A [`Graph`] built on a device: what [`crate::Model`] runs around the RNN.
 #[derive(Debug, Clone)]
 pub(crate) struct Whole {
     pub(crate) before: Vec<Layer>,
-    pub(crate) after: Vec<Layer>,
+    /// The layers after the RNN, each with what it reads ([`crate::config::Node`]).
+    pub(crate) after: Vec<(Op, Vec<Source>)>,
     pub(crate) return_sequences: bool,
     /// The model's outputs, by name, in its order.
     pub(crate) outputs: Vec<String>,
+    /// Where each output's value comes from (a Keras model's; an ONNX graph's are its own).
+    pub(crate) sources: Vec<Source>,
     /// The embedding's vocabulary where the model takes token ids.
     pub(crate) vocabulary: Option<usize>,
     /// An ONNX graph's nodes, evaluated around the RNN in place of `before` and `after`.
@@ -43,13 +55,99 @@ impl Whole {
         Ok((x, mask))
     }
 
-    /// The layers after the RNN applied to `y` (its last step, or every step).
-    pub(crate) fn head(&self, mut y: Tensor) -> candle_core::Result<Tensor> {
-        for layer in &self.after {
-            y = layer.forward(&y, None)?.0;
+    /// The model's outputs, in its order, from the RNN's `output` (its last step, or every
+    /// step) and final `states` (as [`rnn_core::Rnn::forward_states`] gives them): the layers
+    /// after the RNN evaluated in order, each value held until the outputs are taken.
+    ///
+    /// `budget`: the elements the layers' values may hold together, checked before each is
+    /// computed (a small config can join a value with itself again and again).
+    ///
+    /// # Errors
+    /// A state the run does not give; values past `budget`; as each layer's `forward`.
+    pub(crate) fn head(
+        &self,
+        output: &Tensor,
+        states: &[Tensor],
+        budget: usize,
+    ) -> candle_core::Result<Vec<Tensor>> {
+        let mut values: Vec<Tensor> = Vec::with_capacity(self.after.len());
+        let mut held = 0usize;
+        let read = |values: &[Tensor], source: Source| -> candle_core::Result<Tensor> {
+            match source {
+                Source::Output => Ok(output.clone()),
+                Source::State(k) => states.get(k).cloned().ok_or_else(|| {
+                    candle_core::Error::Msg(format!(
+                        "state {k}: the run gives {} final states",
+                        states.len()
+                    ))
+                }),
+                Source::Layer(k) => values.get(k).cloned().ok_or_else(|| {
+                    candle_core::Error::Msg(format!("layer {k} is read before it is computed"))
+                }),
+            }
+        };
+        for (op, inputs) in &self.after {
+            let x = inputs
+                .iter()
+                .map(|&s| read(&values, s))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            held = held.saturating_add(elements(op, &x)?);
+            if held > budget {
+                return Err(candle_core::Error::Msg(format!(
+                    "the layers after the RNN would hold {held} values, more than {budget} \
+                     (four times the widest layer's output at each step of each sequence)"
+                )));
+            }
+            let y = match (op, x.as_slice()) {
+                (Op::Merge(merge), _) => merge.forward(&x)?,
+                (Op::Layer(layer), [x]) => layer.forward(x, None)?.0,
+                (Op::Identity, [x]) => x.clone(),
+                _ => {
+                    return Err(candle_core::Error::Msg(format!(
+                        "a layer of one input is given {}",
+                        x.len()
+                    )))
+                }
+            };
+            values.push(y);
         }
-        Ok(y)
+        self.sources.iter().map(|&s| read(&values, s)).collect()
     }
+
+    /// Whether the outputs can be computed one step at a time from the top layer's output: no
+    /// layer reading a final state (known only at a sequence's end).
+    pub(crate) fn stepwise(&self) -> bool {
+        let reads_state = |s: &Source| matches!(s, Source::State(_));
+        !self.sources.iter().any(reads_state)
+            && !self
+                .after
+                .iter()
+                .any(|(_, inputs)| inputs.iter().any(reads_state))
+    }
+}
+
+/// The elements `op` allocates for its output from `inputs`, from their shapes alone.
+fn elements(op: &Op, inputs: &[Tensor]) -> candle_core::Result<usize> {
+    let count = |t: &Tensor| t.elem_count();
+    Ok(match op {
+        Op::Identity => 0,
+        Op::Merge(rnn_core::around::Merge::Concatenate { .. }) => inputs.iter().map(count).sum(),
+        Op::Merge(merge) => {
+            let Some(first) = inputs.first() else {
+                return Ok(0);
+            };
+            let mut shape = first.shape().clone();
+            for x in &inputs[1..] {
+                shape = shape.broadcast_shape_binary_op(x.shape(), merge.class())?;
+            }
+            shape.elem_count()
+        }
+        Op::Layer(Layer::Dense { kernel, .. }) => inputs.first().map_or(0, |x| {
+            let (rows, units) = (kernel.dims()[0].max(1), kernel.dims()[1]);
+            (x.elem_count() / rows).saturating_mul(units)
+        }),
+        Op::Layer(_) => inputs.first().map_or(0, count),
+    })
 }
 
 impl Graph {
@@ -69,6 +167,7 @@ impl Graph {
                 after: Vec::new(),
                 return_sequences: false,
                 outputs: program.outputs.clone(),
+                sources: Vec::new(),
                 vocabulary: program.vocabulary,
                 onnx: Some(program),
             });
@@ -78,8 +177,8 @@ impl Graph {
                 .to_device(device)
                 .map_err(|e| file.tensor_error(e))
         };
-        let build = |part: &Part| -> Result<Option<Layer>> {
-            Ok(Some(match &part.kind {
+        let build = |part: &Part| -> Result<Op> {
+            Ok(Op::Layer(match &part.kind {
                 PartKind::Embedding { table, mask_zero } => {
                     let table_tensor = load(table)?;
                     if table_tensor.rank() != 2 {
@@ -130,18 +229,28 @@ impl Graph {
                 }
                 PartKind::Activation(activation) => Layer::Activation(*activation),
                 PartKind::Flatten => Layer::Flatten,
-                PartKind::Identity => return Ok(None),
+                PartKind::Identity => return Ok(Op::Identity),
+                PartKind::Merge(merge) => return Ok(Op::Merge(*merge)),
             }))
         };
-        let before = self
-            .before
-            .iter()
-            .filter_map(|p| build(p).transpose())
-            .collect::<Result<Vec<_>>>()?;
+        let mut before = Vec::new();
+        for part in &self.before {
+            match build(part)? {
+                Op::Layer(layer) => before.push(layer),
+                Op::Identity => {}
+                Op::Merge(merge) => {
+                    return Err(crate::WeightsError::Unsupported {
+                        path: file.path().to_owned(),
+                        format: format!("a {} layer before the RNN", merge.class()),
+                        advice: self.alone().into(),
+                    })
+                }
+            }
+        }
         let after = self
             .after
             .iter()
-            .filter_map(|p| build(p).transpose())
+            .map(|node| Ok((build(&node.part)?, node.inputs.clone())))
             .collect::<Result<Vec<_>>>()?;
         let vocabulary = match before.first() {
             Some(Layer::Embedding { table, .. }) => Some(table.dims()[0]),
@@ -151,7 +260,8 @@ impl Graph {
             before,
             after,
             return_sequences: self.return_sequences,
-            outputs: vec![self.output.clone()],
+            outputs: self.outputs.iter().map(|(name, _)| name.clone()).collect(),
+            sources: self.outputs.iter().map(|&(_, source)| source).collect(),
             vocabulary,
             onnx: None,
         })
@@ -208,4 +318,48 @@ pub(crate) fn token_ids(input: &Tensor, vocabulary: usize) -> std::result::Resul
         ids.push(v as u32);
     }
     Tensor::from_vec(ids, input.dims(), input.device()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use rnn_core::around::Merge;
+
+    /// A head that joins the RNN's output with itself `times` times over.
+    fn doubling(times: usize) -> Whole {
+        let concat = Op::Merge(Merge::Concatenate { axis: -1 });
+        let mut after = vec![(concat.clone(), vec![Source::Output, Source::Output])];
+        for k in 1..times {
+            after.push((
+                concat.clone(),
+                vec![Source::Layer(k - 1), Source::Layer(k - 1)],
+            ));
+        }
+        Whole {
+            before: Vec::new(),
+            after,
+            return_sequences: false,
+            outputs: vec!["y".into()],
+            sources: vec![Source::Layer(times - 1)],
+            vocabulary: None,
+            onnx: None,
+        }
+    }
+
+    #[test]
+    fn a_head_that_joins_a_value_with_itself_is_held_to_its_budget() {
+        let output = Tensor::ones((2, 3), DType::F32, &Device::Cpu).unwrap();
+        // 12 + 24 + 48 elements held.
+        let y = doubling(3).head(&output, &[], 84).unwrap();
+        assert_eq!(y[0].dims(), [2, 24]);
+        // Forty doublings of a small config would hold terabytes: refused before allocating.
+        let err = doubling(40).head(&output, &[], 1000).unwrap_err();
+        assert!(err.to_string().contains("more than 1000"), "{err}");
+        // A state the run does not give.
+        let mut whole = doubling(1);
+        whole.sources = vec![Source::State(2)];
+        assert!(whole.head(&output, &[], 1000).is_err());
+    }
 }

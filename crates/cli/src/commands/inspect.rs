@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use candle_core::DType;
-use rnn_weights::{LayerConfig, LoadedWeights, PartKind, F64_SUFFIX};
+use rnn_core::around::Merge;
+use rnn_weights::{LayerConfig, LoadedWeights, PartKind, Source, F64_SUFFIX};
 
 use crate::cli::InspectArgs;
 use crate::pipeline::read_model_file;
@@ -121,10 +122,12 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
             writeln!(text, "  {name:<20} {shape:?}")?;
         }
     } else if let Some(graph) = graph {
+        let outputs: Vec<String> = graph.outputs().iter().map(|o| format!("`{o}`")).collect();
         writeln!(
             text,
-            "\nmodel:         run whole, from its input to its output `{}`",
-            graph.output
+            "\nmodel:         run whole, from its input to its output{} {}",
+            if outputs.len() == 1 { "" } else { "s" },
+            outputs.join(", ")
         )?;
         let line =
             |text: &mut String, name: &str, does: &str| writeln!(text, "  {name:<32} {does}");
@@ -155,14 +158,31 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
                 }
             ),
         )?;
-        for part in &graph.after {
+        // What a layer after the RNN, or an output, reads, in words.
+        let from = |source: &Source| match *source {
+            Source::Output => "the RNN's output".to_string(),
+            Source::State(k) => format!("the RNN's final state {k} (layers bottom first)"),
+            Source::Layer(j) => graph
+                .after
+                .get(j)
+                .map_or_else(String::new, |n| format!("`{}`", n.part.name)),
+        };
+        for node in &graph.after {
+            let reads: Vec<String> = node.inputs.iter().map(from).collect();
             line(
                 &mut text,
-                &format!("{} ({})", part.name, part.class),
-                &does(&part.kind),
+                &format!("{} ({})", node.part.name, node.part.class),
+                &format!("{}, of {}", does(&node.part.kind), reads.join(" and ")),
             )?;
         }
-        for part in graph.before.iter().chain(&graph.after) {
+        for (name, source) in &graph.outputs {
+            line(&mut text, &format!("output `{name}`"), &from(source))?;
+        }
+        for part in graph
+            .before
+            .iter()
+            .chain(graph.after.iter().map(|n| &n.part))
+        {
             let roles: Vec<(&str, &str)> = match &part.kind {
                 PartKind::Embedding { table, .. } => vec![(table, "table")],
                 PartKind::Dense { kernel, bias, .. } => {
@@ -229,6 +249,8 @@ fn does(kind: &PartKind) -> String {
         PartKind::Activation(activation) => format!("{activation}"),
         PartKind::Flatten => "every axis after the batch's as one".into(),
         PartKind::Identity => "nothing at inference".into(),
+        PartKind::Merge(Merge::Concatenate { axis }) => format!("joined along axis {axis}"),
+        PartKind::Merge(merge) => format!("{} elementwise", merge.class().to_lowercase()),
     }
 }
 

@@ -42,8 +42,8 @@ def _output_chunk(x, lengths, h0, *, path, key):
     return output
 
 
-def _whole_chunk(x, *, path, key):
-    return _model(path, key)(x)[0]
+def _whole_chunk(x, *, path, key, index):
+    return _model(path, key)(x)[index]
 
 
 def _run_whole(model, x, lengths, h0, path, key):
@@ -66,23 +66,29 @@ def _run_whole(model, x, lengths, h0, path, key):
             "batch (axis 0) only; rechunk with x.rechunk({%s})"
             % ", ".join(f"{a}: -1" for a in range(1, x.ndim))
         )
-    sample, _ = model(np.zeros((1,) + x.shape[1:], x.dtype))
-    chunks = (x.chunks[0],) + tuple((n,) for n in sample.shape[1:])
-    extra = {}
-    if sample.ndim > x.ndim:
-        extra["new_axis"] = list(range(x.ndim, sample.ndim))
-    elif sample.ndim < x.ndim:
-        extra["drop_axis"] = list(range(sample.ndim, x.ndim))
-    return da.map_blocks(
-        _whole_chunk,
-        x,
-        chunks=chunks,
-        dtype=sample.dtype,
-        meta=np.empty((0,) * sample.ndim, sample.dtype),
-        path=path,
-        key=key,
-        **extra,
-    )
+    samples = model(np.zeros((1,) + x.shape[1:], x.dtype))
+    lazy = []
+    for index, sample in enumerate(samples[: len(model.output_names)]):
+        chunks = (x.chunks[0],) + tuple((n,) for n in sample.shape[1:])
+        extra = {}
+        if sample.ndim > x.ndim:
+            extra["new_axis"] = list(range(x.ndim, sample.ndim))
+        elif sample.ndim < x.ndim:
+            extra["drop_axis"] = list(range(sample.ndim, x.ndim))
+        lazy.append(
+            da.map_blocks(
+                _whole_chunk,
+                x,
+                chunks=chunks,
+                dtype=sample.dtype,
+                meta=np.empty((0,) * sample.ndim, sample.dtype),
+                path=path,
+                key=key,
+                index=index,
+                **extra,
+            )
+        )
+    return lazy[0] if len(lazy) == 1 else tuple(lazy)
 
 
 def run(path, x, *, lengths=None, h0=None, **options):
@@ -97,7 +103,8 @@ def run(path, x, *, lengths=None, h0=None, **options):
 
     A whole model (``Model.output_names`` is not ``None``) takes its own input, token ids
     ``[batch, seq]`` or ``[batch, seq, features]``, chunked along the batch (axis 0), and
-    gives its output ``[batch, …]``.
+    gives its output ``[batch, …]``; a model of several outputs gives a tuple of them, in the
+    order of ``Model.output_names``.
 
     Raises ``ValueError`` when ``x`` is chunked along time or features, and what ``rnn.load``
     raises for the model (loaded here once, for its configuration).

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::h5::H5Layer;
 use super::{COMPUTE_DTYPE, NOT_RUN, STACK};
-use crate::config::{Graph, LayerConfig, Part, PartKind, Recorded};
-use rnn_core::around::Activation;
+use crate::config::{Graph, LayerConfig, Node, Part, PartKind, Recorded, Source};
+use rnn_core::around::{Activation, Merge};
 
 /// What a config says of its model: the metadata keys of the reader's notes, the RNN's
 /// configuration, and the layers around it where rnn runs the model whole.
@@ -19,6 +19,12 @@ pub(super) type Described = (HashMap<String, String>, Recorded, Option<Graph>);
 #[derive(Debug)]
 struct RnnLayer {
     name: String,
+    /// The Keras layer it is (or is a cell of), scoped: what other layers read.
+    layer: String,
+    /// 2 for a `Bidirectional` layer, else 1.
+    directions: usize,
+    /// Whether it is a cell of `RNN(StackedRNNCells(…))`.
+    stacked: bool,
     units: u64,
     activation: Nonlinearity,
     go_backwards: bool,
@@ -50,8 +56,13 @@ pub(super) struct ModelConfig {
     around: Vec<Around>,
     /// Whether a layer that is not recurrent sits between two recurrent ones.
     split: bool,
-    /// The last layer's own name: the model's output, as Keras names it.
+    /// The last layer's own name: the model's output, as Keras names it, where the model is a
+    /// chain.
     output: String,
+    /// A Functional model's connections past its last recurrent layer.
+    wiring: Option<Wiring>,
+    /// The last layer in the list (InputLayers aside), scoped: a chain's output.
+    last: String,
     /// Whether tf-keras (Keras 2) wrote the file, whose `hard_sigmoid` is not Keras 3's.
     keras2: bool,
 }
@@ -62,7 +73,47 @@ struct Around {
     name: String,
     class: String,
     after_rnn: bool,
+    /// The recurrent layers listed before it: one between recurrent layers has fewer than all.
+    rnn_before: usize,
     config: Value,
+    /// What it reads: each layer's name (scoped) and output index, in order.
+    reads: Vec<Ref>,
+}
+
+/// A layer's output: its (scoped) name and which of its outputs (a `return_state` layer's
+/// states follow its output: 1, 2, …).
+type Ref = (String, usize);
+
+/// A Functional model's connections where they are not one chain: for each layer after its
+/// last recurrent one, what it reads; the names that stand for another layer's output (a
+/// nested model's name for its last layer, its input layer for what feeds it); and the
+/// model's outputs in Keras's order.
+#[derive(Debug, Default)]
+struct Wiring {
+    reads: HashMap<String, Vec<Ref>>,
+    aliases: HashMap<String, Ref>,
+    outputs: Vec<Ref>,
+}
+
+impl Wiring {
+    /// `r` with the names that stand for another layer's output replaced by that layer's.
+    fn resolve(&self, r: &Ref) -> std::result::Result<Ref, String> {
+        let mut r = r.clone();
+        // Each alias names a layer listed before it, so this ends; the bound guards a cycle.
+        for _ in 0..=self.aliases.len() {
+            match self.aliases.get(&r.0) {
+                Some(target) if r.1 == 0 => r = target.clone(),
+                Some(_) => {
+                    return Err(format!(
+                        "output {} of the nested model `{}`, which rnn reads as one output",
+                        r.1, r.0
+                    ))
+                }
+                None => return Ok(r),
+            }
+        }
+        Err(format!("`{}`, whose aliases form a cycle", r.0))
+    }
 }
 
 impl ModelConfig {
@@ -161,9 +212,18 @@ impl ModelConfig {
     /// and a leading `Masking` aside, which the RNN's own run applies). `Err` lists each layer
     /// that keeps rnn from running the model whole, and why, in words.
     fn graph(&self, h5: &[H5Layer]) -> std::result::Result<Option<Graph>, Vec<String>> {
+        let Some(top) = self.rnn.last() else {
+            return Ok(None);
+        };
+        // The model's outputs by the names Keras gives them, and the layer outputs they are.
+        let outputs: Vec<(String, Ref)> = match &self.wiring {
+            Some(w) => w.outputs.iter().map(|r| (r.0.clone(), r.clone())).collect(),
+            None => vec![(self.output.clone(), (self.last.clone(), 0))],
+        };
+        let only_rnn = outputs.len() == 1 && outputs[0].1 == (top.layer.clone(), 0);
         let plain = self.around.is_empty()
             || (self.around.len() == 1 && self.mask_value.is_some() && !self.around[0].after_rnn);
-        if plain && !self.split {
+        if plain && only_rnn && !self.split {
             return Ok(None);
         }
         let mut blockers = Vec::new();
@@ -172,12 +232,8 @@ impl ModelConfig {
                 "a layer between two recurrent layers (rnn runs one stack of them)".to_string(),
             );
         }
-        let return_sequences = self.rnn.last().is_some_and(|l| l.return_sequences);
-        if let Some(top) = self
-            .rnn
-            .last()
-            .filter(|l| l.merge_mode == MergeMode::Separate)
-        {
+        let return_sequences = top.return_sequences;
+        if top.merge_mode == MergeMode::Separate {
             // Keras gives the two directions as two outputs.
             blockers.push(format!(
                 "{} (Bidirectional: merge_mode=None, whose two outputs rnn gives running the \
@@ -185,21 +241,61 @@ impl ModelConfig {
                 top.name
             ));
         }
-        // Whether a layer receives Keras's step mask: from a Masking or mask_zero Embedding
-        // before the RNN, through the RNN where it returns every step, until a Flatten.
-        let mut masked = false;
+        // Whether the RNN receives Keras's step mask: from a Masking or a mask_zero Embedding
+        // before it, through the other layers before it.
+        let rnn_masked = self.around.iter().any(|l| {
+            !l.after_rnn
+                && (l.class == "Masking"
+                    || (l.class == "Embedding" && l.config["mask_zero"].as_bool() == Some(true)))
+        });
+        // Per layer after the RNN: its rank and whether Keras gives it the step mask (which
+        // passes through the RNN where it returns every step, and on until a Flatten).
+        let mut seen: Vec<(&str, usize, bool)> = Vec::new();
         let (mut before, mut after) = (Vec::new(), Vec::new());
-        for (k, layer) in self.around.iter().enumerate() {
-            if layer.after_rnn && k > 0 && !self.around[k - 1].after_rnn {
-                masked &= return_sequences;
+        let mut first = true;
+        for layer in &self.around {
+            if !layer.after_rnn {
+                match part(layer, first, h5, self.keras2) {
+                    Ok(part) => before.push(part),
+                    Err(why) => blockers.push(format!("{} ({}: {why})", layer.name, layer.class)),
+                }
+                first = false;
+                continue;
             }
-            if layer.after_rnn && k == 0 {
-                masked = false;
+            first = false;
+            if layer.rnn_before < self.rnn.len() {
+                // Between recurrent layers: a dropout, which the stack passes through (any
+                // other layer there is refused above, `split`).
+                continue;
             }
-            masked |= layer.class == "Masking"
-                || (layer.class == "Embedding"
-                    && layer.config["mask_zero"].as_bool() == Some(true));
-            masked &= layer.class != "Flatten";
+            let read = layer
+                .reads
+                .iter()
+                .map(|r| self.source(r, &seen))
+                .collect::<std::result::Result<Vec<_>, String>>();
+            let inputs = match read {
+                Ok(inputs) => inputs,
+                Err(why) => {
+                    blockers.push(format!("{} ({}: reads {why})", layer.name, layer.class));
+                    seen.push((&layer.name, 0, false));
+                    continue;
+                }
+            };
+            let shape = |s: &Source| match *s {
+                Source::Output => (
+                    if return_sequences { 3 } else { 2 },
+                    rnn_masked && return_sequences,
+                ),
+                Source::State(_) => (2, false),
+                Source::Layer(j) => (seen[j].1, seen[j].2),
+            };
+            let ranks: Vec<usize> = inputs.iter().map(|s| shape(s).0).collect();
+            let masked = inputs.iter().any(|s| shape(s).1) && layer.class != "Flatten";
+            let rank = match layer.class.as_str() {
+                "Flatten" => 2,
+                _ => ranks.first().copied().unwrap_or(0),
+            };
+            seen.push((&layer.name, rank, masked));
             if masked && layer.class == "Softmax" {
                 // Keras's Softmax adds a large negative where its mask is false, broadcasting
                 // a [batch, steps] mask against its input's last axes.
@@ -211,15 +307,35 @@ impl ModelConfig {
                 ));
                 continue;
             }
-            match part(layer, k == 0, h5, self.keras2) {
-                Ok(part) => {
-                    if layer.after_rnn {
-                        after.push(part);
-                    } else {
-                        before.push(part);
-                    }
+            let part = match part(layer, false, h5, self.keras2) {
+                Ok(part) => part,
+                Err(why) => {
+                    blockers.push(format!("{} ({}: {why})", layer.name, layer.class));
+                    continue;
                 }
-                Err(why) => blockers.push(format!("{} ({}: {why})", layer.name, layer.class)),
+            };
+            let merge = matches!(part.kind, PartKind::Merge(_));
+            let fits = match &part.kind {
+                PartKind::Merge(rnn_core::around::Merge::Subtract) => inputs.len() == 2,
+                PartKind::Merge(_) => !inputs.is_empty(),
+                _ => inputs.len() == 1,
+            };
+            if !fits || (merge && ranks.iter().any(|&r| r != rank)) {
+                blockers.push(format!(
+                    "{} ({}: reads {} inputs of ranks {ranks:?}, which it does not take)",
+                    layer.name,
+                    layer.class,
+                    inputs.len()
+                ));
+                continue;
+            }
+            after.push(Node { part, inputs });
+        }
+        let mut named = Vec::new();
+        for (name, r) in &outputs {
+            match self.source(r, &seen) {
+                Ok(source) => named.push((name.clone(), source)),
+                Err(why) => blockers.push(format!("the model's output {name} ({why})")),
             }
         }
         if !blockers.is_empty() {
@@ -229,10 +345,90 @@ impl ModelConfig {
             before,
             after,
             return_sequences,
-            output: self.output.clone(),
+            outputs: unique_names(named),
             onnx: None,
         }))
     }
+
+    /// Where the layer output `r` comes from for a layer after the RNN, the layers after it
+    /// seen so far being `seen`; `Err` says why rnn does not give it, in words.
+    fn source(&self, r: &Ref, seen: &[(&str, usize, bool)]) -> std::result::Result<Source, String> {
+        let r = match &self.wiring {
+            Some(w) => w.resolve(r)?,
+            None => r.clone(),
+        };
+        let (name, tensor) = (r.0.as_str(), r.1);
+        if let Some(j) = seen.iter().position(|(n, ..)| *n == name) {
+            return match tensor {
+                0 => Ok(Source::Layer(j)),
+                t => Err(format!("output {t} of `{name}`, which has one")),
+            };
+        }
+        let top = self.rnn.last().map(|l| l.layer.as_str());
+        if top == Some(name) && tensor == 0 {
+            return Ok(Source::Output);
+        }
+        let mut slots = Vec::new();
+        let mut offset = 0;
+        for layer in &self.rnn {
+            if layer.layer == name {
+                if layer.stacked && tensor > 0 {
+                    return Err(format!(
+                        "a state of `{name}` (stacked cells, whose states rnn does not give)"
+                    ));
+                }
+                if layer.merge_mode == MergeMode::Separate && tensor > 0 {
+                    return Err(format!(
+                        "output {tensor} of `{name}` (Bidirectional with merge_mode=None, whose \
+                         outputs rnn does not give by index)"
+                    ));
+                }
+                slots.extend(offset..offset + layer.directions);
+            }
+            offset += layer.directions;
+        }
+        if !slots.is_empty() {
+            return match tensor {
+                0 => Err(format!(
+                    "the output of `{name}`, a recurrent layer below the top one (rnn gives \
+                     the top one's output and each layer's final states)"
+                )),
+                t => slots.get(t - 1).map(|&k| Source::State(k)).ok_or_else(|| {
+                    format!("output {t} of `{name}`, which has {} states", slots.len())
+                }),
+            };
+        }
+        if self.around.iter().any(|l| l.name == name && !l.after_rnn) {
+            return Err(format!(
+                "`{name}`, a layer before the RNN (rnn runs layers after it on the RNN's \
+                 outputs)"
+            ));
+        }
+        Err(format!(
+            "`{name}`, which is not a layer rnn runs after the RNN"
+        ))
+    }
+}
+
+/// `named` with each name that repeats made unique as tf-keras names a model's outputs
+/// (`Functional.output_names`: the second `birnn` becomes `birnn_1`, the third `birnn_2`,
+/// skipping a name already taken). Keras 3 repeats the name, which cannot name two arrays.
+fn unique_names(named: Vec<(String, Source)>) -> Vec<(String, Source)> {
+    let mut taken = std::collections::HashSet::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    named
+        .into_iter()
+        .map(|(name, source)| {
+            let mut proposal = name.clone();
+            while taken.contains(&proposal) {
+                let count = counts.entry(name.clone()).or_insert(1);
+                proposal = format!("{name}_{count}");
+                *count += 1;
+            }
+            taken.insert(proposal.clone());
+            (proposal, source)
+        })
+        .collect()
 }
 
 /// The layers that compute nothing at inference (Keras's `predict`), through which the mask
@@ -288,6 +484,33 @@ fn part(
             activation: activation(cfg)?,
         })
     };
+    let merge = match layer.class.as_str() {
+        "Concatenate" => Some(Merge::Concatenate {
+            axis: match &cfg["axis"] {
+                Value::Null => -1,
+                axis => axis
+                    .as_i64()
+                    .ok_or(format!("axis {axis} is not an integer"))?,
+            },
+        }),
+        "Add" => Some(Merge::Add),
+        "Subtract" => Some(Merge::Subtract),
+        "Multiply" => Some(Merge::Multiply),
+        "Average" => Some(Merge::Average),
+        "Maximum" => Some(Merge::Maximum),
+        "Minimum" => Some(Merge::Minimum),
+        _ => None,
+    };
+    if let Some(merge) = merge {
+        if !layer.after_rnn {
+            return Err("a merge before the RNN, where rnn runs one chain of layers".into());
+        }
+        return Ok(Part {
+            name: layer.name.clone(),
+            class: layer.class.clone(),
+            kind: PartKind::Merge(merge),
+        });
+    }
     let (class, kind) = match layer.class.as_str() {
         "Embedding" if !first => {
             return Err("an Embedding that does not take the model's input".into())
@@ -336,8 +559,9 @@ fn part(
         _ => {
             return Err(
                 "not a layer rnn runs around an RNN (it runs Embedding, Masking, \
-                        Dense, TimeDistributed(Dense), Activation, Softmax, Flatten and the \
-                        dropout and noise layers)"
+                        Dense, TimeDistributed(Dense), Activation, Softmax, Flatten, the \
+                        dropout and noise layers, and after the RNN Concatenate, Add, \
+                        Subtract, Multiply, Average, Maximum and Minimum)"
                     .into(),
             )
         }
@@ -357,7 +581,9 @@ pub(super) fn model_config(
 ) -> std::result::Result<ModelConfig, String> {
     let mut flat = Vec::new();
     let mut masks = Vec::new();
-    flatten(config, "", 0, &mut flat, &mut masks)?;
+    let mut wiring = Wiring::default();
+    flatten(config, "", 0, &mut flat, &mut masks, &mut wiring)?;
+    let wiring = (!wiring.outputs.is_empty()).then_some(wiring);
     let layers = &flat;
     check_mask_ops(&masks, layers)?;
     let mut out = ModelConfig {
@@ -370,8 +596,13 @@ pub(super) fn model_config(
         around: Vec::new(),
         split: false,
         output: String::new(),
+        wiring: None,
+        last: String::new(),
         keras2,
     };
+    // The layer before each in the list (InputLayers aside), which it reads in a chain.
+    let mut previous = String::new();
+    let mut inputs_seen = false;
     // The RNN must be InputLayer, then at most one Masking, then the recurrent layers in a row;
     // any other layer is listed as not run, and one before or among them breaks the stack.
     let mut after_rnn = false;
@@ -397,15 +628,30 @@ pub(super) fn model_config(
             }
         }
         if !matches!(class, "InputLayer" | "SimpleRNN" | "RNN" | "Bidirectional") {
+            let reads = wiring
+                .as_ref()
+                .and_then(|w| w.reads.get(&name).cloned())
+                .unwrap_or_else(|| vec![(previous.clone(), 0)]);
             out.around.push(Around {
                 name: name.clone(),
                 class: class.to_string(),
                 after_rnn: !out.rnn.is_empty(),
+                rnn_before: out.rnn.len(),
                 config: cfg.clone(),
+                reads,
             });
         }
+        if class != "InputLayer" {
+            previous = name.clone();
+        }
         match class {
-            "InputLayer" => {}
+            "InputLayer" if scope.is_empty() && inputs_seen => {
+                return Err(format!(
+                    "the model takes several inputs (`{name}` is its second); rnn runs models \
+                     of one input"
+                ))
+            }
+            "InputLayer" => inputs_seen |= scope.is_empty(),
             "Masking"
                 if out.rnn.is_empty() && out.not_run.is_empty() && out.mask_value.is_none() =>
             {
@@ -428,6 +674,7 @@ pub(super) fn model_config(
                     None => {
                         let mut rnn = rnn_layer(class, cfg, &name, keras2)?;
                         rnn.name = name.clone();
+                        rnn.layer = name.clone();
                         vec![rnn]
                     }
                 };
@@ -454,6 +701,8 @@ pub(super) fn model_config(
             }
         }
     }
+    out.wiring = wiring;
+    out.last = previous;
     Ok(out)
 }
 
@@ -463,42 +712,54 @@ const MAX_NESTING: usize = 32;
 
 /// The layers of a `Sequential` or `Functional` model in order, each with the scope its
 /// weights are named under (`encoder/` for the layers of a nested model `encoder`): a model
-/// inside a model is walked in its place, as Keras runs it. A `Functional` model must be one
-/// chain (see [`check_chain`]).
+/// inside a model is walked in its place, as Keras runs it. A nested `Functional` model must be
+/// one chain (see [`check_chain`]); the outermost one must be a chain up to its last recurrent
+/// layer, and past it may branch, join and have several outputs, recorded in `wiring`.
 fn flatten<'a>(
     model: &'a Value,
     scope: &str,
     depth: usize,
     out: &mut Vec<(String, &'a Value)>,
     masks: &mut Vec<MaskOp>,
+    wiring: &mut Wiring,
 ) -> std::result::Result<(), String> {
     let class = model["class_name"].as_str().unwrap_or("");
     let layers = model["config"]["layers"]
         .as_array()
         .ok_or_else(|| format!("expected config.layers, a list, in a {class:?} model"))?;
+    if depth > MAX_NESTING {
+        return Err(format!("models nested more than {MAX_NESTING} deep"));
+    }
+    // Where the chain ends: the whole list, or for the outermost Functional model its last
+    // recurrent layer, past which `wiring` records what each layer reads.
+    let mut chain = layers.len();
     match class {
         "Sequential" => {}
         "Functional" | "Model" => {
             let ops = mask_ops(layers);
-            check_chain(layers, &ops)?;
-            // The chain's last layer must be the model's one output (Keras lists the layers
-            // from its inputs to its outputs).
-            let last = layers
-                .iter()
-                .rev()
-                .map(|l| l["config"]["name"].as_str().unwrap_or(""))
-                .find(|n| !ops.iter().any(|m| m.name == *n));
-            let outputs = &model["config"]["output_layers"];
-            let named = match outputs {
-                Value::Array(o) if o.first().is_some_and(Value::is_string) => vec![&o[0]],
-                Value::Array(o) => o.iter().map(|l| &l[0]).collect(),
-                _ => Vec::new(),
-            };
-            if !named.is_empty() && (named.len() != 1 || named[0].as_str() != last) {
-                return Err(format!(
-                    "the model's outputs are {outputs}, not its last layer {last:?} alone; rnn \
-                     reads Functional models that are one chain to one output"
-                ));
+            let outputs = output_refs(&model["config"]["output_layers"]);
+            let last_rnn = layers.iter().rposition(recurrent);
+            if let (0, Some(last)) = (depth, last_rnn) {
+                chain = last + 1;
+                check_chain(&layers[..chain], &ops)?;
+                wiring.outputs = outputs;
+            } else {
+                check_chain(layers, &ops)?;
+                // The chain's last layer must be the model's one output (Keras lists the
+                // layers from its inputs to its outputs).
+                let last = layers
+                    .iter()
+                    .rev()
+                    .map(|l| l["config"]["name"].as_str().unwrap_or(""))
+                    .find(|n| !ops.iter().any(|m| m.name == *n));
+                let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+                if !outputs.is_empty() && (names.len() != 1 || Some(names[0]) != last) {
+                    return Err(format!(
+                        "the model's outputs are {}, not its last layer {last:?} alone; rnn \
+                         reads nested Functional models that are one chain to one output",
+                        model["config"]["output_layers"]
+                    ));
+                }
             }
             masks.extend(ops);
         }
@@ -508,25 +769,96 @@ fn flatten<'a>(
             ))
         }
     }
-    if depth > MAX_NESTING {
-        return Err(format!("models nested more than {MAX_NESTING} deep"));
-    }
-    for layer in layers {
+    for (k, layer) in layers.iter().enumerate() {
+        let name = layer["config"]["name"].as_str().unwrap_or("");
+        if masks.iter().any(|m| m.name == name) {
+            continue;
+        }
         let nested = matches!(
             layer["class_name"].as_str(),
             Some("Sequential" | "Functional" | "Model")
         );
+        let first = out.len();
         if nested {
-            let name = layer["config"]["name"].as_str().unwrap_or("");
-            flatten(layer, &format!("{scope}{name}/"), depth + 1, out, masks)?;
-        } else if !masks
-            .iter()
-            .any(|m| Some(m.name.as_str()) == layer["config"]["name"].as_str())
-        {
+            flatten(
+                layer,
+                &format!("{scope}{name}/"),
+                depth + 1,
+                out,
+                masks,
+                wiring,
+            )?;
+        } else {
             out.push((scope.to_string(), layer));
+        }
+        if depth > 0 || !(nested || k >= chain) {
+            continue;
+        }
+        // The outermost model: a nested model stands for its last layer; past the chain, each
+        // layer reads what its inbound nodes name (a nested one's first layer, what feeds it).
+        let names: Vec<String> = out[first..]
+            .iter()
+            .filter(|(_, l)| l["class_name"].as_str() != Some("InputLayer"))
+            .map(|(s, l)| format!("{s}{}", l["config"]["name"].as_str().unwrap_or("")))
+            .collect();
+        if nested {
+            if let Some(last) = names.last() {
+                wiring.aliases.insert(name.to_string(), (last.clone(), 0));
+            }
+        }
+        if k < chain {
+            continue;
+        }
+        if layer["inbound_nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() > 1)
+        {
+            return Err(format!(
+                "layer `{name}` is called more than once (a shared layer), which rnn does not \
+                 run"
+            ));
+        }
+        if let Some(why) = unread_inbound(&layer["inbound_nodes"], true) {
+            return Err(format!("layer `{name}` {why}, which rnn does not run"));
+        }
+        let mut reads = inbound_refs(&layer["inbound_nodes"]);
+        reads.retain(|(n, _)| !masks.iter().any(|m| m.name == *n));
+        let mut feed = reads;
+        for inner in names {
+            let reads = std::mem::replace(&mut feed, vec![(inner.clone(), 0)]);
+            wiring.reads.insert(inner, reads);
         }
     }
     Ok(())
+}
+
+/// Whether a layer of a model's list is recurrent, or a nested model holding one.
+fn recurrent(layer: &Value) -> bool {
+    match layer["class_name"].as_str() {
+        Some("SimpleRNN" | "RNN" | "Bidirectional") => true,
+        Some("Sequential" | "Functional" | "Model") => layer["config"]["layers"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(recurrent)),
+        _ => false,
+    }
+}
+
+/// A Functional model's `output_layers`: `[[name, node, tensor], …]`, or one flat `[name,
+/// node, tensor]` (Keras 3's way of writing a single output).
+fn output_refs(value: &Value) -> Vec<Ref> {
+    let one = |v: &Value| -> Option<Ref> {
+        Some((
+            v[0].as_str()?.to_string(),
+            v[2].as_u64().unwrap_or(0) as usize,
+        ))
+    };
+    match value {
+        Value::Array(o) if o.first().is_some_and(Value::is_string) => {
+            one(value).into_iter().collect()
+        }
+        Value::Array(o) => o.iter().filter_map(one).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The mask a layer that rnn does not run makes, in words: Keras's `Embedding(mask_zero=True)`
@@ -558,64 +890,94 @@ fn compute_dtype(policy: &Value) -> Option<(String, String)> {
 }
 
 /// A mask a Keras 3 `Functional` model computes as an op of its own and passes to its layers'
-/// `mask` argument: `NotEqual(input, 0)`, which is how it records an `Embedding(mask_zero=True)`
-/// mask.
+/// `mask` argument: `NotEqual(input, 0)`, how it records an `Embedding(mask_zero=True)` mask,
+/// and `Any(NotEqual(input, v), axis=-1)`, how it records a `Masking(v)` mask.
 #[derive(Debug)]
 struct MaskOp {
     /// The op layer's name (`not_equal_8`).
     name: String,
-    /// The layer whose output it compares with 0.
+    /// The layer whose output it reads.
     of: String,
+    /// What it computes of it.
+    test: MaskTest,
 }
 
-/// The `NotEqual(x, 0)` op layers of a Functional model's list.
+/// What a [`MaskOp`] computes.
+#[derive(Debug, PartialEq)]
+enum MaskTest {
+    /// `x != value`, elementwise.
+    NotEqual(f64),
+    /// `any(x, axis=-1)`, the last axis dropped.
+    AnyLastAxis,
+}
+
+/// The `NotEqual(x, number)` and `Any(x, axis=-1)` op layers of a Functional model's list.
 fn mask_ops(layers: &[Value]) -> Vec<MaskOp> {
     layers
         .iter()
-        .filter(|l| l["class_name"].as_str() == Some("NotEqual"))
         .filter_map(|l| {
             let args = l["inbound_nodes"][0]["args"].as_array()?;
-            let [x, zero] = args.as_slice() else {
-                return None;
+            let test = match (l["class_name"].as_str()?, args.as_slice()) {
+                ("NotEqual", [_, value]) => MaskTest::NotEqual(value.as_f64()?),
+                ("Any", [_])
+                    if l["config"]["axis"].as_i64() == Some(-1)
+                        && l["config"]["keepdims"].as_bool() != Some(true) =>
+                {
+                    MaskTest::AnyLastAxis
+                }
+                _ => return None,
             };
-            let of = x["config"]["keras_history"][0].as_str()?;
-            (zero.as_f64() == Some(0.0)).then(|| MaskOp {
+            let of = args[0]["config"]["keras_history"][0].as_str()?;
+            Some(MaskOp {
                 name: l["config"]["name"].as_str().unwrap_or("").to_string(),
                 of: of.to_string(),
+                test,
             })
         })
         .collect()
 }
 
-/// A mask op is read as the mask of the model's first layer, an `Embedding(mask_zero=True)` of
-/// the same input (what Keras 3 records for one); any other is refused, since the layers rnn
-/// runs make no other mask.
+/// Mask ops are read as the mask of the model's first layer, where they compute what it does
+/// of the same input (what Keras 3 records for one): `NotEqual(x, 0)` for an
+/// `Embedding(mask_zero=True)`, `NotEqual(x, v)` and `Any` of it over the last axis for a
+/// `Masking(v)`. Any other is refused, since the layers rnn runs make no other mask.
 fn check_mask_ops(
     masks: &[MaskOp],
     layers: &[(String, &Value)],
 ) -> std::result::Result<(), String> {
-    let Some(op) = masks.first() else {
-        return Ok(());
-    };
-    let mut computing = layers
+    let first = layers
         .iter()
         .map(|(_, l)| l)
-        .filter(|l| l["class_name"].as_str() != Some("InputLayer"));
-    let embedding = computing.next().filter(|l| {
-        l["class_name"].as_str() == Some("Embedding")
-            && l["config"]["mask_zero"].as_bool() == Some(true)
-    });
+        .find(|l| l["class_name"].as_str() != Some("InputLayer"));
     let fed_by = |l: &Value| {
-        let mut inputs = Vec::new();
-        histories(&l["inbound_nodes"], &mut inputs);
-        inputs.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        inbound_refs(&l["inbound_nodes"])
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect::<Vec<_>>()
     };
-    match embedding {
-        Some(e) if masks.iter().all(|m| fed_by(e) == [m.of.clone()]) => Ok(()),
-        _ => Err(format!(
-            "layer `{}` masks the steps where `{}` is not 0, which rnn runs only as the mask of \
-             an Embedding(mask_zero=True) that is the model's first layer",
-            op.name, op.of
+    let (value, any) = match first.map(|l| (l["class_name"].as_str(), &l["config"])) {
+        Some((Some("Embedding"), cfg)) if cfg["mask_zero"].as_bool() == Some(true) => {
+            (Some(0.0), false)
+        }
+        Some((Some("Masking"), cfg)) => (cfg["mask_value"].as_f64(), true),
+        _ => (None, false),
+    };
+    let input = first.map(|l| fed_by(l)).unwrap_or_default();
+    let computes_its_mask = |m: &MaskOp| match m.test {
+        MaskTest::NotEqual(v) => Some(v) == value && input == [m.of.clone()],
+        MaskTest::AnyLastAxis => {
+            any && masks
+                .iter()
+                .any(|n| n.name == m.of && matches!(n.test, MaskTest::NotEqual(_)))
+        }
+    };
+    match masks.iter().find(|m| !computes_its_mask(m)) {
+        None => Ok(()),
+        Some(op) => Err(format!(
+            "layer `{}` ({:?} of `{}`) computes a mask that is not the mask of the model's \
+             first layer (an Embedding(mask_zero=True) or a Masking of the same input), the \
+             only masks rnn runs",
+            op.name, op.test, op.of
         )),
     }
 }
@@ -629,9 +991,11 @@ fn check_chain(layers: &[Value], masks: &[MaskOp]) -> std::result::Result<(), St
         if masks.iter().any(|m| m.name == name) {
             continue;
         }
-        let mut inputs = Vec::new();
-        histories(&layer["inbound_nodes"], &mut inputs);
-        if let Some(why) = unread_inbound(&layer["inbound_nodes"]) {
+        let mut inputs: Vec<String> = inbound_refs(&layer["inbound_nodes"])
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        if let Some(why) = unread_inbound(&layer["inbound_nodes"], false) {
             return Err(format!("layer `{name}` {why}, which rnn does not run"));
         }
         inputs.retain(|i| !masks.iter().any(|m| m.name == *i));
@@ -654,11 +1018,11 @@ fn check_chain(layers: &[Value], masks: &[MaskOp]) -> std::result::Result<(), St
 /// other than its first (a `return_state` state: Keras 3's `keras_history` `[name, node,
 /// tensor]`, tf-keras's `[name, node, tensor, kwargs]`, with tensor > 0), a constant tensor
 /// (Keras 3's `__tensor__`), or an `initial_state` or `constants` argument.
-fn unread_inbound(value: &Value) -> Option<String> {
+fn unread_inbound(value: &Value, states: bool) -> Option<String> {
     match value {
         Value::Object(map) => {
             if let Some(Value::Array(h)) = map.get("keras_history") {
-                if h.get(2).and_then(Value::as_u64).is_some_and(|t| t > 0) {
+                if !states && h.get(2).and_then(Value::as_u64).is_some_and(|t| t > 0) {
                     return Some(format!(
                         "reads output {} of `{}` (a state of return_state=True)",
                         h[2],
@@ -673,43 +1037,52 @@ fn unread_inbound(value: &Value) -> Option<String> {
                     return Some(format!("is given {key}"));
                 }
             }
-            map.values().find_map(unread_inbound)
+            map.values().find_map(|v| unread_inbound(v, states))
         }
         Value::Array(items) => match items.as_slice() {
             [Value::String(name), Value::Number(_), Value::Number(t), rest @ ..] => {
-                if t.as_u64().is_some_and(|t| t > 0) {
+                if !states && t.as_u64().is_some_and(|t| t > 0) {
                     return Some(format!(
                         "reads output {t} of `{name}` (a state of return_state=True)"
                     ));
                 }
-                rest.iter().find_map(unread_inbound)
+                rest.iter().find_map(|v| unread_inbound(v, states))
             }
-            _ => items.iter().find_map(unread_inbound),
+            _ => items.iter().find_map(|v| unread_inbound(v, states)),
         },
         _ => None,
     }
 }
 
-/// The layer names of every `keras_history` in `value` (Keras 3), or of every inbound entry
-/// `[name, node_index, tensor_index, kwargs]` (tf-keras's `inbound_nodes: [[[…]]]`).
-fn histories<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-    match value {
-        Value::Object(map) => {
-            if let Some(Value::Array(h)) = map.get("keras_history") {
-                if let Some(name) = h.first().and_then(Value::as_str) {
-                    out.push(name);
+/// What a layer's inbound nodes read, in order: each `keras_history` `[name, node, tensor]`
+/// (Keras 3) or inbound entry `[name, node, tensor, kwargs]` (tf-keras), as its name and
+/// tensor.
+fn inbound_refs(value: &Value) -> Vec<Ref> {
+    fn walk(value: &Value, out: &mut Vec<Ref>) {
+        let tensor = |t: &Value| t.as_u64().unwrap_or(0) as usize;
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Array(h)) = map.get("keras_history") {
+                    if let Some(name) = h.first().and_then(Value::as_str) {
+                        out.push((name.to_string(), h.get(2).map_or(0, tensor)));
+                    }
                 }
+                map.iter()
+                    .filter(|(k, _)| k.as_str() != "keras_history")
+                    .for_each(|(_, v)| walk(v, out));
             }
-            map.iter()
-                .filter(|(k, _)| k.as_str() != "keras_history")
-                .for_each(|(_, v)| histories(v, out));
+            Value::Array(items) => match items.as_slice() {
+                [Value::String(name), Value::Number(_), t @ Value::Number(_), ..] => {
+                    out.push((name.clone(), tensor(t)));
+                }
+                _ => items.iter().for_each(|v| walk(v, out)),
+            },
+            _ => {}
         }
-        Value::Array(items) => match items.as_slice() {
-            [Value::String(name), Value::Number(_), Value::Number(_), ..] => out.push(name),
-            _ => items.iter().for_each(|v| histories(v, out)),
-        },
-        _ => {}
     }
+    let mut out = Vec::new();
+    walk(value, &mut out);
+    out
 }
 
 /// `RNN(StackedRNNCells([SimpleRNNCell, …]))` as the stack of layers it computes: at each step
@@ -747,6 +1120,8 @@ fn stacked_cells(
         let cell_name = cell["config"]["name"].as_str().unwrap_or("");
         let mut layer = rnn_layer("SimpleRNN", &cell["config"], cell_name, keras2)?;
         layer.name = format!("{name}/{cell_name}");
+        layer.layer = name.to_string();
+        layer.stacked = true;
         layer.return_sequences = k + 1 < cells.len() || top;
         layers.push(layer);
     }
@@ -789,7 +1164,10 @@ fn rnn_layer(
             return_sequences: flag("return_sequences", false),
             merge_mode: MergeMode::Concat,
             zero_output_for_mask: flag("zero_output_for_mask", false),
+            layer: name.clone(),
             name,
+            directions: 1,
+            stacked: false,
         })
     };
     match class {
@@ -868,6 +1246,7 @@ fn rnn_layer(
                 name: name.to_string(),
                 merge_mode,
                 go_backwards: false,
+                directions: 2,
                 ..forward
             })
         }
@@ -1085,7 +1464,7 @@ mod tests {
         ]));
         let graph = graph.unwrap().unwrap();
         assert_eq!(graph.after.len(), 2);
-        assert_eq!(graph.output, "softmax");
+        assert_eq!(graph.outputs, [("softmax".to_string(), Source::Layer(1))]);
         // No mask maker at all: vectors in, every step out.
         let graph = whole(serde_json::json!([rnn_returning(true), dense, softmax])).unwrap();
         assert!(graph.is_some_and(|g| g.return_sequences && g.before.is_empty()));
@@ -1212,5 +1591,256 @@ mod tests {
             keras_nonlinearity("hard_sigmoid", false),
             Some(Nonlinearity::HardSigmoid)
         );
+    }
+
+    /// A layer of [`functional`]: class, name, config, and what it reads.
+    type Spec<'a> = (&'a str, &'a str, Value, &'a [(&'a str, u64)]);
+
+    /// A Keras 3 Functional model of `layers` (each `(class, name, config, reads)`, reads as
+    /// `(layer, tensor)`) with `outputs`, run through [`ModelConfig::graph`] with weights for
+    /// `embedding`, `dense` and `dense_1`.
+    fn functional(
+        layers: &[Spec],
+        outputs: &[(&str, u64)],
+    ) -> std::result::Result<std::result::Result<Option<Graph>, Vec<String>>, String> {
+        let kt = |(name, tensor): &(&str, u64)| {
+            serde_json::json!({"class_name": "__keras_tensor__",
+                "config": {"keras_history": [name, 0, tensor]}})
+        };
+        let mut list = vec![serde_json::json!({"class_name": "InputLayer",
+            "config": {"name": "in"}, "inbound_nodes": []})];
+        for (class, name, config, reads) in layers {
+            let mut config = config.clone();
+            config["name"] = serde_json::json!(name);
+            let args: Vec<Value> = reads.iter().map(kt).collect();
+            let args = match args.as_slice() {
+                [one] => vec![one.clone()],
+                many => vec![Value::Array(many.to_vec())],
+            };
+            list.push(serde_json::json!({"class_name": class, "config": config,
+                "inbound_nodes": [{"args": args, "kwargs": {}}]}));
+        }
+        let outputs: Vec<Value> = outputs
+            .iter()
+            .map(|(n, t)| serde_json::json!([n, 0, t]))
+            .collect();
+        let model = serde_json::json!({"class_name": "Functional",
+            "config": {"layers": list, "output_layers": outputs}});
+        let h5: Vec<H5Layer> = [
+            ("rnn", true, 0),
+            ("lower", true, 0),
+            ("embedding", false, 1),
+        ]
+        .into_iter()
+        .chain([("dense", false, 2), ("dense_1", false, 2)])
+        .map(|(name, recurrent, count)| H5Layer {
+            name: name.into(),
+            recurrent,
+            weights: (0..count)
+                .map(|k| format!("layers/{name}/vars/{k}"))
+                .collect(),
+        })
+        .collect();
+        Ok(model_config(&model, false)?.graph(&h5))
+    }
+
+    fn rnn_config(sequences: bool) -> Value {
+        serde_json::json!({"units": 3, "return_sequences": sequences, "return_state": true})
+    }
+
+    #[test]
+    fn branches_after_the_rnn_read_its_output_and_states_by_index() {
+        let bidirectional = serde_json::json!({"merge_mode": "concat", "layer": {
+            "class_name": "SimpleRNN", "config": {"name": "f", "units": 3,
+            "return_sequences": true, "return_state": true}}});
+        let graph = functional(
+            &[
+                (
+                    "Embedding",
+                    "embedding",
+                    serde_json::json!({"mask_zero": true}),
+                    &[("in", 0)],
+                ),
+                ("SimpleRNN", "lower", rnn_config(true), &[("embedding", 0)]),
+                ("Bidirectional", "rnn", bidirectional, &[("lower", 0)]),
+                (
+                    "Concatenate",
+                    "joined",
+                    serde_json::json!({}),
+                    &[("rnn", 1), ("rnn", 2)],
+                ),
+                ("Dense", "dense", serde_json::json!({}), &[("joined", 0)]),
+                ("Dense", "dense_1", serde_json::json!({}), &[("rnn", 0)]),
+            ],
+            &[
+                ("dense_1", 0),
+                ("dense", 0),
+                ("lower", 1),
+                ("rnn", 2),
+                ("rnn", 1),
+            ],
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        // States: lower's one (0), then rnn's forward (1) and backward (2).
+        assert_eq!(
+            graph
+                .after
+                .iter()
+                .map(|n| n.inputs.clone())
+                .collect::<Vec<_>>(),
+            [
+                vec![Source::State(1), Source::State(2)],
+                vec![Source::Layer(0)],
+                vec![Source::Output],
+            ]
+        );
+        let names: Vec<&str> = graph.outputs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["dense_1", "dense", "lower", "rnn", "rnn_1"]);
+        assert_eq!(graph.outputs[2].1, Source::State(0));
+        assert_eq!(graph.outputs[4].1, Source::State(1));
+    }
+
+    #[test]
+    fn what_rnn_does_not_give_after_the_rnn_is_named() {
+        let blockers = |layers: &[Spec], out: &[(&str, u64)]| {
+            functional(layers, out).unwrap().unwrap_err().join("; ")
+        };
+        let embedding = || {
+            (
+                "Embedding",
+                "embedding",
+                serde_json::json!({"mask_zero": false}),
+                &[("in", 0)][..],
+            )
+        };
+        // A head on the embedding, before the RNN.
+        let why = blockers(
+            &[
+                embedding(),
+                ("SimpleRNN", "rnn", rnn_config(false), &[("embedding", 0)]),
+                ("Dense", "dense", serde_json::json!({}), &[("embedding", 0)]),
+            ],
+            &[("dense", 0)],
+        );
+        assert!(why.contains("a layer before the RNN"), "{why}");
+        // A head on the lower recurrent layer's sequence.
+        let why = blockers(
+            &[
+                embedding(),
+                ("SimpleRNN", "lower", rnn_config(true), &[("embedding", 0)]),
+                ("SimpleRNN", "rnn", rnn_config(false), &[("lower", 0)]),
+                ("Dense", "dense", serde_json::json!({}), &[("lower", 0)]),
+            ],
+            &[("dense", 0)],
+        );
+        assert!(why.contains("below the top one"), "{why}");
+        // A state the layer does not have, and merges of inputs of two ranks.
+        let why = blockers(
+            &[
+                embedding(),
+                ("SimpleRNN", "rnn", rnn_config(true), &[("embedding", 0)]),
+                (
+                    "Add",
+                    "add",
+                    serde_json::json!({}),
+                    &[("rnn", 0), ("rnn", 1)],
+                ),
+            ],
+            &[("add", 0), ("rnn", 2)],
+        );
+        assert!(why.contains("ranks [3, 2]"), "{why}");
+        assert!(why.contains("which has 1 states"), "{why}");
+        // Subtract of three.
+        let why = blockers(
+            &[
+                embedding(),
+                ("SimpleRNN", "rnn", rnn_config(false), &[("embedding", 0)]),
+                (
+                    "Subtract",
+                    "less",
+                    serde_json::json!({}),
+                    &[("rnn", 0), ("rnn", 1), ("rnn", 0)],
+                ),
+            ],
+            &[("less", 0)],
+        );
+        assert!(why.contains("reads 3 inputs"), "{why}");
+    }
+
+    #[test]
+    fn a_shared_layer_is_refused() {
+        let mut model = serde_json::json!({"class_name": "Functional", "config": {
+            "layers": [
+                {"class_name": "InputLayer", "config": {"name": "in"}, "inbound_nodes": []},
+                {"class_name": "SimpleRNN", "config": {"name": "rnn", "units": 3},
+                 "inbound_nodes": [[["in", 0, 0, {}]]]},
+                {"class_name": "Dense", "config": {"name": "dense"},
+                 "inbound_nodes": [[["rnn", 0, 0, {}]], [["rnn", 0, 0, {}]]]},
+            ],
+            "output_layers": [["dense", 0, 0], ["dense", 1, 0]]}});
+        let err = model_config(&model, true).unwrap_err();
+        assert!(err.contains("called more than once"), "{err}");
+        model["config"]["layers"][2]["inbound_nodes"] = serde_json::json!([[["rnn", 0, 0, {}]]]);
+        assert!(model_config(&model, true).is_ok());
+    }
+
+    #[test]
+    fn repeated_output_names_are_made_unique_as_tf_keras_does() {
+        let named = |names: &[&str]| {
+            let named = names
+                .iter()
+                .map(|n| (n.to_string(), Source::Output))
+                .collect();
+            unique_names(named)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(named(&["a", "b", "a", "a"]), ["a", "b", "a_1", "a_2"]);
+        // A name already taken is skipped.
+        assert_eq!(named(&["a", "a_1", "a"]), ["a", "a_1", "a_2"]);
+    }
+
+    #[test]
+    fn mask_ops_are_read_only_as_the_first_layer_s_own_mask() {
+        let model = |first: Value, value: f64| {
+            let op = |class: &str, name: &str, of: &str, extra: Value| {
+                let mut args = vec![serde_json::json!({"class_name": "__keras_tensor__",
+                    "config": {"keras_history": [of, 0, 0]}})];
+                if !extra.is_null() {
+                    args.push(extra);
+                }
+                serde_json::json!({"class_name": class, "config": {"name": name, "axis": -1,
+                    "keepdims": false}, "inbound_nodes": [{"args": args, "kwargs": {}}]})
+            };
+            serde_json::json!({"class_name": "Functional", "config": {"layers": [
+                {"class_name": "InputLayer", "config": {"name": "x"}, "inbound_nodes": []},
+                op("NotEqual", "not_equal", "x", serde_json::json!(value)),
+                first,
+                op("Any", "any", "not_equal", Value::Null),
+                {"class_name": "SimpleRNN", "config": {"name": "rnn", "units": 3},
+                 "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
+                    "config": {"keras_history": ["m", 0, 0]}}],
+                    "kwargs": {"mask": {"class_name": "__keras_tensor__",
+                    "config": {"keras_history": ["any", 0, 0]}}}}]},
+            ], "output_layers": [["rnn", 0, 0]]}})
+        };
+        let masking = |value: f64| {
+            serde_json::json!({"class_name": "Masking", "config": {"name": "m",
+                "mask_value": value}, "inbound_nodes": [[["x", 0, 0, {}]]]})
+        };
+        // Keras 3's record of Masking(0.5): any(x != 0.5, axis=-1).
+        assert!(model_config(&model(masking(0.5), 0.5), false).is_ok());
+        let err = model_config(&model(masking(0.5), 0.0), false).unwrap_err();
+        assert!(
+            err.contains("not the mask of the model's first layer"),
+            "{err}"
+        );
+        // An Embedding's mask is not reduced over an axis.
+        let embedding = serde_json::json!({"class_name": "Embedding", "config": {"name": "m",
+            "mask_zero": true}, "inbound_nodes": [[["x", 0, 0, {}]]]});
+        assert!(model_config(&model(embedding, 0.0), false).is_err());
     }
 }
