@@ -42,6 +42,7 @@ const SCRIPTS: &[&str] = &[
     "keras_converted.py",
     "onnx_whole.py",
     "keras_whole_outputs.py",
+    "onnx_whole_pooled.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

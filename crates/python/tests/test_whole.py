@@ -132,6 +132,8 @@ ONNX_CASES = [
     "dynamo_finals_bidirectional",
     "dynamo_two_rnns",
     "dynamo_twice",
+    "pooled",
+    "dynamo_pooled",
 ]
 TF2ONNX_CASES = ["tf2onnx_whole_classifier", "tf2onnx_whole_tagger"]
 

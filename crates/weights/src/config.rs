@@ -606,6 +606,8 @@ pub struct Graph {
     /// A Keras model's outputs in its order, each named as Keras names it (its layer's name),
     /// with where its value comes from; empty for an ONNX graph, whose own are its outputs.
     pub outputs: Vec<(String, Source)>,
+    /// What each [`Source::State`] is, in words (`` `birnn` (backward)``).
+    pub states: Vec<String>,
     /// An ONNX graph's own nodes around its RNN nodes, which rnn evaluates in place of
     /// `before` and `after` (then empty).
     pub onnx: Option<OnnxNodes>,
@@ -619,6 +621,7 @@ impl Graph {
             after: Vec::new(),
             return_sequences: false,
             outputs: Vec::new(),
+            states: Vec::new(),
             onnx: Some(OnnxNodes(std::sync::Arc::new(program))),
         }
     }

@@ -103,6 +103,23 @@ pub(crate) enum Op {
     Equal,
     /// `Where(condition, x, y)`, broadcast.
     Where,
+    /// `ReduceSum`, `ReduceMean`, `ReduceMax`, `ReduceMin` of floats over `axes` (an attribute
+    /// before the opset that made them an input; none: every axis, or none with
+    /// `noop_with_empty_axes`), the axes kept as 1 with `keepdims`.
+    Reduce {
+        kind: Reduce,
+        axes: Option<Vec<i64>>,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Reduce {
+    Sum,
+    Mean,
+    Max,
+    Min,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -815,6 +832,60 @@ fn evaluate(op: &Op, inputs: &[Option<&Tensor>], limit: usize, float: DType) -> 
             }
             x.broadcast_eq(b)
         }
+        Op::Reduce {
+            kind,
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+        } => {
+            if !x.dtype().is_float() {
+                return fail(format!("a reduction of {:?}, not floats", x.dtype()));
+            }
+            let axes = match (axes, inputs.get(1).copied().flatten()) {
+                (Some(a), _) => a.clone(),
+                (None, Some(t)) => ints(t)?,
+                (None, None) => Vec::new(),
+            };
+            if axes.is_empty() && *noop_with_empty_axes {
+                return Ok(x.clone());
+            }
+            let mut at = if axes.is_empty() {
+                (0..x.rank()).collect()
+            } else {
+                axes.iter()
+                    .map(|&a| axis_of(a, x.rank()))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            at.sort_unstable();
+            if at.windows(2).any(|w| w[0] == w[1]) {
+                return fail(format!("axes {axes:?} repeat"));
+            }
+            if let Some(&k) = at.iter().find(|&&k| x.dims()[k] == 0) {
+                return fail(format!("a reduction over axis {k}, which is empty"));
+            }
+            let mut y = x.clone();
+            for &k in at.iter().rev() {
+                y = match kind {
+                    Reduce::Sum | Reduce::Mean => y.sum_keepdim(k)?,
+                    Reduce::Max => y.max_keepdim(k)?,
+                    Reduce::Min => y.min_keepdim(k)?,
+                };
+            }
+            if *kind == Reduce::Mean {
+                let count: usize = at.iter().map(|&k| x.dims()[k]).product();
+                let count = Tensor::new(count as f64, x.device())?.to_dtype(x.dtype())?;
+                y = y.broadcast_div(&count)?;
+            }
+            if *keepdims {
+                Ok(y)
+            } else {
+                let kept: Vec<usize> = (0..x.rank())
+                    .filter(|k| !at.contains(k))
+                    .map(|k| x.dims()[k])
+                    .collect();
+                y.reshape(kept)
+            }
+        }
         Op::Where => {
             let (on_true, on_false) = (required(inputs, 1)?, required(inputs, 2)?);
             if x.dtype() != DType::U8 || on_true.dtype() != on_false.dtype() {
@@ -1003,6 +1074,48 @@ mod tests {
         );
         let empty = Tensor::zeros((2, 0), DType::F32, &cpu).unwrap();
         assert_eq!(p.run(&empty, &no_stack).unwrap()[0].1.dims(), [2, 0]);
+    }
+
+    #[test]
+    fn reductions_follow_the_spec_s_axes_keepdims_and_noop() {
+        let cpu = Device::Cpu;
+        let x = Tensor::new(&[[[1f32, -2.0], [3.0, 4.0], [5.0, 0.5]]], &cpu).unwrap();
+        let reduce = |kind: Reduce, axes: Option<Vec<i64>>, keepdims: bool, noop: bool| {
+            let op = Op::Reduce {
+                kind,
+                axes,
+                keepdims,
+                noop_with_empty_axes: noop,
+            };
+            program(vec![node(op, &["x"], "y")], vec![])
+        };
+        let run = |p: &Program| p.run(&x, &no_stack).map(|y| y[0].1.clone());
+        let mean = run(&reduce(Reduce::Mean, Some(vec![1]), false, false)).unwrap();
+        assert_eq!(mean.to_vec2::<f32>().unwrap(), [[3.0, 2.5 / 3.0]]);
+        let max = run(&reduce(Reduce::Max, Some(vec![-2]), true, false)).unwrap();
+        assert_eq!(max.dims(), [1, 1, 2]);
+        assert_eq!(
+            max.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [5.0, 4.0]
+        );
+        let min = run(&reduce(Reduce::Min, Some(vec![2, 1]), false, false)).unwrap();
+        assert_eq!(min.to_vec1::<f32>().unwrap(), [-2.0]);
+        // No axes: every axis, or none with noop_with_empty_axes.
+        let sum = run(&reduce(Reduce::Sum, None, false, false)).unwrap();
+        assert_eq!(sum.to_scalar::<f32>().unwrap(), 11.5);
+        assert_eq!(
+            run(&reduce(Reduce::Sum, None, true, true)).unwrap().dims(),
+            [1, 3, 2]
+        );
+        // Refused: a repeated axis, an empty axis, integers.
+        let message = error_of(&reduce(Reduce::Sum, Some(vec![1, -2]), true, false), &x);
+        assert!(message.contains("repeat"), "{message}");
+        let empty = Tensor::zeros((2, 0), DType::F32, &cpu).unwrap();
+        let message = error_of(&reduce(Reduce::Max, Some(vec![1]), true, false), &empty);
+        assert!(message.contains("empty"), "{message}");
+        let ints = Tensor::new(&[[1i64, 2]], &cpu).unwrap();
+        let message = error_of(&reduce(Reduce::Mean, None, true, false), &ints);
+        assert!(message.contains("not floats"), "{message}");
     }
 
     #[test]

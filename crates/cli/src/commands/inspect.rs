@@ -161,7 +161,10 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
         // What a layer after the RNN, or an output, reads, in words.
         let from = |source: &Source| match *source {
             Source::Output => "the RNN's output".to_string(),
-            Source::State(k) => format!("the RNN's final state {k} (layers bottom first)"),
+            Source::State(k) => match graph.states.get(k) {
+                Some(layer) => format!("the final state of {layer}"),
+                None => format!("the RNN's final state {k}"),
+            },
             Source::Layer(j) => graph
                 .after
                 .get(j)

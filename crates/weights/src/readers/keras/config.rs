@@ -341,11 +341,23 @@ impl ModelConfig {
         if !blockers.is_empty() {
             return Err(blockers);
         }
+        let states = self
+            .rnn
+            .iter()
+            .flat_map(|l| match l.directions {
+                2 => vec![
+                    format!("`{}` (forward)", l.name),
+                    format!("`{}` (backward)", l.name),
+                ],
+                _ => vec![format!("`{}`", l.name)],
+            })
+            .collect();
         Ok(Some(Graph {
             before,
             after,
             return_sequences,
             outputs: unique_names(named),
+            states,
             onnx: None,
         }))
     }

@@ -18,7 +18,7 @@ use super::proto::Node;
 use super::tensor::to_tensor;
 use super::{malformed, node_name, refuse};
 use crate::error::{Result, WeightsError};
-use crate::onnx_program::{Binary, Op, Program, Provided, StackIo, Step};
+use crate::onnx_program::{Binary, Op, Program, Provided, Reduce, StackIo, Step};
 
 /// Where the recurrence meets the rest of a whole model's graph.
 pub(super) struct Boundary<'g> {
@@ -43,8 +43,8 @@ macro_rules! whole_ops {
     () => {
         "rnn runs Gather, Shape, Constant, ConstantOfShape, Unsqueeze, Squeeze, Concat, \
          Transpose, Reshape, Slice, Expand, Cast, Identity, MatMul, Gemm, Add, Sub, Mul, Div, \
-         Softmax, LogSoftmax, Sigmoid, Tanh, Relu, Flatten, Equal and Where around the \
-         recurrence"
+         Softmax, LogSoftmax, Sigmoid, Tanh, Relu, Flatten, Equal, Where, ReduceSum, \
+         ReduceMean, ReduceMax and ReduceMin around the recurrence"
     };
 }
 
@@ -674,6 +674,36 @@ impl<'g> Reader<'g> {
             "Where" => {
                 known(&[])?;
                 Op::Where
+            }
+            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => {
+                // Axes as an attribute until ReduceSum's opset 13 and the others' 18, as an
+                // input since.
+                let since = if node.op_type == "ReduceSum" { 13 } else { 18 };
+                let input = node.input.get(1).is_some_and(|n| !n.is_empty());
+                let attribute = ints("axes");
+                if (opset >= since && attribute.is_some()) || (opset < since && input) {
+                    return Err(refuse(
+                        self.path,
+                        format!(
+                            "an ONNX {} whose axes are {} in a graph of opset {opset}",
+                            node_name(node),
+                            if input { "an input" } else { "an attribute" },
+                        ),
+                        advice,
+                    ));
+                }
+                known(&["axes", "keepdims", "noop_with_empty_axes"])?;
+                Op::Reduce {
+                    kind: match node.op_type.as_str() {
+                        "ReduceSum" => Reduce::Sum,
+                        "ReduceMean" => Reduce::Mean,
+                        "ReduceMax" => Reduce::Max,
+                        _ => Reduce::Min,
+                    },
+                    axes: attribute,
+                    keepdims: int("keepdims", 1) != 0,
+                    noop_with_empty_axes: int("noop_with_empty_axes", 0) != 0,
+                }
             }
             _ => return Err(unsupported()),
         };
