@@ -13,7 +13,7 @@ use rnn_core::around::{Activation, Merge};
 
 /// What a config says of its model: the metadata keys of the reader's notes, the RNN's
 /// configuration, and the layers around it where rnn runs the model whole.
-pub(super) type Described = (HashMap<String, String>, Recorded, Option<Graph>);
+pub(crate) type Described = (HashMap<String, String>, Recorded, Option<Graph>);
 
 /// One recurrent layer of a `.keras` config.
 #[derive(Debug)]
@@ -471,7 +471,7 @@ fn part(
             n if n == count => Ok(found),
             0 => Err(format!(
                 "expected {count} weight tensors, found none by this layer (rnn runs whole \
-                 models from .keras files and Keras HDF5 files)"
+                 models from .keras files, Keras HDF5 files and tf-keras SavedModel folders)"
             )),
             n => Err(format!("expected {count} weight tensors, found {n}")),
         }

@@ -12,7 +12,7 @@
 //! Keras's default numbering only. A `.keras` archive's `config.json` gives the order and the
 //! options, recorded as the file's typed configuration ([`crate::Recorded`]).
 
-mod config;
+pub(crate) mod config;
 mod h5;
 
 use std::collections::HashMap;
@@ -106,28 +106,25 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
     Ok(TensorFile::from_tensors(path, tensors, metadata))
 }
 
-/// The notes and configuration a tf-keras model config (`{"class_name": …, "config": …}`) records, checked
-/// against `layers`, the model's layers with weights by name, each with whether it is
-/// recurrent (a SavedModel's, whose variables the checkpoint's object graph names).
+/// The notes, configuration and whole model a tf-keras model config (`{"class_name": …,
+/// "config": …}`) records, checked against `layers`: the model's layers with weights by name,
+/// each with whether it is recurrent and its tensors in the layer's order (a SavedModel's,
+/// whose variables the checkpoint's object graph names).
 pub(crate) fn config_metadata(
     config: &Value,
-    layers: &[(String, bool)],
-) -> std::result::Result<(HashMap<String, String>, crate::Recorded), String> {
+    layers: &[(String, bool, Vec<String>)],
+) -> std::result::Result<config::Described, String> {
     // A SavedModel with keras_metadata.pb is tf-keras's (Keras 2).
     let model = model_config(config, true)?;
     let layers: Vec<h5::H5Layer> = layers
         .iter()
-        .map(|(name, recurrent)| h5::H5Layer {
-            weights: Vec::new(),
+        .map(|(name, recurrent, weights)| h5::H5Layer {
+            weights: weights.clone(),
             name: name.clone(),
             recurrent: *recurrent,
         })
         .collect();
-    // A SavedModel's layers are read from its checkpoint, without the weights of the layers
-    // around the RNN by layer, so it never runs whole (its model_config refuses them by name).
-    model
-        .metadata(&layers)
-        .map(|(meta, recorded, _)| (meta, recorded))
+    model.metadata(&layers)
 }
 
 /// Whether a file's `keras_version` is tf-keras's (2.x); Keras 3 writes 3.x.

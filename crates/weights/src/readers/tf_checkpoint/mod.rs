@@ -137,10 +137,11 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
     if let (Some(entry), Some(keras)) = (&object_graph, saved_model) {
         if !tensors.is_empty() {
             let graph = object_graph_bytes(&mut shards, entry, &malformed)?;
-            let (tensors, metadata, recorded) =
+            let (tensors, metadata, recorded, whole) =
                 saved_model::keras_names(&index_path, &graph, &keras, tensors)?;
             return Ok(TensorFile::from_tensors(&index_path, tensors, metadata)
                 .with_recorded(recorded)
+                .with_graph(whole)
                 .with_unloadable(unloadable));
         }
     }

@@ -90,6 +90,7 @@ type Named = (
     BTreeMap<String, Tensor>,
     HashMap<String, String>,
     crate::Recorded,
+    Option<crate::Graph>,
 );
 
 /// The variables named as tf-keras's `.h5` names them, with the notes and configuration the
@@ -155,7 +156,8 @@ pub(super) fn keras_names(
     // Each object's Keras name and class, read once.
     let mut described: HashMap<String, (String, String)> = HashMap::new();
     let mut renamed = BTreeMap::new();
-    let mut layers: Vec<(String, bool)> = Vec::new();
+    // Each layer with weights: whether it is recurrent, and its tensors.
+    let mut layers: Vec<(String, bool, Vec<String>)> = Vec::new();
     for (key, tensor) in tensors {
         let Some(path) = paths.get(key.as_str()) else {
             return Err(malformed(
@@ -196,10 +198,23 @@ pub(super) fn keras_names(
         let var = path.last().map_or("", String::as_str);
         let recurrent = layer.is_some();
         let layer = layer.unwrap_or_else(|| names.first().cloned().unwrap_or_default());
-        if !layers.iter().any(|(l, _)| *l == layer) {
-            layers.push((layer, recurrent));
+        let name = format!("{}/{var}", names.join("/"));
+        match layers.iter_mut().find(|(l, ..)| *l == layer) {
+            Some((.., weights)) => weights.push(name.clone()),
+            None => layers.push((layer, recurrent, vec![name.clone()])),
         }
-        renamed.insert(format!("{}/{var}", names.join("/")), tensor);
+        renamed.insert(name, tensor);
+    }
+    // A layer's tensors in Keras's order (its kernel or table, then its bias), as an HDF5 file
+    // lists them; the checkpoint's keys come sorted by name.
+    let rank = |name: &String| match name.rsplit('/').next() {
+        Some("kernel" | "embeddings") => 0,
+        Some("recurrent_kernel") => 1,
+        Some("bias") => 2,
+        _ => 3,
+    };
+    for (.., weights) in &mut layers {
+        weights.sort_by_key(|w| (rank(w), w.clone()));
     }
     let root = json("root")?.unwrap_or(Value::Null);
     let Some(config) = root.get("model_config") else {
@@ -209,9 +224,9 @@ pub(super) fn keras_names(
             "expected the model's config (`model_config` of the object `root`), found none".into(),
         ));
     };
-    let (metadata, recorded) = crate::readers::keras::config_metadata(config, &layers)
+    let (metadata, recorded, graph) = crate::readers::keras::config_metadata(config, &layers)
         .map_err(|e| malformed("Keras SavedModel metadata", metadata_path, e))?;
-    Ok((renamed, metadata, recorded))
+    Ok((renamed, metadata, recorded, graph))
 }
 
 /// What the object graph's root is.
@@ -288,6 +303,7 @@ fn variable_paths(graph: &TrackableObjectGraph, root: Root) -> HashMap<&str, Vec
                 || matches!(
                     name,
                     "cell"
+                        | "layer"
                         | "forward_layer"
                         | "backward_layer"
                         | "_functional"
