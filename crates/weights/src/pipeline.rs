@@ -100,15 +100,25 @@ impl Model {
     }
 
     /// A whole model's widest layer output (features per step), for what a run allocates per
-    /// step of each sequence; `None` for an RNN run alone.
+    /// step of each sequence, with the values its layers after the RNN hold until the outputs
+    /// are taken counted as more layers that wide ([`Model::head_budget`], four values to a
+    /// layer); `None` for an RNN run alone.
     pub fn widest_layer(&self) -> Option<usize> {
         let whole = self.whole.as_ref()?;
         if let Some(program) = &whole.onnx {
             return Some(program.widest);
         }
+        Some(
+            self.widest_base(whole)
+                .saturating_mul(1 + head_reads(whole).div_ceil(4)),
+        )
+    }
+
+    /// The widest output of a Keras whole model's layers, its RNN's and its input.
+    fn widest_base(&self, whole: &Whole) -> usize {
         let rnn =
             self.rnn.hidden_sizes().into_iter().max().unwrap_or(0) * self.rnn.num_directions();
-        let widest = whole
+        whole
             .before
             .iter()
             .chain(whole.after.iter().filter_map(|(op, _)| match op {
@@ -116,17 +126,19 @@ impl Model {
                 _ => None,
             }))
             .map(rnn_core::around::Layer::width)
-            .fold(rnn.max(self.rnn.input_size()), usize::max);
-        Some(widest)
+            .fold(rnn.max(self.rnn.input_size()), usize::max)
     }
 
     /// The elements a whole model's layers after the RNN may hold together on `positions`
-    /// steps of sequences: four times its widest layer's output at each.
+    /// steps of sequences: its widest layer's output at each, four times and once more for each
+    /// input the layers after the RNN read (each value as wide as what it reads, a
+    /// concatenation as wide as all it joins).
     fn head_budget(&self, positions: usize) -> usize {
-        self.widest_layer()
-            .unwrap_or(0)
-            .saturating_mul(positions)
-            .saturating_mul(4)
+        self.whole.as_ref().map_or(0, |whole| {
+            self.widest_base(whole)
+                .saturating_mul(positions)
+                .saturating_mul(head_reads(whole).saturating_add(4))
+        })
     }
 
     /// Whether the model takes token ids (its first layer is an embedding), and of how large
@@ -527,6 +539,11 @@ impl Stream {
     }
 }
 
+/// The inputs a Keras whole model's layers after the RNN read, together.
+fn head_reads(whole: &Whole) -> usize {
+    whole.after.iter().map(|(_, inputs)| inputs.len()).sum()
+}
+
 /// Refuses the options that a whole model's own layers settle: step form (its input is one
 /// tensor) and a mask value (its `Masking` and `Embedding` layers make its masks).
 fn whole_options(read: &ReadOptions, form: Form, alone: &str) -> Result<()> {
@@ -543,6 +560,24 @@ fn whole_options(read: &ReadOptions, form: Form, alone: &str) -> Result<()> {
             option: "mask_value",
             reason: format!(
                 "the model is run whole, and its own layers make its masks; {alone} to give one"
+            ),
+        });
+    }
+    // The file settles the RNN's options and the input's layout for a whole model.
+    let set: [(&'static str, bool); 6] = [
+        ("nonlinearity", !read.nonlinearity.is_empty()),
+        ("go_backwards", read.go_backwards),
+        ("merge_mode", !read.merge_mode.is_empty()),
+        ("masked_steps", read.masked_steps.is_some()),
+        ("clip", !read.clip.is_empty()),
+        ("batch_first", read.batch_first.is_some()),
+    ];
+    if let Some((option, _)) = set.iter().find(|(_, given)| *given) {
+        return Err(WeightsError::Option {
+            option,
+            reason: format!(
+                "the model is run whole, as its file records it (its layers' options and its \
+                 input's layout); {alone} to give the RNN's options"
             ),
         });
     }

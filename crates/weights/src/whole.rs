@@ -95,7 +95,8 @@ impl Whole {
             if held > budget {
                 return Err(candle_core::Error::Msg(format!(
                     "the layers after the RNN would hold {held} values, more than {budget} \
-                     (four times the widest layer's output at each step of each sequence)"
+                     (the widest layer's output at each step of each sequence, four times and \
+                     once more for each input those layers read)"
                 )));
             }
             let y = match (op, x.as_slice()) {

@@ -51,6 +51,16 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         let format = rnn_weights::FileFormat::for_output(path, args.output_format)
             .map_err(anyhow::Error::msg)?;
         let output = results.output.to_device(&candle_core::Device::Cpu)?;
+        let several = prepared.output_names().filter(|names| names.len() > 1);
+        if let (true, Some(names)) = (format.holds_one_array(), several) {
+            bail!(
+                "cannot write the outputs: {}: the file holds one array, and the model has {} \
+                 outputs ({}); write .npz, .json or .safetensors",
+                path.display(),
+                names.len(),
+                names.join(", ")
+            );
+        }
         write_outputs(path, format, &outputs, &output, rnn.batch_first())?;
         return Ok(Outcome::Success);
     }

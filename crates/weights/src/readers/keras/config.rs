@@ -315,6 +315,20 @@ impl ModelConfig {
                 }
             };
             let merge = matches!(part.kind, PartKind::Merge(_));
+            let masked_at_steps = matches!(
+                part.kind,
+                PartKind::Merge(Merge::Maximum | Merge::Minimum | Merge::Multiply)
+            );
+            if masked && masked_at_steps && !self.keras2 {
+                // Keras 3 gives masked steps a value of its own there: Maximum and Minimum the
+                // unmasked input's, Multiply 1 for a masked input and 0 where all are masked.
+                blockers.push(format!(
+                    "{} ({}: over inputs Keras 3 gives the step mask to, whose masked steps it \
+                     computes otherwise; rnn runs Concatenate, Add, Subtract and Average there)",
+                    layer.name, layer.class
+                ));
+                continue;
+            }
             let fits = match &part.kind {
                 PartKind::Merge(rnn_core::around::Merge::Subtract) => inputs.len() == 2,
                 PartKind::Merge(_) => !inputs.is_empty(),
@@ -445,11 +459,14 @@ fn unique_names(named: Vec<(String, Source)>) -> Vec<(String, Source)> {
 
 /// The layers that compute nothing at inference (Keras's `predict`), through which the mask
 /// passes.
-const IDENTITIES: [&str; 4] = [
+const IDENTITIES: [&str; 7] = [
     "Dropout",
     "SpatialDropout1D",
     "GaussianNoise",
     "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "Identity",
 ];
 
 /// The layer as a [`Part`] of a whole model, or why rnn does not run it there. `first`: it
@@ -749,9 +766,9 @@ fn flatten<'a>(
         "Sequential" => {}
         "Functional" | "Model" => {
             let ops = mask_ops(layers);
-            let outputs = output_refs(&model["config"]["output_layers"]);
+            let outputs = output_refs(&model["config"]["output_layers"])?;
             let last_rnn = layers.iter().rposition(recurrent);
-            if let (0, Some(last)) = (depth, last_rnn) {
+            if let (0, Some(last), false) = (depth, last_rnn, outputs.is_empty()) {
                 chain = last + 1;
                 check_chain(&layers[..chain], &ops)?;
                 wiring.outputs = outputs;
@@ -767,9 +784,10 @@ fn flatten<'a>(
                 let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
                 if !outputs.is_empty() && (names.len() != 1 || Some(names[0]) != last) {
                     return Err(format!(
-                        "the model's outputs are {}, not its last layer {last:?} alone; rnn \
+                        "the model's outputs are {}, not its last layer `{}` alone; rnn \
                          reads nested Functional models that are one chain to one output",
-                        model["config"]["output_layers"]
+                        model["config"]["output_layers"],
+                        last.unwrap_or("")
                     ));
                 }
             }
@@ -856,21 +874,30 @@ fn recurrent(layer: &Value) -> bool {
 }
 
 /// A Functional model's `output_layers`: `[[name, node, tensor], …]`, or one flat `[name,
-/// node, tensor]` (Keras 3's way of writing a single output).
-fn output_refs(value: &Value) -> Vec<Ref> {
+/// node, tensor]` (Keras 3's way of writing a single output); none where the config gives
+/// none. `Err` for any other structure (a dict, a nested list), whose order and names rnn does
+/// not read.
+fn output_refs(value: &Value) -> std::result::Result<Vec<Ref>, String> {
     let one = |v: &Value| -> Option<Ref> {
-        Some((
-            v[0].as_str()?.to_string(),
-            v[2].as_u64().unwrap_or(0) as usize,
-        ))
-    };
-    match value {
-        Value::Array(o) if o.first().is_some_and(Value::is_string) => {
-            one(value).into_iter().collect()
+        match v.as_array()?.as_slice() {
+            [Value::String(name), Value::Number(_), Value::Number(t)] => {
+                Some((name.clone(), usize::try_from(t.as_u64()?).ok()?))
+            }
+            _ => None,
         }
-        Value::Array(o) => o.iter().filter_map(one).collect(),
-        _ => Vec::new(),
-    }
+    };
+    let refs = match value {
+        Value::Null => Some(Vec::new()),
+        Value::Array(o) if o.first().is_some_and(Value::is_string) => one(value).map(|r| vec![r]),
+        Value::Array(o) if !o.is_empty() => o.iter().map(one).collect(),
+        _ => None,
+    };
+    refs.ok_or_else(|| {
+        format!(
+            "the model's outputs are {value}, a structure rnn does not read (it reads a list of \
+             outputs); build the model with its outputs as a list"
+        )
+    })
 }
 
 /// The mask a layer that rnn does not run makes, in words: Keras's `Embedding(mask_zero=True)`
@@ -1113,6 +1140,7 @@ fn stacked_cells(
     let cells = cfg["cell"]["config"]["cells"]
         .as_array()
         .ok_or_else(|| format!("layer `{name}`: expected StackedRNNCells with a list of cells"))?;
+    time_major(cfg, name)?;
     if cfg["go_backwards"].as_bool() == Some(true) {
         return Err(format!(
             "layer `{name}` runs stacked cells with go_backwards=True, which rnn does not run; \
@@ -1155,6 +1183,18 @@ fn keras_nonlinearity(name: &str, keras2: bool) -> Option<Nonlinearity> {
     Nonlinearity::from_name(name)
 }
 
+/// Refuses tf-keras's `time_major=True`: the layer reads `[steps, batch, features]`, where
+/// every other Keras layer, and rnn's reading of a Keras model, is batch-first.
+fn time_major(cfg: &Value, name: &str) -> std::result::Result<(), String> {
+    match cfg["time_major"].as_bool() {
+        Some(true) => Err(format!(
+            "layer `{name}` has time_major=True, which rnn does not read; build it batch-first \
+             (the default) and transpose the input"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// One recurrent layer's options, refused where rnn cannot run it as configured.
 fn rnn_layer(
     class: &str,
@@ -1164,6 +1204,7 @@ fn rnn_layer(
 ) -> std::result::Result<RnnLayer, String> {
     let simple = |cfg: &Value, what: &str| -> std::result::Result<RnnLayer, String> {
         let name = cfg["name"].as_str().unwrap_or(what).to_string();
+        time_major(cfg, &name)?;
         let flag = |key: &str, default: bool| cfg[key].as_bool().unwrap_or(default);
         let activation = cfg["activation"].as_str().unwrap_or("tanh");
         let activation = keras_nonlinearity(activation, keras2).ok_or_else(|| {
@@ -1187,6 +1228,7 @@ fn rnn_layer(
         // `RNN(SimpleRNNCell(…))`, unrolled or not, computes what `SimpleRNN` does: the cell
         // gives units and activation, the RNN layer its direction and what it returns.
         "RNN" if cfg["cell"]["class_name"].as_str() == Some("SimpleRNNCell") => {
+            time_major(cfg, name)?;
             let flag = |key: &str| cfg[key].as_bool().unwrap_or(false);
             Ok(RnnLayer {
                 name: name.to_string(),
@@ -1854,5 +1896,60 @@ mod tests {
         let embedding = serde_json::json!({"class_name": "Embedding", "config": {"name": "m",
             "mask_zero": true}, "inbound_nodes": [[["x", 0, 0, {}]]]});
         assert!(model_config(&model(embedding, 0.0), false).is_err());
+    }
+
+    #[test]
+    fn keras_3_s_own_masked_merges_dicts_of_outputs_and_time_major_are_refused() {
+        let masked = |class: &str| {
+            functional(
+                &[
+                    (
+                        "Embedding",
+                        "embedding",
+                        serde_json::json!({"mask_zero": true}),
+                        &[("in", 0)],
+                    ),
+                    ("SimpleRNN", "rnn", rnn_config(true), &[("embedding", 0)]),
+                    ("Dense", "dense", serde_json::json!({}), &[("rnn", 0)]),
+                    (
+                        class,
+                        "m",
+                        serde_json::json!({}),
+                        &[("dense", 0), ("rnn", 0)],
+                    ),
+                ],
+                &[("m", 0)],
+            )
+            .unwrap()
+        };
+        // Keras 3 gives masked steps values of its own in Maximum, Minimum and Multiply.
+        for class in ["Maximum", "Minimum", "Multiply"] {
+            let why = masked(class).unwrap_err().join("; ");
+            assert!(why.contains("computes otherwise"), "{class}: {why}");
+        }
+        for class in ["Add", "Subtract", "Average", "Concatenate"] {
+            assert!(masked(class).is_ok(), "{class}");
+        }
+        // Outputs as a dict or a nested list: their order and names are not a list's.
+        let model = |outputs: Value| {
+            serde_json::json!({"class_name": "Functional", "config": {"layers": [
+                {"class_name": "InputLayer", "config": {"name": "in"}, "inbound_nodes": []},
+                {"class_name": "SimpleRNN", "config": {"name": "rnn", "units": 3},
+                 "inbound_nodes": [[["in", 0, 0, {}]]]},
+            ], "output_layers": outputs}})
+        };
+        for outputs in [
+            serde_json::json!({"out": ["rnn", 0, 0]}),
+            serde_json::json!([[["rnn", 0, 0]], ["rnn", 0, 1]]),
+        ] {
+            let err = model_config(&model(outputs), true).unwrap_err();
+            assert!(err.contains("a structure rnn does not read"), "{err}");
+        }
+        assert!(model_config(&model(serde_json::json!([["rnn", 0, 0]])), true).is_ok());
+        // tf-keras's time_major=True reads [steps, batch, features].
+        let mut tm = model(serde_json::json!([["rnn", 0, 0]]));
+        tm["config"]["layers"][1]["config"]["time_major"] = serde_json::json!(true);
+        let err = model_config(&tm, true).unwrap_err();
+        assert!(err.contains("time_major=True"), "{err}");
     }
 }
