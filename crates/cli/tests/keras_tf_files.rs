@@ -309,6 +309,8 @@ fn return_state_states_read_by_a_head_and_given_as_outputs() {
 #[test]
 fn every_merge_layer_over_the_states_of_two_layers_under_a_mask_with_holes() {
     check("keras_whole_merges.keras", "keras_whole_merges");
+    // A head on the lower layer's state, which Keras lists before the top recurrent layer.
+    check("keras_whole_lower_head.keras", "keras_whole_lower_head");
 }
 
 #[test]

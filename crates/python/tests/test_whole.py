@@ -44,6 +44,7 @@ SEVERAL = [
     ("keras_whole_merges.keras", ["out", "lower"]),
     ("keras_whole_nested.keras", ["tags", "gate"]),
     ("keras_whole_nested_head.keras", ["head", "from_state"]),
+    ("keras_whole_lower_head.keras", ["head", "upper"]),
     ("tfkeras_whole_states.h5", ["topic", "birnn", "tags", "birnn_1", "birnn_2"]),
     # A tf-keras SavedModel folder (xtask/fixtures/tfkeras_saved_models.py).
     ("tfkeras_savedmodel_whole", ["tags", "topic"]),

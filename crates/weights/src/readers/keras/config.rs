@@ -250,7 +250,7 @@ impl ModelConfig {
         });
         // Per layer after the RNN: its rank and whether Keras gives it the step mask (which
         // passes through the RNN where it returns every step, and on until a Flatten).
-        let mut seen: Vec<(&str, usize, bool)> = Vec::new();
+        let mut seen = Seen::default();
         let (mut before, mut after) = (Vec::new(), Vec::new());
         let mut first = true;
         for layer in &self.around {
@@ -277,7 +277,7 @@ impl ModelConfig {
                 Ok(inputs) => inputs,
                 Err(why) => {
                     blockers.push(format!("{} ({}: reads {why})", layer.name, layer.class));
-                    seen.push((&layer.name, 0, false));
+                    seen.push(&layer.name, 0, false);
                     continue;
                 }
             };
@@ -287,7 +287,7 @@ impl ModelConfig {
                     rnn_masked && return_sequences,
                 ),
                 Source::State(_) => (2, false),
-                Source::Layer(j) => (seen[j].1, seen[j].2),
+                Source::Layer(j) => seen.shapes[j],
             };
             let ranks: Vec<usize> = inputs.iter().map(|s| shape(s).0).collect();
             let masked = inputs.iter().any(|s| shape(s).1) && layer.class != "Flatten";
@@ -295,7 +295,7 @@ impl ModelConfig {
                 "Flatten" => 2,
                 _ => ranks.first().copied().unwrap_or(0),
             };
-            seen.push((&layer.name, rank, masked));
+            seen.push(&layer.name, rank, masked);
             if masked && layer.class == "Softmax" {
                 // Keras's Softmax adds a large negative where its mask is false, broadcasting
                 // a [batch, steps] mask against its input's last axes.
@@ -378,13 +378,13 @@ impl ModelConfig {
 
     /// Where the layer output `r` comes from for a layer after the RNN, the layers after it
     /// seen so far being `seen`; `Err` says why rnn does not give it, in words.
-    fn source(&self, r: &Ref, seen: &[(&str, usize, bool)]) -> std::result::Result<Source, String> {
+    fn source(&self, r: &Ref, seen: &Seen) -> std::result::Result<Source, String> {
         let r = match &self.wiring {
             Some(w) => w.resolve(r)?,
             None => r.clone(),
         };
         let (name, tensor) = (r.0.as_str(), r.1);
-        if let Some(j) = seen.iter().position(|(n, ..)| *n == name) {
+        if let Some(&j) = seen.index.get(name) {
             return match tensor {
                 0 => Ok(Source::Layer(j)),
                 t => Err(format!("output {t} of `{name}`, which has one")),
@@ -433,6 +433,21 @@ impl ModelConfig {
         Err(format!(
             "`{name}`, which is not a layer rnn runs after the RNN"
         ))
+    }
+}
+
+/// The layers after the RNN read so far: each one's index by name, and its rank and whether
+/// Keras gives it the step mask.
+#[derive(Default)]
+struct Seen<'a> {
+    index: HashMap<&'a str, usize>,
+    shapes: Vec<(usize, bool)>,
+}
+
+impl<'a> Seen<'a> {
+    fn push(&mut self, name: &'a str, rank: usize, masked: bool) {
+        self.index.entry(name).or_insert(self.shapes.len());
+        self.shapes.push((rank, masked));
     }
 }
 
@@ -761,7 +776,10 @@ fn flatten<'a>(
     }
     // Where the chain ends: the whole list, or for the outermost Functional model its last
     // recurrent layer, past which `wiring` records what each layer reads.
-    let mut chain = layers.len();
+    // The layers of the chain in order: the whole list, or for the outermost Functional model
+    // the path from its input to its last recurrent layer, past which (whatever their place
+    // in the list) `wiring` records what each other layer reads.
+    let mut chain: Vec<usize> = (0..layers.len()).collect();
     match class {
         "Sequential" => {}
         "Functional" | "Model" => {
@@ -769,8 +787,19 @@ fn flatten<'a>(
             let outputs = output_refs(&model["config"]["output_layers"])?;
             let last_rnn = layers.iter().rposition(recurrent);
             if let (0, Some(last), false) = (depth, last_rnn, outputs.is_empty()) {
-                chain = last + 1;
-                check_chain(&layers[..chain], &ops)?;
+                chain = path_to(layers, last, &ops);
+                let on_chain: Vec<Value> = chain.iter().map(|&k| layers[k].clone()).collect();
+                check_chain(&on_chain, &ops)?;
+                let member = membership(&chain, layers.len());
+                if let Some(off) = (0..layers.len()).find(|&k| !member[k] && recurrent(&layers[k]))
+                {
+                    return Err(format!(
+                        "layer `{}` is recurrent and off the path from the model's input to \
+                         `{}`; rnn runs one stack of recurrent layers",
+                        layers[off]["config"]["name"].as_str().unwrap_or(""),
+                        layers[last]["config"]["name"].as_str().unwrap_or("")
+                    ));
+                }
                 wiring.outputs = outputs;
             } else {
                 check_chain(layers, &ops)?;
@@ -799,7 +828,17 @@ fn flatten<'a>(
             ))
         }
     }
-    for (k, layer) in layers.iter().enumerate() {
+    // The chain first, then the others in the list's order (Keras lists each layer after
+    // those it reads).
+    let member = membership(&chain, layers.len());
+    let order: Vec<usize> = chain
+        .iter()
+        .copied()
+        .chain((0..layers.len()).filter(|&k| !member[k]))
+        .collect();
+    for k in order {
+        let layer = &layers[k];
+        let on_chain = member[k];
         let name = layer["config"]["name"].as_str().unwrap_or("");
         if masks.iter().any(|m| m.name == name) {
             continue;
@@ -821,7 +860,7 @@ fn flatten<'a>(
         } else {
             out.push((scope.to_string(), layer));
         }
-        if depth > 0 || !(nested || k >= chain) {
+        if depth > 0 || (on_chain && !nested) {
             continue;
         }
         // The outermost model: a nested model stands for its last layer; past the chain, each
@@ -836,7 +875,7 @@ fn flatten<'a>(
                 wiring.aliases.insert(name.to_string(), (last.clone(), 0));
             }
         }
-        if k < chain {
+        if on_chain {
             continue;
         }
         if layer["inbound_nodes"]
@@ -860,6 +899,49 @@ fn flatten<'a>(
         }
     }
     Ok(())
+}
+
+/// The indices in `layers` of the path that ends at `last`, walked back through each layer's
+/// one input (the mask ops in `masks` aside) to a layer that reads none, in order from it. The
+/// walk stops at a layer of any other number of inputs, which then begins the path (and
+/// [`check_chain`] refuses it); each layer is visited once.
+fn path_to(layers: &[Value], last: usize, masks: &[MaskOp]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = layers
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (l["config"]["name"].as_str().unwrap_or(""), k))
+        .collect();
+    let mut path = vec![last];
+    let mut seen = vec![false; layers.len()];
+    seen[last] = true;
+    let mut at = last;
+    loop {
+        let mut reads = inbound_refs(&layers[at]["inbound_nodes"]);
+        reads.retain(|(n, _)| !masks.iter().any(|m| m.name == *n));
+        let next = match reads.as_slice() {
+            [(name, _)] => index.get(name.as_str()).copied(),
+            _ => None,
+        };
+        match next {
+            Some(k) if !seen[k] => {
+                seen[k] = true;
+                path.push(k);
+                at = k;
+            }
+            _ => break,
+        }
+    }
+    path.reverse();
+    path
+}
+
+/// `len` flags, true at each index in `indices`.
+fn membership(indices: &[usize], len: usize) -> Vec<bool> {
+    let mut member = vec![false; len];
+    for &k in indices {
+        member[k] = true;
+    }
+    member
 }
 
 /// Whether a layer of a model's list is recurrent, or a nested model holding one.
@@ -1951,5 +2033,49 @@ mod tests {
         tm["config"]["layers"][1]["config"]["time_major"] = serde_json::json!(true);
         let err = model_config(&tm, true).unwrap_err();
         assert!(err.contains("time_major=True"), "{err}");
+    }
+
+    #[test]
+    fn the_chain_is_the_path_to_the_top_recurrent_layer_wherever_keras_lists_the_rest() {
+        let embedding = || {
+            (
+                "Embedding",
+                "embedding",
+                serde_json::json!({"mask_zero": false}),
+                &[("in", 0)][..],
+            )
+        };
+        // A head on the lower layer's state listed before the top layer.
+        let graph = functional(
+            &[
+                embedding(),
+                ("SimpleRNN", "lower", rnn_config(true), &[("embedding", 0)]),
+                ("Dense", "dense", serde_json::json!({}), &[("lower", 1)]),
+                ("SimpleRNN", "rnn", rnn_config(false), &[("lower", 0)]),
+            ],
+            &[("dense", 0), ("rnn", 0)],
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        assert_eq!(graph.after[0].inputs, [Source::State(0)]);
+        assert_eq!(graph.outputs[1].1, Source::Output);
+        // Two recurrent layers side by side on the embedding: not one stack.
+        let err = functional(
+            &[
+                embedding(),
+                ("SimpleRNN", "lower", rnn_config(false), &[("embedding", 0)]),
+                ("SimpleRNN", "rnn", rnn_config(false), &[("embedding", 0)]),
+                (
+                    "Add",
+                    "add",
+                    serde_json::json!({}),
+                    &[("lower", 0), ("rnn", 0)],
+                ),
+            ],
+            &[("add", 0)],
+        )
+        .unwrap_err();
+        assert!(err.contains("off the path"), "{err}");
     }
 }
