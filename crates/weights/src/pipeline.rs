@@ -101,8 +101,8 @@ impl Model {
 
     /// A whole model's widest layer output (features per step), for what a run allocates per
     /// step of each sequence, with the values its layers after the RNN hold until the outputs
-    /// are taken counted as more layers that wide ([`Model::head_budget`], four values to a
-    /// layer); `None` for an RNN run alone.
+    /// are taken counted as more layers that wide (four values to a layer); `None` for an RNN
+    /// run alone.
     pub fn widest_layer(&self) -> Option<usize> {
         let whole = self.whole.as_ref()?;
         if let Some(program) = &whole.onnx {
