@@ -118,6 +118,15 @@ pub enum WeightsError {
         /// The tensors that are there.
         found: Vec<String>,
     },
+    /// A model file that `rnn` reads, whose model's structure it does not run (a Keras model
+    /// of two inputs, a shared layer): `reason` in words.
+    #[error("{}: rnn does not run this model: {reason}", path.display())]
+    NotRun {
+        /// The file.
+        path: PathBuf,
+        /// What in the model, and why, in words.
+        reason: String,
+    },
     /// A file of a known format that `rnn` does not read.
     #[error("{}: {format}, which rnn does not read; {advice}", path.display())]
     Unsupported {

@@ -54,8 +54,10 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         .is_some_and(|m| written_by_keras2(m["keras_version"].as_str()));
     let config: Value = serde_json::from_slice(&config)
         .map_err(|e| malformed(format!("config.json is not valid JSON: {e}")))?;
-    let model =
-        model_config(&config, keras2).map_err(|e| malformed(format!("config.json: {e}")))?;
+    let model = model_config(&config, keras2).map_err(|reason| WeightsError::NotRun {
+        path: path.to_owned(),
+        reason: format!("config.json: {reason}"),
+    })?;
     let h5 = read_h5(path, &weights)?;
     let (metadata, recorded, graph) = model.metadata(&h5.layers).map_err(malformed)?;
     Ok(TensorFile::from_tensors(path, h5.tensors, metadata)
@@ -87,8 +89,12 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         }
         let config: Value = serde_json::from_str(&config)
             .map_err(|e| malformed(format!("model_config is not valid JSON: {e}")))?;
-        let model = model_config(&config, written_by_keras2(keras_version.as_deref()))
-            .map_err(|e| malformed(format!("model_config: {e}")))?;
+        let model = model_config(&config, written_by_keras2(keras_version.as_deref())).map_err(
+            |reason| WeightsError::NotRun {
+                path: path.to_owned(),
+                reason: format!("model_config: {reason}"),
+            },
+        )?;
         let (metadata, recorded, graph) = model.metadata(&layers).map_err(malformed)?;
         return Ok(TensorFile::from_tensors(path, tensors, metadata)
             .with_recorded(recorded)
