@@ -52,6 +52,19 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         .ok()
         .and_then(|m| serde_json::from_slice::<Value>(&m).ok())
         .is_some_and(|m| written_by_keras2(m["keras_version"].as_str()));
+    if keras2 {
+        // tf-keras's model.weights.h5 keys each layer's group by its class and place (no
+        // layer names inside), which rnn does not tie to the config's layers.
+        return Err(WeightsError::Unsupported {
+            path: path.to_owned(),
+            format: "a tf-keras .keras archive (its weights keyed by class and order, not by \
+                     layer)"
+                .into(),
+            advice: "save the model with tf-keras as model.save(\"m.h5\") or as a SavedModel \
+                     folder, which rnn reads"
+                .into(),
+        });
+    }
     let config: Value = serde_json::from_slice(&config)
         .map_err(|e| malformed(format!("config.json is not valid JSON: {e}")))?;
     let model = model_config(&config, keras2).map_err(|reason| WeightsError::NotRun {
