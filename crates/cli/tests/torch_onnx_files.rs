@@ -147,8 +147,8 @@ fn onnx_whole_models_run_from_their_input_to_their_outputs() {
         // Two recurrences (the second evaluated as the graph says) and one run twice.
         ("onnx_whole_dynamo_two_rnns", 1),
         ("onnx_whole_dynamo_twice", 1),
-        // Mean, max, min and sum over the steps (`onnx_whole_pooled.py`): ReduceMean's axes an
-        // attribute (opset 17) and an input (opset 18).
+        // Mean, max, min and sum over the steps (`onnx_whole_pooled.py`), from both exporters
+        // (opset 18: the axes an input).
         ("onnx_whole_pooled", 1),
         ("onnx_whole_dynamo_pooled", 1),
         ("tf2onnx_whole_classifier", 1),
