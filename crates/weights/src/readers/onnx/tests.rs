@@ -755,3 +755,45 @@ fn a_whole_model_whose_nodes_read_each_other_is_refused() {
     let e = read_bytes(&cyclic.encode_to_vec()).unwrap_err().to_string();
     assert!(e.contains("a cycle"), "{e}");
 }
+
+/// Before ReduceMean's opset 18 its axes are an attribute and it has no `noop_with_empty_axes`
+/// (ONNX Runtime rejects such a graph); rnn reads the attribute form and refuses the
+/// attribute there, where ReduceSum (axes an input since opset 13) keeps it.
+#[test]
+fn noop_with_empty_axes_is_read_only_where_its_opset_has_it() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/files/onnx_whole_pooled.onnx"
+    );
+    let mut model = proto::Model::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    // The same graph as opset 17 writes it: ReduceMean, Max and Min take `axes = [1]`.
+    model.opset_import[0].version = 17;
+    let graph = model.graph.as_mut().unwrap();
+    for node in &mut graph.node {
+        if ["ReduceMean", "ReduceMax", "ReduceMin"].contains(&node.op_type.as_str()) {
+            node.input.truncate(1);
+            node.attribute.push(Attribute {
+                name: "axes".into(),
+                ints: vec![1],
+                r#type: 7,
+                ..Default::default()
+            });
+        }
+    }
+    let noop = Attribute {
+        name: "noop_with_empty_axes".into(),
+        r#type: 2,
+        ..Default::default()
+    };
+    let with_noop = |op: &str| {
+        let mut model = model.clone();
+        let graph = model.graph.as_mut().unwrap();
+        let node = graph.node.iter_mut().find(|n| n.op_type == op).unwrap();
+        node.attribute.push(noop.clone());
+        read_bytes(&model.encode_to_vec())
+    };
+    assert!(read_bytes(&model.encode_to_vec()).is_ok());
+    assert!(with_noop("ReduceSum").is_ok());
+    let e = with_noop("ReduceMean").unwrap_err().to_string();
+    assert!(e.contains("noop_with_empty_axes"), "{e}");
+}

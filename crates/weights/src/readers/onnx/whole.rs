@@ -692,7 +692,12 @@ impl<'g> Reader<'g> {
                         advice,
                     ));
                 }
-                known(&["axes", "keepdims", "noop_with_empty_axes"])?;
+                // `noop_with_empty_axes` came with the axes as an input.
+                if opset < since {
+                    known(&["axes", "keepdims"])?;
+                } else {
+                    known(&["axes", "keepdims", "noop_with_empty_axes"])?;
+                }
                 Op::Reduce {
                     kind: match node.op_type.as_str() {
                         "ReduceSum" => Reduce::Sum,
