@@ -10,7 +10,9 @@
 //!   run at that level; f64's tanh, the standard library's, in one pass over the step's
 //!   rows after the product), or as a separate pass after a row-wise register-blocked loop at the generic
 //!   level. With only a few sequences, the input projection of every step is one product up
-//!   front instead, summed in the same order.
+//!   front instead, summed in the same order. One sequence without lengths runs its whole
+//!   recurrence in one kernel call where the level has one (AVX-512, f32), the next step's
+//!   projection summed beside each step's chain of multiply-adds, again the same sums.
 //! - Which kernels run is the run's [`level::KernelLevel`]; every product sums each element
 //!   the same way whatever the rows it is given, so the thread count changes no number.
 //! - The state is the previous step's output, read in place (with variable lengths, a state
@@ -325,6 +327,22 @@ fn recurrence<T: Element>(
         // Each part's rows of every step's output, in time order.
         let mut outputs: Vec<Vec<Out<T>>> = Vec::new();
         let project_ahead = threads == 1 && batch < PROJECT_AHEAD_BELOW_ROWS;
+        // One sequence, where the level has a kernel for its whole recurrence.
+        let output = match packed {
+            Some(p) if batch == 1 && run.lengths.is_none() => {
+                let backward = matches!(run.direction, Direction::Backward);
+                let epilogue = (bias, run.activation);
+                match output.written_by_sequence(x, (&p.w_ih, &p.w_hh), &h, epilogue, backward) {
+                    Ok(output) => {
+                        let last = if backward { 0 } else { seq - 1 };
+                        h.copy_from_slice(&output[last * hidden..(last + 1) * hidden]);
+                        return;
+                    }
+                    Err(output) => output,
+                }
+            }
+            _ => output,
+        };
         if project_ahead {
             // One part: the inputs of every step are contiguous, and one product projects them.
             let output = output.zeroed();

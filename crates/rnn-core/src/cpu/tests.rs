@@ -337,6 +337,91 @@ fn the_backward_agrees_at_every_level() {
     }
 }
 
+/// One sequence runs its whole recurrence in one kernel where the level has one (AVX-512,
+/// f32), with the next step's projection summed beside each step's chain: its outputs and
+/// `h_n` are the same bits as the same sequence's row of a batch of 13 (each step's product
+/// over both weights), and as every other level with a micro-kernel, and hold to the
+/// reference. The shapes cover one and several panels (64 columns), a shared dimension
+/// longer than one pass (128) on either weight, inputs narrower and wider than the state, a
+/// single step, both directions and activations, with and without a bias.
+#[test]
+fn one_sequence_is_the_same_bits_as_a_row_of_a_batch() {
+    let dev = Device::Cpu;
+    let shapes = [(1, 1), (30, 17), (64, 64), (200, 100), (7, 140), (130, 65)];
+    let mut checked = 0;
+    for (case, &(input_size, hidden)) in shapes.iter().enumerate() {
+        for (seq, reverse, relu, bias) in [
+            (5, false, false, true),
+            (3, true, true, false),
+            (1, false, false, true),
+            (4, true, false, true),
+        ] {
+            let name = format!(
+                "input {input_size}, hidden {hidden}, seq {seq}, reverse {reverse}, relu {relu}, \
+                 bias {bias}"
+            );
+            let randn =
+                |shape: (usize, usize, usize)| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+            let others = 12;
+            let x = randn((seq, 1, input_size));
+            let x13 = Tensor::cat(&[&x, &randn((seq, others, input_size))], 1).unwrap();
+            let h0 = (randn((1, 1, hidden)).squeeze(0).unwrap() * 0.5).unwrap();
+            let h0_13 =
+                Tensor::cat(&[&h0, &randn((1, others, hidden)).squeeze(0).unwrap()], 0).unwrap();
+            let config = InitConfig {
+                input_size,
+                hidden_sizes: vec![hidden],
+                bidirectional: false,
+                bias,
+            };
+            let weights = uniform_weights(&config, case as u64, DType::F32, &dev).unwrap();
+            let act = if relu {
+                Nonlinearity::Relu
+            } else {
+                Nonlinearity::Tanh
+            };
+            let layer = RnnLayer::new(&weights[0][0], act).unwrap();
+            let packed = PackedWeights::default();
+            let run = |batch, level| Run {
+                seq,
+                batch,
+                input_size,
+                hidden,
+                direction: direction(reverse),
+                activation: fused(relu),
+                lengths: None,
+                threads: 1,
+                level,
+                packed: &packed,
+            };
+            let want = reference::<f32>(&layer, &run(1, KernelLevel::Generic), &x, &h0);
+            for level in KernelLevel::available() {
+                if level == KernelLevel::Generic {
+                    continue;
+                }
+                let one: Result2<f32> = fast(&layer, &run(1, level), &x, &h0);
+                let (out, h_n) = fast::<f32>(&layer, &run(13, level), &x13, &h0_13);
+                let row = |v: &[f32], rows: usize| -> Vec<f32> {
+                    v.chunks_exact(hidden)
+                        .step_by(1 + others)
+                        .take(rows)
+                        .flatten()
+                        .copied()
+                        .collect()
+                };
+                let in_batch = (row(&out, seq), row(&h_n, 1));
+                assert!(bits(&one) == bits(&in_batch), "{level}, {name}");
+                let off = worst(&one, &want);
+                assert!(off < 2e-5, "{level}, {name}: {off} from the reference");
+                checked += 1;
+            }
+        }
+    }
+    if checked == 0 {
+        eprintln!("skipped: this CPU has no AVX2, so no micro-kernel runs");
+    }
+}
+
 /// The fused activation a test's `relu` flag stands for.
 pub(crate) fn fused(relu: bool) -> Fused {
     if relu {

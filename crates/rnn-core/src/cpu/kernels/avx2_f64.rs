@@ -99,7 +99,7 @@ unsafe fn rows_product(
                     Operands {
                         // SAFETY: panel p holds b.k rows of NR values from (p·b.k)·NR on;
                         // row rows.start + r of lhs has b.k values.
-                        b: b.data.as_ptr().add((p * b.k + span.k0) * NR),
+                        b: b.panels().as_ptr().add((p * b.k + span.k0) * NR),
                         a: lhs.as_ptr().add((rows.start + r) * b.k + span.k0),
                         stride: b.k,
                         depth: span.depth,
@@ -162,7 +162,7 @@ unsafe fn wide_row(
     for span in spans {
         let (lhs, b) = terms[span.term];
         let a = lhs.as_ptr().add(row * b.k + span.k0);
-        let base = b.data.as_ptr().add((p0 * b.k + span.k0) * NR);
+        let base = b.panels().as_ptr().add((p0 * b.k + span.k0) * NR);
         let panel = b.k * NR;
         for ii in 0..span.depth {
             let x = _mm256_set1_pd(*a.add(ii));

@@ -100,7 +100,7 @@ unsafe fn rows_product(
                     Operands {
                         // SAFETY: panel p holds b.k rows of NR values from (p·b.k)·NR on;
                         // row rows.start + r of lhs has b.k values.
-                        b: b.data.as_ptr().add((p * b.k + span.k0) * NR),
+                        b: b.panels().as_ptr().add((p * b.k + span.k0) * NR),
                         a: lhs.as_ptr().add((rows.start + r) * b.k + span.k0),
                         stride: b.k,
                         depth: span.depth,

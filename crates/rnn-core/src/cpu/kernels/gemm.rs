@@ -76,6 +76,46 @@ pub(super) fn fresh_product<'o, T: Element>(
     out
 }
 
+/// One sequence's whole recurrence written into `out` (`[seq, n]`, not yet written) where
+/// `w_hh`'s level has a kernel for it, with `x` `[seq, w_ih.k]`, `h0` `[n]`: each step as
+/// [`packed_step`] forms it, the same bits. Returns `out` written, or gives it back unwritten
+/// where there is no such kernel (the caller then runs the steps one by one).
+pub(super) fn fresh_sequence<'o, T: Element>(
+    out: &'o mut [MaybeUninit<T>],
+    x: &[T],
+    (w_ih, w_hh): (&PackedB<T>, &PackedB<T>),
+    h0: &[T],
+    epilogue: Epilogue<T>,
+    backward: bool,
+) -> Result<&'o mut [T], &'o mut [MaybeUninit<T>]> {
+    let n = w_hh.n;
+    assert!(
+        n > 0
+            && w_hh.k == n
+            && w_ih.n == n
+            && w_ih.isa == w_hh.isa
+            && h0.len() == n
+            && out.len().is_multiple_of(n)
+            && x.len() == out.len() / n * w_ih.k
+            && epilogue.bias.is_none_or(|b| b.len() == n)
+    );
+    if out.is_empty() {
+        return Err(out);
+    }
+    let (ptr, len) = (out.as_mut_ptr().cast::<T>(), out.len());
+    // SAFETY: `out` is valid for `len` writes (at least one step), the extents were checked,
+    // and the kernel
+    // writes each step's row before reading it.
+    if !unsafe { T::sequence_kernel(ptr, len / n, x, w_ih, h0, w_hh, epilogue, backward) } {
+        return Err(out);
+    }
+    // SAFETY: the kernel wrote every element (every step's row, all columns up to n), and
+    // MaybeUninit<T> has T's layout.
+    let out = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+    T::after_store(out, Some(epilogue));
+    Ok(out)
+}
+
 /// The extents the micro-kernels rely on: `out` `[rows, n]`, each term's left side
 /// `[rows, b.k]`, the bias `[n]`.
 pub(super) fn check_extents<T>(

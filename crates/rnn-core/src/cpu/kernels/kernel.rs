@@ -28,6 +28,27 @@ pub(crate) trait Kernel: Sized + 'static {
         epilogue: Option<Epilogue<Self>>,
     );
 
+    /// One sequence's whole recurrence ([`super::gemm::fresh_sequence`]) by the kernel for
+    /// `w_hh`'s level, if it has one; returns whether it ran (nothing is written if not).
+    ///
+    /// # Safety
+    /// `out` must be valid for `seq · w_hh.n` writes; the extents must have passed
+    /// `fresh_sequence`'s checks.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn sequence_kernel(
+        out: *mut Self,
+        seq: usize,
+        x: &[Self],
+        w_ih: &PackedB<Self>,
+        h0: &[Self],
+        w_hh: &PackedB<Self>,
+        epilogue: Epilogue<Self>,
+        backward: bool,
+    ) -> bool {
+        let _ = (out, seq, x, w_ih, h0, w_hh, epilogue, backward);
+        false
+    }
+
     /// The part of the epilogue left for after [`Kernel::packed_kernel`] has stored `out`:
     /// nothing for f32 (its tanh is computed in registers); for f64, tanh, the standard
     /// library's (there is no vector f64 tanh here; f64 runs are held to 1e-12), over all of
@@ -46,6 +67,30 @@ impl Kernel for f32 {
     }
 
     fn after_store(_: &mut [f32], _: Option<Epilogue<f32>>) {}
+
+    unsafe fn sequence_kernel(
+        out: *mut f32,
+        seq: usize,
+        x: &[f32],
+        w_ih: &PackedB<f32>,
+        h0: &[f32],
+        w_hh: &PackedB<f32>,
+        epilogue: Epilogue<f32>,
+        backward: bool,
+    ) -> bool {
+        match w_hh.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `packed_kernel`; the caller's extents and `out`.
+            KernelLevel::Avx512 => unsafe {
+                avx512_f32::one_sequence(out, seq, x, w_ih, h0, w_hh, epilogue, backward);
+                true
+            },
+            _ => {
+                let _ = (out, seq, x, w_ih, h0, epilogue, backward);
+                false
+            }
+        }
+    }
 
     unsafe fn packed_kernel(
         out: *mut f32,
