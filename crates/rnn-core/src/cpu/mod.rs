@@ -7,9 +7,9 @@
 //! - Each step computes `x_t·W_ihᵀ + h·W_hhᵀ` into its slice of the output as one product
 //!   over the two weights, then bias and activation, fused into the product's last store
 //!   with the AVX-512 or AVX2 micro-kernel (f32 and f64; weights packed on the layer's first
-//!   run at that level; f64's tanh, the standard library's, in one pass over the step's
-//!   rows after the product), or as a separate pass after a row-wise register-blocked loop at the generic
-//!   level. With only a few sequences, the input projection of every step is one product up
+//!   run at that level; tanh as `tanh.rs` computes it, the same bits in registers and in
+//!   scalar code), or as a separate pass after a row-wise register-blocked loop at the
+//!   generic level. With only a few sequences, the input projection of every step is one product up
 //!   front instead, summed in the same order. One sequence without lengths runs its whole
 //!   recurrence in one kernel call where the level has one (AVX-512, f32), the next step's
 //!   projection summed beside each step's chain of multiply-adds, again the same sums.
@@ -36,7 +36,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
 use candle_nn::rnn::Direction;
 
 use level::KernelLevel;
-pub(crate) use tanh::tanh_f32;
+pub(crate) use tanh::{tanh_f32, tanh_f64};
 
 /// The element types the fast path computes in: f32 and f64, each with its micro-kernels
 /// ([`kernels::Kernel`]).
@@ -90,8 +90,8 @@ impl Element for f64 {
     }
     #[inline(always)]
     fn fast_tanh(self) -> Self {
-        // f64 runs are the precise ones (1e-12 against the frameworks): the library's tanh.
-        self.tanh()
+        // f64 runs are the precise ones (1e-12 against the frameworks): within 3 ulp.
+        tanh_f64(self)
     }
     fn packed_cells(packed: &PackedWeights) -> &PackedCells<Self> {
         &packed.f64

@@ -178,10 +178,8 @@ unsafe fn wide_row(
                 *c = _mm256_add_pd(*c, _mm256_loadu_pd(bias.as_ptr().add(j + 4 * v)));
             }
         }
-        if activation == Fused::Relu {
-            for c in c.iter_mut() {
-                *c = relu_lanes(*c);
-            }
+        for c in c.iter_mut() {
+            *c = activate(*c, activation);
         }
     }
     for (v, c) in c.iter().enumerate() {
@@ -273,11 +271,9 @@ impl Tile<'_> {
                     c1[q] = _mm256_add_pd(c1[q], bias1);
                 }
             }
-            if activation == Fused::Relu {
-                for q in 0..R {
-                    c0[q] = relu_lanes(c0[q]);
-                    c1[q] = relu_lanes(c1[q]);
-                }
+            for q in 0..R {
+                c0[q] = activate(c0[q], activation);
+                c1[q] = activate(c1[q], activation);
             }
         }
         let [m0, m1] = masks;
@@ -294,12 +290,77 @@ impl Tile<'_> {
     }
 }
 
-/// ReLU of 4 lanes, each exactly what `Element::relu` returns for it: x < 0 is false for
-/// NaN and -0, which pass through.
+/// ReLU or tanh of 4 lanes, each exactly what `Element::relu` or
+/// [`super::super::tanh::tanh_f64`] returns for it.
 #[inline(always)]
-unsafe fn relu_lanes(x: __m256d) -> __m256d {
-    let negative = _mm256_cmp_pd::<_CMP_LT_OQ>(x, _mm256_setzero_pd());
-    _mm256_blendv_pd(x, _mm256_setzero_pd(), negative)
+unsafe fn activate(x: __m256d, activation: Fused) -> __m256d {
+    if activation == Fused::Relu {
+        // x < 0 is false for NaN and -0, which pass through.
+        let negative = _mm256_cmp_pd::<_CMP_LT_OQ>(x, _mm256_setzero_pd());
+        _mm256_blendv_pd(x, _mm256_setzero_pd(), negative)
+    } else {
+        tanh(x)
+    }
+}
+
+/// [`super::super::tanh::tanh_f64`] on 4 lanes, as the AVX-512 kernel's `tanh` computes it.
+#[inline(always)]
+unsafe fn tanh(x: __m256d) -> __m256d {
+    use super::super::tanh::{
+        BIG_F64, EXP_TERMS, INV_FACTORIAL as C, INV_LN2, LN2_HI, LN2_LO, SIGN_F64, SMALL_F64,
+        SMALL_TERMS, TINY_F64, TWO_52,
+    };
+    let s = _mm256_set1_pd;
+    let sign_bit = _mm256_castsi256_pd(_mm256_set1_epi64x(SIGN_F64 as i64));
+    let a = _mm256_andnot_pd(sign_bit, x);
+    // Not NaN where it is used: min(a, BIG) is `a < BIG ? a : BIG`, the scalar's choice.
+    let clamped = _mm256_min_pd(a, s(BIG_F64));
+    let u = _mm256_add_pd(clamped, clamped);
+    let mut p = s(C[SMALL_TERMS]);
+    for k in (1..SMALL_TERMS).rev() {
+        p = _mm256_add_pd(_mm256_mul_pd(p, u), s(C[k]));
+    }
+    let m = _mm256_mul_pd(p, u);
+    let (small_num, small_den) = (m, _mm256_add_pd(m, s(2.0)));
+    let n = _mm256_floor_pd(_mm256_add_pd(_mm256_mul_pd(u, s(INV_LN2)), s(0.5)));
+    let r = _mm256_sub_pd(
+        _mm256_sub_pd(u, _mm256_mul_pd(n, s(LN2_HI))),
+        _mm256_mul_pd(n, s(LN2_LO)),
+    );
+    let mut p = s(C[EXP_TERMS]);
+    for k in (0..EXP_TERMS).rev() {
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), s(C[k]));
+    }
+    let two_52 = _mm256_castpd_si256(s(TWO_52));
+    let n = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(n, s(TWO_52))), two_52);
+    let scale = _mm256_slli_epi64::<52>(_mm256_add_epi64(n, _mm256_set1_epi64x(1023)));
+    let e = _mm256_mul_pd(p, _mm256_castsi256_pd(scale));
+    let small = _mm256_cmp_pd::<_CMP_LT_OQ>(clamped, s(SMALL_F64));
+    let num = _mm256_blendv_pd(_mm256_sub_pd(e, s(1.0)), small_num, small);
+    let den = _mm256_blendv_pd(_mm256_add_pd(e, s(1.0)), small_den, small);
+    let t = _mm256_div_pd(num, den);
+    let signed = _mm256_or_pd(t, _mm256_and_pd(x, sign_bit));
+    // x itself where it is NaN or tiny.
+    let keep = _mm256_or_pd(
+        _mm256_cmp_pd::<_CMP_UNORD_Q>(x, x),
+        _mm256_cmp_pd::<_CMP_LT_OQ>(a, s(TINY_F64)),
+    );
+    _mm256_blendv_pd(signed, x, keep)
+}
+
+/// [`activate`] on 4 values, for the tests.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(test)]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn activate_lanes(x: [f64; 4], activation: Fused) -> [f64; 4] {
+    let mut out = [0f64; 4];
+    _mm256_storeu_pd(
+        out.as_mut_ptr(),
+        activate(_mm256_loadu_pd(x.as_ptr()), activation),
+    );
+    out
 }
 
 /// Lanes of a 4-lane register to use when `left` columns remain: all bits set in each.

@@ -6,8 +6,8 @@
 //! multiply-adds. Against 12 × 16 (also 24 accumulators) it loads 4 registers of `b` per 24
 //! multiply-adds where that shape loads 2 and broadcasts 12, so fewer loads per multiply-add
 //! (10 against 14), and it forms half as many row addresses, as the f32 kernel's note says.
-//! Bias and ReLU are applied in registers before the last store; tanh after the product
-//! ([`Kernel::after_store`]).
+//! Bias and activation are applied in registers before the last store, tanh as
+//! [`super::super::tanh::tanh_f64`] computes it.
 
 use std::arch::x86_64::*;
 
@@ -217,13 +217,11 @@ impl Tile<'_> {
                     c3[q] = _mm512_add_pd(c3[q], bias3);
                 }
             }
-            if activation == Fused::Relu {
-                for q in 0..R {
-                    c0[q] = relu_lanes(c0[q]);
-                    c1[q] = relu_lanes(c1[q]);
-                    c2[q] = relu_lanes(c2[q]);
-                    c3[q] = relu_lanes(c3[q]);
-                }
+            for q in 0..R {
+                c0[q] = activate(c0[q], activation);
+                c1[q] = activate(c1[q], activation);
+                c2[q] = activate(c2[q], activation);
+                c3[q] = activate(c3[q], activation);
             }
         }
         for q in 0..R {
@@ -236,12 +234,79 @@ impl Tile<'_> {
     }
 }
 
-/// ReLU of 8 lanes, each exactly what `Element::relu` returns for it: x < 0 is false for
-/// NaN and -0, which pass through.
+/// ReLU or tanh of 8 lanes, each exactly what `Element::relu` or
+/// [`super::super::tanh::tanh_f64`] returns for it.
 #[inline(always)]
-unsafe fn relu_lanes(x: __m512d) -> __m512d {
-    let negative = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, _mm512_setzero_pd());
-    _mm512_mask_mov_pd(x, negative, _mm512_setzero_pd())
+unsafe fn activate(x: __m512d, activation: Fused) -> __m512d {
+    if activation == Fused::Relu {
+        // x < 0 is false for NaN and -0, which pass through.
+        let negative = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, _mm512_setzero_pd());
+        _mm512_mask_mov_pd(x, negative, _mm512_setzero_pd())
+    } else {
+        tanh(x)
+    }
+}
+
+/// [`super::super::tanh::tanh_f64`] on 8 lanes: both of its branches, picked per lane, each
+/// with the same operations in the same order (no fused multiply-adds).
+#[inline(always)]
+unsafe fn tanh(x: __m512d) -> __m512d {
+    use super::super::tanh::{
+        BIG_F64, EXP_TERMS, INV_FACTORIAL as C, INV_LN2, LN2_HI, LN2_LO, SIGN_F64, SMALL_F64,
+        SMALL_TERMS, TINY_F64, TWO_52,
+    };
+    let s = _mm512_set1_pd;
+    let a = _mm512_abs_pd(x);
+    // Not NaN where it is used: min(a, BIG) is `a < BIG ? a : BIG`, the scalar's choice.
+    let clamped = _mm512_min_pd(a, s(BIG_F64));
+    let u = _mm512_add_pd(clamped, clamped);
+    // Below SMALL_F64: m = e^u - 1, and m / (m + 2).
+    let mut p = s(C[SMALL_TERMS]);
+    for k in (1..SMALL_TERMS).rev() {
+        p = _mm512_add_pd(_mm512_mul_pd(p, u), s(C[k]));
+    }
+    let m = _mm512_mul_pd(p, u);
+    let (small_num, small_den) = (m, _mm512_add_pd(m, s(2.0)));
+    // From it: E = 2^n · e^r, and (E - 1) / (E + 1).
+    let n = _mm512_add_pd(_mm512_mul_pd(u, s(INV_LN2)), s(0.5));
+    let n = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(n);
+    let r = _mm512_sub_pd(
+        _mm512_sub_pd(u, _mm512_mul_pd(n, s(LN2_HI))),
+        _mm512_mul_pd(n, s(LN2_LO)),
+    );
+    let mut p = s(C[EXP_TERMS]);
+    for k in (0..EXP_TERMS).rev() {
+        p = _mm512_add_pd(_mm512_mul_pd(p, r), s(C[k]));
+    }
+    let two_52 = _mm512_castpd_si512(s(TWO_52));
+    let n = _mm512_sub_epi64(_mm512_castpd_si512(_mm512_add_pd(n, s(TWO_52))), two_52);
+    let scale = _mm512_slli_epi64::<52>(_mm512_add_epi64(n, _mm512_set1_epi64(1023)));
+    let e = _mm512_mul_pd(p, _mm512_castsi512_pd(scale));
+    let small = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(clamped, s(SMALL_F64));
+    let num = _mm512_mask_mov_pd(_mm512_sub_pd(e, s(1.0)), small, small_num);
+    let den = _mm512_mask_mov_pd(_mm512_add_pd(e, s(1.0)), small, small_den);
+    let t = _mm512_castpd_si512(_mm512_div_pd(num, den));
+    let sign = _mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(SIGN_F64 as i64));
+    let signed = _mm512_castsi512_pd(_mm512_or_si512(t, sign));
+    // x itself where it is NaN or tiny.
+    let keep =
+        _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(x, x) | _mm512_cmp_pd_mask::<_CMP_LT_OQ>(a, s(TINY_F64));
+    _mm512_mask_mov_pd(signed, keep, x)
+}
+
+/// [`activate`] on 8 values, for the tests.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(test)]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn activate_lanes(x: [f64; 8], activation: Fused) -> [f64; 8] {
+    let mut out = [0f64; 8];
+    _mm512_storeu_pd(
+        out.as_mut_ptr(),
+        activate(_mm512_loadu_pd(x.as_ptr()), activation),
+    );
+    out
 }
 
 /// Lanes of an 8-lane register to use when `left` columns remain.

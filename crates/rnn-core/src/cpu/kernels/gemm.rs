@@ -18,8 +18,7 @@ pub(crate) fn packed_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB<
 /// `(x, W_ih)` and `state` = `(h, W_hh)`, or `out = act(out + h·W_hh + bias)` when `input` is
 /// `None` (the projection is already in `out`). Bias and activation are applied before the
 /// last pass's store of each block of `out` (passes cover 128 or 256 of the weights' rows at
-/// a time), not by a separate pass over `out`; f64's tanh by one pass over the step's rows
-/// after the product, while they are in L2.
+/// a time), not by a separate pass over `out`.
 pub(crate) fn packed_step<T: Element>(
     out: &mut [T],
     input: Option<(&[T], &PackedB<T>)>,
@@ -53,7 +52,6 @@ pub(super) fn packed_product<T: Element>(
     check_extents(out.len(), terms, epilogue);
     // SAFETY: `out` is initialised and valid for its length; the extents were checked.
     unsafe { T::packed_kernel(out.as_mut_ptr(), out.len(), accumulate, terms, epilogue) };
-    T::after_store(out, epilogue);
 }
 
 /// [`packed_product`] into memory not yet written (`accumulate` false): returns `out`, every
@@ -67,12 +65,10 @@ pub(super) fn fresh_product<'o, T: Element>(
     let (ptr, len) = (out.as_mut_ptr().cast::<T>(), out.len());
     // SAFETY: as in `packed_product`. Without `accumulate` each kernel's first pass over each
     // block of rows and columns stores every element of it (every row, all its columns,
-    // masked to n) before a later pass loads any (f64's tanh runs after the kernel), so no
-    // uninitialised value is read.
+    // masked to n) before a later pass loads any, so no uninitialised value is read.
     unsafe { T::packed_kernel(ptr, len, false, terms, epilogue) };
     // SAFETY: every element was written above, and MaybeUninit<T> has T's layout.
     let out = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-    T::after_store(out, epilogue);
     out
 }
 
@@ -112,7 +108,6 @@ pub(super) fn fresh_sequence<'o, T: Element>(
     // SAFETY: the kernel wrote every element (every step's row, all columns up to n), and
     // MaybeUninit<T> has T's layout.
     let out = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-    T::after_store(out, Some(epilogue));
     Ok(out)
 }
 

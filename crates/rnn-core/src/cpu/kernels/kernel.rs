@@ -6,7 +6,6 @@ use super::packing::{PackedB, NR, NR_AVX2, NR_AVX2_F64, NR_F64};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2_f32, avx2_f64, avx512_f32, avx512_f64};
 use crate::cpu::level::KernelLevel;
-use crate::cpu::Fused;
 
 /// The micro-kernels of an element type on packed weights: f32 and f64 each have one for
 /// AVX-512 and one for AVX2 + FMA.
@@ -48,13 +47,6 @@ pub(crate) trait Kernel: Sized + 'static {
         let _ = (out, seq, x, w_ih, h0, w_hh, epilogue, backward);
         false
     }
-
-    /// The part of the epilogue left for after [`Kernel::packed_kernel`] has stored `out`:
-    /// nothing for f32 (its tanh is computed in registers); for f64, tanh, the standard
-    /// library's (there is no vector f64 tanh here; f64 runs are held to 1e-12), over all of
-    /// `out` in one pass. Measured against the same calls on each block just after its store
-    /// (docs/performance.md): the pass was as fast or faster in each of six pairs.
-    fn after_store(out: &mut [Self], epilogue: Option<Epilogue<Self>>);
 }
 
 impl Kernel for f32 {
@@ -65,8 +57,6 @@ impl Kernel for f32 {
             KernelLevel::Generic => None,
         }
     }
-
-    fn after_store(_: &mut [f32], _: Option<Epilogue<f32>>) {}
 
     unsafe fn sequence_kernel(
         out: *mut f32,
@@ -126,18 +116,6 @@ impl Kernel for f64 {
             KernelLevel::Avx512 => Some(NR_F64),
             KernelLevel::Avx2 => Some(NR_AVX2_F64),
             KernelLevel::Generic => None,
-        }
-    }
-
-    fn after_store(out: &mut [f64], epilogue: Option<Epilogue<f64>>) {
-        if let Some(Epilogue {
-            activation: Fused::Tanh,
-            ..
-        }) = epilogue
-        {
-            for v in out {
-                *v = v.tanh();
-            }
         }
     }
 

@@ -1,5 +1,5 @@
-use super::super::tanh::{CLAMP, TINY};
-use super::super::{tanh_f32, Element};
+use super::super::tanh::{BIG_F64, CLAMP, SMALL_F64, TINY, TINY_F64};
+use super::super::{tanh_f32, tanh_f64, Element};
 use crate::cpu::level::KernelLevel;
 use crate::cpu::tests::fused;
 
@@ -69,6 +69,60 @@ fn the_vector_activations_are_the_scalar_ones_bit_for_bit() {
     }
 }
 
+/// The f64 micro-kernels' tanh and ReLU, 8 or 4 lanes at a time, are [`tanh_f64`] and
+/// `Element::relu` bit for bit: on every 2^42nd f64 bit pattern (NaNs, infinities and
+/// subnormals among them), on 2^21 values spread over [-25, 25], and on every f64 within
+/// 4096 ulp of the points where tanh_f64 changes branch, at every level this CPU runs.
+#[test]
+fn the_f64_vector_activations_are_the_scalar_ones_bit_for_bit() {
+    let sweep = (0..1u64 << 22).map(|i| f64::from_bits(i << 42));
+    let spread = (0..1u64 << 21).map(|i| (i as f64 / (1u64 << 21) as f64 - 0.5) * 50.0);
+    let near = [SMALL_F64, BIG_F64, TINY_F64, 0.0]
+        .into_iter()
+        .flat_map(|edge: f64| [edge, -edge])
+        .flat_map(|edge| {
+            let bits = edge.to_bits() as i128;
+            (-4096..=4096)
+                .map(move |d| f64::from_bits((bits + d).clamp(0, u64::MAX as i128) as u64))
+        });
+    let values: Vec<f64> = sweep.chain(spread).chain(near).collect();
+    for level in packed_levels() {
+        let mut checked = 0;
+        for chunk in values.chunks_exact(8) {
+            for relu in [false, true] {
+                let got: Vec<f64> = match level {
+                    // SAFETY: the CPU supports the level (`packed_levels`).
+                    KernelLevel::Avx512 => unsafe {
+                        super::avx512_f64::activate_lanes(chunk.try_into().unwrap(), fused(relu))
+                    }
+                    .to_vec(),
+                    _ => chunk
+                        .chunks_exact(4)
+                        // SAFETY: as above.
+                        .flat_map(|c| unsafe {
+                            super::avx2_f64::activate_lanes(c.try_into().unwrap(), fused(relu))
+                        })
+                        .collect(),
+                };
+                for (&x, &got) in chunk.iter().zip(&got) {
+                    let want = if relu { x.relu() } else { tanh_f64(x) };
+                    assert!(
+                        got.to_bits() == want.to_bits(),
+                        "{level}: x = {x:e} ({:#018x}), relu {relu}: vector {got:e}, scalar \
+                         {want:e}",
+                        x.to_bits()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked > 12_000_000,
+            "{level}: only {checked} values checked"
+        );
+    }
+}
+
 fn values<T: Element>(len: usize, seed: usize) -> Vec<T> {
     (0..len)
         .map(|i| T::from_f64(((i * 37 + seed * 11) % 23) as f64 / 23.0 - 0.5))
@@ -85,7 +139,7 @@ const DEPTHS: [(usize, usize); 5] = [(0, 3), (3, 5), (100, 70), (130, 200), (300
 
 /// A step written into fresh memory must store every element before reading any: the
 /// memory here starts as NaN, which any element left unwritten, or read before it was
-/// written (f64's tanh reads what the block stored), would carry into the result. Checked
+/// written, would carry into the result. Checked
 /// against the same step over a zeroed buffer, at each level with a micro-kernel, for f32
 /// and f64, with each activation.
 #[test]
