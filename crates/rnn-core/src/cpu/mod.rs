@@ -11,8 +11,8 @@
 //!   scalar code), or as a separate pass after a row-wise register-blocked loop at the
 //!   generic level. With only a few sequences, the input projection of every step is one product up
 //!   front instead, summed in the same order. One sequence without lengths runs its whole
-//!   recurrence in one kernel call where the level has one (AVX-512, f32), the next step's
-//!   projection summed beside each step's chain of multiply-adds, again the same sums.
+//!   recurrence in one kernel call where the level has one (f32, AVX2 or AVX-512), the next
+//!   step's projection summed beside each step's chain of multiply-adds, again the same sums.
 //! - Which kernels run is the run's [`level::KernelLevel`]; every product sums each element
 //!   the same way whatever the rows it is given, so the thread count changes no number.
 //! - The state is the previous step's output, read in place (with variable lengths, a state
@@ -331,8 +331,18 @@ fn recurrence<T: Element>(
         let output = match packed {
             Some(p) if batch == 1 && run.lengths.is_none() => {
                 let backward = matches!(run.direction, Direction::Backward);
-                let epilogue = (bias, run.activation);
-                match output.written_by_sequence(x, (&p.w_ih, &p.w_hh), &h, epilogue, backward) {
+                let sequence = kernels::Sequence {
+                    x,
+                    w_ih: &p.w_ih,
+                    h0: &h,
+                    w_hh: &p.w_hh,
+                    epilogue: kernels::Epilogue {
+                        bias,
+                        activation: run.activation,
+                    },
+                    backward,
+                };
+                match output.written_by_sequence(&sequence) {
                     Ok(output) => {
                         let last = if backward { 0 } else { seq - 1 };
                         h.copy_from_slice(&output[last * hidden..(last + 1) * hidden]);

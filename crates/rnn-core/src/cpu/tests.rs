@@ -337,17 +337,32 @@ fn the_backward_agrees_at_every_level() {
     }
 }
 
-/// One sequence runs its whole recurrence in one kernel where the level has one (AVX-512,
-/// f32), with the next step's projection summed beside each step's chain: its outputs and
-/// `h_n` are the same bits as the same sequence's row of a batch of 13 (each step's product
-/// over both weights), and as every other level with a micro-kernel, and hold to the
-/// reference. The shapes cover one and several panels (64 columns), a shared dimension
+/// One sequence runs its whole recurrence in one kernel call in f32 at each level with a
+/// micro-kernel (`kernels/sequence.rs`), with the next step's projection summed beside each
+/// step's chain, and step by step after projecting every step ahead in f64: either way its
+/// outputs and `h_n` are the same bits as the same sequence's row of a batch of 13 (each
+/// step's product over both weights), and as every other level with a micro-kernel, and
+/// hold to the reference (2e-5, 1e-12). The shapes
+/// cover one and several blocks of a row (16 to 64 columns) and panels, a shared dimension
 /// longer than one pass (128) on either weight, inputs narrower and wider than the state, a
 /// single step, both directions and activations, with and without a bias.
 #[test]
 fn one_sequence_is_the_same_bits_as_a_row_of_a_batch() {
+    one_sequence_cases::<f32>(DType::F32, 2e-5);
+    one_sequence_cases::<f64>(DType::F64, 1e-12);
+}
+
+fn one_sequence_cases<T: Element + Into<f64>>(dtype: DType, tolerance: f64) {
     let dev = Device::Cpu;
-    let shapes = [(1, 1), (30, 17), (64, 64), (200, 100), (7, 140), (130, 65)];
+    let shapes = [
+        (1, 1),
+        (30, 17),
+        (64, 64),
+        (200, 100),
+        (7, 140),
+        (130, 65),
+        (9, 20),
+    ];
     let mut checked = 0;
     for (case, &(input_size, hidden)) in shapes.iter().enumerate() {
         for (seq, reverse, relu, bias) in [
@@ -357,11 +372,14 @@ fn one_sequence_is_the_same_bits_as_a_row_of_a_batch() {
             (4, true, false, true),
         ] {
             let name = format!(
-                "input {input_size}, hidden {hidden}, seq {seq}, reverse {reverse}, relu {relu}, \
-                 bias {bias}"
+                "{dtype:?}, input {input_size}, hidden {hidden}, seq {seq}, reverse {reverse}, \
+                 relu {relu}, bias {bias}"
             );
-            let randn =
-                |shape: (usize, usize, usize)| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+            let randn = |shape: (usize, usize, usize)| {
+                Tensor::randn(0f32, 1.0, shape, &dev)
+                    .and_then(|t| t.to_dtype(dtype))
+                    .unwrap()
+            };
             let others = 12;
             let x = randn((seq, 1, input_size));
             let x13 = Tensor::cat(&[&x, &randn((seq, others, input_size))], 1).unwrap();
@@ -374,7 +392,7 @@ fn one_sequence_is_the_same_bits_as_a_row_of_a_batch() {
                 bidirectional: false,
                 bias,
             };
-            let weights = uniform_weights(&config, case as u64, DType::F32, &dev).unwrap();
+            let weights = uniform_weights(&config, case as u64, dtype, &dev).unwrap();
             let act = if relu {
                 Nonlinearity::Relu
             } else {
@@ -394,14 +412,14 @@ fn one_sequence_is_the_same_bits_as_a_row_of_a_batch() {
                 level,
                 packed: &packed,
             };
-            let want = reference::<f32>(&layer, &run(1, KernelLevel::Generic), &x, &h0);
+            let want = reference::<T>(&layer, &run(1, KernelLevel::Generic), &x, &h0);
             for level in KernelLevel::available() {
                 if level == KernelLevel::Generic {
                     continue;
                 }
-                let one: Result2<f32> = fast(&layer, &run(1, level), &x, &h0);
-                let (out, h_n) = fast::<f32>(&layer, &run(13, level), &x13, &h0_13);
-                let row = |v: &[f32], rows: usize| -> Vec<f32> {
+                let one: Result2<T> = fast(&layer, &run(1, level), &x, &h0);
+                let (out, h_n) = fast::<T>(&layer, &run(13, level), &x13, &h0_13);
+                let row = |v: &[T], rows: usize| -> Vec<T> {
                     v.chunks_exact(hidden)
                         .step_by(1 + others)
                         .take(rows)
@@ -412,7 +430,7 @@ fn one_sequence_is_the_same_bits_as_a_row_of_a_batch() {
                 let in_batch = (row(&out, seq), row(&h_n, 1));
                 assert!(bits(&one) == bits(&in_batch), "{level}, {name}");
                 let off = worst(&one, &want);
-                assert!(off < 2e-5, "{level}, {name}: {off} from the reference");
+                assert!(off < tolerance, "{level}, {name}: {off} from the reference");
                 checked += 1;
             }
         }

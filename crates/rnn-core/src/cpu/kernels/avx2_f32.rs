@@ -301,7 +301,7 @@ impl Tile<'_> {
 /// ReLU or tanh of 8 lanes, each lane exactly what `Element::relu` or
 /// [`super::super::tanh_f32`] returns for it.
 #[inline(always)]
-unsafe fn activate(x: __m256, activation: Fused) -> __m256 {
+pub(super) unsafe fn activate(x: __m256, activation: Fused) -> __m256 {
     if activation == Fused::Relu {
         // x < 0 is false for NaN and -0, which pass through, as in the scalar version.
         let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
@@ -355,7 +355,7 @@ pub(super) unsafe fn activate_lanes(x: [f32; 8], activation: Fused) -> [f32; 8] 
 
 /// Lanes of an 8-lane register to use when `left` columns remain: all bits set in each.
 #[inline(always)]
-unsafe fn mask(left: usize) -> __m256i {
+pub(super) unsafe fn mask(left: usize) -> __m256i {
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _mm256_cmpgt_epi32(_mm256_set1_epi32(left.min(8) as i32), lanes)
 }

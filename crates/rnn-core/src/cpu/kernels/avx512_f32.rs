@@ -132,92 +132,6 @@ unsafe fn rows_product(
     }
 }
 
-/// The whole recurrence of one sequence, one row per step: `out[t] = act(x_t·W_ih + h·W_hh +
-/// bias)` for `t` in order (from the last step when `backward`), `h` the previous step's
-/// output, `h0` first. Each step's sums are those [`packed_product`] forms, in the same order
-/// (from +0, over `x_t`, then over `h`), so the bits are the same; but one step's sums over
-/// `h` form one dependent chain of multiply-adds per register, which leaves an FMA unit idle,
-/// so the next step's input projection is summed beside them in the same loop, off the
-/// chain's path. `out` `[seq, n]`, `x` `[seq, w_ih.k]`, `h0` `[n]`.
-///
-/// # Safety
-/// The CPU must support AVX-512F; `out` must be valid for `seq·n` writes (it is read only
-/// where this wrote it), `seq` at least 1; the extents are those
-/// [`super::gemm::fresh_sequence`] checks.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn one_sequence(
-    out: *mut f32,
-    seq: usize,
-    x: &[f32],
-    w_ih: &PackedB<f32>,
-    h0: &[f32],
-    w_hh: &PackedB<f32>,
-    epilogue: Epilogue<f32>,
-    backward: bool,
-) {
-    let (n, ki) = (w_hh.n, w_ih.k);
-    let panels = n.div_ceil(NR);
-    let order = |i: usize| if backward { seq - 1 - i } else { i };
-    // SAFETY (all pointer arithmetic below): rows t < seq of `out` hold n values, of `x` ki;
-    // panel p of each weight holds k rows of NR values from (p·k)·NR on; columns past n are
-    // masked off in `out`'s and the bias's loads and stores (pointers formed with
-    // wrapping_add), and zero in the panels. What uses registers is in plain functions, not
-    // closures: a closure would not inherit this function's target features.
-    let row = |t: usize, j: usize| out.add(t * n + j);
-    // The first step's projection.
-    let first = x.as_ptr().add(order(0) * ki);
-    for p in 0..panels {
-        let b = w_ih.panels().as_ptr().add(p * ki * NR);
-        let mut q = [_mm512_setzero_ps(); V];
-        for k in 0..ki {
-            q = multiply_add(q, *first.add(k), b.add(k * NR));
-        }
-        store(row(order(0), p * NR), q, masks(n, p * NR));
-    }
-    for i in 0..seq {
-        let t = order(i);
-        let h = if i == 0 {
-            h0.as_ptr()
-        } else {
-            row(order(i - 1), 0).cast_const()
-        };
-        let next = (i + 1 < seq).then(|| order(i + 1));
-        for p in 0..panels {
-            let j = p * NR;
-            let masks = masks(n, j);
-            let bh = w_hh.panels().as_ptr().add(p * n * NR);
-            let mut c = load(row(t, j), masks);
-            match next {
-                Some(next) => {
-                    let xn = x.as_ptr().add(next * ki);
-                    let bi = w_ih.panels().as_ptr().add(p * ki * NR);
-                    let mut q = [_mm512_setzero_ps(); V];
-                    let both = ki.min(n);
-                    for k in 0..both {
-                        c = multiply_add(c, *h.add(k), bh.add(k * NR));
-                        q = multiply_add(q, *xn.add(k), bi.add(k * NR));
-                    }
-                    for k in both..n {
-                        c = multiply_add(c, *h.add(k), bh.add(k * NR));
-                    }
-                    for k in both..ki {
-                        q = multiply_add(q, *xn.add(k), bi.add(k * NR));
-                    }
-                    store(row(next, j), q, masks);
-                }
-                None => {
-                    for k in 0..n {
-                        c = multiply_add(c, *h.add(k), bh.add(k * NR));
-                    }
-                }
-            }
-            let bias = bias_registers(epilogue.bias, j, masks);
-            store(row(t, j), finish(c, bias, epilogue.activation), masks);
-        }
-    }
-}
-
 /// The masks of the registers of columns `j..j + NR` where a row has `n` columns.
 #[inline(always)]
 fn masks(n: usize, j: usize) -> [__mmask16; V] {
@@ -226,36 +140,6 @@ fn masks(n: usize, j: usize) -> [__mmask16; V] {
         *m = mask(n.saturating_sub(j + 16 * v));
     }
     masks
-}
-
-/// A row's columns `j..j + NR` from `at` (its column j), masked.
-#[inline(always)]
-unsafe fn load(at: *const f32, masks: [__mmask16; V]) -> [__m512; V] {
-    let mut c = [_mm512_setzero_ps(); V];
-    for v in 0..V {
-        c[v] = _mm512_maskz_loadu_ps(masks[v], at.wrapping_add(16 * v));
-    }
-    c
-}
-
-/// `c` into a row's columns `j..j + NR` at `at` (its column j), masked.
-#[inline(always)]
-unsafe fn store(at: *mut f32, c: [__m512; V], masks: [__mmask16; V]) {
-    for v in 0..V {
-        _mm512_mask_storeu_ps(at.wrapping_add(16 * v), masks[v], c[v]);
-    }
-}
-
-/// `c + a · b[0..NR]`, one multiply-add per register, as [`Tile::run`] forms them.
-#[inline(always)]
-unsafe fn multiply_add(c: [__m512; V], a: f32, b: *const f32) -> [__m512; V] {
-    let a = _mm512_set1_ps(a);
-    let mut c = c;
-    for (v, c) in c.iter_mut().enumerate() {
-        // SAFETY: the caller's: b points at NR values of a panel row.
-        *c = _mm512_fmadd_ps(a, _mm512_loadu_ps(b.add(16 * v)), *c);
-    }
-    c
 }
 
 /// One span's operands for [`Tile::run`]: its packed panel from the span's first row, and
@@ -384,7 +268,7 @@ unsafe fn finish(c: [__m512; V], bias: Option<[__m512; V]>, activation: Fused) -
 /// ReLU or tanh of 16 lanes, each lane exactly what `Element::relu` or
 /// [`super::super::tanh_f32`] returns for it.
 #[inline(always)]
-unsafe fn activate(x: __m512, activation: Fused) -> __m512 {
+pub(super) unsafe fn activate(x: __m512, activation: Fused) -> __m512 {
     if activation == Fused::Relu {
         // x < 0 is false for NaN and -0, which pass through, as in the scalar version.
         let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
@@ -436,7 +320,7 @@ pub(super) unsafe fn activate_lanes(x: [f32; 16], activation: Fused) -> [f32; 16
 
 /// Lanes of a 16-lane register to use when `left` columns remain.
 #[inline(always)]
-fn mask(left: usize) -> __mmask16 {
+pub(super) fn mask(left: usize) -> __mmask16 {
     if left >= 16 {
         0xFFFF
     } else {

@@ -37,8 +37,8 @@ pub(crate) fn packed_step<T: Element>(
 /// ReLU.
 #[derive(Clone, Copy)]
 pub(crate) struct Epilogue<'a, T> {
-    pub(super) bias: Option<&'a [T]>,
-    pub(super) activation: Fused,
+    pub(crate) bias: Option<&'a [T]>,
+    pub(crate) activation: Fused,
 }
 
 /// `out = [out +] Σ_t lhs_t · b_t`, then the epilogue: the terms share `out`'s rows and
@@ -73,42 +73,47 @@ pub(super) fn fresh_product<'o, T: Element>(
 }
 
 /// One sequence's whole recurrence written into `out` (`[seq, n]`, not yet written) where
-/// `w_hh`'s level has a kernel for it, with `x` `[seq, w_ih.k]`, `h0` `[n]`: each step as
-/// [`packed_step`] forms it, the same bits. Returns `out` written, or gives it back unwritten
-/// where there is no such kernel (the caller then runs the steps one by one).
+/// the weights' level has a kernel for it (`sequence.rs`): each step as [`packed_step`] forms
+/// it, the same bits. Returns `out` written, or gives it back unwritten where there is no
+/// such kernel or no step (the caller then runs the steps one by one).
 pub(super) fn fresh_sequence<'o, T: Element>(
     out: &'o mut [MaybeUninit<T>],
-    x: &[T],
-    (w_ih, w_hh): (&PackedB<T>, &PackedB<T>),
-    h0: &[T],
-    epilogue: Epilogue<T>,
-    backward: bool,
+    s: &Sequence<T>,
 ) -> Result<&'o mut [T], &'o mut [MaybeUninit<T>]> {
-    let n = w_hh.n;
+    let n = s.w_hh.n;
     assert!(
         n > 0
-            && w_hh.k == n
-            && w_ih.n == n
-            && w_ih.isa == w_hh.isa
-            && h0.len() == n
+            && s.w_hh.k == n
+            && s.w_ih.n == n
+            && s.w_ih.isa == s.w_hh.isa
+            && s.h0.len() == n
             && out.len().is_multiple_of(n)
-            && x.len() == out.len() / n * w_ih.k
-            && epilogue.bias.is_none_or(|b| b.len() == n)
+            && s.x.len() == out.len() / n * s.w_ih.k
+            && s.epilogue.bias.is_none_or(|b| b.len() == n)
     );
     if out.is_empty() {
         return Err(out);
     }
     let (ptr, len) = (out.as_mut_ptr().cast::<T>(), out.len());
     // SAFETY: `out` is valid for `len` writes (at least one step), the extents were checked,
-    // and the kernel
-    // writes each step's row before reading it.
-    if !unsafe { T::sequence_kernel(ptr, len / n, x, w_ih, h0, w_hh, epilogue, backward) } {
+    // and the kernel writes each step's row before reading it.
+    if !unsafe { T::sequence_kernel(ptr, len / n, s) } {
         return Err(out);
     }
     // SAFETY: the kernel wrote every element (every step's row, all columns up to n), and
     // MaybeUninit<T> has T's layout.
-    let out = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-    Ok(out)
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// What one sequence's recurrence reads: `x` `[seq, w_ih.k]`, `h0` `[w_hh.n]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Sequence<'a, T> {
+    pub(crate) x: &'a [T],
+    pub(crate) w_ih: &'a PackedB<T>,
+    pub(crate) h0: &'a [T],
+    pub(crate) w_hh: &'a PackedB<T>,
+    pub(crate) epilogue: Epilogue<'a, T>,
+    pub(crate) backward: bool,
 }
 
 /// The extents the micro-kernels rely on: `out` `[rows, n]`, each term's left side

@@ -1,10 +1,10 @@
 //! Each element type's micro-kernels on packed weights ([`Kernel`]): f32 and f64 each have
 //! one for AVX-512 and one for AVX2 + FMA, chosen by the level the weights are packed for.
 
-use super::gemm::Epilogue;
+use super::gemm::{Epilogue, Sequence};
 use super::packing::{PackedB, NR, NR_AVX2, NR_AVX2_F64, NR_F64};
 #[cfg(target_arch = "x86_64")]
-use super::{avx2_f32, avx2_f64, avx512_f32, avx512_f64};
+use super::{avx2_f32, avx2_f64, avx512_f32, avx512_f64, sequence};
 use crate::cpu::level::KernelLevel;
 
 /// The micro-kernels of an element type on packed weights: f32 and f64 each have one for
@@ -28,23 +28,13 @@ pub(crate) trait Kernel: Sized + 'static {
     );
 
     /// One sequence's whole recurrence ([`super::gemm::fresh_sequence`]) by the kernel for
-    /// `w_hh`'s level, if it has one; returns whether it ran (nothing is written if not).
+    /// the weights' level, if it has one; returns whether it ran (nothing is written if not).
     ///
     /// # Safety
-    /// `out` must be valid for `seq · w_hh.n` writes; the extents must have passed
-    /// `fresh_sequence`'s checks.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn sequence_kernel(
-        out: *mut Self,
-        seq: usize,
-        x: &[Self],
-        w_ih: &PackedB<Self>,
-        h0: &[Self],
-        w_hh: &PackedB<Self>,
-        epilogue: Epilogue<Self>,
-        backward: bool,
-    ) -> bool {
-        let _ = (out, seq, x, w_ih, h0, w_hh, epilogue, backward);
+    /// `out` must be valid for `seq · s.w_hh.n` writes, `seq ≥ 1`; the extents must have
+    /// passed `fresh_sequence`'s checks.
+    unsafe fn sequence_kernel(out: *mut Self, seq: usize, s: &Sequence<Self>) -> bool {
+        let _ = (out, seq, s);
         false
     }
 }
@@ -58,28 +48,20 @@ impl Kernel for f32 {
         }
     }
 
-    unsafe fn sequence_kernel(
-        out: *mut f32,
-        seq: usize,
-        x: &[f32],
-        w_ih: &PackedB<f32>,
-        h0: &[f32],
-        w_hh: &PackedB<f32>,
-        epilogue: Epilogue<f32>,
-        backward: bool,
-    ) -> bool {
-        match w_hh.isa {
+    unsafe fn sequence_kernel(out: *mut f32, seq: usize, s: &Sequence<f32>) -> bool {
+        match s.w_hh.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as in `packed_kernel`; the caller's extents and `out`.
-            KernelLevel::Avx512 => unsafe {
-                avx512_f32::one_sequence(out, seq, x, w_ih, h0, w_hh, epilogue, backward);
-                true
-            },
+            KernelLevel::Avx512 => unsafe { sequence::avx512_f32(out, seq, s) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2 and FMA.
+            KernelLevel::Avx2 => unsafe { sequence::avx2_f32(out, seq, s) },
             _ => {
-                let _ = (out, seq, x, w_ih, h0, epilogue, backward);
-                false
+                let _ = (out, seq);
+                return false;
             }
         }
+        true
     }
 
     unsafe fn packed_kernel(

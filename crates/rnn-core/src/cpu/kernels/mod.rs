@@ -11,6 +11,7 @@
 //! - `packing.rs`: `PackedB`, weights packed in panels for one level's micro-kernel.
 //! - `kernel.rs`: `Kernel`, each element type's micro-kernels by level.
 //! - `avx512_f32.rs`, `avx2_f32.rs`, `avx512_f64.rs`, `avx2_f64.rs`: the micro-kernels.
+//! - `sequence.rs`: one sequence's whole recurrence in one call, on the same lanes.
 //! - `small.rs`: the register-blocked loops where no micro-kernel runs.
 //! - `activation.rs`: the bias + activation pass.
 //! - `uninit.rs`: the output written where it is used.
@@ -35,12 +36,14 @@ mod avx2_f64;
 mod avx512_f32;
 #[cfg(target_arch = "x86_64")]
 mod avx512_f64;
+#[cfg(target_arch = "x86_64")]
+mod sequence;
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests;
 
 pub(crate) use activation::bias_activation;
-pub(crate) use gemm::{packed_gemm_acc, packed_step};
+pub(crate) use gemm::{packed_gemm_acc, packed_step, Epilogue, Sequence};
 pub(crate) use kernel::Kernel;
 pub(crate) use packing::PackedB;
 pub(crate) use small::small_gemm_acc;

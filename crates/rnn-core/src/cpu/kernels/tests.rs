@@ -191,6 +191,82 @@ fn fresh_step_cases<T: Element>() {
     }
 }
 
+/// One sequence's kernel (`sequence.rs`) runs at every level with a micro-kernel, in f32;
+/// it writes every element before it reads any (the memory starts as NaN), and its bits are
+/// those of the same steps taken one by one with `packed_step`, over one and several blocks
+/// of a row, both directions and activations.
+#[test]
+fn the_sequence_kernel_is_the_steps_one_by_one() {
+    sequence_cases::<f32>();
+}
+
+fn sequence_cases<T: Element>() {
+    for level in packed_levels() {
+        let shapes = [
+            (1, 1, 1, false),
+            (4, 17, 30, true),
+            (3, 64, 200, false),
+            (5, 100, 7, true),
+            (2, 33, 33, false),
+        ];
+        for (seq, n, k_x, backward) in shapes {
+            let (Some(w_ih), Some(w_hh)) = (
+                super::PackedB::new(level, &values::<T>(k_x * n, 1), k_x, n),
+                super::PackedB::new(level, &values::<T>(n * n, 2), n, n),
+            ) else {
+                panic!("{level}: packing failed for n = {n}");
+            };
+            let (x, h0, bias) = (
+                values::<T>(seq * k_x, 3),
+                values::<T>(n, 4),
+                values::<T>(n, 5),
+            );
+            for relu in [false, true] {
+                let epilogue = super::Epilogue {
+                    bias: Some(&bias[..]),
+                    activation: fused(relu),
+                };
+                let sequence = super::Sequence {
+                    x: &x,
+                    w_ih: &w_ih,
+                    h0: &h0,
+                    w_hh: &w_hh,
+                    epilogue,
+                    backward,
+                };
+                let nan = T::from_f64(f64::NAN);
+                let mut fresh = vec![std::mem::MaybeUninit::new(nan); seq * n];
+                let Ok(got) = super::gemm::fresh_sequence(&mut fresh, &sequence) else {
+                    panic!("{level}: no sequence kernel");
+                };
+                let got = got.to_vec();
+                let mut want = vec![T::ZERO; seq * n];
+                let mut h = h0.clone();
+                for i in 0..seq {
+                    let t = if backward { seq - 1 - i } else { i };
+                    let out = &mut want[t * n..(t + 1) * n];
+                    let x_t = &x[t * k_x..(t + 1) * k_x];
+                    super::packed_step(
+                        out,
+                        Some((x_t, &w_ih)),
+                        (&h, &w_hh),
+                        Some(&bias),
+                        fused(relu),
+                    );
+                    h = out.to_vec();
+                }
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
+                    "{level}, {:?}: seq {seq}, n {n}, k {k_x}, backward {backward}, relu {relu}",
+                    T::DTYPE
+                );
+            }
+        }
+    }
+}
+
 /// The AVX2 and AVX-512 micro-kernels do the same multiply-adds in the same order (from
 /// zero or from `out`, over the shared dimension in order) and the same epilogue, so they
 /// give the same bits, with and without the bias, for either activation, and when

@@ -4,7 +4,7 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::gemm::{fresh_product, fresh_sequence, Epilogue};
+use super::gemm::{fresh_product, fresh_sequence, Epilogue, Sequence};
 use super::packing::PackedB;
 use crate::cpu::Element;
 use crate::cpu::Fused;
@@ -74,18 +74,9 @@ impl<'a, T: Element> Blank<'a, T> {
     /// The piece as one sequence's outputs `[seq, n]`, written by its whole recurrence on
     /// packed weights (each step as [`Blank::written_by_step`] writes it, the same bits)
     /// where the weights' level has a kernel for that; else the piece back, unwritten.
-    pub(crate) fn written_by_sequence(
-        mut self,
-        x: &[T],
-        weights: (&PackedB<T>, &PackedB<T>),
-        h0: &[T],
-        epilogue: (Option<&[T]>, Fused),
-        backward: bool,
-    ) -> Result<&'a mut [T], Self> {
-        let (bias, activation) = epilogue;
+    pub(crate) fn written_by_sequence(mut self, s: &Sequence<T>) -> Result<&'a mut [T], Self> {
         let out = std::mem::take(&mut self.data);
-        let epilogue = Epilogue { bias, activation };
-        match fresh_sequence(out, x, weights, h0, epilogue, backward) {
+        match fresh_sequence(out, s) {
             Ok(written) => {
                 self.written.fetch_add(written.len(), Ordering::Relaxed);
                 Ok(written)
