@@ -90,19 +90,7 @@ fn splitting_the_batch_between_threads_changes_nothing() {
                 "{dtype:?}, batch {batch}, reverse {reverse}, lengths {with_lengths}, relu \
                  {relu}, bias {bias}"
             );
-            let config = InitConfig {
-                input_size,
-                hidden_sizes: vec![hidden],
-                bidirectional: false,
-                bias,
-            };
-            let weights = uniform_weights(&config, 5, dtype, &dev).unwrap();
-            let act = if relu {
-                Nonlinearity::Relu
-            } else {
-                Nonlinearity::Tanh
-            };
-            let layer = RnnLayer::new(&weights[0][0], act).unwrap();
+            let layer = test_layer(input_size, hidden, bias, relu, 5, dtype);
             let lengths = with_lengths.then_some(&lengths[..]);
             let packed = PackedWeights::default();
             let run = |threads, level| Run {
@@ -223,19 +211,7 @@ fn every_level_holds_to_the_reference_on_random_shapes() {
         let h0 = Tensor::randn(0f32, 0.5, (batch, hidden), &dev)
             .and_then(|t| t.to_dtype(dtype))
             .unwrap();
-        let config = InitConfig {
-            input_size,
-            hidden_sizes: vec![hidden],
-            bidirectional: false,
-            bias,
-        };
-        let weights = uniform_weights(&config, case, dtype, &dev).unwrap();
-        let act = if relu {
-            Nonlinearity::Relu
-        } else {
-            Nonlinearity::Tanh
-        };
-        let layer = RnnLayer::new(&weights[0][0], act).unwrap();
+        let layer = test_layer(input_size, hidden, bias, relu, case, dtype);
         let packed = PackedWeights::default();
         let run = |level| Run {
             seq,
@@ -386,19 +362,7 @@ fn one_sequence_cases<T: Element + Into<f64>>(dtype: DType, tolerance: f64) {
             let h0 = (randn((1, 1, hidden)).squeeze(0).unwrap() * 0.5).unwrap();
             let h0_13 =
                 Tensor::cat(&[&h0, &randn((1, others, hidden)).squeeze(0).unwrap()], 0).unwrap();
-            let config = InitConfig {
-                input_size,
-                hidden_sizes: vec![hidden],
-                bidirectional: false,
-                bias,
-            };
-            let weights = uniform_weights(&config, case as u64, dtype, &dev).unwrap();
-            let act = if relu {
-                Nonlinearity::Relu
-            } else {
-                Nonlinearity::Tanh
-            };
-            let layer = RnnLayer::new(&weights[0][0], act).unwrap();
+            let layer = test_layer(input_size, hidden, bias, relu, case as u64, dtype);
             let packed = PackedWeights::default();
             let run = |batch, level| Run {
                 seq,
@@ -438,6 +402,30 @@ fn one_sequence_cases<T: Element + Into<f64>>(dtype: DType, tolerance: f64) {
     if checked == 0 {
         eprintln!("skipped: this CPU has no AVX2, so no micro-kernel runs");
     }
+}
+
+/// A one-direction layer of `uniform_weights` (seeded), tanh or ReLU.
+fn test_layer(
+    input_size: usize,
+    hidden: usize,
+    bias: bool,
+    relu: bool,
+    seed: u64,
+    dtype: DType,
+) -> RnnLayer {
+    let config = InitConfig {
+        input_size,
+        hidden_sizes: vec![hidden],
+        bidirectional: false,
+        bias,
+    };
+    let weights = uniform_weights(&config, seed, dtype, &Device::Cpu).unwrap();
+    let act = if relu {
+        Nonlinearity::Relu
+    } else {
+        Nonlinearity::Tanh
+    };
+    RnnLayer::new(&weights[0][0], act).unwrap()
 }
 
 /// The fused activation a test's `relu` flag stands for.
