@@ -62,8 +62,9 @@ pub(super) const TINY_F64: f64 = 1.0 / (1u64 << 28) as f64;
 /// Below this |x|, tanh is `m / (m + 2)` with `m = e^(2|x|) - 1` summed directly; from it,
 /// `(E - 1) / (E + 1)`, whose `E - 1` loses at most about one bit there (`E ≥ 3.49`).
 pub(super) const SMALL_F64: f64 = 0.625;
-/// ln 2 in two parts: `LN2_HI` has 21 significant bits, so `n · LN2_HI` is exact for the
-/// `n ≤ 64` used here; `LN2_LO` is the rest (fdlibm's split).
+/// ln 2 in two parts: the low 21 bits of `LN2_HI`'s mantissa are zero (32 significant bits),
+/// so `n · LN2_HI` is exact for the `n ≤ 64` used here; `LN2_LO` is the rest (fdlibm's
+/// split).
 pub(super) const LN2_HI: f64 = 0.693_147_180_369_123_8;
 pub(super) const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 pub(super) const INV_LN2: f64 = std::f64::consts::LOG2_E;

@@ -381,7 +381,11 @@ fn one_sequence_cases<T: Element + Into<f64>>(dtype: DType, tolerance: f64) {
                 if level == KernelLevel::Generic {
                     continue;
                 }
+                let before = kernels::SEQUENCE_RUNS.with(|r| r.get());
                 let one: Result2<T> = fast(&layer, &run(1, level), &x, &h0);
+                let ran = kernels::SEQUENCE_RUNS.with(|r| r.get()) - before;
+                let want_runs = usize::from(dtype == DType::F32);
+                assert_eq!(ran, want_runs, "{level}, {name}: sequence kernel runs");
                 let (out, h_n) = fast::<T>(&layer, &run(13, level), &x13, &h0_13);
                 let row = |v: &[T], rows: usize| -> Vec<T> {
                     v.chunks_exact(hidden)

@@ -72,6 +72,13 @@ pub(super) fn fresh_product<'o, T: Element>(
     out
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Sequences this thread has run through a sequence kernel, for the tests to see that
+    /// the one-sequence path is taken (its bits are the per-step path's, so they cannot).
+    pub(crate) static SEQUENCE_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// One sequence's whole recurrence written into `out` (`[seq, n]`, not yet written) where
 /// the weights' level has a kernel for it (`sequence.rs`): each step as [`packed_step`] forms
 /// it, the same bits. Returns `out` written, or gives it back unwritten where there is no
@@ -100,6 +107,8 @@ pub(super) fn fresh_sequence<'o, T: Element>(
     if !unsafe { T::sequence_kernel(ptr, len / n, s) } {
         return Err(out);
     }
+    #[cfg(test)]
+    SEQUENCE_RUNS.with(|runs| runs.set(runs.get() + 1));
     // SAFETY: the kernel wrote every element (every step's row, all columns up to n), and
     // MaybeUninit<T> has T's layout.
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })

@@ -43,6 +43,8 @@ mod sequence;
 mod tests;
 
 pub(crate) use activation::bias_activation;
+#[cfg(test)]
+pub(crate) use gemm::SEQUENCE_RUNS;
 pub(crate) use gemm::{packed_gemm_acc, packed_step, Epilogue, Sequence};
 pub(crate) use kernel::Kernel;
 pub(crate) use packing::PackedB;

@@ -231,9 +231,11 @@ unsafe fn panel_rows<L: Lanes>(b: &PackedB<L::T>, j: usize) -> [*const L::T; V] 
     for (v, at) in at.iter_mut().enumerate() {
         let column = j + v * L::LANES;
         if column / L::PANEL < panels {
-            // SAFETY: panel column / PANEL holds b.k rows of PANEL values from
-            // (panel · b.k) · PANEL; column % PANEL + LANES ≤ PANEL.
-            *at = base.add((column / L::PANEL * b.k) * L::PANEL + column % L::PANEL);
+            // Panel column / PANEL holds b.k rows of PANEL values from (panel · b.k) · PANEL,
+            // and column % PANEL + LANES ≤ PANEL. Formed with wrapping_add: with b.k = 0 (an
+            // input of no features) the panels are empty and the address lies past them,
+            // though no row of them is ever read.
+            *at = base.wrapping_add((column / L::PANEL * b.k) * L::PANEL + column % L::PANEL);
         }
     }
     at

@@ -194,7 +194,7 @@ fn fresh_step_cases<T: Element>() {
 /// One sequence's kernel (`sequence.rs`) runs at every level with a micro-kernel, in f32;
 /// it writes every element before it reads any (the memory starts as NaN), and its bits are
 /// those of the same steps taken one by one with `packed_step`, over one and several blocks
-/// of a row, both directions and activations.
+/// of a row, an input of no features, both directions and activations.
 #[test]
 fn the_sequence_kernel_is_the_steps_one_by_one() {
     sequence_cases::<f32>();
@@ -208,6 +208,7 @@ fn sequence_cases<T: Element>() {
             (3, 64, 200, false),
             (5, 100, 7, true),
             (2, 33, 33, false),
+            (3, 20, 0, true),
         ];
         for (seq, n, k_x, backward) in shapes {
             let (Some(w_ih), Some(w_hh)) = (

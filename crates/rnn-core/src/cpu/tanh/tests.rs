@@ -61,12 +61,13 @@ fn ulp_distance_f64(a: f64, b: f64) -> u64 {
     (key(a) - key(b)).unsigned_abs() as u64
 }
 
-/// [`tanh_f64`] against the standard library's tanh (glibc's, itself within about 2 ulp of
-/// the exact value): at most 4 ulp apart on every 2^38th f64 bit pattern in [-25, 25]
-/// (16,384 in each binade, 17 million in all), and on 2^22 values spread evenly over [-2, 2]. Against the exact tanh (mpmath at 120 bits) the
-/// same operations measured at most 2.95 ulp on 250,000 points (docs/performance.md).
+/// [`tanh_f64`] against the standard library's tanh (glibc's is within about 2 ulp of the
+/// exact value, and so may another libm be): at most 5 ulp apart (4 measured with glibc) on every 2^38th f64 bit pattern in [-25, 25]
+/// (16,384 in each binade, 17 million in all), and on 2^22 values spread evenly over [-2, 2].
+/// Against the exact tanh (mpmath at 120 bits) it measured at most 2.82 ulp on 250,207
+/// points (docs/performance.md).
 #[test]
-fn tanh_f64_is_within_4_ulp_of_the_library_s() {
+fn tanh_f64_is_within_5_ulp_of_the_library_s() {
     let mut worst = (0u64, 0f64);
     let top = 25f64.to_bits();
     let mut bits = 0u64;
@@ -86,7 +87,7 @@ fn tanh_f64_is_within_4_ulp_of_the_library_s() {
             worst = (d, x);
         }
     }
-    assert!(worst.0 <= 4, "{} ulp at x = {:e}", worst.0, worst.1);
+    assert!(worst.0 <= 5, "{} ulp at x = {:e}", worst.0, worst.1);
 }
 
 #[test]
