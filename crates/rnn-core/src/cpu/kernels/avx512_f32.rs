@@ -87,7 +87,10 @@ unsafe fn rows_product(
         let last = end == total;
         for p in panels.clone() {
             let j = p * NR;
-            let masks = masks(n, j);
+            let mut masks = [0; V];
+            for (v, m) in masks.iter_mut().enumerate() {
+                *m = mask(n.saturating_sub(j + 16 * v));
+            }
             let tile = Tile {
                 o,
                 n,
@@ -130,16 +133,6 @@ unsafe fn rows_product(
         }
         start = end;
     }
-}
-
-/// The masks of the registers of columns `j..j + NR` where a row has `n` columns.
-#[inline(always)]
-fn masks(n: usize, j: usize) -> [__mmask16; V] {
-    let mut masks = [0; V];
-    for (v, m) in masks.iter_mut().enumerate() {
-        *m = mask(n.saturating_sub(j + 16 * v));
-    }
-    masks
 }
 
 /// One span's operands for [`Tile::run`]: its packed panel from the span's first row, and
@@ -215,11 +208,31 @@ impl Tile<'_> {
                 }
             }
         }
-        if let Some(epilogue) = self.epilogue {
-            let bias = bias_registers(epilogue.bias, j, masks);
+        if let Some(Epilogue { bias, activation }) = self.epilogue {
+            if let Some(bias) = bias {
+                // Without a bias nothing is added, as in the scalar pass: adding +0 would
+                // turn a sum of -0 into +0.
+                let at = |v: usize| bias.as_ptr().wrapping_add(j + 16 * v);
+                let (bias0, bias1) = (
+                    _mm512_maskz_loadu_ps(m0, at(0)),
+                    _mm512_maskz_loadu_ps(m1, at(1)),
+                );
+                let (bias2, bias3) = (
+                    _mm512_maskz_loadu_ps(m2, at(2)),
+                    _mm512_maskz_loadu_ps(m3, at(3)),
+                );
+                for q in 0..R {
+                    c0[q] = _mm512_add_ps(c0[q], bias0);
+                    c1[q] = _mm512_add_ps(c1[q], bias1);
+                    c2[q] = _mm512_add_ps(c2[q], bias2);
+                    c3[q] = _mm512_add_ps(c3[q], bias3);
+                }
+            }
             for q in 0..R {
-                [c0[q], c1[q], c2[q], c3[q]] =
-                    finish([c0[q], c1[q], c2[q], c3[q]], bias, epilogue.activation);
+                c0[q] = activate(c0[q], activation);
+                c1[q] = activate(c1[q], activation);
+                c2[q] = activate(c2[q], activation);
+                c3[q] = activate(c3[q], activation);
             }
         }
         for q in 0..R {
@@ -230,39 +243,6 @@ impl Tile<'_> {
             _mm512_mask_storeu_ps(row.wrapping_add(48), m3, c3[q]);
         }
     }
-}
-
-/// The bias of columns `j..j + NR` in registers (masked as `masks` say), where there is one.
-#[inline(always)]
-unsafe fn bias_registers(
-    bias: Option<&[f32]>,
-    j: usize,
-    masks: [__mmask16; V],
-) -> Option<[__m512; V]> {
-    // SAFETY: bias has n values and lanes at or past n are masked off (pointers formed with
-    // wrapping_add, as in `Tile::run`).
-    let bias = bias?;
-    let mut b = [_mm512_setzero_ps(); V];
-    for v in 0..V {
-        b[v] = _mm512_maskz_loadu_ps(masks[v], bias.as_ptr().wrapping_add(j + 16 * v));
-    }
-    Some(b)
-}
-
-/// One row's sums of a panel with the bias added (nothing is added without one, as in the
-/// scalar pass: adding +0 would turn a sum of -0 into +0), then the activation.
-#[inline(always)]
-unsafe fn finish(c: [__m512; V], bias: Option<[__m512; V]>, activation: Fused) -> [__m512; V] {
-    let mut c = c;
-    if let Some(bias) = bias {
-        for (c, bias) in c.iter_mut().zip(bias) {
-            *c = _mm512_add_ps(*c, bias);
-        }
-    }
-    for c in &mut c {
-        *c = activate(*c, activation);
-    }
-    c
 }
 
 /// ReLU or tanh of 16 lanes, each lane exactly what `Element::relu` or

@@ -1732,6 +1732,16 @@ mod tests {
     /// A layer of [`functional`]: class, name, config, and what it reads.
     type Spec<'a> = (&'a str, &'a str, Value, &'a [(&'a str, u64)]);
 
+    /// An `Embedding` named `embedding` on the model's input `in`, without a mask.
+    fn embedding() -> Spec<'static> {
+        (
+            "Embedding",
+            "embedding",
+            serde_json::json!({"mask_zero": false}),
+            &[("in", 0)],
+        )
+    }
+
     /// A Keras 3 Functional model of `layers` (each `(class, name, config, reads)`, reads as
     /// `(layer, tensor)`) with `outputs`, run through [`ModelConfig::graph`] with weights for
     /// `embedding`, `dense` and `dense_1`.
@@ -1842,14 +1852,6 @@ mod tests {
     fn what_rnn_does_not_give_after_the_rnn_is_named() {
         let blockers = |layers: &[Spec], out: &[(&str, u64)]| {
             functional(layers, out).unwrap().unwrap_err().join("; ")
-        };
-        let embedding = || {
-            (
-                "Embedding",
-                "embedding",
-                serde_json::json!({"mask_zero": false}),
-                &[("in", 0)][..],
-            )
         };
         // A head on the embedding, before the RNN.
         let why = blockers(
@@ -2037,14 +2039,6 @@ mod tests {
 
     #[test]
     fn the_chain_is_the_path_to_the_top_recurrent_layer_wherever_keras_lists_the_rest() {
-        let embedding = || {
-            (
-                "Embedding",
-                "embedding",
-                serde_json::json!({"mask_zero": false}),
-                &[("in", 0)][..],
-            )
-        };
         // A head on the lower layer's state listed before the top layer.
         let graph = functional(
             &[
