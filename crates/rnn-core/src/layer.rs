@@ -1,7 +1,8 @@
 //! One recurrent layer in one direction: the Elman cell unrolled over time.
 
-use candle_core::{DType, Result, Tensor};
+use std::sync::Mutex;
 
+use candle_core::{DType, Result, Tensor};
 use candle_nn::rnn::Direction;
 
 use crate::cpu;
@@ -413,19 +414,7 @@ impl RnnLayer {
         direction: Direction,
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
-        let dims = input.dims();
-        let run = cpu::Run {
-            seq: dims[0],
-            batch: dims[1],
-            input_size: self.input_size(),
-            hidden: self.hidden_size(),
-            direction,
-            activation,
-            lengths,
-            threads: cpu::threads(),
-            level: cpu::level::get(),
-            packed: &prepared.packed,
-        };
+        let run = self.cpu_run(prepared, activation, input, direction, lengths);
         cpu::forward(
             &run,
             input,
@@ -436,9 +425,34 @@ impl RnnLayer {
         )
     }
 
+    /// What the fused CPU path runs on: this layer's sizes and `prepared` weights, the
+    /// input's sequence length and batch.
+    fn cpu_run<'a>(
+        &self,
+        prepared: &'a Prepared,
+        activation: cpu::Fused,
+        input: &Tensor,
+        direction: Direction,
+        lengths: Option<&'a [usize]>,
+    ) -> cpu::Run<'a> {
+        let dims = input.dims();
+        cpu::Run {
+            seq: dims[0],
+            batch: dims[1],
+            input_size: self.input_size(),
+            hidden: self.hidden_size(),
+            direction,
+            activation,
+            lengths,
+            threads: cpu::threads(),
+            level: cpu::level::get(),
+            packed: &prepared.packed,
+        }
+    }
+
     /// The fused CPU path for a run that tracks gradients: the forward as inference computes
     /// it, recorded as one operation whose backward is backpropagation through time in one
-    /// pass (`cpu/bptt.rs`).
+    /// pass (`cpu/bptt.rs`), and `h_n` as a second one on its outputs and `h0`.
     fn forward_recorded(
         &self,
         activation: cpu::Fused,
@@ -454,37 +468,45 @@ impl RnnLayer {
             b_ih: w.b_ih.as_ref().map(Tensor::detach),
             b_hh: w.b_hh.as_ref().map(Tensor::detach),
         };
-        let h0_detached = h0.map(Tensor::detach);
-        let (output, h_n) = self.forward_fused(
-            &Prepared::new(&detached)?,
-            activation,
+        let prepared = Prepared::new(&detached)?;
+        let run = self.cpu_run(&prepared, activation, input, direction, lengths);
+        let (output, h_n) = cpu::forward_storage(
+            &run,
             &input.detach(),
-            h0_detached.as_ref(),
-            direction,
-            lengths,
+            &prepared.w_ih_t,
+            &prepared.w_hh_t,
+            prepared.bias.as_ref(),
+            h0.map(Tensor::detach).as_ref(),
         )?;
-        let seq_len = output.dim(0)?;
+        let hidden = self.hidden_size();
         let h0 = match h0 {
             Some(h0) => h0.clone(),
-            None => h_n.zeros_like()?,
+            None => Tensor::zeros((run.batch, hidden), input.dtype(), input.device())?,
         };
         let mut columns = vec![w.w_ih.clone(), w.w_hh.clone()];
         for b in w.b_ih.iter().chain(w.b_hh.iter()) {
             columns.push(b.unsqueeze(1)?);
         }
+        let lengths = lengths.map(<[usize]>::to_vec);
         let recurrence = cpu::bptt::Recurrence {
-            output,
-            h_n,
+            output: Mutex::new(Some(output)),
             input_size: self.input_size(),
-            hidden: self.hidden_size(),
+            hidden,
             bias_columns: columns.len() - 2,
             direction,
             activation,
-            lengths: lengths.map(<[usize]>::to_vec),
-            level: cpu::level::get(),
+            lengths: lengths.clone(),
+            level: run.level,
         };
-        let result = input.apply_op3(&h0, &Tensor::cat(&columns, 1)?, recurrence)?;
-        Ok((result.narrow(0, 0, seq_len)?, result.get(seq_len)?))
+        let output = input.apply_op3(&h0, &Tensor::cat(&columns, 1)?, recurrence)?;
+        let last = cpu::bptt::LastState {
+            h_n: Mutex::new(Some(h_n)),
+            hidden,
+            direction,
+            lengths,
+        };
+        let h_n = output.apply_op2(&h0, last)?;
+        Ok((output, h_n))
     }
 
     /// Checks the shapes and dtypes of a sequence run; returns `(seq_len, batch)`.

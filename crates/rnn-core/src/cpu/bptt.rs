@@ -5,25 +5,29 @@
 //!
 //! The operation's arguments are the input `x` `[T, B, I]`, `h0` `[B, H]` and every weight in
 //! one tensor `[W_ih | W_hh | b_ih | b_hh]` `[H, I + H + biases]` (a `cat`, whose gradient
-//! candle splits back); its result is `[T + 1, B, H]`: the outputs, then `h_n`. The forward
-//! was computed before the operation was made (the fused path, the same numbers as inference)
-//! and is handed over as it is.
+//! candle splits back); its result is the outputs `[T, B, H]`. `h_n` is a second operation
+//! ([`LastState`]) on the outputs and `h0`, whose backward adds its gradient to the output
+//! each sequence's `h_n` is (to `h0`'s for an empty sequence); a loss on the outputs alone
+//! never runs it. The forward was computed before the operations were made (the fused path,
+//! the same numbers as inference) and each hands its part over without a copy.
 //!
-//! The backward, for the loss gradients `G_t` of the outputs and `G_n` of `h_n`, with `y_t`
-//! the output at step `t`, `act'` from the output (`1 − y²` for tanh, `y > 0` for relu):
-//! - going back over the steps in the reverse of the order they were computed, with
-//!   `δh = G_n` first: `δpre_t = (δh + G_t) ⊙ act'(y_t)`, then `δh = δpre_t · W_hh`; a step past
-//!   a sequence's length passes `δh` through unchanged and has `δpre = 0`;
-//! - then, over all steps at once: `dW_ih = δPreᵀ · X`, `dW_hh = δPreᵀ · H_prev` (each
-//!   step's previous state), `dx = δPre · W_ih`, `db_ih = db_hh = Σ δPre`; `dh0` is the last
-//!   `δh`.
+//! The backward, for the loss gradients `G_t` of the outputs, with `y_t` the output at step
+//! `t`, `act'` from the output (`1 − y²` for tanh, `y > 0` for relu):
+//! - going back over the steps in the reverse of the order they were computed, with `δh = 0`
+//!   first: `δpre_t = (δh + G_t) ⊙ act'(y_t)`, then `[δh | dx_t] = δpre_t · [W_hh | W_ih]`
+//!   (one product); a step past a sequence's length passes `δh` through unchanged and has
+//!   `δpre = 0`; each step's `δpre_t` is stored transposed, into `δPreᵀ` `[H, T·B]`;
+//! - then, over all steps at once: `[dW_ih | dW_hh] = δPreᵀ · [X | H_prev]` (each step's
+//!   input and previous state, packed for the micro-kernel straight from `x`, `h0` and the
+//!   outputs), `db_ih = db_hh = Σ δPre`; `dh0` is the last `δh`.
 //!
-//! Every product runs on the forward's micro-kernels (the right-hand matrix packed once per
-//! backward; the generic level's row-wise loops where there is none): each step's
-//! `δpre · W_hh` with the batch split between threads, the three products over all steps
-//! with their rows split between threads.
+//! Every product runs on the forward's micro-kernels (the generic level's row-wise loops
+//! where there is none): each step's with the batch split between threads, the weights'
+//! with its rows split between threads.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+
+use std::sync::Mutex;
 
 use std::ops::Range;
 
@@ -34,10 +38,9 @@ use candle_nn::rnn::Direction;
 
 /// One layer and direction's recurrence, its forward already computed.
 pub(crate) struct Recurrence {
-    /// The fused forward's output, `[seq_len, batch, hidden]`.
-    pub output: Tensor,
-    /// Its final state, `[batch, hidden]`.
-    pub h_n: Tensor,
+    /// The fused forward's output, `[seq_len, batch, hidden]`, until the operation's forward
+    /// hands it over as its result.
+    pub output: Mutex<Option<CpuStorage>>,
     pub input_size: usize,
     pub hidden: usize,
     /// How many bias columns follow the weights in the weights argument (0, 1 or 2).
@@ -54,12 +57,13 @@ pub(crate) struct Recurrence {
 
 /// What every thread of the backward's loop reads.
 struct Pass<'a, T: Element> {
-    /// The forward's result `[T + 1, B, H]`.
+    /// The forward's outputs `[T, B, H]`.
     out: &'a [T],
     /// Its gradient, the same shape.
     grad: &'a [T],
-    /// `W_hh` `[H, H]`, and packed for the level's micro-kernel where it has one.
-    w_hh: &'a [T],
+    /// `[W_hh | W_ih]` `[H, H + I]`, and packed for the level's micro-kernel where it has
+    /// one: `δpre_t` times it is `δh` and `dx_t` in one product.
+    back: &'a [T],
     packed: Option<&'a PackedB<T>>,
     seq: usize,
     batch: usize,
@@ -73,108 +77,219 @@ impl<T: Element> Clone for Pass<'_, T> {
 
 impl<T: Element> Copy for Pass<'_, T> {}
 
-impl Recurrence {
-    /// `[output; h_n]`, `[seq_len + 1, batch, hidden]` row-major.
-    fn stacked<T: Element>(&self) -> Result<Vec<T>> {
-        let (output, h_n) = (self.output.contiguous()?, self.h_n.contiguous()?);
-        with_slice::<T, _>(&output, |o| {
-            with_slice::<T, _>(&h_n, |h| Ok([o, h].concat()))
-        })
-    }
+/// What one thread of the backward's loop writes, for the sequences `rows`.
+struct Part<'a, T> {
+    rows: Range<usize>,
+    /// Their entries of each column of `δPreᵀ` `[H, T·B]`: one slice per unit `h` and step
+    /// `t`, at `h · seq + t`.
+    d_pre_t: Vec<&'a mut [T]>,
+    /// Their rows of `dx` at each step `[rows, I]`, at `t` (none when `I` is 0).
+    d_x: Vec<&'a mut [T]>,
+    /// Their rows of `dh0` `[rows, H]`: the running `δh`, zero first.
+    dh: &'a mut [T],
+}
 
+/// The gradients of one recurrence's arguments, flat: `dx` `[T·B·I]`, `dh0` `[B·H]`, and
+/// `[dW_ih | dW_hh | db_ih | db_hh]` `[H, I + H + biases]`.
+type Gradients<T> = (Vec<T>, Vec<T>, Vec<T>);
+
+impl Recurrence {
     /// Whether step `t` is within sequence `b`.
     fn valid(&self, t: usize, b: usize) -> bool {
         self.lengths.as_ref().is_none_or(|l| t < l[b])
     }
 
-    /// The backward's loop over the steps: returns `δPre` `[T·B·H]` and `dh0` `[B·H]`. The
-    /// sequences are independent, so the batch is split between threads, each running every
-    /// step of its part (as the forward does).
+    /// The state step `t` of sequence `b` started from: `h0` for the sequence's first step,
+    /// else the output of the step computed before it.
+    fn previous<'a, T: Element>(
+        &self,
+        (out, h0): (&'a [T], &'a [T]),
+        t: usize,
+        b: usize,
+        (seq, batch): (usize, usize),
+    ) -> &'a [T] {
+        let hidden = self.hidden;
+        let backward = matches!(self.direction, Direction::Backward);
+        let first = if backward {
+            t + 1 == seq || self.lengths.as_ref().is_some_and(|l| l[b] == t + 1)
+        } else {
+            t == 0
+        };
+        if first {
+            return &h0[b * hidden..(b + 1) * hidden];
+        }
+        let before = if backward { t + 1 } else { t - 1 };
+        let at = (before * batch + b) * hidden;
+        &out[at..at + hidden]
+    }
+
+    /// Every gradient, from the forward's result `out`, its gradient `grad`, the input `x`
+    /// `[T·B·I]`, `h0` `[B·H]` and the weights argument `[H, I + H + biases]`.
+    fn gradients<T: Element>(
+        &self,
+        (out, grad): (&[T], &[T]),
+        (x, h0): (&[T], &[T]),
+        weights: &[T],
+        (seq, batch): (usize, usize),
+    ) -> Result<Gradients<T>> {
+        let (input, hidden) = (self.input_size, self.hidden);
+        let steps = seq * batch;
+        let (d_pre_t, d_x, dh0) = self.through_time(out, grad, weights, seq, batch)?;
+        // [dW_ih | dW_hh] = δPreᵀ · [X | H_prev]: `[H, T·B] · [T·B, I + H]`, the right-hand
+        // rows assembled as they are packed.
+        let width = input + hidden;
+        let row = |i: usize, dst: &mut [T]| {
+            let (t, b) = (i / batch, i % batch);
+            dst[..input].copy_from_slice(&x[i * input..(i + 1) * input]);
+            dst[input..].copy_from_slice(self.previous((out, h0), t, b, (seq, batch)));
+        };
+        let mut d_w = vec![T::ZERO; hidden * width];
+        if steps > 0 {
+            match PackedB::from_rows(self.level, steps, width, row) {
+                Some(packed) => product(&mut d_w, &d_pre_t, steps, width, |o, l| {
+                    kernels::packed_gemm_acc(o, l, &packed)
+                }),
+                None => {
+                    let mut rhs = vec![T::ZERO; steps * width];
+                    for (i, dst) in rhs.chunks_mut(width).enumerate() {
+                        row(i, dst);
+                    }
+                    product(&mut d_w, &d_pre_t, steps, width, |o, l| {
+                        kernels::small_gemm_acc(self.level, o, l, &rhs, steps, width)
+                    });
+                }
+            }
+        }
+        // [dW_ih | dW_hh | db_ih | db_hh], the biases' columns each row of δPreᵀ summed.
+        let columns = width + self.bias_columns;
+        let mut d_all = vec![T::ZERO; hidden * columns];
+        for j in 0..hidden {
+            let row = &mut d_all[j * columns..(j + 1) * columns];
+            row[..width].copy_from_slice(&d_w[j * width..(j + 1) * width]);
+            let sum = d_pre_t[j * steps..(j + 1) * steps]
+                .iter()
+                .fold(T::ZERO, |acc, &v| acc + v);
+            row[width..].fill(sum);
+        }
+        Ok((d_x, dh0, d_all))
+    }
+
+    /// The backward's loop over the steps: returns `δPreᵀ` `[H, T·B]`, `dx` `[T·B·I]` and
+    /// `dh0` `[B·H]`. The sequences are independent, so the batch is split between threads,
+    /// each running every step of its part (as the forward does) and writing its entries
+    /// of the three.
     fn through_time<T: Element>(
         &self,
         out: &[T],
         grad: &[T],
-        w_hh: &[T],
+        weights: &[T],
         seq: usize,
         batch: usize,
-    ) -> Result<(Vec<T>, Vec<T>)> {
-        let hidden = self.hidden;
-        let level = self.level;
-        // W_hh `[H, H]` is the right-hand `[k, n]` of `δpre · W_hh` as it is laid out.
-        let packed = PackedB::new(level, w_hh, hidden, hidden);
-        let macs = seq * batch * hidden * hidden;
+    ) -> Result<Gradients<T>> {
+        let (input, hidden, level) = (self.input_size, self.hidden, self.level);
+        // [W_hh | W_ih], from the rows of [W_ih | W_hh | biases].
+        let columns = input + hidden + self.bias_columns;
+        let back: Vec<T> = weights
+            .chunks(columns.max(1))
+            .take(hidden)
+            .flat_map(|row| row[input..input + hidden].iter().chain(&row[..input]))
+            .copied()
+            .collect();
+        let packed = PackedB::new(level, &back, hidden, hidden + input);
+        let macs = seq * batch * hidden * (hidden + input);
         let threads = if macs < super::SPLIT_MIN_MACS {
             1
         } else {
             super::threads().min(batch / super::MIN_PART_ROWS).max(1)
         };
-        let part = batch.div_ceil(threads);
-        let ranges: Vec<Range<usize>> = (0..batch)
-            .step_by(part)
-            .map(|b0| b0..(b0 + part).min(batch))
-            .collect();
+        let share = batch.div_ceil(threads).max(1);
+        let steps = seq * batch;
+        let mut d_pre_t = vec![T::ZERO; hidden * steps];
+        let mut d_x = vec![T::ZERO; steps * input];
+        let mut dh0 = vec![T::ZERO; batch * hidden];
+        let mut parts: Vec<Part<T>> = Vec::new();
+        let mut dh_rest = dh0.as_mut_slice();
+        for b0 in (0..batch).step_by(share) {
+            let rows = b0..(b0 + share).min(batch);
+            let (dh, rest) = dh_rest.split_at_mut(rows.len() * hidden);
+            dh_rest = rest;
+            parts.push(Part {
+                rows,
+                d_pre_t: Vec::with_capacity(hidden * seq),
+                d_x: Vec::with_capacity(seq),
+                dh,
+            });
+        }
+        if batch > 0 {
+            for column in d_pre_t.chunks_mut(batch) {
+                let mut rest = column;
+                for part in &mut parts {
+                    let (mine, after) = rest.split_at_mut(part.rows.len());
+                    part.d_pre_t.push(mine);
+                    rest = after;
+                }
+            }
+        }
+        if batch * input > 0 {
+            for step in d_x.chunks_mut(batch * input) {
+                let mut rest = step;
+                for part in &mut parts {
+                    let (mine, after) = rest.split_at_mut(part.rows.len() * input);
+                    part.d_x.push(mine);
+                    rest = after;
+                }
+            }
+        }
         let pass = Pass {
             out,
             grad,
-            w_hh,
+            back: &back,
             packed: packed.as_ref(),
             seq,
             batch,
         };
-        let run = |rows: Range<usize>| self.through_time_part(&pass, rows);
-        let parts: Vec<(Vec<T>, Vec<T>)> =
-            std::thread::scope(|scope| {
-                let spawned: Vec<_> = ranges[1..]
-                    .iter()
-                    .map(|rows| {
-                        let rows = rows.clone();
-                        scope.spawn(move || run(rows))
-                    })
-                    .collect();
-                let mut parts = vec![run(ranges[0].clone())];
-                for handle in spawned {
-                    parts.push(handle.join().map_err(|_| {
-                        candle_core::Error::Msg("a backward thread panicked".into())
-                    })?);
-                }
-                Ok::<_, candle_core::Error>(parts)
-            })?;
-        let rows = batch * hidden;
-        let mut d_pre = vec![T::ZERO; seq * rows];
-        let mut dh0 = vec![T::ZERO; rows];
-        for (range, (part_pre, part_dh)) in ranges.iter().zip(&parts) {
-            let (start, len) = (range.start * hidden, range.len() * hidden);
-            for t in 0..seq {
-                d_pre[t * rows + start..t * rows + start + len]
-                    .copy_from_slice(&part_pre[t * len..(t + 1) * len]);
+        std::thread::scope(|scope| {
+            let mut parts = parts.into_iter();
+            let first = parts.next();
+            let spawned: Vec<_> = parts
+                .map(|part| scope.spawn(move || self.through_time_part(&pass, part)))
+                .collect();
+            if let Some(part) = first {
+                self.through_time_part(&pass, part);
             }
-            dh0[start..start + len].copy_from_slice(part_dh);
-        }
-        Ok((d_pre, dh0))
+            for handle in spawned {
+                handle
+                    .join()
+                    .map_err(|_| candle_core::Error::Msg("a backward thread panicked".into()))?;
+            }
+            Ok::<_, candle_core::Error>(())
+        })?;
+        Ok((d_pre_t, d_x, dh0))
     }
 
-    /// [`Recurrence::through_time`] for the sequences `rows`: their `δPre` `[T, rows, H]` and
-    /// `dh0` `[rows, H]`.
-    fn through_time_part<T: Element>(
-        &self,
-        pass: &Pass<T>,
-        rows: Range<usize>,
-    ) -> (Vec<T>, Vec<T>) {
+    /// [`Recurrence::through_time`] for one part's sequences.
+    fn through_time_part<T: Element>(&self, pass: &Pass<T>, part: Part<T>) {
         let Pass {
             out,
             grad,
-            w_hh,
+            back,
             packed,
             seq,
             batch,
         } = *pass;
-        let hidden = self.hidden;
+        let Part {
+            rows,
+            mut d_pre_t,
+            mut d_x,
+            dh,
+        } = part;
+        let (input, hidden) = (self.input_size, self.hidden);
+        let width = hidden + input;
         let all = batch * hidden;
         let (first, len) = (rows.start * hidden, rows.len() * hidden);
         let one = T::from_f64(1.0);
-        let mut dh = grad[seq * all + first..seq * all + first + len].to_vec();
-        let mut d_pre = vec![T::ZERO; seq * len];
-        let mut back = vec![T::ZERO; len];
+        let mut d = vec![T::ZERO; len];
+        let mut product = vec![T::ZERO; rows.len() * width];
         for s in (0..seq).rev() {
             let t = if matches!(self.direction, Direction::Backward) {
                 seq - 1 - s
@@ -183,9 +298,13 @@ impl Recurrence {
             };
             let y = &out[t * all + first..t * all + first + len];
             let g = &grad[t * all + first..t * all + first + len];
-            let d = &mut d_pre[t * len..(t + 1) * len];
-            for (r, _) in rows.clone().enumerate().filter(|&(_, b)| self.valid(t, b)) {
-                for j in r * hidden..(r + 1) * hidden {
+            for (r, b) in rows.clone().enumerate() {
+                let at = r * hidden..(r + 1) * hidden;
+                if !self.valid(t, b) {
+                    d[at].fill(T::ZERO);
+                    continue;
+                }
+                for j in at {
                     let total = dh[j] + g[j];
                     d[j] = if self.activation == Fused::Relu {
                         if y[j] > T::ZERO {
@@ -198,40 +317,35 @@ impl Recurrence {
                     };
                 }
             }
-            back.fill(T::ZERO);
+            // [δh | dx_t] = δpre_t · [W_hh | W_ih].
             match packed {
-                Some(p) => kernels::packed_gemm_acc(&mut back, d, p),
-                None => kernels::small_gemm_acc(self.level, &mut back, d, w_hh, hidden, hidden),
-            }
-            for (r, _) in rows.clone().enumerate().filter(|&(_, b)| self.valid(t, b)) {
-                let r = r * hidden..(r + 1) * hidden;
-                dh[r.clone()].copy_from_slice(&back[r]);
-            }
-        }
-        (d_pre, dh)
-    }
-
-    /// The state each step started from, `[T·B, H]`: `h0` for a sequence's first step, else
-    /// the output of the step computed before it (all but one step's outputs, shifted by one
-    /// step; backwards, a shorter sequence's first step is patched to `h0`).
-    fn previous_states<T: Element>(&self, out: &[T], h0: &[T], seq: usize, batch: usize) -> Vec<T> {
-        let rows = batch * self.hidden;
-        let mut prev = vec![T::ZERO; seq * rows];
-        let shifted = (seq - 1) * rows;
-        if matches!(self.direction, Direction::Backward) {
-            prev[..shifted].copy_from_slice(&out[rows..seq * rows]);
-            prev[shifted..].copy_from_slice(h0);
-            for (b, &len) in self.lengths.iter().flatten().enumerate() {
-                if (1..seq).contains(&len) {
-                    let (at, r) = ((len - 1) * rows + b * self.hidden, b * self.hidden);
-                    prev[at..at + self.hidden].copy_from_slice(&h0[r..r + self.hidden]);
+                Some(p) => kernels::packed_gemm(&mut product, &d, p),
+                None => {
+                    product.fill(T::ZERO);
+                    kernels::small_gemm_acc(self.level, &mut product, &d, back, hidden, width);
                 }
             }
-        } else {
-            prev[..rows].copy_from_slice(h0);
-            prev[rows..].copy_from_slice(&out[..shifted]);
+            for (r, b) in rows.clone().enumerate() {
+                let row = &product[r * width..(r + 1) * width];
+                if self.valid(t, b) {
+                    dh[r * hidden..(r + 1) * hidden].copy_from_slice(&row[..hidden]);
+                }
+                if let Some(d_x) = d_x.get_mut(t) {
+                    d_x[r * input..(r + 1) * input].copy_from_slice(&row[hidden..]);
+                }
+            }
+            // δpre_t into δPreᵀ, a block of units at a time: each row's values are read
+            // in order, each column written along the sequences.
+            const UNITS: usize = 16;
+            for h0 in (0..hidden).step_by(UNITS) {
+                let units = h0..(h0 + UNITS).min(hidden);
+                for (r, row) in d.chunks(hidden.max(1)).enumerate() {
+                    for h in units.clone() {
+                        d_pre_t[h * seq + t][r] = row[h];
+                    }
+                }
+            }
         }
-        prev
     }
 
     pub(crate) fn backward<T: Element>(
@@ -242,102 +356,50 @@ impl Recurrence {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (seq, batch, _) = x.dims3()?;
-        let (input, hidden) = (self.input_size, self.hidden);
-        let weights = weights.detach();
-        let w_ih = weights.narrow(1, 0, input)?.contiguous()?;
-        let w_hh = weights.narrow(1, input, hidden)?.contiguous()?;
+        let (seq, batch, input) = x.dims3()?;
+        let dims = (seq, batch);
         let x = x.detach().contiguous()?;
+        let weights = weights.detach().contiguous()?;
         let (res, grad, h0) = (res.contiguous()?, grad.contiguous()?, h0.contiguous()?);
-        let (d_pre, dh0) = with_slice::<T, _>(&res, |out| {
+        let (d_x, dh0, d_all) = with_slice::<T, _>(&res, |out| {
             with_slice::<T, _>(&grad, |g| {
-                with_slice::<T, _>(&w_hh, |w| self.through_time(out, g, w, seq, batch))
+                with_slice::<T, _>(&x, |x| {
+                    with_slice::<T, _>(&h0, |h0| {
+                        with_slice::<T, _>(&weights, |w| self.gradients((out, g), (x, h0), w, dims))
+                    })
+                })
             })
         })?;
-        let h_prev = with_slice::<T, _>(&res, |out| {
-            with_slice::<T, _>(&h0, |h0| Ok(self.previous_states(out, h0, seq, batch)))
-        })?;
-        let level = self.level;
-        let steps = seq * batch;
-        // dW_ih = δPreᵀ · X `[H, I]`, dW_hh = δPreᵀ · H_prev `[H, H]`.
-        let d_pre_t = transpose(&d_pre, steps, hidden);
-        let mut d_w_ih = vec![T::ZERO; hidden * input];
-        with_slice::<T, _>(&x, |x| {
-            product(level, &mut d_w_ih, &d_pre_t, x, steps, input);
-            Ok(())
-        })?;
-        let mut d_w_hh = vec![T::ZERO; hidden * hidden];
-        product(level, &mut d_w_hh, &d_pre_t, &h_prev, steps, hidden);
-        // [dW_ih | dW_hh | db_ih | db_hh], the biases' columns each row of δPreᵀ summed.
-        let width = input + hidden;
-        let columns = width + self.bias_columns;
-        let mut d_all = vec![T::ZERO; hidden * columns];
-        for j in 0..hidden {
-            let row = &mut d_all[j * columns..(j + 1) * columns];
-            row[..input].copy_from_slice(&d_w_ih[j * input..(j + 1) * input]);
-            row[input..width].copy_from_slice(&d_w_hh[j * hidden..(j + 1) * hidden]);
-            let sum = d_pre_t[j * steps..(j + 1) * steps]
-                .iter()
-                .fold(T::ZERO, |acc, &v| acc + v);
-            row[width..].fill(sum);
-        }
-        // dx = δPre · W_ih: `[T·B, I]`.
-        let mut d_x = vec![T::ZERO; steps * input];
-        with_slice::<T, _>(&w_ih, |w| {
-            product(level, &mut d_x, &d_pre, w, hidden, input);
-            Ok(())
-        })?;
         let cpu = Device::Cpu;
+        let columns = input + self.hidden + self.bias_columns;
         Ok((
             Some(Tensor::from_vec(d_x, (seq, batch, input), &cpu)?),
-            Some(Tensor::from_vec(dh0, (batch, hidden), &cpu)?),
-            Some(Tensor::from_vec(d_all, (hidden, columns), &cpu)?),
+            Some(Tensor::from_vec(dh0, (batch, self.hidden), &cpu)?),
+            Some(Tensor::from_vec(d_all, (self.hidden, columns), &cpu)?),
         ))
     }
 }
 
-/// `m` `[rows, cols]` transposed: `[cols, rows]`, in tiles that stay in the L1 cache.
-fn transpose<T: Element>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
-    const TILE: usize = 32;
-    let mut t = vec![T::ZERO; m.len()];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    t[c * rows + r] = m[r * cols + c];
-                }
-            }
-        }
-    }
-    t
-}
-
-/// `out += lhs · rhs` (`lhs` `[m, k]`, `rhs` `[k, n]`, row-major) on the forward's kernels:
-/// `rhs` packed for the level's micro-kernel (or the row-wise loops without one), the rows of
-/// `out` split between threads.
+/// `out += lhs · rhs` (`lhs` `[m, k]`, `rhs` `[k, n]`, row-major) by `run(out, lhs)` on
+/// parts of the rows, which are split between threads.
 fn product<T: Element>(
-    level: KernelLevel,
     out: &mut [T],
     lhs: &[T],
-    rhs: &[T],
     k: usize,
     n: usize,
+    run: impl Fn(&mut [T], &[T]) + Sync,
 ) {
     if n == 0 || out.is_empty() {
         return;
     }
     let m = out.len() / n;
-    let packed = PackedB::new(level, rhs, k, n);
     let threads = if m * n * k < super::SPLIT_MIN_MACS {
         1
     } else {
         super::threads().min(m).max(1)
     };
     let part = m.div_ceil(threads);
-    let run = |out: &mut [T], lhs: &[T]| match &packed {
-        Some(p) => kernels::packed_gemm_acc(out, lhs, p),
-        None => kernels::small_gemm_acc(level, out, lhs, rhs, k, n),
-    };
+    let run = &run;
     std::thread::scope(|scope| {
         let mut parts = out.chunks_mut(part * n).zip(lhs.chunks(part * k));
         let first = parts.next();
@@ -355,27 +417,18 @@ impl CustomOp3 for Recurrence {
         "rnn-recurrence"
     }
 
-    /// The forward computed before: its output and `h_n` copied into one buffer.
+    /// The forward computed before: its output, handed over.
     fn cpu_fwd(
         &self,
         _: &CpuStorage,
-        _: &Layout,
+        x: &Layout,
         _: &CpuStorage,
         _: &Layout,
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (seq, batch, hidden) = self.output.dims3()?;
-        let storage = match self.output.dtype() {
-            DType::F32 => CpuStorage::F32(self.stacked()?),
-            DType::F64 => CpuStorage::F64(self.stacked()?),
-            other => {
-                return Err(candle_core::Error::Msg(format!(
-                    "the recurrence's backward runs in f32 or f64, not {other:?}"
-                )))
-            }
-        };
-        Ok((storage, Shape::from((seq + 1, batch, hidden))))
+        let (seq, batch, _) = x.shape().dims3()?;
+        Ok((take(&self.output)?, Shape::from((seq, batch, self.hidden))))
     }
 
     fn bwd(
@@ -389,6 +442,104 @@ impl CustomOp3 for Recurrence {
         match res.dtype() {
             DType::F32 => self.backward::<f32>(x, h0, weights, res, grad_res),
             DType::F64 => self.backward::<f64>(x, h0, weights, res, grad_res),
+            other => Err(candle_core::Error::Msg(format!(
+                "the recurrence's backward runs in f32 or f64, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A forward's result held for the one forward call of its operation, which takes it.
+fn take(held: &Mutex<Option<CpuStorage>>) -> Result<CpuStorage> {
+    held.lock()
+        .ok()
+        .and_then(|mut held| held.take())
+        .ok_or_else(|| {
+            candle_core::Error::Msg("a recorded forward's result was taken twice".into())
+        })
+}
+
+/// `h_n` of a recorded recurrence ([`Recurrence`]), from its outputs `[T, B, H]` and `h0`
+/// `[B, H]`: each sequence's output at the step it was computed last (`T − 1`, or its
+/// length − 1; step 0 for a backward run), `h0` for an empty sequence.
+pub(crate) struct LastState {
+    /// The fused forward's `h_n` `[batch, hidden]`, until the operation's forward hands it
+    /// over as its result.
+    pub h_n: Mutex<Option<CpuStorage>>,
+    pub hidden: usize,
+    pub direction: Direction,
+    /// Each sequence's length; `None`: all `seq_len`.
+    pub lengths: Option<Vec<usize>>,
+}
+
+impl LastState {
+    /// The step whose output is sequence `b`'s `h_n`; `None`: it is `h0`.
+    fn last_step(&self, seq: usize, b: usize) -> Option<usize> {
+        let len = self.lengths.as_ref().map_or(seq, |l| l[b]);
+        match self.direction {
+            _ if len == 0 => None,
+            Direction::Backward => Some(0),
+            Direction::Forward => Some(len - 1),
+        }
+    }
+
+    /// The gradients of the outputs (`grad`'s rows at each sequence's last step, zero
+    /// elsewhere) and of `h0` (`grad`'s rows of the empty sequences).
+    fn backward<T: Element>(
+        &self,
+        (seq, batch): (usize, usize),
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let hidden = self.hidden;
+        let grad = grad.contiguous()?;
+        let (d_out, d_h0) = with_slice::<T, _>(&grad, |g| {
+            let mut d_out = vec![T::ZERO; seq * batch * hidden];
+            let mut d_h0 = vec![T::ZERO; batch * hidden];
+            for (b, g) in g.chunks(hidden.max(1)).take(batch).enumerate() {
+                let dst = match self.last_step(seq, b) {
+                    Some(t) => &mut d_out[(t * batch + b) * hidden..],
+                    None => &mut d_h0[b * hidden..],
+                };
+                dst[..hidden].copy_from_slice(g);
+            }
+            Ok((d_out, d_h0))
+        })?;
+        let cpu = Device::Cpu;
+        Ok((
+            Some(Tensor::from_vec(d_out, (seq, batch, hidden), &cpu)?),
+            Some(Tensor::from_vec(d_h0, (batch, hidden), &cpu)?),
+        ))
+    }
+}
+
+impl CustomOp2 for LastState {
+    fn name(&self) -> &'static str {
+        "rnn-last-state"
+    }
+
+    /// The forward's `h_n`, handed over.
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        output: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, batch, hidden) = output.shape().dims3()?;
+        Ok((take(&self.h_n)?, Shape::from((batch, hidden))))
+    }
+
+    fn bwd(
+        &self,
+        output: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (seq, batch, _) = output.dims3()?;
+        match grad.dtype() {
+            DType::F32 => self.backward::<f32>((seq, batch), grad),
+            DType::F64 => self.backward::<f64>((seq, batch), grad),
             other => Err(candle_core::Error::Msg(format!(
                 "the recurrence's backward runs in f32 or f64, not {other:?}"
             ))),

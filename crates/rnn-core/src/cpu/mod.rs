@@ -32,7 +32,7 @@ use std::ops::{Add, AddAssign, Mul};
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use candle_core::{DType, Device, Result, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor, WithDType};
 use candle_nn::rnn::Direction;
 
 use level::KernelLevel;
@@ -202,9 +202,53 @@ pub(crate) fn forward(
     bias: Option<&Tensor>,
     h0: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
+    fn typed<T: Element>(
+        (output, h_n): (Vec<T>, Vec<T>),
+        run: &Run,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        Ok((
+            Tensor::from_vec(output, (run.seq, run.batch, run.hidden), device)?,
+            Tensor::from_vec(h_n, (run.batch, run.hidden), device)?,
+        ))
+    }
+    let device = input.device();
     match input.dtype() {
-        DType::F32 => forward_typed::<f32>(run, input, w_ih_t, w_hh_t, bias, h0),
-        DType::F64 => forward_typed::<f64>(run, input, w_ih_t, w_hh_t, bias, h0),
+        DType::F32 => typed(
+            forward_typed::<f32>(run, input, w_ih_t, w_hh_t, bias, h0)?,
+            run,
+            device,
+        ),
+        DType::F64 => typed(
+            forward_typed::<f64>(run, input, w_ih_t, w_hh_t, bias, h0)?,
+            run,
+            device,
+        ),
+        other => Err(candle_core::Error::Msg(format!(
+            "the CPU fast path computes in f32 or f64, not {other:?}"
+        ))),
+    }
+}
+
+/// [`forward`]'s output `[seq, batch, hidden]` and `h_n` `[batch, hidden]` as the buffers the
+/// run wrote, for an operation that hands them over as its result (`bptt.rs`).
+pub(crate) fn forward_storage(
+    run: &Run,
+    input: &Tensor,
+    w_ih_t: &Tensor,
+    w_hh_t: &Tensor,
+    bias: Option<&Tensor>,
+    h0: Option<&Tensor>,
+) -> Result<(CpuStorage, CpuStorage)> {
+    fn typed<T: Element>((output, h_n): (Vec<T>, Vec<T>)) -> Result<(CpuStorage, CpuStorage)> {
+        Ok((
+            T::to_cpu_storage_owned(output),
+            T::to_cpu_storage_owned(h_n),
+        ))
+    }
+    match input.dtype() {
+        DType::F32 => typed(forward_typed::<f32>(run, input, w_ih_t, w_hh_t, bias, h0)?),
+        DType::F64 => typed(forward_typed::<f64>(run, input, w_ih_t, w_hh_t, bias, h0)?),
         other => Err(candle_core::Error::Msg(format!(
             "the CPU fast path computes in f32 or f64, not {other:?}"
         ))),
@@ -218,11 +262,10 @@ fn forward_typed<T: Element>(
     w_hh_t: &Tensor,
     bias: Option<&Tensor>,
     h0: Option<&Tensor>,
-) -> Result<(Tensor, Tensor)> {
-    let device = input.device().clone();
+) -> Result<(Vec<T>, Vec<T>)> {
     let input = input.contiguous()?;
     let h0 = h0.map(Tensor::contiguous).transpose()?;
-    let (output, h_n) = with_slice::<T, _>(&input, |x| {
+    with_slice::<T, _>(&input, |x| {
         with_slice::<T, _>(w_ih_t, |w_ih| {
             with_slice::<T, _>(w_hh_t, |w_hh| {
                 with_optional_slice::<T, _>(bias, |bias| {
@@ -232,12 +275,7 @@ fn forward_typed<T: Element>(
                 })
             })
         })
-    })?;
-    let hidden = run.hidden;
-    Ok((
-        Tensor::from_vec(output, (run.seq, run.batch, hidden), &device)?,
-        Tensor::from_vec(h_n, (run.batch, hidden), &device)?,
-    ))
+    })
 }
 
 /// Threads to use: candle's count (RAYON_NUM_THREADS, else the physical cores), read once.

@@ -14,6 +14,11 @@ pub(crate) fn packed_gemm_acc<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB<
     packed_product(out, true, &[(lhs, b)], None);
 }
 
+/// `out[r][j] = Σ_i lhs[r][i] · b[i][j]` ([`packed_gemm_acc`] without `out`'s values).
+pub(crate) fn packed_gemm<T: Element>(out: &mut [T], lhs: &[T], b: &PackedB<T>) {
+    packed_product(out, false, &[(lhs, b)], None);
+}
+
 /// One time step on packed weights: `out = act(x·W_ih + h·W_hh + bias)` with `input` =
 /// `(x, W_ih)` and `state` = `(h, W_hh)`, or `out = act(out + h·W_hh + bias)` when `input` is
 /// `None` (the projection is already in `out`). Bias and activation are applied before the

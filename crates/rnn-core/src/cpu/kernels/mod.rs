@@ -45,7 +45,7 @@ mod tests;
 pub(crate) use activation::bias_activation;
 #[cfg(test)]
 pub(crate) use gemm::SEQUENCE_RUNS;
-pub(crate) use gemm::{packed_gemm_acc, packed_step, Epilogue, Sequence};
+pub(crate) use gemm::{packed_gemm, packed_gemm_acc, packed_step, Epilogue, Sequence};
 pub(crate) use kernel::Kernel;
 pub(crate) use packing::PackedB;
 pub(crate) use small::small_gemm_acc;

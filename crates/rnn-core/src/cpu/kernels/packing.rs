@@ -30,8 +30,26 @@ impl<T: Element> PackedB<T> {
     /// Packs `rhs` for `level`'s micro-kernel; `None` where that level has none (generic, a
     /// level this CPU lacks).
     pub(crate) fn new(level: KernelLevel, rhs: &[T], k: usize, n: usize) -> Option<Self> {
+        if rhs.len() != k * n {
+            return None;
+        }
+        Self::from_rows(level, k, n, |i, row| {
+            row.copy_from_slice(&rhs[i * n..(i + 1) * n]);
+        })
+    }
+
+    /// Packs the matrix `[k, n]` whose row `i` `row(i, dst)` writes into `dst` (`n`
+    /// elements), for `level`'s micro-kernel: a matrix assembled from other buffers (the
+    /// backward's `[X | H_prev]`) is packed without being built first. `None` as for
+    /// [`PackedB::new`].
+    pub(crate) fn from_rows(
+        level: KernelLevel,
+        k: usize,
+        n: usize,
+        row: impl Fn(usize, &mut [T]),
+    ) -> Option<Self> {
         let isa = isa(level);
-        if isa != level || rhs.len() != k * n || n == 0 {
+        if isa != level || n == 0 {
             return None;
         }
         let nr = T::panel_width(isa)?;
@@ -40,12 +58,12 @@ impl<T: Element> PackedB<T> {
         let mut data = vec![T::ZERO; panels * k * nr + slack];
         let start = data.as_ptr().align_offset(ALIGN).min(slack);
         let packed = &mut data[start..];
-        for p in 0..panels {
-            let j = p * nr;
-            let width = (n - j).min(nr);
-            for i in 0..k {
+        let mut buffer = vec![T::ZERO; n];
+        for i in 0..k {
+            row(i, &mut buffer);
+            for (p, values) in buffer.chunks(nr).enumerate() {
                 let dst = (p * k + i) * nr;
-                packed[dst..dst + width].copy_from_slice(&rhs[i * n + j..i * n + j + width]);
+                packed[dst..dst + values.len()].copy_from_slice(values);
             }
         }
         Some(Self {
