@@ -59,12 +59,17 @@ pub(crate) struct Recurrence {
 struct Pass<'a, T: Element> {
     /// The forward's outputs `[T, B, H]`.
     out: &'a [T],
-    /// Its gradient, the same shape.
+    /// Their gradient, the same shape.
     grad: &'a [T],
+    /// The input `[T, B, I]` and `h0` `[B, H]`.
+    x: &'a [T],
+    h0: &'a [T],
     /// `[W_hh | W_ih]` `[H, H + I]`, and packed for the level's micro-kernel where it has
     /// one: `δpre_t` times it is `δh` and `dx_t` in one product.
     back: &'a [T],
     packed: Option<&'a PackedB<T>>,
+    /// Columns per panel of [`Inputs`].
+    panel: usize,
     seq: usize,
     batch: usize,
 }
@@ -85,13 +90,42 @@ struct Part<'a, T> {
     d_pre_t: Vec<&'a mut [T]>,
     /// Their rows of `dx` at each step `[rows, I]`, at `t` (none when `I` is 0).
     d_x: Vec<&'a mut [T]>,
+    /// Their rows of [`Inputs`] in each panel at each step `[rows, panel]`, at
+    /// `p · seq + t`.
+    inputs: Vec<&'a mut [T]>,
     /// Their rows of `dh0` `[rows, H]`: the running `δh`, zero first.
     dh: &'a mut [T],
+}
+
+/// `[X | H_prev]` `[T·B, I + H]`, each step's input and the state it started from: the
+/// right-hand side of the weights' gradient, packed for the level's micro-kernel, or
+/// row-major where it has none (one panel as wide as the matrix).
+enum Inputs<T> {
+    Packed(PackedB<T>),
+    Plain(Vec<T>),
+}
+
+impl<T: Element> Inputs<T> {
+    fn new(level: KernelLevel, k: usize, n: usize) -> Self {
+        PackedB::zeroed(level, k, n).map_or_else(|| Self::Plain(vec![T::ZERO; k * n]), Self::Packed)
+    }
+
+    /// Columns per panel, and the panels (see [`PackedB::panels_mut`]).
+    fn panels(&mut self, n: usize) -> (usize, &mut [T]) {
+        match self {
+            Self::Packed(p) => (p.width(), p.panels_mut()),
+            Self::Plain(v) => (n, v),
+        }
+    }
 }
 
 /// The gradients of one recurrence's arguments, flat: `dx` `[T·B·I]`, `dh0` `[B·H]`, and
 /// `[dW_ih | dW_hh | db_ih | db_hh]` `[H, I + H + biases]`.
 type Gradients<T> = (Vec<T>, Vec<T>, Vec<T>);
+
+/// What the backward's loop gives: `δPreᵀ` `[H, T·B]`, `dx` `[T·B·I]`, `dh0` `[B·H]`, and
+/// `[X | H_prev]`.
+type ThroughTime<T> = (Vec<T>, Vec<T>, Vec<T>, Inputs<T>);
 
 impl Recurrence {
     /// Whether step `t` is within sequence `b`.
@@ -101,14 +135,8 @@ impl Recurrence {
 
     /// The state step `t` of sequence `b` started from: `h0` for the sequence's first step,
     /// else the output of the step computed before it.
-    fn previous<'a, T: Element>(
-        &self,
-        (out, h0): (&'a [T], &'a [T]),
-        t: usize,
-        b: usize,
-        (seq, batch): (usize, usize),
-    ) -> &'a [T] {
-        let hidden = self.hidden;
+    fn previous<'a, T: Element>(&self, pass: &Pass<'a, T>, t: usize, b: usize) -> &'a [T] {
+        let (hidden, seq) = (self.hidden, pass.seq);
         let backward = matches!(self.direction, Direction::Backward);
         let first = if backward {
             t + 1 == seq || self.lengths.as_ref().is_some_and(|l| l[b] == t + 1)
@@ -116,11 +144,11 @@ impl Recurrence {
             t == 0
         };
         if first {
-            return &h0[b * hidden..(b + 1) * hidden];
+            return &pass.h0[b * hidden..(b + 1) * hidden];
         }
         let before = if backward { t + 1 } else { t - 1 };
-        let at = (before * batch + b) * hidden;
-        &out[at..at + hidden]
+        let at = (before * pass.batch + b) * hidden;
+        &pass.out[at..at + hidden]
     }
 
     /// Every gradient, from the forward's result `out`, its gradient `grad`, the input `x`
@@ -134,30 +162,19 @@ impl Recurrence {
     ) -> Result<Gradients<T>> {
         let (input, hidden) = (self.input_size, self.hidden);
         let steps = seq * batch;
-        let (d_pre_t, d_x, dh0) = self.through_time(out, grad, weights, seq, batch)?;
-        // [dW_ih | dW_hh] = δPreᵀ · [X | H_prev]: `[H, T·B] · [T·B, I + H]`, the right-hand
-        // rows assembled as they are packed.
+        let (d_pre_t, d_x, dh0, inputs) =
+            self.through_time((out, grad), (x, h0), weights, (seq, batch))?;
+        // [dW_ih | dW_hh] = δPreᵀ · [X | H_prev]: `[H, T·B] · [T·B, I + H]`.
         let width = input + hidden;
-        let row = |i: usize, dst: &mut [T]| {
-            let (t, b) = (i / batch, i % batch);
-            dst[..input].copy_from_slice(&x[i * input..(i + 1) * input]);
-            dst[input..].copy_from_slice(self.previous((out, h0), t, b, (seq, batch)));
-        };
         let mut d_w = vec![T::ZERO; hidden * width];
         if steps > 0 {
-            match PackedB::from_rows(self.level, steps, width, row) {
-                Some(packed) => product(&mut d_w, &d_pre_t, steps, width, |o, l| {
-                    kernels::packed_gemm_acc(o, l, &packed)
+            match &inputs {
+                Inputs::Packed(packed) => product(&mut d_w, &d_pre_t, steps, width, |o, l| {
+                    kernels::packed_gemm_acc(o, l, packed)
                 }),
-                None => {
-                    let mut rhs = vec![T::ZERO; steps * width];
-                    for (i, dst) in rhs.chunks_mut(width).enumerate() {
-                        row(i, dst);
-                    }
-                    product(&mut d_w, &d_pre_t, steps, width, |o, l| {
-                        kernels::small_gemm_acc(self.level, o, l, &rhs, steps, width)
-                    });
-                }
+                Inputs::Plain(rhs) => product(&mut d_w, &d_pre_t, steps, width, |o, l| {
+                    kernels::small_gemm_acc(self.level, o, l, rhs, steps, width)
+                }),
             }
         }
         // [dW_ih | dW_hh | db_ih | db_hh], the biases' columns each row of δPreᵀ summed.
@@ -166,26 +183,21 @@ impl Recurrence {
         for j in 0..hidden {
             let row = &mut d_all[j * columns..(j + 1) * columns];
             row[..width].copy_from_slice(&d_w[j * width..(j + 1) * width]);
-            let sum = d_pre_t[j * steps..(j + 1) * steps]
-                .iter()
-                .fold(T::ZERO, |acc, &v| acc + v);
-            row[width..].fill(sum);
+            row[width..].fill(sum(&d_pre_t[j * steps..(j + 1) * steps]));
         }
         Ok((d_x, dh0, d_all))
     }
 
-    /// The backward's loop over the steps: returns `δPreᵀ` `[H, T·B]`, `dx` `[T·B·I]` and
-    /// `dh0` `[B·H]`. The sequences are independent, so the batch is split between threads,
-    /// each running every step of its part (as the forward does) and writing its entries
-    /// of the three.
+    /// The backward's loop over the steps. The sequences are independent, so the batch is
+    /// split between threads, each running every step of its part (as the forward does) and
+    /// writing its entries of what it gives.
     fn through_time<T: Element>(
         &self,
-        out: &[T],
-        grad: &[T],
+        (out, grad): (&[T], &[T]),
+        (x, h0): (&[T], &[T]),
         weights: &[T],
-        seq: usize,
-        batch: usize,
-    ) -> Result<Gradients<T>> {
+        (seq, batch): (usize, usize),
+    ) -> Result<ThroughTime<T>> {
         let (input, hidden, level) = (self.input_size, self.hidden, self.level);
         // [W_hh | W_ih], from the rows of [W_ih | W_hh | biases].
         let columns = input + hidden + self.bias_columns;
@@ -195,8 +207,9 @@ impl Recurrence {
             .flat_map(|row| row[input..input + hidden].iter().chain(&row[..input]))
             .copied()
             .collect();
-        let packed = PackedB::new(level, &back, hidden, hidden + input);
-        let macs = seq * batch * hidden * (hidden + input);
+        let width = hidden + input;
+        let packed = PackedB::new(level, &back, hidden, width);
+        let macs = seq * batch * hidden * width;
         let threads = if macs < super::SPLIT_MIN_MACS {
             1
         } else {
@@ -207,6 +220,7 @@ impl Recurrence {
         let mut d_pre_t = vec![T::ZERO; hidden * steps];
         let mut d_x = vec![T::ZERO; steps * input];
         let mut dh0 = vec![T::ZERO; batch * hidden];
+        let mut inputs = Inputs::new(level, steps, width);
         let mut parts: Vec<Part<T>> = Vec::new();
         let mut dh_rest = dh0.as_mut_slice();
         for b0 in (0..batch).step_by(share) {
@@ -217,34 +231,22 @@ impl Recurrence {
                 rows,
                 d_pre_t: Vec::with_capacity(hidden * seq),
                 d_x: Vec::with_capacity(seq),
+                inputs: Vec::new(),
                 dh,
             });
         }
-        if batch > 0 {
-            for column in d_pre_t.chunks_mut(batch) {
-                let mut rest = column;
-                for part in &mut parts {
-                    let (mine, after) = rest.split_at_mut(part.rows.len());
-                    part.d_pre_t.push(mine);
-                    rest = after;
-                }
-            }
-        }
-        if batch * input > 0 {
-            for step in d_x.chunks_mut(batch * input) {
-                let mut rest = step;
-                for part in &mut parts {
-                    let (mine, after) = rest.split_at_mut(part.rows.len() * input);
-                    part.d_x.push(mine);
-                    rest = after;
-                }
-            }
-        }
+        deal(&mut d_pre_t, 1, &mut parts, |p| &mut p.d_pre_t);
+        deal(&mut d_x, input, &mut parts, |p| &mut p.d_x);
+        let (panel, panels) = inputs.panels(width);
+        deal(panels, panel, &mut parts, |p| &mut p.inputs);
         let pass = Pass {
             out,
             grad,
+            x,
+            h0,
             back: &back,
             packed: packed.as_ref(),
+            panel,
             seq,
             batch,
         };
@@ -264,7 +266,7 @@ impl Recurrence {
             }
             Ok::<_, candle_core::Error>(())
         })?;
-        Ok((d_pre_t, d_x, dh0))
+        Ok((d_pre_t, d_x, dh0, inputs))
     }
 
     /// [`Recurrence::through_time`] for one part's sequences.
@@ -272,15 +274,19 @@ impl Recurrence {
         let Pass {
             out,
             grad,
+            x,
             back,
             packed,
+            panel,
             seq,
             batch,
+            ..
         } = *pass;
         let Part {
             rows,
             mut d_pre_t,
             mut d_x,
+            mut inputs,
             dh,
         } = part;
         let (input, hidden) = (self.input_size, self.hidden);
@@ -333,16 +339,25 @@ impl Recurrence {
                 if let Some(d_x) = d_x.get_mut(t) {
                     d_x[r * input..(r + 1) * input].copy_from_slice(&row[hidden..]);
                 }
-            }
-            // δpre_t into δPreᵀ, a block of units at a time: each row's values are read
-            // in order, each column written along the sequences.
-            const UNITS: usize = 16;
-            for h0 in (0..hidden).step_by(UNITS) {
-                let units = h0..(h0 + UNITS).min(hidden);
-                for (r, row) in d.chunks(hidden.max(1)).enumerate() {
-                    for h in units.clone() {
-                        d_pre_t[h * seq + t][r] = row[h];
+                // This row of [X | H_prev], into its panels.
+                let at = (t * batch + b) * input;
+                let mut j = 0;
+                for mut source in [&x[at..at + input], self.previous(pass, t, b)] {
+                    while !source.is_empty() {
+                        let (p, c) = (j / panel, j % panel);
+                        let take = (panel - c).min(source.len());
+                        let dst = &mut inputs[p * seq + t][r * panel + c..];
+                        dst[..take].copy_from_slice(&source[..take]);
+                        source = &source[take..];
+                        j += take;
                     }
+                }
+            }
+            // δpre_t into δPreᵀ: each column along these sequences.
+            for h in 0..hidden {
+                let column = &mut d_pre_t[h * seq + t];
+                for (v, row) in column.iter_mut().zip(d.chunks_exact(hidden)) {
+                    *v = row[h];
                 }
             }
         }
@@ -378,6 +393,45 @@ impl Recurrence {
             Some(Tensor::from_vec(d_all, (self.hidden, columns), &cpu)?),
         ))
     }
+}
+
+/// Hands each part its rows of `buffer`: in blocks of `batch` rows of `row` elements, each
+/// block cut between the parts by their rows and pushed to the list `list` picks.
+fn deal<'a, T>(
+    buffer: &'a mut [T],
+    row: usize,
+    parts: &mut [Part<'a, T>],
+    list: for<'p> fn(&'p mut Part<'a, T>) -> &'p mut Vec<&'a mut [T]>,
+) {
+    let block = parts.iter().map(|p| p.rows.len()).sum::<usize>() * row;
+    if block == 0 {
+        return;
+    }
+    for block in buffer.chunks_mut(block) {
+        let mut rest = block;
+        for part in parts.iter_mut() {
+            let (mine, after) = rest.split_at_mut(part.rows.len() * row);
+            list(part).push(mine);
+            rest = after;
+        }
+    }
+}
+
+/// The sum of `values`, in 16 lanes (element `i` into lane `i mod 16`, the lanes added in
+/// order at the end), which the compiler can keep in vector registers.
+fn sum<T: Element>(values: &[T]) -> T {
+    let mut lanes = [T::ZERO; 16];
+    let chunks = values.chunks_exact(16);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(rest) {
+        *lane += v;
+    }
+    lanes.iter().fold(T::ZERO, |acc, &lane| acc + lane)
 }
 
 /// `out += lhs · rhs` (`lhs` `[m, k]`, `rhs` `[k, n]`, row-major) by `run(out, lhs)` on

@@ -33,39 +33,32 @@ impl<T: Element> PackedB<T> {
         if rhs.len() != k * n {
             return None;
         }
-        Self::from_rows(level, k, n, |i, row| {
-            row.copy_from_slice(&rhs[i * n..(i + 1) * n]);
-        })
+        let mut packed = Self::zeroed(level, k, n)?;
+        let nr = packed.width();
+        if k > 0 {
+            for (p, panel) in packed.panels_mut().chunks_mut(k * nr).enumerate() {
+                let j = p * nr;
+                for (row, dst) in rhs.chunks(n).zip(panel.chunks_mut(nr)) {
+                    let values = &row[j..(j + nr).min(n)];
+                    dst[..values.len()].copy_from_slice(values);
+                }
+            }
+        }
+        Some(packed)
     }
 
-    /// Packs the matrix `[k, n]` whose row `i` `row(i, dst)` writes into `dst` (`n`
-    /// elements), for `level`'s micro-kernel: a matrix assembled from other buffers (the
-    /// backward's `[X | H_prev]`) is packed without being built first. `None` as for
-    /// [`PackedB::new`].
-    pub(crate) fn from_rows(
-        level: KernelLevel,
-        k: usize,
-        n: usize,
-        row: impl Fn(usize, &mut [T]),
-    ) -> Option<Self> {
+    /// A `[k, n]` matrix of zeros packed for `level`'s micro-kernel, for its writer to fill
+    /// through [`PackedB::panels_mut`] (the backward packs `[X | H_prev]` as it forms it).
+    /// `None` as for [`PackedB::new`].
+    pub(crate) fn zeroed(level: KernelLevel, k: usize, n: usize) -> Option<Self> {
         let isa = isa(level);
         if isa != level || n == 0 {
             return None;
         }
         let nr = T::panel_width(isa)?;
-        let panels = n.div_ceil(nr);
         let slack = ALIGN / std::mem::size_of::<T>();
-        let mut data = vec![T::ZERO; panels * k * nr + slack];
+        let data = vec![T::ZERO; n.div_ceil(nr) * k * nr + slack];
         let start = data.as_ptr().align_offset(ALIGN).min(slack);
-        let packed = &mut data[start..];
-        let mut buffer = vec![T::ZERO; n];
-        for i in 0..k {
-            row(i, &mut buffer);
-            for (p, values) in buffer.chunks(nr).enumerate() {
-                let dst = (p * k + i) * nr;
-                packed[dst..dst + values.len()].copy_from_slice(values);
-            }
-        }
         Some(Self {
             data,
             start,
@@ -73,6 +66,20 @@ impl<T: Element> PackedB<T> {
             n,
             isa,
         })
+    }
+
+    /// Columns per panel.
+    pub(crate) fn width(&self) -> usize {
+        T::panel_width(self.isa).unwrap_or(self.n)
+    }
+
+    /// The panels, writable: `n.div_ceil(width)` panels of `k` rows of
+    /// [`PackedB::width`] elements, one after the other; element `[i][j]` of the matrix is
+    /// at `((j / width) · k + i) · width + j % width`, and the columns past `n` must stay
+    /// zero.
+    pub(crate) fn panels_mut(&mut self) -> &mut [T] {
+        let len = self.n.div_ceil(self.width()) * self.k * self.width();
+        &mut self.data[self.start..self.start + len]
     }
 
     /// The panels: `n.div_ceil(panel width)` panels of `k` rows, one after the other.
