@@ -43,15 +43,24 @@ const USAGE: &str =
 
 /// An x86-64 level that rnn and the peers' libraries are both held to.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Isa {
+pub enum Isa {
     Avx2,
     Avx512,
 }
 
 impl Isa {
+    /// `--isa`'s value.
+    pub fn parse(value: &str) -> Result<Self> {
+        Ok(match value {
+            "avx2" => Self::Avx2,
+            "avx512" => Self::Avx512,
+            other => bail!("--isa {other}: expected avx2 or avx512"),
+        })
+    }
+
     /// The variables that hold each side to the level: rnn's own, MKL's and oneDNN's (torch
     /// and ONNX Runtime compute through them).
-    fn env(self) -> [(&'static str, &'static str); 3] {
+    pub fn env(self) -> [(&'static str, &'static str); 3] {
         match self {
             Self::Avx2 => [
                 ("RNN_CPU_KERNEL", "avx2"),
@@ -151,13 +160,7 @@ fn parse(args: &[String]) -> Result<Options> {
                     other => bail!("--dtype {other}: expected f32 or f64"),
                 }
             }
-            "--isa" => {
-                options.isa = Some(match value.as_str() {
-                    "avx2" => Isa::Avx2,
-                    "avx512" => Isa::Avx512,
-                    other => bail!("--isa {other}: expected avx2 or avx512"),
-                })
-            }
+            "--isa" => options.isa = Some(Isa::parse(value)?),
             "--shape" => {
                 let dims: Vec<usize> =
                     value

@@ -8,7 +8,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask bench-backward [--threads 2] [--rounds 5]";
+const USAGE: &str =
+    "usage: cargo xtask bench-backward [--threads 2] [--rounds 5] [--isa avx2|avx512]";
 
 /// The shapes issue 18 names: (batch, seq, input, hidden).
 const SHAPES: [(usize, usize, usize, usize); 2] = [(64, 100, 128, 128), (256, 50, 256, 512)];
@@ -18,6 +19,9 @@ const RUNS: usize = 10;
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let (mut threads, mut rounds) = (2usize, 5usize);
+    // Both sides held to one x86-64 level (rnn's kernels, torch's MKL and oneDNN), as
+    // `cargo xtask bench --isa`.
+    let mut isa_env = Vec::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it
@@ -26,6 +30,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         match flag.as_str() {
             "--threads" => threads = value.parse()?,
             "--rounds" => rounds = value.parse()?,
+            "--isa" => isa_env = crate::bench::Isa::parse(value)?.env().to_vec(),
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
@@ -39,7 +44,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&scratch)?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "threads {threads}, rounds {rounds}, {RUNS} passes each, load before: {}",
+        "threads {threads}, rounds {rounds}, {RUNS} passes each, isa {}, load before: {}",
+        if isa_env.is_empty() {
+            "as detected".to_string()
+        } else {
+            format!("{isa_env:?}")
+        },
         load.trim()
     );
     for (b, t, i, h) in SHAPES {
@@ -50,6 +60,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .args([b, t, i, h, RUNS].map(|n| n.to_string()))
                 .arg(&case)
                 .env("RAYON_NUM_THREADS", threads.to_string())
+                .envs(isa_env.iter().copied())
                 .output()?;
             if !out.status.success() {
                 bail!(
@@ -69,6 +80,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                     "--runs",
                     &RUNS.to_string(),
                 ])
+                .envs(isa_env.iter().copied())
                 .output()?;
             if !out.status.success() {
                 bail!(

@@ -20,7 +20,7 @@ tasks:
   recover-seed   recover the article's weights from its printed table into models/seed/
   fixtures       regenerate tests/fixtures/ with the real frameworks (creates a cached venv)
   bench          rnn against torch, ONNX Runtime and Keras on the CPU [--threads 2] [--rounds 5] [--shape B,T,I,H]
-  bench-backward a training step (forward + backward) against torch's autograd [--threads 2] [--rounds 5]
+  bench-backward a training step (forward + backward) against torch's autograd [--threads 2] [--rounds 5] [--isa avx2|avx512]
   bench-stream   what `rnn run --stream` adds per step over a whole run [--steps 100000] [--rounds 7]
   cuda-toolkit   install a CUDA 13.0 build toolkit from PyPI (no GPU needed); print CUDA_HOME
   cuda-build     cuda-toolkit, then cargo build --release --features cuda [and extra cargo args]
