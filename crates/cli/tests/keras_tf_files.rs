@@ -286,6 +286,12 @@ fn flatten_after_a_go_backwards_layer_and_dense_heads_without_bias_and_log_softm
     check("keras_whole_flatten.keras", "keras_whole_flatten");
 }
 
+/// `Softmax(axis=1)` on `[batch, units]`: the last axis, named by number.
+#[test]
+fn a_softmax_whose_axis_is_the_last_by_number_runs() {
+    check("keras_whole_softmax_axis.keras", "keras_whole_softmax_axis");
+}
+
 #[test]
 fn a_stacked_tagger_from_token_ids_repeats_outputs_at_masked_steps_as_keras_does() {
     check("keras_whole_tagger_ids.keras", "keras_whole_tagger_ids");

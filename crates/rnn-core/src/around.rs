@@ -94,6 +94,10 @@ pub enum Layer {
     },
     /// Keras's `Activation` and `Softmax` layers.
     Activation(Activation),
+    /// Keras's `Softmax` with its axis given by number (`Softmax(axis=1)`): a softmax over
+    /// the last axis, which `axis` must name (rnn computes a softmax over the last axis
+    /// only; a layer's rank is known only from its input, at run time).
+    SoftmaxAxis(usize),
     /// Keras's `Flatten`: every axis after the batch's as one.
     Flatten,
 }
@@ -172,6 +176,17 @@ impl Layer {
                 Ok((activation.apply(&y.reshape(shape)?)?, mask))
             }
             Layer::Activation(activation) => Ok((activation.apply(x)?, mask)),
+            Layer::SoftmaxAxis(axis) => {
+                let last = x.rank().saturating_sub(1);
+                if *axis != last {
+                    return Err(candle_core::Error::Msg(format!(
+                        "Softmax: axis {axis} of its input of shape {:?} is not the last \
+                         ({last}); rnn computes a softmax over the last axis only",
+                        x.dims()
+                    )));
+                }
+                Ok((Activation::Softmax.apply(x)?, mask))
+            }
             Layer::Flatten => Ok((x.flatten_from(1)?, None)),
         }
     }

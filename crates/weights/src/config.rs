@@ -563,6 +563,9 @@ pub enum PartKind {
     },
     /// An activation alone (`Activation`, `Softmax`).
     Activation(Activation),
+    /// Keras's `Softmax` over an axis given by number, which must be its input's last (see
+    /// [`rnn_core::around::Layer::SoftmaxAxis`]).
+    SoftmaxAxis(usize),
     /// Every axis after the batch's as one.
     Flatten,
     /// Nothing at inference: `Dropout`, `SpatialDropout1D`, `GaussianNoise`,

@@ -229,6 +229,7 @@ impl Graph {
                     }
                 }
                 PartKind::Activation(activation) => Layer::Activation(*activation),
+                PartKind::SoftmaxAxis(axis) => Layer::SoftmaxAxis(*axis),
                 PartKind::Flatten => Layer::Flatten,
                 PartKind::Identity => return Ok(Op::Identity),
                 PartKind::Merge(merge) => return Ok(Op::Merge(*merge)),

@@ -250,6 +250,9 @@ fn does(kind: &PartKind) -> String {
             if bias.is_some() { " + bias" } else { "" }
         ),
         PartKind::Activation(activation) => format!("{activation}"),
+        PartKind::SoftmaxAxis(axis) => {
+            format!("softmax over axis {axis}, which must be the last (checked when it runs)")
+        }
         PartKind::Flatten => "every axis after the batch's as one".into(),
         PartKind::Identity => "nothing at inference".into(),
         PartKind::Merge(Merge::Concatenate { axis }) => format!("joined along axis {axis}"),

@@ -591,14 +591,19 @@ fn part(
             PartKind::Activation(activation(cfg)?),
         ),
         "Softmax" => {
-            let axis = &cfg["axis"];
-            if !(axis.is_null() || axis.as_i64() == Some(-1) || *axis == serde_json::json!([-1])) {
-                return Err(format!("a softmax over axis {axis}, not the last"));
-            }
-            (
-                "Softmax".to_string(),
-                PartKind::Activation(Activation::Softmax),
-            )
+            // Keras's default -1, also as a list of one (Keras 3 writes either).
+            let axis = match &cfg["axis"] {
+                Value::Array(axes) if axes.len() == 1 => &axes[0],
+                axis => axis,
+            };
+            let kind = match axis.as_i64() {
+                _ if axis.is_null() => PartKind::Activation(Activation::Softmax),
+                Some(-1) => PartKind::Activation(Activation::Softmax),
+                Some(0) => return Err("a softmax over axis 0, the batch".into()),
+                Some(n) if n > 0 => PartKind::SoftmaxAxis(n as usize),
+                _ => return Err(format!("a softmax over axis {axis}, not the last")),
+            };
+            ("Softmax".to_string(), kind)
         }
         _ => {
             return Err(
@@ -1604,6 +1609,37 @@ mod tests {
         // No mask maker at all: vectors in, every step out.
         let graph = whole(serde_json::json!([rnn_returning(true), dense, softmax])).unwrap();
         assert!(graph.is_some_and(|g| g.return_sequences && g.before.is_empty()));
+    }
+
+    /// Keras's Softmax axis: the default -1 (null, -1 or [-1]) is the last axis; a positive
+    /// one is kept for the run to check against its input's rank; the batch's axis and
+    /// other negative ones are refused.
+    #[test]
+    fn a_softmax_axis_is_kept_or_refused() {
+        let softmax = |axis: Value| {
+            let layer = serde_json::json!({"class_name": "Softmax",
+                "config": {"name": "softmax", "axis": axis}});
+            whole(serde_json::json!([rnn_returning(false), layer]))
+                .map(|g| g.map(|g| g.after[0].part.kind.clone()))
+        };
+        for last in [Value::Null, serde_json::json!(-1), serde_json::json!([-1])] {
+            let kind = softmax(last.clone());
+            assert!(
+                matches!(kind, Ok(Some(PartKind::Activation(Activation::Softmax)))),
+                "{last}: {kind:?}"
+            );
+        }
+        for (axis, n) in [(serde_json::json!(1), 1), (serde_json::json!([2]), 2)] {
+            let kind = softmax(axis.clone());
+            assert!(
+                matches!(kind, Ok(Some(PartKind::SoftmaxAxis(m))) if m == n),
+                "{axis}: {kind:?}"
+            );
+        }
+        for (axis, why) in [(0, "the batch"), (-2, "not the last")] {
+            let refused = softmax(serde_json::json!(axis)).unwrap_err();
+            assert!(refused[0].contains(why), "{axis}: {refused:?}");
+        }
     }
 
     #[test]
