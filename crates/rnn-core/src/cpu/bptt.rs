@@ -25,16 +25,15 @@
 //! where there is none): each step's with the batch split between threads, the weights'
 //! with its rows split between threads.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
-
+use std::ops::Range;
 use std::sync::Mutex;
 
-use std::ops::Range;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_nn::rnn::Direction;
 
 use super::kernels::{self, PackedB};
 use super::level::KernelLevel;
 use super::{with_slice, Element, Fused};
-use candle_nn::rnn::Direction;
 
 /// One layer and direction's recurrence, its forward already computed.
 pub(crate) struct Recurrence {
@@ -45,7 +44,6 @@ pub(crate) struct Recurrence {
     pub hidden: usize,
     /// How many bias columns follow the weights in the weights argument (0, 1 or 2).
     pub bias_columns: usize,
-    /// Step `T − 1` first.
     /// `Backward`: the forward ran from the last step to the first.
     pub direction: Direction,
     pub activation: Fused,
