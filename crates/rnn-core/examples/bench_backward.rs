@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Error, Result, Tensor, Var};
+use rnn_core::cpu_kernel::{self, KernelLevel};
 use rnn_core::{uniform_weights, InitConfig, LayerWeights, Nonlinearity, Rnn};
 
 fn main() -> Result<()> {
@@ -31,6 +32,13 @@ fn main() -> Result<()> {
         number(h)?,
         number(runs)?,
     );
+    if let Some(name) = std::env::var_os("RNN_CPU_KERNEL").filter(|v| !v.is_empty()) {
+        let level = name
+            .to_str()
+            .and_then(KernelLevel::from_name)
+            .ok_or_else(|| Error::Msg(format!("RNN_CPU_KERNEL={name:?}: not a level")))?;
+        cpu_kernel::set(level)?;
+    }
     let dev = Device::Cpu;
     let config = InitConfig {
         input_size: input,
