@@ -310,6 +310,7 @@ fn return_state_states_read_by_a_head_and_given_as_outputs() {
     check("keras_whole_states.keras", "keras_whole_states");
     // tf-keras: the repeated output `birnn` named birnn, birnn_1, birnn_2.
     check("tfkeras_whole_states.h5", "tfkeras_whole_states");
+    check("tfkeras_whole_states.keras", "tfkeras_whole_states");
 }
 
 #[test]
@@ -338,6 +339,20 @@ fn whole_tf_keras_models_saved_as_h5() {
         "tfkeras_whole_hard_sigmoid.h5",
         "tfkeras_whole_hard_sigmoid",
     );
+}
+
+/// The same tf-keras models saved as model.save("m.keras"): an archive whose weights are keyed
+/// by each layer's class and place (`simple_rnn`, `simple_rnn_1`, `time_distributed`), which
+/// config.json's layers name in the same order; tf-keras's predict on the reloaded archive is
+/// the .h5's (asserted by the generator).
+#[test]
+fn whole_tf_keras_models_saved_as_keras_archives() {
+    for name in ["classifier", "tagger", "hard_sigmoid", "states"] {
+        check(
+            &format!("tfkeras_whole_{name}.keras"),
+            &format!("tfkeras_whole_{name}"),
+        );
+    }
 }
 
 /// SimpleRNN(zero_output_for_mask=True): zeros at masked steps, not the last output repeated.

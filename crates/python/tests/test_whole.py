@@ -17,6 +17,8 @@ CASES = [
     ("keras_whole_tagger_ids.keras", "keras_whole_tagger_ids"),
     ("tfkeras_whole_classifier.h5", "tfkeras_whole_classifier"),
     ("tfkeras_whole_tagger.h5", "tfkeras_whole_tagger"),
+    ("tfkeras_whole_classifier.keras", "tfkeras_whole_classifier"),
+    ("tfkeras_whole_tagger.keras", "tfkeras_whole_tagger"),
 ]
 
 
@@ -46,6 +48,7 @@ SEVERAL = [
     ("keras_whole_nested_head.keras", ["head", "from_state"]),
     ("keras_whole_lower_head.keras", ["head", "upper"]),
     ("tfkeras_whole_states.h5", ["topic", "birnn", "tags", "birnn_1", "birnn_2"]),
+    ("tfkeras_whole_states.keras", ["topic", "birnn", "tags", "birnn_1", "birnn_2"]),
     # A tf-keras SavedModel folder (xtask/fixtures/tfkeras_saved_models.py).
     ("tfkeras_savedmodel_whole", ["tags", "topic"]),
 ]

@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use hdf5_pure::{AttrValue, DType as H5Type, File, Group};
 
+use super::TfKerasKeys;
 use crate::error::{Result, WeightsError};
 
 /// One layer of the HDF5 file's `layers/` group.
@@ -27,7 +28,7 @@ pub(super) struct H5Layer {
 /// archive's `model.weights.h5`), or the legacy layout of tf-keras (Keras 2) `model.save("m.h5")`
 /// (`model_weights/`, the config in the root's `model_config` attribute) and `save_weights`
 /// (the layers at the root), which Keras 3's `model.save("m.h5")` still writes.
-pub(super) fn read_h5(path: &Path, bytes: &[u8]) -> Result<H5Contents> {
+pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> Result<H5Contents> {
     let malformed = |reason: String| WeightsError::Malformed {
         path: path.to_owned(),
         kind: "Keras HDF5",
@@ -41,6 +42,7 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8]) -> Result<H5Contents> {
         visits_left: bytes.len() / 32 + 1000,
         tensors: BTreeMap::new(),
         layers: Vec::new(),
+        keys,
     };
     let root = file.root();
     let groups = reader.groups(&root, "/")?;
@@ -133,6 +135,9 @@ struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     visits_left: usize,
     tensors: BTreeMap<String, Tensor>,
     layers: Vec<H5Layer>,
+    /// A tf-keras `.keras` archive's layer name for each top-level group's key (its layers'
+    /// groups are keyed by class and place, and name no layer): [`super::tf_keras_keys`].
+    keys: Option<&'a TfKerasKeys>,
 }
 
 impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
@@ -161,7 +166,16 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     self.limit
                 ))
             })?;
-            let name = format!("{scope}{}", self.own_name(&group, &at, &key)?);
+            let own = match self.keys {
+                Some(keys) if depth == 0 => keys.names.get(&key).cloned().ok_or_else(|| {
+                    (self.malformed)(format!(
+                        "`{}`: a layer's weights that config.json has no layer for",
+                        crate::error::clip(&at, crate::error::QUOTED_CHARS)
+                    ))
+                })?,
+                _ => self.own_name(&group, &at, &key)?,
+            };
+            let name = format!("{scope}{own}");
             let children = self.groups(&group, &at)?;
             let has = |c: &str| children.iter().any(|g| g == c);
             if has("forward_layer") && has("backward_layer") {
@@ -321,7 +335,16 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
         let vars_at = format!("{cell_at}/vars");
         let vars = self.group(cell, "vars", &vars_at)?;
         let class = self.name_attr(&vars, &vars_at)?.unwrap_or_default();
-        if !class.starts_with("simple_rnn_cell") {
+        // A tf-keras archive names no cell: its config says which layers have SimpleRNN's.
+        let layer = name.split('/').next().unwrap_or(name);
+        let recorded = class.is_empty() && self.keys.is_some_and(|k| k.simple.contains(layer));
+        if !class.starts_with("simple_rnn_cell") && !recorded {
+            if class.is_empty() {
+                return Err((self.malformed)(format!(
+                    "layer `{name}` ({cell_at}) has a cell the file does not name, which its \
+                     config does not record as a SimpleRNN's; rnn runs SimpleRNN layers only"
+                )));
+            }
             return Err((self.malformed)(format!(
                 "layer `{name}` ({cell_at}) has the cell `{class}`, not a SimpleRNN's \
                  simple_rnn_cell; rnn runs SimpleRNN layers only"

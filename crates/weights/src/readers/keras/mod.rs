@@ -15,7 +15,7 @@
 pub(crate) mod config;
 mod h5;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::Value;
@@ -52,26 +52,25 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         .ok()
         .and_then(|m| serde_json::from_slice::<Value>(&m).ok())
         .is_some_and(|m| written_by_keras2(m["keras_version"].as_str()));
-    if keras2 {
-        // tf-keras's model.weights.h5 keys each layer's group by its class and place (no
-        // layer names inside), which rnn does not tie to the config's layers.
-        return Err(WeightsError::Unsupported {
-            path: path.to_owned(),
-            format: "a tf-keras .keras archive (its weights keyed by class and order, not by \
-                     layer)"
-                .into(),
-            advice: "save the model with tf-keras as model.save(\"m.h5\") or as a SavedModel \
-                     folder, which rnn reads"
-                .into(),
-        });
-    }
     let config: Value = serde_json::from_slice(&config)
         .map_err(|e| malformed(format!("config.json is not valid JSON: {e}")))?;
+    // tf-keras's model.weights.h5 keys each layer's group by its class and place, with no
+    // layer names inside: the config's layers, in the same order, name them.
+    let keys = if keras2 {
+        Some(
+            tf_keras_keys(&config).map_err(|reason| WeightsError::NotRun {
+                path: path.to_owned(),
+                reason: format!("config.json: {reason}"),
+            })?,
+        )
+    } else {
+        None
+    };
     let model = model_config(&config, keras2).map_err(|reason| WeightsError::NotRun {
         path: path.to_owned(),
         reason: format!("config.json: {reason}"),
     })?;
-    let h5 = read_h5(path, &weights)?;
+    let h5 = read_h5(path, &weights, keys.as_ref())?;
     let (metadata, recorded, graph) = model.metadata(&h5.layers).map_err(malformed)?;
     Ok(TensorFile::from_tensors(path, h5.tensors, metadata)
         .with_recorded(recorded)
@@ -87,7 +86,7 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         layers,
         model_config: config,
         keras_version,
-    } = read_h5(path, bytes)?;
+    } = read_h5(path, bytes, None)?;
     if let Some(config) = config {
         let malformed = |reason: String| WeightsError::Malformed {
             path: path.to_owned(),
@@ -147,6 +146,104 @@ pub(crate) fn config_metadata(
 }
 
 /// Whether a file's `keras_version` is tf-keras's (2.x); Keras 3 writes 3.x.
+/// The group key tf-keras's `.keras` archive gives each layer of the model's `layers` list,
+/// mapped to the layer's name: its class in snake case (`SimpleRNN` → `simple_rnn`), then
+/// `_1`, `_2`, … for the class's later layers, in the list's order (tf-keras's
+/// `saving_lib._save_container_state` and `generic_utils.to_snake_case`). A model nested in
+/// the list keys its own layers inside its group, which rnn does not follow: refused.
+fn tf_keras_keys(config: &Value) -> std::result::Result<TfKerasKeys, String> {
+    let layers = config["config"]["layers"]
+        .as_array()
+        .ok_or("expected the model's `layers` list")?;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut keys = TfKerasKeys::default();
+    for layer in layers {
+        let class = layer["class_name"].as_str().unwrap_or("");
+        let name = layer["config"]["name"].as_str().unwrap_or("");
+        if matches!(class, "Sequential" | "Functional" | "Model")
+            || layer["config"]["layers"].is_array()
+        {
+            return Err(format!(
+                "`{name}` ({class}) is a model nested in a tf-keras .keras archive, which keys \
+                 its layers' weights by class and place inside the nested model's group, and \
+                 rnn does not follow them there; build the model with the nested model's \
+                 layers in the outer one"
+            ));
+        }
+        let base = snake_case(class);
+        let count = seen.entry(base.clone()).or_insert(0);
+        let key = match *count {
+            0 => base,
+            n => format!("{base}_{n}"),
+        };
+        *count += 1;
+        let cfg = &layer["config"];
+        let simple = match class {
+            "SimpleRNN" => true,
+            "RNN" => cfg["cell"]["class_name"] == "SimpleRNNCell",
+            "Bidirectional" => cfg["layer"]["class_name"] == "SimpleRNN",
+            _ => false,
+        };
+        if simple {
+            keys.simple.insert(name.to_string());
+        }
+        keys.names.insert(key, name.to_string());
+    }
+    Ok(keys)
+}
+
+/// What a tf-keras `.keras` archive's config says of its weights' groups, which name neither
+/// their layer nor their cell's class ([`tf_keras_keys`]).
+#[derive(Default)]
+pub(super) struct TfKerasKeys {
+    /// Each top-level group's key → its layer's name.
+    pub names: HashMap<String, String>,
+    /// The layers whose cell the config records as a `SimpleRNNCell` (a `SimpleRNN`, an
+    /// `RNN(SimpleRNNCell)`, a `Bidirectional(SimpleRNN)`).
+    pub simple: HashSet<String>,
+}
+
+/// tf-keras's `to_snake_case`, its two substitutions replayed: `(.)([A-Z][a-z]+)` → `\1_\2`,
+/// then `([a-z])([A-Z])` → `\1_\2`, each left to right without overlaps; lower-cased;
+/// `private` before a leading `_`.
+fn snake_case(class: &str) -> String {
+    let c: Vec<char> = class.chars().collect();
+    let small = |ch: char| ch.is_ascii_lowercase();
+    let mut first = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        if i + 2 < c.len() && c[i + 1].is_ascii_uppercase() && small(c[i + 2]) {
+            let end = (i + 3..c.len()).find(|&j| !small(c[j])).unwrap_or(c.len());
+            first.push(c[i]);
+            first.push('_');
+            first.extend(&c[i + 1..end]);
+            i = end;
+        } else {
+            first.push(c[i]);
+            i += 1;
+        }
+    }
+    let c: Vec<char> = first.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        out.push(c[i]);
+        if i + 1 < c.len() && c[i].is_ascii_lowercase() && c[i + 1].is_ascii_uppercase() {
+            out.push('_');
+            out.push(c[i + 1]);
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    let out = out.to_lowercase();
+    if out.starts_with('_') {
+        format!("private{out}")
+    } else {
+        out
+    }
+}
+
 fn written_by_keras2(version: Option<&str>) -> bool {
     version.is_some_and(|v| v.starts_with("2."))
 }
@@ -198,6 +295,51 @@ mod tests {
     fn file_with(recorded: &str) -> TensorFile {
         let metadata = HashMap::from([(COMPUTE_DTYPE.to_string(), recorded.to_string())]);
         TensorFile::from_tensors(Path::new("m.keras"), Default::default(), metadata)
+    }
+
+    /// tf-keras's `to_snake_case` on these names gave these (tf-keras 2.21).
+    #[test]
+    fn class_names_in_snake_case_as_tf_keras_writes_them() {
+        for (class, snake) in [
+            ("SimpleRNN", "simple_rnn"),
+            ("TimeDistributed", "time_distributed"),
+            ("SpatialDropout1D", "spatial_dropout1d"),
+            ("GaussianNoise", "gaussian_noise"),
+            ("InputLayer", "input_layer"),
+            ("RNN", "rnn"),
+            ("ABCDef", "abc_def"),
+            ("Conv1DTranspose", "conv1d_transpose"),
+            ("_Private", "private__private"),
+            ("HTTPServer2Go", "http_server2_go"),
+            ("A", "a"),
+        ] {
+            assert_eq!(snake_case(class), snake, "{class}");
+        }
+    }
+
+    /// A class's later layers take `_1`, `_2`, … in the list's order, whatever their names; a
+    /// nested model is refused.
+    #[test]
+    fn tf_keras_keys_follow_class_and_place() {
+        let layer = |class: &str, name: &str| serde_json::json!({"class_name": class, "config": {"name": name}});
+        let config = serde_json::json!({"config": {"layers": [
+            layer("InputLayer", "input_1"),
+            layer("SimpleRNN", "simple_rnn_7"),
+            layer("Dense", "probabilities"),
+            layer("SimpleRNN", "top"),
+        ]}});
+        let keys = tf_keras_keys(&config).unwrap();
+        for (key, name) in [
+            ("input_layer", "input_1"),
+            ("simple_rnn", "simple_rnn_7"),
+            ("dense", "probabilities"),
+            ("simple_rnn_1", "top"),
+        ] {
+            assert_eq!(keys.names.get(key).map(String::as_str), Some(name), "{key}");
+        }
+        assert!(keys.simple.contains("top") && !keys.simple.contains("probabilities"));
+        let nested = serde_json::json!({"config": {"layers": [layer("Sequential", "inner")]}});
+        assert!(tf_keras_keys(&nested).is_err_and(|e| e.contains("nested")));
     }
 
     #[test]
