@@ -320,6 +320,22 @@ fn every_merge_layer_over_the_states_of_two_layers_under_a_mask_with_holes() {
     check("keras_whole_lower_head.keras", "keras_whole_lower_head");
 }
 
+/// Models nested in a model saved as model.save("m.h5") by Keras 3 and tf-keras (the legacy
+/// layout: a nested model's group holds its layers' weights, each under its own layer's name):
+/// a nested encoder under a Dense head, and a nested Sequential head, whose output takes the
+/// nested model's name (`xtask/fixtures/keras_whole.py`, `tfkeras_whole.py`).
+#[test]
+fn models_nested_in_h5_files() {
+    for name in [
+        "keras_whole_nested_h5_encoder",
+        "keras_whole_nested_h5_head",
+        "tfkeras_whole_nested_encoder",
+        "tfkeras_whole_nested_head",
+    ] {
+        check(&format!("{name}.h5"), name);
+    }
+}
+
 #[test]
 fn a_nested_encoder_read_by_two_heads() {
     check("keras_whole_nested.keras", "keras_whole_nested");

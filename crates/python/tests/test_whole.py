@@ -19,6 +19,8 @@ CASES = [
     ("tfkeras_whole_tagger.h5", "tfkeras_whole_tagger"),
     ("tfkeras_whole_classifier.keras", "tfkeras_whole_classifier"),
     ("tfkeras_whole_tagger.keras", "tfkeras_whole_tagger"),
+    ("keras_whole_nested_h5_encoder.h5", "keras_whole_nested_h5_encoder"),
+    ("tfkeras_whole_nested_head.h5", "tfkeras_whole_nested_head"),
 ]
 
 

@@ -664,7 +664,12 @@ pub(super) fn model_config(
         let cfg = &layer["config"];
         let name = format!("{scope}{}", cfg["name"].as_str().unwrap_or(""));
         if class != "InputLayer" {
-            out.output = cfg["name"].as_str().unwrap_or("").to_string();
+            // A chain's output is named by its last top-level layer: a nested model's name
+            // where the chain ends inside one (tf-keras's output_names).
+            out.output = match scope.split('/').next() {
+                Some(outer) if !outer.is_empty() => outer.to_string(),
+                _ => cfg["name"].as_str().unwrap_or("").to_string(),
+            };
         }
         if class != "InputLayer" {
             // Every layer's, since a whole model runs them all (a Dense in float16 too).

@@ -1,7 +1,7 @@
 //! The weights of a Keras 3 HDF5 file (`.weights.h5`, or a `.keras` archive's
 //! `model.weights.h5`), read with hdf5-pure under Keras variable paths.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -43,6 +43,7 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> 
         tensors: BTreeMap::new(),
         layers: Vec::new(),
         keys,
+        nested: HashSet::new(),
     };
     let root = file.root();
     let groups = reader.groups(&root, "/")?;
@@ -55,6 +56,11 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> 
         reader.layers_of(&layers, "layers", "", 0)?;
     } else if groups.iter().any(|g| g == "model_weights") {
         model_config = text_attr(&root_attrs, "model_config");
+        reader.nested = model_config
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .map(|c| nested_models(&c))
+            .unwrap_or_default();
         let weights = reader.group(&root, "model_weights", "model_weights")?;
         reader.legacy_layers(&weights, "model_weights")?;
     } else if root_attrs.contains_key("layer_names") {
@@ -86,7 +92,7 @@ pub(super) struct H5Contents {
 }
 
 /// A string attribute, whichever of HDF5's string types holds it.
-fn text_attr(attrs: &std::collections::HashMap<String, AttrValue>, key: &str) -> Option<String> {
+fn text_attr(attrs: &HashMap<String, AttrValue>, key: &str) -> Option<String> {
     match attrs.get(key)? {
         AttrValue::String(s)
         | AttrValue::VarLenString(s)
@@ -103,10 +109,7 @@ fn text_attr(attrs: &std::collections::HashMap<String, AttrValue>, key: &str) ->
 /// A list-of-strings attribute (`layer_names`, `weight_names`); `None` when it is not one.
 /// h5py writes them as fixed-width byte strings or variable-length strings; an empty list as
 /// an empty float array.
-fn names_attr(
-    attrs: &std::collections::HashMap<String, AttrValue>,
-    key: &str,
-) -> Option<Vec<String>> {
+fn names_attr(attrs: &HashMap<String, AttrValue>, key: &str) -> Option<Vec<String>> {
     match attrs.get(key)? {
         AttrValue::StringArray(v)
         | AttrValue::AsciiStringArray(v)
@@ -138,6 +141,25 @@ struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     /// A tf-keras `.keras` archive's layer name for each top-level group's key (its layers'
     /// groups are keyed by class and place, and name no layer): [`super::tf_keras_keys`].
     keys: Option<&'a TfKerasKeys>,
+    /// The layers of a legacy `.h5`'s model that are models themselves (its `model_config`).
+    nested: HashSet<String>,
+}
+
+/// The names of the layers of `config`'s model that are models (`Sequential`, `Functional`,
+/// `Model`, or any layer whose config lists layers).
+fn nested_models(config: &serde_json::Value) -> HashSet<String> {
+    config["config"]["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| {
+            matches!(
+                l["class_name"].as_str(),
+                Some("Sequential" | "Functional" | "Model")
+            ) || l["config"]["layers"].is_array()
+        })
+        .filter_map(|l| l["config"]["name"].as_str().map(str::to_string))
+        .collect()
 }
 
 impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
@@ -253,12 +275,9 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 .attrs()
                 .map_err(|e| (self.malformed)(format!("`{layer_at}`: attributes: {e}")))?;
             let weights = names_attr(&layer_attrs, "weight_names").unwrap_or_default();
-            let mut recurrent = false;
             let mut keys = Vec::new();
-            for weight in weights {
-                let d_at = format!("{layer_at}/{weight}");
-                let tensor = self.dataset(&layer, &weight, &d_at)?;
-                let key = weight.strip_suffix(":0").unwrap_or(&weight);
+            for weight in &weights {
+                let key = weight.strip_suffix(":0").unwrap_or(weight);
                 // Keras 3's model.save("m.h5") names a layer's weights under the model's name
                 // (`sequential/dense/kernel`), tf-keras under the layer's (`dense/kernel:0`).
                 let key = match key.split_once('/') {
@@ -270,20 +289,56 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     }
                     _ => key.to_string(),
                 };
-                recurrent |= key.contains("simple_rnn_cell/");
+                keys.push((weight, key));
+            }
+            // A model nested in the model (its `model_config` says which): its group holds its
+            // layers' weights, each under its own layer's name (tf-keras:
+            // `simple_rnn/simple_rnn_cell/kernel:0` in `inner`; Keras 3:
+            // `inner/simple_rnn/simple_rnn_cell/kernel`), read as the layers `{name}/{layer}`.
+            let nested = self.nested.contains(&name);
+            // Each owner's weights, owners in the order their first weight comes.
+            let mut owners: Vec<(String, Vec<String>)> = Vec::new();
+            let mut place: HashMap<String, usize> = HashMap::new();
+            for (weight, key) in keys {
+                let d_at = format!("{layer_at}/{weight}");
+                let tensor = self.dataset(&layer, weight, &d_at)?;
+                // Keras 3 names them under the nested model's name already.
+                let key = if nested && !key.starts_with(&format!("{name}/")) {
+                    format!("{name}/{key}")
+                } else {
+                    key
+                };
+                let inner = key
+                    .strip_prefix(&format!("{name}/"))
+                    .and_then(|rest| rest.split_once('/'));
+                let owner = match inner {
+                    Some((inner, _)) if nested => format!("{name}/{inner}"),
+                    _ => name.clone(),
+                };
                 if self.tensors.insert(key.clone(), tensor).is_some() {
                     return Err((self.malformed)(format!(
                         "two layers' weights are both named `{key}`"
                     )));
                 }
-                keys.push(key);
+                match place.get(&owner) {
+                    Some(&i) => owners[i].1.push(key),
+                    None => {
+                        place.insert(owner.clone(), owners.len());
+                        owners.push((owner, vec![key]));
+                    }
+                }
             }
-            let weights = if recurrent { Vec::new() } else { keys };
-            self.layers.push(H5Layer {
-                name,
-                recurrent,
-                weights,
-            });
+            if owners.is_empty() {
+                owners.push((name, Vec::new()));
+            }
+            for (owner, keys) in owners {
+                let recurrent = keys.iter().any(|k| k.contains("simple_rnn_cell/"));
+                self.layers.push(H5Layer {
+                    name: owner,
+                    recurrent,
+                    weights: if recurrent { Vec::new() } else { keys },
+                });
+            }
         }
         Ok(())
     }

@@ -145,7 +145,6 @@ pub(crate) fn config_metadata(
     model.metadata(&layers)
 }
 
-/// Whether a file's `keras_version` is tf-keras's (2.x); Keras 3 writes 3.x.
 /// The group key tf-keras's `.keras` archive gives each layer of the model's `layers` list,
 /// mapped to the layer's name: its class in snake case (`SimpleRNN` → `simple_rnn`), then
 /// `_1`, `_2`, … for the class's later layers, in the list's order (tf-keras's
@@ -244,6 +243,7 @@ fn snake_case(class: &str) -> String {
     }
 }
 
+/// Whether a file's `keras_version` is tf-keras's (2.x); Keras 3 writes 3.x.
 fn written_by_keras2(version: Option<&str>) -> bool {
     version.is_some_and(|v| v.starts_with("2."))
 }
