@@ -163,6 +163,30 @@ fn case(
     }
 }
 
+/// tf-keras's classifier archive (`tfkeras_whole_classifier.keras`) with its config's last
+/// layer (the Dense head) removed: its weights' group `dense` then has no layer.
+fn tf_keras_archive_short_of_a_layer() -> Vec<u8> {
+    use std::io::{Read, Write};
+    let bytes = std::fs::read(repo("tests/fixtures/files/tfkeras_whole_classifier.keras")).unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        if name == "config.json" {
+            let mut config: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            config["config"]["layers"].as_array_mut().unwrap().pop();
+            data = serde_json::to_vec(&config).unwrap();
+        }
+        out.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(&data).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
 fn cases() -> Vec<Case> {
     let article = std::fs::read(repo("models/seed/article.safetensors")).unwrap();
     let good_input = safetensors(&[("input", "F32", &[2, 1, 3], f32s(6, 1.0))]);
@@ -293,7 +317,7 @@ fn cases() -> Vec<Case> {
         case("whole models", "a whole model of several outputs fed one step at a time", vec![("m.keras", framework_file("keras_whole_two_heads.keras"))], "run DIR/m.keras --stream", 2, Some("m.keras")),
         case("whole models", "a model of several outputs written to a file of one array", vec![("m.keras", framework_file("keras_whole_two_heads.keras")), ("x.npy", npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 3), }", &[1i32.to_le_bytes(), 2i32.to_le_bytes(), 3i32.to_le_bytes()].concat()))], "run DIR/m.keras --input DIR/x.npy -o DIR/y.npy", 2, Some("y.npy")),
         case("whole models", "an RNN option given to a whole model, whose file settles them", vec![("m.keras", framework_file("keras_whole_two_heads.keras")), ("x.npy", npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 3), }", &[1i32.to_le_bytes(), 2i32.to_le_bytes(), 3i32.to_le_bytes()].concat()))], "run DIR/m.keras --input DIR/x.npy --nonlinearity relu", 2, None),
-        case("framework files", "a tf-keras .keras archive with a model nested in it (its layers keyed by class and place inside it)", vec![("m.keras", framework_file("tfkeras_whole_refused.keras"))], "run DIR/m.keras", 2, Some("m.keras")),
+        case("framework files", "a tf-keras .keras archive whose config.json lists fewer layers than its weights' groups (keyed by class and place)", vec![("m.keras", tf_keras_archive_short_of_a_layer()), ("x.npy", npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 2), }", &[1u8, 0, 0, 0, 2, 0, 0, 0]))], "run DIR/m.keras --input DIR/x.npy", 2, Some("m.keras")),
         case("whole models", "a whole model converted (rnn convert writes the RNN alone)", vec![("m.keras", framework_file("keras_whole_classifier.keras"))], "convert DIR/m.keras -o DIR/m.pt", 2, Some("m.keras")),
         case("whole models", "a whole model with --mask-value", vec![("m.keras", framework_file("keras_whole_tagger.keras")), ("x.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 3), }", &f32s(6, 1.0)))], "run DIR/m.keras --input DIR/x.npy --mask-value 0", 2, None),
         case("framework files", "a TF2 checkpoint of a SimpleRNN feeding a Dense layer", vec![("ck.index", framework_file("tf2_checkpoint_dense_head.index")), ("ck.data-00000-of-00001", framework_file("tf2_checkpoint_dense_head.data-00000-of-00001"))], "run DIR/ck", 2, Some("ck.index")),

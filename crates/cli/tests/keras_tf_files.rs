@@ -334,6 +334,11 @@ fn models_nested_in_h5_files() {
     ] {
         check(&format!("{name}.h5"), name);
     }
+    // tf-keras's .keras archive of the same models: the nested model's layers keyed by class
+    // and place inside its own group (`layers/sequential/layers/simple_rnn`).
+    for name in ["tfkeras_whole_nested_encoder", "tfkeras_whole_nested_head"] {
+        check(&format!("{name}.keras"), name);
+    }
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> 
     let mut model_config = None;
     if groups.iter().any(|g| g == "layers") {
         let layers = reader.group(&root, "layers", "layers")?;
-        reader.layers_of(&layers, "layers", "", 0)?;
+        reader.layers_of(&layers, "layers", ("", ""), 0)?;
     } else if groups.iter().any(|g| g == "model_weights") {
         model_config = text_attr(&root_attrs, "model_config");
         reader.nested = model_config
@@ -126,7 +126,7 @@ fn names_attr(attrs: &HashMap<String, AttrValue>, key: &str) -> Option<Vec<Strin
 
 /// Models nested in models, deeper than any Keras user builds: the walk ends on a hard link
 /// back to a group above (HDF5 allows such cycles) and on files built to nest without end.
-const MAX_NESTING: usize = 32;
+pub(super) const MAX_NESTING: usize = 32;
 
 struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     malformed: &'a F,
@@ -165,7 +165,13 @@ fn nested_models(config: &serde_json::Value) -> HashSet<String> {
 impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
     /// The layers of one `layers` group (`where_` its path in the file), named under `scope`
     /// (a nested model's name and `/`), `depth` models deep.
-    fn layers_of(&mut self, layers: &Group, where_: &str, scope: &str, depth: usize) -> Result<()> {
+    fn layers_of(
+        &mut self,
+        layers: &Group,
+        where_: &str,
+        (scope, key_scope): (&str, &str),
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_NESTING {
             return Err((self.malformed)(format!(
                 "`{}`: models nested more than {MAX_NESTING} deep (or a group that links back \
@@ -188,16 +194,17 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     self.limit
                 ))
             })?;
-            let own = match self.keys {
-                Some(keys) if depth == 0 => keys.names.get(&key).cloned().ok_or_else(|| {
+            // tf-keras's archive keys groups by class and place: the config names them.
+            let path = format!("{key_scope}{key}");
+            let name = match self.keys {
+                Some(keys) => keys.names.get(&path).cloned().ok_or_else(|| {
                     (self.malformed)(format!(
                         "`{}`: a layer's weights that config.json has no layer for",
                         crate::error::clip(&at, crate::error::QUOTED_CHARS)
                     ))
                 })?,
-                _ => self.own_name(&group, &at, &key)?,
+                None => format!("{scope}{}", self.own_name(&group, &at, &key)?),
             };
-            let name = format!("{scope}{own}");
             let children = self.groups(&group, &at)?;
             let has = |c: &str| children.iter().any(|g| g == c);
             if has("forward_layer") && has("backward_layer") {
@@ -226,7 +233,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 self.layers_of(
                     &inner,
                     &format!("{at}/layers"),
-                    &format!("{name}/"),
+                    (&format!("{name}/"), &format!("{path}/")),
                     depth + 1,
                 )?;
             } else {
@@ -391,8 +398,14 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
         let vars = self.group(cell, "vars", &vars_at)?;
         let class = self.name_attr(&vars, &vars_at)?.unwrap_or_default();
         // A tf-keras archive names no cell: its config says which layers have SimpleRNN's.
-        let layer = name.split('/').next().unwrap_or(name);
-        let recorded = class.is_empty() && self.keys.is_some_and(|k| k.simple.contains(layer));
+        // The layer, or the Bidirectional it is a direction of: a prefix of `name`.
+        let recorded = class.is_empty()
+            && self.keys.is_some_and(|k| {
+                name.match_indices('/')
+                    .map(|(i, _)| &name[..i])
+                    .chain([name])
+                    .any(|layer| k.simple.contains(layer))
+            });
         if !class.starts_with("simple_rnn_cell") && !recorded {
             if class.is_empty() {
                 return Err((self.malformed)(format!(

@@ -148,35 +148,41 @@ pub(crate) fn config_metadata(
 /// The group key tf-keras's `.keras` archive gives each layer of the model's `layers` list,
 /// mapped to the layer's name: its class in snake case (`SimpleRNN` → `simple_rnn`), then
 /// `_1`, `_2`, … for the class's later layers, in the list's order (tf-keras's
-/// `saving_lib._save_container_state` and `generic_utils.to_snake_case`). A model nested in
-/// the list keys its own layers inside its group, which rnn does not follow: refused.
+/// `saving_lib._save_container_state` and `generic_utils.to_snake_case`); a nested model's
+/// layers the same way inside its group (`sequential/simple_rnn` → `encoder/simple_rnn_7`),
+/// up to the nesting depth the HDF5 reader follows.
 fn tf_keras_keys(config: &Value) -> std::result::Result<TfKerasKeys, String> {
+    let mut keys = TfKerasKeys::default();
+    tf_keras_list(config, ("", ""), 0, &mut keys)?;
+    Ok(keys)
+}
+
+/// [`tf_keras_keys`] for the model `config` whose group keys start with `key_scope` and
+/// whose layers' names with `name_scope`, `depth` models deep.
+fn tf_keras_list(
+    config: &Value,
+    (key_scope, name_scope): (&str, &str),
+    depth: usize,
+    keys: &mut TfKerasKeys,
+) -> std::result::Result<(), String> {
+    if depth > h5::MAX_NESTING {
+        return Err(format!("models nested more than {} deep", h5::MAX_NESTING));
+    }
     let layers = config["config"]["layers"]
         .as_array()
         .ok_or("expected the model's `layers` list")?;
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut keys = TfKerasKeys::default();
     for layer in layers {
         let class = layer["class_name"].as_str().unwrap_or("");
-        let name = layer["config"]["name"].as_str().unwrap_or("");
-        if matches!(class, "Sequential" | "Functional" | "Model")
-            || layer["config"]["layers"].is_array()
-        {
-            return Err(format!(
-                "`{name}` ({class}) is a model nested in a tf-keras .keras archive, which keys \
-                 its layers' weights by class and place inside the nested model's group, and \
-                 rnn does not follow them there; build the model with the nested model's \
-                 layers in the outer one"
-            ));
-        }
+        let cfg = &layer["config"];
+        let name = format!("{name_scope}{}", cfg["name"].as_str().unwrap_or(""));
         let base = snake_case(class);
         let count = seen.entry(base.clone()).or_insert(0);
         let key = match *count {
-            0 => base,
-            n => format!("{base}_{n}"),
+            0 => format!("{key_scope}{base}"),
+            n => format!("{key_scope}{base}_{n}"),
         };
         *count += 1;
-        let cfg = &layer["config"];
         let simple = match class {
             "SimpleRNN" => true,
             "RNN" => cfg["cell"]["class_name"] == "SimpleRNNCell",
@@ -184,18 +190,26 @@ fn tf_keras_keys(config: &Value) -> std::result::Result<TfKerasKeys, String> {
             _ => false,
         };
         if simple {
-            keys.simple.insert(name.to_string());
+            keys.simple.insert(name.clone());
         }
-        keys.names.insert(key, name.to_string());
+        if cfg["layers"].is_array() {
+            tf_keras_list(
+                layer,
+                (&format!("{key}/"), &format!("{name}/")),
+                depth + 1,
+                keys,
+            )?;
+        }
+        keys.names.insert(key, name);
     }
-    Ok(keys)
+    Ok(())
 }
 
 /// What a tf-keras `.keras` archive's config says of its weights' groups, which name neither
 /// their layer nor their cell's class ([`tf_keras_keys`]).
 #[derive(Default)]
 pub(super) struct TfKerasKeys {
-    /// Each top-level group's key → its layer's name.
+    /// Each layer group's key → its layer's name, both with their nested models' (`a/b`).
     pub names: HashMap<String, String>,
     /// The layers whose cell the config records as a `SimpleRNNCell` (a `SimpleRNN`, an
     /// `RNN(SimpleRNNCell)`, a `Bidirectional(SimpleRNN)`).
@@ -338,8 +352,23 @@ mod tests {
             assert_eq!(keys.names.get(key).map(String::as_str), Some(name), "{key}");
         }
         assert!(keys.simple.contains("top") && !keys.simple.contains("probabilities"));
-        let nested = serde_json::json!({"config": {"layers": [layer("Sequential", "inner")]}});
-        assert!(tf_keras_keys(&nested).is_err_and(|e| e.contains("nested")));
+        // A nested model's layers keyed inside its own group, named inside its own scope.
+        let nested = serde_json::json!({"config": {"layers": [
+            layer("SimpleRNN", "first"),
+            {"class_name": "Sequential", "config": {"name": "encoder", "layers": [
+                layer("InputLayer", "input_2"),
+                layer("SimpleRNN", "simple_rnn_9"),
+            ]}},
+        ]}});
+        let keys = tf_keras_keys(&nested).unwrap();
+        for (key, name) in [
+            ("simple_rnn", "first"),
+            ("sequential", "encoder"),
+            ("sequential/simple_rnn", "encoder/simple_rnn_9"),
+        ] {
+            assert_eq!(keys.names.get(key).map(String::as_str), Some(name), "{key}");
+        }
+        assert!(keys.simple.contains("encoder/simple_rnn_9"));
     }
 
     #[test]
