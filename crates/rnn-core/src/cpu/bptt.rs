@@ -83,12 +83,12 @@ impl<T: Element> Copy for Pass<'_, T> {}
 /// What one thread of the backward's loop writes, for the sequences `rows`.
 struct Part<'a, T> {
     rows: Range<usize>,
-    /// Their entries of each column of `δPreᵀ` `[H, T·B]`: one slice per unit `h` and step
-    /// `t`, at `h · seq + t`.
+    /// Their entries of each column of `δPreᵀ` `[H, T·B]`: block `h · seq + t` for unit `h`
+    /// and step `t` ([`block`]).
     d_pre_t: Vec<&'a mut [T]>,
-    /// Their rows of `dx` at each step `[rows, I]`, at `t` (none when `I` is 0).
+    /// Their rows of `dx` at each step `[rows, I]`: block `t` (none when `I` is 0).
     d_x: Vec<&'a mut [T]>,
-    /// Their rows of [`Inputs`] in each panel at each step `[rows, panel]`, at
+    /// Their rows of [`Inputs`] in each panel at each step `[rows, panel]`: block
     /// `p · seq + t`.
     inputs: Vec<&'a mut [T]>,
     /// Their rows of `dh0` `[rows, H]`: the running `δh`, zero first.
@@ -290,7 +290,7 @@ impl Recurrence {
         let (input, hidden) = (self.input_size, self.hidden);
         let width = hidden + input;
         let all = batch * hidden;
-        let (first, len) = (rows.start * hidden, rows.len() * hidden);
+        let (first, len, count) = (rows.start * hidden, rows.len() * hidden, rows.len());
         let one = T::from_f64(1.0);
         let mut d = vec![T::ZERO; len];
         let mut product = vec![T::ZERO; rows.len() * width];
@@ -334,7 +334,8 @@ impl Recurrence {
                 if self.valid(t, b) {
                     dh[r * hidden..(r + 1) * hidden].copy_from_slice(&row[..hidden]);
                 }
-                if let Some(d_x) = d_x.get_mut(t) {
+                if !d_x.is_empty() {
+                    let d_x = block(&mut d_x, t, count * input);
                     d_x[r * input..(r + 1) * input].copy_from_slice(&row[hidden..]);
                 }
                 // This row of [X | H_prev], into its panels.
@@ -344,7 +345,8 @@ impl Recurrence {
                     while !source.is_empty() {
                         let (p, c) = (j / panel, j % panel);
                         let take = (panel - c).min(source.len());
-                        let dst = &mut inputs[p * seq + t][r * panel + c..];
+                        let dst =
+                            &mut block(&mut inputs, p * seq + t, count * panel)[r * panel + c..];
                         dst[..take].copy_from_slice(&source[..take]);
                         source = &source[take..];
                         j += take;
@@ -353,7 +355,7 @@ impl Recurrence {
             }
             // δpre_t into δPreᵀ: each column along these sequences.
             for h in 0..hidden {
-                let column = &mut d_pre_t[h * seq + t];
+                let column = block(&mut d_pre_t, h * seq + t, count);
                 for (v, row) in column.iter_mut().zip(d.chunks_exact(hidden)) {
                     *v = row[h];
                 }
@@ -394,7 +396,9 @@ impl Recurrence {
 }
 
 /// Hands each part its rows of `buffer`: in blocks of `batch` rows of `row` elements, each
-/// block cut between the parts by their rows and pushed to the list `list` picks.
+/// block cut between the parts by their rows and pushed to the list `list` picks; a part
+/// alone takes the whole buffer as one slice (a slice per block would take 16 bytes for as
+/// few as 4 of data), which [`block`] cuts.
 fn deal<'a, T>(
     buffer: &'a mut [T],
     row: usize,
@@ -405,6 +409,10 @@ fn deal<'a, T>(
     if block == 0 {
         return;
     }
+    if let [part] = parts {
+        list(part).push(buffer);
+        return;
+    }
     for block in buffer.chunks_mut(block) {
         let mut rest = block;
         for part in parts.iter_mut() {
@@ -412,6 +420,15 @@ fn deal<'a, T>(
             list(part).push(mine);
             rest = after;
         }
+    }
+}
+
+/// Block `index` (of `len` elements) of a part's list from [`deal`]: its own slice, or its
+/// piece of the one slice a part alone has.
+fn block<'s, T>(list: &'s mut [&mut [T]], index: usize, len: usize) -> &'s mut [T] {
+    match list {
+        [whole] => &mut whole[index * len..(index + 1) * len],
+        blocks => &mut *blocks[index],
     }
 }
 

@@ -600,7 +600,7 @@ fn part(
                 _ if axis.is_null() => PartKind::Activation(Activation::Softmax),
                 Some(-1) => PartKind::Activation(Activation::Softmax),
                 Some(0) => return Err("a softmax over axis 0, the batch".into()),
-                Some(n) if n > 0 => PartKind::SoftmaxAxis(n as usize),
+                Some(n) if n > 0 => PartKind::SoftmaxAxis(usize::try_from(n).unwrap_or(usize::MAX)),
                 _ => return Err(format!("a softmax over axis {axis}, not the last")),
             };
             ("Softmax".to_string(), kind)

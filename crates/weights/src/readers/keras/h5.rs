@@ -1,5 +1,6 @@
-//! The weights of a Keras 3 HDF5 file (`.weights.h5`, or a `.keras` archive's
-//! `model.weights.h5`), read with hdf5-pure under Keras variable paths.
+//! The weights of a Keras HDF5 file (Keras 3's `.weights.h5`, a `.keras` archive's
+//! `model.weights.h5` from Keras 3 or tf-keras, the legacy layout of `model.save("m.h5")`),
+//! read with hdf5-pure under Keras variable paths.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -56,8 +57,11 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> 
         reader.layers_of(&layers, "layers", ("", ""), 0)?;
     } else if groups.iter().any(|g| g == "model_weights") {
         model_config = text_attr(&root_attrs, "model_config");
+        // Parsed JSON takes up to 16 times its text: only within the bound its reader
+        // (`read_weights_h5`) refuses a longer one by.
         reader.nested = model_config
             .as_deref()
+            .filter(|c| c.len() as u64 <= super::MAX_CONFIG)
             .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
             .map(|c| nested_models(&c))
             .unwrap_or_default();

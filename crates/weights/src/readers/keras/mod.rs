@@ -1,5 +1,8 @@
-//! Keras 3's files: `model.save("m.keras")` (a zip of `config.json`, `metadata.json` and
-//! `model.weights.h5`) and `model.save_weights("w.weights.h5")` (HDF5).
+//! Keras's files: Keras 3's `model.save("m.keras")` (a zip of `config.json`, `metadata.json`
+//! and `model.weights.h5`) and `model.save_weights("w.weights.h5")` (HDF5); tf-keras's (Keras 2)
+//! `model.save("m.keras")` (the same zip, its `vars` groups naming no layer: the config's
+//! layers name them by class and place, [`tf_keras_keys`]); and the legacy HDF5 layout both
+//! write with `model.save("m.h5")` (`h5.rs`).
 //!
 //! Keras 3.15 stores a model's weights in HDF5 by the attributes that hold them:
 //! `layers/<key>/cell/vars/0` (kernel), `/1` (recurrent_kernel), `/2` (bias) for a
@@ -186,7 +189,12 @@ fn tf_keras_list(
         let simple = match class {
             "SimpleRNN" => true,
             "RNN" => cfg["cell"]["class_name"] == "SimpleRNNCell",
-            "Bidirectional" => cfg["layer"]["class_name"] == "SimpleRNN",
+            // Both directions (a backward_layer= of another class has its own cell).
+            "Bidirectional" => {
+                cfg["layer"]["class_name"] == "SimpleRNN"
+                    && (cfg["backward_layer"].is_null()
+                        || cfg["backward_layer"]["class_name"] == "SimpleRNN")
+            }
             _ => false,
         };
         if simple {
