@@ -202,32 +202,19 @@ pub(crate) fn forward(
     bias: Option<&Tensor>,
     h0: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    fn typed<T: Element>(
-        (output, h_n): (Vec<T>, Vec<T>),
-        run: &Run,
-        device: &Device,
-    ) -> Result<(Tensor, Tensor)> {
-        Ok((
-            Tensor::from_vec(output, (run.seq, run.batch, run.hidden), device)?,
-            Tensor::from_vec(h_n, (run.batch, run.hidden), device)?,
-        ))
-    }
+    let (output, h_n) = forward_storage(run, input, w_ih_t, w_hh_t, bias, h0)?;
     let device = input.device();
-    match input.dtype() {
-        DType::F32 => typed(
-            forward_typed::<f32>(run, input, w_ih_t, w_hh_t, bias, h0)?,
-            run,
-            device,
-        ),
-        DType::F64 => typed(
-            forward_typed::<f64>(run, input, w_ih_t, w_hh_t, bias, h0)?,
-            run,
-            device,
-        ),
-        other => Err(candle_core::Error::Msg(format!(
-            "the CPU fast path computes in f32 or f64, not {other:?}"
-        ))),
-    }
+    let tensor = |storage, shape: &[usize]| match storage {
+        CpuStorage::F32(v) => Tensor::from_vec(v, shape, device),
+        CpuStorage::F64(v) => Tensor::from_vec(v, shape, device),
+        _ => Err(candle_core::Error::Msg(
+            "the CPU fast path computes in f32 or f64".into(),
+        )),
+    };
+    Ok((
+        tensor(output, &[run.seq, run.batch, run.hidden])?,
+        tensor(h_n, &[run.batch, run.hidden])?,
+    ))
 }
 
 /// [`forward`]'s output `[seq, batch, hidden]` and `h_n` `[batch, hidden]` as the buffers the
