@@ -207,12 +207,8 @@ impl Recurrence {
             .collect();
         let width = hidden + input;
         let packed = PackedB::new(level, &back, hidden, width);
-        let macs = seq * batch * hidden * width;
-        let threads = if macs < super::SPLIT_MIN_MACS {
-            1
-        } else {
-            super::threads().min(batch / super::MIN_PART_ROWS).max(1)
-        };
+        // As many threads as the forward of the same shape takes.
+        let threads = super::batch_threads((seq, batch, input, hidden), super::threads());
         let share = batch.div_ceil(threads).max(1);
         let steps = seq * batch;
         let mut d_pre_t = vec![T::ZERO; hidden * steps];
@@ -227,8 +223,8 @@ impl Recurrence {
             dh_rest = rest;
             parts.push(Part {
                 rows,
-                d_pre_t: Vec::with_capacity(hidden * seq),
-                d_x: Vec::with_capacity(seq),
+                d_pre_t: Vec::new(),
+                d_x: Vec::new(),
                 inputs: Vec::new(),
                 dh,
             });
@@ -293,7 +289,7 @@ impl Recurrence {
         let (first, len, count) = (rows.start * hidden, rows.len() * hidden, rows.len());
         let one = T::from_f64(1.0);
         let mut d = vec![T::ZERO; len];
-        let mut product = vec![T::ZERO; rows.len() * width];
+        let mut product = vec![T::ZERO; count * width];
         for s in (0..seq).rev() {
             let t = if matches!(self.direction, Direction::Backward) {
                 seq - 1 - s

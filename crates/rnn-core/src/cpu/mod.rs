@@ -282,11 +282,20 @@ const MIN_PART_ROWS: usize = 4;
 
 /// How many threads share the batch.
 fn threads_for(run: &Run, threads: usize) -> usize {
-    let macs = run.seq * run.batch * run.hidden * (run.input_size + run.hidden);
+    batch_threads((run.seq, run.batch, run.input_size, run.hidden), threads)
+}
+
+/// How many of `threads` share the batch of a layer run of `(seq, batch, input_size,
+/// hidden)` (the backward's loop splits its batch the same way).
+fn batch_threads(
+    (seq, batch, input_size, hidden): (usize, usize, usize, usize),
+    threads: usize,
+) -> usize {
+    let macs = seq * batch * hidden * (input_size + hidden);
     if threads <= 1 || macs < SPLIT_MIN_MACS {
         return 1;
     }
-    threads.min(run.batch / MIN_PART_ROWS).max(1)
+    threads.min(batch / MIN_PART_ROWS).max(1)
 }
 
 /// Parts each thread's share of the batch is cut into, where each has at least

@@ -56,15 +56,20 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> 
         let layers = reader.group(&root, "layers", "layers")?;
         reader.layers_of(&layers, "layers", ("", ""), 0)?;
     } else if groups.iter().any(|g| g == "model_weights") {
-        model_config = text_attr(&root_attrs, "model_config");
-        // Parsed JSON takes up to 16 times its text: only within the bound its reader
-        // (`read_weights_h5`) refuses a longer one by.
-        reader.nested = model_config
-            .as_deref()
-            .filter(|c| c.len() as u64 <= super::MAX_CONFIG)
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-            .map(|c| nested_models(&c))
-            .unwrap_or_default();
+        if let Some(config) = text_attr(&root_attrs, "model_config") {
+            // Parsed JSON takes up to 16 times its text: bounded before it is parsed.
+            if config.len() as u64 > super::MAX_CONFIG {
+                return Err(malformed(format!(
+                    "expected a model_config of at most {} bytes, found {}",
+                    super::MAX_CONFIG,
+                    config.len()
+                )));
+            }
+            let config: serde_json::Value = serde_json::from_str(&config)
+                .map_err(|e| malformed(format!("model_config is not valid JSON: {e}")))?;
+            reader.nested = nested_models(&config);
+            model_config = Some(config);
+        }
         let weights = reader.group(&root, "model_weights", "model_weights")?;
         reader.legacy_layers(&weights, "model_weights")?;
     } else if root_attrs.contains_key("layer_names") {
@@ -89,8 +94,8 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> 
 pub(super) struct H5Contents {
     pub(super) tensors: BTreeMap<String, Tensor>,
     pub(super) layers: Vec<H5Layer>,
-    /// The root's `model_config` attribute (JSON), in a legacy full-model file.
-    pub(super) model_config: Option<String>,
+    /// The root's `model_config` attribute, parsed, in a legacy full-model file.
+    pub(super) model_config: Option<serde_json::Value>,
     /// The root's `keras_version` attribute (`2.21.0` from tf-keras, `3.15.0` from Keras 3).
     pub(super) keras_version: Option<String>,
 }
@@ -149,19 +154,13 @@ struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     nested: HashSet<String>,
 }
 
-/// The names of the layers of `config`'s model that are models (`Sequential`, `Functional`,
-/// `Model`, or any layer whose config lists layers).
+/// The names of the layers of `config`'s model that are models ([`super::config::is_model`]).
 fn nested_models(config: &serde_json::Value) -> HashSet<String> {
     config["config"]["layers"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|l| {
-            matches!(
-                l["class_name"].as_str(),
-                Some("Sequential" | "Functional" | "Model")
-            ) || l["config"]["layers"].is_array()
-        })
+        .filter(|l| super::config::is_model(l))
         .filter_map(|l| l["config"]["name"].as_str().map(str::to_string))
         .collect()
 }

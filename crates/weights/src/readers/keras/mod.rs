@@ -96,14 +96,6 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
             kind: "Keras HDF5",
             reason,
         };
-        if config.len() as u64 > MAX_CONFIG {
-            return Err(malformed(format!(
-                "expected a model_config of at most {MAX_CONFIG} bytes, found {}",
-                config.len()
-            )));
-        }
-        let config: Value = serde_json::from_str(&config)
-            .map_err(|e| malformed(format!("model_config is not valid JSON: {e}")))?;
         let model = model_config(&config, written_by_keras2(keras_version.as_deref())).map_err(
             |reason| WeightsError::NotRun {
                 path: path.to_owned(),
@@ -200,7 +192,7 @@ fn tf_keras_list(
         if simple {
             keys.simple.insert(name.clone());
         }
-        if cfg["layers"].is_array() {
+        if config::is_model(layer) {
             tf_keras_list(
                 layer,
                 (&format!("{key}/"), &format!("{name}/")),
