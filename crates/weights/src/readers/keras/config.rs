@@ -853,7 +853,7 @@ fn flatten<'a>(
         if masks.iter().any(|m| m.name == name) {
             continue;
         }
-        let nested = is_model(layer);
+        let nested = super::is_model(layer);
         let first = out.len();
         if nested {
             flatten(
@@ -951,20 +951,11 @@ fn membership(indices: &[usize], len: usize) -> Vec<bool> {
     member
 }
 
-/// Whether a layer of a model's list is a model nested in it, whose own layers Keras lists
-/// in its config (walked in place, named `{its name}/{layer}`).
-pub(super) fn is_model(layer: &Value) -> bool {
-    matches!(
-        layer["class_name"].as_str(),
-        Some("Sequential" | "Functional" | "Model")
-    )
-}
-
 /// Whether a layer of a model's list is recurrent, or a nested model holding one.
 fn recurrent(layer: &Value) -> bool {
     match layer["class_name"].as_str() {
         Some("SimpleRNN" | "RNN" | "Bidirectional") => true,
-        _ if is_model(layer) => layer["config"]["layers"]
+        _ if super::is_model(layer) => layer["config"]["layers"]
             .as_array()
             .is_some_and(|l| l.iter().any(recurrent)),
         _ => false,

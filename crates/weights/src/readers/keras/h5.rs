@@ -154,13 +154,13 @@ struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     nested: HashSet<String>,
 }
 
-/// The names of the layers of `config`'s model that are models ([`super::config::is_model`]).
+/// The names of the layers of `config`'s model that are models ([`super::is_model`]).
 fn nested_models(config: &serde_json::Value) -> HashSet<String> {
     config["config"]["layers"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|l| super::config::is_model(l))
+        .filter(|l| super::is_model(l))
         .filter_map(|l| l["config"]["name"].as_str().map(str::to_string))
         .collect()
 }

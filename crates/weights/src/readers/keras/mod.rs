@@ -192,7 +192,7 @@ fn tf_keras_list(
         if simple {
             keys.simple.insert(name.clone());
         }
-        if config::is_model(layer) {
+        if is_model(layer) {
             tf_keras_list(
                 layer,
                 (&format!("{key}/"), &format!("{name}/")),
@@ -255,6 +255,15 @@ fn snake_case(class: &str) -> String {
     } else {
         out
     }
+}
+
+/// Whether a layer of a model's list is a model nested in it, whose own layers Keras lists
+/// in its config (walked in place, named `{its name}/{layer}`).
+fn is_model(layer: &Value) -> bool {
+    matches!(
+        layer["class_name"].as_str(),
+        Some("Sequential" | "Functional" | "Model")
+    )
 }
 
 /// Whether a file's `keras_version` is tf-keras's (2.x); Keras 3 writes 3.x.
