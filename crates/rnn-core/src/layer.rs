@@ -314,8 +314,10 @@ impl RnnLayer {
     /// layer clips).
     ///
     /// Call it in a loop, feeding each `h'` back as the next `h`, to stream a sequence that
-    /// arrives one step at a time; the states equal [`RnnLayer::forward`]'s outputs. Start
-    /// from zeros (`Tensor::zeros((batch, hidden_size), ..)`) or from a saved state.
+    /// arrives one step at a time; the states equal [`RnnLayer::forward`]'s outputs (bit for
+    /// bit where the fused CPU path runs: tanh or ReLU, f32 or f64, no clip, no gradient
+    /// tracked). Start from zeros (`Tensor::zeros((batch, hidden_size), ..)`) or from a saved
+    /// state.
     ///
     /// # Shapes
     /// - `x`: `[batch, input_size]`
@@ -330,9 +332,20 @@ impl RnnLayer {
         check_dims("h", h, &[batch, self.hidden_size()])?;
         self.check_dtype("x", x)?;
         self.check_dtype("h", h)?;
-        let w = self.run_weights()?;
-        let projected = project(&w, x)?;
-        self.recur(&w, &projected, h)
+        let fused = self.nonlinearity.fused().filter(|_| {
+            cpu::supports(x.device(), self.dtype()) && self.clip.is_none() && !tracks(h)
+        });
+        match (&self.prepared, fused) {
+            (Some(p), Some(activation)) if !tracks(x) => {
+                let run = self.cpu_run(p, activation, &[1, batch], Direction::Forward, None);
+                cpu::step(&run, x, &p.w_ih_t, &p.w_hh_t, p.bias.as_ref(), h)
+            }
+            _ => {
+                let w = self.run_weights()?;
+                let projected = project(&w, x)?;
+                self.recur(&w, &projected, h)
+            }
+        }
     }
 
     /// Runs the layer over a whole sequence, time-major.
@@ -414,7 +427,7 @@ impl RnnLayer {
         direction: Direction,
         lengths: Option<&[usize]>,
     ) -> Result<(Tensor, Tensor)> {
-        let run = self.cpu_run(prepared, activation, input, direction, lengths);
+        let run = self.cpu_run(prepared, activation, input.dims(), direction, lengths);
         cpu::forward(
             &run,
             input,
@@ -426,16 +439,15 @@ impl RnnLayer {
     }
 
     /// What the fused CPU path runs on: this layer's sizes and `prepared` weights, the
-    /// input's sequence length and batch.
+    /// sequence length and batch of an input of `dims` `[seq_len, batch, input_size]`.
     fn cpu_run<'a>(
         &self,
         prepared: &'a Prepared,
         activation: cpu::Fused,
-        input: &Tensor,
+        dims: &[usize],
         direction: Direction,
         lengths: Option<&'a [usize]>,
     ) -> cpu::Run<'a> {
-        let dims = input.dims();
         cpu::Run {
             seq: dims[0],
             batch: dims[1],
@@ -469,7 +481,7 @@ impl RnnLayer {
             b_hh: w.b_hh.as_ref().map(Tensor::detach),
         };
         let prepared = Prepared::new(&detached)?;
-        let run = self.cpu_run(&prepared, activation, input, direction, lengths);
+        let run = self.cpu_run(&prepared, activation, input.dims(), direction, lengths);
         let (output, h_n) = cpu::forward_storage(
             &run,
             &input.detach(),

@@ -10,8 +10,8 @@ use crate::shape::{check_dims, ensure};
 /// A one-direction [`Rnn`] fed one time step at a time. It holds each layer's hidden state,
 /// so the outputs equal those of [`Rnn::forward`] over the steps fed so far.
 ///
-/// Each step runs each layer over a one-step sequence, through the same fast path as a whole
-/// sequence on the CPU.
+/// Each step runs [`crate::RnnLayer::step`] on each layer: on the CPU, the fast path of a
+/// whole sequence, one step of it, with the same bits.
 ///
 /// The stream owns its copy of the network (a clone of [`Rnn`] shares the weight tensors,
 /// it does not copy them), so it can live beside its model in a struct, or move to another
@@ -135,14 +135,13 @@ impl Stream {
     pub fn step(&mut self, x: &Tensor) -> Result<Tensor> {
         let batch = self.states[0].h.dims()[0];
         check_dims("x", x, &[batch, self.rnn.input_size()])?;
-        let mut x = x.unsqueeze(0)?;
+        let mut x = x.clone();
         for (layer, state) in self.rnn.layers().iter().zip(&mut self.states) {
-            let (output, h_n) = layer[0].forward(&x, Some(&state.h))?;
-            state.h = h_n;
-            x = output;
+            state.h = layer[0].step(&x, &state.h)?;
+            x = state.h.clone();
         }
         self.steps += 1;
-        x.squeeze(0)
+        Ok(x)
     }
 
     /// Each layer's state now, `h` `[batch, hidden_k]`, bottom layer first.

@@ -242,6 +242,89 @@ pub(crate) fn forward_storage(
     }
 }
 
+/// One step of a layer, `h' = act(x·W_ihᵀ + h·W_hhᵀ + bias)`, for `x` `[batch, input_size]`
+/// and `h` `[batch, hidden]` with `run.seq` 1; returns `h'` `[batch, hidden]`. The bits are
+/// those of a one-step [`forward`]: every path sums each element in the same order. A stream
+/// calls this once per step, so it sets up nothing per call that [`forward`] would not need:
+/// no output sequence, no `h_n` copy, no split between threads unless the batch is large
+/// enough for [`forward`] to split it.
+pub(crate) fn step(
+    run: &Run,
+    x: &Tensor,
+    w_ih_t: &Tensor,
+    w_hh_t: &Tensor,
+    bias: Option<&Tensor>,
+    h: &Tensor,
+) -> Result<Tensor> {
+    if threads_for(run, run.threads) > 1 {
+        let (_, h_n) = forward(run, &x.unsqueeze(0)?, w_ih_t, w_hh_t, bias, Some(h))?;
+        return Ok(h_n);
+    }
+    let (x, h) = (x.contiguous()?, h.contiguous()?);
+    let shape = (run.batch, run.hidden);
+    match x.dtype() {
+        DType::F32 => Tensor::from_vec(
+            step_typed::<f32>(run, &x, w_ih_t, w_hh_t, bias, &h)?,
+            shape,
+            x.device(),
+        ),
+        DType::F64 => Tensor::from_vec(
+            step_typed::<f64>(run, &x, w_ih_t, w_hh_t, bias, &h)?,
+            shape,
+            x.device(),
+        ),
+        other => Err(candle_core::Error::Msg(format!(
+            "the CPU fast path computes in f32 or f64, not {other:?}"
+        ))),
+    }
+}
+
+fn step_typed<T: Element>(
+    run: &Run,
+    x: &Tensor,
+    w_ih_t: &Tensor,
+    w_hh_t: &Tensor,
+    bias: Option<&Tensor>,
+    h: &Tensor,
+) -> Result<Vec<T>> {
+    with_slice::<T, _>(x, |x| {
+        with_slice::<T, _>(w_ih_t, |w_ih| {
+            with_slice::<T, _>(w_hh_t, |w_hh| {
+                with_optional_slice::<T, _>(bias, |bias| {
+                    with_slice::<T, _>(h, |h| {
+                        let len = run.batch * run.hidden;
+                        if len == 0 {
+                            return Ok(Vec::new());
+                        }
+                        let packed = run.packed.get(run, w_ih, w_hh);
+                        let weights = Weights {
+                            w_ih: Rhs::new(
+                                packed.map(|p| &p.w_ih),
+                                w_ih,
+                                run.input_size,
+                                run.hidden,
+                                run.level,
+                            ),
+                            w_hh: Rhs::new(
+                                packed.map(|p| &p.w_hh),
+                                w_hh,
+                                run.hidden,
+                                run.hidden,
+                                run.level,
+                            ),
+                            bias,
+                            level: run.level,
+                        };
+                        Ok(kernels::written_where_used(len, |out| {
+                            weights.step_into(out, x, h, run.activation);
+                        }))
+                    })
+                })
+            })
+        })
+    })
+}
+
 fn forward_typed<T: Element>(
     run: &Run,
     input: &Tensor,

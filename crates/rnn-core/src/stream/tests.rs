@@ -70,3 +70,39 @@ fn what_cannot_stream_is_refused_with_a_reason() {
     let err = stream.step(&wrong).unwrap_err().to_string();
     assert_eq!(err, "x: expected shape [2, 3], found [2, 4]");
 }
+
+/// Each step takes `RnnLayer::step`'s path, not a one-step sequence's: one sequence, the
+/// batches whose whole run projects its inputs ahead (under 12 rows) or not, and one large
+/// enough for a whole run to split it between threads, in both activations and dtypes,
+/// give the whole run's bits.
+#[test]
+fn every_batch_path_streams_the_whole_runs_bits() {
+    for (batch, input_size, hidden) in [(1, 64, 64), (5, 3, 7), (13, 20, 33), (256, 128, 128)] {
+        for nonlinearity in [Nonlinearity::Tanh, Nonlinearity::Relu] {
+            for dtype in [DType::F32, DType::F64] {
+                let config = InitConfig {
+                    input_size,
+                    hidden_sizes: vec![hidden],
+                    bidirectional: false,
+                    bias: true,
+                };
+                let weights = uniform_weights(&config, 3, dtype, &Device::Cpu).unwrap();
+                let rnn = Rnn::from_weights(&weights, nonlinearity).unwrap();
+                let xs = Tensor::randn(0f32, 1.0, (3, batch, input_size), &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let mut stream = rnn.stream(batch, None).unwrap();
+                let outputs: Vec<Tensor> = (0..3)
+                    .map(|t| stream.step(&xs.get(t).unwrap()).unwrap())
+                    .collect();
+                let (whole, _) = rnn.forward(&xs, None).unwrap();
+                assert_eq!(
+                    max_diff(&Tensor::stack(&outputs, 0).unwrap(), &whole),
+                    0.0,
+                    "batch {batch}, {nonlinearity}, {dtype:?}"
+                );
+            }
+        }
+    }
+}

@@ -80,7 +80,11 @@ pub fn array2string(t: &Tensor, options: &PrintOptions) -> candle_core::Result<S
     let mut picked = Vec::new();
     pick(&values, dims, &shown, 0, &mut picked);
     let format = FloatFormat::new(&picked, narrow, options.precision);
-    let cells: Vec<String> = picked.iter().map(|&v| format.cell(v)).collect();
+    let cells: Vec<String> = picked
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| format.cell(i, v))
+        .collect();
     if dims.is_empty() {
         return Ok(cells[0].trim().to_string());
     }
@@ -124,6 +128,9 @@ struct FloatFormat {
     exp_digits: usize,
     narrow: bool,
     max_precision: usize,
+    /// Positional: each value's shortest digits (empty where it is not finite), worked out
+    /// once for the widths and used again for the cells.
+    positional: Vec<String>,
 }
 
 impl FloatFormat {
@@ -142,6 +149,7 @@ impl FloatFormat {
             exp_digits: 0,
             narrow,
             max_precision,
+            positional: Vec::new(),
         };
         if !finite.is_empty() {
             if scientific {
@@ -157,12 +165,22 @@ impl FloatFormat {
                 format.exp_digits = format.exp_digits.max(2);
                 format.pad_right = format.exp_digits + 2 + format.precision;
             } else {
-                for &v in &finite {
-                    let s = format.shortest_positional(v);
-                    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+                let positional: Vec<String> = values
+                    .iter()
+                    .map(|&v| {
+                        if v.is_finite() {
+                            format.shortest_positional(v)
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .collect();
+                for s in positional.iter().filter(|s| !s.is_empty()) {
+                    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
                     format.pad_left = format.pad_left.max(int.len());
                     format.pad_right = format.pad_right.max(frac.len());
                 }
+                format.positional = positional;
             }
         }
         if finite.len() != values.len() {
@@ -186,18 +204,18 @@ impl FloatFormat {
         } else {
             v.to_string()
         };
-        let s = match shortest.split_once('.') {
+        let mut s = match shortest.split_once('.') {
             Some((_, frac)) if frac.len() > self.max_precision => {
-                let rounded = format!("{v:.*}", self.max_precision);
-                rounded.trim_end_matches('0').to_string()
+                let mut rounded = format!("{v:.*}", self.max_precision);
+                rounded.truncate(rounded.trim_end_matches('0').len());
+                rounded
             }
             _ => shortest,
         };
-        if s.contains('.') {
-            s
-        } else {
-            format!("{s}.")
+        if !s.contains('.') {
+            s.push('.');
         }
+        s
     }
 
     /// The shortest round-trip mantissa of `v` (cut at `max_precision` fraction digits,
@@ -226,8 +244,9 @@ impl FloatFormat {
         (mantissa, exponent.parse().unwrap_or(0))
     }
 
-    /// One element, padded to the array's common width.
-    fn cell(&self, v: f64) -> String {
+    /// Element `i` of the values the format was made from, `v`, padded to the array's
+    /// common width.
+    fn cell(&self, i: usize, v: f64) -> String {
         if !v.is_finite() {
             let text = if v.is_nan() {
                 "nan"
@@ -254,13 +273,19 @@ impl FloatFormat {
                 digits = self.exp_digits,
             )
         } else {
-            let s = self.shortest_positional(v);
-            let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
-            format!(
-                "{int:>left$}.{frac:<right$}",
-                left = self.pad_left,
-                right = self.pad_right
-            )
+            let s = &self.positional[i];
+            let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+            // `{int:>left$}.{frac:<right$}`, without the formatter's machinery (a stream
+            // prints every step).
+            let left = self.pad_left.saturating_sub(int.chars().count());
+            let right = self.pad_right.saturating_sub(frac.chars().count());
+            let mut cell = String::with_capacity(left + s.len() + right + 1);
+            cell.extend(std::iter::repeat_n(' ', left));
+            cell.push_str(int);
+            cell.push('.');
+            cell.push_str(frac);
+            cell.extend(std::iter::repeat_n(' ', right));
+            cell
         }
     }
 }
