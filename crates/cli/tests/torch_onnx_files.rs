@@ -125,8 +125,8 @@ fn whole_module_is_refused() {
 /// Whole models as ONNX files: PyTorch's from either exporter (`xtask/fixtures/onnx_whole.py`;
 /// the legacy exporter's for another batch and length than the export's, the default
 /// exporter's for its own) and tf-keras's converted by tf2onnx (`tf2onnx_loop.py`), each run
-/// from the graph's input to its outputs, named as the graph names them, against ONNX Runtime
-/// on the file.
+/// from the graph's input (and the RNN's h0, where the graph takes it) to its outputs, named
+/// as the graph names them, against ONNX Runtime on the file.
 #[test]
 fn onnx_whole_models_run_from_their_input_to_their_outputs() {
     for (model, outputs) in [
@@ -153,6 +153,11 @@ fn onnx_whole_models_run_from_their_input_to_their_outputs() {
         ("onnx_whole_dynamo_pooled", 1),
         ("tf2onnx_whole_classifier", 1),
         ("tf2onnx_whole_tagger", 1),
+        // forward(ids, h0): the RNN's h0 a second graph input, given as the fixture's `h0`
+        // (two layers; one of them bidirectional; the default exporter's unrolled too).
+        ("onnx_whole_state", 2),
+        ("onnx_whole_state_bidirectional", 2),
+        ("onnx_whole_dynamo_state", 2),
     ] {
         let dir = repo("tests/fixtures/files");
         let onnx = dir.join(format!("{model}.onnx"));
@@ -1067,4 +1072,54 @@ fn go_backwards_over_an_onnx_reverse_layer_is_refused() {
         stderr.contains("--go-backwards: layer 0 already reads its sequence from the end"),
         "{stderr}"
     );
+}
+
+/// A whole model whose graph takes the RNN's h0 (`forward(ids, h0)`) runs from zeros where no
+/// h0 is given, as nn.RNN's forward does: the same output as zeros given, another than the
+/// fixture's h0 gives. A whole model whose graph does not take it refuses an h0.
+#[test]
+fn an_onnx_whole_model_takes_h0_where_its_graph_does() {
+    use safetensors::tensor::TensorView;
+    let dir = repo("tests/fixtures/files");
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(dir.join("onnx_whole_state.safetensors")).unwrap();
+    let fixture = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (input, h0) = (
+        fixture.tensor("input").unwrap(),
+        fixture.tensor("h0").unwrap(),
+    );
+    let zero_bytes = vec![0u8; h0.data().len()];
+    let zeros = TensorView::new(h0.dtype(), h0.shape().to_vec(), &zero_bytes).unwrap();
+    let save = |name: &str, tensors: Vec<(&str, &TensorView)>| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, safetensors::serialize(tensors, None).unwrap()).unwrap();
+        path
+    };
+    let run = |inputs: &Path, model: &str| {
+        let out = rnn(&[
+            "run",
+            dir.join(model).to_str().unwrap(),
+            "--input",
+            inputs.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), stdout, stderr)
+    };
+    let alone = save("alone.safetensors", vec![("input", &input)]);
+    let with_zeros = save("zeros.safetensors", vec![("input", &input), ("h0", &zeros)]);
+    let with_h0 = save("h0.safetensors", vec![("input", &input), ("h0", &h0)]);
+    let mut outputs = Vec::new();
+    for inputs in [&alone, &with_zeros, &with_h0] {
+        let (code, stdout, stderr) = run(inputs, "onnx_whole_state.onnx");
+        assert_eq!(code, Some(0), "{stderr}");
+        outputs.push(stdout);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_ne!(outputs[2], outputs[1]);
+    let (code, _, stderr) = run(&with_h0, "onnx_whole_classifier.onnx");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("takes no h0 or lengths"), "{stderr}");
 }

@@ -158,6 +158,25 @@ def test_an_onnx_whole_model_gives_onnx_runtime_s_output(name):
     np.testing.assert_allclose(output, want, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["state", "state_bidirectional", "dynamo_state"])
+def test_an_onnx_whole_model_that_takes_h0_runs_from_the_h0_given(name):
+    """forward(ids, h0) exported by either exporter: h0 is the graph's second input, and
+    Model(x, h0=...) gives ONNX Runtime's logits and h_n; without h0 the RNN starts from
+    zeros, as nn.RNN's forward does."""
+    tensors, _ = read_safetensors(FILES / f"onnx_whole_{name}.safetensors")
+    model = rnn.load(FILES / f"onnx_whole_{name}.onnx")
+    assert model.output_names == ["logits", "h_n"]
+    logits, h_n = model(tensors["input"], h0=tensors["h0"])
+    np.testing.assert_allclose(logits, tensors["logits"], atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(h_n, tensors["h_n"], atol=1e-5, rtol=1e-4)
+    from_nothing = model(tensors["input"])
+    from_zeros = model(tensors["input"], h0=np.zeros_like(tensors["h0"]))
+    for a, b in zip(from_nothing, from_zeros):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(rnn.RnnError, match="h0"):
+        model(tensors["input"], h0=tensors["h0"][:1])
+
+
 def test_an_onnx_whole_model_of_two_outputs_gives_both_in_the_graph_s_order():
     tensors, _ = read_safetensors(FILES / "onnx_whole_tied.safetensors")
     model = rnn.load(FILES / "onnx_whole_tied.onnx")

@@ -693,6 +693,12 @@ impl OnnxNodes {
         &self.0.input
     }
 
+    /// The graph input that gives the RNN its initial state (a model exported as
+    /// `forward(x, h0)`), taken as a run's `h0`; `None` where the RNN starts from zeros.
+    pub fn state_input(&self) -> Option<&str> {
+        self.0.stack.state.as_deref()
+    }
+
     /// The graph's outputs, in its order.
     pub fn outputs(&self) -> &[String] {
         &self.0.outputs

@@ -180,6 +180,9 @@ pub(crate) struct StackIo {
     /// The steps a graph that unrolls its RNN was written for; its other values were
     /// computed for them.
     pub(crate) steps: Option<usize>,
+    /// The graph input that gives the stack its initial state (`forward(x, h0)` exported):
+    /// the run's `h0`, `[layers · directions, batch, hidden]`, zeros where it is not given.
+    pub(crate) state: Option<String>,
 }
 
 /// The graph around the RNN nodes, as a run evaluates it.
@@ -1000,6 +1003,7 @@ mod tests {
                 provided: Vec::new(),
                 directions: Vec::new(),
                 steps: None,
+                state: None,
             },
             input_dims: None,
             vocabulary: None,

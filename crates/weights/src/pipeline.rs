@@ -207,21 +207,38 @@ impl Model {
             })
     }
 
-    /// A whole model's inputs: its own input alone (token ids where it starts with an
-    /// embedding, checked against its vocabulary; else floats), on its device.
+    /// A whole model's inputs: its own input (token ids where it starts with an embedding,
+    /// checked against its vocabulary; else floats), and `h0` where its graph takes the RNN's
+    /// initial state as an input, on its device.
     fn prepare_whole(
         &self,
         whole: &Whole,
         mut inputs: Inputs,
     ) -> std::result::Result<Inputs, String> {
-        if inputs.h0.is_some() || inputs.lengths.is_some() {
+        let state = whole.onnx.as_ref().and_then(|p| p.stack.state.as_deref());
+        if inputs.h0.is_some() && state.is_none() || inputs.lengths.is_some() {
             return Err(format!(
-                "the model is run whole, from its own input: its RNN starts from zeros and its \
-                 own layers make its masks, so it takes no h0 or lengths ({} to give them)",
+                "the model is run whole, from its own input: its RNN starts from zeros{} and \
+                 its own layers make its masks, so it takes no {} ({} to give them)",
+                if state.is_some() {
+                    " or the h0 given"
+                } else {
+                    ""
+                },
+                if state.is_some() {
+                    "lengths"
+                } else {
+                    "h0 or lengths"
+                },
                 whole.alone()
             ));
         }
         let device = self.rnn.device();
+        inputs.h0 = inputs
+            .h0
+            .map(|h0| h0.to_device(device))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         inputs.input = match whole.vocabulary {
             Some(vocabulary) => crate::whole::token_ids(&inputs.input, vocabulary)?,
             None if !inputs.input.dtype().is_float() => {
@@ -244,7 +261,7 @@ impl Model {
     /// When a shape does not fit the model (the input's features, `h0`, `lengths`).
     pub fn run(&self, inputs: &Inputs, keep_layers: bool) -> candle_core::Result<Run> {
         if let Some(whole) = &self.whole {
-            return self.run_whole(whole, &inputs.input, keep_layers);
+            return self.run_whole(whole, inputs, keep_layers);
         }
         let rnn = &self.rnn;
         let (input, h0, lengths) = (&inputs.input, inputs.h0.as_ref(), inputs.lengths.as_deref());
@@ -296,13 +313,15 @@ impl Model {
 
     /// A whole model run from its own input to its own output: the layers before the RNN
     /// (which make its mask), the RNN under that mask ([`rnn_core::around::run_masked`]), its
-    /// last step or every step, the layers after it.
+    /// last step or every step, the layers after it. An ONNX graph's RNN starts from
+    /// `inputs.h0` where the graph takes it (prepare refused it elsewhere).
     fn run_whole(
         &self,
         whole: &Whole,
-        input: &Tensor,
+        inputs: &Inputs,
         keep_layers: bool,
     ) -> candle_core::Result<Run> {
+        let input = &inputs.input;
         if keep_layers {
             return Err(candle_core::Error::Msg(format!(
                 "a whole model's layers are not drawn; {}",
@@ -316,7 +335,7 @@ impl Model {
                 _ => input.to_dtype(candle_core::DType::I64)?,
             };
             let named = program.run(&input, &|x| {
-                let run = self.rnn.forward_layers(x, None, None)?;
+                let run = self.rnn.forward_layers(x, inputs.h0.as_ref(), None)?;
                 Ok((run.layer_outputs, run.states))
             })?;
             let first = named

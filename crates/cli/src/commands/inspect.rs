@@ -121,6 +121,13 @@ pub fn inspect(args: &InspectArgs) -> Result<Outcome> {
         for (name, shape) in nodes.constants() {
             writeln!(text, "  {name:<20} {shape:?}")?;
         }
+        if let Some(state) = nodes.state_input() {
+            writeln!(
+                text,
+                "the RNN's initial state: the graph input `{state}`, the RNN's h0 [layers · directions, \
+                 batch, hidden]: given as `h0` (zeros where it is not, as nn.RNN's default)"
+            )?;
+        }
     } else if let Some(graph) = graph {
         let outputs: Vec<String> = graph.outputs().iter().map(|o| format!("`{o}`")).collect();
         writeln!(

@@ -184,6 +184,7 @@ pub(super) fn lift_whole<'g>(reader: &Reader<'g>) -> Result<Vec<(Lifted, Boundar
         directions: vec![1; layers.len()],
         widths,
         steps: steps.and_then(|k| usize::try_from(k).ok()),
+        state: None,
         advice: super::whole::KERAS_ADVICE,
     };
     Ok(vec![((tensors, metadata, recorded), boundary)])

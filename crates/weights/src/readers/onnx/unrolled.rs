@@ -317,6 +317,12 @@ fn boundary_of<'g>(candidate: Candidate<'_, 'g>) -> Result<(Lifted, Boundary<'g>
         widths.push(chains.len() * hidden);
     }
     let x = layers[0][0].input;
+    // `canonical` checked that every direction starts from zeros or from its row of one
+    // graph input, the run's h0.
+    let state = match layers[0][0].start {
+        Start::Row { name, .. } => Some(name),
+        Start::Zero => None,
+    };
     let boundary = Boundary {
         x,
         provided,
@@ -327,6 +333,7 @@ fn boundary_of<'g>(candidate: Candidate<'_, 'g>) -> Result<(Lifted, Boundary<'g>
         directions: layers.iter().map(Vec::len).collect(),
         widths,
         steps: Some(steps),
+        state,
         advice: super::whole::TORCH_ADVICE,
     };
     Ok(((tensors, metadata, recorded), boundary))

@@ -34,6 +34,9 @@ pub(super) struct Boundary<'g> {
     pub(super) widths: Vec<usize>,
     /// The steps an unrolled recurrence was written for.
     pub(super) steps: Option<usize>,
+    /// The graph input the stack's initial state is read from (its rows per layer), which
+    /// the run takes as `h0`, not as the model's input.
+    pub(super) state: Option<&'g str>,
     /// What a refusal advises instead.
     pub(super) advice: &'static str,
 }
@@ -49,9 +52,10 @@ macro_rules! whole_ops {
 }
 
 /// What a refusal of a whole model's extra inputs or its RNN's state advises.
-const ONE_INPUT: &str = "export the model with its one input, the RNN's h0 left out (zeros) and \
-                         no lengths (nn.RNN's forward(x) alone), or export the nn.RNN alone \
-                         (torch.onnx.export(rnn, ...)), whose h0 and lengths rnn takes as inputs";
+const ONE_INPUT: &str = "export the model with its input and at most the RNN's h0 as graph \
+                         inputs (forward(x) or forward(x, h0)), no lengths, or export the nn.RNN \
+                         alone (torch.onnx.export(rnn, ...)), whose h0 and lengths rnn takes as \
+                         inputs";
 
 /// What a refusal of a PyTorch export's whole model advises.
 pub(super) const TORCH_ADVICE: &str = concat!(
@@ -90,22 +94,37 @@ impl<'g> Reader<'g> {
     }
 
     /// Refuses an `initial_h` or `sequence_lens` a whole model's stack does not run with:
-    /// rnn runs it from zeros over every step.
+    /// rnn runs it over every step, from zeros or from the rows of a graph input (the run's
+    /// `h0`; `initial_state` checks that the layers read it in order).
     /// `feed`: `None` where it is computed in a way rnn does not read at all.
     pub(super) fn whole_feed(&self, node: &Node, feed: Option<&Feed>, what: &str) -> Result<()> {
         match feed {
             Some(Feed::Absent) => Ok(()),
-            Some(Feed::Zero) if what == "initial_h" => Ok(()),
+            Some(Feed::Zero | Feed::GraphInput { .. }) if what == "initial_h" => Ok(()),
             _ => Err(refuse(
                 self.path,
                 format!(
                     "an ONNX whole model whose {} has its {what} given, fixed or computed (rnn \
-                     runs a whole model's RNN from zeros over every step)",
+                     runs a whole model's RNN over every step, from zeros or from a graph \
+                     input's h0)",
                     node_name(node)
                 ),
                 ONE_INPUT,
             )),
         }
+    }
+
+    /// The graph input every node of `stack` reads its `initial_h` from (whole, or its rows
+    /// per layer), where there is one.
+    pub(super) fn state_input(&self, stack: &[&'g Node]) -> Option<&'g str> {
+        let mut names = stack
+            .iter()
+            .map(|node| match self.feed(node, 5, "initial_h") {
+                Ok(Feed::GraphInput { name, .. }) => Some(name),
+                _ => None,
+            });
+        let first = names.next()??;
+        names.all(|n| n == Some(first)).then_some(first)
     }
 
     /// Where a stack of RNN nodes (`stack`, bottom first) meets the graph: the bottom node's
@@ -148,6 +167,7 @@ impl<'g> Reader<'g> {
             directions,
             widths,
             steps: None,
+            state: self.state_input(stack),
             advice: TORCH_ADVICE,
         })
     }
@@ -156,16 +176,26 @@ impl<'g> Reader<'g> {
     /// its one input to its outputs; `opset`: the graph's version of the default domain.
     pub(super) fn program(&self, boundary: &Boundary<'g>, opset: i64) -> Result<Program> {
         let x = boundary.x;
-        let input = match self.inputs.as_slice() {
+        let inputs: Vec<&str> = self
+            .inputs
+            .iter()
+            .copied()
+            .filter(|&i| Some(i) != boundary.state)
+            .collect();
+        let input = match inputs.as_slice() {
             [one] => *one,
             other => {
                 return Err(refuse(
                     self.path,
                     format!(
-                        "an ONNX whole model of {} inputs ({}); rnn runs a whole model from one \
-                         input",
+                        "an ONNX whole model of {} inputs ({}){}; rnn runs a whole model from \
+                         one input and the RNN's h0",
                         other.len(),
-                        other.join(", ")
+                        other.join(", "),
+                        boundary
+                            .state
+                            .map(|s| format!(" besides the RNN's h0 `{s}`"))
+                            .unwrap_or_default()
                     ),
                     ONE_INPUT,
                 ))
@@ -184,6 +214,16 @@ impl<'g> Reader<'g> {
             if boundary.provided.contains_key(name) {
                 read_from_stack.insert(name);
                 continue;
+            }
+            if Some(name) == boundary.state {
+                return Err(refuse(
+                    self.path,
+                    format!(
+                        "an ONNX whole model that reads its RNN's initial state `{name}` \
+                         elsewhere too (rnn gives it to the RNN alone)"
+                    ),
+                    boundary.advice,
+                ));
             }
             let Some(&node) = self.producer.get(name) else {
                 if name == input || self.initializers.contains_key(name) {
@@ -321,6 +361,7 @@ impl<'g> Reader<'g> {
                     .collect(),
                 directions: boundary.directions.clone(),
                 steps: boundary.steps,
+                state: boundary.state.map(str::to_string),
             },
             input_dims: self
                 .graph
