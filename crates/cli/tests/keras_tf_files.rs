@@ -259,6 +259,38 @@ fn keras3_stacked_cells_run_as_a_stack() {
     );
 }
 
+/// Cells named by the user (`SimpleRNNCell(4, name="my_cell")`, a stack of `a` and `b`):
+/// the archive's weights carry those names where a default cell's carry `simple_rnn_cell`,
+/// and the config says they are SimpleRNNCells.
+#[test]
+fn keras3_cells_with_names_of_their_own_run() {
+    check_npz("keras3_named_cell.keras", "keras3_named_cell.npz", &[], 1);
+    check_npz("keras3_named_cells.keras", "keras3_named_cells.npz", &[], 1);
+}
+
+/// A Keras 3 model under the `float16` dtype policy (`keras_float16.py`): its float16 weights
+/// read from the `.keras` archive and from `model.save("m.h5")`; computed in float16, Keras's
+/// numbers; computed in float32 (the default), said to differ by that rounding.
+#[test]
+fn a_keras_float16_model_reads_its_float16_weights() {
+    for model in ["keras3_float16.keras", "keras3_float16.h5"] {
+        check_npz(model, "keras3_float16.npz", &["--dtype", "f16"], 1);
+        let dir = repo("tests/fixtures/files");
+        let out = rnn(&[
+            "run",
+            dir.join(model).to_str().unwrap(),
+            "--input",
+            dir.join("keras3_float16.npz").to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains("Keras computes layers of this model in float16"),
+            "{stderr}"
+        );
+    }
+}
+
 // Whole Keras 3 models (issue 27; `xtask/fixtures/keras_whole.py`): each run from its own
 // input (token ids or vectors) to its own output, named as Keras names it, against Keras's
 // predict on the reloaded file. The inputs pad at the front, at the end and leave holes; one

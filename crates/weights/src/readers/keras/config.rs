@@ -124,8 +124,10 @@ impl ModelConfig {
         for layer in &self.rnn {
             if !h5.iter().any(|l| l.recurrent && l.name == layer.name) {
                 return Err(format!(
-                    "config.json names the recurrent layer `{}`, which model.weights.h5 does not \
-                     hold",
+                    "the model's config names the recurrent layer `{0}`, whose SimpleRNN cell \
+                     the weights do not hold under its name (`{0}/simple_rnn_cell/…`); a legacy \
+                     .h5 keeps a cell named otherwise, or a stack of cells, under names rnn does \
+                     not read: save the model with Keras 3's model.save(\"m.keras\")",
                     layer.name
                 ));
             }

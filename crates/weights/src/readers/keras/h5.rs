@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use hdf5_pure::{AttrValue, DType as H5Type, File, Group};
+use hdf5_pure::{
+    AttrValue, DType as H5Type, Datatype, DatatypeByteOrder, File, FloatingPointLayout, Group,
+};
 
 use super::TfKerasKeys;
 use crate::error::{Result, WeightsError};
@@ -29,7 +31,15 @@ pub(super) struct H5Layer {
 /// archive's `model.weights.h5`), or the legacy layout of tf-keras (Keras 2) `model.save("m.h5")`
 /// (`model_weights/`, the config in the root's `model_config` attribute) and `save_weights`
 /// (the layers at the root), which Keras 3's `model.save("m.h5")` still writes.
-pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> Result<H5Contents> {
+///
+/// `simple_cells`: the names of the cells a `.keras` archive's config records as
+/// `SimpleRNNCell`s ([`super::simple_cell_names`]), whatever they are named.
+pub(super) fn read_h5(
+    path: &Path,
+    bytes: &[u8],
+    keys: Option<&TfKerasKeys>,
+    simple_cells: HashSet<String>,
+) -> Result<H5Contents> {
     let malformed = |reason: String| WeightsError::Malformed {
         path: path.to_owned(),
         kind: "Keras HDF5",
@@ -45,6 +55,7 @@ pub(super) fn read_h5(path: &Path, bytes: &[u8], keys: Option<&TfKerasKeys>) -> 
         layers: Vec::new(),
         keys,
         nested: HashSet::new(),
+        simple_cells,
     };
     let root = file.root();
     let groups = reader.groups(&root, "/")?;
@@ -152,6 +163,35 @@ struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     keys: Option<&'a TfKerasKeys>,
     /// The layers of a legacy `.h5`'s model that are models themselves (its `model_config`).
     nested: HashSet<String>,
+    /// Cells the config records as `SimpleRNNCell`s by their own names (`my_cell`), which the
+    /// file's `vars` groups carry in place of the default `simple_rnn_cell`.
+    simple_cells: HashSet<String>,
+}
+
+/// IEEE 754 binary16, as numpy and Keras write float16.
+const BINARY16: FloatingPointLayout = FloatingPointLayout {
+    bit_offset: 0,
+    bit_precision: 16,
+    exponent_location: 10,
+    exponent_size: 5,
+    mantissa_location: 0,
+    mantissa_size: 10,
+    exponent_bias: 15,
+};
+
+/// The byte order of a dataset of IEEE binary16 floats; `None` for any other type.
+fn half_order(dtype: &H5Type) -> Option<DatatypeByteOrder> {
+    match dtype {
+        H5Type::Other(datatype) => match &**datatype {
+            Datatype::FloatingPoint {
+                size: 2,
+                byte_order: order @ (DatatypeByteOrder::LittleEndian | DatatypeByteOrder::BigEndian),
+                layout,
+            } if *layout == BINARY16 => Some(*order),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The names of the layers of `config`'s model that are models ([`super::is_model`]).
@@ -409,7 +449,8 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     .chain([name])
                     .any(|layer| k.simple.contains(layer))
             });
-        if !class.starts_with("simple_rnn_cell") && !recorded {
+        if !class.starts_with("simple_rnn_cell") && !recorded && !self.simple_cells.contains(&class)
+        {
             if class.is_empty() {
                 return Err((self.malformed)(format!(
                     "layer `{name}` ({cell_at}) has a cell the file does not name, which its \
@@ -417,8 +458,8 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 )));
             }
             return Err((self.malformed)(format!(
-                "layer `{name}` ({cell_at}) has the cell `{class}`, not a SimpleRNN's \
-                 simple_rnn_cell; rnn runs SimpleRNN layers only"
+                "layer `{name}` ({cell_at}) has the cell `{class}`, which the model's config \
+                 does not record as a SimpleRNNCell; rnn runs SimpleRNN layers only"
             )));
         }
         let datasets = vars
@@ -481,8 +522,9 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
         Ok(names)
     }
 
-    /// The float32 or float64 dataset `key` of `group` (`at` its path), its size checked
-    /// against the file's before it is read.
+    /// The float32, float64 or float16 (a Keras `float16` dtype policy's weights) dataset
+    /// `key` of `group` (`at` its path), its size checked against the file's before it is
+    /// read.
     fn dataset(&self, group: &Group, key: &str, at: &str) -> Result<Tensor> {
         let bad = |e: hdf5_pure::Error| (self.malformed)(format!("`{at}`: {e}"));
         let dataset = group.dataset(key).map_err(bad)?;
@@ -493,12 +535,14 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
             .collect();
         let dtype = dataset.dtype().map_err(bad)?;
-        let width = match dtype {
-            H5Type::F32 => 4,
-            H5Type::F64 => 8,
-            other => {
+        let half = half_order(&dtype);
+        let width = match (&dtype, half) {
+            (H5Type::F32, _) => 4,
+            (H5Type::F64, _) => 8,
+            (_, Some(_)) => 2,
+            (other, None) => {
                 return Err((self.malformed)(format!(
-                    "`{at}`: expected float32 or float64 weights, found {other:?}"
+                    "`{at}`: expected float32, float64 or float16 weights, found {other}"
                 )))
             }
         };
@@ -510,6 +554,28 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 "`{at}`: shape {shape:?} holds more than the file's {} bytes",
                 self.limit
             )));
+        }
+        if let Some(order) = half {
+            let raw = dataset.read_raw().map_err(bad)?;
+            if bytes != Some(raw.len()) {
+                return Err((self.malformed)(format!(
+                    "`{at}`: shape {shape:?} of float16 needs {} bytes, the dataset holds {}",
+                    bytes.unwrap_or(0),
+                    raw.len()
+                )));
+            }
+            let values: Vec<half::f16> = raw
+                .chunks_exact(2)
+                .map(|b| {
+                    let pair = [b[0], b[1]];
+                    half::f16::from_bits(match order {
+                        DatatypeByteOrder::BigEndian => u16::from_be_bytes(pair),
+                        _ => u16::from_le_bytes(pair),
+                    })
+                })
+                .collect();
+            return Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)
+                .map_err(|e| (self.malformed)(format!("`{at}`: {e}")));
         }
         match dtype {
             H5Type::F64 => Tensor::from_vec(

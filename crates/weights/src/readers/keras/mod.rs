@@ -73,7 +73,7 @@ pub(crate) fn read_archive(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         path: path.to_owned(),
         reason: format!("config.json: {reason}"),
     })?;
-    let h5 = read_h5(path, &weights, keys.as_ref())?;
+    let h5 = read_h5(path, &weights, keys.as_ref(), simple_cell_names(&config))?;
     let (metadata, recorded, graph) = model.metadata(&h5.layers).map_err(malformed)?;
     Ok(TensorFile::from_tensors(path, h5.tensors, metadata)
         .with_recorded(recorded)
@@ -89,7 +89,7 @@ pub(crate) fn read_weights_h5(path: &Path, bytes: &[u8]) -> Result<TensorFile> {
         layers,
         model_config: config,
         keras_version,
-    } = read_h5(path, bytes, None)?;
+    } = read_h5(path, bytes, None, HashSet::new())?;
     if let Some(config) = config {
         let malformed = |reason: String| WeightsError::Malformed {
             path: path.to_owned(),
@@ -203,6 +203,41 @@ fn tf_keras_list(
         keys.names.insert(key, name);
     }
     Ok(())
+}
+
+/// The names of the cells `config` records as `SimpleRNNCell`s (an `RNN`'s `cell`, a
+/// `StackedRNNCells`' `cells`, anywhere in the model), where no cell of another class has
+/// the same name: a Keras 3 archive's weights name a cell by its own name alone.
+fn simple_cell_names(config: &Value) -> HashSet<String> {
+    fn walk<'v>(value: &'v Value, classes: &mut HashMap<&'v str, HashSet<&'v str>>, depth: usize) {
+        // Deeper than any model's config nests its cells: a bound on the walk, not a limit
+        // a real file meets (the config's size is bounded already).
+        if depth > 64 {
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                if let (Some(class), Some(name)) = (
+                    map.get("class_name").and_then(Value::as_str),
+                    map.get("config").and_then(|c| c["name"].as_str()),
+                ) {
+                    if class.ends_with("Cell") {
+                        classes.entry(name).or_default().insert(class);
+                    }
+                }
+                map.values().for_each(|v| walk(v, classes, depth + 1));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, classes, depth + 1)),
+            _ => {}
+        }
+    }
+    let mut classes = HashMap::new();
+    walk(config, &mut classes, 0);
+    classes
+        .into_iter()
+        .filter(|(_, c)| c.len() == 1 && c.contains("SimpleRNNCell"))
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 /// What a tf-keras `.keras` archive's config says of its weights' groups, which name neither
@@ -378,6 +413,26 @@ mod tests {
             assert_eq!(keys.names.get(key).map(String::as_str), Some(name), "{key}");
         }
         assert!(keys.simple.contains("encoder/simple_rnn_9"));
+    }
+
+    /// A cell counts as a SimpleRNN's by its config's class, whatever its name; a name that a
+    /// cell of another class has too says nothing.
+    #[test]
+    fn simple_cells_are_known_by_class_not_by_name() {
+        let cell = |class: &str, name: &str| serde_json::json!({"class_name": class, "config": {"name": name}});
+        let config = serde_json::json!({"config": {"layers": [
+            {"class_name": "RNN", "config": {"name": "rnn", "cell": cell("SimpleRNNCell", "my_cell")}},
+            {"class_name": "RNN", "config": {"name": "rnn_1", "cell": {
+                "class_name": "StackedRNNCells",
+                "config": {"cells": [cell("SimpleRNNCell", "a"), cell("GRUCell", "b")]},
+            }}},
+            {"class_name": "RNN", "config": {"name": "rnn_2", "cell": cell("GRUCell", "same")}},
+            {"class_name": "RNN", "config": {"name": "rnn_3", "cell": cell("SimpleRNNCell", "same")}},
+        ]}});
+        let names = simple_cell_names(&config);
+        let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "my_cell"]);
     }
 
     #[test]

@@ -633,8 +633,8 @@ fn a_converted_graph_whose_defaults_differ_is_refused() {
         .unwrap();
     shape.input = vec!["other".into()];
     // The cap is recognised only as written, so a changed one is not a cap: the graph is read
-    // as a whole model, whose RNN takes no lengths computed in the graph.
-    let cast = "RNN node `rnn_l0` has its initial_h given, fixed or computed";
+    // as a whole model (its h0 input the RNN's), whose RNN takes no lengths.
+    let cast = "RNN node `rnn_l0` has its sequence_lens given, fixed or computed";
     for (what, model, says) in [
         (
             "h0 default not zeros",
@@ -705,7 +705,7 @@ fn lengths_that_default_to_zeros_are_the_model_s() {
 /// Keras's merge modes are read from the reduction `rnn convert` writes over the directions
 /// axis, and from nothing else: a graph whose reduction keeps the axis, or runs over another,
 /// is not an RNN with a merge mode; read as a whole model (whose ReduceSum rnn evaluates), it
-/// is refused for its `h0` input.
+/// is refused for its `lengths` input.
 #[test]
 fn a_merge_is_read_only_from_a_reduction_over_the_directions() {
     let path = concat!(
@@ -727,9 +727,9 @@ fn a_merge_is_read_only_from_a_reduction_over_the_directions() {
         read_bytes(&model.encode_to_vec()).unwrap_err().to_string()
     };
     let kept = tamper(&|n| n.attribute[0].i = 1);
-    assert!(kept.contains("initial_h given"), "{kept}");
+    assert!(kept.contains("sequence_lens given"), "{kept}");
     let other_axis = tamper(&|n| n.input[1] = "axis0".into());
-    assert!(other_axis.contains("initial_h given"), "{other_axis}");
+    assert!(other_axis.contains("sequence_lens given"), "{other_axis}");
 }
 
 /// A whole model whose nodes read each other (the embedding's lookup reads the model's own
