@@ -43,6 +43,7 @@ const SCRIPTS: &[&str] = &[
     "onnx_whole.py",
     "keras_whole_outputs.py",
     "onnx_whole_pooled.py",
+    "keras_float16.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {
