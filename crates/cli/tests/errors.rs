@@ -335,6 +335,7 @@ fn cases() -> Vec<Case> {
         case("framework files", "a truncated legacy .pth (pickle stream)", vec![("m.pth", fixture_file("torch_legacy.pth")[..600].to_vec())], "check DIR/m.pth", 2, Some("m.pth")),
         case("framework files", "a torch.save dict holding a non-tensor (a checkpoint)", vec![("m.pt", legacy_checkpoint())], "check DIR/m.pt", 2, Some("m.pt")),
         case("framework files", "an ONNX whole model with a Conv before its RNN (an op rnn does not run)", vec![("m.onnx", fixture_file("onnx_whole_refused_conv.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
+        case("framework files", "an ONNX whole model of two RNNs with a Linear between them (legacy exporter)", vec![("m.onnx", fixture_file("onnx_whole_refused_rnn_linear_rnn.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX whole model that reads its RNN's h0 input outside the RNN too", vec![("m.onnx", fixture_file("onnx_whole_refused_state_read_twice.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX RNN node whose activation_alpha ONNX Runtime and the spec read differently", vec![("m.onnx", fixture_file("refused_onnx_alpha_order.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),
         case("framework files", "an ONNX ThresholdedRelu without its alpha", vec![("m.onnx", fixture_file("refused_onnx_thresholded_relu_default.onnx"))], "check DIR/m.onnx", 2, Some("m.onnx")),

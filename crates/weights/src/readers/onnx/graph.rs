@@ -167,6 +167,15 @@ impl<'g> Reader<'g> {
         for &node in rnns {
             let x = node.input.first().map(String::as_str).unwrap_or("");
             let (source, path) = self.trace(x)?;
+            if source.is_some_and(|s| std::ptr::eq(s, node)) {
+                return Err(malformed(
+                    self.path,
+                    format!(
+                        "the {}'s input is computed from its own output (a cycle)",
+                        node_name(node)
+                    ),
+                ));
+            }
             let key = source.map(|s| s.output.first().map(String::as_str).unwrap_or(""));
             if key.is_none() && !whole && !self.inputs.contains(&self.origin(x, &path)) {
                 return Err(refuse(
@@ -206,9 +215,9 @@ impl<'g> Reader<'g> {
         Ok(stack)
     }
 
-    /// Follows `name` back through glue nodes (their first input) to an RNN node's output
-    /// (`Some`) or to a value no node produces (`None`): the glue nodes on the way, nearest
-    /// first.
+    /// Follows `name` back through glue nodes (each one's first input that is computed or
+    /// given, not stored: `Add(bias, x)` is followed to `x`) to an RNN node's output (`Some`)
+    /// or to a value no node produces (`None`): the glue nodes on the way, nearest first.
     pub(super) fn trace(&self, name: &str) -> Result<(Option<&'g Node>, Vec<&'g Node>)> {
         let mut path = Vec::new();
         let mut name = name;
@@ -231,7 +240,20 @@ impl<'g> Reader<'g> {
                 return Err(malformed(self.path, "a cycle in the graph".into()));
             }
             path.push(node);
-            name = node.input.first().map(String::as_str).unwrap_or("");
+            let computed = |input: &&str| {
+                !self.initializers.contains_key(input)
+                    && (self.inputs.contains(input)
+                        || self
+                            .producer
+                            .get(input)
+                            .is_some_and(|p| p.op_type != "Constant"))
+            };
+            let mut inputs = node.input.iter().map(String::as_str);
+            name = inputs
+                .clone()
+                .find(computed)
+                .or_else(|| inputs.next())
+                .unwrap_or("");
         }
         Ok((None, path))
     }
