@@ -208,6 +208,31 @@ fn a_tf_keras_savedmodel_with_a_head_runs_whole_or_its_stack_alone() {
     );
 }
 
+/// A traced SavedModel of a stateful SimpleRNN stores the RNN's state between calls: saved
+/// before any call (zeros), it runs as tf-keras's reloaded model does; saved after a call, it
+/// is refused, since tf-keras's reloaded model goes on from the state it stores.
+#[test]
+fn a_stateful_rnn_s_stored_state_is_read_where_zero_and_refused_otherwise() {
+    check("tfkeras_savedmodel_stateful", "tfkeras_savedmodel_stateful");
+    let dir = repo("tests/fixtures/files");
+    let out = rnn(&[
+        "run",
+        dir.join("tfkeras_savedmodel_stateful_used")
+            .to_str()
+            .unwrap(),
+        "--input",
+        dir.join("tfkeras_savedmodel_stateful.safetensors")
+            .to_str()
+            .unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stores a state that is not zeros") && stderr.contains("reset_states()"),
+        "{stderr}"
+    );
+}
+
 /// The same folder without tf-keras's keras_metadata.pb (as Keras 3's `model.export` writes
 /// none): nothing ties the numbered variables to layers, so it is refused with what to save.
 #[test]

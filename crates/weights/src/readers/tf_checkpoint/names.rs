@@ -40,13 +40,18 @@ pub(crate) const SAVE_KERAS: &str = "save the model as Keras writes it by defaul
     it: model.save(\"m.keras\") (Keras 3), model.save(\"m.h5\") (tf-keras), or \
     model.save_weights(\"w.weights.h5\")";
 
-/// Whether every variable is named by number, as a SavedModel's `variables/` names them
-/// (`variables/0/.ATTRIBUTES/VARIABLE_VALUE`).
+/// Whether every variable is named by number in a list of variables, as a SavedModel's
+/// `variables/` names them (`variables/0/.ATTRIBUTES/VARIABLE_VALUE`; Keras 3's
+/// `model.export` lists them again as `_all_variables/0/…`).
 pub(super) fn numbered(tensors: &BTreeMap<String, Tensor>) -> bool {
     let numbered = |n: &String| {
-        n.strip_prefix("variables/")
-            .and_then(|r| r.strip_suffix("/.ATTRIBUTES/VARIABLE_VALUE"))
-            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+        n.strip_suffix("/.ATTRIBUTES/VARIABLE_VALUE")
+            .and_then(|r| r.split_once('/'))
+            .is_some_and(|(list, k)| {
+                list.ends_with("variables")
+                    && !k.is_empty()
+                    && k.bytes().all(|b| b.is_ascii_digit())
+            })
     };
     !tensors.is_empty() && tensors.keys().all(numbered)
 }

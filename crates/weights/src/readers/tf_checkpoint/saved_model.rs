@@ -159,6 +159,31 @@ pub(super) fn keras_names(
     // Each layer with weights: whether it is recurrent, and its tensors.
     let mut layers: Vec<(String, bool, Vec<String>)> = Vec::new();
     for (key, tensor) in tensors {
+        if let Some(layer) = stateful_state(&key) {
+            // A stateful RNN's state between calls: zeros until the model has run, and a
+            // reloaded tf-keras model starts from what is stored. rnn starts from zeros, so a
+            // state of zeros is what it runs anyway; any other is refused.
+            let zero = tensor
+                .abs()
+                .and_then(|a| a.max_all())
+                .and_then(|m| m.to_dtype(candle_core::DType::F64))
+                .and_then(|m| m.to_scalar::<f64>())
+                .is_ok_and(|m| m == 0.0);
+            if zero {
+                continue;
+            }
+            return Err(WeightsError::Unsupported {
+                path: index.to_owned(),
+                format: format!(
+                    "a stateful RNN whose SavedModel stores a state that is not zeros \
+                     (`{layer}/keras_api/states`), from which tf-keras's reloaded model goes on \
+                     (rnn starts from zeros or the h0 given)"
+                ),
+                advice: "call model.reset_states() before model.save, or give the state as \
+                         h0"
+                .into(),
+            });
+        }
         let Some(path) = paths.get(key.as_str()) else {
             return Err(malformed(
                 "TensorFlow checkpoint index",
@@ -227,6 +252,14 @@ pub(super) fn keras_names(
     let (metadata, recorded, graph) = crate::readers::keras::config_metadata(config, &layers)
         .map_err(|e| malformed("Keras SavedModel metadata", metadata_path, e))?;
     Ok((renamed, metadata, recorded, graph))
+}
+
+/// The object holding a stateful RNN's state variable (`layer_with_weights-0` of
+/// `layer_with_weights-0/keras_api/states/0/.ATTRIBUTES/VARIABLE_VALUE`), where `key` is one.
+fn stateful_state(key: &str) -> Option<&str> {
+    let object = key.strip_suffix("/.ATTRIBUTES/VARIABLE_VALUE")?;
+    let (holder, index) = object.rsplit_once("/keras_api/states/")?;
+    (!index.is_empty() && index.bytes().all(|b| b.is_ascii_digit())).then_some(holder)
 }
 
 /// What the object graph's root is.

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::names::{article_names, is_bookkeeping, keras_object_path};
+use super::names::{article_names, is_bookkeeping, keras_object_path, numbered};
 
 fn t(dims: &[usize]) -> Tensor {
     Tensor::zeros(dims, DType::F32, &Device::Cpu).unwrap()
@@ -68,4 +68,24 @@ fn bookkeeping_is_recognised() {
         assert!(is_bookkeeping(name), "{name}");
     }
     assert!(!is_bookkeeping("rnn/basic_rnn_cell/kernel"));
+}
+
+/// A SavedModel's numbered variables, also as Keras 3's `model.export` lists them again
+/// (`_all_variables/0/…`, 2026's Keras 3.15): nothing names their layers.
+#[test]
+fn numbered_variables_are_recognised_in_either_list() {
+    let named = |names: &[&str]| -> BTreeMap<String, Tensor> {
+        names
+            .iter()
+            .map(|n| (format!("{n}/.ATTRIBUTES/VARIABLE_VALUE"), t(&[2])))
+            .collect()
+    };
+    assert!(numbered(&named(&["variables/0", "variables/12"])));
+    assert!(numbered(&named(&["variables/0", "_all_variables/0"])));
+    assert!(!numbered(&named(&[
+        "variables/0",
+        "model/layer_with_weights-0/kernel"
+    ])));
+    assert!(!numbered(&named(&["variables/x"])));
+    assert!(!numbered(&BTreeMap::new()));
 }
