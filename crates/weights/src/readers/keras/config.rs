@@ -1129,6 +1129,19 @@ fn check_chain(layers: &[Value], masks: &[MaskOp]) -> std::result::Result<(), St
             return Err(format!("layer `{name}` {why}, which rnn does not run"));
         }
         inputs.retain(|i| !masks.iter().any(|m| m.name == *i));
+        // A recurrent layer's inputs after its sequence are its initial state (tf-keras lists
+        // `initial_state=` among them; Keras 3 records it beside the sequence).
+        if let (true, [first, states @ ..]) = (recurrent(layer), inputs.as_slice()) {
+            if previous.is_none_or(|p| first == p) && !states.is_empty() {
+                return Err(format!(
+                    "layer `{name}` starts from the state {states:?} gives it \
+                     (initial_state=), which rnn does not compute: it runs a model's RNN from \
+                     zeros. To run the layer alone from a state you give as h0, save the \
+                     weights alone (model.save_weights(\"w.weights.h5\"), or \"w.h5\" in \
+                     tf-keras) and run that file with --prefix {name}/"
+                ));
+            }
+        }
         let fits = match previous {
             None => inputs.is_empty(),
             Some(p) => inputs.len() == 1 && inputs[0] == p,
@@ -1520,6 +1533,15 @@ mod tests {
             layer("b", serde_json::json!([[["in", 0, 0, {}]]])),
         ];
         assert!(check_chain(&skipped, &[]).is_err());
+        // A recurrent layer fed a second tensor (tf-keras's initial_state=) is refused for
+        // that, naming where its state comes from and how to run it alone.
+        let rnn = |inbound: Value| serde_json::json!({"class_name": "SimpleRNN", "config": {"name": "rnn"}, "inbound_nodes": inbound});
+        let state = [rnn(serde_json::json!([[["x", 0, 0, {}], ["s", 0, 0, {}]]]))];
+        let e = check_chain(&state, &[]).unwrap_err();
+        assert!(
+            e.contains("initial_state=") && e.contains("[\"s\"]") && e.contains("--prefix rnn/"),
+            "{e}"
+        );
     }
 
     fn stacked(go_backwards: bool, second: &str) -> Value {
