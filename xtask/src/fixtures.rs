@@ -44,6 +44,7 @@ const SCRIPTS: &[&str] = &[
     "keras_whole_outputs.py",
     "onnx_whole_pooled.py",
     "keras_float16.py",
+    "tfkeras_cells.py",
 ];
 
 pub fn run(root: &Path) -> Result<()> {

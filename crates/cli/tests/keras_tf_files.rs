@@ -287,10 +287,23 @@ fn keras3_stacked_cells_run_as_a_stack() {
 /// Cells named by the user (`SimpleRNNCell(4, name="my_cell")`, a stack of `a` and `b`):
 /// the archive's weights carry those names where a default cell's carry `simple_rnn_cell`,
 /// and the config says they are SimpleRNNCells.
+/// The legacy `.h5` of each (Keras 3's and tf-keras's `model.save("m.h5")`, `tfkeras_cells.py`)
+/// names the cells' weights by their own names (`rnn/my_cell/kernel`,
+/// `rnn/stacked_rnn_cells/a/kernel`), default-named stacks too.
 #[test]
 fn keras3_cells_with_names_of_their_own_run() {
-    check_npz("keras3_named_cell.keras", "keras3_named_cell.npz", &[], 1);
-    check_npz("keras3_named_cells.keras", "keras3_named_cells.npz", &[], 1);
+    for (model, fixture) in [
+        ("keras3_named_cell.keras", "keras3_named_cell.npz"),
+        ("keras3_named_cells.keras", "keras3_named_cells.npz"),
+        ("keras3_named_cell.h5", "keras3_named_cell.npz"),
+        ("keras3_named_cells.h5", "keras3_named_cells.npz"),
+        ("keras3_stacked_cells.h5", "keras3_stacked_cells.npz"),
+        ("tfkeras_named_cell.h5", "tfkeras_named_cell.npz"),
+        ("tfkeras_named_cells.h5", "tfkeras_named_cells.npz"),
+        ("tfkeras_stacked_cells.h5", "tfkeras_stacked_cells.npz"),
+    ] {
+        check_npz(model, fixture, &[], 1);
+    }
 }
 
 /// A Keras 3 model under the `float16` dtype policy (`keras_float16.py`): its float16 weights

@@ -79,6 +79,7 @@ pub(super) fn read_h5(
             let config: serde_json::Value = serde_json::from_str(&config)
                 .map_err(|e| malformed(format!("model_config is not valid JSON: {e}")))?;
             reader.nested = nested_models(&config);
+            reader.simple_cells = super::simple_cell_names(&config);
             model_config = Some(config);
         }
         let weights = reader.group(&root, "model_weights", "model_weights")?;
@@ -365,6 +366,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     Some((inner, _)) if nested => format!("{name}/{inner}"),
                     _ => name.clone(),
                 };
+                let (owner, key) = self.simple_cell_key(&name, owner, key);
                 if self.tensors.insert(key.clone(), tensor).is_some() {
                     return Err((self.malformed)(format!(
                         "two layers' weights are both named `{key}`"
@@ -391,6 +393,48 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
             }
         }
         Ok(())
+    }
+
+    /// A legacy `.h5` layer `name`'s weight `key` as the `.keras` reader names a SimpleRNN
+    /// cell's, with the layer that owns it: a cell of its own name (`rnn/my_cell/kernel` →
+    /// `rnn/simple_rnn_cell/kernel`), and each cell of a stack its own layer
+    /// (`rnn/stacked_rnn_cells/a/kernel`, or `stacked_rnn_cells_1/…` → `rnn/a/simple_rnn_cell/
+    /// kernel`, owned by `rnn/a`),
+    /// where the model's config records the cell as a `SimpleRNNCell` (or it has the default
+    /// name); any other key as it is.
+    fn simple_cell_key(&self, name: &str, owner: String, key: String) -> (String, String) {
+        let simple =
+            |cell: &str| cell.starts_with("simple_rnn_cell") || self.simple_cells.contains(cell);
+        let Some(rest) = key.strip_prefix(&format!("{name}/")) else {
+            return (owner, key);
+        };
+        // `stacked_rnn_cells`, or `stacked_rnn_cells_1`… where Keras numbered the scope.
+        let stacked = rest.split_once('/').and_then(|(scope, inside)| {
+            let number = scope.strip_prefix("stacked_rnn_cells")?;
+            let numbered = number
+                .strip_prefix('_')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            (number.is_empty() || numbered).then_some(inside)
+        });
+        if let Some((cell, var)) = stacked
+            .and_then(|r| r.split_once('/'))
+            .filter(|(cell, var)| simple(cell) && !var.contains('/'))
+        {
+            return (
+                format!("{name}/{cell}"),
+                format!("{name}/{cell}/simple_rnn_cell/{var}"),
+            );
+        }
+        match rest.split_once('/') {
+            Some((cell, var))
+                if !cell.starts_with("simple_rnn_cell")
+                    && self.simple_cells.contains(cell)
+                    && !var.contains('/') =>
+            {
+                (owner, format!("{name}/simple_rnn_cell/{var}"))
+            }
+            _ => (owner, key),
+        }
     }
 
     /// The cells of `RNN(StackedRNNCells([…]))` under `layer` (`cell/cells/<key>`), each read
