@@ -297,24 +297,7 @@ fn step_typed<T: Element>(
                             return Ok(Vec::new());
                         }
                         let packed = run.packed.get(run, w_ih, w_hh);
-                        let weights = Weights {
-                            w_ih: Rhs::new(
-                                packed.map(|p| &p.w_ih),
-                                w_ih,
-                                run.input_size,
-                                run.hidden,
-                                run.level,
-                            ),
-                            w_hh: Rhs::new(
-                                packed.map(|p| &p.w_hh),
-                                w_hh,
-                                run.hidden,
-                                run.hidden,
-                                run.level,
-                            ),
-                            bias,
-                            level: run.level,
-                        };
+                        let weights = Weights::new(run, packed, w_ih, w_hh, bias);
                         Ok(kernels::written_where_used(len, |out| {
                             weights.step_into(out, x, h, run.activation);
                         }))
@@ -430,13 +413,7 @@ fn recurrence<T: Element>(
         return (vec![T::ZERO; seq * step_len], h);
     }
     let packed = run.packed.get(run, w_ih, w_hh);
-    let level = run.level;
-    let weights = Weights {
-        w_ih: Rhs::new(packed.map(|p| &p.w_ih), w_ih, run.input_size, hidden, level),
-        w_hh: Rhs::new(packed.map(|p| &p.w_hh), w_hh, hidden, hidden, level),
-        bias,
-        level,
-    };
+    let weights = Weights::new(run, packed, w_ih, w_hh, bias);
     let threads = threads_for(run, run.threads);
     let part_rows = part_rows(run, threads);
     let weights = &weights;
@@ -589,7 +566,25 @@ struct Weights<'a, T> {
     level: KernelLevel,
 }
 
-impl<T: Element> Weights<'_, T> {
+impl<'a, T: Element> Weights<'a, T> {
+    /// A layer's weights for `run`: packed where the level has a micro-kernel (`packed`),
+    /// else read in place.
+    fn new(
+        run: &Run,
+        packed: Option<&'a PackedPair<T>>,
+        w_ih: &'a [T],
+        w_hh: &'a [T],
+        bias: Option<&'a [T]>,
+    ) -> Self {
+        let (hidden, level) = (run.hidden, run.level);
+        Weights {
+            w_ih: Rhs::new(packed.map(|p| &p.w_ih), w_ih, run.input_size, hidden, level),
+            w_hh: Rhs::new(packed.map(|p| &p.w_hh), w_hh, hidden, hidden, level),
+            bias,
+            level,
+        }
+    }
+
     /// One step into `out`, not yet written: `out = act(x·W_ih + h·W_hh + bias)`. The packed
     /// kernel writes it directly; otherwise it is zeroed first.
     fn step_into<'o>(
