@@ -315,9 +315,8 @@ impl RnnLayer {
     ///
     /// Call it in a loop, feeding each `h'` back as the next `h`, to stream a sequence that
     /// arrives one step at a time; the states equal [`RnnLayer::forward`]'s outputs (bit for
-    /// bit where the fused CPU path runs: tanh or ReLU, f32 or f64, no clip, no gradient
-    /// tracked). Start from zeros (`Tensor::zeros((batch, hidden_size), ..)`) or from a saved
-    /// state.
+    /// bit where the fused CPU path runs: tanh or ReLU, f32 or f64, no clip). Start from zeros
+    /// (`Tensor::zeros((batch, hidden_size), ..)`) or from a saved state.
     ///
     /// # Shapes
     /// - `x`: `[batch, input_size]`
@@ -332,14 +331,18 @@ impl RnnLayer {
         check_dims("h", h, &[batch, self.hidden_size()])?;
         self.check_dtype("x", x)?;
         self.check_dtype("h", h)?;
-        let fused = self.nonlinearity.fused().filter(|_| {
-            cpu::supports(x.device(), self.dtype()) && self.clip.is_none() && !tracks(h)
-        });
+        let fused = self
+            .nonlinearity
+            .fused()
+            .filter(|_| cpu::supports(x.device(), self.dtype()) && self.clip.is_none());
         match (&self.prepared, fused) {
-            (Some(p), Some(activation)) if !tracks(x) => {
+            (Some(p), Some(activation)) if !tracks(x) && !tracks(h) => {
                 let run = self.cpu_run(p, activation, &[1, batch], Direction::Forward, None);
                 cpu::step(&run, x, &p.w_ih_t, &p.w_hh_t, p.bias.as_ref(), h)
             }
+            // A step that records gradients: a one-step run of the fused path that records
+            // them, with its bits.
+            (_, Some(_)) => Ok(self.forward(&x.unsqueeze(0)?, Some(h))?.1),
             _ => {
                 let w = self.run_weights()?;
                 let projected = project(&w, x)?;

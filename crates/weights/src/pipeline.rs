@@ -215,21 +215,22 @@ impl Model {
         whole: &Whole,
         mut inputs: Inputs,
     ) -> std::result::Result<Inputs, String> {
-        let state = whole.onnx.as_ref().and_then(|p| p.stack.state.as_deref());
-        if inputs.h0.is_some() && state.is_none() || inputs.lengths.is_some() {
+        let takes_h0 = whole.onnx.as_ref().is_some_and(|p| p.stack.state.is_some());
+        let refused = match (takes_h0, &inputs.h0, &inputs.lengths) {
+            (false, Some(_), _) | (false, _, Some(_)) => {
+                "its RNN starts from zeros and its own \
+                                                         layers make its masks, so it takes no \
+                                                         h0 or lengths"
+            }
+            (true, _, Some(_)) => {
+                "its RNN starts from zeros or the h0 given and its own layers \
+                                   make its masks, so it takes no lengths"
+            }
+            _ => "",
+        };
+        if !refused.is_empty() {
             return Err(format!(
-                "the model is run whole, from its own input: its RNN starts from zeros{} and \
-                 its own layers make its masks, so it takes no {} ({} to give them)",
-                if state.is_some() {
-                    " or the h0 given"
-                } else {
-                    ""
-                },
-                if state.is_some() {
-                    "lengths"
-                } else {
-                    "h0 or lengths"
-                },
+                "the model is run whole, from its own input: {refused} ({} to give them)",
                 whole.alone()
             ));
         }

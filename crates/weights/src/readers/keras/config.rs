@@ -124,11 +124,23 @@ impl ModelConfig {
         for layer in &self.rnn {
             if !h5.iter().any(|l| l.recurrent && l.name == layer.name) {
                 return Err(format!(
-                    "the model's config names the recurrent layer `{0}`, whose SimpleRNN cell \
-                     the weights do not hold under its name (`{0}/simple_rnn_cell/…`); a legacy \
-                     .h5 keeps a cell named otherwise, or a stack of cells, under names rnn does \
-                     not read: save the model with Keras 3's model.save(\"m.keras\")",
-                    layer.name
+                    "the model's config names the recurrent layer `{0}`, whose SimpleRNN cell's \
+                     weights the file does not hold (expected `{0}/simple_rnn_cell/kernel` and \
+                     `recurrent_kernel`, found recurrent layers {1})",
+                    layer.name,
+                    {
+                        let found: Vec<String> = h5
+                            .iter()
+                            .filter(|l| l.recurrent)
+                            .take(8)
+                            .map(|l| format!("`{}`", l.name))
+                            .collect();
+                        if found.is_empty() {
+                            "none".to_string()
+                        } else {
+                            found.join(", ")
+                        }
+                    }
                 ));
             }
         }
@@ -1134,11 +1146,12 @@ fn check_chain(layers: &[Value], masks: &[MaskOp]) -> std::result::Result<(), St
         if let (true, [first, states @ ..]) = (recurrent(layer), inputs.as_slice()) {
             if previous.is_none_or(|p| first == p) && !states.is_empty() {
                 return Err(format!(
-                    "layer `{name}` starts from the state {states:?} gives it \
+                    "layer `{name}` starts from the state `{}` gives it \
                      (initial_state=), which rnn does not compute: it runs a model's RNN from \
                      zeros. To run the layer alone from a state you give as h0, save the \
                      weights alone (model.save_weights(\"w.weights.h5\"), or \"w.h5\" in \
-                     tf-keras) and run that file with --prefix {name}/"
+                     tf-keras) and run that file with --prefix {name}/",
+                    states.join("`, `")
                 ));
             }
         }
@@ -1539,7 +1552,7 @@ mod tests {
         let state = [rnn(serde_json::json!([[["x", 0, 0, {}], ["s", 0, 0, {}]]]))];
         let e = check_chain(&state, &[]).unwrap_err();
         assert!(
-            e.contains("initial_state=") && e.contains("[\"s\"]") && e.contains("--prefix rnn/"),
+            e.contains("initial_state=") && e.contains("state `s`") && e.contains("--prefix rnn/"),
             "{e}"
         );
     }

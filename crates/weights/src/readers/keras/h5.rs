@@ -32,13 +32,13 @@ pub(super) struct H5Layer {
 /// (`model_weights/`, the config in the root's `model_config` attribute) and `save_weights`
 /// (the layers at the root), which Keras 3's `model.save("m.h5")` still writes.
 ///
-/// `simple_cells`: the names of the cells a `.keras` archive's config records as
-/// `SimpleRNNCell`s ([`super::simple_cell_names`]), whatever they are named.
+/// `simple_cells`: each `RNN` layer of a `.keras` archive's config with the names of its
+/// cells that it records as `SimpleRNNCell`s ([`super::simple_cell_names`]).
 pub(super) fn read_h5(
     path: &Path,
     bytes: &[u8],
     keys: Option<&TfKerasKeys>,
-    simple_cells: HashSet<String>,
+    simple_cells: HashSet<(String, String)>,
 ) -> Result<H5Contents> {
     let malformed = |reason: String| WeightsError::Malformed {
         path: path.to_owned(),
@@ -164,9 +164,10 @@ struct H5Reader<'a, F: Fn(String) -> WeightsError> {
     keys: Option<&'a TfKerasKeys>,
     /// The layers of a legacy `.h5`'s model that are models themselves (its `model_config`).
     nested: HashSet<String>,
-    /// Cells the config records as `SimpleRNNCell`s by their own names (`my_cell`), which the
-    /// file's `vars` groups carry in place of the default `simple_rnn_cell`.
-    simple_cells: HashSet<String>,
+    /// Each `RNN` layer's cells that the config records as `SimpleRNNCell`s, by the layer's
+    /// and the cell's own names (`rnn`, `my_cell`), which the file carries in place of the
+    /// default `simple_rnn_cell`.
+    simple_cells: HashSet<(String, String)>,
 }
 
 /// IEEE 754 binary16, as numpy and Keras write float16.
@@ -403,8 +404,11 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
     /// where the model's config records the cell as a `SimpleRNNCell` (or it has the default
     /// name); any other key as it is.
     fn simple_cell_key(&self, name: &str, owner: String, key: String) -> (String, String) {
-        let simple =
-            |cell: &str| cell.starts_with("simple_rnn_cell") || self.simple_cells.contains(cell);
+        let own = |cell: &str| {
+            self.simple_cells
+                .contains(&(name.to_string(), cell.to_string()))
+        };
+        let simple = |cell: &str| cell.starts_with("simple_rnn_cell") || own(cell);
         let Some(rest) = key.strip_prefix(&format!("{name}/")) else {
             return (owner, key);
         };
@@ -427,9 +431,7 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
         }
         match rest.split_once('/') {
             Some((cell, var))
-                if !cell.starts_with("simple_rnn_cell")
-                    && self.simple_cells.contains(cell)
-                    && !var.contains('/') =>
+                if !cell.starts_with("simple_rnn_cell") && own(cell) && !var.contains('/') =>
             {
                 (owner, format!("{name}/simple_rnn_cell/{var}"))
             }
@@ -493,8 +495,19 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                     .chain([name])
                     .any(|layer| k.simple.contains(layer))
             });
-        if !class.starts_with("simple_rnn_cell") && !recorded && !self.simple_cells.contains(&class)
-        {
+        // `name` is the layer (`scope/rnn`), or for a cell of a stack the layer and the cell
+        // (`scope/rnn/a`, where `class` is `a`).
+        let mut parts = name.rsplit('/');
+        let last = parts.next().unwrap_or("");
+        let layer = if last == class {
+            parts.next().unwrap_or("")
+        } else {
+            last
+        };
+        let named = self
+            .simple_cells
+            .contains(&(layer.to_string(), class.clone()));
+        if !class.starts_with("simple_rnn_cell") && !recorded && !named {
             if class.is_empty() {
                 return Err((self.malformed)(format!(
                     "layer `{name}` ({cell_at}) has a cell the file does not name, which its \
@@ -502,8 +515,8 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                 )));
             }
             return Err((self.malformed)(format!(
-                "layer `{name}` ({cell_at}) has the cell `{class}`, which the model's config \
-                 does not record as a SimpleRNNCell; rnn runs SimpleRNN layers only"
+                "layer `{name}` ({cell_at}) has the cell `{class}`, which no model config \
+                 beside the weights records as a SimpleRNNCell; rnn runs SimpleRNN layers only"
             )));
         }
         let datasets = vars

@@ -205,39 +205,47 @@ fn tf_keras_list(
     Ok(())
 }
 
-/// The names of the cells `config` records as `SimpleRNNCell`s (an `RNN`'s `cell`, a
-/// `StackedRNNCells`' `cells`, anywhere in the model), where no cell of another class has
-/// the same name: a Keras 3 archive's weights name a cell by its own name alone.
-fn simple_cell_names(config: &Value) -> HashSet<String> {
-    fn walk<'v>(value: &'v Value, classes: &mut HashMap<&'v str, HashSet<&'v str>>, depth: usize) {
-        // Deeper than any model's config nests its cells: a bound on the walk, not a limit
+/// Each `RNN` layer of `config` (anywhere in the model, by its own name) with the name of
+/// each of its cells that the config records as a `SimpleRNNCell`: its `cell`, or each of a
+/// `StackedRNNCells`' `cells`. A Keras file names such a cell's weights by the cell's own name
+/// (`rnn/my_cell/kernel`), which says nothing of its class.
+fn simple_cell_names(config: &Value) -> HashSet<(String, String)> {
+    fn walk(value: &Value, pairs: &mut HashSet<(String, String)>, depth: usize) {
+        // Deeper than any model's config nests its layers: a bound on the walk, not a limit
         // a real file meets (the config's size is bounded already).
         if depth > 64 {
             return;
         }
         match value {
             Value::Object(map) => {
-                if let (Some(class), Some(name)) = (
-                    map.get("class_name").and_then(Value::as_str),
-                    map.get("config").and_then(|c| c["name"].as_str()),
-                ) {
-                    if class.ends_with("Cell") {
-                        classes.entry(name).or_default().insert(class);
+                if map.get("class_name").and_then(Value::as_str) == Some("RNN") {
+                    let config = &value["config"];
+                    let layer = config["name"].as_str().unwrap_or("");
+                    let cell = &config["cell"];
+                    let cells = match cell["class_name"].as_str() {
+                        Some("StackedRNNCells") => cell["config"]["cells"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default(),
+                        _ => vec![cell.clone()],
+                    };
+                    for cell in cells {
+                        if let (Some("SimpleRNNCell"), Some(name)) =
+                            (cell["class_name"].as_str(), cell["config"]["name"].as_str())
+                        {
+                            pairs.insert((layer.to_string(), name.to_string()));
+                        }
                     }
                 }
-                map.values().for_each(|v| walk(v, classes, depth + 1));
+                map.values().for_each(|v| walk(v, pairs, depth + 1));
             }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, classes, depth + 1)),
+            Value::Array(items) => items.iter().for_each(|v| walk(v, pairs, depth + 1)),
             _ => {}
         }
     }
-    let mut classes = HashMap::new();
-    walk(config, &mut classes, 0);
-    classes
-        .into_iter()
-        .filter(|(_, c)| c.len() == 1 && c.contains("SimpleRNNCell"))
-        .map(|(name, _)| name.to_string())
-        .collect()
+    let mut pairs = HashSet::new();
+    walk(config, &mut pairs, 0);
+    pairs
 }
 
 /// What a tf-keras `.keras` archive's config says of its weights' groups, which name neither
@@ -415,8 +423,8 @@ mod tests {
         assert!(keys.simple.contains("encoder/simple_rnn_9"));
     }
 
-    /// A cell counts as a SimpleRNN's by its config's class, whatever its name; a name that a
-    /// cell of another class has too says nothing.
+    /// A cell counts as a SimpleRNN's by its config's class, whatever its name, and only in
+    /// its own RNN layer.
     #[test]
     fn simple_cells_are_known_by_class_not_by_name() {
         let cell = |class: &str, name: &str| serde_json::json!({"class_name": class, "config": {"name": name}});
@@ -427,12 +435,15 @@ mod tests {
                 "config": {"cells": [cell("SimpleRNNCell", "a"), cell("GRUCell", "b")]},
             }}},
             {"class_name": "RNN", "config": {"name": "rnn_2", "cell": cell("GRUCell", "same")}},
-            {"class_name": "RNN", "config": {"name": "rnn_3", "cell": cell("SimpleRNNCell", "same")}},
+            {"class_name": "TimeDistributed", "config": {"name": "td", "layer": cell("Dense", "c")}},
         ]}});
-        let names = simple_cell_names(&config);
-        let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["a", "my_cell"]);
+        let pairs = simple_cell_names(&config);
+        let mut pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(l, c)| (l.as_str(), c.as_str()))
+            .collect();
+        pairs.sort_unstable();
+        assert_eq!(pairs, [("rnn", "my_cell"), ("rnn_1", "a")]);
     }
 
     #[test]

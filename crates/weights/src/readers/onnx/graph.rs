@@ -215,9 +215,9 @@ impl<'g> Reader<'g> {
         Ok(stack)
     }
 
-    /// Follows `name` back through glue nodes (each one's first input that is computed or
-    /// given, not stored: `Add(bias, x)` is followed to `x`) to an RNN node's output (`Some`)
-    /// or to a value no node produces (`None`): the glue nodes on the way, nearest first.
+    /// Follows `name` back through glue nodes ([`Reader::followed`]: `Add(bias, x)` to `x`)
+    /// to an RNN node's output (`Some`) or to a value no node produces (`None`): the glue
+    /// nodes on the way, nearest first.
     pub(super) fn trace(&self, name: &str) -> Result<(Option<&'g Node>, Vec<&'g Node>)> {
         let mut path = Vec::new();
         let mut name = name;
@@ -240,29 +240,34 @@ impl<'g> Reader<'g> {
                 return Err(malformed(self.path, "a cycle in the graph".into()));
             }
             path.push(node);
-            let computed = |input: &&str| {
-                !self.initializers.contains_key(input)
-                    && (self.inputs.contains(input)
-                        || self
-                            .producer
-                            .get(input)
-                            .is_some_and(|p| p.op_type != "Constant"))
-            };
-            let mut inputs = node.input.iter().map(String::as_str);
-            name = inputs
-                .clone()
-                .find(computed)
-                .or_else(|| inputs.next())
-                .unwrap_or("");
+            name = self.followed(node);
         }
         Ok((None, path))
     }
 
+    /// The input of a glue node that [`Reader::trace`] follows: its first that is computed
+    /// or given, not stored (`Add(bias, x)`: `x`); else its first.
+    fn followed<'a>(&self, node: &'a Node) -> &'a str {
+        let computed = |input: &&str| {
+            !self.initializers.contains_key(input)
+                && (self.inputs.contains(input)
+                    || self
+                        .producer
+                        .get(input)
+                        .is_some_and(|p| p.op_type != "Constant"))
+        };
+        let mut inputs = node.input.iter().map(String::as_str);
+        inputs
+            .clone()
+            .find(computed)
+            .or_else(|| inputs.next())
+            .unwrap_or("")
+    }
+
+    /// Where a [`Reader::trace`] of `x` that found no RNN ended: the input its last glue node
+    /// follows, or `x` itself.
     fn origin<'a>(&self, x: &'a str, path: &[&'a Node]) -> &'a str {
-        path.last()
-            .and_then(|n| n.input.first())
-            .map(String::as_str)
-            .unwrap_or(x)
+        path.last().map_or(x, |n| self.followed(n))
     }
 
     /// The first node's input: the graph input itself, or its batch-first Transpose.

@@ -48,8 +48,13 @@ pub(super) fn numbered(tensors: &BTreeMap<String, Tensor>) -> bool {
         n.strip_suffix("/.ATTRIBUTES/VARIABLE_VALUE")
             .and_then(|r| r.split_once('/'))
             .is_some_and(|(list, k)| {
-                list.ends_with("variables")
-                    && !k.is_empty()
+                matches!(
+                    list,
+                    "variables"
+                        | "_all_variables"
+                        | "trainable_variables"
+                        | "non_trainable_variables"
+                ) && !k.is_empty()
                     && k.bytes().all(|b| b.is_ascii_digit())
             })
     };
