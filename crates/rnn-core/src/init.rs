@@ -155,5 +155,31 @@ impl SplitMix64 {
     }
 }
 
+/// `weights` (per layer, per direction) as [`candle_core::Var`]s' tensors, which record
+/// gradients: the tests' stacks whose runs track them.
+#[cfg(test)]
+pub(crate) fn as_variables(weights: &[Vec<LayerWeights>]) -> Vec<Vec<LayerWeights>> {
+    let var = |t: &Tensor| {
+        candle_core::Var::from_tensor(t)
+            .unwrap()
+            .as_tensor()
+            .clone()
+    };
+    weights
+        .iter()
+        .map(|directions| {
+            directions
+                .iter()
+                .map(|w| LayerWeights {
+                    w_ih: var(&w.w_ih),
+                    w_hh: var(&w.w_hh),
+                    b_ih: w.b_ih.as_ref().map(var),
+                    b_hh: w.b_hh.as_ref().map(var),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

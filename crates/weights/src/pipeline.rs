@@ -216,19 +216,18 @@ impl Model {
         mut inputs: Inputs,
     ) -> std::result::Result<Inputs, String> {
         let takes_h0 = whole.onnx.as_ref().is_some_and(|p| p.stack.state.is_some());
-        let refused = match (takes_h0, &inputs.h0, &inputs.lengths) {
-            (false, Some(_), _) | (false, _, Some(_)) => {
-                "its RNN starts from zeros and its own \
-                                                         layers make its masks, so it takes no \
-                                                         h0 or lengths"
-            }
-            (true, _, Some(_)) => {
-                "its RNN starts from zeros or the h0 given and its own layers \
-                                   make its masks, so it takes no lengths"
-            }
-            _ => "",
+        let refused = if inputs.lengths.is_some() || (inputs.h0.is_some() && !takes_h0) {
+            Some(if takes_h0 {
+                "its RNN starts from zeros or the h0 given and its own layers make its masks, \
+                 so it takes no lengths"
+            } else {
+                "its RNN starts from zeros and its own layers make its masks, so it takes no h0 \
+                 or lengths"
+            })
+        } else {
+            None
         };
-        if !refused.is_empty() {
+        if let Some(refused) = refused {
             return Err(format!(
                 "the model is run whole, from its own input: {refused} ({} to give them)",
                 whole.alone()

@@ -440,27 +440,7 @@ fn tracking_gradients_changes_no_number() {
     .unwrap();
     let x = Tensor::randn(0f64, 1.0, (7, 2, 3), &Device::Cpu).unwrap();
     let plain = Rnn::from_weights(&weights, Nonlinearity::Tanh).unwrap();
-    let vars: Vec<Vec<LayerWeights>> = weights
-        .iter()
-        .map(|dirs| {
-            dirs.iter()
-                .map(|w| {
-                    let var = |t: &Tensor| {
-                        candle_core::Var::from_tensor(t)
-                            .unwrap()
-                            .as_tensor()
-                            .clone()
-                    };
-                    LayerWeights {
-                        w_ih: var(&w.w_ih),
-                        w_hh: var(&w.w_hh),
-                        b_ih: w.b_ih.as_ref().map(var),
-                        b_hh: w.b_hh.as_ref().map(var),
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let vars = crate::init::as_variables(&weights);
     let tracked = Rnn::from_weights(&vars, Nonlinearity::Tanh).unwrap();
     let (a, _) = plain.forward(&x, None).unwrap();
     let (b, _) = tracked.forward(&x, None).unwrap();

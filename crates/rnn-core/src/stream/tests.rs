@@ -128,28 +128,7 @@ fn a_stream_of_variables_gives_the_whole_runs_bits() {
             bias: true,
         };
         let weights = uniform_weights(&config, 9, dtype, &Device::Cpu).unwrap();
-        let vars: Vec<Vec<crate::LayerWeights>> = weights
-            .iter()
-            .map(|layer| {
-                layer
-                    .iter()
-                    .map(|w| {
-                        let var = |t: &Tensor| {
-                            candle_core::Var::from_tensor(t)
-                                .unwrap()
-                                .as_tensor()
-                                .clone()
-                        };
-                        crate::LayerWeights {
-                            w_ih: var(&w.w_ih),
-                            w_hh: var(&w.w_hh),
-                            b_ih: w.b_ih.as_ref().map(var),
-                            b_hh: w.b_hh.as_ref().map(var),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
+        let vars = crate::init::as_variables(&weights);
         let rnn = Rnn::from_weights(&vars, Nonlinearity::Tanh).unwrap();
         let xs = Tensor::randn(0f32, 1.0, (4, 2, 3), &Device::Cpu)
             .unwrap()

@@ -123,23 +123,21 @@ impl ModelConfig {
         let mut meta = HashMap::new();
         for layer in &self.rnn {
             if !h5.iter().any(|l| l.recurrent && l.name == layer.name) {
+                let found: Vec<String> = h5
+                    .iter()
+                    .filter(|l| l.recurrent)
+                    .take(8)
+                    .map(|l| format!("`{}`", l.name))
+                    .collect();
                 return Err(format!(
                     "the model's config names the recurrent layer `{0}`, whose SimpleRNN cell's \
                      weights the file does not hold (expected `{0}/simple_rnn_cell/kernel` and \
                      `recurrent_kernel`, found recurrent layers {1})",
                     layer.name,
-                    {
-                        let found: Vec<String> = h5
-                            .iter()
-                            .filter(|l| l.recurrent)
-                            .take(8)
-                            .map(|l| format!("`{}`", l.name))
-                            .collect();
-                        if found.is_empty() {
-                            "none".to_string()
-                        } else {
-                            found.join(", ")
-                        }
+                    if found.is_empty() {
+                        "none".to_string()
+                    } else {
+                        found.join(", ")
                     }
                 ));
             }
