@@ -11,8 +11,9 @@
 //!   scalar code), or as a separate pass after a row-wise register-blocked loop at the
 //!   generic level. With only a few sequences, the input projection of every step is one product up
 //!   front instead, summed in the same order. One sequence without lengths runs its whole
-//!   recurrence in one kernel call where the level has one (f32, AVX2 or AVX-512), the next
-//!   step's projection summed beside each step's chain of multiply-adds, again the same sums.
+//!   recurrence in one kernel call at AVX2 or AVX-512 (in f32 the next step's projection summed
+//!   beside each step's chain of multiply-adds, in f64 every step's projected first), again
+//!   the same sums.
 //! - Which kernels run is the run's [`level::KernelLevel`]; every product sums each element
 //!   the same way whatever the rows it is given, so the thread count changes no number.
 //! - The state is the previous step's output, read in place (with variable lengths, a state

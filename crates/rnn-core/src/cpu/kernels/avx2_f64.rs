@@ -293,7 +293,7 @@ impl Tile<'_> {
 /// ReLU or tanh of 4 lanes, each exactly what `Element::relu` or
 /// [`super::super::tanh::tanh_f64`] returns for it.
 #[inline(always)]
-unsafe fn activate(x: __m256d, activation: Fused) -> __m256d {
+pub(super) unsafe fn activate(x: __m256d, activation: Fused) -> __m256d {
     if activation == Fused::Relu {
         // x < 0 is false for NaN and -0, which pass through.
         let negative = _mm256_cmp_pd::<_CMP_LT_OQ>(x, _mm256_setzero_pd());
@@ -365,7 +365,7 @@ pub(super) unsafe fn activate_lanes(x: [f64; 4], activation: Fused) -> [f64; 4] 
 
 /// Lanes of a 4-lane register to use when `left` columns remain: all bits set in each.
 #[inline(always)]
-unsafe fn mask(left: usize) -> __m256i {
+pub(super) unsafe fn mask(left: usize) -> __m256i {
     let lanes = _mm256_setr_epi64x(0, 1, 2, 3);
     _mm256_cmpgt_epi64(_mm256_set1_epi64x(left.min(4) as i64), lanes)
 }

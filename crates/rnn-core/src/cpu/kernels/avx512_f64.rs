@@ -237,7 +237,7 @@ impl Tile<'_> {
 /// ReLU or tanh of 8 lanes, each exactly what `Element::relu` or
 /// [`super::super::tanh::tanh_f64`] returns for it.
 #[inline(always)]
-unsafe fn activate(x: __m512d, activation: Fused) -> __m512d {
+pub(super) unsafe fn activate(x: __m512d, activation: Fused) -> __m512d {
     if activation == Fused::Relu {
         // x < 0 is false for NaN and -0, which pass through.
         let negative = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, _mm512_setzero_pd());
@@ -311,7 +311,7 @@ pub(super) unsafe fn activate_lanes(x: [f64; 8], activation: Fused) -> [f64; 8] 
 
 /// Lanes of an 8-lane register to use when `left` columns remain.
 #[inline(always)]
-fn mask(left: usize) -> __mmask8 {
+pub(super) fn mask(left: usize) -> __mmask8 {
     if left >= 8 {
         0xFF
     } else {

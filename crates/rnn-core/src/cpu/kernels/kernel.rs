@@ -101,6 +101,22 @@ impl Kernel for f64 {
         }
     }
 
+    unsafe fn sequence_kernel(out: *mut f64, seq: usize, s: &Sequence<f64>) -> bool {
+        match s.w_hh.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as for f32.
+            KernelLevel::Avx512 => unsafe { sequence::avx512_f64(out, seq, s) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as for f32.
+            KernelLevel::Avx2 => unsafe { sequence::avx2_f64(out, seq, s) },
+            _ => {
+                let _ = (out, seq);
+                return false;
+            }
+        }
+        true
+    }
+
     unsafe fn packed_kernel(
         out: *mut f64,
         len: usize,

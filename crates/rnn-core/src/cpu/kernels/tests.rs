@@ -191,13 +191,15 @@ fn fresh_step_cases<T: Element>() {
     }
 }
 
-/// One sequence's kernel (`sequence.rs`) runs at every level with a micro-kernel, in f32;
+/// One sequence's kernel (`sequence.rs`) runs at every level with a micro-kernel, in f32
+/// and f64;
 /// it writes every element before it reads any (the memory starts as NaN), and its bits are
 /// those of the same steps taken one by one with `packed_step`, over one and several blocks
 /// of a row, an input of no features, both directions and activations.
 #[test]
 fn the_sequence_kernel_is_the_steps_one_by_one() {
     sequence_cases::<f32>();
+    sequence_cases::<f64>();
 }
 
 fn sequence_cases<T: Element>() {
