@@ -208,6 +208,14 @@ fn a_tf_keras_savedmodel_with_a_head_runs_whole_or_its_stack_alone() {
     );
 }
 
+/// A compiled and fitted model's SavedModel stores its optimizer's slots and its metrics'
+/// counters beside the model (`optimizer/…`, `keras_api/metrics/…`): training state that the
+/// forward pass never reads, skipped; the model runs as tf-keras's reloaded `predict` does.
+#[test]
+fn a_trained_model_s_savedmodel_runs_past_its_optimizer_and_metrics() {
+    check("tfkeras_savedmodel_trained", "tfkeras_savedmodel_trained");
+}
+
 /// A traced SavedModel of a stateful SimpleRNN stores the RNN's state between calls: saved
 /// before any call (zeros), it runs as tf-keras's reloaded model does; saved after a call, it
 /// is refused, since tf-keras's reloaded model goes on from the state it stores.

@@ -159,6 +159,9 @@ pub(super) fn keras_names(
     // Each layer with weights: whether it is recurrent, and its tensors.
     let mut layers: Vec<(String, bool, Vec<String>)> = Vec::new();
     for (key, tensor) in tensors {
+        if training_state(&key) {
+            continue;
+        }
         if let Some(layer) = stateful_state(&key) {
             // A stateful RNN's state between calls: zeros until the model has run, and a
             // reloaded tf-keras model starts from what is stored. rnn starts from zeros, so a
@@ -252,6 +255,15 @@ pub(super) fn keras_names(
     let (metadata, recorded, graph) = crate::readers::keras::config_metadata(config, &layers)
         .map_err(|e| malformed("Keras SavedModel metadata", metadata_path, e))?;
     Ok((renamed, metadata, recorded, graph))
+}
+
+/// Whether `key` is training state that a compiled model's SavedModel stores beside the
+/// model: its optimizer's variables (`optimizer/_iterations`, `optimizer/_variables/3`, the
+/// slots) and its compiled metrics' (`keras_api/metrics/0/count`), none of which the forward
+/// pass reads. tf-keras writes them whenever the model was compiled (`include_optimizer=False`
+/// drops the optimizer's only).
+fn training_state(key: &str) -> bool {
+    key.starts_with("optimizer/") || key.starts_with("keras_api/metrics/")
 }
 
 /// The object holding a stateful RNN's state variable (`layer_with_weights-0` of
