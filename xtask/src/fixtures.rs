@@ -35,6 +35,7 @@ const SCRIPTS: &[&str] = &[
     "tfkeras_saved_models.py",
     "keras3_train_checkpoint.py",
     "keras3_stacked_cells.py",
+    "keras_last_step.py",
     "torch_gradients.py",
     "numpy_print.py",
     "torch_converted.py",

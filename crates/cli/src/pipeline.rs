@@ -185,6 +185,10 @@ pub fn check_all_read(file: &TensorFile, inputs: &Inputs, model_file: &TensorFil
     if let Some(graph) = model_file.graph() {
         expected.extend(rnn_weights::expected_named(file, &graph.outputs(), false)?);
     }
+    // A Keras model of recurrent layers alone whose top returns its last step: its output.
+    if let Some(name) = rnn_weights::keras_last_step_output(model_file) {
+        expected.extend(rnn_weights::expected_named(file, &[name], false)?);
+    }
     let read: BTreeSet<String> = inputs
         .names
         .iter()

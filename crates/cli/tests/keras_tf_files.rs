@@ -583,3 +583,45 @@ fn a_whole_model_streams_token_by_token() {
         "{stderr}"
     );
 }
+
+/// A Keras model that is its recurrent layers alone, whose top layer returns its last step only
+/// (`return_sequences=False`), gives that output under Keras's name beside `output` and `h_n`
+/// (`keras_last_step.py`): a `Bidirectional(merge_mode="ave")` one, whose output (the two
+/// directions' final states averaged) is no step of `output`, and a stack; each from `.keras`
+/// and `.h5`, against Keras's predict. Picking the layers (`--stack`) runs the RNN alone.
+#[test]
+fn a_keras_model_returning_its_last_step_gives_that_output_by_name() {
+    for (name, output) in [("birnn", "birnn"), ("stack", "top")] {
+        for ext in ["keras", "h5"] {
+            let model = format!("keras_last_step_{name}.{ext}");
+            check_npz(&model, &format!("keras_last_step_{name}.npz"), &[], 1);
+            let dir = repo("tests/fixtures/files");
+            let input = dir.join(format!("keras_last_step_{name}.npz"));
+            let out = rnn(&[
+                "run",
+                dir.join(&model).to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+            ]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{model}: {stdout}");
+            assert!(stdout.starts_with("output [3, 6, "), "{model}: {stdout}");
+            assert!(
+                stdout.contains(&format!("\n{output} [3, ")),
+                "{model}: {stdout}"
+            );
+        }
+    }
+    let dir = repo("tests/fixtures/files");
+    let out = rnn(&[
+        "run",
+        dir.join("keras_last_step_birnn.keras").to_str().unwrap(),
+        "--input",
+        dir.join("keras_last_step_birnn.npz").to_str().unwrap(),
+        "--stack",
+        "birnn/",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("birnn ["), "{stdout}");
+}

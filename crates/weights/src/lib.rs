@@ -74,7 +74,7 @@ pub use model::LoadedWeights;
 pub use naming::{Naming, Transform};
 pub use onnx_save::{save_onnx, OnnxRnn, OPSET};
 pub use options::ReadOptions;
-pub use pipeline::{Model, Run, Stream};
+pub use pipeline::{keras_last_step_output, Model, Run, Stream};
 pub use readers::keras::compute_dtype_note;
 pub use readers::notes;
 pub use selection::{weight_names, Selection};

@@ -28,11 +28,17 @@ pub struct Model {
     /// The layers around the RNN, where the file records a whole model and the user picked no
     /// layers (`--stack`, `--prefix` run the RNN alone).
     whole: Option<Whole>,
+    /// The name of a Keras model's own output where the file records a model that is its
+    /// recurrent layers alone, whose top layer returns its last step only
+    /// (`return_sequences=False`), and the user picked no layers: that output (the top layer's
+    /// final states, merged) is given beside `output` and `h_n`.
+    model_output: Option<String>,
 }
 
 /// What a run gives: the outputs named as the inputs' form names them (`output` and `h_n`, or
 /// `Y<t>`; a top layer with `merge_mode` none gives `output_forward` and `output_backward`
-/// instead of `output`), the whole output (in the inputs' layout; step form's is
+/// instead of `output`; a Keras model of recurrent layers alone whose top returns its last
+/// step also gives that, [`Run::last`], under the name Keras gives the model's output), the whole output (in the inputs' layout; step form's is
 /// time-major), `h_n` where the layers' states stack, and the last layer's final states
 /// merged (Keras's `return_sequences=False` output).
 pub struct Run {
@@ -79,11 +85,16 @@ impl Model {
             .build(file, &config)?
             .to_device(device)
             .map_err(|e| file.tensor_error(e))?;
+        let model_output =
+            (whole.is_none() && !read.selection.picks_layers() && form == Form::Sequence)
+                .then(|| keras_last_step_output(file))
+                .flatten();
         Ok(Self {
             file: file.clone(),
             config,
             rnn,
             whole,
+            model_output,
         })
     }
 
@@ -91,6 +102,12 @@ impl Model {
     /// Keras's output layer); `None` where they are rnn's (`output`, `h_n`, `Y<t>`).
     pub fn output_names(&self) -> Option<Vec<String>> {
         self.whole.as_ref().map(|w| w.outputs.clone())
+    }
+
+    /// The Keras model's own output that a run of its recurrent layers alone gives beside
+    /// `output` and `h_n` ([`keras_last_step_output`]), where it does.
+    pub fn model_output(&self) -> Option<&str> {
+        self.model_output.as_deref()
     }
 
     /// Whether the model is an ONNX graph evaluated around its RNN nodes (its axes are the
@@ -302,9 +319,15 @@ impl Model {
                 ),
             );
         }
+        let last = rnn.merge_final_states(&states)?;
+        if let Some(name) = &self.model_output {
+            if top.merge_mode != MergeMode::Separate && !named.iter().any(|(n, _)| n == name) {
+                named.push((name.clone(), last.clone()));
+            }
+        }
         Ok(Run {
             named,
-            last: rnn.merge_final_states(&states)?,
+            last,
             output,
             h_n,
             layer_outputs,
@@ -561,6 +584,22 @@ impl Stream {
 /// The inputs a Keras whole model's layers after the RNN read, together.
 fn head_reads(whole: &Whole) -> usize {
     whole.after.iter().map(|(_, inputs)| inputs.len()).sum()
+}
+
+/// Where `file` records a Keras model that is its recurrent layers alone and whose top layer
+/// returns its last step only (`return_sequences=False`), the name Keras gives that model's
+/// output: its top layer's (the last of the recorded stack `simple_rnn/,simple_rnn_1/`, the
+/// last part of its path within nested models). A run that picks no layers gives it beside
+/// `output` and `h_n` ([`Run::named`]), and `rnn check` compares it where a fixture has it.
+pub fn keras_last_step_output(file: &TensorFile) -> Option<String> {
+    let meta = file.metadata();
+    if file.graph().is_some() || meta.get("return_sequences").map(String::as_str) != Some("false") {
+        return None;
+    }
+    let stack = meta.get(crate::readers::keras::STACK)?;
+    let top = stack.rsplit(',').next()?.trim_end_matches('/');
+    let name = top.rsplit('/').next()?;
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// Refuses the options that a whole model's own layers settle: step form (its input is one

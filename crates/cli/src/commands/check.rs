@@ -73,10 +73,13 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     // results where the fixture has them.
     let prefer_f64 = dtype != DType::F32 || args.float64_reference;
     let names = on_cpu.output_names();
-    let expected = match &names {
+    let mut expected = match &names {
         Some(names) => expected_named(&fixture, names, prefer_f64)?,
         None => expected_outputs(&fixture, inputs.form, prefer_f64)?,
     };
+    if let Some(name) = on_cpu.model_output() {
+        expected.extend(expected_named(&fixture, &[name.to_string()], prefer_f64)?);
+    }
     if expected.is_empty() {
         bail!(
             "{}: no expected outputs to compare with: expected {} beside the inputs",
