@@ -13,6 +13,7 @@
 //! the metadata key `skipped`.
 
 mod bundle;
+mod meta_graph;
 mod names;
 mod saved_model;
 #[cfg(test)]
@@ -152,6 +153,13 @@ pub(crate) fn read(prefix: &Path) -> Result<TensorFile> {
     }
     if !skipped.is_empty() {
         metadata.insert("skipped".to_string(), skipped.join(","));
+    }
+    // A TF1 BasicRNNCell's activation, where the graph saved beside records one not tanh.
+    if let Some(activation) = meta_graph::cell_activation(prefix)? {
+        metadata.insert(
+            crate::config::key::NONLINEARITY.to_string(),
+            activation.to_string(),
+        );
     }
     Ok(TensorFile::from_tensors(&index_path, tensors, metadata).with_unloadable(unloadable))
 }
