@@ -62,8 +62,22 @@ pub(crate) fn load_plan(file: &TensorFile, plan: &Plan, dtype: DType) -> Result<
             };
             let w_hh = load(&cell.w_hh, "weight_hh")?;
             if w_hh.dims() != [hidden, hidden] {
-                let expected =
+                let mut expected =
                     format!("[{hidden}, {hidden}] (hidden size from {})", cell.w_ih.name);
+                // A GRU's or LSTM's weights stack 3 or 4 gates' rows: [3·H, H] or [4·H, H].
+                if let &[rows, units] = w_hh.dims() {
+                    let gates = (rows == hidden && units > 0 && rows % units == 0)
+                        .then(|| rows / units)
+                        .filter(|g| matches!(g, 3 | 4));
+                    if let Some(gates) = gates {
+                        let cell_kind = if gates == 3 { "a GRU" } else { "an LSTM" };
+                        expected.push_str(&format!(
+                            "; {gates} gates' rows of {units} units each, as {cell_kind} \
+                             stacks them, which rnn does not run (it runs Elman RNNs: \
+                             torch.nn.RNN, Keras SimpleRNN, TF1 BasicRNNCell)"
+                        ));
+                    }
+                }
                 return Err(shape_error(file, &cell.w_hh, expected));
             }
             let mut bias = |source: &Option<Source>, kind: &str| -> Result<Option<Tensor>> {

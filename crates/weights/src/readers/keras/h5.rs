@@ -514,9 +514,17 @@ impl<F: Fn(String) -> WeightsError> H5Reader<'_, F> {
                      config does not record as a SimpleRNN's; rnn runs SimpleRNN layers only"
                 )));
             }
+            let gated = if class.starts_with("lstm_cell") {
+                " (an LSTM's)"
+            } else if class.starts_with("gru_cell") {
+                " (a GRU's)"
+            } else {
+                ""
+            };
             return Err((self.malformed)(format!(
-                "layer `{name}` ({cell_at}) has the cell `{class}`, which no model config \
-                 beside the weights records as a SimpleRNNCell; rnn runs SimpleRNN layers only"
+                "layer `{name}` ({cell_at}) has the cell `{class}`{gated}, which no model config \
+                 beside the weights records as a SimpleRNNCell; rnn runs SimpleRNN layers only \
+                 (pick them with --stack LAYER/,LAYER/ where the model has some)"
             )));
         }
         let datasets = vars
