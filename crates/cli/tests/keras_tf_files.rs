@@ -35,10 +35,13 @@ fn a_tf1_saver_checkpoint_of_a_bidirectional_dynamic_rnn_by_its_prefix() {
 
 /// A TF1 `Saver` checkpoint of a relu `BasicRNNCell`: the checkpoint holds the kernel and bias
 /// only, and the `.meta` graph that `Saver` writes beside it by default records the relu, which
-/// rnn reads (before, it ran tanh, the cell's default, with exit 0).
+/// rnn reads (before, it ran tanh, the cell's default, with exit 0). Naming the `.meta` names
+/// the checkpoint.
 #[test]
 fn a_tf1_cell_s_activation_is_read_from_the_meta_graph_beside_it() {
     check("tf1_saver_relu", "tf1_saver_relu");
+    // The .meta names the checkpoint too.
+    check("tf1_saver_relu.meta", "tf1_saver_relu");
 }
 
 #[test]

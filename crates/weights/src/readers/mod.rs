@@ -282,9 +282,13 @@ pub(crate) fn read_framework_file(
 }
 
 /// The TensorFlow checkpoint `path` names, if it names one: a prefix `NAME` beside
-/// `NAME.index`, or the `.index` file itself. Returns the prefix.
+/// `NAME.index`, the `.index` file itself, or the `NAME.meta` graph TF1's `Saver` writes beside
+/// `NAME.index`. Returns the prefix.
 pub(crate) fn checkpoint_prefix(path: &Path) -> Option<std::path::PathBuf> {
     if path.extension().is_some_and(|e| e == "index") {
+        return Some(path.with_extension(""));
+    }
+    if path.extension().is_some_and(|e| e == "meta") && path.with_extension("index").is_file() {
         return Some(path.with_extension(""));
     }
     let mut index = path.as_os_str().to_owned();
