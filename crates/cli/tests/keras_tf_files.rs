@@ -635,4 +635,19 @@ fn a_keras_model_returning_its_last_step_gives_that_output_by_name() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(!stdout.contains("birnn ["), "{stdout}");
+    // A check of the layers picked would leave the model's output in the fixture uncompared.
+    let out = rnn(&[
+        "check",
+        dir.join("keras_last_step_birnn.keras").to_str().unwrap(),
+        "--fixture",
+        dir.join("keras_last_step_birnn.npz").to_str().unwrap(),
+        "--stack",
+        "birnn/",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`birnn` is the Keras model's own output"),
+        "{stderr}"
+    );
 }

@@ -38,7 +38,8 @@ pub struct Model {
 /// What a run gives: the outputs named as the inputs' form names them (`output` and `h_n`, or
 /// `Y<t>`; a top layer with `merge_mode` none gives `output_forward` and `output_backward`
 /// instead of `output`; a Keras model of recurrent layers alone whose top returns its last
-/// step also gives that, [`Run::last`], under the name Keras gives the model's output), the whole output (in the inputs' layout; step form's is
+/// step also gives that, [`Run::last`], under the name Keras gives the model's output), the
+/// whole output (in the inputs' layout; step form's is
 /// time-major), `h_n` where the layers' states stack, and the last layer's final states
 /// merged (Keras's `return_sequences=False` output).
 pub struct Run {
@@ -592,11 +593,12 @@ fn head_reads(whole: &Whole) -> usize {
 /// last part of its path within nested models). A run that picks no layers gives it beside
 /// `output` and `h_n` ([`Run::named`]), and `rnn check` compares it where a fixture has it.
 pub fn keras_last_step_output(file: &TensorFile) -> Option<String> {
+    use crate::readers::keras::{RETURN_SEQUENCES, STACK};
     let meta = file.metadata();
-    if file.graph().is_some() || meta.get("return_sequences").map(String::as_str) != Some("false") {
+    if file.graph().is_some() || meta.get(RETURN_SEQUENCES).map(String::as_str) != Some("false") {
         return None;
     }
-    let stack = meta.get(crate::readers::keras::STACK)?;
+    let stack = meta.get(STACK)?;
     let top = stack.rsplit(',').next()?.trim_end_matches('/');
     let name = top.rsplit('/').next()?;
     (!name.is_empty()).then(|| name.to_string())

@@ -7,7 +7,7 @@ use rnn_core::{MergeMode, Nonlinearity, TimeOrder};
 use serde_json::Value;
 
 use super::h5::H5Layer;
-use super::{COMPUTE_DTYPE, NOT_RUN, STACK};
+use super::{COMPUTE_DTYPE, NOT_RUN, RETURN_SEQUENCES, STACK};
 use crate::config::{Graph, LayerConfig, Node, Part, PartKind, Recorded, Source};
 use rnn_core::around::{Activation, Merge};
 
@@ -188,7 +188,7 @@ impl ModelConfig {
                 .join(","),
         );
         if let Some(top) = self.rnn.last() {
-            meta.insert("return_sequences".into(), top.return_sequences.to_string());
+            meta.insert(RETURN_SEQUENCES.into(), top.return_sequences.to_string());
         }
         let layers = self
             .rnn

@@ -352,6 +352,9 @@ pub fn compute_dtype_note(file: &TensorFile, dtype: candle_core::DType) -> Optio
 
 /// Metadata key: the RNN's layers, bottom first, as `--stack` prefixes.
 pub const STACK: &str = "keras_stack";
+/// The metadata key of whether the recorded stack's top layer returns every step (`true`) or
+/// its last (`false`).
+pub const RETURN_SEQUENCES: &str = "return_sequences";
 
 #[cfg(test)]
 mod tests {

@@ -75,9 +75,7 @@ fn activation(op: &str) -> Option<Option<&'static str>> {
 /// different activations (rnn takes one per layer from `--nonlinearity`), or one rnn does not
 /// compute; each names the file and the ops.
 pub(super) fn cell_activation(prefix: &Path) -> Result<Option<&'static str>> {
-    let mut name = prefix.as_os_str().to_owned();
-    name.push(".meta");
-    let path = std::path::PathBuf::from(name);
+    let path = super::with_suffix(prefix, ".meta");
     if !path.is_file() {
         return Ok(None);
     }
